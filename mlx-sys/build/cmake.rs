@@ -1,0 +1,90 @@
+//! CMake build of mlx-c as a static library against the located MLX.
+//!
+//! cmake is run directly rather than through the `cmake` crate: the program
+//! may be one this script installed (the crate only reads `$CMAKE` from the
+//! environment), and mlx-c must be built optimised whatever cargo's profile,
+//! without the flags cc-rs derives from that profile.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::Failure;
+use crate::mlx::Mlx;
+use crate::settings::Settings;
+
+/// Configures and builds mlx-c; returns the folder holding `libmlxc.a`.
+pub fn build_mlx_c(
+    settings: &Settings,
+    cmake: &Path,
+    mlx_c: &Path,
+    mlx: &Mlx,
+) -> Result<PathBuf, Failure> {
+    let build_dir = settings.out_dir.join("mlx-c-build");
+    let compat = settings.manifest_dir.join("compat").join("std_format.h");
+    // `-include` supplies std::format where the C++ library lacks it
+    // (libstdc++ before GCC 13); the header is a no-op elsewhere.
+    let mut cxx_flags = format!("-include \"{}\"", compat.display());
+    if let Ok(user) = std::env::var("CXXFLAGS") {
+        cxx_flags = format!("{user} {cxx_flags}");
+    }
+    let mut configure = Command::new(cmake);
+    configure
+        .arg("-S")
+        .arg(mlx_c)
+        .arg("-B")
+        .arg(&build_dir)
+        .arg("-DCMAKE_BUILD_TYPE=Release")
+        .arg("-DBUILD_SHARED_LIBS=OFF")
+        .arg("-DMLX_C_BUILD_EXAMPLES=OFF")
+        .arg("-DMLX_C_USE_SYSTEM_MLX=ON")
+        .arg(format!("-DMLX_DIR={}", mlx.cmake_dir().display()))
+        .arg(format!("-DCMAKE_CXX_FLAGS={cxx_flags}"));
+    if settings.target_os == "macos" {
+        configure.arg("-DCMAKE_OSX_ARCHITECTURES=arm64");
+    }
+    run(configure, "configure mlx-c")?;
+
+    let mut build = Command::new(cmake);
+    build.arg("--build").arg(&build_dir).args([
+        "--config",
+        "Release",
+        "--parallel",
+        &settings.jobs,
+    ]);
+    run(build, "build mlx-c")?;
+
+    let lib = if settings.target_os == "windows" {
+        "mlxc.lib"
+    } else {
+        "libmlxc.a"
+    };
+    match [build_dir.clone(), build_dir.join("Release")]
+        .into_iter()
+        .find(|d| d.join(lib).is_file())
+    {
+        Some(dir) => Ok(dir),
+        None => crate::fail!(
+            "the mlx-c build finished without {lib} under {}",
+            build_dir.display()
+        ),
+    }
+}
+
+fn run(mut command: Command, what: &str) -> Result<(), Failure> {
+    // cmake's output goes to stderr, since cargo reads stdout for directives;
+    // cargo shows it when the build fails.
+    let output = command
+        .output()
+        .map_err(|e| Failure(format!("cannot {what}: {e}")))?;
+    eprint!("{}", String::from_utf8_lossy(&output.stdout));
+    eprint!("{}", String::from_utf8_lossy(&output.stderr));
+    if output.status.success() {
+        Ok(())
+    } else {
+        crate::fail!(
+            "could not {what} ({}); CMake's messages are above. A C++20 compiler is needed \
+             (GCC 12 or newer, or Apple clang 15 or newer).",
+            output.status
+        )
+    }
+}

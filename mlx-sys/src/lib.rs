@@ -1,0 +1,26 @@
+//! Raw bindings to [mlx-c](https://github.com/ml-explore/mlx-c) 0.7.0, MLX's
+//! C API, linked against MLX 0.32.2.
+//!
+//! Everything here is `unsafe` and mirrors the C headers one to one; the safe
+//! API is the `mlx-rs` crate. The build script obtains mlx-c and MLX from the
+//! package registries (crates.io and PyPI), verifies their checksums, builds
+//! a static `libmlxc` with CMake and links `libmlx` dynamically; README.md
+//! lists the environment variables that change where they come from.
+//!
+//! Notes for callers:
+//! - mlx-c's default error handler prints the message and calls `exit`.
+//!   Install your own with [`mlx_set_error_handler`] before the first call.
+//! - On x86-64, mlx-c declares the float16/bfloat16 scalar accessors only
+//!   when `HAS_FLOAT16` is defined, so they are absent; read such arrays as
+//!   `uint16` words.
+#![allow(non_camel_case_types, non_snake_case, non_upper_case_globals)]
+#![allow(missing_docs, clippy::all, clippy::undocumented_unsafe_blocks)]
+
+include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
+
+/// The version of the MLX library this crate was built against, as its
+/// CMake package reported it (0.32.2 unless `MLX_DIR` points elsewhere).
+pub const MLX_VERSION: &str = env!("MLX_SYS_MLX_VERSION");
+
+/// The version of mlx-c these bindings were generated from.
+pub const MLX_C_VERSION: &str = "0.7.0";

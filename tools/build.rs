@@ -1,0 +1,8 @@
+//! Lets this crate's tests, examples and binaries find libmlx when run
+//! directly, without LD_LIBRARY_PATH (cargo passes mlx-sys's rpath only to
+//! mlx-sys's own targets).
+fn main() {
+    if let Ok(dir) = std::env::var("DEP_MLX_LIB_DIR") {
+        println!("cargo:rustc-link-arg=-Wl,-rpath,{dir}");
+    }
+}
