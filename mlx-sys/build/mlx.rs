@@ -41,7 +41,7 @@ pub fn locate(settings: &Settings) -> Result<Mlx, Failure> {
         settings,
         pin,
         &format!("MLX {MLX_VERSION} ({})", pin.trim_end_matches(".txt")),
-        "Or set MLX_DIR to an MLX install prefix (one holding share/cmake/MLX).",
+        "Alternatively, set MLX_DIR to an MLX install prefix (one holding share/cmake/MLX).",
     )?;
     from_prefix(root.join("mlx"))
 }

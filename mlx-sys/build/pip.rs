@@ -23,7 +23,7 @@ pub fn install(
     }
     if settings.offline {
         return crate::fail!(
-            "{purpose} is not in the cache ({}) and MLX_SYS_OFFLINE forbids downloads. {instead}",
+            "{purpose} is not in the cache ({}) and MLX_SYS_OFFLINE forbids downloads: build once without it to fill the cache. {instead}",
             entry.display()
         );
     }

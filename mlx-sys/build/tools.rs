@@ -12,9 +12,9 @@ use std::process::Command;
 use crate::settings::Settings;
 use crate::{Failure, pip};
 
-const INSTALL_CMAKE: &str = "Or install cmake 3.16 or newer yourself (Debian/Ubuntu: \
+const INSTALL_CMAKE: &str = "Alternatively, install cmake 3.16 or newer yourself (Debian/Ubuntu: \
     `sudo apt-get install cmake`; macOS: `brew install cmake`), or set CMAKE to its path.";
-const INSTALL_LIBCLANG: &str = "Or install libclang yourself (Debian/Ubuntu: \
+const INSTALL_LIBCLANG: &str = "Alternatively, install libclang yourself (Debian/Ubuntu: \
     `sudo apt-get install libclang-dev`; macOS: `xcode-select --install`), or set \
     LIBCLANG_PATH to the folder holding it.";
 /// mlx-c's CMakeLists.txt needs this version.
