@@ -42,6 +42,9 @@ pub fn build_mlx_c(
     if settings.target_os == "macos" {
         configure.arg("-DCMAKE_OSX_ARCHITECTURES=arm64");
     }
+    if settings.cuda {
+        cuda_arguments(settings, mlx, &mut configure);
+    }
     run(configure, "configure mlx-c")?;
 
     let mut build = Command::new(cmake);
@@ -67,6 +70,31 @@ pub fn build_mlx_c(
             "the mlx-c build finished without {lib} under {}",
             build_dir.display()
         ),
+    }
+}
+
+/// MLX's CMake package requires the CUDA toolkit and cuDNN when MLX was built
+/// with CUDA. mlx-c needs neither, so a stand-in find module accepts a
+/// machine without the toolkit, and cuDNN is looked for in the NVIDIA wheels
+/// installed beside MLX (`<root>/nvidia/cudnn`).
+fn cuda_arguments(settings: &Settings, mlx: &Mlx, configure: &mut Command) {
+    let modules = settings.manifest_dir.join("compat").join("cmake");
+    configure.arg(format!("-DCMAKE_MODULE_PATH={}", modules.display()));
+    if let Some(cudnn) = mlx
+        .prefix
+        .parent()
+        .map(|root| root.join("nvidia").join("cudnn"))
+    {
+        if cudnn.join("include").join("cudnn.h").is_file() {
+            configure.arg(format!(
+                "-DCUDNN_INCLUDE_PATH={}",
+                cudnn.join("include").display()
+            ));
+            configure.arg(format!(
+                "-DCUDNN_LIBRARY_PATH={}",
+                cudnn.join("lib").display()
+            ));
+        }
     }
 }
 

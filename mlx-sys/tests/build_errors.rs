@@ -22,7 +22,9 @@ const BUILD_VARIABLES: &[&str] = &[
 ];
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("build-errors").join(name);
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("build-errors")
+        .join(name);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("scratch folder");
     dir
@@ -33,7 +35,13 @@ fn failing_build(vars: &[(&str, &str)], path: Option<&str>) -> String {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut command = Command::new(cargo);
     command
-        .args(["build", "-p", "mlx-sys", "--manifest-path", WORKSPACE_MANIFEST])
+        .args([
+            "build",
+            "-p",
+            "mlx-sys",
+            "--manifest-path",
+            WORKSPACE_MANIFEST,
+        ])
         .arg("--target-dir")
         .arg(Path::new(env!("CARGO_TARGET_TMPDIR")).join("build-errors-target"));
     for var in BUILD_VARIABLES {
@@ -45,8 +53,14 @@ fn failing_build(vars: &[(&str, &str)], path: Option<&str>) -> String {
     }
     let output = command.output().expect("cargo runs");
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(!output.status.success(), "the build succeeded with {vars:?}:\n{stderr}");
-    assert!(!stderr.contains("panicked"), "the build script panicked:\n{stderr}");
+    assert!(
+        !output.status.success(),
+        "the build succeeded with {vars:?}:\n{stderr}"
+    );
+    assert!(
+        !stderr.contains("panicked"),
+        "the build script panicked:\n{stderr}"
+    );
     stderr
 }
 
@@ -100,7 +114,10 @@ fn bad_build_settings_fail_with_the_fix_in_the_message() {
     let stderr = failing_build(&[("MLX_DIR", not_mlx.to_str().unwrap())], None);
     assert_mentions(
         &stderr,
-        &[&format!("MLX_DIR={}", not_mlx.display()), "share/cmake/MLX/MLXConfig.cmake"],
+        &[
+            &format!("MLX_DIR={}", not_mlx.display()),
+            "share/cmake/MLX/MLXConfig.cmake",
+        ],
     );
 
     // An MLX_C_DIR that is not an mlx-c tree.
@@ -111,10 +128,16 @@ fn bad_build_settings_fail_with_the_fix_in_the_message() {
     // Offline with an empty cache: nothing may be downloaded.
     let empty_cache = scratch("empty-cache");
     let stderr = failing_build(
-        &[("MLX_SYS_OFFLINE", "1"), ("MLX_SYS_CACHE_DIR", empty_cache.to_str().unwrap())],
+        &[
+            ("MLX_SYS_OFFLINE", "1"),
+            ("MLX_SYS_CACHE_DIR", empty_cache.to_str().unwrap()),
+        ],
         None,
     );
-    assert_mentions(&stderr, &["MLX_SYS_OFFLINE forbids downloads", "set MLX_DIR"]);
+    assert_mentions(
+        &stderr,
+        &["MLX_SYS_OFFLINE forbids downloads", "set MLX_DIR"],
+    );
 
     // Offline without cmake: the message names the install commands.
     let prefix = cached_mlx_prefix().expect("the main build cached an MLX wheel");
@@ -126,5 +149,8 @@ fn bad_build_settings_fail_with_the_fix_in_the_message() {
         ],
         Some(&path_without_cmake()),
     );
-    assert_mentions(&stderr, &["sudo apt-get install cmake", "brew install cmake"]);
+    assert_mentions(
+        &stderr,
+        &["sudo apt-get install cmake", "brew install cmake"],
+    );
 }
