@@ -13,7 +13,8 @@ pub fn generate(settings: &Settings, mlx_c: &Path, clang: &Clang) -> Result<(), 
         .header(header.display().to_string())
         .clang_arg(format!("-I{}", mlx_c.display()))
         .clang_args(&clang.args)
-        .allowlist_function("mlx_.*")
+        // `_mlx_*` are mlx-c's lower-level helpers (contiguity queries).
+        .allowlist_function("_?mlx_.*")
         .allowlist_type("mlx_.*")
         .allowlist_var("MLX_.*|mlx_.*")
         // C enums become newtypes with associated constants: a value MLX adds

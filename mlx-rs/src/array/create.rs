@@ -1,0 +1,149 @@
+//! Arrays from Rust data: `mx.array(...)`.
+
+use mlx_sys as sys;
+
+use super::Array;
+use crate::dtype::{ArrayElement, Dtype};
+use crate::error::{Error, Result};
+use crate::ffi::check_handle;
+
+impl Array {
+    /// An array of `shape` holding a copy of `data` in row-major order
+    /// (`mx.array(data).reshape(shape)`).
+    ///
+    /// Fails if a dimension is negative or `data` does not fill the shape.
+    pub fn from_slice<T: ArrayElement>(data: &[T], shape: &[i32]) -> Result<Array> {
+        let expected = element_count(shape)?;
+        if expected != data.len() {
+            return Err(Error::ShapeMismatch {
+                shape: shape.to_vec(),
+                expected,
+                actual: data.len(),
+            });
+        }
+        let ndim = i32::try_from(shape.len())
+            .map_err(|_| Error::invalid(format!("{} dimensions are too many", shape.len())))?;
+        check_handle(
+            "array",
+            || {
+                // SAFETY: `data` holds the shape's element count of T, whose
+                // layout is T::DTYPE's; mlx-c copies it before returning.
+                Array {
+                    raw: unsafe {
+                        sys::mlx_array_new_data(
+                            data.as_ptr().cast(),
+                            shape.as_ptr(),
+                            ndim,
+                            T::DTYPE.to_raw(),
+                        )
+                    },
+                }
+            },
+            |a| a.raw.ctx.is_null(),
+        )
+    }
+
+    /// An array of `shape` and `dtype` from raw little-endian bytes in
+    /// row-major order, as stored in safetensors or NumPy files.
+    pub fn from_bytes(bytes: &[u8], shape: &[i32], dtype: Dtype) -> Result<Array> {
+        let expected = element_count(shape)?;
+        if bytes.len() != expected * dtype.size() {
+            return Err(Error::invalid(format!(
+                "shape {shape:?} of {dtype} needs {} bytes, but {} were given",
+                expected * dtype.size(),
+                bytes.len()
+            )));
+        }
+        let ndim = i32::try_from(shape.len())
+            .map_err(|_| Error::invalid(format!("{} dimensions are too many", shape.len())))?;
+        // mlx-c reads the data through a typed pointer, so it must be
+        // aligned for the dtype (8 bytes covers every dtype).
+        let mut aligned = vec![0u64; bytes.len().div_ceil(8)];
+        // SAFETY: `aligned` has at least `bytes.len()` bytes; no overlap.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                bytes.as_ptr(),
+                aligned.as_mut_ptr().cast::<u8>(),
+                bytes.len(),
+            )
+        };
+        check_handle(
+            "array",
+            || {
+                // SAFETY: `aligned` holds exactly the shape's elements of
+                // `dtype`, suitably aligned; mlx-c copies them before returning.
+                Array {
+                    raw: unsafe {
+                        sys::mlx_array_new_data(
+                            aligned.as_ptr().cast(),
+                            shape.as_ptr(),
+                            ndim,
+                            dtype.to_raw(),
+                        )
+                    },
+                }
+            },
+            |a| a.raw.ctx.is_null(),
+        )
+    }
+
+    /// An array of `shape` from the values of `iter` in row-major order.
+    pub fn from_iter<T: ArrayElement>(
+        iter: impl IntoIterator<Item = T>,
+        shape: &[i32],
+    ) -> Result<Array> {
+        let data: Vec<T> = iter.into_iter().collect();
+        Array::from_slice(&data, shape)
+    }
+
+    /// A 0-dimensional array holding `value` (`mx.array(value)`).
+    pub fn scalar<T: ArrayElement>(value: T) -> Array {
+        // A one-element slice always fills shape [], so this cannot fail
+        // short of MLX running out of memory.
+        Array::from_slice(&[value], &[])
+            .unwrap_or_else(|e| panic!("making a scalar array failed: {e}"))
+    }
+}
+
+/// The number of elements of `shape`, checking each dimension.
+pub(crate) fn element_count(shape: &[i32]) -> Result<usize> {
+    shape.iter().try_fold(1usize, |count, &dim| {
+        let dim = usize::try_from(dim)
+            .map_err(|_| Error::invalid(format!("shape {shape:?} has a negative dimension")))?;
+        count
+            .checked_mul(dim)
+            .ok_or_else(|| Error::invalid(format!("shape {shape:?} has too many elements")))
+    })
+}
+
+impl<T: ArrayElement> From<T> for Array {
+    /// A 0-dimensional array.
+    fn from(value: T) -> Array {
+        Array::scalar(value)
+    }
+}
+
+impl<T: ArrayElement> From<&[T]> for Array {
+    /// A 1-dimensional array.
+    ///
+    /// # Panics
+    /// If the slice has more than `i32::MAX` elements.
+    fn from(data: &[T]) -> Array {
+        let len = i32::try_from(data.len()).expect("a 1-D array holds at most i32::MAX elements");
+        Array::from_slice(data, &[len]).unwrap_or_else(|e| panic!("making a 1-D array failed: {e}"))
+    }
+}
+
+impl<T: ArrayElement, const N: usize> From<[T; N]> for Array {
+    /// A 1-dimensional array.
+    fn from(data: [T; N]) -> Array {
+        Array::from(&data[..])
+    }
+}
+
+impl<T: ArrayElement> From<Vec<T>> for Array {
+    /// A 1-dimensional array.
+    fn from(data: Vec<T>) -> Array {
+        Array::from(&data[..])
+    }
+}

@@ -1,0 +1,314 @@
+//! Devices and streams, and the scoped default stream every operation uses.
+//!
+//! Python passes `stream=` to each op; here an op runs on the thread's
+//! current stream: the one set by the innermost [`with_stream`] or
+//! [`with_device`] scope, else the default stream of MLX's default device.
+//! [`with_device`] reuses that device's default stream; no scope ever creates
+//! a stream.
+
+use std::cell::RefCell;
+use std::fmt;
+
+use mlx_sys as sys;
+
+use crate::error::Result;
+use crate::ffi::{check, check_handle};
+use crate::handles::MlxString;
+
+/// CPU or GPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeviceType {
+    /// The CPU.
+    Cpu,
+    /// The GPU (Metal on Apple silicon, CUDA on Linux).
+    Gpu,
+}
+
+impl DeviceType {
+    fn to_raw(self) -> sys::mlx_device_type {
+        match self {
+            DeviceType::Cpu => sys::mlx_device_type_::MLX_CPU,
+            DeviceType::Gpu => sys::mlx_device_type_::MLX_GPU,
+        }
+    }
+}
+
+/// A device: Python's `mx.Device`.
+pub struct Device {
+    raw: sys::mlx_device,
+}
+
+// SAFETY: an mlx_device owns an immutable mlx::core::Device (a type and an
+// index); nothing mutates it through a shared handle.
+unsafe impl Send for Device {}
+// SAFETY: as above, shared reads of immutable data.
+unsafe impl Sync for Device {}
+
+impl Device {
+    /// A device of `kind` with index `index` (`mx.Device(kind, index)`).
+    pub fn new(kind: DeviceType, index: i32) -> Device {
+        // SAFETY: plain constructor; the handle is owned by the result.
+        Device {
+            raw: unsafe { sys::mlx_device_new_type(kind.to_raw(), index) },
+        }
+    }
+
+    /// The CPU (`mx.cpu`).
+    pub fn cpu() -> Device {
+        Device::new(DeviceType::Cpu, 0)
+    }
+
+    /// The first GPU (`mx.gpu`).
+    pub fn gpu() -> Device {
+        Device::new(DeviceType::Gpu, 0)
+    }
+
+    /// MLX's default device (`mx.default_device()`).
+    pub fn default_device() -> Result<Device> {
+        let mut device = Device::empty();
+        // SAFETY: writes a device into the owned handle.
+        check(|| unsafe { sys::mlx_get_default_device(&mut device.raw) })?;
+        Ok(device)
+    }
+
+    /// Makes this MLX's default device (`mx.set_default_device`).
+    pub fn set_default(&self) -> Result<()> {
+        // SAFETY: `self.raw` is a valid device.
+        check(|| unsafe { sys::mlx_set_default_device(self.raw) })
+    }
+
+    /// CPU or GPU.
+    pub fn device_type(&self) -> Result<DeviceType> {
+        let mut kind = sys::mlx_device_type_::MLX_CPU;
+        // SAFETY: `self.raw` is a valid device; writes one value.
+        check(|| unsafe { sys::mlx_device_get_type(&mut kind, self.raw) })?;
+        Ok(if kind == sys::mlx_device_type_::MLX_GPU {
+            DeviceType::Gpu
+        } else {
+            DeviceType::Cpu
+        })
+    }
+
+    /// The device's index.
+    pub fn index(&self) -> Result<i32> {
+        let mut index = 0;
+        // SAFETY: `self.raw` is a valid device; writes one value.
+        check(|| unsafe { sys::mlx_device_get_index(&mut index, self.raw) })?;
+        Ok(index)
+    }
+
+    /// Whether this build of MLX can run on the device (`mx.is_available`).
+    pub fn is_available(&self) -> Result<bool> {
+        let mut available = false;
+        // SAFETY: `self.raw` is a valid device; writes one value.
+        check(|| unsafe { sys::mlx_device_is_available(&mut available, self.raw) })?;
+        Ok(available)
+    }
+
+    /// How many devices of `kind` there are (`mx.device_count`).
+    pub fn count(kind: DeviceType) -> Result<i32> {
+        let mut count = 0;
+        // SAFETY: writes one value.
+        check(|| unsafe { sys::mlx_device_count(&mut count, kind.to_raw()) })?;
+        Ok(count)
+    }
+
+    fn empty() -> Device {
+        // SAFETY: plain constructor of an empty handle.
+        Device {
+            raw: unsafe { sys::mlx_device_new() },
+        }
+    }
+
+    /// The raw handle, valid while `self` lives.
+    pub fn as_raw(&self) -> sys::mlx_device {
+        self.raw
+    }
+}
+
+impl Clone for Device {
+    fn clone(&self) -> Device {
+        let mut copy = Device::empty();
+        // SAFETY: copies a valid device into an owned handle; cannot fail
+        // for a valid source, so the status is not needed.
+        unsafe { sys::mlx_device_set(&mut copy.raw, self.raw) };
+        copy
+    }
+}
+
+impl Drop for Device {
+    fn drop(&mut self) {
+        // SAFETY: `self.raw` is owned and freed once.
+        unsafe { sys::mlx_device_free(self.raw) };
+    }
+}
+
+impl PartialEq for Device {
+    fn eq(&self, other: &Device) -> bool {
+        // SAFETY: both handles are valid.
+        unsafe { sys::mlx_device_equal(self.raw, other.raw) }
+    }
+}
+
+impl fmt::Debug for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut text = MlxString::new();
+        // SAFETY: `self.raw` is valid; writes into an owned string.
+        match check(|| unsafe { sys::mlx_device_tostring(text.as_mut_ptr(), self.raw) }) {
+            Ok(()) => f.write_str(&text.to_string_lossy()),
+            Err(_) => f.write_str("Device(?)"),
+        }
+    }
+}
+
+/// A stream of work on a device: Python's `mx.Stream`.
+pub struct Stream {
+    raw: sys::mlx_stream,
+}
+
+// SAFETY: an mlx_stream owns an immutable mlx::core::Stream (a device and an
+// index). MLX registers GPU encoders per thread itself.
+unsafe impl Send for Stream {}
+// SAFETY: as above.
+unsafe impl Sync for Stream {}
+
+impl Stream {
+    /// A new stream on `device` (`mx.new_stream`).
+    pub fn new(device: &Device) -> Result<Stream> {
+        check_handle(
+            "stream",
+            // SAFETY: `device` is valid; the result is owned.
+            || Stream {
+                raw: unsafe { sys::mlx_stream_new_device(device.raw) },
+            },
+            |s| s.raw.ctx.is_null(),
+        )
+    }
+
+    /// The default stream of `device` (`mx.default_stream`).
+    pub fn default_for(device: &Device) -> Result<Stream> {
+        let mut stream = Stream::empty();
+        // SAFETY: `device` is valid; writes into an owned handle.
+        check(|| unsafe { sys::mlx_get_default_stream(&mut stream.raw, device.raw) })?;
+        Ok(stream)
+    }
+
+    /// The stream operations on this thread use now: the innermost
+    /// [`with_stream`]/[`with_device`] scope's, else the default device's
+    /// default stream.
+    pub fn current() -> Result<Stream> {
+        if let Some(stream) = CURRENT.with(|c| c.borrow().last().cloned()) {
+            return Ok(stream);
+        }
+        Stream::default_for(&Device::default_device()?)
+    }
+
+    /// The device the stream runs on.
+    pub fn device(&self) -> Result<Device> {
+        let mut device = Device::empty();
+        // SAFETY: `self.raw` is valid; writes into an owned handle.
+        check(|| unsafe { sys::mlx_stream_get_device(&mut device.raw, self.raw) })?;
+        Ok(device)
+    }
+
+    /// The stream's index.
+    pub fn index(&self) -> Result<i32> {
+        let mut index = 0;
+        // SAFETY: `self.raw` is valid; writes one value.
+        check(|| unsafe { sys::mlx_stream_get_index(&mut index, self.raw) })?;
+        Ok(index)
+    }
+
+    /// Waits until the work queued on the stream is done (`mx.synchronize`).
+    pub fn synchronize(&self) -> Result<()> {
+        // SAFETY: `self.raw` is valid.
+        check(|| unsafe { sys::mlx_synchronize(self.raw) })
+    }
+
+    /// Makes this the default stream of its device (`mx.set_default_stream`).
+    pub fn set_default(&self) -> Result<()> {
+        // SAFETY: `self.raw` is valid.
+        check(|| unsafe { sys::mlx_set_default_stream(self.raw) })
+    }
+
+    fn empty() -> Stream {
+        // SAFETY: plain constructor of an empty handle.
+        Stream {
+            raw: unsafe { sys::mlx_stream_new() },
+        }
+    }
+
+    /// The raw handle, valid while `self` lives.
+    pub fn as_raw(&self) -> sys::mlx_stream {
+        self.raw
+    }
+}
+
+/// Waits for all work on the default stream (`mx.synchronize()`).
+pub fn synchronize() -> Result<()> {
+    // SAFETY: no arguments.
+    check(|| unsafe { sys::mlx_synchronize_default() })
+}
+
+impl Clone for Stream {
+    fn clone(&self) -> Stream {
+        let mut copy = Stream::empty();
+        // SAFETY: copies a valid stream into an owned handle.
+        unsafe { sys::mlx_stream_set(&mut copy.raw, self.raw) };
+        copy
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        // SAFETY: `self.raw` is owned and freed once.
+        unsafe { sys::mlx_stream_free(self.raw) };
+    }
+}
+
+impl PartialEq for Stream {
+    fn eq(&self, other: &Stream) -> bool {
+        // SAFETY: both handles are valid.
+        unsafe { sys::mlx_stream_equal(self.raw, other.raw) }
+    }
+}
+
+impl fmt::Debug for Stream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut text = MlxString::new();
+        // SAFETY: `self.raw` is valid; writes into an owned string.
+        match check(|| unsafe { sys::mlx_stream_tostring(text.as_mut_ptr(), self.raw) }) {
+            Ok(()) => f.write_str(&text.to_string_lossy()),
+            Err(_) => f.write_str("Stream(?)"),
+        }
+    }
+}
+
+thread_local! {
+    /// The scopes opened on this thread, innermost last.
+    static CURRENT: RefCell<Vec<Stream>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Pops the scope's stream even when the body panics.
+struct ScopeGuard;
+
+impl Drop for ScopeGuard {
+    fn drop(&mut self) {
+        CURRENT.with(|c| c.borrow_mut().pop());
+    }
+}
+
+/// Runs `body` with `stream` as this thread's current stream (Python's
+/// `with mx.stream(s):`).
+pub fn with_stream<R>(stream: &Stream, body: impl FnOnce() -> R) -> R {
+    CURRENT.with(|c| c.borrow_mut().push(stream.clone()));
+    let _guard = ScopeGuard;
+    body()
+}
+
+/// Runs `body` on `device`'s default stream (Python's
+/// `with mx.stream(mx.cpu):`). No new stream is created.
+pub fn with_device<R>(device: &Device, body: impl FnOnce() -> R) -> Result<R> {
+    let stream = Stream::default_for(device)?;
+    Ok(with_stream(&stream, body))
+}

@@ -1,0 +1,91 @@
+//! The array core against Python MLX: creation, casting and readback.
+
+mod common;
+
+use common::Goldens;
+use mlx_rs::{Array, Dtype, Error, bf16, f16};
+
+#[test]
+fn casting_matches_python_for_every_dtype() {
+    let g = Goldens::load("core");
+    let x = g.get("x");
+    for dtype in Dtype::ALL {
+        let name = format!("x.as_{dtype}");
+        let source = if dtype == Dtype::Float64 {
+            x.clone()
+        } else {
+            &x * 10.0f32
+        };
+        let cast = source.as_type(dtype).unwrap();
+        g.check(&name, &cast);
+    }
+}
+
+#[test]
+fn data_round_trips_for_every_element_type() {
+    fn round_trip<T: mlx_rs::ArrayElement + PartialEq + std::fmt::Debug>(values: &[T]) {
+        let a = Array::from_slice(values, &[values.len() as i32]).unwrap();
+        assert_eq!(a.dtype(), T::DTYPE);
+        assert_eq!(a.to_vec::<T>().unwrap(), values);
+    }
+    round_trip(&[true, false, true]);
+    round_trip(&[0u8, 7, 255]);
+    round_trip(&[0u16, 65535]);
+    round_trip(&[0u32, u32::MAX]);
+    round_trip(&[0u64, u64::MAX]);
+    round_trip(&[i8::MIN, 0, i8::MAX]);
+    round_trip(&[i16::MIN, i16::MAX]);
+    round_trip(&[i32::MIN, i32::MAX]);
+    round_trip(&[i64::MIN, i64::MAX]);
+    round_trip(&[f16::from_f32(1.5), f16::from_f32(-65504.0)]);
+    round_trip(&[bf16::from_f32(1.5), bf16::from_f32(-3.0e38)]);
+    round_trip(&[1.5f32, -0.25]);
+    round_trip(&[1.5f64, 1e300]);
+    round_trip(&[mlx_rs::Complex32::new(1.0, -2.0)]);
+}
+
+#[test]
+fn non_contiguous_arrays_read_in_logical_order() {
+    let g = Goldens::load("core");
+    let x = g.get("x");
+    let t = g.get("x.T");
+    // A transposed view shares x's data with swapped strides.
+    let swapped = mlx_rs::ops::contiguous(&t, false).unwrap();
+    assert_eq!(t.to_vec::<f32>().unwrap(), swapped.to_vec::<f32>().unwrap());
+    assert_eq!(x.shape(), [3, 4]);
+}
+
+#[test]
+fn readback_requires_the_exact_dtype() {
+    let a = Array::from_slice(&[1.0f32, 2.0], &[2]).unwrap();
+    match a.to_vec::<i32>() {
+        Err(Error::DtypeMismatch { requested, actual }) => {
+            assert_eq!((requested, actual), (Dtype::Int32, Dtype::Float32));
+        }
+        other => panic!("expected a dtype mismatch, got {other:?}"),
+    }
+    assert_eq!(a.to_vec_as::<i32>().unwrap(), [1, 2]);
+    assert!(matches!(a.item::<f32>(), Err(Error::InvalidArgument(_))));
+    assert_eq!(Array::scalar(2.5f32).item::<f32>().unwrap(), 2.5);
+}
+
+#[test]
+fn data_that_does_not_fill_the_shape_is_rejected() {
+    match Array::from_slice(&[1.0f32, 2.0, 3.0], &[2, 2]) {
+        Err(Error::ShapeMismatch {
+            shape,
+            expected,
+            actual,
+        }) => {
+            assert_eq!((shape, expected, actual), (vec![2, 2], 4, 3));
+        }
+        other => panic!("expected a shape mismatch, got {other:?}"),
+    }
+    assert!(Array::from_slice::<f32>(&[], &[-1]).is_err());
+}
+
+#[test]
+fn display_matches_python_repr() {
+    let a = Array::from_slice(&[1i32, 2, 3], &[3]).unwrap();
+    assert_eq!(a.to_string(), "array([1, 2, 3], dtype=int32)");
+}
