@@ -15,11 +15,19 @@
 //! handler would.
 
 mod array;
+pub mod distributed;
 mod dtype;
 mod error;
+pub mod fast;
 mod ffi;
+pub mod fft;
+pub mod gpu;
 mod handles;
+pub mod io;
+pub mod linalg;
+pub mod memory;
 pub mod ops;
+pub mod random;
 mod stream;
 
 pub use array::Array;

@@ -8,10 +8,24 @@
 
 mod axes;
 mod binary;
+mod creation;
+mod gather;
+mod linear;
 mod operand;
+mod reduce;
+mod shape;
+mod sort;
+mod unary;
 
 pub use axes::Axes;
 pub use binary::*;
+pub use creation::*;
+pub use gather::*;
+pub use linear::*;
+pub use reduce::*;
+pub use shape::*;
+pub use sort::*;
+pub use unary::*;
 pub use operand::{IntoOperand, Operand, Scalar, promote};
 
 use mlx_sys as sys;
