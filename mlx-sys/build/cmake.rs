@@ -27,25 +27,21 @@ pub fn build_mlx_c(
     if let Ok(user) = std::env::var("CXXFLAGS") {
         cxx_flags = format!("{user} {cxx_flags}");
     }
-    let mut configure = Command::new(cmake);
-    configure
-        .arg("-S")
-        .arg(mlx_c)
-        .arg("-B")
-        .arg(&build_dir)
-        .arg("-DCMAKE_BUILD_TYPE=Release")
-        .arg("-DBUILD_SHARED_LIBS=OFF")
-        .arg("-DMLX_C_BUILD_EXAMPLES=OFF")
-        .arg("-DMLX_C_USE_SYSTEM_MLX=ON")
-        .arg(format!("-DMLX_DIR={}", mlx.cmake_dir().display()))
-        .arg(format!("-DCMAKE_CXX_FLAGS={cxx_flags}"));
-    if settings.target_os == "macos" {
-        configure.arg("-DCMAKE_OSX_ARCHITECTURES=arm64");
+    let configure = || {
+        let mut configure = Command::new(cmake);
+        configure_arguments(settings, mlx_c, mlx, &build_dir, &cxx_flags, &mut configure);
+        configure
+    };
+    if run(configure(), "configure mlx-c").is_err() {
+        // A build folder left by an interrupted configure can keep failing;
+        // start it afresh once before giving up.
+        eprintln!(
+            "mlx-sys: configuring again in a fresh {}",
+            build_dir.display()
+        );
+        let _ = std::fs::remove_dir_all(&build_dir);
+        run(configure(), "configure mlx-c")?;
     }
-    if settings.cuda {
-        cuda_arguments(settings, mlx, &mut configure);
-    }
-    run(configure, "configure mlx-c")?;
 
     let mut build = Command::new(cmake);
     build.arg("--build").arg(&build_dir).args([
@@ -70,6 +66,33 @@ pub fn build_mlx_c(
             "the mlx-c build finished without {lib} under {}",
             build_dir.display()
         ),
+    }
+}
+
+fn configure_arguments(
+    settings: &Settings,
+    mlx_c: &Path,
+    mlx: &Mlx,
+    build_dir: &Path,
+    cxx_flags: &str,
+    configure: &mut Command,
+) {
+    configure
+        .arg("-S")
+        .arg(mlx_c)
+        .arg("-B")
+        .arg(build_dir)
+        .arg("-DCMAKE_BUILD_TYPE=Release")
+        .arg("-DBUILD_SHARED_LIBS=OFF")
+        .arg("-DMLX_C_BUILD_EXAMPLES=OFF")
+        .arg("-DMLX_C_USE_SYSTEM_MLX=ON")
+        .arg(format!("-DMLX_DIR={}", mlx.cmake_dir().display()))
+        .arg(format!("-DCMAKE_CXX_FLAGS={cxx_flags}"));
+    if settings.target_os == "macos" {
+        configure.arg("-DCMAKE_OSX_ARCHITECTURES=arm64");
+    }
+    if settings.cuda {
+        cuda_arguments(settings, mlx, configure);
     }
 }
 
