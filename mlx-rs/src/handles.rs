@@ -261,8 +261,13 @@ impl MapStringToArray {
     }
 
     pub(crate) fn to_map(&self) -> Result<HashMap<String, Array>> {
+        Self::read_lent(self.0)
+    }
+
+    /// Reads a map mlx-c owns (lent to a callback); it is not freed here.
+    pub(crate) fn read_lent(map: sys::mlx_map_string_to_array) -> Result<HashMap<String, Array>> {
         // SAFETY: valid map; the iterator is freed below.
-        let iter = unsafe { sys::mlx_map_string_to_array_iterator_new(self.0) };
+        let iter = unsafe { sys::mlx_map_string_to_array_iterator_new(map) };
         let mut out = HashMap::new();
         let mut result = Ok(());
         loop {

@@ -15,13 +15,16 @@
 //! handler would.
 
 mod array;
+mod closure;
 pub mod distributed;
 mod dtype;
 mod error;
+pub mod export;
 pub mod fast;
 mod ffi;
 pub mod fft;
 pub mod gpu;
+pub mod graph;
 mod handles;
 pub mod io;
 pub mod linalg;
@@ -29,11 +32,13 @@ pub mod memory;
 pub mod ops;
 pub mod random;
 mod stream;
+pub mod transforms;
 
 pub use array::Array;
 pub use dtype::{ArrayElement, Dtype, DtypeCategory};
 pub use error::{Error, PanicPayload, Result};
 pub use stream::{Device, DeviceType, Stream, synchronize, with_device, with_stream};
+pub use transforms::{async_eval, eval};
 
 /// The raw bindings this crate is built on.
 pub use mlx_sys as sys;

@@ -22,11 +22,11 @@ pub use binary::*;
 pub use creation::*;
 pub use gather::*;
 pub use linear::*;
+pub use operand::{IntoOperand, Operand, Scalar, promote};
 pub use reduce::*;
 pub use shape::*;
 pub use sort::*;
 pub use unary::*;
-pub use operand::{IntoOperand, Operand, Scalar, promote};
 
 use mlx_sys as sys;
 
