@@ -62,14 +62,10 @@ impl Dtype {
         Dtype::Complex64,
     ];
 
-    /// Size of one element in bytes.
+    /// Size of one element in bytes (`dtype.size`).
     pub fn size(self) -> usize {
-        match self {
-            Dtype::Bool | Dtype::Uint8 | Dtype::Int8 => 1,
-            Dtype::Uint16 | Dtype::Int16 | Dtype::Float16 | Dtype::Bfloat16 => 2,
-            Dtype::Uint32 | Dtype::Int32 | Dtype::Float32 => 4,
-            Dtype::Uint64 | Dtype::Int64 | Dtype::Float64 | Dtype::Complex64 => 8,
-        }
+        // SAFETY: a pure function of a valid enum value.
+        unsafe { sys::mlx_dtype_size(self.to_raw()) }
     }
 
     /// The family this dtype belongs to.

@@ -37,8 +37,19 @@ pub mod transforms;
 pub use array::Array;
 pub use dtype::{ArrayElement, Dtype, DtypeCategory};
 pub use error::{Error, PanicPayload, Result};
-pub use stream::{Device, DeviceType, Stream, synchronize, with_device, with_stream};
+pub use stream::{
+    Device, DeviceType, Stream, ThreadLocalStream, clear_streams, synchronize, with_device,
+    with_stream,
+};
 pub use transforms::{async_eval, eval};
+
+/// The version of the linked MLX library (`mx.__version__`).
+pub fn version() -> Result<String> {
+    let mut text = handles::MlxString::new();
+    // SAFETY: writes into an owned string.
+    ffi::check(|| unsafe { sys::mlx_version(text.as_mut_ptr()) })?;
+    Ok(text.to_string_lossy())
+}
 
 /// The raw bindings this crate is built on.
 pub use mlx_sys as sys;

@@ -193,6 +193,68 @@ impl Stream {
         Ok(stream)
     }
 
+    /// A stream on `device` usable from any thread, which MLX does not
+    /// synchronise: the caller must keep threads from racing on it (C++
+    /// `new_stream_thread_unsafe`). [`Stream::new`] streams are tied to the
+    /// thread that made them on GPUs.
+    pub fn new_thread_unsafe(device: &Device) -> Result<Stream> {
+        check_handle(
+            "stream",
+            // SAFETY: `device` is valid; the result is owned.
+            || Stream {
+                raw: unsafe { sys::mlx_stream_new_thread_unsafe(device.raw) },
+            },
+            |s| s.raw.ctx.is_null(),
+        )
+    }
+
+    /// The current default CPU stream.
+    pub fn default_cpu() -> Result<Stream> {
+        check_handle(
+            "stream",
+            // SAFETY: plain constructor; the result is owned.
+            || Stream {
+                raw: unsafe { sys::mlx_default_cpu_stream_new() },
+            },
+            |s| s.raw.ctx.is_null(),
+        )
+    }
+
+    /// The current default GPU stream (an error where there is no GPU).
+    pub fn default_gpu() -> Result<Stream> {
+        check_handle(
+            "stream",
+            // SAFETY: plain constructor; the result is owned.
+            || Stream {
+                raw: unsafe { sys::mlx_default_gpu_stream_new() },
+            },
+            |s| s.raw.ctx.is_null(),
+        )
+    }
+
+    /// Every stream MLX has made (C++ `get_streams`).
+    pub fn all() -> Result<Vec<Stream>> {
+        // SAFETY: plain constructor of an empty vector, freed below.
+        let mut streams = unsafe { sys::mlx_vector_stream_new() };
+        // SAFETY: writes into the vector.
+        let filled = check(|| unsafe { sys::mlx_get_streams(&mut streams) });
+        let result = filled.and_then(|()| {
+            // SAFETY: valid vector.
+            let len = unsafe { sys::mlx_vector_stream_size(streams) };
+            (0..len)
+                .map(|i| {
+                    let mut stream = Stream::empty();
+                    // SAFETY: `i` is within the vector; writes a new handle.
+                    check(|| unsafe { sys::mlx_vector_stream_get(&mut stream.raw, streams, i) })?;
+                    Ok(stream)
+                })
+                .collect()
+        });
+        // SAFETY: the vector made above, freed once.
+        unsafe { sys::mlx_vector_stream_free(streams) };
+        result
+    }
+
     /// The stream operations on this thread use now: the innermost
     /// [`with_stream`]/[`with_device`] scope's, else the default device's
     /// default stream.
@@ -241,6 +303,73 @@ impl Stream {
     /// The raw handle, valid while `self` lives.
     pub fn as_raw(&self) -> sys::mlx_stream {
         self.raw
+    }
+}
+
+/// Destroys the streams created on this thread (C++ `clear_streams`).
+pub fn clear_streams() -> Result<()> {
+    // SAFETY: no arguments.
+    check(|| unsafe { sys::mlx_clear_streams() })
+}
+
+/// A stream that is a different stream on each thread using it (C++
+/// `ThreadLocalStream`): each thread gets its own queue on `device`.
+pub struct ThreadLocalStream {
+    raw: sys::mlx_stream_thread_local,
+}
+
+// SAFETY: the handle names a per-thread stream; MLX resolves it to the
+// calling thread's stream, so sharing it across threads is its purpose.
+unsafe impl Send for ThreadLocalStream {}
+// SAFETY: as above.
+unsafe impl Sync for ThreadLocalStream {}
+
+impl ThreadLocalStream {
+    /// A per-thread stream on `device`.
+    pub fn new(device: &Device) -> Result<ThreadLocalStream> {
+        check_handle(
+            "thread-local stream",
+            // SAFETY: `device` is valid; the result is owned.
+            || ThreadLocalStream {
+                raw: unsafe { sys::mlx_stream_thread_local_new(device.raw) },
+            },
+            |s| s.raw.ctx.is_null(),
+        )
+    }
+
+    /// The calling thread's stream.
+    pub fn stream(&self) -> Result<Stream> {
+        let mut stream = Stream::empty();
+        // SAFETY: valid handles; writes into an owned stream.
+        check(|| unsafe { sys::mlx_stream_from_thread_local(&mut stream.raw, self.raw) })?;
+        Ok(stream)
+    }
+
+    /// Waits for the calling thread's stream.
+    pub fn synchronize(&self) -> Result<()> {
+        // SAFETY: valid handle.
+        check(|| unsafe { sys::mlx_synchronize_thread_local(self.raw) })
+    }
+}
+
+impl Clone for ThreadLocalStream {
+    fn clone(&self) -> Self {
+        // An empty handle (null context), which mlx-c fills with a copy.
+        let mut copy = ThreadLocalStream {
+            raw: sys::mlx_stream_thread_local {
+                ctx: std::ptr::null_mut(),
+            },
+        };
+        // SAFETY: `self.raw` is valid; the copy is owned by `copy`.
+        unsafe { sys::mlx_stream_thread_local_set(&mut copy.raw, self.raw) };
+        copy
+    }
+}
+
+impl Drop for ThreadLocalStream {
+    fn drop(&mut self) {
+        // SAFETY: owned handle, freed once.
+        unsafe { sys::mlx_stream_thread_local_free(self.raw) };
     }
 }
 

@@ -43,6 +43,59 @@ impl Array {
         )
     }
 
+    /// An array of `shape` that takes ownership of `data` (row-major)
+    /// without copying it where the backend can use the memory as is (the
+    /// CPU); elsewhere MLX copies it. The vector is freed when MLX no
+    /// longer needs it.
+    pub fn from_vec_shaped<T: ArrayElement>(data: Vec<T>, shape: &[i32]) -> Result<Array> {
+        let expected = element_count(shape)?;
+        if expected != data.len() {
+            return Err(Error::ShapeMismatch {
+                shape: shape.to_vec(),
+                expected,
+                actual: data.len(),
+            });
+        }
+        if data.is_empty() {
+            return Array::from_slice(&data, shape);
+        }
+        let ndim = i32::try_from(shape.len())
+            .map_err(|_| Error::invalid(format!("{} dimensions are too many", shape.len())))?;
+        extern "C" fn free_vec<T>(payload: *mut std::ffi::c_void) {
+            let _ = std::panic::catch_unwind(|| {
+                // SAFETY: `payload` is the `Box<Vec<T>>` leaked below; MLX
+                // calls this deleter once.
+                drop(unsafe { Box::from_raw(payload.cast::<Vec<T>>()) });
+            });
+        }
+        let mut boxed = Box::new(data);
+        let pointer = boxed.as_mut_ptr().cast::<std::ffi::c_void>();
+        let payload = Box::into_raw(boxed).cast::<std::ffi::c_void>();
+        check_handle(
+            "array",
+            || {
+                // SAFETY: `pointer` addresses the vector's `expected`
+                // elements of T::DTYPE, which stay alive until MLX calls
+                // `free_vec` with the payload. (Should mlx-c fail after the
+                // checks above, the vector leaks rather than being freed
+                // twice.)
+                Array {
+                    raw: unsafe {
+                        sys::mlx_array_new_data_managed_payload(
+                            pointer,
+                            shape.as_ptr(),
+                            ndim,
+                            T::DTYPE.to_raw(),
+                            payload,
+                            Some(free_vec::<T>),
+                        )
+                    },
+                }
+            },
+            |a| a.raw.ctx.is_null(),
+        )
+    }
+
     /// An array of `shape` and `dtype` from raw little-endian bytes in
     /// row-major order, as stored in safetensors or NumPy files.
     pub fn from_bytes(bytes: &[u8], shape: &[i32], dtype: Dtype) -> Result<Array> {

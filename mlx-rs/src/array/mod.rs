@@ -27,9 +27,14 @@ use crate::ffi::check;
 /// `Array` is `Send`: MLX's reference counts are atomic, so an array (or a
 /// clone) may move to another thread and be used there. It is not `Sync`:
 /// MLX does not synchronise two threads evaluating the same graph at once,
-/// so sharing `&Array` between threads could race inside MLX. To use one
-/// graph from several threads, evaluate it first; independent graphs may be
-/// built and evaluated on several threads at once.
+/// so sharing `&Array` between threads could race inside MLX. Independent
+/// graphs may be built and evaluated on several threads at once.
+///
+/// MLX 0.32's default streams belong to the thread that made them: an
+/// array built but not yet evaluated on one thread must be evaluated there
+/// (or its graph built on a [`Stream::new_thread_unsafe`](crate::Stream)
+/// stream); evaluating it on another thread returns an error. Evaluated
+/// arrays can be read anywhere.
 pub struct Array {
     raw: sys::mlx_array,
 }
@@ -101,7 +106,52 @@ impl Array {
                 "axis {axis} is out of range for an array of {ndim} dimensions"
             )));
         }
-        Ok(self.shape()[index as usize])
+        // SAFETY: valid array and an axis checked to be in range.
+        Ok(unsafe { sys::mlx_array_dim(self.raw, index) })
+    }
+
+    /// Whether the array's data is computed and ready to read (C++
+    /// `array::is_available`).
+    pub fn is_available(&self) -> Result<bool> {
+        let mut available = false;
+        // SAFETY: valid array; writes one value.
+        check(|| unsafe { sys::_mlx_array_is_available(&mut available, self.raw) })?;
+        Ok(available)
+    }
+
+    /// Blocks until an evaluation already started (`async_eval`) has
+    /// computed the array (C++ `array::wait`).
+    pub fn wait(&self) -> Result<()> {
+        // SAFETY: valid array.
+        check(|| unsafe { sys::_mlx_array_wait(self.raw) })
+    }
+
+    /// Whether the data is contiguous in memory, in row- or column-major
+    /// order (C++ `flags().contiguous`). Evaluates first.
+    pub fn is_contiguous(&self) -> Result<bool> {
+        self.flag(sys::_mlx_array_is_contiguous)
+    }
+
+    /// Whether the data is row-major contiguous. Evaluates first.
+    pub fn is_row_contiguous(&self) -> Result<bool> {
+        self.flag(sys::_mlx_array_is_row_contiguous)
+    }
+
+    /// Whether the data is column-major contiguous. Evaluates first.
+    pub fn is_col_contiguous(&self) -> Result<bool> {
+        self.flag(sys::_mlx_array_is_col_contiguous)
+    }
+
+    fn flag(
+        &self,
+        query: unsafe extern "C" fn(*mut bool, sys::mlx_array) -> c_int,
+    ) -> Result<bool> {
+        self.eval()?;
+        let mut value = false;
+        // SAFETY: `query` is one of mlx-c's flag accessors, given a valid,
+        // evaluated array; it writes one value.
+        check(|| unsafe { query(&mut value, self.raw) })?;
+        Ok(value)
     }
 
     /// The strides of the underlying data, in elements.

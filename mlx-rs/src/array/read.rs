@@ -5,7 +5,6 @@ use mlx_sys as sys;
 use super::Array;
 use crate::dtype::{ArrayElement, Dtype};
 use crate::error::{Error, Result};
-use crate::ffi::check;
 
 impl Array {
     /// The elements in row-major order, evaluating first (`a.tolist()`,
@@ -13,7 +12,7 @@ impl Array {
     pub fn to_vec<T: ArrayElement>(&self) -> Result<Vec<T>> {
         self.require_dtype(T::DTYPE)?;
         self.eval()?;
-        let contiguous = self.row_contiguous()?;
+        let contiguous = self.is_row_contiguous()?;
         let source = if contiguous {
             self.clone()
         } else {
@@ -76,12 +75,5 @@ impl Array {
         } else {
             Err(Error::DtypeMismatch { requested, actual })
         }
-    }
-
-    fn row_contiguous(&self) -> Result<bool> {
-        let mut contiguous = false;
-        // SAFETY: `self` is a valid, evaluated array; writes one value.
-        check(|| unsafe { sys::_mlx_array_is_row_contiguous(&mut contiguous, self.as_raw()) })?;
-        Ok(contiguous)
     }
 }
