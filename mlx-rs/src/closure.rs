@@ -123,8 +123,8 @@ impl<'a> Closure<'a> {
 
     /// An empty closure for mlx-c to write into.
     pub(crate) fn empty() -> Closure<'a> {
-        // SAFETY: plain constructor of an empty handle.
         Closure {
+            // SAFETY: plain constructor of an empty handle.
             raw: unsafe { sys::mlx_closure_new() },
             _borrows: PhantomData,
         }
@@ -170,9 +170,6 @@ pub(crate) struct ClosureKwargs {
     raw: sys::mlx_closure_kwargs,
 }
 
-/// A Rust function of positional and named arrays.
-pub(crate) type KwargsFn = dyn Fn(&[Array], &HashMap<String, Array>) -> Result<Vec<Array>>;
-
 impl ClosureKwargs {
     pub(crate) fn new<F>(f: F) -> Result<ClosureKwargs>
     where
@@ -207,26 +204,6 @@ impl ClosureKwargs {
         Ok(ClosureKwargs { raw })
     }
 
-    pub(crate) fn apply(
-        &self,
-        args: &[Array],
-        kwargs: &HashMap<String, Array>,
-    ) -> Result<Vec<Array>> {
-        let args = VectorArray::from_arrays(args);
-        let kwargs = MapStringToArray::from_map(kwargs.iter().map(|(k, v)| (k.as_str(), v)))?;
-        let mut out = VectorArray::new();
-        // SAFETY: valid handles; mlx-c writes the results into `out`.
-        check(|| unsafe {
-            sys::mlx_closure_kwargs_apply(
-                out.as_mut_ptr(),
-                self.raw,
-                args.as_raw(),
-                kwargs.as_raw(),
-            )
-        })?;
-        out.to_vec()
-    }
-
     pub(crate) fn as_raw(&self) -> sys::mlx_closure_kwargs {
         self.raw
     }
@@ -234,9 +211,9 @@ impl ClosureKwargs {
 
 impl Clone for ClosureKwargs {
     fn clone(&self) -> Self {
-        // SAFETY: plain constructor of an empty handle, then a copy of a
-        // valid closure into it.
         let mut copy = ClosureKwargs {
+            // SAFETY: plain constructor of an empty handle, then a copy of a
+            // valid closure into it.
             raw: unsafe { sys::mlx_closure_kwargs_new() },
         };
         // SAFETY: see above.
@@ -260,50 +237,11 @@ pub(crate) struct ClosureValueAndGrad<'a> {
 
 impl<'a> ClosureValueAndGrad<'a> {
     pub(crate) fn empty() -> Self {
-        // SAFETY: plain constructor of an empty handle.
         ClosureValueAndGrad {
+            // SAFETY: plain constructor of an empty handle.
             raw: unsafe { sys::mlx_closure_value_and_grad_new() },
             _borrows: PhantomData,
         }
-    }
-
-    /// A value-and-grad function written in Rust (`(values, grads)` of the
-    /// arguments).
-    pub(crate) fn new<F>(f: F) -> Result<Self>
-    where
-        F: Fn(&[Array]) -> Result<(Vec<Array>, Vec<Array>)> + 'a,
-    {
-        extern "C" fn trampoline<F: Fn(&[Array]) -> Result<(Vec<Array>, Vec<Array>)>>(
-            values: *mut sys::mlx_vector_array,
-            grads: *mut sys::mlx_vector_array,
-            input: sys::mlx_vector_array,
-            payload: *mut c_void,
-        ) -> c_int {
-            callback(|| {
-                // SAFETY: registered with a `Box<F>` payload below.
-                let f = unsafe { payload_ref::<F>(payload) };
-                let (v, g) = f(&read_lent(input)?)?;
-                write_out(values, &v)?;
-                write_out(grads, &g)
-            })
-        }
-        let payload = Box::into_raw(Box::new(f)).cast::<c_void>();
-        let raw = check_handle(
-            "closure",
-            // SAFETY: the trampoline and destructor match the payload's type.
-            || unsafe {
-                sys::mlx_closure_value_and_grad_new_func_payload(
-                    Some(trampoline::<F>),
-                    payload,
-                    Some(drop_payload::<F>),
-                )
-            },
-            |c| c.ctx.is_null(),
-        )?;
-        Ok(ClosureValueAndGrad {
-            raw,
-            _borrows: PhantomData,
-        })
     }
 
     pub(crate) fn apply(&self, args: &[Array]) -> Result<(Vec<Array>, Vec<Array>)> {
@@ -388,35 +326,10 @@ impl ClosureCustom {
     }
 
     pub(crate) fn empty() -> Self {
-        // SAFETY: plain constructor of an empty handle ("no custom vjp").
         ClosureCustom {
+            // SAFETY: plain constructor of an empty handle ("no custom vjp").
             raw: unsafe { sys::mlx_closure_custom_new() },
         }
-    }
-
-    pub(crate) fn apply(
-        &self,
-        primals: &[Array],
-        cotangents: &[Array],
-        outputs: &[Array],
-    ) -> Result<Vec<Array>> {
-        let (p, c, o) = (
-            VectorArray::from_arrays(primals),
-            VectorArray::from_arrays(cotangents),
-            VectorArray::from_arrays(outputs),
-        );
-        let mut out = VectorArray::new();
-        // SAFETY: valid handles; mlx-c writes the results into `out`.
-        check(|| unsafe {
-            sys::mlx_closure_custom_apply(
-                out.as_mut_ptr(),
-                self.raw,
-                p.as_raw(),
-                c.as_raw(),
-                o.as_raw(),
-            )
-        })?;
-        out.to_vec()
     }
 
     pub(crate) fn as_raw(&self) -> sys::mlx_closure_custom {
@@ -487,35 +400,10 @@ impl ClosureCustomJvp {
     }
 
     pub(crate) fn empty() -> Self {
-        // SAFETY: plain constructor of an empty handle ("no custom jvp").
         ClosureCustomJvp {
+            // SAFETY: plain constructor of an empty handle ("no custom jvp").
             raw: unsafe { sys::mlx_closure_custom_jvp_new() },
         }
-    }
-
-    pub(crate) fn apply(
-        &self,
-        primals: &[Array],
-        tangents: &[Array],
-        argnums: &[i32],
-    ) -> Result<Vec<Array>> {
-        let (p, t) = (
-            VectorArray::from_arrays(primals),
-            VectorArray::from_arrays(tangents),
-        );
-        let mut out = VectorArray::new();
-        // SAFETY: valid handles and `argnums.len()` ints; writes into `out`.
-        check(|| unsafe {
-            sys::mlx_closure_custom_jvp_apply(
-                out.as_mut_ptr(),
-                self.raw,
-                p.as_raw(),
-                t.as_raw(),
-                argnums.as_ptr(),
-                argnums.len(),
-            )
-        })?;
-        out.to_vec()
     }
 
     pub(crate) fn as_raw(&self) -> sys::mlx_closure_custom_jvp {
@@ -583,28 +471,10 @@ impl ClosureCustomVmap {
     }
 
     pub(crate) fn empty() -> Self {
-        // SAFETY: plain constructor of an empty handle ("no custom vmap").
         ClosureCustomVmap {
+            // SAFETY: plain constructor of an empty handle ("no custom vmap").
             raw: unsafe { sys::mlx_closure_custom_vmap_new() },
         }
-    }
-
-    pub(crate) fn apply(&self, inputs: &[Array], axes: &[i32]) -> Result<(Vec<Array>, Vec<i32>)> {
-        let inputs = VectorArray::from_arrays(inputs);
-        let mut out = VectorArray::new();
-        let mut out_axes = VectorInt::new();
-        // SAFETY: valid handles and `axes.len()` ints; writes both results.
-        check(|| unsafe {
-            sys::mlx_closure_custom_vmap_apply(
-                out.as_mut_ptr(),
-                out_axes.as_mut_ptr(),
-                self.raw,
-                inputs.as_raw(),
-                axes.as_ptr(),
-                axes.len(),
-            )
-        })?;
-        Ok((out.to_vec()?, out_axes.to_vec()?))
     }
 
     pub(crate) fn as_raw(&self) -> sys::mlx_closure_custom_vmap {
@@ -626,11 +496,4 @@ impl Drop for ClosureCustomVmap {
         // SAFETY: owned handle, freed once.
         unsafe { sys::mlx_closure_custom_vmap_free(self.raw) };
     }
-}
-
-/// An error for a callback that returned the wrong number of arrays.
-pub(crate) fn arity_error(what: &str, expected: usize, got: usize) -> Error {
-    Error::invalid(format!(
-        "{what} must return {expected} arrays, but returned {got}"
-    ))
 }

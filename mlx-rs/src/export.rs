@@ -86,9 +86,9 @@ impl FunctionExporter {
         let f = Closure::new(f)?;
         check_handle(
             "function exporter",
-            // SAFETY: valid path string and closure; the exporter keeps its
-            // own copy of the ('static) closure.
             || FunctionExporter {
+                // SAFETY: valid path string and closure; the exporter keeps its
+                // own copy of the ('static) closure.
                 raw: unsafe {
                     sys::mlx_function_exporter_new(path.as_ptr(), f.as_raw(), shapeless)
                 },
@@ -134,8 +134,8 @@ impl ImportedFunction {
         let path = path_string(path.as_ref())?;
         check_handle(
             "imported function",
-            // SAFETY: valid path string; the handle is owned by the result.
             || ImportedFunction {
+                // SAFETY: valid path string; the handle is owned by the result.
                 raw: unsafe { sys::mlx_imported_function_new(path.as_ptr()) },
             },
             |f| f.raw.ctx.is_null(),

@@ -19,8 +19,8 @@ impl NodeNamer {
     pub fn new() -> Result<NodeNamer> {
         check_handle(
             "node namer",
-            // SAFETY: plain constructor; the handle is owned by the result.
             || NodeNamer {
+                // SAFETY: plain constructor; the handle is owned by the result.
                 raw: unsafe { sys::mlx_node_namer_new() },
             },
             |n| n.raw.ctx.is_null(),

@@ -274,9 +274,9 @@ impl MapStringToArray {
             let mut key: *const std::ffi::c_char = std::ptr::null();
             let mut value = Array::empty();
             let mut status = 0;
-            // SAFETY: valid iterator; writes a key pointer (valid while the
-            // map lives) and an array handle. Status 2 marks the end.
             if let Err(e) = check(|| {
+                // SAFETY: valid iterator; writes a key pointer (valid while the
+                // map lives) and an array handle. Status 2 marks the end.
                 status = unsafe {
                     sys::mlx_map_string_to_array_iterator_next(&mut key, value.as_mut_ptr(), iter)
                 };

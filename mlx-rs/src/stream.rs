@@ -47,8 +47,8 @@ unsafe impl Sync for Device {}
 impl Device {
     /// A device of `kind` with index `index` (`mx.Device(kind, index)`).
     pub fn new(kind: DeviceType, index: i32) -> Device {
-        // SAFETY: plain constructor; the handle is owned by the result.
         Device {
+            // SAFETY: plain constructor; the handle is owned by the result.
             raw: unsafe { sys::mlx_device_new_type(kind.to_raw(), index) },
         }
     }
@@ -114,8 +114,8 @@ impl Device {
     }
 
     fn empty() -> Device {
-        // SAFETY: plain constructor of an empty handle.
         Device {
+            // SAFETY: plain constructor of an empty handle.
             raw: unsafe { sys::mlx_device_new() },
         }
     }
@@ -177,8 +177,8 @@ impl Stream {
     pub fn new(device: &Device) -> Result<Stream> {
         check_handle(
             "stream",
-            // SAFETY: `device` is valid; the result is owned.
             || Stream {
+                // SAFETY: `device` is valid; the result is owned.
                 raw: unsafe { sys::mlx_stream_new_device(device.raw) },
             },
             |s| s.raw.ctx.is_null(),
@@ -200,8 +200,8 @@ impl Stream {
     pub fn new_thread_unsafe(device: &Device) -> Result<Stream> {
         check_handle(
             "stream",
-            // SAFETY: `device` is valid; the result is owned.
             || Stream {
+                // SAFETY: `device` is valid; the result is owned.
                 raw: unsafe { sys::mlx_stream_new_thread_unsafe(device.raw) },
             },
             |s| s.raw.ctx.is_null(),
@@ -212,8 +212,8 @@ impl Stream {
     pub fn default_cpu() -> Result<Stream> {
         check_handle(
             "stream",
-            // SAFETY: plain constructor; the result is owned.
             || Stream {
+                // SAFETY: plain constructor; the result is owned.
                 raw: unsafe { sys::mlx_default_cpu_stream_new() },
             },
             |s| s.raw.ctx.is_null(),
@@ -224,8 +224,8 @@ impl Stream {
     pub fn default_gpu() -> Result<Stream> {
         check_handle(
             "stream",
-            // SAFETY: plain constructor; the result is owned.
             || Stream {
+                // SAFETY: plain constructor; the result is owned.
                 raw: unsafe { sys::mlx_default_gpu_stream_new() },
             },
             |s| s.raw.ctx.is_null(),
@@ -294,8 +294,8 @@ impl Stream {
     }
 
     fn empty() -> Stream {
-        // SAFETY: plain constructor of an empty handle.
         Stream {
+            // SAFETY: plain constructor of an empty handle.
             raw: unsafe { sys::mlx_stream_new() },
         }
     }
@@ -329,8 +329,8 @@ impl ThreadLocalStream {
     pub fn new(device: &Device) -> Result<ThreadLocalStream> {
         check_handle(
             "thread-local stream",
-            // SAFETY: `device` is valid; the result is owned.
             || ThreadLocalStream {
+                // SAFETY: `device` is valid; the result is owned.
                 raw: unsafe { sys::mlx_stream_thread_local_new(device.raw) },
             },
             |s| s.raw.ctx.is_null(),

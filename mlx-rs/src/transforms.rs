@@ -92,13 +92,16 @@ where
     Ok((outputs.to_vec()?, jvps.to_vec()?))
 }
 
+/// The outputs of a function and the gradients of its first output.
+pub type ValuesAndGrads = (Vec<Array>, Vec<Array>);
+
 /// A function returning `f`'s outputs and the gradient of its first output
 /// (a scalar) with respect to the arguments `argnums` (`mx.value_and_grad`;
 /// Python's default `argnums` is `[0]`).
 pub fn value_and_grad<'a, F>(
     f: F,
     argnums: &[i32],
-) -> Result<impl Fn(&[Array]) -> Result<(Vec<Array>, Vec<Array>)> + 'a>
+) -> Result<impl Fn(&[Array]) -> Result<ValuesAndGrads> + 'a>
 where
     F: Fn(&[Array]) -> Result<Vec<Array>> + 'a,
 {
@@ -447,8 +450,8 @@ pub mod detail {
     impl CompileCache {
         /// The process-wide cache (C++ `detail::compile_cache`).
         pub fn global() -> Result<CompileCache> {
-            // SAFETY: plain constructor, then mlx-c fills the handle.
             let mut cache = CompileCache {
+                // SAFETY: plain constructor, then mlx-c fills the handle.
                 raw: unsafe { sys::mlx_compile_cache_new() },
             };
             // SAFETY: writes into the owned handle.

@@ -90,7 +90,7 @@ fn work_runs_on_the_scoped_stream() {
     let b = with_stream(&stream, || ops::add(&a, 5).unwrap());
     stream.synchronize().unwrap();
     assert_eq!(b.to_vec::<i32>().unwrap(), [6, 7]);
-    assert!(Stream::all().unwrap().iter().any(|s| *s == stream));
+    assert!(Stream::all().unwrap().contains(&stream));
 }
 
 #[test]

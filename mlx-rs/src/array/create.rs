@@ -26,9 +26,9 @@ impl Array {
         check_handle(
             "array",
             || {
-                // SAFETY: `data` holds the shape's element count of T, whose
-                // layout is T::DTYPE's; mlx-c copies it before returning.
                 Array {
+                    // SAFETY: `data` holds the shape's element count of T, whose
+                    // layout is T::DTYPE's; mlx-c copies it before returning.
                     raw: unsafe {
                         sys::mlx_array_new_data(
                             data.as_ptr().cast(),
@@ -74,12 +74,12 @@ impl Array {
         check_handle(
             "array",
             || {
-                // SAFETY: `pointer` addresses the vector's `expected`
-                // elements of T::DTYPE, which stay alive until MLX calls
-                // `free_vec` with the payload. (Should mlx-c fail after the
-                // checks above, the vector leaks rather than being freed
-                // twice.)
                 Array {
+                    // SAFETY: `pointer` addresses the vector's `expected`
+                    // elements of T::DTYPE, which stay alive until MLX calls
+                    // `free_vec` with the payload. (Should mlx-c fail after the
+                    // checks above, the vector leaks rather than being freed
+                    // twice.)
                     raw: unsafe {
                         sys::mlx_array_new_data_managed_payload(
                             pointer,
@@ -123,9 +123,9 @@ impl Array {
         check_handle(
             "array",
             || {
-                // SAFETY: `aligned` holds exactly the shape's elements of
-                // `dtype`, suitably aligned; mlx-c copies them before returning.
                 Array {
+                    // SAFETY: `aligned` holds exactly the shape's elements of
+                    // `dtype`, suitably aligned; mlx-c copies them before returning.
                     raw: unsafe {
                         sys::mlx_array_new_data(
                             aligned.as_ptr().cast(),

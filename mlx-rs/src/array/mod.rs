@@ -47,8 +47,8 @@ unsafe impl Send for Array {}
 impl Array {
     /// An empty handle for mlx-c to write into.
     pub(crate) fn empty() -> Array {
-        // SAFETY: plain constructor of an empty handle.
         Array {
+            // SAFETY: plain constructor of an empty handle.
             raw: unsafe { sys::mlx_array_new() },
         }
     }
