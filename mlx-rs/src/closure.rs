@@ -33,22 +33,24 @@ fn read_lent(vector: sys::mlx_vector_array) -> Result<Vec<Array>> {
         .collect()
 }
 
-/// Appends `arrays` to the result vector mlx-c gave a callback.
+/// Fills the result vector mlx-c gave a callback (an empty handle, which
+/// only `set` can fill).
 fn write_out(out: *mut sys::mlx_vector_array, arrays: &[Array]) -> Result<()> {
-    for array in arrays {
-        // SAFETY: `out` points at a valid vector owned by mlx-c for the
-        // duration of the callback; the array handle is copied.
-        check(|| unsafe { sys::mlx_vector_array_append_value(*out, array.as_raw()) })?;
-    }
-    Ok(())
+    let arrays = VectorArray::from_arrays(arrays);
+    // SAFETY: `out` points at a vector handle owned by mlx-c for the
+    // duration of the callback; the contents are copied into it.
+    check(|| unsafe { sys::mlx_vector_array_set(out, arrays.as_raw()) })
 }
 
 fn write_ints(out: *mut sys::mlx_vector_int, values: &[i32]) -> Result<()> {
+    let mut ints = VectorInt::new();
     for &value in values {
-        // SAFETY: `out` points at a valid vector owned by mlx-c.
-        check(|| unsafe { sys::mlx_vector_int_append_value(*out, value) })?;
+        // SAFETY: valid owned vector.
+        check(|| unsafe { sys::mlx_vector_int_append_value(*ints.as_mut_ptr(), value) })?;
     }
-    Ok(())
+    // SAFETY: `out` points at a vector handle owned by mlx-c; the contents
+    // are copied into it.
+    check(|| unsafe { sys::mlx_vector_int_set(out, *ints.as_mut_ptr()) })
 }
 
 fn lent_ints<'a>(data: *const c_int, len: usize) -> &'a [i32] {
