@@ -89,3 +89,27 @@ fn display_matches_python_repr() {
     let a = Array::from_slice(&[1i32, 2, 3], &[3]).unwrap();
     assert_eq!(a.to_string(), "array([1, 2, 3], dtype=int32)");
 }
+
+#[test]
+fn integer_scalars_that_overflow_the_array_dtype_are_errors_as_in_python() {
+    let a = Array::from_slice(&[1i8], &[1]).unwrap();
+    for v in [300i64, -129, 1 << 40] {
+        match mlx_rs::ops::add(&a, v) {
+            Err(Error::InvalidArgument(message)) => {
+                assert_eq!(
+                    message,
+                    format!("Converting {v} to int8 would result in overflow.")
+                )
+            }
+            other => panic!("expected an overflow error, got {other:?}"),
+        }
+    }
+    let flags = Array::from_slice(&[true], &[1]).unwrap();
+    // Python silently wraps here (bool + 2**40 gives int32 1); an error is better.
+    assert!(mlx_rs::ops::add(&flags, 1i64 << 40).is_err());
+    assert_eq!(Array::from(1i64 << 40).dtype(), Dtype::Int64);
+    assert_eq!(
+        mlx_rs::ops::add(&a, 100).unwrap().to_vec::<i8>().unwrap(),
+        [101]
+    );
+}

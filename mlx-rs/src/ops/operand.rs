@@ -26,6 +26,8 @@ impl Scalar {
     pub fn dtype_next_to(self, dtype: Dtype) -> Dtype {
         match self {
             Scalar::Bool(_) => dtype,
+            // Python wraps an integer too large for int32 here; the
+            // overflow check in `to_array` makes that an error instead.
             Scalar::Int(_) if dtype == Dtype::Bool => Dtype::Int32,
             Scalar::Int(_) => dtype,
             Scalar::Float(_) if dtype.is_inexact() => dtype,
@@ -37,13 +39,37 @@ impl Scalar {
     pub fn default_dtype(self) -> Dtype {
         match self {
             Scalar::Bool(_) => Dtype::Bool,
+            Scalar::Int(v) if i32::try_from(v).is_err() => Dtype::Int64,
             Scalar::Int(_) => Dtype::Int32,
             Scalar::Float(_) => Dtype::Float32,
         }
     }
 
+    /// Python's check that an integer scalar fits an integer dtype.
+    fn check_fits(self, dtype: Dtype) -> Result<()> {
+        let Scalar::Int(v) = self else { return Ok(()) };
+        let (min, max): (i128, i128) = match dtype {
+            Dtype::Uint8 => (0, u8::MAX.into()),
+            Dtype::Uint16 => (0, u16::MAX.into()),
+            Dtype::Uint32 => (0, u32::MAX.into()),
+            Dtype::Uint64 => (0, u64::MAX.into()),
+            Dtype::Int8 => (i8::MIN.into(), i8::MAX.into()),
+            Dtype::Int16 => (i16::MIN.into(), i16::MAX.into()),
+            Dtype::Int32 => (i32::MIN.into(), i32::MAX.into()),
+            _ => return Ok(()),
+        };
+        if (min..=max).contains(&i128::from(v)) {
+            Ok(())
+        } else {
+            Err(crate::Error::invalid(format!(
+                "Converting {v} to {dtype} would result in overflow."
+            )))
+        }
+    }
+
     /// A 0-dimensional array of the scalar in `dtype`.
     pub fn to_array(self, dtype: Dtype) -> Result<Array> {
+        self.check_fits(dtype)?;
         // Made in the narrowest type that holds the value exactly where it
         // can be (float64 is avoided: GPUs lack it), then cast.
         let base = match self {
