@@ -113,3 +113,27 @@ fn integer_scalars_that_overflow_the_array_dtype_are_errors_as_in_python() {
         [101]
     );
 }
+
+#[test]
+fn operators_follow_python() {
+    let a = Array::from_slice(&[1i32, 2], &[2]).unwrap();
+    assert_eq!((!&a).to_vec::<i32>().unwrap(), [-2, -3]);
+    let flags = Array::from_slice(&[true, false], &[2]).unwrap();
+    assert_eq!((!&flags).to_vec::<bool>().unwrap(), [false, true]);
+    assert_eq!((-&a).to_vec::<i32>().unwrap(), [-1, -2]);
+    assert_eq!((&a + 2).to_vec::<i32>().unwrap(), [3, 4]);
+    assert_eq!((2 - &a).to_vec::<i32>().unwrap(), [1, 0]);
+    assert_eq!(
+        mlx_rs::ops::multiply(&a, 2.5).unwrap().dtype(),
+        Dtype::Float32
+    );
+    let x = Array::from_slice(&[bf16::from_f32(1.5)], &[1]).unwrap();
+    // A float scalar keeps bfloat16, as Python's weak scalars do.
+    assert_eq!((&x * 2.0).dtype(), Dtype::Bfloat16);
+    assert_eq!((&a / 2.0f32).dtype(), Dtype::Float32);
+    let r = std::panic::catch_unwind(|| &a + &Array::from_slice(&[1i32, 2, 3], &[3]).unwrap());
+    assert!(
+        r.is_err(),
+        "operators panic on shapes that do not broadcast"
+    );
+}

@@ -1,17 +1,16 @@
-//! Operators: `+ - * / %`, unary `-`, and `& | ^`, on arrays and scalars.
+//! Operators: `+ - * / %`, unary `-` and `!` (Python's `~`), and `& | ^`,
+//! on arrays and scalars.
 //!
 //! # Panics
 //! As in Python, operators raise on operands that do not broadcast or on a
 //! dtype MLX rejects: the Rust operators panic with MLX's message. Use the
 //! functions of [`ops`](crate::ops) (`ops::add`...) to get a `Result`.
 
-use std::ops::{Add, BitAnd, BitOr, BitXor, Div, Mul, Neg, Rem, Sub};
-
-use mlx_sys as sys;
+use std::ops::{Add, BitAnd, BitOr, BitXor, Div, Mul, Neg, Not, Rem, Sub};
 
 use super::Array;
+use crate::dtype::Dtype;
 use crate::ops;
-use crate::stream::Stream;
 
 fn expect(result: crate::Result<Array>, op: &str) -> Array {
     result.unwrap_or_else(|e| panic!("`{op}` failed: {e}"))
@@ -43,7 +42,9 @@ macro_rules! operator {
                 expect($func(self, rhs), $symbol)
             }
         }
-        operator!(@scalars $trait, $method, $func, $symbol: bool, i8, i16, i32, i64, u8, u16, u32, f32, f64);
+        // One integer and one float type, so that literals infer (`&a + 2`,
+        // `&a * 0.5`); other scalars go through the `ops` functions.
+        operator!(@scalars $trait, $method, $func, $symbol: bool, i32, f32);
     };
     (@scalars $trait:ident, $method:ident, $func:path, $symbol:literal: $($t:ty),*) => {$(
         impl $trait<$t> for &Array {
@@ -82,22 +83,40 @@ operator!(BitAnd, bitand, ops::bitwise_and, "&");
 operator!(BitOr, bitor, ops::bitwise_or, "|");
 operator!(BitXor, bitxor, ops::bitwise_xor, "^");
 
-fn negative(a: &Array) -> crate::Result<Array> {
-    let s = Stream::current()?;
-    // SAFETY: valid handles; mlx-c writes a new array into `res`.
-    Array::try_from_op(|res| unsafe { sys::mlx_negative(res, a.as_raw(), s.as_raw()) })
-}
-
 impl Neg for &Array {
     type Output = Array;
     fn neg(self) -> Array {
-        expect(negative(self), "-")
+        expect(ops::negative(self), "-")
     }
 }
 
 impl Neg for Array {
     type Output = Array;
     fn neg(self) -> Array {
-        expect(negative(&self), "-")
+        expect(ops::negative(&self), "-")
+    }
+}
+
+/// `~a`: logical not of a bool array, bitwise inversion of an integer one
+/// (Python's `__invert__`).
+fn invert(a: &Array) -> crate::Result<Array> {
+    if a.dtype() == Dtype::Bool {
+        ops::logical_not(a)
+    } else {
+        ops::bitwise_invert(a)
+    }
+}
+
+impl Not for &Array {
+    type Output = Array;
+    fn not(self) -> Array {
+        expect(invert(self), "!")
+    }
+}
+
+impl Not for Array {
+    type Output = Array;
+    fn not(self) -> Array {
+        expect(invert(&self), "!")
     }
 }
