@@ -17,7 +17,7 @@ use std::marker::PhantomData;
 use mlx_sys as sys;
 
 use crate::array::Array;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::ffi::{callback, check, check_handle};
 use crate::handles::{MapStringToArray, VectorArray, VectorInt};
 

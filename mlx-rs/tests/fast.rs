@@ -3,9 +3,6 @@
 
 mod common;
 
-use std::cell::RefCell;
-use std::collections::BTreeSet;
-
 use common::Goldens;
 use mlx_rs::fast::{
     self, AttentionMask, AttentionOptions, CudaKernelConfig, CudaKernelOptions, MetalKernelConfig,
@@ -13,44 +10,7 @@ use mlx_rs::fast::{
 };
 use mlx_rs::{Array, Dtype, Error};
 
-/// The goldens, recording which were used so that one test can assert that
-/// every golden written is checked.
-struct Tracked {
-    goldens: Goldens,
-    used: RefCell<BTreeSet<String>>,
-}
-
-impl Tracked {
-    fn load() -> Tracked {
-        Tracked {
-            goldens: Goldens::load("fast"),
-            used: RefCell::new(BTreeSet::new()),
-        }
-    }
-
-    fn get(&self, name: &str) -> Array {
-        self.used.borrow_mut().insert(name.to_string());
-        self.goldens.get(name)
-    }
-
-    fn check(&self, name: &str, actual: &Array) {
-        self.used.borrow_mut().insert(name.to_string());
-        self.goldens.check(name, actual);
-    }
-
-    fn assert_all_used(&self) {
-        let used = self.used.borrow();
-        let unused: Vec<String> = self
-            .goldens
-            .names()
-            .into_iter()
-            .filter(|n| !used.contains(n))
-            .collect();
-        assert!(unused.is_empty(), "goldens never checked: {unused:?}");
-    }
-}
-
-fn check_norms(g: &Tracked) {
+fn check_norms(g: &Goldens) {
     let (x, weight, bias) = (g.get("x"), g.get("weight"), g.get("bias"));
     for (suffix, dtype) in [("", Dtype::Float32), (".bf16", Dtype::Bfloat16)] {
         let (x, w, b) = (
@@ -88,7 +48,7 @@ fn check_norms(g: &Tracked) {
     );
 }
 
-fn check_rope(g: &Tracked) {
+fn check_rope(g: &Goldens) {
     let (h, freqs, offsets) = (g.get("h"), g.get("freqs"), g.get("offsets"));
     let scalar_offset = Array::scalar(3i32);
     let h_bf16 = h.as_type(Dtype::Bfloat16).unwrap();
@@ -132,7 +92,7 @@ fn check_rope(g: &Tracked) {
     }
 }
 
-fn check_attention(g: &Tracked) {
+fn check_attention(g: &Goldens) {
     let (q, k, v) = (g.get("q"), g.get("k"), g.get("v"));
     let (k_gqa, v_gqa) = (g.get("k_gqa"), g.get("v_gqa"));
     let (bool_mask, additive_mask) = (g.get("bool_mask"), g.get("additive_mask"));
@@ -179,7 +139,7 @@ fn check_attention(g: &Tracked) {
     g.check("sdpa.bf16", &out);
 }
 
-fn check_cross_entropy(g: &Tracked) {
+fn check_cross_entropy(g: &Goldens) {
     let (logits, targets) = (g.get("logits"), g.get("targets"));
     g.check(
         "cross_entropy",
@@ -193,27 +153,27 @@ fn check_cross_entropy(g: &Tracked) {
 
 #[test]
 fn rms_norm_and_layer_norm_match_python() {
-    check_norms(&Tracked::load());
+    check_norms(&Goldens::load("fast"));
 }
 
 #[test]
 fn rope_matches_python_for_every_offset_and_frequency_form() {
-    check_rope(&Tracked::load());
+    check_rope(&Goldens::load("fast"));
 }
 
 #[test]
 fn attention_matches_python_for_every_mask() {
-    check_attention(&Tracked::load());
+    check_attention(&Goldens::load("fast"));
 }
 
 #[test]
 fn cross_entropy_matches_python() {
-    check_cross_entropy(&Tracked::load());
+    check_cross_entropy(&Goldens::load("fast"));
 }
 
 #[test]
 fn every_golden_is_checked() {
-    let g = Tracked::load();
+    let g = Goldens::load("fast");
     check_norms(&g);
     check_rope(&g);
     check_attention(&g);

@@ -2,49 +2,9 @@
 
 mod common;
 
-use std::cell::RefCell;
-use std::collections::BTreeSet;
-
 use common::Goldens;
 use mlx_rs::fft::{self, FftNorm, FftOptions, FftnOptions};
 use mlx_rs::{Array, Error};
-
-/// The goldens, recording which were used so that one test can assert that
-/// every golden written is checked.
-struct Tracked {
-    goldens: Goldens,
-    used: RefCell<BTreeSet<String>>,
-}
-
-impl Tracked {
-    fn load() -> Tracked {
-        Tracked {
-            goldens: Goldens::load("fft"),
-            used: RefCell::new(BTreeSet::new()),
-        }
-    }
-
-    fn get(&self, name: &str) -> Array {
-        self.used.borrow_mut().insert(name.to_string());
-        self.goldens.get(name)
-    }
-
-    fn check(&self, name: &str, actual: &Array) {
-        self.used.borrow_mut().insert(name.to_string());
-        self.goldens.check(name, actual);
-    }
-
-    fn assert_all_used(&self) {
-        let used = self.used.borrow();
-        let unused: Vec<String> = self
-            .goldens
-            .names()
-            .into_iter()
-            .filter(|n| !used.contains(n))
-            .collect();
-        assert!(unused.is_empty(), "goldens never checked: {unused:?}");
-    }
-}
 
 /// The 1-D cases of the generator.
 fn one_d_cases() -> Vec<(&'static str, FftOptions)> {
@@ -90,7 +50,7 @@ type OneD = fn(&Array, FftOptions) -> mlx_rs::Result<Array>;
 type ManyD = fn(&Array, FftnOptions) -> mlx_rs::Result<Array>;
 type Cases = fn() -> Vec<(&'static str, FftnOptions)>;
 
-fn check_one_d(g: &Tracked) {
+fn check_one_d(g: &Goldens) {
     let table: [(&str, OneD, &[&str]); 4] = [
         ("fft", fft::fft, &["c2", "x2"]),
         ("ifft", fft::ifft, &["c2", "x2"]),
@@ -109,7 +69,7 @@ fn check_one_d(g: &Tracked) {
     }
 }
 
-fn check_many_d(g: &Tracked) {
+fn check_many_d(g: &Goldens) {
     let table: [(&str, ManyD, &str, Cases); 8] = [
         ("fft2", fft::fft2, "c3", two_d_cases),
         ("ifft2", fft::ifft2, "c3", two_d_cases),
@@ -130,7 +90,7 @@ fn check_many_d(g: &Tracked) {
     }
 }
 
-fn check_frequencies_and_shifts(g: &Tracked) {
+fn check_frequencies_and_shifts(g: &Goldens) {
     g.check("fftfreq.8", &fft::fftfreq(8, 1.0).unwrap());
     g.check("fftfreq.7.d0.5", &fft::fftfreq(7, 0.5).unwrap());
     g.check("rfftfreq.8", &fft::rfftfreq(8, 1.0).unwrap());
@@ -154,22 +114,22 @@ fn check_frequencies_and_shifts(g: &Tracked) {
 
 #[test]
 fn one_dimensional_transforms_match_python() {
-    check_one_d(&Tracked::load());
+    check_one_d(&Goldens::load("fft"));
 }
 
 #[test]
 fn two_and_n_dimensional_transforms_match_python() {
-    check_many_d(&Tracked::load());
+    check_many_d(&Goldens::load("fft"));
 }
 
 #[test]
 fn frequencies_and_shifts_match_python() {
-    check_frequencies_and_shifts(&Tracked::load());
+    check_frequencies_and_shifts(&Goldens::load("fft"));
 }
 
 #[test]
 fn every_golden_is_checked() {
-    let g = Tracked::load();
+    let g = Goldens::load("fft");
     check_one_d(&g);
     check_many_d(&g);
     check_frequencies_and_shifts(&g);

@@ -9,54 +9,9 @@
 
 mod common;
 
-use std::cell::RefCell;
-use std::collections::BTreeSet;
-
 use common::Goldens;
 use mlx_rs::linalg::{self, NormOptions, NormOrd, Uplo};
 use mlx_rs::{Array, Complex32, Dtype, Error};
-
-/// The goldens, recording which were used so that one test can assert that
-/// every golden written is checked.
-struct Tracked {
-    goldens: Goldens,
-    used: RefCell<BTreeSet<String>>,
-}
-
-impl Tracked {
-    fn load() -> Tracked {
-        Tracked {
-            goldens: Goldens::load("linalg"),
-            used: RefCell::new(BTreeSet::new()),
-        }
-    }
-
-    fn get(&self, name: &str) -> Array {
-        self.used.borrow_mut().insert(name.to_string());
-        self.goldens.get(name)
-    }
-
-    fn check(&self, name: &str, actual: &Array) {
-        self.used.borrow_mut().insert(name.to_string());
-        self.goldens.check(name, actual);
-    }
-
-    fn check_tol(&self, name: &str, actual: &Array, rtol: f64, atol: f64) {
-        self.used.borrow_mut().insert(name.to_string());
-        self.goldens.check_tol(name, actual, rtol, atol);
-    }
-
-    fn assert_all_used(&self) {
-        let used = self.used.borrow();
-        let unused: Vec<String> = self
-            .goldens
-            .names()
-            .into_iter()
-            .filter(|n| !used.contains(n))
-            .collect();
-        assert!(unused.is_empty(), "goldens never checked: {unused:?}");
-    }
-}
 
 /// Tolerance of a product of float32 factors rebuilt on the host: each
 /// factor carries float32 rounding (~1e-7 relative) and the entries are of
@@ -131,7 +86,7 @@ fn norm_options(ord: &str) -> NormOptions {
     }
 }
 
-fn check_norms(g: &Tracked) {
+fn check_norms(g: &Goldens) {
     let (v, x, t3) = (g.get("v"), g.get("x"), g.get("t3"));
     for ord in ["none", "0", "1", "2", "3", "0.5", "inf", "-inf", "-1"] {
         let o = norm_options(ord);
@@ -174,7 +129,7 @@ fn check_norms(g: &Tracked) {
     );
 }
 
-fn check_factorizations(g: &Tracked) {
+fn check_factorizations(g: &Goldens) {
     let (a, spd) = (g.get("a"), g.get("spd"));
     let lower = linalg::cholesky(&spd, false).unwrap();
     g.check("cholesky.lower", &lower);
@@ -198,7 +153,7 @@ fn check_factorizations(g: &Tracked) {
     g.check("lu_factor.pivots", &pivots);
 }
 
-fn check_inverses_and_solves(g: &Tracked) {
+fn check_inverses_and_solves(g: &Goldens) {
     let (a, batch, rect) = (g.get("a"), g.get("batch"), g.get("rect"));
     g.check("inv.a", &linalg::inv(&a).unwrap());
     g.check("inv.batch", &linalg::inv(&batch).unwrap());
@@ -224,7 +179,7 @@ fn check_inverses_and_solves(g: &Tracked) {
     );
 }
 
-fn check_determinants_and_cross(g: &Tracked) {
+fn check_determinants_and_cross(g: &Goldens) {
     let (a, batch) = (g.get("a"), g.get("batch"));
     g.check("det.a", &linalg::det(&a).unwrap());
     g.check("det.batch", &linalg::det(&batch).unwrap());
@@ -242,7 +197,7 @@ fn check_determinants_and_cross(g: &Tracked) {
     g.check("cross.axis0", &cross0);
 }
 
-fn check_qr(g: &Tracked) {
+fn check_qr(g: &Goldens) {
     // Q D and D R (D = diag(+-1)) factor A as well: compare |Q|, |R| and
     // the rebuilt product.
     for input in ["a", "rect"] {
@@ -261,7 +216,7 @@ fn check_qr(g: &Tracked) {
     }
 }
 
-fn check_svd(g: &Tracked) {
+fn check_svd(g: &Goldens) {
     // Singular vectors may flip sign in pairs and U's columns past
     // min(m, n) are any orthonormal basis: compare S, the rebuilt input and
     // the orthogonality of U and Vt.
@@ -291,7 +246,7 @@ fn check_svd(g: &Tracked) {
     }
 }
 
-fn check_eig(g: &Tracked) {
+fn check_eig(g: &Goldens) {
     // Eigenvalues have no defined order and eigenvectors an arbitrary
     // phase: compare sorted eigenvalues and A V == V diag(w).
     let a = g.get("a");
@@ -330,7 +285,7 @@ fn check_eig(g: &Tracked) {
     );
 }
 
-fn check_eigh(g: &Tracked) {
+fn check_eigh(g: &Goldens) {
     // Eigenvalues are ascending and unique; eigenvector signs are not:
     // rebuild V diag(w) V.T.
     let (a, spd) = (g.get("a"), g.get("spd"));
@@ -364,7 +319,7 @@ fn check_eigh(g: &Tracked) {
     }
 }
 
-fn check_complex(g: &Tracked) {
+fn check_complex(g: &Goldens) {
     let herm = g.get("herm");
     assert_eq!(herm.dtype(), Dtype::Complex64);
     let values = linalg::eigvalsh(&herm, Uplo::Lower).unwrap();
@@ -375,52 +330,52 @@ fn check_complex(g: &Tracked) {
 
 #[test]
 fn complex_hermitian_input_matches_python() {
-    check_complex(&Tracked::load());
+    check_complex(&Goldens::load("linalg"));
 }
 
 #[test]
 fn norms_match_python_for_every_ord_and_axis() {
-    check_norms(&Tracked::load());
+    check_norms(&Goldens::load("linalg"));
 }
 
 #[test]
 fn cholesky_and_lu_match_python() {
-    check_factorizations(&Tracked::load());
+    check_factorizations(&Goldens::load("linalg"));
 }
 
 #[test]
 fn inverses_and_solves_match_python() {
-    check_inverses_and_solves(&Tracked::load());
+    check_inverses_and_solves(&Goldens::load("linalg"));
 }
 
 #[test]
 fn determinants_and_cross_products_match_python() {
-    check_determinants_and_cross(&Tracked::load());
+    check_determinants_and_cross(&Goldens::load("linalg"));
 }
 
 #[test]
 fn qr_factors_rebuild_the_input() {
-    check_qr(&Tracked::load());
+    check_qr(&Goldens::load("linalg"));
 }
 
 #[test]
 fn svd_factors_rebuild_the_input() {
-    check_svd(&Tracked::load());
+    check_svd(&Goldens::load("linalg"));
 }
 
 #[test]
 fn eig_satisfies_its_definition() {
-    check_eig(&Tracked::load());
+    check_eig(&Goldens::load("linalg"));
 }
 
 #[test]
 fn eigh_rebuilds_the_symmetric_input() {
-    check_eigh(&Tracked::load());
+    check_eigh(&Goldens::load("linalg"));
 }
 
 #[test]
 fn every_golden_is_checked() {
-    let g = Tracked::load();
+    let g = Goldens::load("linalg");
     check_norms(&g);
     check_factorizations(&g);
     check_inverses_and_solves(&g);

@@ -2,15 +2,18 @@
 //! `tests/goldens/gen_<family>.py` and comparing whole tensors.
 #![allow(dead_code)] // each test binary uses part of this
 
-use std::collections::HashMap;
+use std::cell::RefCell;
+use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 
 use mlx_rs::{Array, Dtype};
 
-/// The arrays of one `<family>.safetensors` golden file.
+/// The arrays of one `<family>.safetensors` golden file. It records which
+/// goldens were read, so that a test can assert every one was checked.
 pub struct Goldens {
     family: String,
     arrays: HashMap<String, Array>,
+    used: RefCell<BTreeSet<String>>,
 }
 
 impl Goldens {
@@ -64,15 +67,32 @@ impl Goldens {
         Goldens {
             family: family.to_string(),
             arrays,
+            used: RefCell::new(BTreeSet::new()),
         }
     }
 
     /// The golden `name`; panics naming the file if it is missing.
     pub fn get(&self, name: &str) -> Array {
+        self.used.borrow_mut().insert(name.to_string());
         self.arrays
             .get(name)
             .unwrap_or_else(|| panic!("no golden {name:?} in {}.safetensors", self.family))
             .clone()
+    }
+
+    /// Fails naming every golden that was never read through this value.
+    pub fn assert_all_used(&self) {
+        let used = self.used.borrow();
+        let unused: Vec<String> = self
+            .names()
+            .into_iter()
+            .filter(|n| !used.contains(n))
+            .collect();
+        assert!(
+            unused.is_empty(),
+            "goldens of {} never checked: {unused:?}",
+            self.family
+        );
     }
 
     /// Whether the golden `name` exists.
