@@ -31,17 +31,6 @@ use crate::ffi::{c_string, check, check_handle};
 use crate::handles::{VectorArray, VectorString};
 use crate::stream::Stream;
 
-/// mlx-c's "no array" for arguments that may be null.
-fn null_array() -> sys::mlx_array {
-    sys::mlx_array {
-        ctx: std::ptr::null_mut(),
-    }
-}
-
-fn optional_array(a: Option<&Array>) -> sys::mlx_array {
-    a.map_or_else(null_array, Array::as_raw)
-}
-
 /// Root mean square normalization over the last axis, scaled by `weight`
 /// if given (`mx.fast.rms_norm`).
 pub fn rms_norm(x: &Array, weight: Option<&Array>, eps: f32) -> Result<Array> {
@@ -49,7 +38,7 @@ pub fn rms_norm(x: &Array, weight: Option<&Array>, eps: f32) -> Result<Array> {
     // SAFETY: valid handles (the weight may be null, which mlx-c allows);
     // mlx-c writes a new array into `res`.
     Array::try_from_op(|res| unsafe {
-        sys::mlx_fast_rms_norm(res, x.as_raw(), optional_array(weight), eps, s.as_raw())
+        sys::mlx_fast_rms_norm(res, x.as_raw(), Array::raw_or_null(weight), eps, s.as_raw())
     })
 }
 
@@ -68,8 +57,8 @@ pub fn layer_norm(
         sys::mlx_fast_layer_norm(
             res,
             x.as_raw(),
-            optional_array(weight),
-            optional_array(bias),
+            Array::raw_or_null(weight),
+            Array::raw_or_null(bias),
             eps,
             s.as_raw(),
         )
@@ -117,7 +106,7 @@ pub fn rope<'a>(
         value: base.unwrap_or(0.0),
         has_value: base.is_some(),
     };
-    let freqs = optional_array(freqs);
+    let freqs = Array::raw_or_null(freqs);
     match offset.into() {
         RopeOffset::Int(offset) => {
             // SAFETY: valid handles (`freqs` may be null, which mlx-c
@@ -221,11 +210,11 @@ pub fn scaled_dot_product_attention(
 ) -> Result<Array> {
     let s = Stream::current()?;
     let (mode, mask) = match options.mask {
-        AttentionMask::None => (c"", null_array()),
-        AttentionMask::Causal => (c"causal", null_array()),
+        AttentionMask::None => (c"", Array::raw_or_null(None)),
+        AttentionMask::Causal => (c"causal", Array::raw_or_null(None)),
         AttentionMask::Array(mask) => (c"array", mask.as_raw()),
     };
-    let sinks = optional_array(options.sinks);
+    let sinks = Array::raw_or_null(options.sinks);
     // SAFETY: valid handles (mask and sinks may be null, which mlx-c
     // allows) and a NUL-terminated static mode; mlx-c writes a new array
     // into `res`.

@@ -130,3 +130,19 @@ pub(crate) fn c_string(text: &str) -> Result<std::ffi::CString> {
     std::ffi::CString::new(text)
         .map_err(|_| Error::invalid(format!("{text:?} contains a NUL character")))
 }
+
+/// mlx-c's optional int for `Option<i32>`.
+pub(crate) fn optional_int(value: Option<i32>) -> sys::mlx_optional_int {
+    sys::mlx_optional_int {
+        value: value.unwrap_or(0),
+        has_value: value.is_some(),
+    }
+}
+
+/// mlx-c's optional float for `Option<f32>`.
+pub(crate) fn optional_float(value: Option<f32>) -> sys::mlx_optional_float {
+    sys::mlx_optional_float {
+        value: value.unwrap_or(0.0),
+        has_value: value.is_some(),
+    }
+}

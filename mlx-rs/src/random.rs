@@ -26,11 +26,11 @@
 
 use mlx_sys as sys;
 
-use crate::array::Array;
+use crate::array::{Array, check_shape};
 use crate::dtype::Dtype;
 use crate::error::{Error, Result};
 use crate::ffi::check;
-use crate::ops::{IntoOperand, Operand, Scalar};
+use crate::ops::{IntoOperand, to_array};
 use crate::stream::Stream;
 
 /// Seeds the calling thread's global PRNG state (`mx.random.seed`).
@@ -86,7 +86,7 @@ pub fn split_pair(key: &Array) -> Result<(Array, Array)> {
 ///
 /// MLX's C++ `mlx::core::random::bits`; Python has no counterpart.
 pub fn bits(shape: &[i32], width: i32, key: Option<&Array>) -> Result<Array> {
-    check_shape("bits", shape)?;
+    check_shape("bits", shape, Dtype::Float32)?;
     let s = Stream::current()?;
     // SAFETY: valid handles (a null key means "none"); `shape` outlives the
     // call; mlx-c writes a new array into `res`.
@@ -114,7 +114,7 @@ pub fn uniform<'a>(
     dtype: Dtype,
     key: Option<&Array>,
 ) -> Result<Array> {
-    check_shape("uniform", shape)?;
+    check_shape("uniform", shape, Dtype::Float32)?;
     let (low, high) = (to_array(low)?, to_array(high)?);
     let s = Stream::current()?;
     // SAFETY: valid handles (a null key means "none"); `shape` outlives the
@@ -160,7 +160,7 @@ impl Default for NormalOptions {
 ///
 /// For array `loc`/`scale` see [`normal_broadcast`].
 pub fn normal(shape: &[i32], options: NormalOptions, key: Option<&Array>) -> Result<Array> {
-    check_shape("normal", shape)?;
+    check_shape("normal", shape, Dtype::Float32)?;
     let s = Stream::current()?;
     // SAFETY: valid handles (a null key means "none"); `shape` outlives the
     // call; mlx-c writes a new array into `res`.
@@ -209,7 +209,7 @@ pub fn normal_broadcast(
     options: NormalBroadcastOptions<'_>,
     key: Option<&Array>,
 ) -> Result<Array> {
-    check_shape("normal", shape)?;
+    check_shape("normal", shape, Dtype::Float32)?;
     let s = Stream::current()?;
     // SAFETY: valid handles (a null array means "none"); `shape` outlives
     // the call; mlx-c writes a new array into `res`.
@@ -219,8 +219,8 @@ pub fn normal_broadcast(
             shape.as_ptr(),
             shape.len(),
             options.dtype.to_raw(),
-            raw_optional(options.loc),
-            raw_optional(options.scale),
+            Array::raw_or_null(options.loc),
+            Array::raw_or_null(options.scale),
             raw_key(key),
             s.as_raw(),
         )
@@ -250,7 +250,7 @@ impl Default for LaplaceOptions {
 
 /// Laplace distributed samples of `shape` (`mx.random.laplace`).
 pub fn laplace(shape: &[i32], options: LaplaceOptions, key: Option<&Array>) -> Result<Array> {
-    check_shape("laplace", shape)?;
+    check_shape("laplace", shape, Dtype::Float32)?;
     let s = Stream::current()?;
     // SAFETY: valid handles (a null key means "none"); `shape` outlives the
     // call; mlx-c writes a new array into `res`.
@@ -283,7 +283,7 @@ pub fn multivariate_normal(
     dtype: Dtype,
     key: Option<&Array>,
 ) -> Result<Array> {
-    check_shape("multivariate_normal", shape)?;
+    check_shape("multivariate_normal", shape, Dtype::Float32)?;
     let s = Stream::current()?;
     // SAFETY: valid handles (a null key means "none"); `shape` outlives the
     // call; mlx-c writes a new array into `res`.
@@ -313,7 +313,7 @@ pub fn randint<'a>(
     dtype: Dtype,
     key: Option<&Array>,
 ) -> Result<Array> {
-    check_shape("randint", shape)?;
+    check_shape("randint", shape, Dtype::Float32)?;
     let (low, high) = (to_array(low)?, to_array(high)?);
     let s = Stream::current()?;
     // SAFETY: valid handles (a null key means "none"); `shape` outlives the
@@ -343,7 +343,7 @@ pub fn bernoulli<'a>(
 ) -> Result<Array> {
     let p = to_array(p)?;
     let shape = shape.unwrap_or(p.shape()).to_vec();
-    check_shape("bernoulli", &shape)?;
+    check_shape("bernoulli", &shape, Dtype::Float32)?;
     let s = Stream::current()?;
     // SAFETY: valid handles (a null key means "none"); `shape` outlives the
     // call; mlx-c writes a new array into `res`.
@@ -377,7 +377,7 @@ pub fn truncated_normal<'a>(
         Some(shape) => shape.to_vec(),
         None => broadcast_shapes(lower.shape(), upper.shape())?,
     };
-    check_shape("truncated_normal", &shape)?;
+    check_shape("truncated_normal", &shape, Dtype::Float32)?;
     let s = Stream::current()?;
     // SAFETY: valid handles (a null key means "none"); `shape` outlives the
     // call; mlx-c writes a new array into `res`.
@@ -398,7 +398,7 @@ pub fn truncated_normal<'a>(
 /// Samples of the standard Gumbel distribution, of `shape` and floating
 /// point `dtype` (`mx.random.gumbel`; Python's default dtype is float32).
 pub fn gumbel(shape: &[i32], dtype: Dtype, key: Option<&Array>) -> Result<Array> {
-    check_shape("gumbel", shape)?;
+    check_shape("gumbel", shape, Dtype::Float32)?;
     let s = Stream::current()?;
     // SAFETY: valid handles (a null key means "none"); `shape` outlives the
     // call; mlx-c writes a new array into `res`.
@@ -452,7 +452,7 @@ pub fn categorical(
             })
         }
         CategoricalSamples::Shape(shape) => {
-            check_shape("categorical", shape)?;
+            check_shape("categorical", shape, Dtype::Float32)?;
             // SAFETY: valid handles (a null key means "none"); `shape`
             // outlives the call; mlx-c writes a new array into `res`.
             Array::try_from_op(|res| unsafe {
@@ -522,45 +522,10 @@ pub fn permutation_arange(n: i32, key: Option<&Array>) -> Result<Array> {
     })
 }
 
-/// The raw handle of an optional array: null (mlx-c's "none") for `None`.
-fn raw_optional(array: Option<&Array>) -> sys::mlx_array {
-    array.map_or(
-        sys::mlx_array {
-            ctx: std::ptr::null_mut(),
-        },
-        Array::as_raw,
-    )
-}
-
 /// The raw handle of an optional key: null means "take the global state's
 /// next key".
 fn raw_key(key: Option<&Array>) -> sys::mlx_array {
-    raw_optional(key)
-}
-
-/// An operand as an array, as Python's `to_array` makes one from a
-/// "scalar or array" argument: integers become int32 (int64 when they do
-/// not fit), floats float32, booleans bool.
-fn to_array<'a>(operand: impl IntoOperand<'a>) -> Result<Array> {
-    match operand.into_operand() {
-        Operand::Ref(array) => Ok(array.clone()),
-        Operand::Owned(array) => Ok(array),
-        Operand::Scalar(Scalar::Int(value)) if i32::try_from(value).is_err() => {
-            Scalar::Int(value).to_array(Dtype::Int64)
-        }
-        Operand::Scalar(scalar) => scalar.to_array(scalar.default_dtype()),
-    }
-}
-
-/// Rejects negative dimensions, which MLX would not catch before
-/// allocating.
-fn check_shape(op: &str, shape: &[i32]) -> Result<()> {
-    if shape.iter().any(|&d| d < 0) {
-        return Err(Error::invalid(format!(
-            "[{op}] shape {shape:?} has a negative dimension"
-        )));
-    }
-    Ok(())
+    Array::raw_or_null(key)
 }
 
 /// The shape `a` and `b` broadcast to, by NumPy's rule.

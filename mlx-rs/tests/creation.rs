@@ -276,7 +276,12 @@ fn dtypes_follow_python_defaults() {
     );
     assert_eq!(ops::full(&[1], 1u32, None).unwrap().dtype(), Dtype::Int32);
     let x = Array::from_slice(&[1u8, 2], &[2]).unwrap();
-    assert_eq!(ops::full_like(&x, 300, None).unwrap().dtype(), Dtype::Uint8);
+    assert_eq!(ops::full_like(&x, 200, None).unwrap().dtype(), Dtype::Uint8);
+    // Python: "Converting 300 to uint8 would result in overflow."
+    assert!(matches!(
+        ops::full_like(&x, 300, None),
+        Err(mlx_rs::Error::InvalidArgument(_))
+    ));
     assert_eq!(ops::zeros_like(&x, None).unwrap().dtype(), Dtype::Uint8);
     assert_eq!(
         ops::ones_like(&x, None).unwrap().to_vec::<u8>().unwrap(),

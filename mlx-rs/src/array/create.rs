@@ -158,6 +158,31 @@ impl Array {
     }
 }
 
+/// Fails unless `shape` has no negative dimension and its data, in
+/// `dtype`, fits in memory addresses: MLX wraps the byte count around
+/// silently and would then read and write out of bounds. `op` names the
+/// operation in the message.
+pub(crate) fn check_shape(op: &str, shape: &[i32], dtype: Dtype) -> Result<()> {
+    let mut bytes = dtype.size();
+    let mut overflow = false;
+    for &dim in shape {
+        let dim = usize::try_from(dim).map_err(|_| {
+            Error::invalid(format!("[{op}] shape {shape:?} has a negative dimension"))
+        })?;
+        match bytes.checked_mul(dim) {
+            Some(b) => bytes = b,
+            None => overflow = true,
+        }
+    }
+    // A zero dimension makes the array empty however large the others are.
+    if !shape.contains(&0) && (overflow || bytes > isize::MAX as usize) {
+        return Err(Error::invalid(format!(
+            "[{op}] shape {shape:?} of {dtype} is too large to address"
+        )));
+    }
+    Ok(())
+}
+
 /// The number of elements of `shape`, checking each dimension.
 pub(crate) fn element_count(shape: &[i32]) -> Result<usize> {
     shape.iter().try_fold(1usize, |count, &dim| {

@@ -2,6 +2,8 @@
 
 mod arith;
 mod create;
+
+pub(crate) use create::check_shape;
 mod fmt;
 mod read;
 
@@ -67,6 +69,17 @@ impl Array {
     /// `raw` must be a valid `mlx_array` that nothing else frees.
     pub unsafe fn from_raw(raw: sys::mlx_array) -> Array {
         Array { raw }
+    }
+
+    /// mlx-c's "no array" (a null handle) for `None`, for arguments the C
+    /// API marks as optional.
+    pub(crate) fn raw_or_null(array: Option<&Array>) -> sys::mlx_array {
+        array.map_or(
+            sys::mlx_array {
+                ctx: std::ptr::null_mut(),
+            },
+            Array::as_raw,
+        )
     }
 
     /// The raw handle, valid while `self` lives.

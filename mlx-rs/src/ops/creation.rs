@@ -4,45 +4,10 @@
 use mlx_sys as sys;
 
 use super::operand::{IntoOperand, Operand, Scalar};
-use crate::array::Array;
+use crate::array::{Array, check_shape};
 use crate::dtype::Dtype;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::stream::Stream;
-
-/// Fails unless `shape` has no negative dimension and its data, in
-/// `dtype`, fits in memory addresses: MLX wraps the byte count around
-/// silently and would then read and write out of bounds.
-fn check_shape(shape: &[i32], dtype: Dtype) -> Result<()> {
-    let mut bytes = dtype.size();
-    let mut overflow = false;
-    for &dim in shape {
-        let dim = usize::try_from(dim)
-            .map_err(|_| Error::invalid(format!("shape {shape:?} has a negative dimension")))?;
-        match bytes.checked_mul(dim) {
-            Some(b) => bytes = b,
-            None => overflow = true,
-        }
-    }
-    // A zero dimension makes the array empty however large the others are.
-    if shape.contains(&0) {
-        return Ok(());
-    }
-    if overflow || bytes > isize::MAX as usize {
-        return Err(Error::invalid(format!(
-            "shape {shape:?} of {dtype} is too large to address"
-        )));
-    }
-    Ok(())
-}
-
-/// The dtype Python gives a scalar alone: bool, int32 (int64 for integers
-/// outside int32's range) or float32.
-fn scalar_dtype(value: Scalar) -> Dtype {
-    match value {
-        Scalar::Int(v) if i32::try_from(v).is_err() => Dtype::Int64,
-        other => other.default_dtype(),
-    }
-}
 
 /// `value` as a double, as mlx-c's `arange` takes it.
 fn scalar_to_f64(value: Scalar) -> f64 {
@@ -69,7 +34,7 @@ pub fn arange(
     let dtype = match dtype {
         Some(dtype) => dtype,
         None => {
-            let dtypes = [start, stop, step].map(scalar_dtype);
+            let dtypes = [start, stop, step].map(Scalar::default_dtype);
             if dtypes.contains(&Dtype::Float32) {
                 Dtype::Float32
             } else if dtypes.contains(&Dtype::Int64) {
@@ -118,7 +83,7 @@ impl Default for EyeOptions {
 /// (`mx.eye`).
 pub fn eye(n: i32, options: EyeOptions) -> Result<Array> {
     let m = options.m.unwrap_or(n);
-    check_shape(&[n, m], options.dtype)?;
+    check_shape("eye", &[n, m], options.dtype)?;
     let s = Stream::current()?;
     // SAFETY: valid handles; mlx-c writes a new array into `res`.
     Array::try_from_op(|res| unsafe {
@@ -129,7 +94,7 @@ pub fn eye(n: i32, options: EyeOptions) -> Result<Array> {
 /// The `n` x `n` identity matrix (`mx.identity`); Python's default dtype is
 /// float32.
 pub fn identity(n: i32, dtype: Dtype) -> Result<Array> {
-    check_shape(&[n, n], dtype)?;
+    check_shape("identity", &[n, n], dtype)?;
     let s = Stream::current()?;
     // SAFETY: valid handles; mlx-c writes a new array into `res`.
     Array::try_from_op(|res| unsafe { sys::mlx_identity(res, n, dtype.to_raw(), s.as_raw()) })
@@ -141,7 +106,7 @@ pub fn identity(n: i32, dtype: Dtype) -> Result<Array> {
 /// As in Python, a negative `n` or `m` gives an empty matrix.
 pub fn tri(n: i32, options: EyeOptions) -> Result<Array> {
     let m = options.m.unwrap_or(n);
-    check_shape(&[n.max(0), m.max(0)], options.dtype)?;
+    check_shape("tri", &[n.max(0), m.max(0)], options.dtype)?;
     let s = Stream::current()?;
     // SAFETY: valid handles; mlx-c writes a new array into `res`.
     Array::try_from_op(|res| unsafe {
@@ -159,7 +124,7 @@ pub fn tri(n: i32, options: EyeOptions) -> Result<Array> {
 pub fn full<'a>(shape: &[i32], vals: impl IntoOperand<'a>, dtype: Option<Dtype>) -> Result<Array> {
     let (vals, dtype) = match vals.into_operand() {
         Operand::Scalar(v) => {
-            let dtype = dtype.unwrap_or_else(|| scalar_dtype(v));
+            let dtype = dtype.unwrap_or_else(|| v.default_dtype());
             (v.to_array(dtype)?, dtype)
         }
         Operand::Ref(a) => (a.clone(), dtype.unwrap_or_else(|| a.dtype())),
@@ -168,7 +133,7 @@ pub fn full<'a>(shape: &[i32], vals: impl IntoOperand<'a>, dtype: Option<Dtype>)
             (a, dtype)
         }
     };
-    check_shape(shape, dtype)?;
+    check_shape("full", shape, dtype)?;
     let s = Stream::current()?;
     // SAFETY: `shape` points to `shape.len()` ints, read before returning;
     // valid handles; mlx-c writes a new array into `res`.
@@ -225,7 +190,7 @@ pub fn linspace(start: f64, stop: f64, num: i32, endpoint: bool, dtype: Dtype) -
 /// An array of `shape` filled with ones (`mx.ones`); Python's default
 /// dtype is float32.
 pub fn ones(shape: &[i32], dtype: Dtype) -> Result<Array> {
-    check_shape(shape, dtype)?;
+    check_shape("ones", shape, dtype)?;
     let s = Stream::current()?;
     // SAFETY: `shape` points to `shape.len()` ints, read before returning;
     // valid handles; mlx-c writes a new array into `res`.
@@ -237,7 +202,7 @@ pub fn ones(shape: &[i32], dtype: Dtype) -> Result<Array> {
 /// An array of `shape` filled with zeros (`mx.zeros`); Python's default
 /// dtype is float32.
 pub fn zeros(shape: &[i32], dtype: Dtype) -> Result<Array> {
-    check_shape(shape, dtype)?;
+    check_shape("zeros", shape, dtype)?;
     let s = Stream::current()?;
     // SAFETY: `shape` points to `shape.len()` ints, read before returning;
     // valid handles; mlx-c writes a new array into `res`.

@@ -12,38 +12,12 @@ use mlx_sys as sys;
 use crate::array::Array;
 use crate::dtype::Dtype;
 use crate::error::{Error, Result};
-use crate::ffi::{c_string, check};
+use crate::ffi::{self, c_string, check};
 use crate::handles::VectorArray;
 use crate::stream::Stream;
 
 // ---------------------------------------------------------------------------
 // Private helpers for mlx-c's optional arguments.
-
-/// mlx-c's "may be null" array: an empty handle for `None`.
-fn raw_or_null(a: Option<&Array>) -> sys::mlx_array {
-    a.map_or(
-        sys::mlx_array {
-            ctx: std::ptr::null_mut(),
-        },
-        Array::as_raw,
-    )
-}
-
-/// mlx-c's optional int.
-fn optional_int(value: Option<i32>) -> sys::mlx_optional_int {
-    sys::mlx_optional_int {
-        value: value.unwrap_or(0),
-        has_value: value.is_some(),
-    }
-}
-
-/// mlx-c's optional float.
-fn optional_float(value: Option<f32>) -> sys::mlx_optional_float {
-    sys::mlx_optional_float {
-        value: value.unwrap_or(0.0),
-        has_value: value.is_some(),
-    }
-}
 
 /// Rejects a group size or bit width that is not positive: MLX divides by
 /// both before checking them (a zero aborts the process with SIGFPE).
@@ -164,9 +138,9 @@ pub fn block_masked_mm(a: &Array, b: &Array, options: BlockMaskedMmOptions<'_>) 
             a.as_raw(),
             b.as_raw(),
             options.block_size,
-            raw_or_null(options.mask_out),
-            raw_or_null(options.mask_lhs),
-            raw_or_null(options.mask_rhs),
+            Array::raw_or_null(options.mask_out),
+            Array::raw_or_null(options.mask_lhs),
+            Array::raw_or_null(options.mask_rhs),
             s.as_raw(),
         )
     })
@@ -198,8 +172,8 @@ pub fn gather_mm(a: &Array, b: &Array, options: GatherMmOptions<'_>) -> Result<A
             res,
             a.as_raw(),
             b.as_raw(),
-            raw_or_null(options.lhs_indices),
-            raw_or_null(options.rhs_indices),
+            Array::raw_or_null(options.lhs_indices),
+            Array::raw_or_null(options.rhs_indices),
             options.sorted_indices,
             s.as_raw(),
         )
@@ -886,10 +860,10 @@ pub fn quantize(w: &Array, options: QuantizeOptions<'_>) -> Result<Quantized> {
         sys::mlx_quantize(
             out.as_mut_ptr(),
             w.as_raw(),
-            optional_int(options.group_size),
-            optional_int(options.bits),
+            ffi::optional_int(options.group_size),
+            ffi::optional_int(options.bits),
             mode.as_ptr(),
-            raw_or_null(options.global_scale),
+            Array::raw_or_null(options.global_scale),
             s.as_raw(),
         )
     })?;
@@ -939,11 +913,11 @@ pub fn dequantize(
             res,
             w.as_raw(),
             scales.as_raw(),
-            raw_or_null(biases),
-            optional_int(options.group_size),
-            optional_int(options.bits),
+            Array::raw_or_null(biases),
+            ffi::optional_int(options.group_size),
+            ffi::optional_int(options.bits),
             mode.as_ptr(),
-            raw_or_null(options.global_scale),
+            Array::raw_or_null(options.global_scale),
             Dtype::optional(options.dtype),
             s.as_raw(),
         )
@@ -994,10 +968,10 @@ pub fn quantized_matmul(
             x.as_raw(),
             w.as_raw(),
             scales.as_raw(),
-            raw_or_null(biases),
+            Array::raw_or_null(biases),
             options.transpose,
-            optional_int(options.group_size),
-            optional_int(options.bits),
+            ffi::optional_int(options.group_size),
+            ffi::optional_int(options.bits),
             mode.as_ptr(),
             s.as_raw(),
         )
@@ -1061,12 +1035,12 @@ pub fn gather_qmm(
             x.as_raw(),
             w.as_raw(),
             scales.as_raw(),
-            raw_or_null(biases),
-            raw_or_null(options.lhs_indices),
-            raw_or_null(options.rhs_indices),
+            Array::raw_or_null(biases),
+            Array::raw_or_null(options.lhs_indices),
+            Array::raw_or_null(options.rhs_indices),
             options.transpose,
-            optional_int(options.group_size),
-            optional_int(options.bits),
+            ffi::optional_int(options.group_size),
+            ffi::optional_int(options.bits),
             mode.as_ptr(),
             options.sorted_indices,
             s.as_raw(),
@@ -1136,12 +1110,12 @@ pub fn qqmm(
             res,
             x.as_raw(),
             w.as_raw(),
-            raw_or_null(scales),
-            optional_int(options.group_size),
-            optional_int(options.bits),
+            Array::raw_or_null(scales),
+            ffi::optional_int(options.group_size),
+            ffi::optional_int(options.bits),
             mode.as_ptr(),
-            raw_or_null(options.global_scale_x),
-            raw_or_null(options.global_scale_w),
+            Array::raw_or_null(options.global_scale_x),
+            Array::raw_or_null(options.global_scale_w),
             s.as_raw(),
         )
     })
@@ -1205,14 +1179,14 @@ pub fn gather_qqmm(
             res,
             x.as_raw(),
             w.as_raw(),
-            raw_or_null(scales),
-            raw_or_null(options.lhs_indices),
-            raw_or_null(options.rhs_indices),
-            optional_int(options.group_size),
-            optional_int(options.bits),
+            Array::raw_or_null(scales),
+            Array::raw_or_null(options.lhs_indices),
+            Array::raw_or_null(options.rhs_indices),
+            ffi::optional_int(options.group_size),
+            ffi::optional_int(options.bits),
             mode.as_ptr(),
-            raw_or_null(options.global_scale_x),
-            raw_or_null(options.global_scale_w),
+            Array::raw_or_null(options.global_scale_x),
+            Array::raw_or_null(options.global_scale_w),
             options.sorted_indices,
             s.as_raw(),
         )
@@ -1226,7 +1200,7 @@ pub fn hadamard_transform(a: &Array, scale: Option<f32>) -> Result<Array> {
     let s = Stream::current()?;
     // SAFETY: valid handles; mlx-c writes a new array into `res`.
     Array::try_from_op(|res| unsafe {
-        sys::mlx_hadamard_transform(res, a.as_raw(), optional_float(scale), s.as_raw())
+        sys::mlx_hadamard_transform(res, a.as_raw(), ffi::optional_float(scale), s.as_raw())
     })
 }
 

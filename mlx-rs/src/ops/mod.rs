@@ -22,6 +22,7 @@ pub use binary::*;
 pub use creation::*;
 pub use gather::*;
 pub use linear::*;
+pub(crate) use operand::to_array;
 pub use operand::{IntoOperand, Operand, Scalar, promote};
 pub use reduce::*;
 pub use shape::*;

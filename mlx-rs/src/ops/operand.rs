@@ -121,6 +121,12 @@ impl Operand<'_> {
     }
 }
 
+/// An operand alone as an array: a scalar takes the dtype Python gives it
+/// (`mx.array(value)`).
+pub(crate) fn to_array<'a>(operand: impl IntoOperand<'a>) -> Result<Array> {
+    operand.into_operand().into_array(None)
+}
+
 /// Turns operands into arrays, giving scalars the dtype of the arrays
 /// among them (the promoted dtype of all of them, as Python does).
 pub(crate) fn resolve<const N: usize>(operands: [Operand<'_>; N]) -> Result<[Array; N]> {
