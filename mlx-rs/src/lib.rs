@@ -76,7 +76,7 @@ pub mod random;
 mod stream;
 pub mod transforms;
 
-pub use array::Array;
+pub use array::{Array, Ellipsis, Index, NewAxis};
 pub use dtype::{ArrayElement, Dtype, DtypeCategory};
 pub use error::{Error, PanicPayload, Result};
 pub use stream::{

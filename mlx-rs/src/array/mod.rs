@@ -5,7 +5,10 @@ mod create;
 
 pub(crate) use create::check_shape;
 mod fmt;
+mod index;
 mod read;
+
+pub use index::{Ellipsis, Index, NewAxis};
 
 use std::ffi::c_int;
 
