@@ -23,11 +23,11 @@
 //! | `a + b`, `a * 2`, `-a` | `&a + &b`, `&a * 2.0f32`, `-&a` (panic on shape errors; `ops::add(&a, &b)?` returns `Result`) |
 //! | `mx.add(a, 1)` | `ops::add(&a, 1)?`: a Rust scalar takes the array's dtype like Python's weak scalars |
 //! | `mx.sum(a, axis=(0, 2), keepdims=True)` | `ops::sum(&a, [0, 2], true)?` (`Axes::All` for `axis=None`) |
-//! | `mx.conv2d(x, w, stride=2)` | `ops::conv2d(&x, &w, Conv2dOptions { stride: (2, 2), ..Default::default() })?`: optional arguments are option structs with `Default` |
+//! | `mx.conv2d(x, w, stride=2)` | `ops::conv2d(&x, &w, Conv2dOptions { stride: [2, 2], ..Default::default() })?`: optional arguments are option structs with `Default` |
 //! | `a[1:3, None, ..., idx]` | `a.index(idx![1..3, NewAxis, .., &idx])?` |
 //! | `a[0, 1:] = v` | `a.index_put(idx![0, 1..], &v)?` |
-//! | `mx.random.normal((2, 3), key=k)` | `random::normal(&[2, 3], NormalOptions { key: Some(&k), ..Default::default() })?` |
-//! | `mx.linalg.norm(a)`, `mx.fft.rfft(a)`, `mx.fast.rms_norm(x, w, eps)` | `linalg::norm(..)`, `fft::rfft(..)`, `fast::rms_norm(..)` |
+//! | `mx.random.normal((2, 3), key=k)` | `random::normal(&[2, 3], NormalOptions::default(), Some(&k))?` |
+//! | `mx.linalg.norm(a)`, `mx.fft.rfft(a)`, `mx.fast.rms_norm(x, w, eps)` | `linalg::norm(&a, NormOptions::default())?`, `fft::rfft(&a, FftOptions::default())?`, `fast::rms_norm(&x, Some(&w), eps)?` |
 //! | `mx.grad(f)(x)` | `transforms::grad(f, &[0])?(&[x])?` where `f: Fn(&[Array]) -> Result<Vec<Array>>` |
 //! | `mx.compile(f)` | `transforms::compile(f, false)?` |
 //! | `mx.eval(a, b)` | `eval([&a, &b])?` or `a.eval()?` |
