@@ -19,20 +19,8 @@ impl MlxString {
         MlxString(unsafe { sys::mlx_string_new() })
     }
 
-    pub(crate) fn from_str(text: &str) -> Result<Self> {
-        let text = c_string(text)?;
-        // SAFETY: `text` is NUL-terminated; mlx-c copies it.
-        Ok(MlxString(unsafe {
-            sys::mlx_string_new_data(text.as_ptr())
-        }))
-    }
-
     pub(crate) fn as_mut_ptr(&mut self) -> *mut sys::mlx_string {
         &mut self.0
-    }
-
-    pub(crate) fn as_raw(&self) -> sys::mlx_string {
-        self.0
     }
 
     pub(crate) fn to_string_lossy(&self) -> String {
@@ -107,42 +95,6 @@ impl Drop for VectorArray {
     }
 }
 
-/// An owned `mlx_vector_vector_array`.
-pub(crate) struct VectorVectorArray(sys::mlx_vector_vector_array);
-
-impl VectorVectorArray {
-    pub(crate) fn new() -> Self {
-        // SAFETY: plain constructor of an empty vector.
-        VectorVectorArray(unsafe { sys::mlx_vector_vector_array_new() })
-    }
-
-    pub(crate) fn as_mut_ptr(&mut self) -> *mut sys::mlx_vector_vector_array {
-        &mut self.0
-    }
-
-    pub(crate) fn to_vec(&self) -> Result<Vec<Vec<Array>>> {
-        // SAFETY: valid handle.
-        let len = unsafe { sys::mlx_vector_vector_array_size(self.0) };
-        (0..len)
-            .map(|i| {
-                let mut inner = VectorArray::new();
-                // SAFETY: `i` is within the vector; writes into `inner`.
-                check(|| unsafe {
-                    sys::mlx_vector_vector_array_get(inner.as_mut_ptr(), self.0, i)
-                })?;
-                inner.to_vec()
-            })
-            .collect()
-    }
-}
-
-impl Drop for VectorVectorArray {
-    fn drop(&mut self) {
-        // SAFETY: owned handle, freed once.
-        unsafe { sys::mlx_vector_vector_array_free(self.0) };
-    }
-}
-
 /// An owned `mlx_vector_int`.
 pub(crate) struct VectorInt(sys::mlx_vector_int);
 
@@ -154,19 +106,6 @@ impl VectorInt {
 
     pub(crate) fn as_mut_ptr(&mut self) -> *mut sys::mlx_vector_int {
         &mut self.0
-    }
-
-    pub(crate) fn to_vec(&self) -> Result<Vec<i32>> {
-        // SAFETY: valid handle.
-        let len = unsafe { sys::mlx_vector_int_size(self.0) };
-        (0..len)
-            .map(|i| {
-                let mut value = 0;
-                // SAFETY: `i` is within the vector; writes one value.
-                check(|| unsafe { sys::mlx_vector_int_get(&mut value, self.0, i) })?;
-                Ok(value)
-            })
-            .collect()
     }
 }
 

@@ -59,7 +59,7 @@ use crate::array::Array;
 use crate::dtype::Dtype;
 use crate::error::{Error, PanicPayload, Result};
 use crate::ffi::{check, check_handle};
-use crate::handles::{MapStringToArray, MapStringToString, MlxString, VectorArray, VectorString};
+use crate::handles::{MapStringToArray, MapStringToString, MlxString, VectorString};
 use crate::stream::Stream;
 
 // ---------------------------------------------------------------------------
@@ -107,7 +107,7 @@ fn load_reader_as(label: &str, reader: impl Read + Seek + Send) -> Result<Array>
         let array =
             Array::try_from_op(|res| unsafe { sys::mlx_load_reader(res, reader.0, s.as_raw()) })?;
         drop(reader);
-        eval_all([&array])?;
+        crate::transforms::eval([&array])?;
         Ok(array)
     })();
     session.finish(outcome)
@@ -258,7 +258,7 @@ fn load_safetensors_reader_as(
         })?;
         drop(reader);
         let arrays = arrays.to_map()?;
-        eval_all(arrays.values())?;
+        crate::transforms::eval(arrays.values())?;
         Ok((arrays, metadata.to_map()?))
     })();
     session.finish(outcome)
@@ -1088,13 +1088,6 @@ fn named(name: &str, error: Error) -> Error {
         },
         other => other,
     }
-}
-
-/// Evaluates the arrays together (`mx.eval(*arrays)`).
-fn eval_all<'a>(arrays: impl IntoIterator<Item = &'a Array>) -> Result<()> {
-    let arrays = VectorArray::from_arrays(arrays);
-    // SAFETY: valid vector handle.
-    check(|| unsafe { sys::mlx_eval(arrays.as_raw()) })
 }
 
 // ---------------------------------------------------------------------------

@@ -44,7 +44,10 @@ fn check_gets(g: &Goldens) {
         ),
         ("neg_slice_bounds", idx![.., -2..].to_vec()),
         ("out_of_range_slice", idx![.., 1..100].to_vec()),
-        ("empty_slice", vec![Index::from(..), Index::slice(Some(2), Some(1), None)]),
+        (
+            "empty_slice",
+            vec![Index::from(..), Index::slice(Some(2), Some(1), None)],
+        ),
         ("mixed", idx![1, 1.., NewAxis, ..;2].to_vec()),
         ("ellipsis_last", idx![Ellipsis, 1].to_vec()),
         ("ellipsis_middle", idx![0, Ellipsis, 2].to_vec()),

@@ -147,7 +147,7 @@ fn a_panicking_closure_inside_grad_returns_an_error() {
         &[0],
     )
     .unwrap();
-    match grad(&[x.clone()]) {
+    match grad(std::slice::from_ref(&x)) {
         Err(Error::CallbackPanicked(payload)) => assert_eq!(payload.message(), "boom inside grad"),
         other => panic!("expected CallbackPanicked, got {other:?}"),
     }
@@ -164,8 +164,8 @@ fn an_error_inside_a_closure_is_the_error_returned() {
     let bad = Array::from_slice(&[1.0f32, 2.0, 3.0], &[3]).unwrap();
     let out = transforms::vjp(
         |args: &[Array]| Ok(vec![ops::add(&args[0], &bad)?]),
-        &[x.clone()],
-        &[x.clone()],
+        std::slice::from_ref(&x),
+        std::slice::from_ref(&x),
     );
     match out {
         Err(Error::Mlx { message }) => assert!(message.contains("broadcast"), "{message}"),
