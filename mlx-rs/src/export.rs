@@ -1,5 +1,10 @@
 //! Exporting functions to files and importing them (`export.h`):
 //! `mx.export_function`, `mx.exporter`, `mx.import_function`.
+//!
+//! An exported graph names its streams by index, and MLX 0.32's streams
+//! belong to the thread that made them: import and call an exported function
+//! on the thread that exported it, or in a process whose main thread does
+//! the work (as a Python script does).
 
 use std::collections::HashMap;
 use std::path::Path;

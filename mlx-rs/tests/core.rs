@@ -137,3 +137,37 @@ fn operators_follow_python() {
         "operators panic on shapes that do not broadcast"
     );
 }
+
+#[test]
+fn comparison_and_logical_methods_match_the_functions() {
+    let a = Array::from_slice(&[1i32, 2, 3], &[3]).unwrap();
+    assert_eq!(
+        a.less(2).unwrap().to_vec::<bool>().unwrap(),
+        [true, false, false]
+    );
+    assert_eq!(
+        a.greater_equal(&a).unwrap().to_vec::<bool>().unwrap(),
+        [true; 3]
+    );
+    let big = a.greater(1).unwrap();
+    assert_eq!(
+        big.logical_and(a.less(3).unwrap())
+            .unwrap()
+            .to_vec::<bool>()
+            .unwrap(),
+        [false, true, false]
+    );
+    assert_eq!(
+        a.bitwise_and(1).unwrap().to_vec::<i32>().unwrap(),
+        [1, 0, 1]
+    );
+    assert_eq!(
+        a.left_shift(2).unwrap().to_vec::<i32>().unwrap(),
+        [4, 8, 12]
+    );
+    assert_eq!(a.maximum(2).unwrap().to_vec::<i32>().unwrap(), [2, 2, 3]);
+    assert!(
+        a.equal(&Array::from_slice(&[1i32, 2], &[2]).unwrap())
+            .is_err()
+    );
+}

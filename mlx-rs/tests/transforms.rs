@@ -193,3 +193,41 @@ fn vmap_rejects_axes_that_do_not_match_the_arguments() {
     ));
     assert!(transforms::vmap(|a: &[Array]| Ok(a.to_vec()), &[Some(-2)], &[Some(0)]).is_err());
 }
+
+#[test]
+fn custom_jvp_and_vmap_rules_are_used() {
+    let doubled =
+        transforms::custom_function(|args: &[Array]| Ok(vec![ops::multiply(&args[0], 2.0f32)?]))
+            .unwrap()
+            .jvp(|_primals: &[Array], tangents: &[Array], _argnums: &[i32]| {
+                Ok(vec![ops::multiply(&tangents[0], 7.0f32)?])
+            })
+            .unwrap()
+            .vmap(|inputs: &[Array], axes: &[i32]| {
+                Ok((vec![ops::multiply(&inputs[0], -1.0f32)?], axes.to_vec()))
+            })
+            .unwrap()
+            .build()
+            .unwrap();
+    let x = Array::from_slice(&[1.0f32, 2.0], &[2]).unwrap();
+    assert_eq!(
+        doubled.apply(std::slice::from_ref(&x)).unwrap()[0]
+            .to_vec::<f32>()
+            .unwrap(),
+        [2.0, 4.0]
+    );
+    let f = doubled.clone();
+    let (_, tangents) = transforms::jvp(
+        move |a: &[Array]| f.apply(a),
+        std::slice::from_ref(&x),
+        std::slice::from_ref(&x),
+    )
+    .unwrap();
+    assert_eq!(tangents[0].to_vec::<f32>().unwrap(), [7.0, 14.0]);
+    let mapped =
+        transforms::vmap(move |a: &[Array]| doubled.apply(a), &[Some(0)], &[Some(0)]).unwrap();
+    assert_eq!(
+        mapped(&[x]).unwrap()[0].to_vec::<f32>().unwrap(),
+        [-1.0, -2.0]
+    );
+}

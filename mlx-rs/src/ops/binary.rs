@@ -187,3 +187,39 @@ pub fn array_equal<'a>(
         sys::mlx_array_equal(res, a.as_raw(), b.as_raw(), equal_nan, s.as_raw())
     })
 }
+
+/// `Array` methods for the binary ops, as Python's `mx.array` has them
+/// (`a.equal(b)` for `a == b`, ...).
+macro_rules! binary_methods {
+    ($($name:ident),* $(,)?) => {
+        impl Array {
+            $(
+                #[doc = concat!("[`ops::", stringify!($name), "`](crate::ops::", stringify!($name), ")`(self, other)`.")]
+                pub fn $name<'a>(&'a self, other: impl IntoOperand<'a>) -> Result<Array> {
+                    $name(self, other)
+                }
+            )*
+        }
+    };
+}
+
+binary_methods!(
+    equal,
+    not_equal,
+    less,
+    less_equal,
+    greater,
+    greater_equal,
+    logical_and,
+    logical_or,
+    bitwise_and,
+    bitwise_or,
+    bitwise_xor,
+    left_shift,
+    right_shift,
+    maximum,
+    minimum,
+    power,
+    floor_divide,
+    remainder,
+);
