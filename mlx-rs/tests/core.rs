@@ -167,7 +167,7 @@ fn comparison_and_logical_methods_match_the_functions() {
     );
     assert_eq!(a.maximum(2).unwrap().to_vec::<i32>().unwrap(), [2, 2, 3]);
     assert!(
-        a.equal(&Array::from_slice(&[1i32, 2], &[2]).unwrap())
+        a.equal(Array::from_slice(&[1i32, 2], &[2]).unwrap())
             .is_err()
     );
 }
