@@ -293,6 +293,46 @@ fn normalize(a: &Array, index: &[Index]) -> Result<(Array, Vec<Index>)> {
     Ok((expanded, entries))
 }
 
+/// The static slice that basic `entries` (integers and slices) select:
+/// MLX's start, stop and strides per axis, the region's shape (integers as
+/// size 1) and the result's shape (integer axes removed).
+struct BasicSlice {
+    start: Vec<i32>,
+    stop: Vec<i32>,
+    step: Vec<i32>,
+    region: Vec<i32>,
+    indexed: Vec<i32>,
+}
+
+fn basic_slice(entries: &[Index], shape: &[i32]) -> Result<BasicSlice> {
+    let mut out = BasicSlice {
+        start: vec![],
+        stop: vec![],
+        step: vec![],
+        region: vec![],
+        indexed: vec![],
+    };
+    for (axis, (entry, &size)) in entries.iter().zip(shape).enumerate() {
+        let (start, stop, step, len) = match entry {
+            Index::Int(i) => {
+                let i = check_int(*i, axis, size)?;
+                (i, i + 1, 1, None)
+            }
+            Index::Slice { start, stop, step } => {
+                let r = resolve_slice(*start, *stop, *step, size)?;
+                (r.start, r.stop, r.step, Some(r.len))
+            }
+            _ => unreachable!("basic indexing has only integers and slices"),
+        };
+        out.start.push(start);
+        out.stop.push(stop);
+        out.step.push(step);
+        out.region.push(len.unwrap_or(1));
+        out.indexed.extend(len);
+    }
+    Ok(out)
+}
+
 impl Array {
     /// `a[index]` (Python's `__getitem__`); build `index` with [`idx!`].
     pub fn index(&self, index: &[Index]) -> Result<Array> {
@@ -300,35 +340,12 @@ impl Array {
         if entries.iter().any(|e| matches!(e, Index::Array(_))) {
             return advanced_get(&a, &entries);
         }
-        let shape = a.shape().to_vec();
-        let (mut start, mut stop, mut step, mut out_shape) = (vec![], vec![], vec![], vec![]);
-        for (axis, (entry, &size)) in entries.iter().zip(&shape).enumerate() {
-            match entry {
-                Index::Int(i) => {
-                    let i = check_int(*i, axis, size)?;
-                    start.push(i);
-                    stop.push(i + 1);
-                    step.push(1);
-                }
-                Index::Slice {
-                    start: b,
-                    stop: e,
-                    step: k,
-                } => {
-                    let r = resolve_slice(*b, *e, *k, size)?;
-                    start.push(r.start);
-                    stop.push(r.stop);
-                    step.push(r.step);
-                    out_shape.push(r.len);
-                }
-                _ => unreachable!("normalize leaves integers, slices and arrays"),
-            }
-        }
-        let sliced = ops::slice(&a, &start, &stop, Some(&step))?;
-        if sliced.shape() == out_shape.as_slice() {
+        let b = basic_slice(&entries, a.shape())?;
+        let sliced = ops::slice(&a, &b.start, &b.stop, Some(&b.step))?;
+        if sliced.shape() == b.indexed.as_slice() {
             Ok(sliced)
         } else {
-            ops::reshape(&sliced, &out_shape)
+            ops::reshape(&sliced, &b.indexed)
         }
     }
 
@@ -361,37 +378,11 @@ impl Array {
 }
 
 fn basic_put(a: &Array, entries: &[Index], value: &Array) -> Result<Array> {
-    let shape = a.shape().to_vec();
-    let (mut start, mut stop, mut step, mut region, mut indexed) =
-        (vec![], vec![], vec![], vec![], vec![]);
-    for (axis, (entry, &size)) in entries.iter().zip(&shape).enumerate() {
-        match entry {
-            Index::Int(i) => {
-                let i = check_int(*i, axis, size)?;
-                start.push(i);
-                stop.push(i + 1);
-                step.push(1);
-                region.push(1);
-            }
-            Index::Slice {
-                start: b,
-                stop: e,
-                step: k,
-            } => {
-                let r = resolve_slice(*b, *e, *k, size)?;
-                start.push(r.start);
-                stop.push(r.stop);
-                step.push(r.step);
-                region.push(r.len);
-                indexed.push(r.len);
-            }
-            _ => unreachable!("normalize leaves integers, slices and arrays"),
-        }
-    }
+    let b = basic_slice(entries, a.shape())?;
     // The value broadcasts to what `a[index]` would be, then takes the
     // region's shape (integer axes as size 1).
-    let update = ops::reshape(&ops::broadcast_to(value, &indexed)?, &region)?;
-    ops::slice_update(a, &update, &start, &stop, Some(&step))
+    let update = ops::reshape(&ops::broadcast_to(value, &b.indexed)?, &b.region)?;
+    ops::slice_update(a, &update, &b.start, &b.stop, Some(&b.step))
 }
 
 /// NumPy's advanced indexing through one gather: integer entries become
