@@ -171,3 +171,20 @@ fn comparison_and_logical_methods_match_the_functions() {
             .is_err()
     );
 }
+
+/// The example of README.md's "mlx-rs in one screen".
+#[test]
+fn the_readme_example_runs() -> mlx_rs::Result<()> {
+    use mlx_rs::{idx, ops, transforms};
+    let x = Array::from_slice(&[1.0f32, 2.0, 3.0, 4.0], &[2, 2])?;
+    let y = ops::sum(&(&x * 2.0 + 1.0), [1], false)?; // mx.sum(x * 2 + 1, axis=1)
+    let first_row = x.index(idx![0, ..])?; // x[0, :]
+    let grad = transforms::grad(
+        |a: &[Array]| Ok(vec![ops::sum(&(&a[0] * &a[0]), None, false)?]),
+        &[0],
+    )?;
+    assert_eq!(y.to_vec::<f32>()?, [8.0, 16.0]);
+    assert_eq!(first_row.to_vec::<f32>()?, [1.0, 2.0]);
+    assert_eq!(grad(&[x])?[0].to_vec::<f32>()?, [2.0, 4.0, 6.0, 8.0]);
+    Ok(())
+}

@@ -36,3 +36,10 @@ impl From<Vec<i32>> for Axes {
         Axes::Many(axes)
     }
 }
+
+impl From<Option<i32>> for Axes {
+    /// `None` is every axis (`axis=None`), `Some(i)` one axis.
+    fn from(axis: Option<i32>) -> Axes {
+        axis.map_or(Axes::All, Axes::One)
+    }
+}
