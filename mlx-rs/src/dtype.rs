@@ -165,7 +165,7 @@ mod sealed {
 }
 
 /// A Rust type whose values an [`Array`](crate::Array) can hold: `bool`,
-/// `u8`-`u64`, `i8`-`i64`, [`f16`], [`bf16`], `f32`, `f64` and
+/// `u8`-`u64`, `i8`-`i64`, [`struct@f16`], [`bf16`], `f32`, `f64` and
 /// [`Complex32`] (MLX's complex64). Its memory layout is MLX's.
 pub trait ArrayElement: sealed::Sealed + Copy + Send + Sync + 'static {
     /// The dtype of an array of this type.

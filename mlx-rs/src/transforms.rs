@@ -5,7 +5,7 @@
 //! A transformed function is a Rust closure over arrays:
 //! `Fn(&[Array]) -> Result<Vec<Array>>`. If it panics or fails while MLX
 //! runs it, the transformation returns the error
-//! ([`Error::CallbackPanicked`](crate::Error::CallbackPanicked) for a panic).
+//! ([`crate::Error::CallbackPanicked`] for a panic).
 //!
 //! ```
 //! use mlx_rs::{Array, transforms};
