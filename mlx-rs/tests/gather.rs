@@ -7,8 +7,8 @@ mod common;
 use std::collections::HashSet;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use common::Goldens;
-use mlx_rs::{Array, Dtype, Error, Result, ops};
+use common::{Goldens, assert_invalid, assert_mlx};
+use mlx_rs::{Array, Dtype, Result, ops};
 
 /// The goldens, with `in.<name>` inputs at hand.
 struct Ctx {
@@ -454,30 +454,6 @@ fn clamping_keeps_indices_of_every_integer_dtype_exact() {
 
 // ---------------------------------------------------------------------------
 // Errors.
-
-/// Asserts an `Error::Mlx` whose message contains `needle`.
-#[track_caller]
-fn assert_mlx<T: std::fmt::Debug>(result: Result<T>, needle: &str) {
-    match result {
-        Err(Error::Mlx { message }) => assert!(
-            message.contains(needle),
-            "message {message:?} does not mention {needle:?}"
-        ),
-        other => panic!("expected an MLX error mentioning {needle:?}, got {other:?}"),
-    }
-}
-
-/// Asserts an `Error::InvalidArgument` whose message contains `needle`.
-#[track_caller]
-fn assert_invalid<T: std::fmt::Debug>(result: Result<T>, needle: &str) {
-    match result {
-        Err(Error::InvalidArgument(message)) => assert!(
-            message.contains(needle),
-            "message {message:?} does not mention {needle:?}"
-        ),
-        other => panic!("expected an invalid argument mentioning {needle:?}, got {other:?}"),
-    }
-}
 
 #[test]
 fn bad_slices_fail() {

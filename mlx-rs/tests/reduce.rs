@@ -2,50 +2,9 @@
 
 mod common;
 
-use std::cell::RefCell;
-use std::collections::BTreeSet;
-
 use common::Goldens;
 use mlx_rs::ops::{self, Axes};
 use mlx_rs::{Array, Dtype, Error, Result};
-
-/// Checks goldens and remembers which, so each test can assert that it
-/// covered every golden of its ops.
-struct Checker {
-    goldens: Goldens,
-    checked: RefCell<BTreeSet<String>>,
-}
-
-impl Checker {
-    fn load() -> Checker {
-        Checker {
-            goldens: Goldens::load("reduce"),
-            checked: RefCell::new(BTreeSet::new()),
-        }
-    }
-
-    fn input(&self, dtype: &str) -> Array {
-        self.goldens.get(&format!("x.{dtype}"))
-    }
-
-    fn check(&self, name: &str, actual: &Array) {
-        self.goldens.check(name, actual);
-        self.checked.borrow_mut().insert(name.to_string());
-    }
-
-    /// Every golden named `<op>.*` for these ops was checked.
-    fn assert_covered(&self, ops: &[&str]) {
-        let checked = self.checked.borrow();
-        let missing: Vec<String> = self
-            .goldens
-            .names()
-            .into_iter()
-            .filter(|n| ops.iter().any(|op| n.starts_with(&format!("{op}."))))
-            .filter(|n| !checked.contains(n))
-            .collect();
-        assert!(missing.is_empty(), "goldens never checked: {missing:?}");
-    }
-}
 
 /// The axes of gen_reduce.py's `AXES`, with their name tags.
 fn axes_cases() -> Vec<(&'static str, Axes)> {
@@ -84,7 +43,7 @@ fn reductions() -> Vec<(&'static str, Reduce, &'static [&'static str])> {
 
 #[test]
 fn reductions_match_python_over_every_axes_form() {
-    let g = Checker::load();
+    let g = Goldens::load("reduce");
     let mut ops_seen = Vec::new();
     for (op, f, dtypes) in reductions() {
         ops_seen.push(op);
@@ -105,7 +64,7 @@ fn reductions_match_python_over_every_axes_form() {
 
 #[test]
 fn var_and_std_match_python_with_ddof() {
-    let g = Checker::load();
+    let g = Goldens::load("reduce");
     type Moment = fn(&Array, Axes, bool, i32) -> Result<Array>;
     let moments: [(&str, Moment); 2] = [("var", ops::var), ("std", ops::std)];
     for (op, f) in moments {
@@ -126,7 +85,7 @@ fn var_and_std_match_python_with_ddof() {
 
 #[test]
 fn argmax_and_argmin_match_python() {
-    let g = Checker::load();
+    let g = Goldens::load("reduce");
     type ArgReduce = fn(&Array, Option<i32>, bool) -> Result<Array>;
     let arg_ops: [(&str, ArgReduce); 2] = [("argmax", ops::argmax), ("argmin", ops::argmin)];
     for (op, f) in arg_ops {
@@ -152,7 +111,7 @@ fn argmax_and_argmin_match_python() {
 
 #[test]
 fn array_methods_delegate_to_the_functions() {
-    let g = Checker::load();
+    let g = Goldens::load("reduce");
     let x = g.input("float32");
     let b = g.input("bool");
     g.check("sum.float32.0,2.keep", &x.sum([0, 2], true).unwrap());
@@ -180,7 +139,7 @@ fn array_methods_delegate_to_the_functions() {
 
 #[test]
 fn an_empty_axis_list_reduces_nothing() {
-    let g = Checker::load();
+    let g = Goldens::load("reduce");
     let x = g.input("float32");
     g.check(
         "x.float32",
@@ -232,7 +191,7 @@ fn assert_mlx_error(what: &str, result: Result<Array>, needle: &str) {
 
 #[test]
 fn bad_axes_are_errors() {
-    let g = Checker::load();
+    let g = Goldens::load("reduce");
     let x = g.input("float32");
     let mut all: Vec<(&str, Reduce)> = reductions().into_iter().map(|(n, f, _)| (n, f)).collect();
     all.push(("var", |a, axes, keepdims| ops::var(a, axes, keepdims, 0)));

@@ -6,12 +6,12 @@ mod common;
 use std::collections::HashSet;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use common::Goldens;
+use common::{Goldens, assert_invalid, assert_mlx};
 use mlx_rs::ops::{
     self, AsStridedOptions, Axes, DiagonalOptions, IndicesOrSections, PadMode, PadOptions,
     PadWidth, Shift,
 };
-use mlx_rs::{Array, Dtype, Error, Result};
+use mlx_rs::{Array, Dtype, Result};
 
 /// The golden inputs, plus non-contiguous views of them.
 struct In {
@@ -504,30 +504,6 @@ fn transpose_views_are_not_contiguous() {
 
 // ---------------------------------------------------------------------------
 // Errors.
-
-/// Asserts an `Error::Mlx` whose message contains `needle`.
-#[track_caller]
-fn assert_mlx<T: std::fmt::Debug>(result: Result<T>, needle: &str) {
-    match result {
-        Err(Error::Mlx { message }) => assert!(
-            message.contains(needle),
-            "message {message:?} does not mention {needle:?}"
-        ),
-        other => panic!("expected an MLX error mentioning {needle:?}, got {other:?}"),
-    }
-}
-
-/// Asserts an `Error::InvalidArgument` whose message contains `needle`.
-#[track_caller]
-fn assert_invalid<T: std::fmt::Debug>(result: Result<T>, needle: &str) {
-    match result {
-        Err(Error::InvalidArgument(message)) => assert!(
-            message.contains(needle),
-            "message {message:?} does not mention {needle:?}"
-        ),
-        other => panic!("expected an invalid argument mentioning {needle:?}, got {other:?}"),
-    }
-}
 
 fn arange(n: i32, shape: &[i32]) -> Array {
     Array::from_iter(0..n, shape).unwrap()

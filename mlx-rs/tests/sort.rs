@@ -3,50 +3,9 @@
 
 mod common;
 
-use std::cell::RefCell;
-use std::collections::BTreeSet;
-
 use common::Goldens;
 use mlx_rs::ops::{self, AccumulateOptions, Axes, CumulativeOptions, SearchSide};
 use mlx_rs::{Array, Dtype, Error, Result};
-
-/// Checks goldens and remembers which, so each test can assert that it
-/// covered every golden of its ops.
-struct Checker {
-    goldens: Goldens,
-    checked: RefCell<BTreeSet<String>>,
-}
-
-impl Checker {
-    fn load() -> Checker {
-        Checker {
-            goldens: Goldens::load("sort"),
-            checked: RefCell::new(BTreeSet::new()),
-        }
-    }
-
-    fn input(&self, dtype: &str) -> Array {
-        self.goldens.get(&format!("x.{dtype}"))
-    }
-
-    fn check(&self, name: &str, actual: &Array) {
-        self.goldens.check(name, actual);
-        self.checked.borrow_mut().insert(name.to_string());
-    }
-
-    /// Every golden named `<op>.*` for these ops was checked.
-    fn assert_covered(&self, ops: &[&str]) {
-        let checked = self.checked.borrow();
-        let missing: Vec<String> = self
-            .goldens
-            .names()
-            .into_iter()
-            .filter(|n| ops.iter().any(|op| n.starts_with(&format!("{op}."))))
-            .filter(|n| !checked.contains(n))
-            .collect();
-        assert!(missing.is_empty(), "goldens never checked: {missing:?}");
-    }
-}
 
 const DTYPES: [&str; 3] = ["float32", "bfloat16", "int32"];
 
@@ -60,7 +19,7 @@ const AXES: [(&str, Option<i32>); 4] = [
 
 #[test]
 fn sort_and_argsort_match_python() {
-    let g = Checker::load();
+    let g = Goldens::load("sort");
     type SortOp = fn(&Array, Option<i32>) -> Result<Array>;
     let sort_ops: [(&str, SortOp); 2] = [("sort", ops::sort), ("argsort", ops::argsort)];
     for (op, f) in sort_ops {
@@ -76,7 +35,7 @@ fn sort_and_argsort_match_python() {
 
 #[test]
 fn topk_finds_the_largest_elements() {
-    let g = Checker::load();
+    let g = Goldens::load("sort");
     for dtype in DTYPES {
         let x = g.input(dtype);
         for (tag, axis) in [("all", None), ("0", Some(0)), ("-1", Some(-1))] {
@@ -171,7 +130,7 @@ fn inclusion(inclusive: bool) -> &'static str {
 
 #[test]
 fn scans_match_python() {
-    let g = Checker::load();
+    let g = Goldens::load("sort");
     type Accumulate = fn(&Array, Option<i32>, AccumulateOptions) -> Result<Array>;
     type Scan = fn(&Array, Option<i32>, CumulativeOptions) -> Result<Array>;
     let accumulations: [(&str, Accumulate, &[&str]); 2] = [
@@ -260,7 +219,7 @@ fn scans_match_python() {
 
 #[test]
 fn softmax_matches_python() {
-    let g = Checker::load();
+    let g = Goldens::load("sort");
     let axes: [(&str, Axes); 4] = [
         ("all", Axes::All),
         ("1", Axes::One(1)),
@@ -284,10 +243,10 @@ fn softmax_matches_python() {
 
 #[test]
 fn searchsorted_matches_python_on_both_sides() {
-    let g = Checker::load();
+    let g = Goldens::load("sort");
     for dtype in ["float32", "int32"] {
-        let sequence = g.goldens.get(&format!("seq.{dtype}"));
-        let probes = g.goldens.get(&format!("probes.{dtype}"));
+        let sequence = g.get(&format!("seq.{dtype}"));
+        let probes = g.get(&format!("probes.{dtype}"));
         for (tag, side) in [("left", SearchSide::Left), ("right", SearchSide::Right)] {
             let out = ops::searchsorted(&sequence, &probes, side).unwrap();
             g.check(&format!("searchsorted.{dtype}.{tag}"), &out);
@@ -299,7 +258,7 @@ fn searchsorted_matches_python_on_both_sides() {
 
 #[test]
 fn array_methods_delegate_to_the_functions() {
-    let g = Checker::load();
+    let g = Goldens::load("sort");
     let x = g.input("float32");
     let reverse = CumulativeOptions {
         reverse: true,

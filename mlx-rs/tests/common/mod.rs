@@ -6,7 +6,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 
-use mlx_rs::{Array, Dtype};
+use mlx_rs::{Array, Dtype, Error};
 
 /// The arrays of one `<family>.safetensors` golden file. It records which
 /// goldens were read, so that a test can assert every one was checked.
@@ -93,6 +93,23 @@ impl Goldens {
             "goldens of {} never checked: {unused:?}",
             self.family
         );
+    }
+
+    /// Fails naming every golden `<op>.*` of these ops that was never read.
+    pub fn assert_covered(&self, ops: &[&str]) {
+        let used = self.used.borrow();
+        let missing: Vec<String> = self
+            .names()
+            .into_iter()
+            .filter(|n| ops.iter().any(|op| n.starts_with(&format!("{op}."))))
+            .filter(|n| !used.contains(n))
+            .collect();
+        assert!(missing.is_empty(), "goldens never checked: {missing:?}");
+    }
+
+    /// The input golden `x.<dtype>` of a family's script.
+    pub fn input(&self, dtype: &str) -> Array {
+        self.get(&format!("x.{dtype}"))
     }
 
     /// Whether the golden `name` exists.
@@ -217,5 +234,29 @@ fn values(a: &Array) -> Vec<f64> {
             .map(|&v| v as f64)
             .collect(),
         _ => a.to_vec_as::<f64>().expect("cast to float64"),
+    }
+}
+
+/// Asserts an `Error::Mlx` whose message contains `needle`.
+#[track_caller]
+pub fn assert_mlx<T: std::fmt::Debug>(result: mlx_rs::Result<T>, needle: &str) {
+    match result {
+        Err(Error::Mlx { message }) => assert!(
+            message.contains(needle),
+            "message {message:?} does not mention {needle:?}"
+        ),
+        other => panic!("expected an MLX error mentioning {needle:?}, got {other:?}"),
+    }
+}
+
+/// Asserts an `Error::InvalidArgument` whose message contains `needle`.
+#[track_caller]
+pub fn assert_invalid<T: std::fmt::Debug>(result: mlx_rs::Result<T>, needle: &str) {
+    match result {
+        Err(Error::InvalidArgument(message)) => assert!(
+            message.contains(needle),
+            "message {message:?} does not mention {needle:?}"
+        ),
+        other => panic!("expected an invalid argument mentioning {needle:?}, got {other:?}"),
     }
 }
