@@ -1,0 +1,3 @@
+//! Optimizers and learning-rate schedules: Python's `mlx.optimizers`.
+
+pub mod schedulers;
