@@ -59,6 +59,10 @@ pub enum Error {
     /// through C is undefined; [`PanicPayload::resume`] re-raises it.
     #[error("a Rust closure called by MLX panicked: {0}")]
     CallbackPanicked(PanicPayload),
+    /// `update_parameters` (strict) found parameters that do not fit; every
+    /// problem is listed.
+    #[error("the parameters do not fit the module:\n  {}", .0.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n  "))]
+    ModuleUpdate(Vec<crate::nn::UpdateProblem>),
     /// A file could not be read or written.
     #[error("{path}: {message}")]
     Io {

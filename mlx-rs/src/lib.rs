@@ -56,6 +56,9 @@
 //! The arithmetic operators are the exception: like Python they raise (here:
 //! panic) on operands that do not broadcast.
 
+// The derive macro names `::mlx_rs`, also inside this crate.
+extern crate self as mlx_rs;
+
 mod array;
 mod closure;
 pub mod distributed;
@@ -94,6 +97,9 @@ pub fn version() -> Result<String> {
     ffi::check(|| unsafe { sys::mlx_version(text.as_mut_ptr()) })?;
     Ok(text.to_string_lossy())
 }
+
+/// `#[derive(Module)]` (see [`nn::Module`]).
+pub use mlx_rs_derive::Module;
 
 /// The raw bindings this crate is built on.
 pub use mlx_sys as sys;

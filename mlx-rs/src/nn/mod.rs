@@ -1,7 +1,14 @@
 //! Neural networks: Python's `mlx.nn`.
 //!
-//! The activation and loss functions are here; the `Module` trait, layers,
-//! quantization and weight loading follow.
+//! [`Module`] (with `#[derive(mlx_rs::Module)]`) is the module tree; layers
+//! live in `layers/` as in Python; activation and loss functions in
+//! [`activations`] and [`losses`].
 
 pub mod activations;
+mod layers;
 pub mod losses;
+mod module;
+
+pub use layers::{Embedding, LayerNorm, Linear, RMSNorm};
+pub use mlx_rs_derive::Module;
+pub use module::{Item, ItemMut, Module, ModuleExt, ModuleField, Param, UpdateProblem, Verify};

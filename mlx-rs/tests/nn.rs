@@ -1,0 +1,247 @@
+//! The module tree and the first layers against Python's `mlx.nn`.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+
+use common::Goldens;
+use mlx_rs::nn::{
+    Embedding, LayerNorm, Linear, Module, ModuleExt, Param, RMSNorm, UpdateProblem, Verify,
+};
+use mlx_rs::{Array, Dtype, Error, ops};
+
+/// Loads goldens `<name>.<key>` into a module, strictly.
+fn load(module: &mut dyn Module, g: &Goldens, name: &str) {
+    let values: BTreeMap<String, Array> = module
+        .parameters()
+        .into_keys()
+        .map(|k| (k.clone(), g.get(&format!("{name}.{k}"))))
+        .collect();
+    module.update_parameters(&values, Verify::Strict).unwrap();
+}
+
+/// Python's parameter keys for each layer, written by gen_nn.py.
+fn python_keys() -> HashMap<String, Vec<String>> {
+    let text = include_str!("goldens/nn_keys.txt");
+    text.lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(name, keys)| {
+            (
+                name.to_string(),
+                keys.split(',')
+                    .filter(|k| !k.is_empty())
+                    .map(String::from)
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+fn keys(module: &dyn Module) -> Vec<String> {
+    let mut keys: Vec<String> = module.parameters().into_keys().collect();
+    keys.sort();
+    keys
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+#[test]
+fn layers_match_python() {
+    let g = Goldens::load("nn");
+    let x = g.get("x");
+    let python = python_keys();
+
+    let mut linear = Linear::new(8, 5, true).unwrap();
+    assert_eq!(keys(&linear), sorted(python["linear"].clone()));
+    load(&mut linear, &g, "linear");
+    g.check("linear.out", &linear.forward(&x).unwrap());
+    let mut nobias = Linear::new(8, 5, false).unwrap();
+    assert_eq!(keys(&nobias), sorted(python["linear_nobias"].clone()));
+    load(&mut nobias, &g, "linear");
+    g.check("linear_nobias.out", &nobias.forward(&x).unwrap());
+
+    let mut embedding = Embedding::new(10, 8).unwrap();
+    assert_eq!(keys(&embedding), sorted(python["embedding"].clone()));
+    load(&mut embedding, &g, "embedding");
+    g.check("embedding.out", &embedding.forward(&g.get("ids")).unwrap());
+    g.check("embedding.as_linear", &embedding.as_linear(&x).unwrap());
+
+    let mut rms = RMSNorm::new(8, 1e-6).unwrap();
+    assert_eq!(keys(&rms), sorted(python["rms"].clone()));
+    load(&mut rms, &g, "rms");
+    g.check("rms.out", &rms.forward(&x).unwrap());
+    g.check(
+        "rms.out_bf16",
+        &rms.forward(&x.as_type(Dtype::Bfloat16).unwrap()).unwrap(),
+    );
+
+    let mut ln = LayerNorm::new(8, 1e-5, true, true).unwrap();
+    assert_eq!(keys(&ln), sorted(python["ln"].clone()));
+    load(&mut ln, &g, "ln");
+    g.check("ln.out", &ln.forward(&x).unwrap());
+    let plain = LayerNorm::new(8, 1e-5, false, true).unwrap();
+    assert_eq!(keys(&plain), sorted(python["ln_noaffine"].clone()));
+    g.check("ln_noaffine.out", &plain.forward(&x).unwrap());
+    let mut nobias = LayerNorm::new(8, 1e-5, true, false).unwrap();
+    assert_eq!(keys(&nobias), sorted(python["ln_nobias"].clone()));
+    load(&mut nobias, &g, "ln");
+    g.check("ln_nobias.out", &nobias.forward(&x).unwrap());
+    g.assert_all_used();
+}
+
+#[test]
+fn initialisation_follows_python() {
+    let linear = Linear::new(16, 4, true).unwrap();
+    let bound = (1.0f32 / 16.0).sqrt();
+    for value in linear.weight.to_vec::<f32>().unwrap() {
+        assert!(value.abs() <= bound, "{value} outside ±{bound}");
+    }
+    assert_eq!(linear.weight.shape(), [4, 16]);
+    assert_eq!(linear.weight.dtype(), Dtype::Float32);
+    let rms = RMSNorm::new(3, 1e-5).unwrap();
+    assert_eq!(rms.weight.to_vec::<f32>().unwrap(), [1.0; 3]);
+}
+
+/// A tree with every kind of field the derive supports.
+#[derive(mlx_rs::Module)]
+struct Block {
+    #[module(key = "self_attn")]
+    attention: Linear,
+    mlp: Vec<Linear>,
+    gate: Option<Linear>,
+    missing: Option<Linear>,
+    experts: BTreeMap<String, Linear>,
+    scale: Param,
+    eps: f32,
+    #[module(skip)]
+    note: std::cell::Cell<u8>,
+    #[module(training)]
+    training: bool,
+}
+
+fn block() -> Block {
+    let lin = |i, o| Linear::new(i, o, false).unwrap();
+    Block {
+        attention: Linear::new(2, 2, true).unwrap(),
+        mlp: vec![lin(2, 3), lin(3, 2)],
+        gate: Some(lin(2, 1)),
+        missing: None,
+        experts: BTreeMap::from([("up".to_string(), lin(2, 2))]),
+        scale: Param::new(Array::from_slice(&[1.0f32], &[1]).unwrap()),
+        eps: 1e-5,
+        note: std::cell::Cell::new(0),
+        training: true,
+    }
+}
+
+#[test]
+fn the_derive_walks_every_kind_of_field_with_python_keys() {
+    let b = block();
+    assert_eq!(
+        keys(&b),
+        [
+            "experts.up.weight",
+            "gate.weight",
+            "mlp.0.weight",
+            "mlp.1.weight",
+            "scale",
+            "self_attn.bias",
+            "self_attn.weight",
+        ]
+    );
+    let children: Vec<String> = b.children().into_iter().map(|(k, _)| k).collect();
+    assert_eq!(
+        children,
+        ["self_attn", "mlp.0", "mlp.1", "gate", "experts.up"]
+    );
+    let leaves: Vec<String> = b.leaf_modules().into_iter().map(|(k, _)| k).collect();
+    assert_eq!(
+        leaves,
+        ["self_attn", "mlp.0", "mlp.1", "gate", "experts.up"]
+    );
+    let _ = (b.eps, b.note.get());
+}
+
+#[test]
+fn freezing_selects_parameters_by_name_and_train_mode_propagates() {
+    let mut b = block();
+    b.freeze(None);
+    assert!(b.trainable_parameters().is_empty());
+    b.unfreeze(Some(&["bias", "scale"]));
+    let trainable: Vec<String> = b.trainable_parameters().into_keys().collect();
+    assert_eq!(trainable, ["scale", "self_attn.bias"]);
+    b.train(false);
+    assert!(!b.training && !b.is_training());
+    let mut visited = Vec::new();
+    b.apply_to_modules(&mut |path, _| visited.push(path.to_string()));
+    assert_eq!(visited[0], "");
+    assert_eq!(visited.len(), 6);
+}
+
+#[test]
+fn a_strict_update_reports_every_problem_and_changes_nothing() {
+    let mut b = block();
+    let before = b.parameters();
+    let mut values = before.clone();
+    values.remove("gate.weight"); // missing
+    values.insert("self_attn.extra".into(), Array::from(1.0f32)); // unknown
+    values.insert(
+        "mlp.0.weight".into(),
+        ops::zeros(&[2, 2], Dtype::Float32).unwrap(),
+    ); // wrong shape
+    values.insert("scale".into(), Array::from_slice(&[1.0f64], &[1]).unwrap()); // wrong dtype
+    match b.update_parameters(&values, Verify::Strict) {
+        Err(Error::ModuleUpdate(problems)) => {
+            assert_eq!(problems.len(), 4, "{problems:?}");
+            assert!(problems.contains(&UpdateProblem::Missing {
+                key: "gate.weight".into()
+            }));
+            assert!(problems.contains(&UpdateProblem::Unknown {
+                key: "self_attn.extra".into()
+            }));
+            assert!(problems.contains(&UpdateProblem::Shape {
+                key: "mlp.0.weight".into(),
+                expected: vec![3, 2],
+                actual: vec![2, 2]
+            }));
+            assert!(problems.contains(&UpdateProblem::Dtype {
+                key: "scale".into(),
+                expected: Dtype::Float32,
+                actual: Dtype::Float64
+            }));
+            let message = Error::ModuleUpdate(problems).to_string();
+            for key in ["gate.weight", "self_attn.extra", "mlp.0.weight", "scale"] {
+                assert!(message.contains(key), "{message}");
+            }
+        }
+        other => panic!("expected ModuleUpdate, got {other:?}"),
+    }
+    for (key, value) in b.parameters() {
+        assert_eq!(
+            value.to_vec::<f32>().unwrap(),
+            before[&key].to_vec::<f32>().unwrap(),
+            "{key} changed"
+        );
+    }
+    // Lenient: what fits is applied, the rest reported.
+    let mut fits = before.clone();
+    fits.insert(
+        "self_attn.bias".into(),
+        ops::zeros(&[2], Dtype::Float32).unwrap(),
+    );
+    fits.insert("unknown".into(), Array::from(1.0f32));
+    let report = b.update_parameters(&fits, Verify::Lenient).unwrap();
+    assert_eq!(
+        report,
+        [UpdateProblem::Unknown {
+            key: "unknown".into()
+        }]
+    );
+    assert_eq!(
+        b.parameters()["self_attn.bias"].to_vec::<f32>().unwrap(),
+        [0.0, 0.0]
+    );
+}
