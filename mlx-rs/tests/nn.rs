@@ -245,3 +245,85 @@ fn a_strict_update_reports_every_problem_and_changes_nothing() {
         [0.0, 0.0]
     );
 }
+
+fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("nn-weights");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+#[test]
+fn weights_round_trip_through_shards_with_remapped_keys() {
+    use mlx_rs::nn::{load_weights, save_weights};
+    let source = block();
+    let path = scratch("block.safetensors");
+    let metadata = HashMap::from([("format".to_string(), "mlx".to_string())]);
+    save_weights(&source, &path, Some(&metadata)).unwrap();
+    let (_, saved_metadata) = mlx_rs::io::load_safetensors(&path).unwrap();
+    assert_eq!(saved_metadata["format"], "mlx");
+
+    // The same parameters as a checkpoint would hold them: two shards, with
+    // a `model.` prefix and an extra key the remap drops.
+    let params = source.parameters();
+    let (first, second): (Vec<_>, Vec<_>) =
+        params.iter().enumerate().partition(|(i, _)| i % 2 == 0);
+    let shard = |part: Vec<(usize, (&String, &Array))>, name: &str| {
+        let mut arrays: HashMap<String, Array> = part
+            .into_iter()
+            .map(|(_, (k, v))| (format!("model.{k}"), v.clone()))
+            .collect();
+        arrays.insert(
+            "model.rotary.inv_freq".into(),
+            Array::from_slice(&[1.0f32], &[1]).unwrap(),
+        );
+        let path = scratch(name);
+        mlx_rs::io::save_safetensors(&path, &arrays, None).unwrap();
+        path
+    };
+    let shards = [
+        shard(first, "part-1.safetensors"),
+        shard(second.clone(), "part-2.safetensors"),
+    ];
+    let remap = |key: &str| {
+        let key = key.strip_prefix("model.")?;
+        (!key.starts_with("rotary.")).then(|| key.to_string())
+    };
+    let mut target = block();
+    load_weights(&mut target, &shards, remap, Verify::Strict).unwrap();
+    for (key, value) in source.parameters() {
+        assert_eq!(
+            target.parameters()[&key].to_vec::<f32>().unwrap(),
+            value.to_vec::<f32>().unwrap(),
+            "{key}"
+        );
+    }
+
+    // A key in two shards names both files.
+    let again = shard(second, "part-3.safetensors");
+    let err = load_weights(
+        &mut target,
+        &[shards[1].clone(), again],
+        remap,
+        Verify::Strict,
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("part-2.safetensors")
+            && err.to_string().contains("part-3.safetensors"),
+        "{err}"
+    );
+    // Without the shard holding half the keys, strict loading lists them all.
+    match load_weights(&mut target, &shards[..1], remap, Verify::Strict) {
+        Err(Error::ModuleUpdate(problems)) => assert!(problems.len() >= 3, "{problems:?}"),
+        other => panic!("expected missing keys, got {:?}", other.map(|_| ())),
+    }
+    // A missing file is an error naming it.
+    let err = load_weights(
+        &mut target,
+        &[scratch("absent.safetensors")],
+        remap,
+        Verify::Strict,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("absent.safetensors"), "{err}");
+}

@@ -8,7 +8,9 @@ pub mod activations;
 mod layers;
 pub mod losses;
 mod module;
+mod weights;
 
 pub use layers::{Embedding, LayerNorm, Linear, RMSNorm};
 pub use mlx_rs_derive::Module;
 pub use module::{Item, ItemMut, Module, ModuleExt, ModuleField, Param, UpdateProblem, Verify};
+pub use weights::{load_weights, save_weights};
