@@ -6,8 +6,10 @@ use std::collections::{BTreeMap, HashMap};
 
 use common::Goldens;
 use mlx_rs::nn::{
-    Embedding, LayerNorm, Linear, Module, ModuleExt, Param, RMSNorm, UpdateProblem, Verify,
+    self, Embedding, LayerNorm, Linear, Module, ModuleExt, Param, QuantSpec, Quantizable, RMSNorm,
+    UpdateProblem, Verify,
 };
+use mlx_rs::ops::QuantizationMode;
 use mlx_rs::{Array, Dtype, Error, ops};
 
 /// Loads goldens `<name>.<key>` into a module, strictly.
@@ -89,7 +91,161 @@ fn layers_match_python() {
     assert_eq!(keys(&nobias), sorted(python["ln_nobias"].clone()));
     load(&mut nobias, &g, "ln");
     g.check("ln_nobias.out", &nobias.forward(&x).unwrap());
+    check_quantized(&g);
     g.assert_all_used();
+}
+
+fn check_quantized(g: &Goldens) {
+    let x64 = g.get("x64");
+    for (bits, group) in [(4, 64), (8, 32)] {
+        let tag = format!("qlinear_{bits}_{group}");
+        let mut q = Linear::new(64, 16, true).unwrap();
+        load(&mut q, g, "lin64");
+        q.quantize(QuantSpec::new(
+            Some(group),
+            Some(bits),
+            QuantizationMode::Affine,
+        ))
+        .unwrap();
+        let params = q.parameters();
+        // Packed weights are bit-exact (uint32); scales and biases exact too.
+        for key in ["weight", "scales", "biases", "bias"] {
+            common::assert_close_tol(
+                &format!("{tag}.{key}"),
+                &params[key],
+                &g.get(&format!("{tag}.{key}")),
+                0.0,
+                0.0,
+            );
+        }
+        g.check(&format!("{tag}.out"), &q.forward(&x64).unwrap());
+        assert!(
+            q.trainable_parameters().is_empty(),
+            "quantized layers are frozen, as in Python"
+        );
+    }
+    let mut e = Embedding::new(10, 64).unwrap();
+    load(&mut e, g, "emb64");
+    e.quantize(QuantSpec::new(Some(32), Some(4), QuantizationMode::Affine))
+        .unwrap();
+    for key in ["weight", "scales", "biases"] {
+        common::assert_close_tol(
+            &format!("qembedding.{key}"),
+            &e.parameters()[key],
+            &g.get(&format!("qembedding.{key}")),
+            0.0,
+            0.0,
+        );
+    }
+    g.check("qembedding.out", &e.forward(&g.get("ids")).unwrap());
+    g.check("qembedding.as_linear", &e.as_linear(&x64).unwrap());
+    e.dequantize().unwrap();
+    assert_eq!(e.quantization(), None);
+    g.check("qembedding.dequantized", &e.weight);
+}
+
+/// gen_nn.py's `Small`.
+#[derive(mlx_rs::Module)]
+struct Small {
+    embed_tokens: Embedding,
+    layers: Vec<Linear>,
+    norm: RMSNorm,
+}
+
+fn small() -> Small {
+    Small {
+        embed_tokens: Embedding::new(10, 64).unwrap(),
+        layers: vec![
+            Linear::new(64, 64, true).unwrap(),
+            Linear::new(64, 32, false).unwrap(),
+        ],
+        norm: RMSNorm::new(64, 1e-5).unwrap(),
+    }
+}
+
+#[test]
+fn quantize_gives_python_s_keys() {
+    let mut model = small();
+    nn::quantize(
+        &mut model,
+        Some(64),
+        Some(4),
+        QuantizationMode::Affine,
+        |_, _| true,
+    )
+    .unwrap();
+    assert_eq!(
+        keys(&model),
+        sorted(python_keys()["quantized_small"].clone())
+    );
+    // Only the layers a checkpoint quantized: here the second linear alone.
+    let mut partial = small();
+    nn::quantize_like_checkpoint(
+        &mut partial,
+        ["layers.1.scales", "layers.1.weight"],
+        Some(64),
+        Some(4),
+        QuantizationMode::Affine,
+    )
+    .unwrap();
+    assert!(partial.layers[1].quantization.is_some());
+    assert!(
+        partial.layers[0].quantization.is_none() && partial.embed_tokens.quantization.is_none()
+    );
+    nn::dequantize(&mut model).unwrap();
+    assert_eq!(keys(&model), keys(&small()));
+}
+
+#[test]
+fn loading_a_quantized_checkpoint_reports_a_missing_an_extra_and_a_wrong_shape_key() {
+    let mut model = small();
+    nn::quantize(
+        &mut model,
+        Some(64),
+        Some(4),
+        QuantizationMode::Affine,
+        |_, _| true,
+    )
+    .unwrap();
+    let path = scratch("quantized.safetensors");
+    let mut weights = model.parameters();
+    weights.remove("layers.0.biases");
+    weights.insert("layers.0.lora_a".into(), Array::from(1.0f32));
+    let scales = weights["layers.1.scales"].clone();
+    weights.insert(
+        "layers.1.scales".into(),
+        ops::concatenate(&[scales.clone(), scales], 0).unwrap(),
+    );
+    mlx_rs::io::save_safetensors(&path, &weights, None).unwrap();
+    let mut fresh = small();
+    nn::quantize(
+        &mut fresh,
+        Some(64),
+        Some(4),
+        QuantizationMode::Affine,
+        |_, _| true,
+    )
+    .unwrap();
+    match nn::load_weights(
+        &mut fresh,
+        &[&path],
+        |k| Some(k.to_string()),
+        Verify::Strict,
+    ) {
+        Err(Error::ModuleUpdate(problems)) => {
+            assert_eq!(problems.len(), 3, "{problems:?}");
+            assert!(problems.contains(&UpdateProblem::Missing {
+                key: "layers.0.biases".into()
+            }));
+            assert!(problems.contains(&UpdateProblem::Unknown {
+                key: "layers.0.lora_a".into()
+            }));
+            assert!(problems.iter().any(
+                |p| matches!(p, UpdateProblem::Shape { key, .. } if key == "layers.1.scales")
+            ));
+        }
+        other => panic!("expected three problems, got {:?}", other.map(|_| ())),
+    }
 }
 
 #[test]
@@ -153,6 +309,7 @@ fn the_derive_walks_every_kind_of_field_with_python_keys() {
         ]
     );
     let children: Vec<String> = b.children().into_iter().map(|(k, _)| k).collect();
+    assert!(b.children().iter().all(|(_, m)| m.quantizable().is_some()));
     assert_eq!(
         children,
         ["self_attn", "mlp.0", "mlp.1", "gate", "experts.up"]

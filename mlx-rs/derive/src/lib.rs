@@ -9,6 +9,9 @@
 //! - `#[module(skip)]`: not part of the module tree (a type that does not
 //!   implement `ModuleField`, a cache...);
 //! - `#[module(training)]`: a `bool` field set by `train`/`eval`.
+//!
+//! On the struct, `#[module(quantizable)]` makes `nn::quantize` see the
+//! module's `nn::Quantizable` implementation.
 
 use proc_macro::TokenStream;
 use quote::quote;
@@ -84,6 +87,29 @@ fn expand(input: &DeriveInput) -> syn::Result<proc_macro2::TokenStream> {
             ));
         }
     };
+    let mut quantizable = false;
+    for attr in input.attrs.iter().filter(|a| a.path().is_ident("module")) {
+        attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident("quantizable") {
+                quantizable = true;
+                Ok(())
+            } else {
+                Err(meta.error("expected `quantizable`"))
+            }
+        })?;
+    }
+    let as_quantizable = if quantizable {
+        quote! {
+            fn as_quantizable(&mut self) -> Option<&mut dyn ::mlx_rs::nn::Quantizable> {
+                Some(self)
+            }
+            fn quantizable(&self) -> Option<&dyn ::mlx_rs::nn::Quantizable> {
+                Some(self)
+            }
+        }
+    } else {
+        quote! {}
+    };
     let name = &input.ident;
     let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
     let items: Vec<_> = fields.iter().filter(|f| !f.skip).collect();
@@ -123,6 +149,8 @@ fn expand(input: &DeriveInput) -> syn::Result<proc_macro2::TokenStream> {
             fn is_training(&self) -> bool {
                 #is_training
             }
+
+            #as_quantizable
         }
     })
 }

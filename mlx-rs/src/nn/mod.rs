@@ -8,9 +8,11 @@ pub mod activations;
 mod layers;
 pub mod losses;
 mod module;
+pub mod quantized;
 mod weights;
 
 pub use layers::{Embedding, LayerNorm, Linear, RMSNorm};
 pub use mlx_rs_derive::Module;
 pub use module::{Item, ItemMut, Module, ModuleExt, ModuleField, Param, UpdateProblem, Verify};
+pub use quantized::{QuantSpec, Quantizable, dequantize, quantize, quantize_like_checkpoint};
 pub use weights::{load_weights, save_weights};

@@ -61,6 +61,11 @@ impl Param {
     pub fn is_frozen(&self) -> bool {
         self.frozen
     }
+
+    /// Sets whether the parameter is frozen.
+    pub fn set_frozen(&mut self, frozen: bool) {
+        self.frozen = frozen;
+    }
 }
 
 impl Deref for Param {
@@ -112,6 +117,17 @@ pub trait Module {
     /// Whether the module is in training mode (Python's `module.training`).
     fn is_training(&self) -> bool {
         true
+    }
+
+    /// The module as a layer `nn::quantize` can quantize (Python's
+    /// `hasattr(module, "to_quantized")`); `#[module(quantizable)]` sets it.
+    fn as_quantizable(&mut self) -> Option<&mut dyn crate::nn::Quantizable> {
+        None
+    }
+
+    /// [`Module::as_quantizable`], shared.
+    fn quantizable(&self) -> Option<&dyn crate::nn::Quantizable> {
+        None
     }
 }
 

@@ -38,10 +38,43 @@ ln_nobias = nn.LayerNorm(8, bias=False)
 ln_nobias.update({"weight": ln.weight})
 g.add("ln_nobias.out", ln_nobias(x))
 
+# Quantized layers (weights with 64 columns so both group sizes divide them).
+x64 = g.add("x64", mx.random.normal((2, 3, 64), key=mx.random.key(27)))
+lin64 = nn.Linear(64, 16)
+lin64.update({"weight": g.add("lin64.weight", mx.random.normal((16, 64), key=mx.random.key(28))),
+              "bias": g.add("lin64.bias", mx.random.normal((16,), key=mx.random.key(29)))})
+for bits, group in [(4, 64), (8, 32)]:
+    q = nn.QuantizedLinear.from_linear(lin64, group_size=group, bits=bits)
+    tag = f"qlinear_{bits}_{group}"
+    for k in ["weight", "scales", "biases", "bias"]:
+        g.add(f"{tag}.{k}", q[k])
+    g.add(f"{tag}.out", q(x64))
+emb64 = nn.Embedding(10, 64)
+emb64.update({"weight": g.add("emb64.weight", mx.random.normal((10, 64), key=mx.random.key(30)))})
+qe = nn.QuantizedEmbedding.from_embedding(emb64, group_size=32, bits=4)
+for k in ["weight", "scales", "biases"]:
+    g.add(f"qembedding.{k}", qe[k])
+g.add("qembedding.out", qe(ids))
+g.add("qembedding.as_linear", qe.as_linear(x64))
+g.add("qembedding.dequantized", mx.dequantize(qe.weight, qe.scales, qe.biases, group_size=32, bits=4))
+
+
+class Small(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embed_tokens = nn.Embedding(10, 64)
+        self.layers = [nn.Linear(64, 64), nn.Linear(64, 32, bias=False)]
+        self.norm = nn.RMSNorm(64)
+
+
+small = Small()
+nn.quantize(small, group_size=64, bits=4)
+
 # Parameter keys Python gives each layer (checked against the Rust tree).
 keys = {
     "linear": lin, "linear_nobias": nobias, "embedding": emb, "rms": rms,
     "ln": ln, "ln_noaffine": nn.LayerNorm(8, affine=False), "ln_nobias": ln_nobias,
+    "quantized_small": small,
 }
 with open(HERE / "nn_keys.txt", "w") as f:
     for name, layer in keys.items():

@@ -1,16 +1,26 @@
-//! `mlx/nn/layers/embedding.py`.
+//! `mlx/nn/layers/embedding.py`, with `QuantizedEmbedding` of
+//! `mlx/nn/layers/quantized.py` (see [`crate::nn::quantize`]).
 
-use crate::nn::Param;
-use crate::ops;
+use crate::nn::{Param, QuantSpec, Quantizable, quantized::quantize_weight};
+use crate::ops::{self, QuantizedMatmulOptions};
 use crate::random::{self, NormalOptions};
 use crate::{Array, Result};
 
-/// A lookup table of `dims`-vectors (`nn.Embedding`), initialised from a
-/// normal distribution with scale `sqrt(1 / dims)` as in Python.
+/// A lookup table of `dims`-vectors (`nn.Embedding`), or its quantized form
+/// (`nn.QuantizedEmbedding`), initialised from a normal distribution with
+/// scale `sqrt(1 / dims)` as in Python.
 #[derive(Debug, Clone, crate::Module)]
+#[module(quantizable)]
 pub struct Embedding {
-    /// `(num_embeddings, dims)`.
+    /// `(num_embeddings, dims)`; packed `uint32` when quantized.
     pub weight: Param,
+    /// Quantized only: one scale per group.
+    pub scales: Option<Param>,
+    /// Quantized (affine) only: one bias per group.
+    pub biases: Option<Param>,
+    /// Quantized only: how.
+    #[module(skip)]
+    pub quantization: Option<QuantSpec>,
 }
 
 impl Embedding {
@@ -23,17 +33,79 @@ impl Embedding {
         };
         Ok(Embedding {
             weight: Param::new(random::normal(&[num_embeddings, dims], options, None)?),
+            scales: None,
+            biases: None,
+            quantization: None,
         })
     }
 
     /// The rows of `x`'s indices (`Embedding.__call__`, `weight[x]`).
     pub fn forward(&self, x: &Array) -> Result<Array> {
-        ops::take(&self.weight, x, 0)
+        let (Some(spec), Some(scales)) = (self.quantization, &self.scales) else {
+            return ops::take(&self.weight, x, 0);
+        };
+        // QuantizedEmbedding.__call__: gather the packed rows, then dequantize.
+        let flat = ops::flatten(x, 0, -1)?;
+        let rows = |a: &Array| ops::take(a, &flat, 0);
+        let biases = self.biases.as_deref().map(rows).transpose()?;
+        let out = ops::dequantize(
+            &rows(&self.weight)?,
+            &rows(scales)?,
+            biases.as_ref(),
+            spec.dequantize_options(),
+        )?;
+        let mut shape = x.shape().to_vec();
+        shape.push(-1);
+        ops::reshape(&out, &shape)
     }
 
     /// `x` projected onto the table, `x W^T`, as a tied output layer
-    /// (`Embedding.as_linear`).
+    /// (`Embedding.as_linear` / `QuantizedEmbedding.as_linear`).
     pub fn as_linear(&self, x: &Array) -> Result<Array> {
-        ops::matmul(x, &self.weight.T()?)
+        match (self.quantization, &self.scales) {
+            (Some(spec), Some(scales)) => {
+                let options = QuantizedMatmulOptions {
+                    transpose: true,
+                    group_size: Some(spec.group_size),
+                    bits: Some(spec.bits),
+                    mode: spec.mode,
+                };
+                ops::quantized_matmul(x, &self.weight, scales, self.biases.as_deref(), options)
+            }
+            _ => ops::matmul(x, &self.weight.T()?),
+        }
+    }
+}
+
+impl Quantizable for Embedding {
+    /// `QuantizedEmbedding.from_embedding`.
+    fn quantize(&mut self, spec: QuantSpec) -> Result<()> {
+        let q = quantize_weight(&self.weight, spec)?;
+        self.weight = q.weight;
+        self.scales = Some(q.scales);
+        self.biases = q.biases;
+        self.quantization = Some(spec);
+        Ok(())
+    }
+
+    fn dequantize(&mut self) -> Result<()> {
+        let (Some(spec), Some(scales)) = (self.quantization, &self.scales) else {
+            return Ok(());
+        };
+        let weight = ops::dequantize(
+            &self.weight,
+            scales,
+            self.biases.as_deref(),
+            spec.dequantize_options(),
+        )?;
+        self.weight = Param::new(weight);
+        self.scales = None;
+        self.biases = None;
+        self.quantization = None;
+        Ok(())
+    }
+
+    fn quantization(&self) -> Option<QuantSpec> {
+        self.quantization
     }
 }

@@ -1,18 +1,28 @@
-//! `mlx/nn/layers/linear.py`.
+//! `mlx/nn/layers/linear.py`, with `QuantizedLinear` of
+//! `mlx/nn/layers/quantized.py` (see [`crate::nn::quantize`]).
 
-use crate::nn::Param;
-use crate::ops;
+use crate::nn::{Param, QuantSpec, Quantizable, quantized::quantize_weight};
+use crate::ops::{self, QuantizedMatmulOptions};
 use crate::random;
 use crate::{Array, Dtype, Result};
 
-/// `y = x W^T + b` (`nn.Linear`). Weights are `(output_dims, input_dims)`,
-/// initialised uniformly in `±sqrt(1 / input_dims)` as in Python.
+/// `y = x W^T + b` (`nn.Linear`), or its quantized form (`nn.QuantizedLinear`).
+/// Weights are `(output_dims, input_dims)`, initialised uniformly in
+/// `±sqrt(1 / input_dims)` as in Python.
 #[derive(Debug, Clone, crate::Module)]
+#[module(quantizable)]
 pub struct Linear {
-    /// `(output_dims, input_dims)`.
+    /// `(output_dims, input_dims)`; packed `uint32` when quantized.
     pub weight: Param,
     /// `(output_dims,)`, if the layer has a bias.
     pub bias: Option<Param>,
+    /// Quantized only: one scale per group.
+    pub scales: Option<Param>,
+    /// Quantized (affine) only: one bias per group.
+    pub biases: Option<Param>,
+    /// Quantized only: how.
+    #[module(skip)]
+    pub quantization: Option<QuantSpec>,
 }
 
 impl Linear {
@@ -30,15 +40,68 @@ impl Linear {
             } else {
                 None
             },
+            scales: None,
+            biases: None,
+            quantization: None,
         })
     }
 
-    /// `x W^T + b` (`Linear.__call__`).
+    /// `x W^T + b` (`Linear.__call__` / `QuantizedLinear.__call__`).
     pub fn forward(&self, x: &Array) -> Result<Array> {
+        if let (Some(spec), Some(scales)) = (self.quantization, &self.scales) {
+            let options = QuantizedMatmulOptions {
+                transpose: true,
+                group_size: Some(spec.group_size),
+                bits: Some(spec.bits),
+                mode: spec.mode,
+            };
+            let y =
+                ops::quantized_matmul(x, &self.weight, scales, self.biases.as_deref(), options)?;
+            return match &self.bias {
+                Some(bias) => ops::add(&y, &**bias),
+                None => Ok(y),
+            };
+        }
         let weight_t = self.weight.T()?;
         match &self.bias {
             Some(bias) => ops::addmm(bias, x, &weight_t, 1.0, 1.0),
             None => ops::matmul(x, &weight_t),
         }
+    }
+}
+
+impl Quantizable for Linear {
+    /// `QuantizedLinear.from_linear`.
+    fn quantize(&mut self, spec: QuantSpec) -> Result<()> {
+        let q = quantize_weight(&self.weight, spec)?;
+        self.weight = q.weight;
+        self.scales = Some(q.scales);
+        self.biases = q.biases;
+        if let Some(bias) = &mut self.bias {
+            bias.set_frozen(true);
+        }
+        self.quantization = Some(spec);
+        Ok(())
+    }
+
+    fn dequantize(&mut self) -> Result<()> {
+        let (Some(spec), Some(scales)) = (self.quantization, &self.scales) else {
+            return Ok(());
+        };
+        let weight = ops::dequantize(
+            &self.weight,
+            scales,
+            self.biases.as_deref(),
+            spec.dequantize_options(),
+        )?;
+        self.weight = Param::new(weight);
+        self.scales = None;
+        self.biases = None;
+        self.quantization = None;
+        Ok(())
+    }
+
+    fn quantization(&self) -> Option<QuantSpec> {
+        self.quantization
     }
 }
