@@ -13,6 +13,8 @@ mod weights;
 
 pub use layers::{Embedding, LayerNorm, Linear, RMSNorm};
 pub use mlx_rs_derive::Module;
-pub use module::{Item, ItemMut, Module, ModuleExt, ModuleField, Param, UpdateProblem, Verify};
+pub use module::{
+    Item, ItemMut, Module, ModuleExt, ModuleField, Param, UnaryLayer, UpdateProblem, Verify,
+};
 pub use quantized::{QuantSpec, Quantizable, dequantize, quantize, quantize_like_checkpoint};
 pub use weights::{load_weights, save_weights};

@@ -131,6 +131,14 @@ pub trait Module {
     }
 }
 
+/// A module computing one array from one array (mlx-swift's `UnaryLayer`):
+/// what `Sequential` chains. Layers implement it by delegating to their
+/// inherent `forward`.
+pub trait UnaryLayer: Module {
+    /// The layer applied to `x` (Python's `layer(x)`).
+    fn forward(&self, x: &Array) -> Result<Array>;
+}
+
 /// A field type that can appear in a `#[derive(Module)]` struct: parameters,
 /// modules, containers of them, and plain values that hold none.
 pub trait ModuleField {

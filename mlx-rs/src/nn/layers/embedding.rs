@@ -109,3 +109,9 @@ impl Quantizable for Embedding {
         self.quantization
     }
 }
+
+impl crate::nn::UnaryLayer for Embedding {
+    fn forward(&self, x: &Array) -> Result<Array> {
+        Embedding::forward(self, x)
+    }
+}

@@ -105,3 +105,9 @@ impl Quantizable for Linear {
         self.quantization
     }
 }
+
+impl crate::nn::UnaryLayer for Linear {
+    fn forward(&self, x: &Array) -> Result<Array> {
+        Linear::forward(self, x)
+    }
+}

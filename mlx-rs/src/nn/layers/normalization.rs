@@ -63,3 +63,15 @@ impl LayerNorm {
         fast::layer_norm(x, self.weight.as_deref(), self.bias.as_deref(), self.eps)
     }
 }
+
+impl crate::nn::UnaryLayer for RMSNorm {
+    fn forward(&self, x: &Array) -> Result<Array> {
+        RMSNorm::forward(self, x)
+    }
+}
+
+impl crate::nn::UnaryLayer for LayerNorm {
+    fn forward(&self, x: &Array) -> Result<Array> {
+        LayerNorm::forward(self, x)
+    }
+}
