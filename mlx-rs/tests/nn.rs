@@ -92,7 +92,38 @@ fn layers_match_python() {
     load(&mut nobias, &g, "ln");
     g.check("ln_nobias.out", &nobias.forward(&x).unwrap());
     check_quantized(&g);
+    check_value_and_grad(&g);
     g.assert_all_used();
+}
+
+fn check_value_and_grad(g: &Goldens) {
+    let mut linear = Linear::new(8, 5, true).unwrap();
+    load(&mut linear, g, "linear");
+    let before = linear.parameters();
+    let mse = |model: &Linear, inputs: &[Array]| -> mlx_rs::Result<Vec<Array>> {
+        let diff = ops::subtract(model.forward(&inputs[0])?, &inputs[1])?;
+        Ok(vec![ops::mean(
+            &ops::square(&diff)?,
+            ops::Axes::All,
+            false,
+        )?])
+    };
+    let inputs = [g.get("x"), g.get("vg.target")];
+    let (loss, grads) = nn::value_and_grad(&mut linear, &inputs, mse).unwrap();
+    g.check("vg.loss", &loss[0]);
+    g.check("vg.grad.weight", &grads["weight"]);
+    g.check("vg.grad.bias", &grads["bias"]);
+    // The model keeps its parameters.
+    for (key, value) in linear.parameters() {
+        assert_eq!(
+            value.to_vec::<f32>().unwrap(),
+            before[&key].to_vec::<f32>().unwrap()
+        );
+    }
+    // Frozen parameters get no gradient.
+    linear.freeze(Some(&["bias"]));
+    let (_, grads) = nn::value_and_grad(&mut linear, &inputs, mse).unwrap();
+    assert_eq!(grads.keys().collect::<Vec<_>>(), ["weight"]);
 }
 
 fn check_quantized(g: &Goldens) {

@@ -9,6 +9,7 @@ mod layers;
 pub mod losses;
 mod module;
 pub mod quantized;
+mod utils;
 mod weights;
 
 pub use layers::{Embedding, LayerNorm, Linear, RMSNorm};
@@ -17,4 +18,5 @@ pub use module::{
     Item, ItemMut, Module, ModuleExt, ModuleField, Param, UnaryLayer, UpdateProblem, Verify,
 };
 pub use quantized::{QuantSpec, Quantizable, dequantize, quantize, quantize_like_checkpoint};
+pub use utils::value_and_grad;
 pub use weights::{load_weights, save_weights};

@@ -38,6 +38,17 @@ ln_nobias = nn.LayerNorm(8, bias=False)
 ln_nobias.update({"weight": ln.weight})
 g.add("ln_nobias.out", ln_nobias(x))
 
+# nn.value_and_grad of an MSE loss over the linear layer's parameters.
+def mse(model, x, y):
+    return ((model(x) - y) ** 2).mean()
+
+
+target = g.add("vg.target", mx.random.normal((2, 3, 5), key=mx.random.key(31)))
+loss, grads = nn.value_and_grad(lin, mse)(lin, x, target)
+g.add("vg.loss", loss)
+g.add("vg.grad.weight", grads["weight"])
+g.add("vg.grad.bias", grads["bias"])
+
 # Quantized layers (weights with 64 columns so both group sizes divide them).
 x64 = g.add("x64", mx.random.normal((2, 3, 64), key=mx.random.key(27)))
 lin64 = nn.Linear(64, 16)
