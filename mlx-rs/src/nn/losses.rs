@@ -5,9 +5,8 @@
 //! `reduction="none" | "mean" | "sum"` string is a [`Reduction`]; functions
 //! with more than two optional arguments take an options struct whose
 //! `Default` gives Python's defaults. Python's `ValueError`s (shapes that do
-//! not match, a bad `label_smoothing`) are
-//! [`Error::InvalidArgument`](crate::Error::InvalidArgument) with Python's
-//! message; MLX's own failures are [`Error::Mlx`](crate::Error::Mlx).
+//! not match, a bad `label_smoothing`) are [`Error::InvalidArgument`] with
+//! Python's message; MLX's own failures are [`Error::Mlx`].
 //!
 //! ```
 //! use mlx_rs::{Array, nn::losses::{self, CrossEntropyOptions, Reduction}};
