@@ -93,7 +93,63 @@ fn layers_match_python() {
     g.check("ln_nobias.out", &nobias.forward(&x).unwrap());
     check_quantized(&g);
     check_value_and_grad(&g);
+    check_activation_layers(&g);
     g.assert_all_used();
+}
+
+fn check_activation_layers(g: &Goldens) {
+    use mlx_rs::nn::*;
+    let x = g.get("x");
+    let layers: Vec<(&str, Box<dyn UnaryLayer>)> = vec![
+        ("Sigmoid", Box::new(Sigmoid)),
+        ("Mish", Box::new(Mish)),
+        ("ReLU", Box::new(ReLU)),
+        ("ReLU2", Box::new(ReLU2)),
+        ("ReLU6", Box::new(ReLU6)),
+        ("Softmax", Box::new(Softmax)),
+        ("Softplus", Box::new(Softplus)),
+        ("Softsign", Box::new(Softsign)),
+        ("SiLU", Box::new(SiLU)),
+        ("LogSoftmax", Box::new(LogSoftmax)),
+        ("LogSigmoid", Box::new(LogSigmoid)),
+        ("Tanh", Box::new(Tanh)),
+        ("Hardswish", Box::new(Hardswish)),
+        ("SELU", Box::new(SELU)),
+        ("HardTanh", Box::new(HardTanh)),
+        ("Softmin", Box::new(Softmin)),
+        ("GLU", Box::new(GLU::default())),
+        ("LeakyReLU", Box::new(LeakyReLU::default())),
+        ("ELU", Box::new(ELU::default())),
+        ("CELU", Box::new(CELU::default())),
+        ("Softshrink", Box::new(Softshrink::default())),
+        ("HardShrink", Box::new(HardShrink::default())),
+        ("Step", Box::new(Step::default())),
+        ("GELU", Box::new(GELU::default())),
+        ("PReLU", Box::new(PReLU::new(1, 0.25).unwrap())),
+        (
+            "GELU_tanh",
+            Box::new(GELU {
+                approx: GeluApprox::Precise,
+            }),
+        ),
+        (
+            "GELU_fast",
+            Box::new(GELU {
+                approx: GeluApprox::Fast,
+            }),
+        ),
+        (
+            "LeakyReLU_0.2",
+            Box::new(LeakyReLU {
+                negative_slope: 0.2,
+            }),
+        ),
+        ("PReLU_8", Box::new(PReLU::new(8, 0.1).unwrap())),
+    ];
+    for (name, layer) in layers {
+        g.check(&format!("act.{name}"), &layer.forward(&x).unwrap());
+    }
+    assert_eq!(keys(&PReLU::new(2, 0.25).unwrap()), ["weight"]);
 }
 
 fn check_value_and_grad(g: &Goldens) {

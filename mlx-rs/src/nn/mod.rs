@@ -12,7 +12,7 @@ pub mod quantized;
 mod utils;
 mod weights;
 
-pub use layers::{Embedding, LayerNorm, Linear, RMSNorm};
+pub use layers::*;
 pub use mlx_rs_derive::Module;
 pub use module::{
     Item, ItemMut, Module, ModuleExt, ModuleField, Param, UnaryLayer, UpdateProblem, Verify,

@@ -49,6 +49,17 @@ g.add("vg.loss", loss)
 g.add("vg.grad.weight", grads["weight"])
 g.add("vg.grad.bias", grads["bias"])
 
+# Activation layers with their defaults, and a few settings.
+ACTIVATIONS = ["Sigmoid", "Mish", "ReLU", "ReLU2", "ReLU6", "Softmax", "Softplus", "Softsign", "SiLU",
+               "LogSoftmax", "LogSigmoid", "Tanh", "Hardswish", "SELU", "HardTanh", "Softmin", "GLU",
+               "LeakyReLU", "ELU", "CELU", "Softshrink", "HardShrink", "Step", "GELU", "PReLU"]
+for name in ACTIVATIONS:
+    g.add(f"act.{name}", getattr(nn, name)()(x))
+g.add("act.GELU_tanh", nn.GELU(approx="tanh")(x))
+g.add("act.GELU_fast", nn.GELU(approx="fast")(x))
+g.add("act.LeakyReLU_0.2", nn.LeakyReLU(0.2)(x))
+g.add("act.PReLU_8", nn.PReLU(8, 0.1)(x))
+
 # Quantized layers (weights with 64 columns so both group sizes divide them).
 x64 = g.add("x64", mx.random.normal((2, 3, 64), key=mx.random.key(27)))
 lin64 = nn.Linear(64, 16)

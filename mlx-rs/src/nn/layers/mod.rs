@@ -1,9 +1,15 @@
 //! Layers: Python's `mlx/nn/layers/`, one file per Python file.
 
+mod activations;
 mod embedding;
 mod linear;
 mod normalization;
 
+pub use activations::{
+    CELU, ELU, GELU, GLU, GeluApprox, HardShrink, HardTanh, Hardswish, LeakyReLU, LogSigmoid,
+    LogSoftmax, Mish, PReLU, ReLU, ReLU2, ReLU6, SELU, SiLU, Sigmoid, Softmax, Softmin, Softplus,
+    Softshrink, Softsign, Step, Tanh,
+};
 pub use embedding::Embedding;
 pub use linear::Linear;
 pub use normalization::{LayerNorm, RMSNorm};
