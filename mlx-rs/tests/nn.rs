@@ -571,3 +571,23 @@ fn weights_round_trip_through_shards_with_remapped_keys() {
     .unwrap_err();
     assert!(err.to_string().contains("absent.safetensors"), "{err}");
 }
+
+#[test]
+fn a_child_module_is_replaced_by_path_with_a_value_of_its_type() {
+    let mut b = block();
+    let replacement = Linear::new(3, 7, true).unwrap();
+    b.update_module("mlp.1", replacement).unwrap();
+    assert_eq!(b.parameters()["mlp.1.weight"].shape(), [7, 3]);
+    assert!(b.parameters().contains_key("mlp.1.bias"));
+    let err = b
+        .update_module("mlp.0", RMSNorm::new(2, 1e-5).unwrap())
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("mlp.0") && err.to_string().contains("RMSNorm"),
+        "{err}"
+    );
+    assert!(
+        b.update_module("nowhere", Linear::new(1, 1, false).unwrap())
+            .is_err()
+    );
+}

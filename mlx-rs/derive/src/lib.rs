@@ -110,6 +110,17 @@ fn expand(input: &DeriveInput) -> syn::Result<proc_macro2::TokenStream> {
     } else {
         quote! {}
     };
+    // `Any` needs a 'static type: structs with lifetime parameters cannot be
+    // replaced by `update_modules`.
+    let as_any = if input.generics.lifetimes().next().is_none() {
+        quote! {
+            fn as_any_mut(&mut self) -> Option<&mut dyn ::std::any::Any> {
+                Some(self)
+            }
+        }
+    } else {
+        quote! {}
+    };
     let name = &input.ident;
     let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
     let items: Vec<_> = fields.iter().filter(|f| !f.skip).collect();
@@ -151,6 +162,7 @@ fn expand(input: &DeriveInput) -> syn::Result<proc_macro2::TokenStream> {
             }
 
             #as_quantizable
+            #as_any
         }
     })
 }

@@ -125,6 +125,12 @@ pub trait Module {
         None
     }
 
+    /// The module as `Any`, so that [`ModuleExt::update_module`] can replace
+    /// it by a value of its own type; the derive provides it.
+    fn as_any_mut(&mut self) -> Option<&mut dyn std::any::Any> {
+        None
+    }
+
     /// [`Module::as_quantizable`], shared.
     fn quantizable(&self) -> Option<&dyn crate::nn::Quantizable> {
         None
@@ -464,6 +470,40 @@ pub trait ModuleExt: Module {
             }
         });
         Ok(problems)
+    }
+
+    /// Replaces the module at `path` (`layers.1`) by `module`, which must
+    /// be of the same type: Rust's counterpart of Python's
+    /// `module.update_modules({...})`, where a field's type is fixed.
+    fn update_module<T: Module + 'static>(&mut self, path: &str, module: T) -> Result<()>
+    where
+        Self: Sized,
+    {
+        let mut replacement = Some(module);
+        let mut found = false;
+        let mut wrong_type = false;
+        self.apply_to_modules(&mut |p, m| {
+            // The first module at `path` takes the replacement (two fields
+            // renamed to one key would otherwise both match).
+            if p == path && !found {
+                found = true;
+                match (
+                    m.as_any_mut().and_then(|a| a.downcast_mut::<T>()),
+                    replacement.take(),
+                ) {
+                    (Some(slot), Some(new)) => *slot = new,
+                    _ => wrong_type = true,
+                }
+            }
+        });
+        match (found, wrong_type) {
+            (true, false) => Ok(()),
+            (true, true) => Err(Error::invalid(format!(
+                "the module at {path} is not a {}",
+                std::any::type_name::<T>()
+            ))),
+            (false, _) => Err(Error::invalid(format!("no module at {path}"))),
+        }
     }
 
     /// Freezes parameters: all of them, or those whose own name (the last
