@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use common::{Goldens, assert_invalid};
 use mlx_rs::optimizers::schedulers::{
@@ -353,7 +353,7 @@ fn optimizers_match_python() {
 }
 
 fn one(key: &str, values: &[f32]) -> Params {
-    HashMap::from([(
+    BTreeMap::from([(
         key.to_string(),
         Array::from_slice(values, &[values.len() as i32]).unwrap(),
     )])

@@ -7,12 +7,12 @@
 //! [`Schedule`]) and a state per parameter path (`"m"`, `"v"`...).
 //!
 //! ```
-//! use std::collections::HashMap;
+//! use std::collections::BTreeMap;
 //! use mlx_rs::Array;
 //! use mlx_rs::optimizers::{Optimizer, Sgd, SgdOptions};
 //!
-//! let mut params = HashMap::from([("w".to_string(), Array::from_slice(&[1.0f32, 2.0], &[2])?)]);
-//! let grads = HashMap::from([("w".to_string(), Array::from_slice(&[0.5f32, -1.0], &[2])?)]);
+//! let mut params = BTreeMap::from([("w".to_string(), Array::from_slice(&[1.0f32, 2.0], &[2])?)]);
+//! let grads = BTreeMap::from([("w".to_string(), Array::from_slice(&[0.5f32, -1.0], &[2])?)]);
 //! let mut opt = Sgd::new(0.1, SgdOptions::default())?;
 //! opt.update(&mut params, &grads)?;
 //! assert_eq!(params["w"].to_vec::<f32>()?, [0.95, 2.1]);
@@ -26,14 +26,14 @@ mod algorithms;
 pub use algorithms::*;
 pub use schedulers::Schedule;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use crate::error::{Error, Result};
 use crate::{Array, ops};
 
 /// Arrays by dotted parameter path: parameters, gradients, or one
 /// parameter's optimizer state.
-pub type Params = HashMap<String, Array>;
+pub type Params = BTreeMap<String, Array>;
 
 /// A learning rate: a constant or a [`Schedule`] of the step (Python's
 /// `Union[float, Callable[[mx.array], mx.array]]`).
@@ -261,4 +261,28 @@ pub fn clip_grad_norm(grads: &Params, max_norm: f64) -> Result<(Params, Array)> 
         .map(|(k, g)| Ok((k.clone(), ops::multiply(g, &normalizer)?)))
         .collect::<Result<Params>>()?;
     Ok((clipped, total_norm))
+}
+
+/// Applies `gradients` (by parameter path, as [`crate::nn::value_and_grad`]
+/// returns them) to `model`'s trainable parameters (Python's
+/// `optimizer.update(model, grads)`). Frozen parameters are left alone.
+pub fn update_model(
+    optimizer: &mut (impl Optimizer + ?Sized),
+    model: &mut dyn crate::nn::Module,
+    gradients: &Params,
+) -> Result<()> {
+    use crate::nn::{ModuleExt, UpdateProblem, Verify};
+    let mut parameters = model.trainable_parameters();
+    optimizer.update(&mut parameters, gradients)?;
+    // Frozen parameters are not in `parameters`: only they may be missing.
+    let problems: Vec<UpdateProblem> = model
+        .update_parameters(&parameters, Verify::Lenient)?
+        .into_iter()
+        .filter(|p| !matches!(p, UpdateProblem::Missing { .. }))
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(crate::Error::ModuleUpdate(problems))
+    }
 }
