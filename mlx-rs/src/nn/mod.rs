@@ -11,6 +11,10 @@ mod module;
 pub mod quantized;
 mod weights;
 
+pub use layers::{
+    ALiBi, Bilinear, MultiHeadAttention, MultiHeadAttentionOptions, RoPE, SinusoidalOptions,
+    SinusoidalPositionalEncoding,
+};
 pub use layers::{Embedding, LayerNorm, Linear, RMSNorm};
 pub use mlx_rs_derive::Module;
 pub use module::{
