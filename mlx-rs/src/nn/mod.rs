@@ -11,6 +11,11 @@ mod module;
 pub mod quantized;
 mod weights;
 
+pub use layers::{
+    AvgPool1d, AvgPool2d, AvgPool3d, Conv1d, Conv2d, Conv3d, ConvOptions, ConvTranspose1d,
+    ConvTranspose2d, ConvTranspose3d, ConvTransposeOptions, MaxPool1d, MaxPool2d, MaxPool3d,
+    ScaleFactor, Upsample, UpsampleMode,
+};
 pub use layers::{Embedding, LayerNorm, Linear, RMSNorm};
 pub use mlx_rs_derive::Module;
 pub use module::{
