@@ -231,7 +231,9 @@ fn pools_match_python(g: &Goldens, py: &HashMap<String, Vec<String>>) {
 fn upsample_matches_python(g: &Goldens, py: &HashMap<String, Vec<String>>) {
     use UpsampleMode::{Cubic, Linear, Nearest};
     let (u1, u2, u3) = (g.get("u1"), g.get("u2"), g.get("u3"));
-    let cases: Vec<(&str, &Array, Vec<f64>, UpsampleMode, bool, bool)> = vec![
+    // (name, input, scale, mode, align_corners, antialias)
+    type Case<'a> = (&'a str, &'a Array, Vec<f64>, UpsampleMode, bool, bool);
+    let cases: Vec<Case> = vec![
         ("up_nearest_2", &u2, vec![2.0], Nearest, false, false),
         ("up_nearest_23", &u2, vec![2.0, 3.0], Nearest, false, false),
         ("up_nearest_1p5", &u2, vec![1.5], Nearest, false, false),
