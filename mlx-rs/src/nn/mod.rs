@@ -11,7 +11,10 @@ mod module;
 pub mod quantized;
 mod weights;
 
-pub use layers::{Embedding, LayerNorm, Linear, RMSNorm};
+pub use layers::{
+    BatchNorm, Dropout, Dropout2d, Dropout3d, Embedding, GroupNorm, Identity, InstanceNorm,
+    LayerNorm, Linear, RMSNorm, Sequential,
+};
 pub use mlx_rs_derive::Module;
 pub use module::{
     Item, ItemMut, Module, ModuleExt, ModuleField, Param, UnaryLayer, UpdateProblem, Verify,
