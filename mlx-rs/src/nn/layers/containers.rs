@@ -27,12 +27,18 @@ impl crate::nn::ModuleField for Box<dyn UnaryLayer> {
 pub struct Sequential {
     /// The layers, called first to last.
     pub layers: Vec<Box<dyn UnaryLayer>>,
+    /// Training mode (set by `train`/`eval`, which also set the layers').
+    #[module(training)]
+    pub training: bool,
 }
 
 impl Sequential {
     /// `nn.Sequential(*modules)`.
     pub fn new(layers: Vec<Box<dyn UnaryLayer>>) -> Sequential {
-        Sequential { layers }
+        Sequential {
+            layers,
+            training: true,
+        }
     }
 
     /// This container with `layer` appended (builder style).

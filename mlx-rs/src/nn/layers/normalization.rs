@@ -221,8 +221,8 @@ impl GroupNorm {
 /// `running_mean` and `running_var` (frozen parameters, as in Python); in
 /// eval mode the running statistics normalise the input.
 ///
-/// Updating the running statistics needs `&mut self`: [`BatchNorm::forward`]
-/// takes it. Through [`UnaryLayer::forward`] (`&self`, as `Sequential`
+/// Updating the running statistics needs `&mut self`:
+/// [`BatchNorm::forward_mut`] takes it. Through [`UnaryLayer::forward`] (`&self`, as `Sequential`
 /// calls it), a layer in training mode that tracks running statistics
 /// returns an error rather than silently not updating them. Unlike Python,
 /// `unfreeze` does unfreeze the running statistics (every update freezes
@@ -325,20 +325,24 @@ impl BatchNorm {
         scale_shift(y, self.weight.as_ref(), self.bias.as_ref())
     }
 
-    /// `BatchNorm.__call__`: in training mode, normalises with the batch
+    /// `BatchNorm.__call__` (named apart from [`UnaryLayer::forward`], which
+    /// method syntax would pick first): in training mode, normalises with the batch
     /// statistics and updates the running statistics (with
     /// `track_running_stats`); in eval mode, normalises with the running
     /// statistics.
-    pub fn forward(&mut self, x: &Array) -> Result<Array> {
+    pub fn forward_mut(&mut self, x: &Array) -> Result<Array> {
         self.check_input(x)?;
         let (mean, var) = Self::calc_stats(x, 0)?;
         if self.training {
             if let (Some(rm), Some(rv)) = (&mut self.running_mean, &mut self.running_var) {
                 let mu = f64::from(self.momentum);
                 let (_, unbiased) = Self::calc_stats(x, 1)?;
-                let new_mean = ops::add(ops::multiply(1.0 - mu, &**rm)?, ops::multiply(mu, &mean)?)?;
-                let new_var =
-                    ops::add(ops::multiply(1.0 - mu, &**rv)?, ops::multiply(mu, &unbiased)?)?;
+                let new_mean =
+                    ops::add(ops::multiply(1.0 - mu, &**rm)?, ops::multiply(mu, &mean)?)?;
+                let new_var = ops::add(
+                    ops::multiply(1.0 - mu, &**rv)?,
+                    ops::multiply(mu, &unbiased)?,
+                )?;
                 rm.set(new_mean);
                 rv.set(new_var);
                 rm.set_frozen(true);
@@ -428,16 +432,16 @@ impl UnaryLayer for InstanceNorm {
 }
 
 impl UnaryLayer for BatchNorm {
-    /// [`BatchNorm::forward`] without updating the running statistics: fails
-    /// in training mode when they are tracked (use `BatchNorm::forward`).
+    /// [`BatchNorm::forward_mut`] without updating the running statistics:
+    /// fails in training mode when they are tracked.
     fn forward(&self, x: &Array) -> Result<Array> {
+        self.check_input(x)?;
         if self.training && self.track_running_stats {
             return Err(Error::invalid(
                 "[BatchNorm] training mode updates the running statistics, which needs \
-                 `&mut self`: call BatchNorm::forward, or use eval mode",
+                 `&mut self`: call BatchNorm::forward_mut, or use eval mode",
             ));
         }
-        self.check_input(x)?;
         let (mean, var) = BatchNorm::calc_stats(x, 0)?;
         self.forward_stats(x, mean, var)
     }
