@@ -2,8 +2,10 @@
 
 mod activations;
 mod bilinear;
+mod containers;
 mod convolution;
 mod convolution_transpose;
+mod dropout;
 mod embedding;
 mod linear;
 mod normalization;
@@ -18,13 +20,15 @@ pub use activations::{
     Softshrink, Softsign, Step, Tanh,
 };
 pub use bilinear::Bilinear;
+pub use containers::{Identity, Sequential};
 pub use convolution::{Conv1d, Conv2d, Conv3d, ConvOptions};
 pub use convolution_transpose::{
     ConvTranspose1d, ConvTranspose2d, ConvTranspose3d, ConvTransposeOptions,
 };
+pub use dropout::{Dropout, Dropout2d, Dropout3d};
 pub use embedding::Embedding;
 pub use linear::Linear;
-pub use normalization::{LayerNorm, RMSNorm};
+pub use normalization::{BatchNorm, GroupNorm, InstanceNorm, LayerNorm, RMSNorm};
 pub use pooling::{AvgPool1d, AvgPool2d, AvgPool3d, MaxPool1d, MaxPool2d, MaxPool3d};
 pub use positional_encoding::{ALiBi, RoPE, SinusoidalOptions, SinusoidalPositionalEncoding};
 pub use transformer::{MultiHeadAttention, MultiHeadAttentionOptions};
