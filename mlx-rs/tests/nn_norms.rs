@@ -305,3 +305,30 @@ fn errors() {
     let seq = Sequential::new(vec![Box::new(gn)]);
     assert_invalid(seq.forward(&x), "at least 2 dimensions");
 }
+
+#[test]
+fn batch_norm_inside_a_sequential_updates_its_statistics_while_training() {
+    use mlx_rs::nn::{BatchNorm, Linear, ModuleExt, Sequential, UnaryLayer};
+    let bn = BatchNorm::new(4, 1e-5, 0.1, true, true).unwrap();
+    let mut model = Sequential::new(vec![
+        Box::new(Linear::new(3, 4, true).unwrap()),
+        Box::new(bn),
+    ]);
+    let x = mlx_rs::random::normal(
+        &[8, 3],
+        Default::default(),
+        Some(&mlx_rs::random::key(3).unwrap()),
+    )
+    .unwrap();
+    let before = model.parameters()["layers.1.running_mean"]
+        .to_vec::<f32>()
+        .unwrap();
+    assert!(model.forward(&x).is_err(), "training needs forward_mut");
+    model.forward_mut(&x).unwrap();
+    let after = model.parameters()["layers.1.running_mean"]
+        .to_vec::<f32>()
+        .unwrap();
+    assert_ne!(before, after);
+    model.train(false);
+    model.forward(&x).unwrap();
+}

@@ -134,7 +134,7 @@ fn expand(input: &DeriveInput) -> syn::Result<proc_macro2::TokenStream> {
         Some(field) => quote! { self.#field },
         None => quote! {
             let mut any = None;
-            self.items(&mut |_, item| {
+            ::mlx_rs::nn::Module::items(self, &mut |_, item| {
                 if let ::mlx_rs::nn::Item::Module(m) = item {
                     any.get_or_insert(m.is_training());
                 }

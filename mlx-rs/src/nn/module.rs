@@ -143,6 +143,13 @@ pub trait Module {
 pub trait UnaryLayer: Module {
     /// The layer applied to `x` (Python's `layer(x)`).
     fn forward(&self, x: &Array) -> Result<Array>;
+
+    /// The layer applied to `x`, free to update its own state as Python's
+    /// call does (BatchNorm's running statistics in training mode). Most
+    /// layers have no such state: this is `forward`.
+    fn forward_mut(&mut self, x: &Array) -> Result<Array> {
+        self.forward(x)
+    }
 }
 
 /// A field type that can appear in a `#[derive(Module)]` struct: parameters,

@@ -55,6 +55,16 @@ impl Sequential {
         }
         Ok(y)
     }
+
+    /// The layers in order, each free to update its state (BatchNorm's
+    /// running statistics while training).
+    pub fn forward_mut(&mut self, x: &Array) -> Result<Array> {
+        let mut y = x.clone();
+        for layer in &mut self.layers {
+            y = layer.forward_mut(&y)?;
+        }
+        Ok(y)
+    }
 }
 
 impl fmt::Debug for Sequential {
@@ -83,6 +93,10 @@ impl Identity {
 impl UnaryLayer for Sequential {
     fn forward(&self, x: &Array) -> Result<Array> {
         Sequential::forward(self, x)
+    }
+
+    fn forward_mut(&mut self, x: &Array) -> Result<Array> {
+        Sequential::forward_mut(self, x)
     }
 }
 

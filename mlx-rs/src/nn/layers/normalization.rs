@@ -445,4 +445,8 @@ impl UnaryLayer for BatchNorm {
         let (mean, var) = BatchNorm::calc_stats(x, 0)?;
         self.forward_stats(x, mean, var)
     }
+
+    fn forward_mut(&mut self, x: &Array) -> Result<Array> {
+        BatchNorm::forward_mut(self, x)
+    }
 }
