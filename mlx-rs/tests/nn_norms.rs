@@ -308,7 +308,7 @@ fn errors() {
 
 #[test]
 fn batch_norm_inside_a_sequential_updates_its_statistics_while_training() {
-    use mlx_rs::nn::{BatchNorm, Linear, ModuleExt, Sequential, UnaryLayer};
+    use mlx_rs::nn::{BatchNorm, Linear, ModuleExt, Sequential};
     let bn = BatchNorm::new(4, 1e-5, 0.1, true, true).unwrap();
     let mut model = Sequential::new(vec![
         Box::new(Linear::new(3, 4, true).unwrap()),
