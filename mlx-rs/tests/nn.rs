@@ -591,3 +591,17 @@ fn a_child_module_is_replaced_by_path_with_a_value_of_its_type() {
             .is_err()
     );
 }
+
+#[test]
+fn quantized_constructors_give_python_s_keys_and_frozen_parameters() {
+    let spec = QuantSpec::new(None, None, QuantizationMode::Affine);
+    let q = Linear::new_quantized(128, 16, true, spec).unwrap();
+    assert_eq!(keys(&q), ["bias", "biases", "scales", "weight"]);
+    assert_eq!(q.weight.dtype(), Dtype::Uint32);
+    assert_eq!(q.weight.shape(), [16, 128 * 4 / 32]);
+    assert!(q.trainable_parameters().is_empty());
+    let e = Embedding::new_quantized(10, 64, spec).unwrap();
+    assert_eq!(keys(&e), ["biases", "scales", "weight"]);
+    let ids = Array::from_slice(&[1i32, 3], &[2]).unwrap();
+    assert_eq!(e.forward(&ids).unwrap().shape(), [2, 64]);
+}

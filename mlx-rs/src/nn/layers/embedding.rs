@@ -39,6 +39,15 @@ impl Embedding {
         })
     }
 
+    /// A quantized table as Python's `nn.QuantizedEmbedding(num_embeddings,
+    /// dims, group_size, bits, mode)` makes it: random rows quantized by
+    /// `spec`, frozen.
+    pub fn new_quantized(num_embeddings: i32, dims: i32, spec: QuantSpec) -> Result<Embedding> {
+        let mut table = Embedding::new(num_embeddings, dims)?;
+        table.quantize(spec)?;
+        Ok(table)
+    }
+
     /// The rows of `x`'s indices (`Embedding.__call__`, `weight[x]`).
     pub fn forward(&self, x: &Array) -> Result<Array> {
         let (Some(spec), Some(scales)) = (self.quantization, &self.scales) else {

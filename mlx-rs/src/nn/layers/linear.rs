@@ -46,6 +46,25 @@ impl Linear {
         })
     }
 
+    /// A quantized layer as Python's `nn.QuantizedLinear(input_dims,
+    /// output_dims, bias, group_size, bits, mode)` makes it: a random weight
+    /// quantized by `spec`, a zero bias, every parameter frozen.
+    pub fn new_quantized(
+        input_dims: i32,
+        output_dims: i32,
+        bias: bool,
+        spec: QuantSpec,
+    ) -> Result<Linear> {
+        let mut layer = Linear::new(input_dims, output_dims, false)?;
+        layer.quantize(spec)?;
+        if bias {
+            let mut zeros = Param::new(ops::zeros(&[output_dims], Dtype::Float32)?);
+            zeros.set_frozen(true);
+            layer.bias = Some(zeros);
+        }
+        Ok(layer)
+    }
+
     /// `x W^T + b` (`Linear.__call__` / `QuantizedLinear.__call__`).
     pub fn forward(&self, x: &Array) -> Result<Array> {
         if let (Some(spec), Some(scales)) = (self.quantization, &self.scales) {
