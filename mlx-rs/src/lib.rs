@@ -31,6 +31,10 @@
 //! | `mx.grad(f)(x)` | `transforms::grad(f, &[0])?(&[x])?` where `f: Fn(&[Array]) -> Result<Vec<Array>>` |
 //! | `mx.compile(f)` | `transforms::compile(f, false)?` |
 //! | `mx.eval(a, b)` | `eval([&a, &b])?` or `a.eval()?` |
+//! | `class M(nn.Module)` | `#[derive(mlx_rs::Module)] struct M { ... }` (see [`nn::Module`]) |
+//! | `nn.value_and_grad(model, loss_fn)(model, x, y)` | `nn::value_and_grad(&mut model, &[x, y], loss_fn)?` |
+//! | `optimizer.update(model, grads)` | `optimizers::update_model(&mut optimizer, &mut model, &grads)?` |
+//! | `nn.quantize(model, 64, 4)` | `nn::quantize(&mut model, Some(64), Some(4), QuantizationMode::Affine, \|_, _\| true)?` |
 //! | `with mx.stream(mx.cpu): ...` | `with_device(&Device::cpu(), \|\| ...)?` or `with_stream(&s, \|\| ...)` |
 //! | `mx.load("w.safetensors")`, `mx.save_safetensors(...)` | `io::load_safetensors(..)`, `io::save_safetensors(..)` |
 //!
