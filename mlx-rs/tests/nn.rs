@@ -12,33 +12,6 @@ use mlx_rs::nn::{
 use mlx_rs::ops::QuantizationMode;
 use mlx_rs::{Array, Dtype, Error, ops};
 
-/// Loads goldens `<name>.<key>` into a module, strictly.
-fn load(module: &mut dyn Module, g: &Goldens, name: &str) {
-    let values: BTreeMap<String, Array> = module
-        .parameters()
-        .into_keys()
-        .map(|k| (k.clone(), g.get(&format!("{name}.{k}"))))
-        .collect();
-    module.update_parameters(&values, Verify::Strict).unwrap();
-}
-
-/// Python's parameter keys for each layer, written by gen_nn.py.
-fn python_keys() -> HashMap<String, Vec<String>> {
-    let text = include_str!("goldens/nn_keys.txt");
-    text.lines()
-        .filter_map(|l| l.split_once(':'))
-        .map(|(name, keys)| {
-            (
-                name.to_string(),
-                keys.split(',')
-                    .filter(|k| !k.is_empty())
-                    .map(String::from)
-                    .collect(),
-            )
-        })
-        .collect()
-}
-
 fn keys(module: &dyn Module) -> Vec<String> {
     let mut keys: Vec<String> = module.parameters().into_keys().collect();
     keys.sort();
@@ -54,26 +27,26 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
 fn layers_match_python() {
     let g = Goldens::load("nn");
     let x = g.get("x");
-    let python = python_keys();
+    let python = common::python_keys(include_str!("goldens/nn_keys.txt"));
 
     let mut linear = Linear::new(8, 5, true).unwrap();
     assert_eq!(keys(&linear), sorted(python["linear"].clone()));
-    load(&mut linear, &g, "linear");
+    common::load_params(&mut linear, &g, "linear");
     g.check("linear.out", &linear.forward(&x).unwrap());
     let mut nobias = Linear::new(8, 5, false).unwrap();
     assert_eq!(keys(&nobias), sorted(python["linear_nobias"].clone()));
-    load(&mut nobias, &g, "linear");
+    common::load_params(&mut nobias, &g, "linear");
     g.check("linear_nobias.out", &nobias.forward(&x).unwrap());
 
     let mut embedding = Embedding::new(10, 8).unwrap();
     assert_eq!(keys(&embedding), sorted(python["embedding"].clone()));
-    load(&mut embedding, &g, "embedding");
+    common::load_params(&mut embedding, &g, "embedding");
     g.check("embedding.out", &embedding.forward(&g.get("ids")).unwrap());
     g.check("embedding.as_linear", &embedding.as_linear(&x).unwrap());
 
     let mut rms = RMSNorm::new(8, 1e-6).unwrap();
     assert_eq!(keys(&rms), sorted(python["rms"].clone()));
-    load(&mut rms, &g, "rms");
+    common::load_params(&mut rms, &g, "rms");
     g.check("rms.out", &rms.forward(&x).unwrap());
     g.check(
         "rms.out_bf16",
@@ -82,14 +55,14 @@ fn layers_match_python() {
 
     let mut ln = LayerNorm::new(8, 1e-5, true, true).unwrap();
     assert_eq!(keys(&ln), sorted(python["ln"].clone()));
-    load(&mut ln, &g, "ln");
+    common::load_params(&mut ln, &g, "ln");
     g.check("ln.out", &ln.forward(&x).unwrap());
     let plain = LayerNorm::new(8, 1e-5, false, true).unwrap();
     assert_eq!(keys(&plain), sorted(python["ln_noaffine"].clone()));
     g.check("ln_noaffine.out", &plain.forward(&x).unwrap());
     let mut nobias = LayerNorm::new(8, 1e-5, true, false).unwrap();
     assert_eq!(keys(&nobias), sorted(python["ln_nobias"].clone()));
-    load(&mut nobias, &g, "ln");
+    common::load_params(&mut nobias, &g, "ln");
     g.check("ln_nobias.out", &nobias.forward(&x).unwrap());
     check_quantized(&g);
     check_value_and_grad(&g);
@@ -154,7 +127,7 @@ fn check_activation_layers(g: &Goldens) {
 
 fn check_value_and_grad(g: &Goldens) {
     let mut linear = Linear::new(8, 5, true).unwrap();
-    load(&mut linear, g, "linear");
+    common::load_params(&mut linear, g, "linear");
     let before = linear.parameters();
     let mse = |model: &Linear, inputs: &[Array]| -> mlx_rs::Result<Vec<Array>> {
         let diff = ops::subtract(model.forward(&inputs[0])?, &inputs[1])?;
@@ -187,7 +160,7 @@ fn check_quantized(g: &Goldens) {
     for (bits, group) in [(4, 64), (8, 32)] {
         let tag = format!("qlinear_{bits}_{group}");
         let mut q = Linear::new(64, 16, true).unwrap();
-        load(&mut q, g, "lin64");
+        common::load_params(&mut q, g, "lin64");
         q.quantize(QuantSpec::new(
             Some(group),
             Some(bits),
@@ -212,7 +185,7 @@ fn check_quantized(g: &Goldens) {
         );
     }
     let mut e = Embedding::new(10, 64).unwrap();
-    load(&mut e, g, "emb64");
+    common::load_params(&mut e, g, "emb64");
     e.quantize(QuantSpec::new(Some(32), Some(4), QuantizationMode::Affine))
         .unwrap();
     for key in ["weight", "scales", "biases"] {
@@ -263,7 +236,7 @@ fn quantize_gives_python_s_keys() {
     .unwrap();
     assert_eq!(
         keys(&model),
-        sorted(python_keys()["quantized_small"].clone())
+        sorted(common::python_keys(include_str!("goldens/nn_keys.txt"))["quantized_small"].clone())
     );
     // Only the layers a checkpoint quantized: here the second linear alone.
     let mut partial = small();

@@ -3,42 +3,15 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use common::{Goldens, assert_invalid};
 use mlx_rs::fast::AttentionMask;
 use mlx_rs::nn::{
     ALiBi, Bilinear, Module, ModuleExt, MultiHeadAttention, MultiHeadAttentionOptions, RoPE,
-    SinusoidalOptions, SinusoidalPositionalEncoding, UnaryLayer, Verify,
+    SinusoidalOptions, SinusoidalPositionalEncoding, UnaryLayer,
 };
 use mlx_rs::{Array, Dtype};
-
-/// Loads goldens `<name>.<key>` into a module, strictly.
-fn load(module: &mut dyn Module, g: &Goldens, name: &str) {
-    let values: BTreeMap<String, Array> = module
-        .parameters()
-        .into_keys()
-        .map(|k| (k.clone(), g.get(&format!("{name}.{k}"))))
-        .collect();
-    module.update_parameters(&values, Verify::Strict).unwrap();
-}
-
-/// Python's parameter keys for each layer, written by gen_nn_attention.py.
-fn python_keys() -> HashMap<String, Vec<String>> {
-    include_str!("goldens/nn_attention_keys.txt")
-        .lines()
-        .filter_map(|l| l.split_once(':'))
-        .map(|(name, keys)| {
-            let mut keys: Vec<String> = keys
-                .split(',')
-                .filter(|k| !k.is_empty())
-                .map(String::from)
-                .collect();
-            keys.sort();
-            (name.to_string(), keys)
-        })
-        .collect()
-}
 
 fn keys(module: &dyn Module) -> Vec<String> {
     module.parameters().into_keys().collect()
@@ -152,7 +125,7 @@ fn check_mha(g: &Goldens, python: &HashMap<String, Vec<String>>) {
     let kv = g.get("mha.kv");
     let mut mha = MultiHeadAttention::new(16, 4, MultiHeadAttentionOptions::default()).unwrap();
     assert_eq!(keys(&mha), python["mha"]);
-    load(&mut mha, g, "mha");
+    common::load_params(&mut mha, g, "mha");
     g.check(
         "mha.self",
         &mha.forward(&q, &q, &q, AttentionMask::None).unwrap(),
@@ -199,7 +172,7 @@ fn check_mha(g: &Goldens, python: &HashMap<String, Vec<String>>) {
     };
     let mut mhao = MultiHeadAttention::new(8, 2, options).unwrap();
     assert_eq!(keys(&mhao), python["mhao"]);
-    load(&mut mhao, g, "mhao");
+    common::load_params(&mut mhao, g, "mhao");
     let out = mhao
         .forward(
             &g.get("mhao.q"),
@@ -231,11 +204,11 @@ fn check_bilinear(g: &Goldens, python: &HashMap<String, Vec<String>>) {
     let mut bil = Bilinear::new(5, 4, 6, true).unwrap();
     assert_eq!(keys(&bil), python["bilinear"]);
     assert_eq!(bil.weight.shape(), [6, 4, 5]);
-    load(&mut bil, g, "bilinear");
+    common::load_params(&mut bil, g, "bilinear");
     g.check("bilinear.out", &bil.forward(&x1, &x2).unwrap());
     let mut nobias = Bilinear::new(5, 4, 6, false).unwrap();
     assert_eq!(keys(&nobias), python["bilinear_nobias"]);
-    load(&mut nobias, g, "bilinear");
+    common::load_params(&mut nobias, g, "bilinear");
     g.check("bilinear_nobias.out", &nobias.forward(&x1, &x2).unwrap());
     let flat1 = head(&x1, 5);
     let flat2 = head(&x2, 4);
@@ -257,7 +230,7 @@ fn head(a: &Array, n: i32) -> Array {
 #[test]
 fn attention_layers_match_python() {
     let g = Goldens::load("nn_attention");
-    let python = python_keys();
+    let python = common::python_keys(include_str!("goldens/nn_attention_keys.txt"));
     check_rope(&g, &python);
     check_sinusoidal(&g, &python);
     check_alibi(&g, &python);

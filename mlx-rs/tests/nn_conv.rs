@@ -14,23 +14,6 @@ use mlx_rs::nn::{
     Module, ModuleExt, UnaryLayer, Upsample, UpsampleMode, Verify,
 };
 
-/// Python's parameter keys for each case, written by gen_nn_conv.py.
-fn python_keys() -> HashMap<String, Vec<String>> {
-    include_str!("goldens/nn_conv_keys.txt")
-        .lines()
-        .filter_map(|l| l.split_once(':'))
-        .map(|(name, keys)| {
-            let mut keys: Vec<String> = keys
-                .split(',')
-                .filter(|k| !k.is_empty())
-                .map(String::from)
-                .collect();
-            keys.sort();
-            (name.to_string(), keys)
-        })
-        .collect()
-}
-
 /// Checks the keys against Python's, loads `<name>.<key>` strictly, and
 /// compares the output on `x` with `<name>.out`.
 fn check<L: UnaryLayer + ModuleExt>(
@@ -71,7 +54,7 @@ fn no_bias<const N: usize>() -> ConvOptions<N> {
 #[test]
 fn convolutions_match_python() {
     let g = Goldens::load("nn_conv");
-    let py = python_keys();
+    let py = common::python_keys(include_str!("goldens/nn_conv_keys.txt"));
     let (x1, x2, x3) = (g.get("x1"), g.get("x2"), g.get("x3"));
 
     check(

@@ -2,41 +2,14 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use common::{Goldens, assert_invalid};
 use mlx_rs::nn::{
     BatchNorm, Dropout, Dropout2d, Dropout3d, GroupNorm, Identity, InstanceNorm, LayerNorm, Linear,
-    Module, ModuleExt, Sequential, UnaryLayer, Verify,
+    Module, ModuleExt, Sequential, UnaryLayer,
 };
 use mlx_rs::{Array, Dtype, ops, random};
-
-/// Loads goldens `<name>.<key>` into a module, strictly.
-fn load(module: &mut dyn Module, g: &Goldens, name: &str) {
-    let values: BTreeMap<String, Array> = module
-        .parameters()
-        .into_keys()
-        .map(|k| (k.clone(), g.get(&format!("{name}.{k}"))))
-        .collect();
-    module.update_parameters(&values, Verify::Strict).unwrap();
-}
-
-/// Python's parameter keys for each layer, written by gen_nn_norms.py.
-fn python_keys() -> HashMap<String, Vec<String>> {
-    include_str!("goldens/nn_norms_keys.txt")
-        .lines()
-        .filter_map(|l| l.split_once(':'))
-        .map(|(name, keys)| {
-            let mut keys: Vec<String> = keys
-                .split(',')
-                .filter(|k| !k.is_empty())
-                .map(String::from)
-                .collect();
-            keys.sort();
-            (name.to_string(), keys)
-        })
-        .collect()
-}
 
 fn keys(module: &dyn Module) -> Vec<String> {
     module.parameters().into_keys().collect()
@@ -45,7 +18,7 @@ fn keys(module: &dyn Module) -> Vec<String> {
 #[test]
 fn layers_match_python() {
     let g = Goldens::load("nn_norms");
-    let python = python_keys();
+    let python = common::python_keys(include_str!("goldens/nn_norms_keys.txt"));
     check_norms(&g, &python);
     check_batch_norm(&g, &python);
     check_sequential(&g, &python);
@@ -57,11 +30,11 @@ fn check_norms(g: &Goldens, python: &HashMap<String, Vec<String>>) {
 
     let mut gn = GroupNorm::new(4, 8, 1e-5, true, false).unwrap();
     assert_eq!(keys(&gn), python["gn"]);
-    load(&mut gn, g, "gn");
+    common::load_params(&mut gn, g, "gn");
     g.check("gn.out4", &gn.forward(&x4).unwrap());
     g.check("gn.out3", &gn.forward(&x3).unwrap());
     let mut gn_pt = GroupNorm::new(4, 8, 1e-5, true, true).unwrap();
-    load(&mut gn_pt, g, "gn");
+    common::load_params(&mut gn_pt, g, "gn");
     g.check("gn_pt.out4", &gn_pt.forward(&x4).unwrap());
     g.check("gn_pt.out3", &gn_pt.forward(&x3).unwrap());
     let gn_plain = GroupNorm::new(2, 8, 1e-3, false, false).unwrap();
@@ -74,7 +47,7 @@ fn check_norms(g: &Goldens, python: &HashMap<String, Vec<String>>) {
     g.check("in.out3", &inorm.forward(&x3).unwrap());
     let mut in_affine = InstanceNorm::new(8, 1e-5, true).unwrap();
     assert_eq!(keys(&in_affine), python["in_affine"]);
-    load(&mut in_affine, g, "in_affine");
+    common::load_params(&mut in_affine, g, "in_affine");
     g.check("in_affine.out4", &in_affine.forward(&x4).unwrap());
 }
 
@@ -85,7 +58,7 @@ fn check_batch_norm(g: &Goldens, python: &HashMap<String, Vec<String>>) {
     assert_eq!(keys(&bn), python["bn"]);
     let trainable: Vec<String> = bn.trainable_parameters().into_keys().collect();
     assert_eq!(trainable, python["bn_trainable"]);
-    load(&mut bn, g, "bn");
+    common::load_params(&mut bn, g, "bn");
     // Python makes the initial variance positive: |v| + 0.5.
     let var = ops::add(ops::abs(&bn.parameters()["running_var"]).unwrap(), 0.5).unwrap();
     g.check("bn.running_var_init", &var);
@@ -133,7 +106,7 @@ fn check_sequential(g: &Goldens, python: &HashMap<String, Vec<String>>) {
     .with(Dropout::new(0.3).unwrap())
     .with(LayerNorm::new(6, 1e-5, true, true).unwrap());
     assert_eq!(keys(&seq), python["seq"]);
-    load(&mut seq, g, "seq");
+    common::load_params(&mut seq, g, "seq");
     assert!(seq.is_training());
     seq.train(false);
     assert!(!seq.is_training());

@@ -13,7 +13,9 @@ use std::collections::BTreeSet;
 use super::module::{Module, ModuleExt, Param};
 use crate::Array;
 use crate::error::{Error, Result};
-use crate::ops::{self, DequantizeOptions, QuantizationMode, QuantizeOptions};
+use crate::ops::{
+    self, DequantizeOptions, QuantizationMode, QuantizeOptions, QuantizedMatmulOptions,
+};
 
 /// How a layer is quantized: Python's `group_size`, `bits`, `mode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +52,17 @@ impl QuantSpec {
             bits: Some(self.bits),
             mode: self.mode,
             global_scale: None,
+        }
+    }
+
+    /// `quantized_matmul` options for `x @ w.T` with this spec, as the
+    /// quantized layers call it.
+    pub(crate) fn matmul_options(&self) -> QuantizedMatmulOptions {
+        QuantizedMatmulOptions {
+            transpose: true,
+            group_size: Some(self.group_size),
+            bits: Some(self.bits),
+            mode: self.mode,
         }
     }
 
@@ -97,6 +110,16 @@ pub(crate) fn quantize_weight(weight: &Array, spec: QuantSpec) -> Result<Quantiz
         scales: frozen(q.scales),
         biases: q.biases.map(frozen),
     })
+}
+
+/// The float weight of a quantized layer (`mx.dequantize`).
+pub(crate) fn dequantize_weight(
+    weight: &Array,
+    scales: &Array,
+    biases: Option<&Array>,
+    spec: QuantSpec,
+) -> Result<Param> {
+    ops::dequantize(weight, scales, biases, spec.dequantize_options()).map(Param::new)
 }
 
 /// Quantizes, in place, every quantizable layer for which `predicate(path,

@@ -6,6 +6,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 
+use mlx_rs::nn::{Module, ModuleExt, Verify};
 use mlx_rs::{Array, Dtype, Error};
 
 /// The arrays of one `<family>.safetensors` golden file. It records which
@@ -259,4 +260,32 @@ pub fn assert_invalid<T: std::fmt::Debug>(result: mlx_rs::Result<T>, needle: &st
         ),
         other => panic!("expected an invalid argument mentioning {needle:?}, got {other:?}"),
     }
+}
+
+/// Loads the goldens `<name>.<key>` into every parameter of `module`,
+/// strictly (a layer given Python's fixed weights).
+pub fn load_params(module: &mut dyn Module, g: &Goldens, name: &str) {
+    let values = module
+        .parameters()
+        .into_keys()
+        .map(|k| (k.clone(), g.get(&format!("{name}.{k}"))))
+        .collect();
+    module.update_parameters(&values, Verify::Strict).unwrap();
+}
+
+/// Python's parameter keys per layer, sorted, from a `name:key,key` file
+/// written by a gen script.
+pub fn python_keys(text: &str) -> HashMap<String, Vec<String>> {
+    text.lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(name, keys)| {
+            let mut keys: Vec<String> = keys
+                .split(',')
+                .filter(|k| !k.is_empty())
+                .map(String::from)
+                .collect();
+            keys.sort();
+            (name.to_string(), keys)
+        })
+        .collect()
 }

@@ -1,8 +1,9 @@
 //! `mlx/nn/layers/embedding.py`, with `QuantizedEmbedding` of
 //! `mlx/nn/layers/quantized.py` (see [`crate::nn::quantize`]).
 
-use crate::nn::{Param, QuantSpec, Quantizable, quantized::quantize_weight};
-use crate::ops::{self, QuantizedMatmulOptions};
+use crate::nn::quantized::{dequantize_weight, quantize_weight};
+use crate::nn::{Param, QuantSpec, Quantizable};
+use crate::ops;
 use crate::random::{self, NormalOptions};
 use crate::{Array, Result};
 
@@ -72,15 +73,13 @@ impl Embedding {
     /// (`Embedding.as_linear` / `QuantizedEmbedding.as_linear`).
     pub fn as_linear(&self, x: &Array) -> Result<Array> {
         match (self.quantization, &self.scales) {
-            (Some(spec), Some(scales)) => {
-                let options = QuantizedMatmulOptions {
-                    transpose: true,
-                    group_size: Some(spec.group_size),
-                    bits: Some(spec.bits),
-                    mode: spec.mode,
-                };
-                ops::quantized_matmul(x, &self.weight, scales, self.biases.as_deref(), options)
-            }
+            (Some(spec), Some(scales)) => ops::quantized_matmul(
+                x,
+                &self.weight,
+                scales,
+                self.biases.as_deref(),
+                spec.matmul_options(),
+            ),
             _ => ops::matmul(x, &self.weight.T()?),
         }
     }
@@ -101,13 +100,7 @@ impl Quantizable for Embedding {
         let (Some(spec), Some(scales)) = (self.quantization, &self.scales) else {
             return Ok(());
         };
-        let weight = ops::dequantize(
-            &self.weight,
-            scales,
-            self.biases.as_deref(),
-            spec.dequantize_options(),
-        )?;
-        self.weight = Param::new(weight);
+        self.weight = dequantize_weight(&self.weight, scales, self.biases.as_deref(), spec)?;
         self.scales = None;
         self.biases = None;
         self.quantization = None;

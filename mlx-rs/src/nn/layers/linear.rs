@@ -1,8 +1,9 @@
 //! `mlx/nn/layers/linear.py`, with `QuantizedLinear` of
 //! `mlx/nn/layers/quantized.py` (see [`crate::nn::quantize`]).
 
-use crate::nn::{Param, QuantSpec, Quantizable, quantized::quantize_weight};
-use crate::ops::{self, QuantizedMatmulOptions};
+use crate::nn::quantized::{dequantize_weight, quantize_weight};
+use crate::nn::{Param, QuantSpec, Quantizable};
+use crate::ops;
 use crate::random;
 use crate::{Array, Dtype, Result};
 
@@ -68,12 +69,7 @@ impl Linear {
     /// `x W^T + b` (`Linear.__call__` / `QuantizedLinear.__call__`).
     pub fn forward(&self, x: &Array) -> Result<Array> {
         if let (Some(spec), Some(scales)) = (self.quantization, &self.scales) {
-            let options = QuantizedMatmulOptions {
-                transpose: true,
-                group_size: Some(spec.group_size),
-                bits: Some(spec.bits),
-                mode: spec.mode,
-            };
+            let options = spec.matmul_options();
             let y =
                 ops::quantized_matmul(x, &self.weight, scales, self.biases.as_deref(), options)?;
             return match &self.bias {
@@ -107,13 +103,7 @@ impl Quantizable for Linear {
         let (Some(spec), Some(scales)) = (self.quantization, &self.scales) else {
             return Ok(());
         };
-        let weight = ops::dequantize(
-            &self.weight,
-            scales,
-            self.biases.as_deref(),
-            spec.dequantize_options(),
-        )?;
-        self.weight = Param::new(weight);
+        self.weight = dequantize_weight(&self.weight, scales, self.biases.as_deref(), spec)?;
         self.scales = None;
         self.biases = None;
         self.quantization = None;
