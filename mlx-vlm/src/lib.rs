@@ -1,5 +1,11 @@
-//! Vision-language models on MLX, ported one to one from Python mlx-vlm.
+//! Vision-language models on MLX, ported one to one from Python mlx-vlm
+//! 0.7.6: each model folder mirrors its Python package file by file, with
+//! the same names in the same order.
 //!
-//! The first model (Qwen2.5-VL) is being ported; this crate holds no model yet.
+//! The first model, Qwen2.5-VL, is being ported (its configuration so far).
 
+mod error;
+pub mod models;
+
+pub use error::{Error, Result};
 pub use mlx_rs;

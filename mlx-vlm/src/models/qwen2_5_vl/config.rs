@@ -1,0 +1,314 @@
+//! `mlx_vlm/models/qwen2_5_vl/config.py`: the model's configuration, read
+//! from a checkpoint's `config.json`.
+//!
+//! Real checkpoints differ in where things are: the Hugging Face original
+//! keeps the text model's parameters at the root, transformers 5 re-saves
+//! them under `text_config`, and newer files spell `rope_scaling.type` as
+//! `rope_type`. All of these are accepted; unknown keys are ignored, as
+//! Python's `from_dict` ignores them.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::error::{Error, Result};
+
+/// `VisionConfig`: the vision tower, with Python's defaults.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct VisionConfig {
+    /// `model_type`.
+    pub model_type: String,
+    /// Number of vision blocks.
+    pub depth: i32,
+    /// Width of the vision blocks.
+    pub hidden_size: i32,
+    /// Width of the vision MLP.
+    pub intermediate_size: i32,
+    /// Width after the patch merger (the language model's hidden size).
+    pub out_hidden_size: i32,
+    /// Attention heads per vision block.
+    pub num_heads: i32,
+    /// `image_size`.
+    pub image_size: i32,
+    /// Pixels per patch side.
+    pub patch_size: i32,
+    /// `vocab_size`.
+    pub vocab_size: i32,
+    /// `mlp_ratio`.
+    pub mlp_ratio: f32,
+    /// Image channels.
+    pub in_channels: i32,
+    /// `layer_norm_eps`.
+    pub layer_norm_eps: f32,
+    /// `spatial_patch_size`.
+    pub spatial_patch_size: i32,
+    /// Patches merged per side by the merger.
+    pub spatial_merge_size: i32,
+    /// `tokens_per_second` (video).
+    pub tokens_per_second: i32,
+    /// Frames per temporal patch.
+    pub temporal_patch_size: i32,
+    /// Window size of windowed attention, in pixels.
+    pub window_size: i32,
+    /// Blocks with full attention; the others attend within windows.
+    pub fullatt_block_indexes: Vec<i32>,
+}
+
+impl Default for VisionConfig {
+    fn default() -> Self {
+        VisionConfig {
+            model_type: "qwen2_5_vl".into(),
+            depth: 32,
+            hidden_size: 1280,
+            intermediate_size: 3420,
+            out_hidden_size: 1536,
+            num_heads: 16,
+            image_size: 384,
+            patch_size: 14,
+            vocab_size: 32000,
+            mlp_ratio: 4.0,
+            in_channels: 3,
+            layer_norm_eps: 1e-6,
+            spatial_patch_size: 14,
+            spatial_merge_size: 2,
+            tokens_per_second: 2,
+            temporal_patch_size: 2,
+            window_size: 112,
+            fullatt_block_indexes: vec![7, 15, 23, 31],
+        }
+    }
+}
+
+/// `rope_scaling` of the text model: multimodal RoPE sections.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct RopeScaling {
+    /// `"mrope"` or `"default"` (`type`, or `rope_type` in newer files).
+    #[serde(rename = "type", alias = "rope_type")]
+    pub kind: String,
+    /// How the rotary dimensions split between time, height and width.
+    pub mrope_section: Vec<i32>,
+}
+
+/// `TextConfig`: the language model. The first seven fields are required,
+/// as in Python.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct TextConfig {
+    /// `model_type`.
+    pub model_type: String,
+    /// Width of the decoder layers.
+    pub hidden_size: i32,
+    /// Number of decoder layers.
+    pub num_hidden_layers: i32,
+    /// Width of the MLP.
+    pub intermediate_size: i32,
+    /// Query heads.
+    pub num_attention_heads: i32,
+    /// `rms_norm_eps`.
+    pub rms_norm_eps: f32,
+    /// Vocabulary size.
+    pub vocab_size: i32,
+    /// Key/value heads (Python's `None` means as many as query heads).
+    #[serde(default)]
+    pub num_key_value_heads: Option<i32>,
+    /// `max_position_embeddings` (128000).
+    #[serde(default = "defaults::max_position_embeddings")]
+    pub max_position_embeddings: Option<i32>,
+    /// `rope_theta` (1e6).
+    #[serde(default = "defaults::rope_theta")]
+    pub rope_theta: f32,
+    /// `rope_traditional` (false).
+    #[serde(default)]
+    pub rope_traditional: bool,
+    /// `rope_scaling` (none).
+    #[serde(default)]
+    pub rope_scaling: Option<RopeScaling>,
+    /// Whether the output layer reuses the embedding table (true).
+    #[serde(default = "defaults::yes")]
+    pub tie_word_embeddings: bool,
+}
+
+impl TextConfig {
+    /// Python's `__post_init__`: fills `num_key_value_heads` and checks
+    /// `rope_scaling`.
+    fn post_init(mut self, file: &str) -> Result<TextConfig> {
+        self.num_key_value_heads
+            .get_or_insert(self.num_attention_heads);
+        if let Some(scaling) = &self.rope_scaling {
+            if !matches!(scaling.kind.as_str(), "mrope" | "default") {
+                return Err(config_error(
+                    file,
+                    format!(
+                        "rope_scaling type must be 'mrope' or 'default', not {:?}",
+                        scaling.kind
+                    ),
+                ));
+            }
+        }
+        Ok(self)
+    }
+
+    /// Key/value heads after Python's `__post_init__`.
+    pub fn kv_heads(&self) -> i32 {
+        self.num_key_value_heads.unwrap_or(self.num_attention_heads)
+    }
+}
+
+/// `ModelConfig`: the whole checkpoint's `config.json`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelConfig {
+    /// The language model.
+    pub text_config: TextConfig,
+    /// The vision tower.
+    pub vision_config: VisionConfig,
+    /// `model_type` (`qwen2_5_vl`).
+    pub model_type: String,
+    /// `ignore_index` (-100).
+    pub ignore_index: i32,
+    /// The `<|image_pad|>` token (151655).
+    pub image_token_id: i32,
+    /// The `<|video_pad|>` token (151656).
+    pub video_token_id: i32,
+    /// The `<|vision_start|>` token (151652).
+    pub vision_start_token_id: i32,
+    /// The `<|vision_end|>` token (151653).
+    pub vision_end_token_id: i32,
+    /// `vision_token_id` (151654).
+    pub vision_token_id: i32,
+    /// `vision_feature_select_strategy` ("default").
+    pub vision_feature_select_strategy: String,
+    /// `vision_feature_layer` (-2).
+    pub vision_feature_layer: i32,
+    /// `vocab_size` (the text config's when the root has none).
+    pub vocab_size: i32,
+    /// End-of-sequence tokens (an int or a list in the file).
+    pub eos_token_id: Option<Vec<i32>>,
+}
+
+/// The root-level fields of `ModelConfig` other than the two sub-configs.
+#[derive(Deserialize)]
+#[serde(default)]
+struct RootFields {
+    model_type: Option<String>,
+    ignore_index: i32,
+    image_token_id: i32,
+    video_token_id: i32,
+    vision_start_token_id: i32,
+    vision_end_token_id: i32,
+    vision_token_id: i32,
+    vision_feature_select_strategy: String,
+    vision_feature_layer: i32,
+    vocab_size: Option<i32>,
+    eos_token_id: Option<OneOrMany>,
+}
+
+impl Default for RootFields {
+    fn default() -> Self {
+        RootFields {
+            model_type: None,
+            ignore_index: -100,
+            image_token_id: 151655,
+            video_token_id: 151656,
+            vision_start_token_id: 151652,
+            vision_end_token_id: 151653,
+            vision_token_id: 151654,
+            vision_feature_select_strategy: "default".into(),
+            vision_feature_layer: -2,
+            vocab_size: None,
+            eos_token_id: None,
+        }
+    }
+}
+
+/// A JSON int or list of ints.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(i32),
+    Many(Vec<i32>),
+}
+
+impl ModelConfig {
+    /// Reads `config.json` text; `file` names it in errors
+    /// (`ModelConfig.from_dict(json.load(f))`).
+    pub fn from_json(text: &str, file: &str) -> Result<ModelConfig> {
+        let value: Value = serde_json::from_str(text)
+            .map_err(|e| config_error(file, format!("not valid JSON: {e}")))?;
+        let Value::Object(root) = value else {
+            return Err(config_error(
+                file,
+                "expected a JSON object at the top".into(),
+            ));
+        };
+        ModelConfig::from_map(root, file)
+    }
+
+    /// Builds the config from the parsed `config.json` object.
+    ///
+    /// Python's `from_dict` copies every root key except `vision_config`
+    /// into the text config; files re-saved by transformers 5 keep them under
+    /// `text_config` instead. Both are read, root keys winning as in Python.
+    pub fn from_map(root: Map<String, Value>, file: &str) -> Result<ModelConfig> {
+        let mut text = match root.get("text_config") {
+            Some(Value::Object(nested)) => nested.clone(),
+            _ => Map::new(),
+        };
+        for (key, value) in &root {
+            if key != "vision_config" && key != "text_config" {
+                text.insert(key.clone(), value.clone());
+            }
+        }
+        let text_config: TextConfig = serde_json::from_value(Value::Object(text))
+            .map_err(|e| config_error(file, format!("text config: {e}")))?;
+        let text_config = text_config.post_init(file)?;
+        let vision_config: VisionConfig = match root.get("vision_config") {
+            None | Some(Value::Null) => VisionConfig::default(),
+            Some(v) => serde_json::from_value(v.clone())
+                .map_err(|e| config_error(file, format!("vision_config: {e}")))?,
+        };
+        let fields: RootFields = serde_json::from_value(Value::Object(root.clone()))
+            .map_err(|e| config_error(file, format!("{e}")))?;
+        let model_type = fields.model_type.ok_or_else(|| {
+            config_error(file, "missing model_type (expected \"qwen2_5_vl\")".into())
+        })?;
+        let vocab_size = fields.vocab_size.unwrap_or(text_config.vocab_size);
+        Ok(ModelConfig {
+            text_config,
+            vision_config,
+            model_type,
+            ignore_index: fields.ignore_index,
+            image_token_id: fields.image_token_id,
+            video_token_id: fields.video_token_id,
+            vision_start_token_id: fields.vision_start_token_id,
+            vision_end_token_id: fields.vision_end_token_id,
+            vision_token_id: fields.vision_token_id,
+            vision_feature_select_strategy: fields.vision_feature_select_strategy,
+            vision_feature_layer: fields.vision_feature_layer,
+            // transformers 5 keeps it under text_config only.
+            vocab_size,
+            eos_token_id: fields.eos_token_id.map(|e| match e {
+                OneOrMany::One(id) => vec![id],
+                OneOrMany::Many(ids) => ids,
+            }),
+        })
+    }
+}
+
+fn config_error(file: &str, message: String) -> Error {
+    Error::Config {
+        file: file.to_string(),
+        message,
+    }
+}
+
+/// Python's field defaults that serde needs as functions.
+mod defaults {
+    pub fn max_position_embeddings() -> Option<i32> {
+        Some(128000)
+    }
+    pub fn rope_theta() -> f32 {
+        1_000_000.0
+    }
+    pub fn yes() -> bool {
+        true
+    }
+}
