@@ -14,15 +14,8 @@ use mlx_sys as sys;
 use crate::array::Array;
 use crate::closure::{Closure, ClosureKwargs};
 use crate::error::{Error, Result};
-use crate::ffi::{c_string, check, check_handle};
+use crate::ffi::{c_path, check, check_handle};
 use crate::handles::{MapStringToArray, VectorArray};
-
-fn path_string(path: &Path) -> Result<std::ffi::CString> {
-    let text = path
-        .to_str()
-        .ok_or_else(|| Error::invalid(format!("{} is not valid UTF-8", path.display())))?;
-    c_string(text)
-}
 
 fn kwargs_map(kwargs: &HashMap<String, Array>) -> Result<MapStringToArray> {
     MapStringToArray::from_map(kwargs.iter().map(|(k, v)| (k.as_str(), v)))
@@ -39,7 +32,7 @@ pub fn export_function<F>(
 where
     F: Fn(&[Array]) -> Result<Vec<Array>>,
 {
-    let path = path_string(path.as_ref())?;
+    let path = c_path(path.as_ref())?;
     let f = Closure::new(f)?;
     let args = VectorArray::from_arrays(args);
     // SAFETY: valid path string and handles; `f` lives through the call,
@@ -60,7 +53,7 @@ pub fn export_function_kwargs<F>(
 where
     F: Fn(&[Array], &HashMap<String, Array>) -> Result<Vec<Array>> + 'static,
 {
-    let path = path_string(path.as_ref())?;
+    let path = c_path(path.as_ref())?;
     let f = ClosureKwargs::new(f)?;
     let (args, kwargs) = (VectorArray::from_arrays(args), kwargs_map(kwargs)?);
     // SAFETY: valid path string and handles.
@@ -87,7 +80,7 @@ impl FunctionExporter {
     where
         F: Fn(&[Array]) -> Result<Vec<Array>> + 'static,
     {
-        let path = path_string(path.as_ref())?;
+        let path = c_path(path.as_ref())?;
         let f = Closure::new(f)?;
         check_handle(
             "function exporter",
@@ -136,7 +129,7 @@ impl ImportedFunction {
     /// Reads the function in `path`.
     pub fn new(path: impl AsRef<Path>) -> Result<ImportedFunction> {
         let shown = path.as_ref().display().to_string();
-        let path = path_string(path.as_ref())?;
+        let path = c_path(path.as_ref())?;
         check_handle(
             "imported function",
             || ImportedFunction {

@@ -146,3 +146,15 @@ pub(crate) fn optional_float(value: Option<f32>) -> sys::mlx_optional_float {
         has_value: value.is_some(),
     }
 }
+
+/// The path as mlx-c takes it: UTF-8 without NUL characters.
+pub(crate) fn c_path(path: &std::path::Path) -> Result<std::ffi::CString> {
+    let text = path.to_str().ok_or_else(|| Error::Io {
+        path: path.display().to_string(),
+        message: "the path is not valid UTF-8, which MLX needs".to_string(),
+    })?;
+    std::ffi::CString::new(text).map_err(|_| Error::Io {
+        path: text.to_string(),
+        message: "the path contains a NUL character".to_string(),
+    })
+}

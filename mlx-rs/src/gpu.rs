@@ -138,7 +138,7 @@ pub mod metal {
     use mlx_sys as sys;
 
     use crate::error::{Error, Result};
-    use crate::ffi::{c_string, check};
+    use crate::ffi::{c_path, check};
     use crate::handles::MlxString;
 
     /// Whether this build of MLX can use Metal (`mx.metal.is_available`).
@@ -161,16 +161,6 @@ pub mod metal {
         }
     }
 
-    /// The path as text for mlx-c.
-    fn path_text<'p>(what: &str, path: &'p Path) -> Result<&'p str> {
-        path.to_str().ok_or_else(|| {
-            Error::invalid(format!(
-                "[metal::{what}] the path {} is not valid UTF-8",
-                path.display()
-            ))
-        })
-    }
-
     /// Starts capturing Metal work into `path`, which should end in
     /// `.gputrace` (`mx.metal.start_capture`).
     ///
@@ -178,7 +168,7 @@ pub mod metal {
     /// returns `Err` when Metal is not available.
     pub fn start_capture(path: impl AsRef<Path>) -> Result<()> {
         require_metal("start_capture")?;
-        let path = c_string(path_text("start_capture", path.as_ref())?)?;
+        let path = c_path(path.as_ref())?;
         // SAFETY: NUL-terminated path; mlx-c copies it.
         check(|| unsafe { sys::mlx_metal_start_capture(path.as_ptr()) })
     }
@@ -211,7 +201,7 @@ pub mod metal {
     /// Returns `Err` when Metal is not available, where MLX would ignore it.
     pub fn set_metallib_path(path: impl AsRef<Path>) -> Result<()> {
         require_metal("set_metallib_path")?;
-        let path = c_string(path_text("set_metallib_path", path.as_ref())?)?;
+        let path = c_path(path.as_ref())?;
         // SAFETY: NUL-terminated path; mlx-c copies it.
         check(|| unsafe { sys::mlx_metal_set_metallib_path(path.as_ptr()) })
     }

@@ -58,7 +58,7 @@ use mlx_sys as sys;
 use crate::array::Array;
 use crate::dtype::Dtype;
 use crate::error::{Error, PanicPayload, Result};
-use crate::ffi::{check, check_handle};
+use crate::ffi::{c_path, check, check_handle};
 use crate::handles::{MapStringToArray, MapStringToString, MlxString, VectorString};
 use crate::stream::Stream;
 
@@ -1062,18 +1062,6 @@ impl Drop for TempFile {
 
 // ---------------------------------------------------------------------------
 // Shared helpers
-
-/// The path as mlx-c takes it: UTF-8 without NUL characters.
-fn c_path(path: &Path) -> Result<CString> {
-    let text = path.to_str().ok_or_else(|| Error::Io {
-        path: path.display().to_string(),
-        message: "the path is not valid UTF-8, which MLX needs".to_string(),
-    })?;
-    CString::new(text).map_err(|_| Error::Io {
-        path: text.to_string(),
-        message: "the path contains a NUL character".to_string(),
-    })
-}
 
 /// Names the file (or "bytes"...) in an error from MLX.
 fn named(name: &str, error: Error) -> Error {
