@@ -8,6 +8,7 @@
 
 use std::cell::RefCell;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use mlx_sys as sys;
 
@@ -74,7 +75,9 @@ impl Device {
     /// Makes this MLX's default device (`mx.set_default_device`).
     pub fn set_default(&self) -> Result<()> {
         // SAFETY: `self.raw` is a valid device.
-        check(|| unsafe { sys::mlx_set_default_device(self.raw) })
+        check(|| unsafe { sys::mlx_set_default_device(self.raw) })?;
+        defaults_changed();
+        Ok(())
     }
 
     /// CPU or GPU.
@@ -258,11 +261,28 @@ impl Stream {
     /// The stream operations on this thread use now: the innermost
     /// [`with_stream`]/[`with_device`] scope's, else the default device's
     /// default stream.
+    ///
+    /// Every op asks for this, so the default stream is looked up once per
+    /// thread and kept until mlx-rs changes a default (`set_default`,
+    /// `clear_streams`). A default changed through raw `mlx_sys` calls is
+    /// not seen until then.
     pub fn current() -> Result<Stream> {
         if let Some(stream) = CURRENT.with(|c| c.borrow().last().cloned()) {
             return Ok(stream);
         }
-        Stream::default_for(&Device::default_device()?)
+        let generation = DEFAULTS_GENERATION.load(Ordering::Acquire);
+        let cached = DEFAULT.with(|d| {
+            d.borrow()
+                .as_ref()
+                .filter(|(g, _)| *g == generation)
+                .map(|(_, s)| s.clone())
+        });
+        if let Some(stream) = cached {
+            return Ok(stream);
+        }
+        let stream = Stream::default_for(&Device::default_device()?)?;
+        DEFAULT.with(|d| *d.borrow_mut() = Some((generation, stream.clone())));
+        Ok(stream)
     }
 
     /// The device the stream runs on.
@@ -290,7 +310,9 @@ impl Stream {
     /// Makes this the default stream of its device (`mx.set_default_stream`).
     pub fn set_default(&self) -> Result<()> {
         // SAFETY: `self.raw` is valid.
-        check(|| unsafe { sys::mlx_set_default_stream(self.raw) })
+        check(|| unsafe { sys::mlx_set_default_stream(self.raw) })?;
+        defaults_changed();
+        Ok(())
     }
 
     fn empty() -> Stream {
@@ -309,7 +331,9 @@ impl Stream {
 /// Destroys the streams created on this thread (C++ `clear_streams`).
 pub fn clear_streams() -> Result<()> {
     // SAFETY: no arguments.
-    check(|| unsafe { sys::mlx_clear_streams() })
+    check(|| unsafe { sys::mlx_clear_streams() })?;
+    defaults_changed();
+    Ok(())
 }
 
 /// A stream that is a different stream on each thread using it (C++
@@ -416,6 +440,16 @@ impl fmt::Debug for Stream {
 thread_local! {
     /// The scopes opened on this thread, innermost last.
     static CURRENT: RefCell<Vec<Stream>> = const { RefCell::new(Vec::new()) };
+    /// This thread's default stream, with the generation it was read at.
+    static DEFAULT: RefCell<Option<(u64, Stream)>> = const { RefCell::new(None) };
+}
+
+/// Bumped whenever mlx-rs changes MLX's default device or stream, so every
+/// thread reads its default stream again.
+static DEFAULTS_GENERATION: AtomicU64 = AtomicU64::new(0);
+
+fn defaults_changed() {
+    DEFAULTS_GENERATION.fetch_add(1, Ordering::AcqRel);
 }
 
 /// Pops the scope's stream even when the body panics.
