@@ -211,19 +211,6 @@ impl ClosureKwargs {
     }
 }
 
-impl Clone for ClosureKwargs {
-    fn clone(&self) -> Self {
-        let mut copy = ClosureKwargs {
-            // SAFETY: plain constructor of an empty handle, then a copy of a
-            // valid closure into it.
-            raw: unsafe { sys::mlx_closure_kwargs_new() },
-        };
-        // SAFETY: see above.
-        unsafe { sys::mlx_closure_kwargs_set(&mut copy.raw, self.raw) };
-        copy
-    }
-}
-
 impl Drop for ClosureKwargs {
     fn drop(&mut self) {
         // SAFETY: owned handle, freed once.
@@ -263,15 +250,6 @@ impl<'a> ClosureValueAndGrad<'a> {
 
     pub(crate) fn as_mut_ptr(&mut self) -> *mut sys::mlx_closure_value_and_grad {
         &mut self.raw
-    }
-}
-
-impl Clone for ClosureValueAndGrad<'_> {
-    fn clone(&self) -> Self {
-        let mut copy = ClosureValueAndGrad::empty();
-        // SAFETY: copies a valid closure into an owned handle.
-        unsafe { sys::mlx_closure_value_and_grad_set(&mut copy.raw, self.raw) };
-        copy
     }
 }
 
@@ -336,15 +314,6 @@ impl ClosureCustom {
 
     pub(crate) fn as_raw(&self) -> sys::mlx_closure_custom {
         self.raw
-    }
-}
-
-impl Clone for ClosureCustom {
-    fn clone(&self) -> Self {
-        let mut copy = ClosureCustom::empty();
-        // SAFETY: copies a valid closure into an owned handle.
-        unsafe { sys::mlx_closure_custom_set(&mut copy.raw, self.raw) };
-        copy
     }
 }
 
@@ -413,15 +382,6 @@ impl ClosureCustomJvp {
     }
 }
 
-impl Clone for ClosureCustomJvp {
-    fn clone(&self) -> Self {
-        let mut copy = ClosureCustomJvp::empty();
-        // SAFETY: copies a valid closure into an owned handle.
-        unsafe { sys::mlx_closure_custom_jvp_set(&mut copy.raw, self.raw) };
-        copy
-    }
-}
-
 impl Drop for ClosureCustomJvp {
     fn drop(&mut self) {
         // SAFETY: owned handle, freed once.
@@ -481,15 +441,6 @@ impl ClosureCustomVmap {
 
     pub(crate) fn as_raw(&self) -> sys::mlx_closure_custom_vmap {
         self.raw
-    }
-}
-
-impl Clone for ClosureCustomVmap {
-    fn clone(&self) -> Self {
-        let mut copy = ClosureCustomVmap::empty();
-        // SAFETY: copies a valid closure into an owned handle.
-        unsafe { sys::mlx_closure_custom_vmap_set(&mut copy.raw, self.raw) };
-        copy
     }
 }
 

@@ -7,7 +7,11 @@ use mlx_rs::{Array, Device, Stream, ops};
 #[test]
 fn ops_follow_a_new_default_stream_and_back() {
     let original = Stream::current().unwrap();
-    assert_eq!(Stream::current().unwrap(), original, "the cached stream is stable");
+    assert_eq!(
+        Stream::current().unwrap(),
+        original,
+        "the cached stream is stable"
+    );
     let fresh = Stream::new(&Device::cpu()).unwrap();
     fresh.set_default().unwrap();
     assert_eq!(Stream::current().unwrap(), fresh);
