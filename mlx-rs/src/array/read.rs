@@ -11,14 +11,16 @@ impl Array {
     /// flattened). `T` must be the array's dtype; see [`Array::to_vec_as`].
     pub fn to_vec<T: ArrayElement>(&self) -> Result<Vec<T>> {
         self.require_dtype(T::DTYPE)?;
-        self.eval()?;
-        let contiguous = self.is_row_contiguous()?;
-        let source = if contiguous {
-            self.clone()
+        // `is_row_contiguous` evaluates the array; only a strided one needs
+        // a contiguous copy, evaluated in turn.
+        let copy;
+        let source = if self.is_row_contiguous()? {
+            self
         } else {
-            crate::ops::contiguous(self, false)?
+            copy = crate::ops::contiguous(self, false)?;
+            copy.eval()?;
+            &copy
         };
-        source.eval()?;
         let count = source.size();
         if count == 0 {
             return Ok(Vec::new());

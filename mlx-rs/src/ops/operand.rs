@@ -1,6 +1,8 @@
 //! Operands of element-wise ops: arrays, or Rust scalars that adopt the
 //! other operand's dtype as Python's "weak" scalars do.
 
+use std::borrow::Cow;
+
 use mlx_sys as sys;
 
 use crate::array::Array;
@@ -100,7 +102,7 @@ pub enum Operand<'a> {
     Scalar(Scalar),
 }
 
-impl Operand<'_> {
+impl<'a> Operand<'a> {
     fn dtype(&self) -> Option<Dtype> {
         match self {
             Operand::Ref(a) => Some(a.dtype()),
@@ -109,13 +111,15 @@ impl Operand<'_> {
         }
     }
 
-    fn into_array(self, like: Option<Dtype>) -> Result<Array> {
+    /// The operand as an array; a borrowed array stays borrowed (no copy of
+    /// the handle on every op).
+    fn into_array(self, like: Option<Dtype>) -> Result<Cow<'a, Array>> {
         match self {
-            Operand::Ref(a) => Ok(a.clone()),
-            Operand::Owned(a) => Ok(a),
+            Operand::Ref(a) => Ok(Cow::Borrowed(a)),
+            Operand::Owned(a) => Ok(Cow::Owned(a)),
             Operand::Scalar(s) => {
                 let dtype = like.map_or(s.default_dtype(), |d| s.dtype_next_to(d));
-                s.to_array(dtype)
+                s.to_array(dtype).map(Cow::Owned)
             }
         }
     }
@@ -124,12 +128,14 @@ impl Operand<'_> {
 /// An operand alone as an array: a scalar takes the dtype Python gives it
 /// (`mx.array(value)`).
 pub(crate) fn to_array<'a>(operand: impl IntoOperand<'a>) -> Result<Array> {
-    operand.into_operand().into_array(None)
+    operand.into_operand().into_array(None).map(Cow::into_owned)
 }
 
 /// Turns operands into arrays, giving scalars the dtype of the arrays
 /// among them (the promoted dtype of all of them, as Python does).
-pub(crate) fn resolve<const N: usize>(operands: [Operand<'_>; N]) -> Result<[Array; N]> {
+pub(crate) fn resolve<'a, const N: usize>(
+    operands: [Operand<'a>; N],
+) -> Result<[Cow<'a, Array>; N]> {
     let mut like: Option<Dtype> = None;
     let has_scalar = operands.iter().any(|o| matches!(o, Operand::Scalar(_)));
     for dtype in operands
@@ -142,7 +148,7 @@ pub(crate) fn resolve<const N: usize>(operands: [Operand<'_>; N]) -> Result<[Arr
             Some(current) => promote(current, dtype)?,
         });
     }
-    let arrays: Vec<Array> = operands
+    let arrays: Vec<Cow<'a, Array>> = operands
         .into_iter()
         .map(|o| o.into_array(like))
         .collect::<Result<_>>()?;

@@ -178,7 +178,7 @@ pub fn clip<'a>(
         match b {
             Some(b) => {
                 let [_, b] = resolve([Operand::Ref(a), b])?;
-                Ok(b)
+                Ok(b.into_owned())
             }
             // An empty handle (null `ctx`) is mlx-c's missing bound.
             None => Ok(Array::empty()),
