@@ -86,7 +86,7 @@ pub fn split_pair(key: &Array) -> Result<(Array, Array)> {
 ///
 /// MLX's C++ `mlx::core::random::bits`; Python has no counterpart.
 pub fn bits(shape: &[i32], width: i32, key: Option<&Array>) -> Result<Array> {
-    check_shape("bits", shape, Dtype::Float32)?;
+    check_shape("bits", shape, Dtype::Uint32)?;
     let s = Stream::current()?;
     // SAFETY: valid handles (a null key means "none"); `shape` outlives the
     // call; mlx-c writes a new array into `res`.
@@ -114,7 +114,7 @@ pub fn uniform<'a>(
     dtype: Dtype,
     key: Option<&Array>,
 ) -> Result<Array> {
-    check_shape("uniform", shape, Dtype::Float32)?;
+    check_shape("uniform", shape, dtype)?;
     let (low, high) = (to_array(low)?, to_array(high)?);
     let s = Stream::current()?;
     // SAFETY: valid handles (a null key means "none"); `shape` outlives the
@@ -160,7 +160,7 @@ impl Default for NormalOptions {
 ///
 /// For array `loc`/`scale` see [`normal_broadcast`].
 pub fn normal(shape: &[i32], options: NormalOptions, key: Option<&Array>) -> Result<Array> {
-    check_shape("normal", shape, Dtype::Float32)?;
+    check_shape("normal", shape, options.dtype)?;
     let s = Stream::current()?;
     // SAFETY: valid handles (a null key means "none"); `shape` outlives the
     // call; mlx-c writes a new array into `res`.
@@ -209,7 +209,7 @@ pub fn normal_broadcast(
     options: NormalBroadcastOptions<'_>,
     key: Option<&Array>,
 ) -> Result<Array> {
-    check_shape("normal", shape, Dtype::Float32)?;
+    check_shape("normal", shape, options.dtype)?;
     let s = Stream::current()?;
     // SAFETY: valid handles (a null array means "none"); `shape` outlives
     // the call; mlx-c writes a new array into `res`.
@@ -250,7 +250,7 @@ impl Default for LaplaceOptions {
 
 /// Laplace distributed samples of `shape` (`mx.random.laplace`).
 pub fn laplace(shape: &[i32], options: LaplaceOptions, key: Option<&Array>) -> Result<Array> {
-    check_shape("laplace", shape, Dtype::Float32)?;
+    check_shape("laplace", shape, options.dtype)?;
     let s = Stream::current()?;
     // SAFETY: valid handles (a null key means "none"); `shape` outlives the
     // call; mlx-c writes a new array into `res`.
@@ -283,7 +283,7 @@ pub fn multivariate_normal(
     dtype: Dtype,
     key: Option<&Array>,
 ) -> Result<Array> {
-    check_shape("multivariate_normal", shape, Dtype::Float32)?;
+    check_shape("multivariate_normal", shape, dtype)?;
     let s = Stream::current()?;
     // SAFETY: valid handles (a null key means "none"); `shape` outlives the
     // call; mlx-c writes a new array into `res`.
@@ -313,7 +313,7 @@ pub fn randint<'a>(
     dtype: Dtype,
     key: Option<&Array>,
 ) -> Result<Array> {
-    check_shape("randint", shape, Dtype::Float32)?;
+    check_shape("randint", shape, dtype)?;
     let (low, high) = (to_array(low)?, to_array(high)?);
     let s = Stream::current()?;
     // SAFETY: valid handles (a null key means "none"); `shape` outlives the
@@ -343,7 +343,7 @@ pub fn bernoulli<'a>(
 ) -> Result<Array> {
     let p = to_array(p)?;
     let shape = shape.unwrap_or(p.shape()).to_vec();
-    check_shape("bernoulli", &shape, Dtype::Float32)?;
+    check_shape("bernoulli", &shape, Dtype::Bool)?;
     let s = Stream::current()?;
     // SAFETY: valid handles (a null key means "none"); `shape` outlives the
     // call; mlx-c writes a new array into `res`.
@@ -377,7 +377,7 @@ pub fn truncated_normal<'a>(
         Some(shape) => shape.to_vec(),
         None => broadcast_shapes(lower.shape(), upper.shape())?,
     };
-    check_shape("truncated_normal", &shape, Dtype::Float32)?;
+    check_shape("truncated_normal", &shape, dtype)?;
     let s = Stream::current()?;
     // SAFETY: valid handles (a null key means "none"); `shape` outlives the
     // call; mlx-c writes a new array into `res`.
@@ -398,7 +398,7 @@ pub fn truncated_normal<'a>(
 /// Samples of the standard Gumbel distribution, of `shape` and floating
 /// point `dtype` (`mx.random.gumbel`; Python's default dtype is float32).
 pub fn gumbel(shape: &[i32], dtype: Dtype, key: Option<&Array>) -> Result<Array> {
-    check_shape("gumbel", shape, Dtype::Float32)?;
+    check_shape("gumbel", shape, dtype)?;
     let s = Stream::current()?;
     // SAFETY: valid handles (a null key means "none"); `shape` outlives the
     // call; mlx-c writes a new array into `res`.
@@ -452,7 +452,7 @@ pub fn categorical(
             })
         }
         CategoricalSamples::Shape(shape) => {
-            check_shape("categorical", shape, Dtype::Float32)?;
+            check_shape("categorical", shape, Dtype::Uint32)?;
             // SAFETY: valid handles (a null key means "none"); `shape`
             // outlives the call; mlx-c writes a new array into `res`.
             Array::try_from_op(|res| unsafe {

@@ -29,9 +29,9 @@ pub fn load_weights<P: AsRef<Path>>(
     for file in files {
         let file = file.as_ref();
         let (arrays, _metadata) = io::load_safetensors(file)?;
+        let here = file.display().to_string();
         for (key, array) in arrays {
             let Some(key) = remap(&key) else { continue };
-            let here = file.display().to_string();
             if let Some(first) = origin.insert(key.clone(), here.clone()) {
                 return Err(Error::invalid(format!(
                     "weight {key} is in both {first} and {here}"
