@@ -21,26 +21,9 @@ impl Array {
                 actual: data.len(),
             });
         }
-        let ndim = i32::try_from(shape.len())
-            .map_err(|_| Error::invalid(format!("{} dimensions are too many", shape.len())))?;
-        check_handle(
-            "array",
-            || {
-                Array {
-                    // SAFETY: `data` holds the shape's element count of T, whose
-                    // layout is T::DTYPE's; mlx-c copies it before returning.
-                    raw: unsafe {
-                        sys::mlx_array_new_data(
-                            data.as_ptr().cast(),
-                            shape.as_ptr(),
-                            ndim,
-                            T::DTYPE.to_raw(),
-                        )
-                    },
-                }
-            },
-            |a| a.raw.ctx.is_null(),
-        )
+        // SAFETY: `data` holds the shape's element count of T, whose layout
+        // is T::DTYPE's, aligned for T.
+        unsafe { copy_data(data.as_ptr().cast(), shape, T::DTYPE) }
     }
 
     /// An array of `shape` that takes ownership of `data` (row-major)
@@ -107,8 +90,6 @@ impl Array {
                 bytes.len()
             )));
         }
-        let ndim = i32::try_from(shape.len())
-            .map_err(|_| Error::invalid(format!("{} dimensions are too many", shape.len())))?;
         // mlx-c reads the data through a typed pointer, so it must be
         // aligned for the dtype (8 bytes covers every dtype).
         let mut aligned = vec![0u64; bytes.len().div_ceil(8)];
@@ -120,24 +101,9 @@ impl Array {
                 bytes.len(),
             )
         };
-        check_handle(
-            "array",
-            || {
-                Array {
-                    // SAFETY: `aligned` holds exactly the shape's elements of
-                    // `dtype`, suitably aligned; mlx-c copies them before returning.
-                    raw: unsafe {
-                        sys::mlx_array_new_data(
-                            aligned.as_ptr().cast(),
-                            shape.as_ptr(),
-                            ndim,
-                            dtype.to_raw(),
-                        )
-                    },
-                }
-            },
-            |a| a.raw.ctx.is_null(),
-        )
+        // SAFETY: `aligned` holds exactly the shape's elements of `dtype`,
+        // suitably aligned.
+        unsafe { copy_data(aligned.as_ptr().cast(), shape, dtype) }
     }
 
     /// An array of `shape` from the values of `iter` in row-major order.
@@ -156,6 +122,25 @@ impl Array {
         Array::from_slice(&[value], &[])
             .unwrap_or_else(|e| panic!("making a scalar array failed: {e}"))
     }
+}
+
+/// A new array holding a copy of the elements at `data`.
+///
+/// # Safety
+/// `data` must point at the element count of `shape` in `dtype`'s layout,
+/// aligned for it, readable for the duration of the call.
+unsafe fn copy_data(data: *const std::ffi::c_void, shape: &[i32], dtype: Dtype) -> Result<Array> {
+    let ndim = i32::try_from(shape.len())
+        .map_err(|_| Error::invalid(format!("{} dimensions are too many", shape.len())))?;
+    check_handle(
+        "array",
+        || Array {
+            // SAFETY: guaranteed by the caller; mlx-c copies the data
+            // before returning.
+            raw: unsafe { sys::mlx_array_new_data(data, shape.as_ptr(), ndim, dtype.to_raw()) },
+        },
+        |a| a.raw.ctx.is_null(),
+    )
 }
 
 /// Fails unless `shape` has no negative dimension and its data, in
