@@ -1,6 +1,11 @@
-//! Errors of model loading and generation.
+//! Errors of model loading, preprocessing and generation.
+
+use std::path::PathBuf;
 
 /// What can go wrong loading or running a model.
+///
+/// Every variant names the file, key, shape or value at fault and, where one
+/// exists, the fix.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -12,9 +17,95 @@ pub enum Error {
         /// What is wrong and, where it helps, what would fix it.
         message: String,
     },
+    /// A file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file at fault.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file a model needs is not there.
+    #[error("{}: not found; {hint}", path.display())]
+    MissingFile {
+        /// The file looked for.
+        path: PathBuf,
+        /// What would fix it.
+        hint: String,
+    },
+    /// `config.json` names a `model_type` no model of this crate implements.
+    #[error("unsupported model_type {model_type:?} in {file}; supported: {supported}")]
+    UnknownModelType {
+        /// The `model_type` found.
+        model_type: String,
+        /// The configuration file.
+        file: String,
+        /// The model types (and aliases) this crate knows.
+        supported: String,
+    },
+    /// The weights of a checkpoint do not fit the model.
+    #[error("{path}: {message}")]
+    Weights {
+        /// The checkpoint folder or file.
+        path: String,
+        /// The keys or shapes at fault.
+        message: String,
+    },
+    /// An image could not be opened, decoded or preprocessed.
+    #[error("image {source_name}: {message}")]
+    Image {
+        /// The image's path, `<bytes>` or `<data URI>`.
+        source_name: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The prompt's image tokens do not match the images given.
+    #[error("{message}")]
+    ImageTokenMismatch {
+        /// The counts found and what would fix it.
+        message: String,
+    },
+    /// The tokenizer could not be loaded or failed on the text.
+    #[error("tokenizer {context}: {message}")]
+    Tokenizer {
+        /// The tokenizer file or the operation.
+        context: String,
+        /// The tokenizer's message.
+        message: String,
+    },
+    /// The chat template could not be found, parsed or rendered.
+    #[error("chat template {context}: {message}")]
+    Template {
+        /// Where the template came from.
+        context: String,
+        /// The template engine's message.
+        message: String,
+    },
+    /// A download from the Hugging Face hub failed.
+    #[error("hub {repo}: {message}")]
+    Hub {
+        /// The repository id.
+        repo: String,
+        /// What failed and what would fix it.
+        message: String,
+    },
+    /// An argument is out of its valid range.
+    #[error("{0}")]
+    InvalidArgument(String),
     /// An error from MLX.
     #[error(transparent)]
     Mlx(#[from] mlx_rs::Error),
+}
+
+impl Error {
+    /// An [`Error::Io`] for `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
 }
 
 /// `Result` with this crate's [`Error`].

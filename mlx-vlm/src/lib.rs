@@ -2,9 +2,10 @@
 //! 0.7.6: each model folder mirrors its Python package file by file, with
 //! the same names in the same order.
 //!
-//! The first model, Qwen2.5-VL, is being ported (its configuration so far).
+//! The first model is Qwen2.5-VL.
 
 mod error;
+pub mod fixtures;
 pub mod models;
 
 pub use error::{Error, Result};

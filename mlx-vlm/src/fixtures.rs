@@ -1,0 +1,205 @@
+//! Small deterministic Qwen2.5-VL checkpoints, generated rather than shipped.
+//!
+//! Every weight is a pure function of its Hugging Face key, so Rust and the
+//! Python golden generator (`mlx-vlm/tests/fixtures/qwen2_5_vl/gen_goldens.py`)
+//! write identical tensors without exchanging files:
+//!
+//! ```text
+//! seed  = fnv1a64(key) ^ SEED
+//! z_i   = splitmix64_mix(seed + (i + 1) * 0x9E3779B97F4A7C15)   (wrapping)
+//! q_i   = (z_i >> 56) as i8
+//! norm weights:        1 + (q_i >> 3) * 2^-7
+//! everything else:     q_i * 2^(e - 7)   (e from the tensor's role and fan-in)
+//! ```
+//!
+//! `i` runs over the elements of the tensor in its Hugging Face (PyTorch)
+//! shape. Each value has at most 8 significant bits, so it is exact in f32,
+//! f16 and bf16. Embedding rows the tokenizer lacks (ids >= 151665) are zero,
+//! so a random model never emits an undecodable id.
+
+use std::collections::BTreeMap;
+
+use mlx_rs::{Array, Dtype};
+use serde_json::Value;
+
+use crate::Result;
+
+/// The generator's seed: greedy decoding of the tiny model keeps a top-1 to
+/// top-2 log-probability margin of at least 0.14 with it, so greedy ids are
+/// stable across BLAS and summation order.
+pub const SEED: u64 = 0x5157_454E_3235_562A;
+
+/// Ids from here up are absent from the Qwen2.5-VL tokenizer.
+pub const TOKENIZER_VOCAB: i32 = 151_665;
+
+const GOLDEN_GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// FNV-1a, 64-bit, of `s`'s UTF-8 bytes.
+pub fn fnv1a64(s: &str) -> u64 {
+    s.bytes().fold(0xCBF2_9CE4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01B3)
+    })
+}
+
+/// The output mix of splitmix64.
+pub fn splitmix64_mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn is_norm(key: &str) -> bool {
+    ["norm.weight", "norm1.weight", "norm2.weight", "ln_q.weight"]
+        .iter()
+        .any(|s| key.ends_with(s))
+}
+
+/// Power-of-two half-range of a tensor's values.
+fn exponent_for(key: &str, shape: &[i32]) -> i32 {
+    if key.ends_with("bias") {
+        return -4;
+    }
+    if key.contains("embed_tokens") || key == "lm_head.weight" {
+        // std about 0.29: keeps tied-logit gaps well above bf16's epsilon.
+        return -1;
+    }
+    let fan_in: f64 = shape[1..].iter().map(|&d| f64::from(d)).product();
+    (3.0 / fan_in).sqrt().log2().round() as i32
+}
+
+/// The values of the tensor `key` (Hugging Face name) of `shape`, row-major.
+pub fn tensor_values(key: &str, shape: &[i32]) -> Vec<f32> {
+    let n: usize = shape.iter().map(|&d| d as usize).product();
+    let seed = fnv1a64(key) ^ SEED;
+    let norm = is_norm(key);
+    let scale = 2f32.powi(exponent_for(key, shape) - 7);
+    let mut values: Vec<f32> = (1..=n as u64)
+        .map(|i| {
+            let q =
+                (splitmix64_mix(seed.wrapping_add(i.wrapping_mul(GOLDEN_GAMMA))) >> 56) as u8 as i8;
+            if norm {
+                1.0 + f32::from(q >> 3) * 2f32.powi(-7)
+            } else {
+                f32::from(q) * scale
+            }
+        })
+        .collect();
+    if key == "model.embed_tokens.weight" || key == "lm_head.weight" {
+        let row = shape[1] as usize;
+        let start = (TOKENIZER_VOCAB as usize * row).min(values.len());
+        values[start..].fill(0.0);
+    }
+    values
+}
+
+/// `config.json` of the tiny test model, in the Hugging Face format of
+/// `Qwen/Qwen2.5-VL-3B-Instruct` with small widths: intermediate size 192
+/// (a multiple of 64, so every language Linear quantizes with group 64) and
+/// an mRoPE section summing to head_dim / 2 = 8.
+pub fn tiny_config() -> Value {
+    // Checked in as JSON so the Python golden generator reads the same file.
+    const CONFIG: &str = include_str!("fixtures/qwen2_5_vl/config.json");
+    serde_json::from_str(CONFIG)
+        .unwrap_or_else(|e| unreachable!("the bundled config.json is valid JSON: {e}"))
+}
+
+fn int(v: &Value, key: &str) -> i32 {
+    v.get(key).and_then(Value::as_i64).unwrap_or(0) as i32
+}
+
+/// Every parameter of a Qwen2.5-VL checkpoint in the Hugging Face layout
+/// (`visual.*`, `model.*`, `lm_head.weight` when untied), with its shape.
+pub fn hf_param_shapes(config: &Value) -> BTreeMap<String, Vec<i32>> {
+    let v = &config["vision_config"];
+    let (h, i, layers) = (
+        int(config, "hidden_size"),
+        int(config, "intermediate_size"),
+        int(config, "num_hidden_layers"),
+    );
+    let (nh, nkv) = (
+        int(config, "num_attention_heads"),
+        int(config, "num_key_value_heads"),
+    );
+    let hd = h / nh.max(1);
+    let vocab = int(config, "vocab_size");
+    let (vh, vi, depth) = (
+        int(v, "hidden_size"),
+        int(v, "intermediate_size"),
+        int(v, "depth"),
+    );
+    let (ps, tps, ms) = (
+        int(v, "patch_size"),
+        int(v, "temporal_patch_size"),
+        int(v, "spatial_merge_size"),
+    );
+    let in_chans = v.get("in_chans").and_then(Value::as_i64).unwrap_or(3) as i32;
+    let mh = vh * ms * ms;
+    let mut s = BTreeMap::new();
+    let mut put = |k: String, shape: &[i32]| {
+        s.insert(k, shape.to_vec());
+    };
+    put(
+        "visual.patch_embed.proj.weight".into(),
+        &[vh, in_chans, tps, ps, ps],
+    );
+    for b in 0..depth {
+        let p = format!("visual.blocks.{b}.");
+        put(format!("{p}norm1.weight"), &[vh]);
+        put(format!("{p}norm2.weight"), &[vh]);
+        put(format!("{p}attn.qkv.weight"), &[3 * vh, vh]);
+        put(format!("{p}attn.qkv.bias"), &[3 * vh]);
+        put(format!("{p}attn.proj.weight"), &[vh, vh]);
+        put(format!("{p}attn.proj.bias"), &[vh]);
+        for (name, out, inp) in [
+            ("gate_proj", vi, vh),
+            ("up_proj", vi, vh),
+            ("down_proj", vh, vi),
+        ] {
+            put(format!("{p}mlp.{name}.weight"), &[out, inp]);
+            put(format!("{p}mlp.{name}.bias"), &[out]);
+        }
+    }
+    put("visual.merger.ln_q.weight".into(), &[vh]);
+    put("visual.merger.mlp.0.weight".into(), &[mh, mh]);
+    put("visual.merger.mlp.0.bias".into(), &[mh]);
+    let out_hidden = int(v, "out_hidden_size");
+    put("visual.merger.mlp.2.weight".into(), &[out_hidden, mh]);
+    put("visual.merger.mlp.2.bias".into(), &[out_hidden]);
+    put("model.embed_tokens.weight".into(), &[vocab, h]);
+    for l in 0..layers {
+        let p = format!("model.layers.{l}.");
+        put(format!("{p}input_layernorm.weight"), &[h]);
+        put(format!("{p}post_attention_layernorm.weight"), &[h]);
+        put(format!("{p}self_attn.q_proj.weight"), &[nh * hd, h]);
+        put(format!("{p}self_attn.q_proj.bias"), &[nh * hd]);
+        put(format!("{p}self_attn.k_proj.weight"), &[nkv * hd, h]);
+        put(format!("{p}self_attn.k_proj.bias"), &[nkv * hd]);
+        put(format!("{p}self_attn.v_proj.weight"), &[nkv * hd, h]);
+        put(format!("{p}self_attn.v_proj.bias"), &[nkv * hd]);
+        put(format!("{p}self_attn.o_proj.weight"), &[h, nh * hd]);
+        put(format!("{p}mlp.gate_proj.weight"), &[i, h]);
+        put(format!("{p}mlp.up_proj.weight"), &[i, h]);
+        put(format!("{p}mlp.down_proj.weight"), &[h, i]);
+    }
+    put("model.norm.weight".into(), &[h]);
+    if !config
+        .get("tie_word_embeddings")
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+    {
+        put("lm_head.weight".into(), &[vocab, h]);
+    }
+    s
+}
+
+/// All weights of `config` in the Hugging Face layout, cast to `dtype`.
+pub fn hf_weights(config: &Value, dtype: Dtype) -> Result<BTreeMap<String, Array>> {
+    hf_param_shapes(config)
+        .into_iter()
+        .map(|(key, shape)| {
+            let values = tensor_values(&key, &shape);
+            let array = Array::from_vec_shaped(values, &shape)?.as_type(dtype)?;
+            Ok((key, array))
+        })
+        .collect()
+}
