@@ -24,6 +24,14 @@ use serde_json::Value;
 
 use crate::Result;
 
+mod checkpoint;
+mod tokenizer;
+
+pub use checkpoint::{CheckpointSpec, Layout, write_checkpoint};
+pub use tokenizer::{
+    ENV_DIR as QWEN_TOKENIZER_ENV, QWEN2_5_LAST_ADDED_ID, derive_qwen2_5_vl, qwen_tokenizer_dir,
+};
+
 /// The generator's seed: greedy decoding of the tiny model keeps a top-1 to
 /// top-2 log-probability margin of at least 0.14 with it, so greedy ids are
 /// stable across BLAS and summation order.

