@@ -211,3 +211,39 @@ pub fn hf_weights(config: &Value, dtype: Dtype) -> Result<BTreeMap<String, Array
         })
         .collect()
 }
+
+/// The per-user cache of generated checkpoints and downloaded tokenizer
+/// files: `MLX_VLM_CACHE_DIR`, else the platform's cache folder + `mlx-vlm`.
+pub fn cache_dir() -> Result<std::path::PathBuf> {
+    if let Some(dir) = std::env::var_os("MLX_VLM_CACHE_DIR") {
+        return Ok(std::path::PathBuf::from(dir));
+    }
+    let base = if cfg!(target_os = "macos") {
+        std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join("Library/Caches"))
+    } else if cfg!(windows) {
+        std::env::var_os("LOCALAPPDATA").map(std::path::PathBuf::from)
+    } else {
+        std::env::var_os("XDG_CACHE_HOME")
+            .map(std::path::PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache"))
+            })
+    };
+    base.map(|b| b.join("mlx-vlm")).ok_or_else(|| {
+        crate::Error::InvalidArgument(
+            "no cache folder: set MLX_VLM_CACHE_DIR (or HOME) to a writable folder".into(),
+        )
+    })
+}
+
+/// The deterministic test image of the goldens: red and green gradients
+/// and a 14-pixel blue checkerboard (Python: `gradient_image` in
+/// `gen_goldens.py`).
+pub fn gradient_image(width: u32, height: u32) -> image::RgbImage {
+    image::RgbImage::from_fn(width, height, |x, y| {
+        let r = x * 255 / width.saturating_sub(1).max(1);
+        let g = y * 255 / height.saturating_sub(1).max(1);
+        let b = ((x / 14 + y / 14) % 2) * 200 + 28;
+        image::Rgb([r as u8, g as u8, b as u8])
+    })
+}

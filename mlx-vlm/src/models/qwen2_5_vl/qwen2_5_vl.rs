@@ -1,0 +1,257 @@
+//! `mlx_vlm/models/qwen2_5_vl/qwen2_5_vl.py`: the model joining the vision
+//! tower and the language model.
+
+use std::collections::HashMap;
+
+use mlx_rs::nn::UnaryLayer;
+use mlx_rs::{Array, Dtype, ops};
+
+use super::config::ModelConfig;
+use super::language::LanguageModel;
+use super::vision::VisionModel;
+use crate::models::{
+    Cache, InputEmbeddingsFeatures, KvCache, LanguageModelArgs, RequestState, VlmModel,
+};
+use crate::{Error, Result};
+
+/// Python: `Model`.
+#[derive(Debug, mlx_rs::Module)]
+pub struct Model {
+    /// Python: `Model.config`.
+    #[module(skip)]
+    pub config: ModelConfig,
+    /// Python: `Model.vision_tower`.
+    pub vision_tower: VisionModel,
+    /// Python: `Model.language_model`.
+    pub language_model: LanguageModel,
+}
+
+impl Model {
+    /// Python: `Model.__init__`.
+    pub fn new(config: ModelConfig) -> Result<Model> {
+        let vision_tower = VisionModel::new(&config.vision_config)?;
+        let language_model = LanguageModel::new(&config.text_config, &config)?;
+        Ok(Model {
+            config,
+            vision_tower,
+            language_model,
+        })
+    }
+
+    /// Python: `Model.get_input_embeddings`.
+    pub fn get_input_embeddings(
+        &self,
+        input_ids: &Array,
+        pixel_values: Option<&Array>,
+        image_grid_thw: Option<&Array>,
+        mask: Option<&Array>,
+    ) -> Result<InputEmbeddingsFeatures> {
+        let Some(pixel_values) = pixel_values else {
+            let (position_ids, rope_deltas) =
+                self.language_model
+                    .get_rope_index(input_ids, None, None, mask)?;
+            return Ok(InputEmbeddingsFeatures {
+                inputs_embeds: self.language_model.model.embed_tokens.forward(input_ids)?,
+                position_ids: Some(position_ids),
+                rope_deltas: Some(rope_deltas),
+            });
+        };
+        let grid_thw = image_grid_thw.ok_or_else(|| {
+            Error::InvalidArgument(
+                "pixel_values were given without image_grid_thw; pass the grids the processor \
+                 returned"
+                    .into(),
+            )
+        })?;
+        let dtype = self.vision_tower.patch_embed.proj.weight.dtype();
+        let pixel_values = pixel_values.as_type(dtype)?;
+
+        let inputs_embeds = self.language_model.model.embed_tokens.forward(input_ids)?;
+        let hidden_states = self.vision_tower.forward(&pixel_values, grid_thw)?;
+
+        let final_inputs_embeds = Self::merge_input_ids_with_image_features(
+            self.config.image_token_id,
+            self.config.video_token_id,
+            &hidden_states,
+            &inputs_embeds,
+            input_ids,
+        )?;
+
+        let (position_ids, rope_deltas) =
+            self.language_model
+                .get_rope_index(input_ids, Some(grid_thw), None, mask)?;
+        Ok(InputEmbeddingsFeatures {
+            inputs_embeds: final_inputs_embeds,
+            position_ids: Some(position_ids),
+            rope_deltas: Some(rope_deltas),
+        })
+    }
+
+    /// Python: `Model.merge_input_ids_with_image_features`: the image
+    /// features replace the embeddings at the image (else video) token
+    /// positions, in order.
+    pub fn merge_input_ids_with_image_features(
+        image_token_id: i32,
+        video_token_id: i32,
+        image_features: &Array,
+        inputs_embeds: &Array,
+        input_ids: &Array,
+    ) -> Result<Array> {
+        let mut image_positions = input_ids.eq(image_token_id)?;
+        if ops::sum(&image_positions, None, false)?.item_as::<i64>()? == 0 {
+            image_positions = input_ids.eq(video_token_id)?;
+        }
+        let shape = input_ids.shape();
+        let [batch_size, _seq_len] = shape[..] else {
+            return Err(Error::InvalidArgument(format!(
+                "input_ids must be [batch, seq], got {shape:?}"
+            )));
+        };
+        // Python checks each batch row's slice; checking the total as well
+        // catches surplus images, which Python silently ignores.
+        let n_features = image_features.shape().first().copied().unwrap_or(0);
+        let total = ops::sum(&image_positions, None, false)?.item_as::<i64>()?;
+        if total != i64::from(n_features) {
+            return Err(Error::ImageTokenMismatch {
+                message: format!(
+                    "the prompt has {total} image tokens but the images give {n_features} \
+                     features; each image needs one <|vision_start|><|image_pad|><|vision_end|> \
+                     in the prompt, its <|image_pad|> expanded to t*h*w/4 tokens of its grid"
+                ),
+            });
+        }
+        let mut batch_outputs = Vec::with_capacity(batch_size as usize);
+        let mut feature_start_idx = 0;
+        for batch_idx in 0..batch_size {
+            let image_mask = image_positions.index(mlx_rs::idx![batch_idx])?;
+            let num_positions = ops::sum(&image_mask, None, false)?.item_as::<i64>()? as i32;
+            let embeds = inputs_embeds.index(mlx_rs::idx![batch_idx])?;
+            if num_positions == 0 {
+                batch_outputs.push(embeds);
+                continue;
+            }
+            let batch_features = image_features.index(mlx_rs::idx![
+                feature_start_idx..feature_start_idx + num_positions
+            ])?;
+            let cumsum = ops::cumsum(&image_mask.as_type(Dtype::Int32)?, 0, false, true)?;
+            let feature_indices = ops::r#where(&image_mask, &(&cumsum - 1), 0)?;
+            let gathered_features = ops::take(&batch_features, &feature_indices, 0)?;
+            let image_mask_expanded = ops::expand_dims(&image_mask, -1)?;
+            batch_outputs.push(ops::r#where(
+                &image_mask_expanded,
+                &gathered_features,
+                &embeds,
+            )?);
+            feature_start_idx += num_positions;
+        }
+        Ok(ops::stack(&batch_outputs, 0)?)
+    }
+
+    /// Python: `Model.layers`.
+    pub fn layers(&self) -> usize {
+        self.language_model.model.layers.len()
+    }
+
+    /// Python: `Model.__call__`: logits of a whole prompt, without a cache.
+    pub fn forward(
+        &self,
+        input_ids: &Array,
+        pixel_values: Option<&Array>,
+        image_grid_thw: Option<&Array>,
+        mask: Option<&Array>,
+    ) -> Result<Array> {
+        let features = self.get_input_embeddings(input_ids, pixel_values, image_grid_thw, mask)?;
+        let args = LanguageModelArgs {
+            mask,
+            has_pixel_values: pixel_values.is_some(),
+            image_grid_thw,
+            ..Default::default()
+        };
+        let mut state = RequestState::default();
+        self.language_model.forward(
+            input_ids,
+            Some(&features.inputs_embeds),
+            mask,
+            &mut [],
+            &args,
+            &mut state,
+        )
+    }
+
+    /// Python: `Model.sanitize`: Hugging Face names (`visual.*`, `model.*`,
+    /// `lm_head.*`) become this model's (`vision_tower.*`,
+    /// `language_model.model.*`, `language_model.lm_head.*`).
+    pub fn sanitize(weights: HashMap<String, Array>) -> HashMap<String, Array> {
+        fn transform_key(key: &str) -> String {
+            let mut key = key.to_string();
+            if !key.contains("vision_tower") {
+                key = key.replace("visual", "vision_tower");
+            }
+            if !key.contains("language_model") {
+                if key.contains("model") {
+                    key = key.replace("model", "language_model.model");
+                } else if key.contains("lm_head") {
+                    key = key.replace("lm_head", "language_model.lm_head");
+                }
+            }
+            key
+        }
+        weights
+            .into_iter()
+            .map(|(k, v)| (transform_key(&k), v))
+            .collect()
+    }
+}
+
+impl VlmModel for Model {
+    fn model_type(&self) -> &str {
+        &self.config.model_type
+    }
+
+    fn get_input_embeddings(
+        &self,
+        input_ids: &Array,
+        pixel_values: Option<&Array>,
+        image_grid_thw: Option<&Array>,
+        mask: Option<&Array>,
+    ) -> Result<InputEmbeddingsFeatures> {
+        Model::get_input_embeddings(self, input_ids, pixel_values, image_grid_thw, mask)
+    }
+
+    fn language_model(
+        &self,
+        inputs: &Array,
+        inputs_embeds: Option<&Array>,
+        cache: &mut [Box<dyn Cache>],
+        args: &LanguageModelArgs<'_>,
+        state: &mut RequestState,
+    ) -> Result<Array> {
+        self.language_model
+            .forward(inputs, inputs_embeds, args.mask, cache, args, state)
+    }
+
+    fn make_cache(&self, max_kv_size: Option<i32>) -> Vec<Box<dyn Cache>> {
+        (0..self.layers())
+            .map(|_| -> Box<dyn Cache> {
+                match max_kv_size {
+                    Some(max_size) => Box::new(crate::models::cache::RotatingKvCache::new(max_size, 4)),
+                    None => Box::new(KvCache::new()),
+                }
+            })
+            .collect()
+    }
+
+    fn sanitize(&self, weights: HashMap<String, Array>) -> Result<HashMap<String, Array>> {
+        // Python's loader runs Model.sanitize, then VisionModel.sanitize.
+        self.vision_tower.sanitize(Model::sanitize(weights))
+    }
+
+    fn eos_token_ids(&self) -> Vec<u32> {
+        self.config
+            .eos_token_id
+            .iter()
+            .flatten()
+            .filter_map(|&id| u32::try_from(id).ok())
+            .collect()
+    }
+}
