@@ -3,3 +3,4 @@
 //! follow).
 
 pub mod config;
+pub mod language;
