@@ -8,8 +8,11 @@ use mlx_rs::nn::Module;
 
 use crate::Result;
 
+pub mod base;
 pub mod cache;
+pub mod mlp;
 pub mod qwen2_5_vl;
+pub mod rope_utils;
 
 pub use cache::{Cache, KvCache};
 

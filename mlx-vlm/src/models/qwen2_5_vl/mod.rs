@@ -1,6 +1,11 @@
 //! Qwen2.5-VL: Python's `mlx_vlm/models/qwen2_5_vl/`, one Rust file per
-//! Python file (config so far; vision, language, processing and the model
-//! follow).
+//! Python file, in Python's order.
 
 pub mod config;
 pub mod vision;
+pub mod language;
+#[allow(clippy::module_inception)]
+pub mod qwen2_5_vl;
+
+pub use config::ModelConfig;
+pub use qwen2_5_vl::Model;

@@ -1,0 +1,86 @@
+//! The parts of Python's `mlx_vlm/models/base.py` the language models use:
+//! the attention mask they build and the attention they run.
+
+use mlx_rs::fast::{self, AttentionOptions};
+use mlx_rs::{Array, ops};
+
+use crate::Result;
+
+/// The mask a decoder layer's attention applies: Python passes `None`, the
+/// string `"causal"` or an array through the same argument.
+#[derive(Debug, Clone, Default)]
+pub enum AttentionMask {
+    /// Python's `None`: every query sees every key.
+    #[default]
+    None,
+    /// Python's `"causal"`: each query sees the keys up to its own position,
+    /// aligned so that the last query sees the last key.
+    Causal,
+    /// A boolean (true keeps a score) or additive mask broadcasting to
+    /// `[batch, heads, queries, keys]`.
+    Array(Array),
+}
+
+/// The mask for hidden states `h` `[batch, seq, hidden]` (Python:
+/// `create_attention_mask`).
+///
+/// Python first asks a single cache for `make_mask`; the language models
+/// pass their list of caches, which has none, so that branch is left out.
+/// One token needs no mask; a window shorter than the sequence, or
+/// `return_array`, gives the explicit boolean mask, else `"causal"`.
+pub fn create_attention_mask(
+    h: &Array,
+    window_size: Option<i32>,
+    return_array: bool,
+) -> Result<AttentionMask> {
+    let n = h.shape().get(1).copied().unwrap_or(1);
+    if n == 1 {
+        return Ok(AttentionMask::None);
+    }
+    if return_array || window_size.is_some_and(|w| n > w) {
+        return Ok(AttentionMask::Array(create_causal_mask(n, window_size)?));
+    }
+    Ok(AttentionMask::Causal)
+}
+
+/// `[n, n]` boolean causal mask, optionally limited to the last
+/// `window_size` keys (Python: `cache.create_causal_mask` with no offset or
+/// padding).
+fn create_causal_mask(n: i32, window_size: Option<i32>) -> Result<Array> {
+    let rinds = ops::arange(0, n, 1, None)?;
+    let linds = ops::expand_dims(&rinds, 1)?;
+    let rinds = ops::expand_dims(&rinds, 0)?;
+    let mask = ops::greater_equal(&linds, &rinds)?;
+    match window_size {
+        Some(w) => Ok(ops::logical_and(&mask, &ops::less(&linds, &ops::add(&rinds, w)?)?)?),
+        None => Ok(mask),
+    }
+}
+
+/// `softmax(scale * q kᵀ + mask) v` over queries `[batch, heads, q_len,
+/// head_dim]` and keys/values `[batch, kv_heads, kv_len, head_dim]`
+/// (Python: `scaled_dot_product_attention`, the plain-cache path).
+///
+/// Python's quantized and TurboQuant cache branches are not ported: the
+/// caches of this crate hand back plain arrays.
+pub fn scaled_dot_product_attention(
+    queries: &Array,
+    keys: &Array,
+    values: &Array,
+    scale: f32,
+    mask: &AttentionMask,
+    sinks: Option<&Array>,
+) -> Result<Array> {
+    let mut options = AttentionOptions::default();
+    options = match mask {
+        AttentionMask::None => options,
+        AttentionMask::Causal => options.mask(fast::AttentionMask::Causal),
+        AttentionMask::Array(m) => options.mask(m),
+    };
+    if let Some(sinks) = sinks {
+        options = options.sinks(sinks);
+    }
+    Ok(fast::scaled_dot_product_attention(
+        queries, keys, values, scale, options,
+    )?)
+}

@@ -1,0 +1,295 @@
+//! The parts of Python's `mlx_vlm/models/rope_utils.py` the Qwen language
+//! models use: multimodal RoPE (mRoPE) in the "chunked" layout, always on
+//! the unfused path.
+//!
+//! Python fuses the mRoPE application into a Metal kernel where Metal is
+//! available; elsewhere (and here) it computes cos/sin in float32, casts them
+//! to the activation dtype and rotates with plain ops, which is what the
+//! goldens of this crate were produced with.
+
+use mlx_rs::{Array, Dtype, Index, idx, ops};
+
+use crate::{Error, Result};
+
+/// How the rotary frequencies are laid out over the three position axes
+/// (Python: the `style` string).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MRoPEStyle {
+    /// Python's `"chunked"` (Qwen2-VL, Qwen2.5-VL): the first
+    /// `mrope_section[0]` frequencies follow the temporal position, the next
+    /// `mrope_section[1]` the height, the rest the width.
+    #[default]
+    Chunked,
+}
+
+/// For each of the `freq_dim` frequencies, the position axis (0 = t, 1 = h,
+/// 2 = w) that drives it (Python: `_chunked_position_selector`).
+fn chunked_position_selector(mrope_section: &[i32], freq_dim: i32) -> Result<Array> {
+    let mut selector = vec![0i32; usize::try_from(freq_dim.max(0)).unwrap_or(0)];
+    let mut offset = mrope_section.first().copied().unwrap_or(0);
+    for (dim, &length) in (1i32..).zip(mrope_section.iter().skip(1)) {
+        for i in offset..(offset + length).min(freq_dim) {
+            if let Some(slot) = usize::try_from(i).ok().and_then(|i| selector.get_mut(i)) {
+                *slot = dim;
+            }
+        }
+        offset += length;
+    }
+    let n = selector.len() as i32;
+    Ok(Array::from_vec_shaped(selector, &[n])?)
+}
+
+/// Angles `[batch, seq, freq]` of `[3, batch, seq]` position ids, each
+/// frequency taking its position from the axis `position_selector` names
+/// (Python: `_selected_mrope_freqs`).
+fn selected_mrope_freqs(
+    position_ids: &Array,
+    inv_freq: &Array,
+    position_selector: &Array,
+) -> Result<Array> {
+    let positions = ops::take(position_ids, position_selector, 0)?.transpose([1, 2, 0])?;
+    Ok(ops::multiply(&positions.as_type(Dtype::Float32)?, inv_freq)?)
+}
+
+/// The per-frequency axis selector of `style` (Python:
+/// `mrope_position_selector`).
+pub fn mrope_position_selector(
+    style: MRoPEStyle,
+    mrope_section: &[i32],
+    freq_dim: i32,
+) -> Result<Array> {
+    match style {
+        MRoPEStyle::Chunked => chunked_position_selector(mrope_section, freq_dim),
+    }
+}
+
+/// The mRoPE sections of a config's `rope_scaling` (or `rope_parameters`),
+/// or Python's default `(24, 20, 20)` (Python: `get_mrope_section`).
+pub fn get_mrope_section(
+    rope_scaling_section: Option<&[i32]>,
+    rope_parameters_section: Option<&[i32]>,
+) -> Vec<i32> {
+    // Python's `or` skips empty lists as well as missing ones.
+    rope_parameters_section
+        .filter(|s| !s.is_empty())
+        .or(rope_scaling_section.filter(|s| !s.is_empty()))
+        .map_or_else(|| vec![24, 20, 20], <[i32]>::to_vec)
+}
+
+/// `1 / base^(2i / dim)` for `i < dim / 2`, in float32 (Python:
+/// `compute_inv_freq`).
+pub fn compute_inv_freq(dim: i32, base: f32) -> Result<Array> {
+    let exponents = ops::divide(
+        &ops::arange(0, dim, 2, None)?.as_type(Dtype::Float32)?,
+        dim as f32,
+    )?;
+    Ok(ops::divide(1.0f32, &ops::power(base, &exponents)?)?)
+}
+
+/// Rotary angles `[batch, seq, dim / 2]` of position ids `[batch, seq]`
+/// (text only: one position for every axis) or `[3, batch, seq]` (Python:
+/// `compute_mrope_frequencies`).
+pub fn compute_mrope_frequencies(
+    position_ids: &Array,
+    inv_freq: &Array,
+    mrope_section: &[i32],
+    style: MRoPEStyle,
+    position_selector: Option<&Array>,
+) -> Result<Array> {
+    if position_ids.ndim() == 2 {
+        let positions = ops::expand_dims(&position_ids.as_type(Dtype::Float32)?, -1)?;
+        return Ok(ops::multiply(&positions, inv_freq)?);
+    }
+    let selector = match position_selector {
+        Some(s) => s.clone(),
+        None => {
+            let freq_dim = inv_freq.shape().first().copied().unwrap_or(0);
+            mrope_position_selector(style, mrope_section, freq_dim)?
+        }
+    };
+    selected_mrope_freqs(position_ids, inv_freq, &selector)
+}
+
+/// The language-side rotary embedding of mRoPE models (Python:
+/// `MRoPERotaryEmbedding`). It holds no parameters: Python keeps its arrays
+/// in underscore attributes, which `parameters()` skips.
+#[derive(Debug, Clone)]
+pub struct MRoPERotaryEmbedding {
+    /// Rotated features per head.
+    pub dim: i32,
+    /// `max_position_embeddings` (informational, as in Python).
+    pub max_position_embeddings: i32,
+    /// RoPE base (`rope_theta`).
+    pub base: f32,
+    /// Frequency layout.
+    pub style: MRoPEStyle,
+    /// Multiplies cos and sin (Python: `attention_scaling`).
+    pub attention_scaling: f32,
+    /// Whether cos/sin are cast to the activation dtype.
+    pub cast_output: bool,
+    inv_freq: Array,
+    mrope_section: Vec<i32>,
+    position_selector: Array,
+}
+
+impl MRoPERotaryEmbedding {
+    /// Python: `MRoPERotaryEmbedding.__init__`, with `mrope_section`
+    /// already resolved by [`get_mrope_section`].
+    pub fn new(
+        dim: i32,
+        max_position_embeddings: i32,
+        base: f32,
+        mrope_section: Vec<i32>,
+        attention_scaling: f32,
+        cast_output: bool,
+        style: MRoPEStyle,
+    ) -> Result<Self> {
+        if dim <= 0 || dim % 2 != 0 {
+            return Err(Error::InvalidArgument(format!(
+                "MRoPERotaryEmbedding: head dim {dim} must be positive and even"
+            )));
+        }
+        let inv_freq = compute_inv_freq(dim, base)?;
+        let position_selector = mrope_position_selector(style, &mrope_section, dim / 2)?;
+        Ok(MRoPERotaryEmbedding {
+            dim,
+            max_position_embeddings,
+            base,
+            style,
+            attention_scaling,
+            cast_output,
+            inv_freq,
+            mrope_section,
+            position_selector,
+        })
+    }
+
+    /// Python: `MRoPERotaryEmbedding.mrope_section`.
+    pub fn mrope_section(&self) -> &[i32] {
+        &self.mrope_section
+    }
+
+    /// Python: `MRoPERotaryEmbedding.inv_freq`.
+    pub fn inv_freq(&self) -> &Array {
+        &self.inv_freq
+    }
+
+    /// Python: `MRoPERotaryEmbedding.position_selector`.
+    pub fn position_selector(&self) -> &Array {
+        &self.position_selector
+    }
+
+    /// `(cos, sin)`, each `[batch, seq, dim]`, of `position_ids`, in `x`'s
+    /// dtype when `cast_output` (Python: `MRoPERotaryEmbedding.__call__`).
+    pub fn forward(&self, x: &Array, position_ids: &Array) -> Result<(Array, Array)> {
+        let freqs = compute_mrope_frequencies(
+            position_ids,
+            &self.inv_freq,
+            &self.mrope_section,
+            self.style,
+            Some(&self.position_selector),
+        )?;
+        let emb = ops::concatenate(&[&freqs, &freqs], -1)?;
+        let cos = ops::multiply(&ops::cos(&emb)?, self.attention_scaling)?;
+        let sin = ops::multiply(&ops::sin(&emb)?, self.attention_scaling)?;
+        if self.cast_output {
+            return Ok((cos.as_type(x.dtype())?, sin.as_type(x.dtype())?));
+        }
+        Ok((cos, sin))
+    }
+
+    /// `q` and `k` rotated by the angles of `position_ids` (Python:
+    /// `MRoPERotaryEmbedding.apply_rotary`, the unfused path).
+    pub fn apply_rotary(
+        &self,
+        q: &Array,
+        k: &Array,
+        position_ids: &Array,
+        unsqueeze_dim: i32,
+        cast_output: bool,
+    ) -> Result<(Array, Array)> {
+        let (cos, sin) = self.forward(k, position_ids)?;
+        apply_multimodal_rotary_pos_emb(
+            q,
+            k,
+            &cos,
+            &sin,
+            Some(&self.mrope_section),
+            unsqueeze_dim,
+            self.style,
+            cast_output,
+        )
+    }
+}
+
+/// `[-x2, x1]` of the halves `x1`, `x2` of the last axis (Python:
+/// `rotate_half`).
+pub fn rotate_half(x: &Array) -> Result<Array> {
+    let half = x.shape().last().copied().unwrap_or(0) / 2;
+    let x1 = x.index(idx![Index::Ellipsis, ..half])?;
+    let x2 = x.index(idx![Index::Ellipsis, half..])?;
+    Ok(ops::concatenate(&[ops::negative(&x2)?, x1], -1)?)
+}
+
+/// Rotates the first `cos.shape[-1]` features of `q` and `k`, passing the
+/// rest through (Python: `_apply_rotary_embedding` with `rotate_half`).
+fn apply_rotary_embedding(
+    q: &Array,
+    k: &Array,
+    cos: &Array,
+    sin: &Array,
+    cast_output: bool,
+    compute_dtype: Option<Dtype>,
+) -> Result<(Array, Array)> {
+    let rotary_dim = cos.shape().last().copied().unwrap_or(0);
+    let rotate = |x: &Array| -> Result<(Array, Array)> {
+        let mut x_rot = x.index(idx![Index::Ellipsis, ..rotary_dim])?;
+        let x_pass = x.index(idx![Index::Ellipsis, rotary_dim..])?;
+        if let Some(dtype) = compute_dtype {
+            x_rot = x_rot.as_type(dtype)?;
+        }
+        let mut embed = ops::add(
+            &ops::multiply(&x_rot, cos)?,
+            &ops::multiply(&rotate_half(&x_rot)?, sin)?,
+        )?;
+        if cast_output {
+            embed = embed.as_type(x.dtype())?;
+        }
+        Ok((embed, x_pass))
+    };
+    let (q_embed, q_pass) = rotate(q)?;
+    let (k_embed, k_pass) = rotate(k)?;
+    if q_pass.shape().last() == Some(&0) && k_pass.shape().last() == Some(&0) {
+        return Ok((q_embed, k_embed));
+    }
+    Ok((
+        ops::concatenate(&[q_embed, q_pass], -1)?,
+        ops::concatenate(&[k_embed, k_pass], -1)?,
+    ))
+}
+
+/// Rotates `q` and `k` `[batch, heads, seq, head_dim]` by precomputed
+/// `cos`/`sin` `[batch, seq, dim]`, inserting the heads axis at
+/// `unsqueeze_dim` (Python: `apply_multimodal_rotary_pos_emb`).
+///
+/// For the chunked style the frequency layout is already in `cos`/`sin`,
+/// so `mrope_section` is unused, as in Python.
+#[allow(clippy::too_many_arguments)]
+pub fn apply_multimodal_rotary_pos_emb(
+    q: &Array,
+    k: &Array,
+    cos: &Array,
+    sin: &Array,
+    _mrope_section: Option<&[i32]>,
+    unsqueeze_dim: i32,
+    style: MRoPEStyle,
+    cast_output: bool,
+) -> Result<(Array, Array)> {
+    match style {
+        MRoPEStyle::Chunked => {
+            let cos = ops::expand_dims(cos, unsqueeze_dim)?;
+            let sin = ops::expand_dims(sin, unsqueeze_dim)?;
+            apply_rotary_embedding(q, k, &cos, &sin, cast_output, None)
+        }
+    }
+}
