@@ -6,7 +6,10 @@
 
 mod error;
 pub mod fixtures;
+pub mod generate;
 pub mod models;
+pub mod sample_utils;
+pub mod tokenizer_utils;
 
 pub use error::{Error, Result};
 pub use mlx_rs;

@@ -1,8 +1,108 @@
 //! Key/value caches of the decoder layers (Python: `mlx_vlm/models/cache.py`).
 
+use mlx_rs::fast::AttentionMask;
 use mlx_rs::{Array, Index, idx, ops};
 
-use crate::Result;
+use crate::{Error, Result};
+
+/// Python: `create_causal_mask`.
+///
+/// A boolean `[n, offset + n]` mask (true keeps a score) for `n` queries
+/// after `offset` cached tokens, limited to the last `window_size` keys when
+/// given. `right_padding`/`left_padding` (`[batch]`) give the 4-D batched
+/// form `[batch, 1, n, offset + n]`.
+pub fn create_causal_mask(
+    n: i32,
+    offset: i32,
+    window_size: Option<i32>,
+    right_padding: Option<&Array>,
+    left_padding: Option<&Array>,
+) -> Result<Array> {
+    let rinds = ops::arange(0, offset + n, 1, None)?;
+    let linds = if offset != 0 {
+        ops::arange(offset, offset + n, 1, None)?
+    } else {
+        rinds.clone()
+    };
+    let linds = linds.index(idx![.., mlx_rs::NewAxis])?;
+    let rinds = rinds.index(idx![mlx_rs::NewAxis])?;
+    let mut mask = ops::greater_equal(&linds, &rinds)?;
+    if let Some(window_size) = window_size {
+        let inside = ops::less(&linds, &ops::add(&rinds, window_size)?)?;
+        mask = ops::logical_and(&mask, &inside)?;
+    }
+    if let Some(right_padding) = right_padding {
+        let limit = ops::subtract(offset + n, right_padding)?;
+        let limit = ops::expand_dims(&limit, [1, 2, 3])?;
+        mask = ops::logical_and(&mask, &ops::less(&rinds, &limit)?)?;
+    }
+    if let Some(left_padding) = left_padding {
+        let start = ops::expand_dims(left_padding, [1, 2, 3])?;
+        mask = ops::logical_and(&mask, &ops::less_equal(&start, &rinds)?)?;
+    }
+    Ok(mask)
+}
+
+/// What attention should mask: Python's `None`, `"causal"` or an array.
+#[derive(Debug, Clone, Default)]
+pub enum Mask {
+    /// No mask (`None`): one query sees every cached key.
+    #[default]
+    None,
+    /// MLX's implicit causal mask (`"causal"`).
+    Causal,
+    /// A boolean mask, true where a score is kept.
+    Array(Array),
+}
+
+impl Mask {
+    /// The form `mlx_rs::fast::scaled_dot_product_attention` takes.
+    pub fn as_attention_mask(&self) -> AttentionMask<'_> {
+        match self {
+            Mask::None => AttentionMask::None,
+            Mask::Causal => AttentionMask::Causal,
+            Mask::Array(mask) => AttentionMask::Array(mask),
+        }
+    }
+}
+
+/// Python: `make_prompt_cache` for a model without its own `make_cache`:
+/// one [`RotatingKvCache`] (`keep = 4`) per layer when `max_kv_size` is
+/// given, else one [`KvCache`] per layer.
+pub fn make_prompt_cache(num_layers: usize, max_kv_size: Option<i32>) -> Vec<Box<dyn Cache>> {
+    (0..num_layers)
+        .map(|_| -> Box<dyn Cache> {
+            match max_kv_size {
+                Some(max_size) => Box::new(RotatingKvCache::new(max_size, 4)),
+                None => Box::new(KvCache::new()),
+            }
+        })
+        .collect()
+}
+
+/// Python: `create_attention_mask` (the cache-offset form in `cache.py`).
+pub fn create_attention_mask(
+    n: i32,
+    offset: i32,
+    return_array: bool,
+    window_size: Option<i32>,
+) -> Result<Mask> {
+    if window_size.is_some() {
+        Ok(Mask::Array(create_causal_mask(
+            n,
+            offset,
+            window_size,
+            None,
+            None,
+        )?))
+    } else if n == 1 {
+        Ok(Mask::None)
+    } else if return_array {
+        Ok(Mask::Array(create_causal_mask(n, offset, None, None, None)?))
+    } else {
+        Ok(Mask::Causal)
+    }
+}
 
 /// One decoder layer's key/value cache (Python: `_BaseCache`).
 ///
@@ -23,6 +123,24 @@ pub trait Cache: Send {
     fn max_size(&self) -> Option<i32> {
         None
     }
+
+    /// Tokens attention sees after the last update (Python: `size()`).
+    fn size(&self) -> i32 {
+        self.offset()
+    }
+
+    /// The write position of a rotating buffer (Python:
+    /// `RotatingKVCache._idx`, which Python's Qwen language models read in
+    /// place of `offset` when a cache has it); `None` for other caches.
+    fn idx(&self) -> Option<i32> {
+        None
+    }
+
+    /// The mask for `n` new queries (Python: `make_mask`; `KVCache`'s
+    /// form by default).
+    fn make_mask(&self, n: i32, window_size: Option<i32>, return_array: bool) -> Result<Mask> {
+        create_attention_mask(n, self.offset(), return_array, window_size)
+    }
 }
 
 /// A cache that grows in steps of 256 tokens (Python: `KVCache`).
@@ -37,10 +155,38 @@ impl KvCache {
     /// Growth step in tokens (Python: `KVCache.step`).
     pub const STEP: i32 = 256;
 
-    /// An empty cache.
+    /// An empty cache (Python: `KVCache()`).
     pub fn new() -> Self {
         Self::default()
     }
+}
+
+/// The sequence length of a `[batch, heads, seq, dim]` cache operand.
+fn seq_len(a: &Array, what: &str) -> Result<i32> {
+    match a.shape() {
+        [_, _, s, _] => Ok(*s),
+        shape => Err(Error::InvalidArgument(format!(
+            "cache {what} must be [batch, kv_heads, seq, head_dim], got shape {shape:?}"
+        ))),
+    }
+}
+
+/// `[b, h, len, d]` zeros shaped after `like` (`[b, h, _, d]`).
+fn zeros_like_heads(like: &Array, len: i32) -> Result<Array> {
+    let s = like.shape();
+    let (b, h, d) = match s {
+        [b, h, _, d] => (*b, *h, *d),
+        _ => {
+            return Err(Error::InvalidArgument(format!(
+                "cache operand must be 4-D, got shape {s:?}"
+            )));
+        }
+    };
+    Ok(ops::zeros(&[b, h, len, d], like.dtype())?)
+}
+
+fn missing_buffer() -> Error {
+    Error::InvalidArgument("cache buffers were not allocated before the write".into())
 }
 
 impl Cache for KvCache {
@@ -50,13 +196,16 @@ impl Cache for KvCache {
 
     fn update_and_fetch(&mut self, keys: &Array, values: &Array) -> Result<(Array, Array)> {
         let prev = self.offset;
-        let new_len = keys.shape()[2];
-        let capacity = self.keys.as_ref().map_or(0, |k| k.shape()[2]);
+        let new_len = seq_len(keys, "keys")?;
+        seq_len(values, "values")?;
+        let capacity = match &self.keys {
+            Some(k) => seq_len(k, "buffer")?,
+            None => 0,
+        };
         if self.keys.is_none() || prev + new_len > capacity {
             let n_steps = (Self::STEP + new_len - 1) / Self::STEP;
             let grow = |old: Option<&Array>, new: &Array| -> Result<Array> {
-                let s = new.shape();
-                let fresh = ops::zeros(&[s[0], s[1], n_steps * Self::STEP, s[3]], new.dtype())?;
+                let fresh = zeros_like_heads(new, n_steps * Self::STEP)?;
                 Ok(match old {
                     Some(old) => {
                         // Drop the unused tail so the buffer stays contiguous in steps.
@@ -77,7 +226,7 @@ impl Cache for KvCache {
         let window: &[Index] = idx![.., .., prev..self.offset, ..];
         let visible: &[Index] = idx![.., .., ..self.offset, ..];
         let (Some(k), Some(v)) = (self.keys.as_mut(), self.values.as_mut()) else {
-            unreachable!("both buffers were allocated above");
+            return Err(missing_buffer());
         };
         k.index_put(window, keys)?;
         v.index_put(window, values)?;
@@ -90,5 +239,238 @@ impl Cache for KvCache {
             .chain(self.values.iter())
             .cloned()
             .collect()
+    }
+}
+
+/// A cache holding at most `max_size` tokens: the first `keep` tokens stay,
+/// the rest is a ring buffer (Python: `RotatingKVCache`).
+#[derive(Debug)]
+pub struct RotatingKvCache {
+    keep: i32,
+    keys: Option<Array>,
+    values: Option<Array>,
+    offset: i32,
+    max_size: i32,
+    idx: i32,
+}
+
+impl RotatingKvCache {
+    /// Growth step in tokens (Python: `RotatingKVCache.step`).
+    pub const STEP: i32 = 256;
+
+    /// An empty cache (Python: `RotatingKVCache(max_size, keep)`).
+    pub fn new(max_size: i32, keep: i32) -> Self {
+        Self {
+            keep,
+            keys: None,
+            values: None,
+            offset: 0,
+            max_size,
+            idx: 0,
+        }
+    }
+
+    /// Tokens always kept at the start (Python: `keep`).
+    pub fn keep(&self) -> i32 {
+        self.keep
+    }
+
+    /// Python: `RotatingKVCache._trim`.
+    fn trim_buffer(&self, trim_size: i32, v: &Array, append: Option<&Array>) -> Result<Array> {
+        let mut to_cat = if trim_size > 0 {
+            vec![
+                v.index(idx![.., .., ..self.keep, ..])?,
+                v.index(idx![.., .., (trim_size + self.keep).., ..])?,
+            ]
+        } else {
+            vec![v.clone()]
+        };
+        if let Some(append) = append {
+            to_cat.push(append.clone());
+        }
+        Ok(ops::concatenate(&to_cat, 2)?)
+    }
+
+    /// Python: `RotatingKVCache._temporal_order`: the buffer in temporal
+    /// order, its unused end sliced off.
+    fn temporal_order(&self, v: &Array) -> Result<Array> {
+        let len = seq_len(v, "buffer")?;
+        if self.idx == len {
+            Ok(v.clone())
+        } else if self.idx < self.offset {
+            Ok(ops::concatenate(
+                &[
+                    v.index(idx![.., .., ..self.keep, ..])?,
+                    v.index(idx![.., .., self.idx.., ..])?,
+                    v.index(idx![.., .., self.keep..self.idx, ..])?,
+                ],
+                2,
+            )?)
+        } else {
+            Ok(v.index(idx![.., .., ..self.idx, ..])?)
+        }
+    }
+
+    /// Python: `RotatingKVCache._update_concat` (several tokens at once).
+    fn update_concat(&mut self, keys: &Array, values: &Array) -> Result<(Array, Array)> {
+        match (self.keys.take(), self.values.take()) {
+            (Some(old_k), Some(old_v)) => {
+                // Temporal order first, so the trim drops the oldest tokens.
+                let old_k = self.temporal_order(&old_k)?;
+                let old_v = self.temporal_order(&old_v)?;
+                self.idx = seq_len(&old_k, "buffer")?;
+                // Up to max_size + S - 1 tokens, so every new token sees at
+                // least max_size of context.
+                let trim_size = self.idx - self.max_size + 1;
+                self.keys = Some(self.trim_buffer(trim_size, &old_k, Some(keys))?);
+                self.values = Some(self.trim_buffer(trim_size, &old_v, Some(values))?);
+            }
+            _ => {
+                self.keys = Some(keys.clone());
+                self.values = Some(values.clone());
+            }
+        }
+        self.offset += seq_len(keys, "keys")?;
+        let (Some(k), Some(v)) = (&self.keys, &self.values) else {
+            return Err(missing_buffer());
+        };
+        self.idx = seq_len(k, "buffer")?;
+        Ok((k.clone(), v.clone()))
+    }
+
+    /// Python: `RotatingKVCache._update_in_place` (one token).
+    fn update_in_place(&mut self, keys: &Array, values: &Array) -> Result<(Array, Array)> {
+        let s = seq_len(keys, "keys")?;
+        let prev = self.offset;
+        let capacity = match &self.keys {
+            Some(k) => Some(seq_len(k, "buffer")?),
+            None => None,
+        };
+        let grow = match capacity {
+            None => true,
+            Some(c) => prev >= c && c < self.max_size,
+        };
+        if grow {
+            let new_size = Self::STEP.min(self.max_size - prev);
+            let new_k = zeros_like_heads(keys, new_size)?;
+            let new_v = zeros_like_heads(values, new_size)?;
+            match (self.keys.take(), self.values.take()) {
+                (Some(k), Some(v)) => {
+                    self.keys = Some(ops::concatenate(&[k, new_k], 2)?);
+                    self.values = Some(ops::concatenate(&[v, new_v], 2)?);
+                }
+                _ => {
+                    self.keys = Some(new_k);
+                    self.values = Some(new_v);
+                }
+            }
+            self.idx = prev;
+        }
+
+        let (Some(k), Some(v)) = (self.keys.take(), self.values.take()) else {
+            return Err(missing_buffer());
+        };
+        let trim_size = seq_len(&k, "buffer")? - self.max_size;
+        let (mut k, mut v) = if trim_size > 0 {
+            self.idx = self.max_size;
+            (
+                self.trim_buffer(trim_size, &k, None)?,
+                self.trim_buffer(trim_size, &v, None)?,
+            )
+        } else {
+            (k, v)
+        };
+
+        if self.idx == self.max_size {
+            self.idx = self.keep;
+        }
+
+        let window: &[Index] = idx![.., .., self.idx..self.idx + s, ..];
+        k.index_put(window, keys)?;
+        v.index_put(window, values)?;
+        self.offset += s;
+        self.idx += s;
+
+        let out = if self.offset < self.max_size {
+            let visible: &[Index] = idx![.., .., ..self.offset, ..];
+            (k.index(visible)?, v.index(visible)?)
+        } else {
+            (k.clone(), v.clone())
+        };
+        self.keys = Some(k);
+        self.values = Some(v);
+        Ok(out)
+    }
+}
+
+impl Cache for RotatingKvCache {
+    fn offset(&self) -> i32 {
+        self.offset
+    }
+
+    fn update_and_fetch(&mut self, keys: &Array, values: &Array) -> Result<(Array, Array)> {
+        if seq_len(keys, "keys")? == 1 {
+            self.update_in_place(keys, values)
+        } else {
+            self.update_concat(keys, values)
+        }
+    }
+
+    fn state(&self) -> Vec<Array> {
+        self.keys
+            .iter()
+            .chain(self.values.iter())
+            .cloned()
+            .collect()
+    }
+
+    fn max_size(&self) -> Option<i32> {
+        Some(self.max_size)
+    }
+
+    fn size(&self) -> i32 {
+        self.offset.min(self.max_size)
+    }
+
+    fn idx(&self) -> Option<i32> {
+        Some(self.idx)
+    }
+
+    fn make_mask(&self, n: i32, window_size: Option<i32>, return_array: bool) -> Result<Mask> {
+        if n > 1 {
+            let window_size = window_size.filter(|&w| w != 0).unwrap_or(self.max_size);
+            let offset = (self.max_size - 1).min(self.offset);
+            if offset + n > window_size || return_array {
+                Ok(Mask::Array(create_causal_mask(
+                    n,
+                    offset,
+                    Some(window_size),
+                    None,
+                    None,
+                )?))
+            } else {
+                Ok(Mask::Causal)
+            }
+        } else {
+            let Some(window_size) = window_size else {
+                return Ok(Mask::None);
+            };
+            // A window narrower than the buffer needs a mask even for one query.
+            if self.offset >= window_size && self.max_size > window_size {
+                let idx = if self.idx >= self.max_size { 0 } else { self.idx };
+                let mask_size = if self.offset < self.max_size {
+                    self.offset + 1
+                } else {
+                    self.max_size
+                };
+                let mask = ops::greater_equal(
+                    &ops::arange(0, mask_size, 1, None)?,
+                    mask_size - window_size,
+                )?;
+                Ok(Mask::Array(ops::roll(&mask, idx + 1, None)?))
+            } else {
+                Ok(Mask::None)
+            }
+        }
     }
 }

@@ -1,0 +1,749 @@
+//! The autoregressive generation engine (Python: `generate_step` of
+//! `mlx_vlm/generate/ar.py`, `stream_generate` and `generate` of
+//! `mlx_vlm/generate/dispatch.py`, with the defaults of `generate/common.py`
+//! and the stopping criteria of `mlx_vlm/utils.py`).
+//!
+//! Only the plain path is ported: no speculative decoding, prompt cache or
+//! APC reuse, KV quantization, batching or thinking budget. Preparing
+//! `input_ids` and `pixel_values` from a prompt and images happens before.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::time::Instant;
+
+use mlx_rs::ops;
+use mlx_rs::random::{self, CategoricalSamples};
+use mlx_rs::{Array, Dtype, idx};
+use serde_json::Value;
+use tokenizers::Tokenizer;
+
+use crate::models::{Cache, LanguageModelArgs, RequestState, VlmModel};
+use crate::sample_utils::{
+    LogitsProcessor, LogitsProcessorArgs, Sampler, SamplerArgs, apply_top_k, clamp_temperature,
+    make_logits_processors, make_sampler, top_p_sampling,
+};
+use crate::tokenizer_utils::{StreamingDetokenizer, make_streaming_detokenizer};
+use crate::{Error, Result};
+
+/// Python: `DEFAULT_MAX_TOKENS`.
+pub const DEFAULT_MAX_TOKENS: usize = 2048;
+/// Python: `DEFAULT_TEMPERATURE`.
+pub const DEFAULT_TEMPERATURE: f64 = 0.0;
+/// Python: `DEFAULT_TOP_P`.
+pub const DEFAULT_TOP_P: f64 = 1.0;
+/// Python: `DEFAULT_TOP_K`.
+pub const DEFAULT_TOP_K: i32 = 0;
+/// Python: `DEFAULT_MIN_P`.
+pub const DEFAULT_MIN_P: f64 = 0.0;
+/// Python: `DEFAULT_REPETITION_CONTEXT_SIZE`.
+pub const DEFAULT_REPETITION_CONTEXT_SIZE: i32 = 20;
+/// Python: `DEFAULT_PREFILL_STEP_SIZE`.
+pub const DEFAULT_PREFILL_STEP_SIZE: i32 = 2048;
+/// Python: `DEFAULT_CACHE_EVAL_INTERVAL` (`ar.py`).
+pub const DEFAULT_CACHE_EVAL_INTERVAL: usize = 50;
+
+/// One streamed piece of generation, or the whole result of [`generate`]
+/// (Python: `GenerationResult` of `generate/common.py`).
+#[derive(Debug, Clone, Default)]
+pub struct GenerationResult {
+    /// The text this step adds (streaming) or all the text ([`generate`]).
+    pub text: String,
+    /// The token this step sampled.
+    pub token: Option<u32>,
+    /// Its log-probabilities over the vocabulary, `[vocab]`.
+    pub logprobs: Option<Array>,
+    /// Tokens of the prompt.
+    pub prompt_tokens: usize,
+    /// Tokens generated so far, the stop token included.
+    pub generation_tokens: usize,
+    /// `prompt_tokens + generation_tokens`.
+    pub total_tokens: usize,
+    /// Prompt tokens per second, over vision encoding, prefill and the first
+    /// token.
+    pub prompt_tps: f64,
+    /// Generated tokens per second since the first token.
+    pub generation_tps: f64,
+    /// MLX's peak memory in decimal gigabytes.
+    pub peak_memory: f64,
+    /// `"stop"` (an EOS token) or `"length"` (`max_tokens`), on the last
+    /// item only.
+    pub finish_reason: Option<String>,
+    /// Every generated token, on the last item only.
+    pub token_ids: Option<Vec<u32>>,
+}
+
+/// The items of [`stream_generate`] (Python yields `GenerationResult`s).
+pub type GenerationResponse = GenerationResult;
+
+/// The generation keyword arguments of Python's `generate_step` and
+/// `stream_generate` that the plain path uses, with Python's defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerateParams {
+    /// Most tokens to generate (`max_tokens`, 2048).
+    pub max_tokens: usize,
+    /// Sampling temperature; 0 is greedy (`temperature`, 0.0).
+    pub temperature: f64,
+    /// Nucleus mass, active in (0, 1) (`top_p`, 1.0).
+    pub top_p: f64,
+    /// Top-k filter, active when positive (`top_k`, 0).
+    pub top_k: i32,
+    /// Min-p filter, active when non-zero (`min_p`, 0.0).
+    pub min_p: f64,
+    /// Multiplicative repetition penalty (`repetition_penalty`, none).
+    pub repetition_penalty: Option<f64>,
+    /// Tokens the repetition penalty looks at (20).
+    pub repetition_context_size: i32,
+    /// Additive presence penalty (`presence_penalty`, none).
+    pub presence_penalty: Option<f64>,
+    /// Tokens the presence penalty looks at (20).
+    pub presence_context_size: i32,
+    /// Additive frequency penalty (`frequency_penalty`, none).
+    pub frequency_penalty: Option<f64>,
+    /// Tokens the frequency penalty looks at (20).
+    pub frequency_context_size: i32,
+    /// Additive logit bias per token id (`logit_bias`, none).
+    pub logit_bias: Option<HashMap<u32, f64>>,
+    /// Seed of position-keyed sampling (`seed`, none). As in Python it
+    /// only applies when sampling (temperature > 0) without min-p; other
+    /// draws use MLX's global key (`mlx_rs::random::seed`).
+    pub seed: Option<u64>,
+    /// Prompt tokens per prefill chunk; `None` prefills in one call
+    /// (`prefill_step_size`, 2048).
+    pub prefill_step_size: Option<i32>,
+    /// Bound of a rotating KV cache (`max_kv_size`, none).
+    pub max_kv_size: Option<i32>,
+    /// Token ids that also end generation (`eos_tokens`, none).
+    pub eos_tokens: Vec<u32>,
+}
+
+impl Default for GenerateParams {
+    fn default() -> Self {
+        Self {
+            max_tokens: DEFAULT_MAX_TOKENS,
+            temperature: DEFAULT_TEMPERATURE,
+            top_p: DEFAULT_TOP_P,
+            top_k: DEFAULT_TOP_K,
+            min_p: DEFAULT_MIN_P,
+            repetition_penalty: None,
+            repetition_context_size: DEFAULT_REPETITION_CONTEXT_SIZE,
+            presence_penalty: None,
+            presence_context_size: DEFAULT_REPETITION_CONTEXT_SIZE,
+            frequency_penalty: None,
+            frequency_context_size: DEFAULT_REPETITION_CONTEXT_SIZE,
+            logit_bias: None,
+            seed: None,
+            prefill_step_size: Some(DEFAULT_PREFILL_STEP_SIZE),
+            max_kv_size: None,
+            eos_tokens: Vec::new(),
+        }
+    }
+}
+
+/// The prepared model inputs (Python: `input_ids`, `pixel_values`, `mask`
+/// and the `image_grid_thw` keyword of `stream_generate`).
+#[derive(Debug, Clone)]
+pub struct GenerateInputs {
+    /// `[1, L]` int32 prompt token ids.
+    pub input_ids: Array,
+    /// Preprocessed image patches, if the prompt has images.
+    pub pixel_values: Option<Array>,
+    /// `[images, 3]` grids of the images.
+    pub image_grid_thw: Option<Array>,
+    /// `[1, L]` attention mask of the prompt, if any.
+    pub mask: Option<Array>,
+}
+
+impl GenerateInputs {
+    /// Text-only inputs.
+    pub fn text(input_ids: Array) -> Self {
+        Self {
+            input_ids,
+            pixel_values: None,
+            image_grid_thw: None,
+            mask: None,
+        }
+    }
+}
+
+/// Python: `_position_seed`: a 32-bit hash of (seed, row, position).
+fn position_seed(seed: u64, row_id: u64, position: u64) -> u64 {
+    const M: u64 = 0xFFFF_FFFF;
+    let mut x = (seed ^ 0x9E37_79B9) & M;
+    x = x.wrapping_add((row_id + 1).wrapping_mul(0x85EB_CA6B)) & M;
+    x = (x ^ (position + 1).wrapping_mul(0xC2B2_AE35)) & M;
+    x ^= x >> 16;
+    x = x.wrapping_mul(0x7FEB_352D) & M;
+    x ^= x >> 15;
+    x & M
+}
+
+/// A sampler whose draws are keyed by the generated token's position, so a
+/// seed reproduces them without global state (Python:
+/// `_PositionedTargetSampler`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PositionedTargetSampler {
+    temperature: f64,
+    top_p: f64,
+    top_k: i32,
+    seed: u64,
+}
+
+impl PositionedTargetSampler {
+    /// Python: `_PositionedTargetSampler(temperature=, top_p=, top_k=, seed=)`.
+    pub fn new(temperature: f64, top_p: f64, top_k: i32, seed: u64) -> Self {
+        Self {
+            temperature: clamp_temperature(temperature),
+            top_p,
+            top_k,
+            seed,
+        }
+    }
+
+    fn apply_top_k(&self, logprobs: &Array) -> Result<Array> {
+        if self.top_k > 0 {
+            apply_top_k(logprobs, self.top_k)
+        } else {
+            Ok(logprobs.clone())
+        }
+    }
+
+    /// One token per row of `logprobs` `[batch, vocab]`, row `i` drawn with
+    /// the key of `(seed, row_ids[i], positions[i])` (Python:
+    /// `sample_target`; Python maps the rows with `mx.vmap`).
+    pub fn sample_target(
+        &self,
+        logprobs: &Array,
+        row_ids: &[u64],
+        positions: &[u64],
+    ) -> Result<Array> {
+        let batch = usize::try_from(logprobs.dim(0)?).unwrap_or(0);
+        if batch != row_ids.len() || row_ids.len() != positions.len() {
+            return Err(Error::InvalidArgument(
+                "row_ids and positions must match logprobs batch size.".into(),
+            ));
+        }
+        let logprobs = self.apply_top_k(logprobs)?;
+        let mut rows = Vec::with_capacity(batch);
+        for (i, (&row, &pos)) in row_ids.iter().zip(positions).enumerate() {
+            let key = random::key(position_seed(self.seed, row, pos))?;
+            let r = i32::try_from(i)
+                .map_err(|_| Error::InvalidArgument("batch too large".into()))?;
+            let lp = logprobs.index(idx![r])?;
+            rows.push(if self.top_p > 0.0 && self.top_p < 1.0 {
+                top_p_sampling(&lp, self.top_p, self.temperature, Some(&key))?
+            } else {
+                random::categorical(
+                    &ops::multiply(&lp, 1.0 / self.temperature)?,
+                    -1,
+                    CategoricalSamples::One,
+                    Some(&key),
+                )?
+            });
+        }
+        Ok(ops::stack(&rows, 0)?)
+    }
+}
+
+/// The sampler `generate_step` picks.
+enum StepSampler {
+    Plain(Sampler),
+    Positioned(PositionedTargetSampler),
+}
+
+impl StepSampler {
+    /// Python: `_sample_with_positions` for row 0 of one request.
+    fn sample(&self, logprobs: &Array, position: u64) -> Result<Array> {
+        match self {
+            StepSampler::Plain(sampler) => sampler(logprobs),
+            StepSampler::Positioned(sampler) => {
+                let batch = usize::try_from(logprobs.dim(0)?).unwrap_or(0);
+                let rows = vec![0; batch];
+                let positions: Vec<u64> = (0..batch as u64).map(|i| position + i).collect();
+                sampler.sample_target(logprobs, &rows, &positions)
+            }
+        }
+    }
+}
+
+/// Where [`GenerateStep`] is.
+enum Phase {
+    Start(GenerateInputs),
+    Decode { y: Array, logprobs: Array, n: usize },
+    Done,
+}
+
+/// Tokens and their log-probabilities, one per step (Python:
+/// `generate_step`).
+///
+/// The first step encodes the images, prefills the prompt in chunks and
+/// samples the first token; each later step feeds back the last token.
+/// Like Python, the model runs one step ahead of the tokens yielded.
+pub struct GenerateStep<'a> {
+    model: &'a dyn VlmModel,
+    sampler: StepSampler,
+    processors: Vec<LogitsProcessor>,
+    prompt_cache: Vec<Box<dyn Cache>>,
+    state: RequestState,
+    tokens: Array,
+    target_sample_position: u64,
+    max_tokens: usize,
+    prefill_step_size: Option<i32>,
+    phase: Phase,
+}
+
+/// What Python passes as `**kwargs` on prefill calls.
+struct PrefillArgs {
+    position_ids: Option<Array>,
+    rope_deltas: Option<Array>,
+    image_grid_thw: Option<Array>,
+}
+
+impl PrefillArgs {
+    fn as_args(&self) -> LanguageModelArgs<'_> {
+        LanguageModelArgs {
+            position_ids: self.position_ids.as_ref(),
+            rope_deltas: self.rope_deltas.as_ref(),
+            image_grid_thw: self.image_grid_thw.as_ref(),
+            ..Default::default()
+        }
+    }
+}
+
+/// Python: `generate_step(input_ids, model, pixel_values, mask, **params)`.
+pub fn generate_step<'a>(
+    model: &'a dyn VlmModel,
+    inputs: GenerateInputs,
+    params: &GenerateParams,
+) -> Result<GenerateStep<'a>> {
+    let temperature = clamp_temperature(params.temperature);
+    let sampler = match params.seed {
+        Some(seed) if temperature > 0.0 && params.min_p == DEFAULT_MIN_P => StepSampler::Positioned(
+            PositionedTargetSampler::new(temperature, params.top_p, params.top_k, seed),
+        ),
+        _ => StepSampler::Plain(make_sampler(SamplerArgs {
+            temp: temperature,
+            top_p: params.top_p,
+            min_p: params.min_p,
+            top_k: params.top_k,
+            ..Default::default()
+        })),
+    };
+    let processors = make_logits_processors(&LogitsProcessorArgs {
+        logit_bias: params.logit_bias.clone(),
+        repetition_penalty: params.repetition_penalty,
+        repetition_context_size: params.repetition_context_size,
+        presence_penalty: params.presence_penalty,
+        presence_context_size: params.presence_context_size,
+        frequency_penalty: params.frequency_penalty,
+        frequency_context_size: params.frequency_context_size,
+    })?;
+    Ok(GenerateStep {
+        model,
+        sampler,
+        processors,
+        prompt_cache: model.make_cache(params.max_kv_size),
+        state: RequestState::default(),
+        tokens: Array::from_slice::<i32>(&[], &[0])?,
+        target_sample_position: 0,
+        max_tokens: params.max_tokens,
+        prefill_step_size: params.prefill_step_size,
+        phase: Phase::Done,
+    }
+    .starting(inputs))
+}
+
+impl<'a> GenerateStep<'a> {
+    fn starting(mut self, inputs: GenerateInputs) -> Self {
+        self.phase = Phase::Start(inputs);
+        self
+    }
+
+    /// The per-layer caches (Python: `prompt_cache`).
+    pub fn prompt_cache(&self) -> &[Box<dyn Cache>] {
+        &self.prompt_cache
+    }
+
+    fn eval_cache(&self) -> Result<()> {
+        let states: Vec<Array> = self.prompt_cache.iter().flat_map(|c| c.state()).collect();
+        Ok(mlx_rs::eval(&states)?)
+    }
+
+    /// Python: `_step`: one forward pass, logits processors, log-softmax and
+    /// a sample. Returns the token `[batch]` and log-probabilities
+    /// (`[vocab]` for one row).
+    fn step(
+        &mut self,
+        y: &Array,
+        inputs_embeds: Option<&Array>,
+        prefill: Option<&PrefillArgs>,
+    ) -> Result<(Array, Array)> {
+        let args = prefill.map(PrefillArgs::as_args).unwrap_or_default();
+        let outputs = self.model.language_model(
+            y,
+            inputs_embeds,
+            &mut self.prompt_cache,
+            &args,
+            &mut self.state,
+        )?;
+        let mut logits = outputs.index(idx![.., -1, ..])?;
+        if !self.processors.is_empty() && y.ndim() > 0 && y.dim(0)? > 0 {
+            let flat = ops::flatten(y, 0, -1)?.as_type(Dtype::Int32)?;
+            self.tokens = ops::concatenate(&[&self.tokens, &flat], 0)?;
+            for processor in &self.processors {
+                logits = processor(&self.tokens, &logits)?;
+            }
+        }
+        let logprobs = ops::subtract(&logits, &ops::logsumexp(&logits, -1, true)?)?;
+        let y = self.sampler.sample(&logprobs, self.target_sample_position)?;
+        let batch = logprobs.dim(0)?;
+        self.target_sample_position += u64::try_from(batch).unwrap_or(0);
+        let logprobs = if batch == 1 {
+            ops::squeeze(&logprobs, 0)?
+        } else {
+            logprobs
+        };
+        Ok((y, logprobs))
+    }
+
+    /// The embeddings, the chunked prefill and the first sample.
+    fn prefill(&mut self, inputs: GenerateInputs) -> Result<(Array, Array)> {
+        let GenerateInputs {
+            mut input_ids,
+            pixel_values,
+            image_grid_thw,
+            mask,
+        } = inputs;
+        let embedding_output = self.model.get_input_embeddings(
+            &input_ids,
+            pixel_values.as_ref(),
+            image_grid_thw.as_ref(),
+            mask.as_ref(),
+        )?;
+        let mut inputs_embeds = embedding_output.inputs_embeds;
+        let kwargs = PrefillArgs {
+            position_ids: embedding_output.position_ids,
+            rope_deltas: embedding_output.rope_deltas,
+            image_grid_thw,
+        };
+        if let Some(step_size) = self.prefill_step_size
+            && inputs_embeds.dim(1)? > 1
+        {
+            if step_size < 1 {
+                return Err(Error::InvalidArgument(format!(
+                    "prefill_step_size must be positive, got {step_size}; use None to prefill at once"
+                )));
+            }
+            while inputs_embeds.dim(1)? > 1 {
+                let n_to_process = step_size.min(inputs_embeds.dim(1)? - 1);
+                // The chunk's logits are never read, so never computed.
+                self.model.language_model(
+                    &input_ids.index(idx![.., ..n_to_process])?,
+                    Some(&inputs_embeds.index(idx![.., ..n_to_process])?),
+                    &mut self.prompt_cache,
+                    &kwargs.as_args(),
+                    &mut self.state,
+                )?;
+                self.eval_cache()?;
+                inputs_embeds = inputs_embeds.index(idx![.., n_to_process..])?;
+                input_ids = input_ids.index(idx![.., n_to_process..])?;
+                mlx_rs::memory::clear_cache()?;
+            }
+            input_ids = input_ids.index(idx![.., -1..])?;
+        }
+        self.step(&input_ids, Some(&inputs_embeds), Some(&kwargs))
+    }
+
+    fn advance(&mut self) -> Result<Option<(u32, Array)>> {
+        let (y, logprobs, n) = match std::mem::replace(&mut self.phase, Phase::Done) {
+            Phase::Done => return Ok(None),
+            Phase::Start(inputs) => {
+                let (y, logprobs) = self.prefill(inputs)?;
+                mlx_rs::async_eval([&y, &logprobs])?;
+                (y, logprobs, 0)
+            }
+            Phase::Decode { y, logprobs, n } => (y, logprobs, n),
+        };
+        let next = if n != self.max_tokens {
+            let (next_y, next_logprobs) = self.step(&y.index(idx![mlx_rs::NewAxis])?, None, None)?;
+            mlx_rs::async_eval([&next_y, &next_logprobs])?;
+            Some((next_y, next_logprobs))
+        } else {
+            None
+        };
+        if n == 0 {
+            y.eval()?;
+        }
+        let Some((next_y, next_logprobs)) = next else {
+            return Ok(None);
+        };
+        if (n + 1) % DEFAULT_CACHE_EVAL_INTERVAL == 0 {
+            self.eval_cache()?;
+        }
+        let token = y.item_as::<u32>()?;
+        if n % 256 == 0 {
+            mlx_rs::memory::clear_cache()?;
+        }
+        self.phase = Phase::Decode {
+            y: next_y,
+            logprobs: next_logprobs,
+            n: n + 1,
+        };
+        Ok(Some((token, logprobs)))
+    }
+}
+
+impl Iterator for GenerateStep<'_> {
+    type Item = Result<(u32, Array)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self.advance() {
+            Ok(item) => item.map(Ok),
+            Err(e) => {
+                self.phase = Phase::Done;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+/// Python: `StoppingCriteria` of `mlx_vlm/utils.py`: the token ids that
+/// end generation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoppingCriteria {
+    /// The ids, in the order first given.
+    pub eos_token_ids: Vec<u32>,
+}
+
+impl StoppingCriteria {
+    /// Criteria stopping on `eos_token_ids`, duplicates dropped.
+    pub fn new(eos_token_ids: &[u32]) -> Self {
+        let mut criteria = Self::default();
+        criteria.add_eos_token_ids(eos_token_ids);
+        criteria
+    }
+
+    /// Adds ids not already there (Python: `add_eos_token_ids` with ids).
+    pub fn add_eos_token_ids(&mut self, ids: &[u32]) {
+        for &id in ids {
+            if !self.eos_token_ids.contains(&id) {
+                self.eos_token_ids.push(id);
+            }
+        }
+    }
+
+    /// Whether `token` ends generation (Python: `__call__`).
+    pub fn call(&self, token: u32) -> bool {
+        self.eos_token_ids.contains(&token)
+    }
+}
+
+/// The text of each streamed step (Python: `stream_generate`).
+pub struct StreamGenerate<'a> {
+    gen_steps: GenerateStep<'a>,
+    detokenizer: Box<dyn StreamingDetokenizer + 'a>,
+    stopping_criteria: StoppingCriteria,
+    total_prompt_tokens: usize,
+    tic: Instant,
+    prompt_tps: f64,
+    generated_tokens: Vec<u32>,
+    last: Option<(u32, Array)>,
+    done: bool,
+}
+
+/// Streams generated text (Python: `stream_generate` with prepared
+/// `input_ids`).
+///
+/// Generation stops at `max_tokens` or on any id of `eos_token_ids` (the
+/// caller's set, e.g. [`load_eos_token_ids`]), of the model's
+/// [`VlmModel::eos_token_ids`] or of `params.eos_tokens`. Each item carries
+/// the text the token completes; the last one carries the held-back rest,
+/// the finish reason and all token ids. `tokenizer` only decodes.
+pub fn stream_generate<'a>(
+    model: &'a dyn VlmModel,
+    tokenizer: &'a Tokenizer,
+    inputs: GenerateInputs,
+    eos_token_ids: &[u32],
+    params: &GenerateParams,
+) -> Result<StreamGenerate<'a>> {
+    let mut stopping_criteria = StoppingCriteria::new(eos_token_ids);
+    stopping_criteria.add_eos_token_ids(&model.eos_token_ids());
+    stopping_criteria.add_eos_token_ids(&params.eos_tokens);
+    let total_prompt_tokens = inputs.input_ids.size();
+    let mut detokenizer = make_streaming_detokenizer(tokenizer)?;
+    detokenizer.reset();
+    let gen_steps = generate_step(model, inputs, params)?;
+    Ok(StreamGenerate {
+        gen_steps,
+        detokenizer,
+        stopping_criteria,
+        total_prompt_tokens,
+        tic: Instant::now(),
+        prompt_tps: 0.0,
+        generated_tokens: Vec::new(),
+        last: None,
+        done: false,
+    })
+}
+
+impl StreamGenerate<'_> {
+    fn response(&self, text: String, token: Option<(u32, Array)>) -> Result<GenerationResult> {
+        let count = self.generated_tokens.len();
+        let (token, logprobs) = token.unzip();
+        Ok(GenerationResult {
+            text,
+            token,
+            logprobs,
+            prompt_tokens: self.total_prompt_tokens,
+            generation_tokens: count,
+            total_tokens: self.total_prompt_tokens + count,
+            prompt_tps: self.prompt_tps,
+            generation_tps: if count == 0 {
+                0.0
+            } else {
+                count as f64 / self.tic.elapsed().as_secs_f64()
+            },
+            peak_memory: mlx_rs::memory::get_peak_memory()? as f64 / 1e9,
+            finish_reason: None,
+            token_ids: None,
+        })
+    }
+
+    /// The last item: what the detokenizer held back, and the totals.
+    fn finish(&mut self, finish_reason: &str) -> Result<GenerationResult> {
+        self.done = true;
+        if self.generated_tokens.is_empty() {
+            let prompt_time = self.tic.elapsed().as_secs_f64();
+            self.prompt_tps = if prompt_time > 0.0 {
+                self.total_prompt_tokens as f64 / prompt_time
+            } else {
+                0.0
+            };
+            let mut response = self.response(String::new(), None)?;
+            response.finish_reason = Some("length".into());
+            response.token_ids = Some(Vec::new());
+            return Ok(response);
+        }
+        self.detokenizer.finalize()?;
+        let text = self.detokenizer.last_segment()?;
+        let mut response = self.response(text, self.last.clone())?;
+        response.finish_reason = Some(finish_reason.into());
+        response.token_ids = Some(self.generated_tokens.clone());
+        mlx_rs::memory::clear_cache()?;
+        Ok(response)
+    }
+
+    fn advance(&mut self) -> Result<Option<GenerationResult>> {
+        if self.done {
+            return Ok(None);
+        }
+        let Some(item) = self.gen_steps.next() else {
+            return self.finish("length").map(Some);
+        };
+        let (token, logprobs) = item?;
+        if self.generated_tokens.is_empty() {
+            let prompt_time = self.tic.elapsed().as_secs_f64();
+            self.prompt_tps = self.total_prompt_tokens as f64 / prompt_time;
+            self.tic = Instant::now();
+        }
+        self.generated_tokens.push(token);
+        self.last = Some((token, logprobs.clone()));
+        if self.stopping_criteria.call(token) {
+            return self.finish("stop").map(Some);
+        }
+        self.detokenizer.add_token(token, &[])?;
+        let text = self.detokenizer.last_segment()?;
+        self.response(text, Some((token, logprobs))).map(Some)
+    }
+}
+
+impl Iterator for StreamGenerate<'_> {
+    type Item = Result<GenerationResponse>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self.advance() {
+            Ok(item) => item.map(Ok),
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+/// All the generated text and the final stats (Python: `generate` of
+/// `dispatch.py`, without printing).
+pub fn generate(
+    model: &dyn VlmModel,
+    tokenizer: &Tokenizer,
+    inputs: GenerateInputs,
+    eos_token_ids: &[u32],
+    params: &GenerateParams,
+) -> Result<GenerationResult> {
+    let mut text = String::new();
+    let mut last: Option<GenerationResult> = None;
+    for response in stream_generate(model, tokenizer, inputs, eos_token_ids, params)? {
+        let response = response?;
+        text.push_str(&response.text);
+        last = Some(response);
+    }
+    Ok(match last {
+        Some(last) => GenerationResult { text, ..last },
+        None => GenerationResult {
+            text,
+            peak_memory: mlx_rs::memory::get_peak_memory()? as f64 / 1e9,
+            ..Default::default()
+        },
+    })
+}
+
+/// `eos_token_id` of a config value: an id or a list of ids.
+fn eos_ids_of(value: Option<&Value>) -> Vec<u32> {
+    match value {
+        Some(Value::Number(n)) => n.as_u64().and_then(|v| u32::try_from(v).ok()).into_iter().collect(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(|v| v.as_u64().and_then(|v| u32::try_from(v).ok()))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn read_json(path: &Path) -> Result<Option<Value>> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| Error::Config {
+            file: path.display().to_string(),
+            message: format!("invalid JSON: {e}"),
+        })
+}
+
+/// The EOS ids of a checkpoint folder, as Python's loader resolves them
+/// (`load_config` with `generation_config.json` merged over `config.json`,
+/// then `resolve_eos_token_ids` adding the tokenizer's EOS token named in
+/// `tokenizer_config.json`). Missing files add nothing.
+pub fn load_eos_token_ids(model_path: &Path, tokenizer: &Tokenizer) -> Result<Vec<u32>> {
+    let config = read_json(&model_path.join("config.json"))?;
+    let generation_config = read_json(&model_path.join("generation_config.json"))?;
+    // Python copies generation_config's eos_token_id over config's.
+    let configured = generation_config
+        .as_ref()
+        .and_then(|g| g.get("eos_token_id"))
+        .or_else(|| config.as_ref().and_then(|c| c.get("eos_token_id")));
+    let mut resolved = eos_ids_of(configured);
+    let tokenizer_config = read_json(&model_path.join("tokenizer_config.json"))?;
+    let eos_token = tokenizer_config.as_ref().and_then(|t| t.get("eos_token")).and_then(|e| match e {
+        Value::String(s) => Some(s.as_str()),
+        Value::Object(o) => o.get("content").and_then(Value::as_str),
+        _ => None,
+    });
+    if let Some(id) = eos_token.and_then(|t| tokenizer.token_to_id(t)) {
+        resolved.push(id);
+    }
+    let mut seen = HashSet::new();
+    resolved.retain(|id| seen.insert(*id));
+    Ok(resolved)
+}
