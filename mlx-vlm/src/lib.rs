@@ -7,6 +7,10 @@
 mod error;
 pub mod fixtures;
 pub mod models;
+pub mod prompt_utils;
+pub mod registry;
+pub mod tokenizer;
+pub mod utils;
 
 pub use error::{Error, Result};
 pub use mlx_rs;
