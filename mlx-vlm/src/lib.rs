@@ -8,8 +8,12 @@ mod error;
 pub mod fixtures;
 pub mod generate;
 pub mod models;
+pub mod prompt_utils;
+pub mod registry;
 pub mod sample_utils;
+pub mod tokenizer;
 pub mod tokenizer_utils;
+pub mod utils;
 
 pub use error::{Error, Result};
 pub use mlx_rs;

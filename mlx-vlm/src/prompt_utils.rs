@@ -1,0 +1,574 @@
+//! Chat messages and their rendering: Python's `mlx_vlm/prompt_utils.py`
+//! (`extract_text_from_content`, `MessageBuilder`, `MessageFormatter`,
+//! `get_message_json`, `get_chat_template`, `apply_chat_template`) for the
+//! message format of Qwen2.5-VL, rendered with minijinja as transformers
+//! renders chat templates with Jinja2.
+//!
+//! Prompts are JSON values, as Python's are plain objects: a string, one
+//! message object, or a list of strings and message objects.
+
+use std::collections::BTreeMap;
+
+use minijinja::value::Kwargs;
+use serde_json::{Map, Value, json};
+
+use crate::tokenizer::Tokenizer;
+use crate::{Error, Result};
+
+/// How a model wants a user message laid out (Python: `MessageFormat`;
+/// only the formats of ported models).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageFormat {
+    /// Content parts, images first (Python: `LIST_WITH_IMAGE_FIRST`).
+    ListWithImageFirst,
+}
+
+/// The message format of each ported model type (Python: `MODEL_CONFIG`).
+pub const MODEL_CONFIG: &[(&str, MessageFormat)] =
+    &[("qwen2_5_vl", MessageFormat::ListWithImageFirst)];
+
+fn message_format(model_type: &str) -> Option<MessageFormat> {
+    let model_type = model_type.to_lowercase();
+    MODEL_CONFIG
+        .iter()
+        .find(|(name, _)| *name == model_type)
+        .map(|(_, format)| *format)
+}
+
+/// Options of [`apply_chat_template`] (Python's keyword arguments).
+#[derive(Debug, Clone)]
+pub struct ChatTemplateOptions {
+    /// Ends the prompt with the assistant's turn header (Python:
+    /// `add_generation_prompt`, default true).
+    pub add_generation_prompt: bool,
+    /// Images that go with the prompt (Python: `num_images`).
+    pub num_images: usize,
+    /// Further variables for the template, such as `add_vision_id` (Python:
+    /// `**kwargs`).
+    pub kwargs: Map<String, Value>,
+}
+
+impl Default for ChatTemplateOptions {
+    fn default() -> Self {
+        ChatTemplateOptions {
+            add_generation_prompt: true,
+            num_images: 0,
+            kwargs: Map::new(),
+        }
+    }
+}
+
+/// Python's truthiness of an optional JSON string: `None` and `""` are false.
+fn truthy_str(value: Option<&Value>) -> Option<&str> {
+    value.and_then(Value::as_str).filter(|s| !s.is_empty())
+}
+
+/// The text parts of `content` joined by spaces, without image payloads
+/// (Python: `extract_text_from_content`).
+pub fn extract_text_from_content(content: &Value) -> String {
+    match content {
+        Value::String(s) => s.clone(),
+        Value::Array(items) => {
+            let parts: Vec<&str> = items
+                .iter()
+                .filter(|item| {
+                    matches!(
+                        item.get("type").and_then(Value::as_str),
+                        Some("text" | "input_text" | "output_text")
+                    )
+                })
+                .filter_map(|item| {
+                    truthy_str(item.get("text")).or_else(|| truthy_str(item.get("content")))
+                })
+                .collect();
+            parts.join(" ").trim().to_string()
+        }
+        Value::Null | Value::Bool(false) => String::new(),
+        other => python_str(other),
+    }
+}
+
+/// Python's `str()` of a scalar JSON value.
+fn python_str(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Bool(true) => "True".into(),
+        Value::Bool(false) => "False".into(),
+        Value::Null => "None".into(),
+        other => other.to_string(),
+    }
+}
+
+/// `(role, content)` of a message object, role defaulting to `user`
+/// (Python: `_get_role_content`).
+fn get_role_content(item: &Value) -> Option<(String, Value)> {
+    let object = item.as_object()?;
+    let role = object.get("role").and_then(Value::as_str).unwrap_or("user");
+    Some((
+        role.to_string(),
+        object.get("content").cloned().unwrap_or(Value::Null),
+    ))
+}
+
+/// Parts of `content` whose `type` is one of `media_types` (Python:
+/// `_content_media_count`).
+fn content_media_count(content: &Value, media_types: &[&str]) -> usize {
+    content.as_array().map_or(0, |items| {
+        items
+            .iter()
+            .filter(|item| {
+                item.get("type")
+                    .and_then(Value::as_str)
+                    .is_some_and(|t| media_types.contains(&t))
+            })
+            .count()
+    })
+}
+
+const IMAGE_TYPES: &[&str] = &["image", "image_url", "input_image"];
+
+/// A tool-calling message with `content` set for assistant calls and
+/// string `arguments` parsed (Python: `_normalize_tool_message`).
+fn normalize_tool_message(message: &Value) -> Value {
+    let mut normalized = message.clone();
+    let Some(object) = normalized.as_object_mut() else {
+        return normalized;
+    };
+    let has_calls = object
+        .get("tool_calls")
+        .is_some_and(|c| !c.is_null() && c.as_array().is_none_or(|a| !a.is_empty()));
+    if object.get("role").and_then(Value::as_str) == Some("assistant")
+        && has_calls
+        && object.get("content").is_none_or(Value::is_null)
+    {
+        object.insert("content".into(), json!(""));
+    }
+    if let Some(Value::Array(calls)) = object.get_mut("tool_calls") {
+        for call in calls {
+            if let Some(Value::Object(function)) = call.get_mut("function") {
+                if let Some(Value::String(arguments)) = function.get("arguments") {
+                    let parsed = serde_json::from_str(arguments).unwrap_or_else(|_| json!({}));
+                    function.insert("arguments".into(), parsed);
+                }
+            }
+        }
+    }
+    normalized
+}
+
+/// Builders of message parts (Python: `MessageBuilder`).
+pub struct MessageBuilder;
+
+impl MessageBuilder {
+    /// `{"type": "text", "text": text, "content": text}` (Python:
+    /// `MessageBuilder.text_message`).
+    pub fn text_message(text: &str) -> Value {
+        json!({"type": "text", "text": text, "content": text})
+    }
+
+    /// `{"type": "image"}` (Python: `MessageBuilder.image_message`).
+    pub fn image_message() -> Value {
+        json!({"type": "image"})
+    }
+}
+
+/// The content parts of `prompt`, text and images in order, and the number
+/// of images among them (Python: `MessageFormatter._content_parts`).
+fn content_parts(prompt: &Value, include_images: bool) -> (Vec<Value>, usize) {
+    let items = match prompt.as_array() {
+        Some(items) if include_images => items,
+        _ => {
+            return (
+                vec![MessageBuilder::text_message(&extract_text_from_content(prompt))],
+                0,
+            );
+        }
+    };
+    let (mut parts, mut images) = (Vec::new(), 0);
+    for item in items.iter().filter(|i| i.is_object()) {
+        match item.get("type").and_then(Value::as_str) {
+            Some(t) if IMAGE_TYPES.contains(&t) => {
+                parts.push(MessageBuilder::image_message());
+                images += 1;
+            }
+            Some("text" | "input_text" | "output_text") => {
+                if let Some(text) =
+                    truthy_str(item.get("text")).or_else(|| truthy_str(item.get("content")))
+                {
+                    parts.push(MessageBuilder::text_message(text));
+                }
+            }
+            _ => {}
+        }
+    }
+    (parts, images)
+}
+
+/// One message in the layout `model_name` wants (Python: `get_message_json`
+/// through `MessageFormatter.format_message`). For Qwen2.5-VL the content is
+/// a list of parts with `num_images` image parts first, unless the prompt
+/// places its own.
+pub fn get_message_json(
+    model_name: &str,
+    prompt: &Value,
+    role: &str,
+    skip_image_token: bool,
+    num_images: usize,
+) -> Result<Value> {
+    let format = message_format(model_name).ok_or_else(|| {
+        Error::InvalidArgument(format!(
+            "unsupported model {model_name:?} for chat messages; supported: {}",
+            MODEL_CONFIG.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+        ))
+    })?;
+    let mut num_images = num_images;
+    let mut prompt = prompt.clone();
+    if prompt.is_array() {
+        let explicit = content_media_count(&prompt, IMAGE_TYPES);
+        if explicit == 0 {
+            prompt = Value::String(extract_text_from_content(&prompt));
+        } else if role == "user" && !skip_image_token {
+            num_images = num_images.max(explicit);
+        }
+    }
+    match format {
+        MessageFormat::ListWithImageFirst => {
+            let with_images = role == "user" && !skip_image_token;
+            let (mut content, explicit) = content_parts(&prompt, with_images);
+            if with_images && num_images > 0 {
+                let missing = num_images.saturating_sub(explicit);
+                let mut images = vec![MessageBuilder::image_message(); missing];
+                images.append(&mut content);
+                content = images;
+            }
+            Ok(json!({"role": role, "content": content}))
+        }
+    }
+}
+
+/// The messages [`apply_chat_template`] renders (Python:
+/// `apply_chat_template(..., return_messages=True)`).
+pub fn chat_messages(
+    config: &Value,
+    prompt: &Value,
+    options: &ChatTemplateOptions,
+) -> Result<Vec<Value>> {
+    let model_type = config
+        .get("model_type")
+        .and_then(Value::as_str)
+        .ok_or_else(|| Error::Config {
+            file: "config".into(),
+            message: "no \"model_type\" string".into(),
+        })?;
+    let num_images = options.num_images;
+    if message_format(model_type).is_none() {
+        return Ok(text_only_messages(prompt));
+    }
+    let is_tool = |p: &Value, role: &str| {
+        p.get("tool_calls").is_some() || p.get("tool_call_id").is_some() || role == "tool"
+    };
+    let mut messages = Vec::new();
+    match prompt {
+        Value::String(_) => {
+            messages.push(get_message_json(model_type, prompt, "user", false, num_images)?);
+        }
+        Value::Object(object) => {
+            let role = object.get("role").and_then(Value::as_str).unwrap_or("user");
+            if is_tool(prompt, role) {
+                messages.push(normalize_tool_message(prompt));
+            } else {
+                let content = object.get("content").ok_or_else(|| {
+                    Error::InvalidArgument(
+                        "the prompt message has no \"content\"; give {\"role\": ..., \"content\": ...}"
+                            .into(),
+                    )
+                })?;
+                messages.push(get_message_json(model_type, content, role, false, num_images)?);
+            }
+        }
+        Value::Array(items) => {
+            // Images a message places itself stay there; the rest go to the
+            // last user message.
+            let mut last_user = None;
+            let mut image_counts = vec![0usize; items.len()];
+            for (i, item) in items.iter().enumerate() {
+                if item.is_string() {
+                    last_user = Some(i);
+                } else if let Some((role, content)) = get_role_content(item) {
+                    if !matches!(role.as_str(), "system" | "assistant" | "tool") {
+                        last_user = Some(i);
+                    }
+                    let tool_meta =
+                        item.get("tool_calls").is_some() || item.get("tool_call_id").is_some();
+                    if !matches!(role.as_str(), "system" | "assistant") || tool_meta {
+                        image_counts[i] = content_media_count(&content, IMAGE_TYPES);
+                    }
+                }
+            }
+            let remaining = num_images.saturating_sub(image_counts.iter().sum());
+            if let Some(slot) = last_user.and_then(|i| image_counts.get_mut(i)) {
+                *slot += remaining;
+            }
+            for (item, &count) in items.iter().zip(&image_counts) {
+                if item.is_string() {
+                    messages.push(get_message_json(model_type, item, "user", count == 0, count)?);
+                } else if let Some((role, content)) = get_role_content(item) {
+                    if is_tool(item, &role) {
+                        messages.push(normalize_tool_message(item));
+                    } else {
+                        let skip = count == 0 || matches!(role.as_str(), "system" | "assistant");
+                        messages.push(get_message_json(model_type, &content, &role, skip, count)?);
+                    }
+                }
+            }
+        }
+        other => {
+            messages.push(get_message_json(
+                model_type,
+                &Value::String(python_str(other)),
+                "user",
+                false,
+                num_images,
+            )?);
+        }
+    }
+    Ok(messages)
+}
+
+/// Messages of a model without a message format: plain text contents
+/// (Python: the text-only branch of `apply_chat_template`).
+fn text_only_messages(prompt: &Value) -> Vec<Value> {
+    let user = |text: String| json!({"role": "user", "content": text});
+    match prompt {
+        Value::String(s) => vec![user(s.clone())],
+        Value::Object(object) => {
+            let mut message = object.clone();
+            let text = extract_text_from_content(object.get("content").unwrap_or(&json!("")));
+            message.insert("content".into(), Value::String(text));
+            vec![Value::Object(message)]
+        }
+        Value::Array(items) => items
+            .iter()
+            .filter_map(|item| match item {
+                Value::String(s) => Some(user(s.clone())),
+                Value::Object(object) => {
+                    let (role, content) = get_role_content(item)?;
+                    let mut message = object.clone();
+                    if role != "tool" {
+                        let text = extract_text_from_content(&content);
+                        message.insert("content".into(), Value::String(text));
+                    }
+                    Some(Value::Object(message))
+                }
+                _ => None,
+            })
+            .collect(),
+        other => vec![user(python_str(other))],
+    }
+}
+
+/// The prompt string for `prompt` (Python: `apply_chat_template(processor,
+/// config, prompt, add_generation_prompt, num_images=..., **kwargs)`):
+/// messages in the model's format, rendered with the checkpoint's chat
+/// template.
+pub fn apply_chat_template(
+    tokenizer: &Tokenizer,
+    config: &Value,
+    prompt: &Value,
+    options: &ChatTemplateOptions,
+) -> Result<String> {
+    let messages = chat_messages(config, prompt, options)?;
+    get_chat_template(tokenizer, &messages, options.add_generation_prompt, &options.kwargs)
+}
+
+/// Renders `messages` with the tokenizer's chat template (Python:
+/// `get_chat_template`, which calls the processor's `apply_chat_template`
+/// with `enable_thinking=False` unless given).
+///
+/// Python falls back to a plain `Role: text` prompt when the checkpoint has
+/// no template; this returns an [`Error::Template`] instead.
+pub fn get_chat_template(
+    tokenizer: &Tokenizer,
+    messages: &[Value],
+    add_generation_prompt: bool,
+    kwargs: &Map<String, Value>,
+) -> Result<String> {
+    let template = tokenizer.chat_template().ok_or_else(|| Error::Template {
+        context: "tokenizer".into(),
+        message: "the checkpoint has no chat template; add chat_template.jinja (or \
+                  chat_template.json) from the original model"
+            .into(),
+    })?;
+    let mut kwargs = kwargs.clone();
+    kwargs
+        .entry("enable_thinking")
+        .or_insert(Value::Bool(false));
+    render_chat_template(template, messages, add_generation_prompt, &kwargs)
+}
+
+/// Renders a chat template as transformers does (`render_jinja_template`):
+/// blocks trimmed and left-stripped, Python string methods, a `tojson` that
+/// writes like `json.dumps` without escaping HTML, and `raise_exception`.
+/// The context holds `messages`, `tools` and `documents` (none),
+/// `add_generation_prompt` and `kwargs`.
+pub fn render_chat_template(
+    template: &str,
+    messages: &[Value],
+    add_generation_prompt: bool,
+    kwargs: &Map<String, Value>,
+) -> Result<String> {
+    let template_error = |e: minijinja::Error| Error::Template {
+        context: "chat_template".into(),
+        message: format!("{e:#}"),
+    };
+    let mut env = minijinja::Environment::new();
+    env.set_trim_blocks(true);
+    env.set_lstrip_blocks(true);
+    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+    env.add_filter("tojson", tojson);
+    env.add_function("raise_exception", raise_exception);
+    env.add_template("chat_template", template)
+        .map_err(template_error)?;
+    let mut context: BTreeMap<String, minijinja::Value> = kwargs
+        .iter()
+        .map(|(k, v)| (k.clone(), minijinja::Value::from_serialize(v)))
+        .collect();
+    context.insert("messages".into(), minijinja::Value::from_serialize(messages));
+    context.insert("tools".into(), minijinja::Value::from(()));
+    context.insert("documents".into(), minijinja::Value::from(()));
+    context.insert(
+        "add_generation_prompt".into(),
+        minijinja::Value::from(add_generation_prompt),
+    );
+    env.get_template("chat_template")
+        .and_then(|t| t.render(context))
+        .map_err(template_error)
+}
+
+fn raise_exception(message: String) -> std::result::Result<minijinja::Value, minijinja::Error> {
+    Err(minijinja::Error::new(
+        minijinja::ErrorKind::InvalidOperation,
+        message,
+    ))
+}
+
+/// transformers' `tojson`: `json.dumps(x, ensure_ascii=False, indent=None,
+/// separators=None, sort_keys=False)`.
+fn tojson(
+    value: minijinja::Value,
+    kwargs: Kwargs,
+) -> std::result::Result<String, minijinja::Error> {
+    let invalid = |m: String| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, m);
+    let ensure_ascii: Option<bool> = kwargs.get("ensure_ascii")?;
+    let sort_keys: Option<bool> = kwargs.get("sort_keys")?;
+    let indent: Option<minijinja::Value> = kwargs.get("indent")?;
+    let separators: Option<Vec<String>> = kwargs.get("separators")?;
+    kwargs.assert_all_used()?;
+    let indent = match indent {
+        None => None,
+        Some(v) if v.is_none() => None,
+        Some(v) => Some(match v.as_str() {
+            Some(s) => s.to_string(),
+            None => " ".repeat(i64::try_from(v.clone()).map_err(|_| invalid(format!("indent {v}")))?.max(0) as usize),
+        }),
+    };
+    let (item_sep, key_sep) = match separators.as_deref() {
+        Some([item, key]) => (item.clone(), key.clone()),
+        Some(other) => return Err(invalid(format!("separators must be two strings, got {other:?}"))),
+        None if indent.is_some() => (",".into(), ": ".into()),
+        None => (", ".into(), ": ".into()),
+    };
+    let json = serde_json::to_value(&value).map_err(|e| invalid(format!("tojson: {e}")))?;
+    let dumper = PyJson {
+        indent,
+        item_sep,
+        key_sep,
+        sort_keys: sort_keys.unwrap_or(false),
+        ensure_ascii: ensure_ascii.unwrap_or(false),
+    };
+    let mut out = String::new();
+    dumper.write(&json, 0, &mut out);
+    Ok(out)
+}
+
+/// Python's `json.dumps` layout.
+struct PyJson {
+    indent: Option<String>,
+    item_sep: String,
+    key_sep: String,
+    sort_keys: bool,
+    ensure_ascii: bool,
+}
+
+impl PyJson {
+    fn newline(&self, depth: usize, out: &mut String) {
+        if let Some(indent) = &self.indent {
+            out.push('\n');
+            out.push_str(&indent.repeat(depth));
+        }
+    }
+
+    fn write(&self, value: &Value, depth: usize, out: &mut String) {
+        match value {
+            Value::Null => out.push_str("null"),
+            Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            Value::Number(n) => out.push_str(&n.to_string()),
+            Value::String(s) => self.write_str(s, out),
+            Value::Array(items) if items.is_empty() => out.push_str("[]"),
+            Value::Array(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(&self.item_sep);
+                    }
+                    self.newline(depth + 1, out);
+                    self.write(item, depth + 1, out);
+                }
+                self.newline(depth, out);
+                out.push(']');
+            }
+            Value::Object(map) if map.is_empty() => out.push_str("{}"),
+            Value::Object(map) => {
+                let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+                if self.sort_keys {
+                    entries.sort_by(|a, b| a.0.cmp(b.0));
+                }
+                out.push('{');
+                for (i, (key, item)) in entries.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(&self.item_sep);
+                    }
+                    self.newline(depth + 1, out);
+                    self.write_str(key, out);
+                    out.push_str(&self.key_sep);
+                    self.write(item, depth + 1, out);
+                }
+                self.newline(depth, out);
+                out.push('}');
+            }
+        }
+    }
+
+    fn write_str(&self, s: &str, out: &mut String) {
+        out.push('"');
+        for c in s.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                '\u{8}' => out.push_str("\\b"),
+                '\u{c}' => out.push_str("\\f"),
+                c if (c as u32) < 0x20 || (self.ensure_ascii && !c.is_ascii()) => {
+                    let mut units = [0u16; 2];
+                    for unit in c.encode_utf16(&mut units) {
+                        out.push_str(&format!("\\u{unit:04x}"));
+                    }
+                }
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+    }
+}

