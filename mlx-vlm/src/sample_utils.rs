@@ -213,7 +213,11 @@ pub fn apply_min_p(logprobs: &Array, min_p: f64, min_tokens_to_keep: i32) -> Res
         let keep = ops::broadcast_to(&Array::from(false), top_indices.shape())?;
         tokens_to_remove = ops::put_along_axis(&tokens_to_remove, &top_indices, &keep, -1)?;
     }
-    Ok(ops::r#where(&tokens_to_remove, f64::NEG_INFINITY, logprobs)?)
+    Ok(ops::r#where(
+        &tokens_to_remove,
+        f64::NEG_INFINITY,
+        logprobs,
+    )?)
 }
 
 /// Tokens outside the smallest set holding `top_p` of the probability mass

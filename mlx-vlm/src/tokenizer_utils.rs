@@ -364,7 +364,8 @@ impl StreamingDetokenizer for BPEStreamingDetokenizer {
         if starts_with_space {
             // Bytes of a character cut at a word end become U+FFFD, as
             // Python's `errors="replace"`.
-            let current_text = String::from_utf8_lossy(&self.bytes_of(&self.unflushed)).into_owned();
+            let current_text =
+                String::from_utf8_lossy(&self.bytes_of(&self.unflushed)).into_owned();
             self.push_word(&current_text);
             self.unflushed = v;
         } else {

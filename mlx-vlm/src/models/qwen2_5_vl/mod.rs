@@ -2,10 +2,10 @@
 //! Python file, in Python's order.
 
 pub mod config;
-pub mod vision;
 pub mod language;
 #[allow(clippy::module_inception)]
 pub mod qwen2_5_vl;
+pub mod vision;
 
 pub use config::ModelConfig;
 pub use qwen2_5_vl::Model;

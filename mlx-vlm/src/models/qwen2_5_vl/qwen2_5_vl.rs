@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 
-use mlx_rs::nn::UnaryLayer;
 use mlx_rs::{Array, Dtype, ops};
 
 use super::config::ModelConfig;
@@ -47,9 +46,9 @@ impl Model {
         mask: Option<&Array>,
     ) -> Result<InputEmbeddingsFeatures> {
         let Some(pixel_values) = pixel_values else {
-            let (position_ids, rope_deltas) =
-                self.language_model
-                    .get_rope_index(input_ids, None, None, mask)?;
+            let (position_ids, rope_deltas) = self
+                .language_model
+                .get_rope_index(input_ids, None, None, mask)?;
             return Ok(InputEmbeddingsFeatures {
                 inputs_embeds: self.language_model.model.embed_tokens.forward(input_ids)?,
                 position_ids: Some(position_ids),
@@ -97,9 +96,9 @@ impl Model {
         inputs_embeds: &Array,
         input_ids: &Array,
     ) -> Result<Array> {
-        let mut image_positions = input_ids.eq(image_token_id)?;
+        let mut image_positions = ops::equal(input_ids, image_token_id)?;
         if ops::sum(&image_positions, None, false)?.item_as::<i64>()? == 0 {
-            image_positions = input_ids.eq(video_token_id)?;
+            image_positions = ops::equal(input_ids, video_token_id)?;
         }
         let shape = input_ids.shape();
         let [batch_size, _seq_len] = shape[..] else {
@@ -133,7 +132,11 @@ impl Model {
             let batch_features = image_features.index(mlx_rs::idx![
                 feature_start_idx..feature_start_idx + num_positions
             ])?;
-            let cumsum = ops::cumsum(&image_mask.as_type(Dtype::Int32)?, 0, false, true)?;
+            let cumsum = ops::cumsum(
+                &image_mask.as_type(Dtype::Int32)?,
+                Some(0),
+                ops::AccumulateOptions::default(),
+            )?;
             let feature_indices = ops::r#where(&image_mask, &(&cumsum - 1), 0)?;
             let gathered_features = ops::take(&batch_features, &feature_indices, 0)?;
             let image_mask_expanded = ops::expand_dims(&image_mask, -1)?;
@@ -234,7 +237,9 @@ impl VlmModel for Model {
         (0..self.layers())
             .map(|_| -> Box<dyn Cache> {
                 match max_kv_size {
-                    Some(max_size) => Box::new(crate::models::cache::RotatingKvCache::new(max_size, 4)),
+                    Some(max_size) => {
+                        Box::new(crate::models::cache::RotatingKvCache::new(max_size, 4))
+                    }
                     None => Box::new(KvCache::new()),
                 }
             })
