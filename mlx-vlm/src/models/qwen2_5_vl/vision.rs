@@ -234,7 +234,8 @@ impl Attention {
         Ok(Attention {
             num_heads,
             head_dim,
-            scale: (head_dim as f32).powf(-0.5),
+            // Python's float is a double, narrowed when MLX takes it.
+            scale: f64::from(head_dim).powf(-0.5) as f32,
             qkv: Linear::new(dim, dim * 3, true)?,
             proj: Linear::new(dim, dim, true)?,
         })
@@ -419,6 +420,13 @@ impl VisionModel {
             return Err(bad(format!(
                 "hidden_size {} must be a positive multiple of num_heads {}",
                 config.hidden_size, config.num_heads
+            )));
+        }
+        // The widest layer is the merger's, `hidden_size * 2^2`.
+        if config.hidden_size.checked_mul(4).is_none() {
+            return Err(bad(format!(
+                "hidden_size {} is too large for int32 shapes",
+                config.hidden_size
             )));
         }
         if config.spatial_merge_size <= 0 || config.patch_size <= 0 {
