@@ -179,7 +179,9 @@ fn content_parts(prompt: &Value, include_images: bool) -> (Vec<Value>, usize) {
         Some(items) if include_images => items,
         _ => {
             return (
-                vec![MessageBuilder::text_message(&extract_text_from_content(prompt))],
+                vec![MessageBuilder::text_message(&extract_text_from_content(
+                    prompt,
+                ))],
                 0,
             );
         }
@@ -218,7 +220,11 @@ pub fn get_message_json(
     let format = message_format(model_name).ok_or_else(|| {
         Error::InvalidArgument(format!(
             "unsupported model {model_name:?} for chat messages; supported: {}",
-            MODEL_CONFIG.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+            MODEL_CONFIG
+                .iter()
+                .map(|(n, _)| *n)
+                .collect::<Vec<_>>()
+                .join(", ")
         ))
     })?;
     let mut num_images = num_images;
@@ -270,7 +276,9 @@ pub fn chat_messages(
     let mut messages = Vec::new();
     match prompt {
         Value::String(_) => {
-            messages.push(get_message_json(model_type, prompt, "user", false, num_images)?);
+            messages.push(get_message_json(
+                model_type, prompt, "user", false, num_images,
+            )?);
         }
         Value::Object(object) => {
             let role = object.get("role").and_then(Value::as_str).unwrap_or("user");
@@ -283,7 +291,9 @@ pub fn chat_messages(
                             .into(),
                     )
                 })?;
-                messages.push(get_message_json(model_type, content, role, false, num_images)?);
+                messages.push(get_message_json(
+                    model_type, content, role, false, num_images,
+                )?);
             }
         }
         Value::Array(items) => {
@@ -311,7 +321,13 @@ pub fn chat_messages(
             }
             for (item, &count) in items.iter().zip(&image_counts) {
                 if item.is_string() {
-                    messages.push(get_message_json(model_type, item, "user", count == 0, count)?);
+                    messages.push(get_message_json(
+                        model_type,
+                        item,
+                        "user",
+                        count == 0,
+                        count,
+                    )?);
                 } else if let Some((role, content)) = get_role_content(item) {
                     if is_tool(item, &role) {
                         messages.push(normalize_tool_message(item));
@@ -378,7 +394,12 @@ pub fn apply_chat_template(
     options: &ChatTemplateOptions,
 ) -> Result<String> {
     let messages = chat_messages(config, prompt, options)?;
-    get_chat_template(tokenizer, &messages, options.add_generation_prompt, &options.kwargs)
+    get_chat_template(
+        tokenizer,
+        &messages,
+        options.add_generation_prompt,
+        &options.kwargs,
+    )
 }
 
 /// Renders `messages` with the tokenizer's chat template (Python:
@@ -433,7 +454,10 @@ pub fn render_chat_template(
         .iter()
         .map(|(k, v)| (k.clone(), minijinja::Value::from_serialize(v)))
         .collect();
-    context.insert("messages".into(), minijinja::Value::from_serialize(messages));
+    context.insert(
+        "messages".into(),
+        minijinja::Value::from_serialize(messages),
+    );
     context.insert("tools".into(), minijinja::Value::from(()));
     context.insert("documents".into(), minijinja::Value::from(()));
     context.insert(
@@ -469,12 +493,20 @@ fn tojson(
         Some(v) if v.is_none() => None,
         Some(v) => Some(match v.as_str() {
             Some(s) => s.to_string(),
-            None => " ".repeat(i64::try_from(v.clone()).map_err(|_| invalid(format!("indent {v}")))?.max(0) as usize),
+            None => " ".repeat(
+                i64::try_from(v.clone())
+                    .map_err(|_| invalid(format!("indent {v}")))?
+                    .max(0) as usize,
+            ),
         }),
     };
     let (item_sep, key_sep) = match separators.as_deref() {
         Some([item, key]) => (item.clone(), key.clone()),
-        Some(other) => return Err(invalid(format!("separators must be two strings, got {other:?}"))),
+        Some(other) => {
+            return Err(invalid(format!(
+                "separators must be two strings, got {other:?}"
+            )));
+        }
         None if indent.is_some() => (",".into(), ": ".into()),
         None => (", ".into(), ": ".into()),
     };

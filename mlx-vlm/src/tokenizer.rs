@@ -36,14 +36,16 @@ fn read_json(path: &Path) -> Result<Option<Value>> {
         return Ok(None);
     }
     let text = fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    serde_json::from_str(&text).map(Some).map_err(|e| Error::Config {
-        file: path.display().to_string(),
-        message: format!(
-            "not valid JSON at line {}, column {}: {e}",
-            e.line(),
-            e.column()
-        ),
-    })
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| Error::Config {
+            file: path.display().to_string(),
+            message: format!(
+                "not valid JSON at line {}, column {}: {e}",
+                e.line(),
+                e.column()
+            ),
+        })
 }
 
 /// A special token of `tokenizer_config.json`: a string, or an object with
@@ -148,12 +150,17 @@ impl Tokenizer {
                 };
                 let listed = inner.token_to_id(&content);
                 if listed.is_none() {
-                    let special = token.get("special").and_then(Value::as_bool).unwrap_or(false);
+                    let special = token
+                        .get("special")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false);
                     extra.push(AddedToken::from(content, special));
                 } else if listed.map(|l| l.to_string()) != Some(id.clone()) {
                     return Err(tokenizer_error(
                         &dir.join("tokenizer_config.json"),
-                        format!("added token {content:?} has id {id} here but {listed:?} in tokenizer.json"),
+                        format!(
+                            "added token {content:?} has id {id} here but {listed:?} in tokenizer.json"
+                        ),
                     ));
                 }
             }
@@ -162,10 +169,12 @@ impl Tokenizer {
             inner.add_tokens(&extra);
         }
         let generation = read_json(&dir.join("generation_config.json"))?;
-        let mut config_eos_token_ids = token_ids(generation.as_ref().and_then(|g| g.get("eos_token_id")));
+        let mut config_eos_token_ids =
+            token_ids(generation.as_ref().and_then(|g| g.get("eos_token_id")));
         if config_eos_token_ids.is_empty() {
             let model_config = read_json(&dir.join("config.json"))?;
-            config_eos_token_ids = token_ids(model_config.as_ref().and_then(|c| c.get("eos_token_id")));
+            config_eos_token_ids =
+                token_ids(model_config.as_ref().and_then(|c| c.get("eos_token_id")));
         }
         Ok(Tokenizer {
             inner,
@@ -232,7 +241,12 @@ impl Tokenizer {
     /// (Python: `resolve_eos_token_ids(model.config.eos_token_id, tokenizer)`).
     pub fn eos_token_ids(&self) -> Vec<u32> {
         let mut ids: Vec<u32> = Vec::new();
-        for id in self.config_eos_token_ids.iter().copied().chain(self.eos_token_id()) {
+        for id in self
+            .config_eos_token_ids
+            .iter()
+            .copied()
+            .chain(self.eos_token_id())
+        {
             if !ids.contains(&id) {
                 ids.push(id);
             }

@@ -81,7 +81,11 @@ pub fn get_model_path(path_or_hf_repo: &str, revision: Option<&str>) -> Result<P
     }
     let cache = Cache::new(hub_cache_dir(path_or_hf_repo)?);
     let revision = revision.unwrap_or("main");
-    let repo = Repo::with_revision(path_or_hf_repo.to_string(), RepoType::Model, revision.into());
+    let repo = Repo::with_revision(
+        path_or_hf_repo.to_string(),
+        RepoType::Model,
+        revision.into(),
+    );
     if hub_offline() {
         return cached_snapshot(&cache, &repo, path_or_hf_repo, revision);
     }
@@ -114,12 +118,13 @@ fn hub_cache_dir(repo: &str) -> Result<PathBuf> {
     let base = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")));
-    base.map(|b| b.join("huggingface").join("hub")).ok_or_else(|| {
-        hub_error(
-            repo,
-            "no hub cache folder: set HF_HOME (or HF_HUB_CACHE), or pass a local folder",
-        )
-    })
+    base.map(|b| b.join("huggingface").join("hub"))
+        .ok_or_else(|| {
+            hub_error(
+                repo,
+                "no hub cache folder: set HF_HOME (or HF_HUB_CACHE), or pass a local folder",
+            )
+        })
 }
 
 /// The cached snapshot of `repo` at `revision`: `refs/<revision>` names the
@@ -146,9 +151,10 @@ fn cached_snapshot(cache: &Cache, repo: &Repo, id: &str, revision: &str) -> Resu
 fn matches_allow_patterns(file: &str) -> bool {
     // Patterns match whole paths as fnmatch does, so `*.json` also takes
     // files in subfolders; every pattern here is a suffix glob.
-    ALLOW_PATTERNS
-        .iter()
-        .any(|p| p.strip_prefix('*').is_some_and(|suffix| file.ends_with(suffix)))
+    ALLOW_PATTERNS.iter().any(|p| {
+        p.strip_prefix('*')
+            .is_some_and(|suffix| file.ends_with(suffix))
+    })
 }
 
 fn download_snapshot(cache: Cache, repo: Repo, id: &str) -> Result<PathBuf> {
@@ -214,9 +220,13 @@ fn download_snapshot(cache: Cache, repo: Repo, id: &str) -> Result<PathBuf> {
 // ---------------------------------------------------------------------------
 // load_model
 
+/// The weight files of a checkpoint and, when sharded, its index (key ->
+/// shard file name).
+pub type WeightFiles = (Vec<PathBuf>, Option<BTreeMap<String, String>>);
+
 /// The weight files of `model_path` and, when the checkpoint is sharded,
 /// its index (key -> shard file) (Python: the file search of `load_model`).
-pub fn weight_files(model_path: &Path) -> Result<(Vec<PathBuf>, Option<BTreeMap<String, String>>)> {
+pub fn weight_files(model_path: &Path) -> Result<WeightFiles> {
     let index_file = model_path.join("model.safetensors.index.json");
     if index_file.is_file() {
         let index = read_index(&index_file)?;
@@ -264,7 +274,11 @@ fn read_index(index_file: &Path) -> Result<BTreeMap<String, String>> {
     let text = fs::read_to_string(index_file).map_err(|e| Error::io(index_file, e))?;
     let value: Value = serde_json::from_str(&text).map_err(|e| Error::Weights {
         path: index_file.display().to_string(),
-        message: format!("not valid JSON at line {}, column {}: {e}", e.line(), e.column()),
+        message: format!(
+            "not valid JSON at line {}, column {}: {e}",
+            e.line(),
+            e.column()
+        ),
     })?;
     let map = value
         .get("weight_map")
@@ -336,8 +350,11 @@ fn check_safetensors(path: &Path) -> Result<()> {
     let mut file = fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let size = file.metadata().map_err(|e| Error::io(path, e))?.len();
     let mut len = [0u8; 8];
-    file.read_exact(&mut len)
-        .map_err(|_| bad(format!("{size} bytes, shorter than the 8-byte header length")))?;
+    file.read_exact(&mut len).map_err(|_| {
+        bad(format!(
+            "{size} bytes, shorter than the 8-byte header length"
+        ))
+    })?;
     let header_len = u64::from_le_bytes(len);
     if header_len > size.saturating_sub(8) {
         return Err(bad(format!(
@@ -399,7 +416,11 @@ pub fn get_quantization(config: &Value, file: &str) -> Result<Option<Quantizatio
     let found = config
         .get("quantization")
         .map(|q| ("quantization", q))
-        .or_else(|| config.get("quantization_config").map(|q| ("quantization_config", q)))
+        .or_else(|| {
+            config
+                .get("quantization_config")
+                .map(|q| ("quantization_config", q))
+        })
         .or_else(|| {
             config
                 .get("text_config")?
@@ -501,7 +522,11 @@ pub fn load_model_with(
     Ok(model)
 }
 
-fn visit_parameters_mut(module: &mut dyn Module, prefix: &str, f: &mut dyn FnMut(&str, &mut mlx_rs::nn::Param)) {
+fn visit_parameters_mut(
+    module: &mut dyn Module,
+    prefix: &str,
+    f: &mut dyn FnMut(&str, &mut mlx_rs::nn::Param),
+) {
     module.items_mut(&mut |key, item| {
         let path = if prefix.is_empty() {
             key.to_string()

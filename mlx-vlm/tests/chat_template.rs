@@ -56,8 +56,7 @@ fn checkpoint() -> (tempfile::TempDir, Tokenizer, Value) {
     write_tokenizer_checkpoint(dir.path());
     let tokenizer = Tokenizer::from_dir(dir.path()).unwrap();
     let config: Value =
-        serde_json::from_str(&fs::read_to_string(dir.path().join("config.json")).unwrap())
-            .unwrap();
+        serde_json::from_str(&fs::read_to_string(dir.path().join("config.json")).unwrap()).unwrap();
     (dir, tokenizer, config)
 }
 
@@ -112,9 +111,10 @@ fn golden_prompts_and_input_ids() {
         &fs::read_to_string(Path::new(FIXTURES).join("goldens/f32.json")).unwrap(),
     )
     .unwrap();
-    let (grids, _) =
-        mlx_vlm::mlx_rs::io::load_safetensors(Path::new(FIXTURES).join("goldens/processor.safetensors"))
-            .unwrap();
+    let (grids, _) = mlx_vlm::mlx_rs::io::load_safetensors(
+        Path::new(FIXTURES).join("goldens/processor.safetensors"),
+    )
+    .unwrap();
     let cases = goldens["cases"].as_object().unwrap();
     for name in ["single", "multi", "text"] {
         let case = &cases[name];
@@ -125,12 +125,18 @@ fn golden_prompts_and_input_ids() {
         };
         let prompt = cli_prompt(&case["system"], case["prompt"].as_str().unwrap());
         let formatted = apply_chat_template(&tokenizer, &config, &prompt, &opts).unwrap();
-        assert_eq!(formatted, case["formatted_prompt"].as_str().unwrap(), "case {name}");
+        assert_eq!(
+            formatted,
+            case["formatted_prompt"].as_str().unwrap(),
+            "case {name}"
+        );
 
         // The processor repeats each image's pad token t*h*w/4 times.
         let mut expanded = formatted.clone();
         if images > 0 {
-            let grid = grids[&format!("{name}.image_grid_thw")].to_vec::<i32>().unwrap();
+            let grid = grids[&format!("{name}.image_grid_thw")]
+                .to_vec::<i32>()
+                .unwrap();
             let mut parts = formatted.split("<|image_pad|>");
             expanded = parts.next().unwrap().to_string();
             for (i, part) in parts.enumerate() {
@@ -147,7 +153,11 @@ fn golden_prompts_and_input_ids() {
             .map(|v| v.as_u64().unwrap() as u32)
             .collect();
         assert_eq!(ids, golden, "input ids of case {name}");
-        assert_eq!(tokenizer.decode(&golden, false).unwrap(), expanded, "decode {name}");
+        assert_eq!(
+            tokenizer.decode(&golden, false).unwrap(),
+            expanded,
+            "decode {name}"
+        );
     }
 }
 
@@ -188,7 +198,10 @@ fn chat_template_precedence() {
     let (text, from) = mlx_vlm::tokenizer::load_chat_template(dir.path())
         .unwrap()
         .unwrap();
-    assert_eq!((text.as_str(), from), ("jinja file", dir.path().join("chat_template.jinja")));
+    assert_eq!(
+        (text.as_str(), from),
+        ("jinja file", dir.path().join("chat_template.jinja"))
+    );
 }
 
 #[test]
@@ -200,8 +213,13 @@ fn template_errors_are_typed() {
     )
     .unwrap();
     let tokenizer = Tokenizer::from_dir(dir.path()).unwrap();
-    let err = apply_chat_template(&tokenizer, &config, &json!("hi"), &ChatTemplateOptions::default())
-        .unwrap_err();
+    let err = apply_chat_template(
+        &tokenizer,
+        &config,
+        &json!("hi"),
+        &ChatTemplateOptions::default(),
+    )
+    .unwrap_err();
     assert!(matches!(err, mlx_vlm::Error::Template { .. }), "{err}");
     fs::write(
         dir.path().join("chat_template.json"),
@@ -209,7 +227,12 @@ fn template_errors_are_typed() {
     )
     .unwrap();
     let tokenizer = Tokenizer::from_dir(dir.path()).unwrap();
-    let err = apply_chat_template(&tokenizer, &config, &json!("hi"), &ChatTemplateOptions::default())
-        .unwrap_err();
+    let err = apply_chat_template(
+        &tokenizer,
+        &config,
+        &json!("hi"),
+        &ChatTemplateOptions::default(),
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("no system role"), "{err}");
 }

@@ -83,16 +83,21 @@ impl StubModel {
                     continue;
                 }
             }
-            if key.ends_with(".bias") && shapes.get(&key.replace(".bias", ".weight")).is_some_and(|s| s.len() == 2) {
+            if key.ends_with(".bias")
+                && shapes
+                    .get(&key.replace(".bias", ".weight"))
+                    .is_some_and(|s| s.len() == 2)
+            {
                 continue;
             }
             let mut shape = shape.clone();
             if shape.len() == 5 {
                 shape = vec![shape[0], shape[2], shape[3], shape[4], shape[1]];
             }
-            model
-                .params
-                .insert(mlx_key, Param::new(mlx_rs::ops::zeros(&shape, Dtype::Float32)?));
+            model.params.insert(
+                mlx_key,
+                Param::new(mlx_rs::ops::zeros(&shape, Dtype::Float32)?),
+            );
         }
         Ok(model)
     }
@@ -178,7 +183,11 @@ fn hf_weights(dtype: Dtype) -> BTreeMap<String, Array> {
 
 fn write_checkpoint(dir: &Path, config: &Value, weights: &BTreeMap<String, Array>) {
     fs::write(dir.join("config.json"), config.to_string()).unwrap();
-    for name in ["generation_config.json", "chat_template.json", "preprocessor_config.json"] {
+    for name in [
+        "generation_config.json",
+        "chat_template.json",
+        "preprocessor_config.json",
+    ] {
         fs::copy(Path::new(SHARED).join(name), dir.join(name)).unwrap();
     }
     mlx_rs::io::save_safetensors(dir.join("model.safetensors"), weights, None).unwrap();
@@ -188,7 +197,10 @@ fn renamed(
     weights: &BTreeMap<String, Array>,
     rename: impl Fn(&str) -> String,
 ) -> BTreeMap<String, Array> {
-    weights.iter().map(|(k, v)| (rename(k), v.clone())).collect()
+    weights
+        .iter()
+        .map(|(k, v)| (rename(k), v.clone()))
+        .collect()
 }
 
 fn assert_same(a: &BTreeMap<String, Array>, b: &BTreeMap<String, Array>) {
@@ -197,7 +209,10 @@ fn assert_same(a: &BTreeMap<String, Array>, b: &BTreeMap<String, Array>) {
         let y = &b[k];
         assert_eq!(x.dtype(), y.dtype(), "{k}");
         assert!(
-            mlx_rs::ops::array_equal(x, y, false).unwrap().item::<bool>().unwrap(),
+            mlx_rs::ops::array_equal(x, y, false)
+                .unwrap()
+                .item::<bool>()
+                .unwrap(),
             "{k} differs"
         );
     }
@@ -266,8 +281,10 @@ fn sharded_checkpoint_with_index() {
     let dir = tempfile::tempdir().unwrap();
     write_checkpoint(dir.path(), &config, &BTreeMap::new());
     fs::remove_file(dir.path().join("model.safetensors")).unwrap();
-    let (vision, text): (BTreeMap<_, _>, BTreeMap<_, _>) =
-        hf.clone().into_iter().partition(|(k, _)| k.starts_with("visual."));
+    let (vision, text): (BTreeMap<_, _>, BTreeMap<_, _>) = hf
+        .clone()
+        .into_iter()
+        .partition(|(k, _)| k.starts_with("visual."));
     let shard1 = "model-00001-of-00002.safetensors";
     let shard2 = "model-00002-of-00002.safetensors";
     mlx_rs::io::save_safetensors(dir.path().join(shard1), &vision, None).unwrap();
@@ -287,17 +304,28 @@ fn sharded_checkpoint_with_index() {
     )
     .unwrap();
     let index = json!({"metadata": {}, "weight_map": map});
-    fs::write(dir.path().join("model.safetensors.index.json"), index.to_string()).unwrap();
+    fs::write(
+        dir.path().join("model.safetensors.index.json"),
+        index.to_string(),
+    )
+    .unwrap();
     assert_same(&params(load(dir.path()).unwrap().as_ref()), &expected(&hf));
 
     // A key the index lists that its shard lacks.
     map.insert("model.ghost.weight".into(), json!(shard2));
     let index = json!({"weight_map": map});
-    fs::write(dir.path().join("model.safetensors.index.json"), index.to_string()).unwrap();
+    fs::write(
+        dir.path().join("model.safetensors.index.json"),
+        index.to_string(),
+    )
+    .unwrap();
     let err = load(dir.path()).err().unwrap();
     let msg = err.to_string();
     assert!(matches!(err, Error::Weights { .. }), "{msg}");
-    assert!(msg.contains("model.ghost.weight") && msg.contains(shard2), "{msg}");
+    assert!(
+        msg.contains("model.ghost.weight") && msg.contains(shard2),
+        "{msg}"
+    );
 }
 
 // ------------------------------------------------------------ quantization
@@ -366,7 +394,10 @@ fn missing_extra_and_misshapen_weights_are_named() {
     assert!(msg.contains("language_model.model.norm.weight"), "{msg}");
 
     let mut hf = hf_weights(Dtype::Float32);
-    hf.insert("model.extra.weight".into(), mlx_rs::ops::zeros(&[3], Dtype::Float32).unwrap());
+    hf.insert(
+        "model.extra.weight".into(),
+        mlx_rs::ops::zeros(&[3], Dtype::Float32).unwrap(),
+    );
     let msg = load_error(&hf);
     assert!(msg.contains("language_model.model.extra.weight"), "{msg}");
 
@@ -377,7 +408,10 @@ fn missing_extra_and_misshapen_weights_are_named() {
     );
     hf.remove("model.norm.weight");
     let msg = load_error(&hf);
-    assert!(msg.contains("language_model.model.layers.1.mlp.up_proj.weight"), "{msg}");
+    assert!(
+        msg.contains("language_model.model.layers.1.mlp.up_proj.weight"),
+        "{msg}"
+    );
     assert!(msg.contains("[7, 64]"), "{msg}");
     // Every problem at once.
     assert!(msg.contains("language_model.model.norm.weight"), "{msg}");
@@ -386,13 +420,20 @@ fn missing_extra_and_misshapen_weights_are_named() {
 #[test]
 fn truncated_safetensors_names_the_file() {
     let dir = tempfile::tempdir().unwrap();
-    write_checkpoint(dir.path(), &fixtures::tiny_config(), &hf_weights(Dtype::Float32));
+    write_checkpoint(
+        dir.path(),
+        &fixtures::tiny_config(),
+        &hf_weights(Dtype::Float32),
+    );
     let file = dir.path().join("model.safetensors");
     let bytes = fs::read(&file).unwrap();
     fs::write(&file, &bytes[..bytes.len() / 2]).unwrap();
     let err = load(dir.path()).err().unwrap();
     assert!(matches!(err, Error::Weights { .. }), "{err}");
-    assert!(err.to_string().contains(&file.display().to_string()), "{err}");
+    assert!(
+        err.to_string().contains(&file.display().to_string()),
+        "{err}"
+    );
     fs::write(&file, &bytes[..4]).unwrap();
     let err = load(dir.path()).err().unwrap();
     assert!(err.to_string().contains("model.safetensors"), "{err}");
@@ -402,19 +443,34 @@ fn truncated_safetensors_names_the_file() {
 fn config_errors() {
     let dir = tempfile::tempdir().unwrap();
     let err = utils::load_config(dir.path()).unwrap_err();
-    assert!(matches!(&err, Error::MissingFile { path, .. } if path.ends_with("config.json")), "{err}");
+    assert!(
+        matches!(&err, Error::MissingFile { path, .. } if path.ends_with("config.json")),
+        "{err}"
+    );
 
-    fs::write(dir.path().join("config.json"), "{\n  \"model_type\": \"qwen2_5_vl\",\n  oops\n}").unwrap();
+    fs::write(
+        dir.path().join("config.json"),
+        "{\n  \"model_type\": \"qwen2_5_vl\",\n  oops\n}",
+    )
+    .unwrap();
     let err = utils::load_config(dir.path()).unwrap_err();
     let msg = err.to_string();
-    assert!(matches!(err, Error::Config { .. }) && msg.contains("line 3"), "{msg}");
+    assert!(
+        matches!(err, Error::Config { .. }) && msg.contains("line 3"),
+        "{msg}"
+    );
 
     let mut config = fixtures::tiny_config();
     config["model_type"] = json!("not_a_model");
-    let err = mlx_vlm::registry::create_model(&config, "x/config.json").err().unwrap();
+    let err = mlx_vlm::registry::create_model(&config, "x/config.json")
+        .err()
+        .unwrap();
     let msg = err.to_string();
     assert!(matches!(err, Error::UnknownModelType { .. }), "{msg}");
-    assert!(msg.contains("not_a_model") && msg.contains("qwen2_5_vl") && msg.contains("x/config.json"), "{msg}");
+    assert!(
+        msg.contains("not_a_model") && msg.contains("qwen2_5_vl") && msg.contains("x/config.json"),
+        "{msg}"
+    );
     assert!(mlx_vlm::registry::model_types().contains(&"qwen2_5_vl"));
 }
 
@@ -423,13 +479,17 @@ fn load_config_merges_generation_config() {
     let dir = tempfile::tempdir().unwrap();
     write_checkpoint(dir.path(), &fixtures::tiny_config(), &BTreeMap::new());
     let config = utils::load_config(dir.path()).unwrap();
-    let generation: Value =
-        serde_json::from_str(&fs::read_to_string(Path::new(SHARED).join("generation_config.json")).unwrap())
-            .unwrap();
+    let generation: Value = serde_json::from_str(
+        &fs::read_to_string(Path::new(SHARED).join("generation_config.json")).unwrap(),
+    )
+    .unwrap();
     assert_eq!(config["eos_token_id"], generation["eos_token_id"]);
     assert_eq!(config["top_k"], generation["top_k"]);
     assert_eq!(config["generation_config"], generation);
-    assert_eq!(config["hidden_size"], fixtures::tiny_config()["hidden_size"]);
+    assert_eq!(
+        config["hidden_size"],
+        fixtures::tiny_config()["hidden_size"]
+    );
 }
 
 // ------------------------------------------------------------ hub cache
@@ -438,15 +498,25 @@ fn load_config_merges_generation_config() {
 /// with `env`, so the hub variables never touch the other tests' process.
 fn run_child(name: &str, env: &[(&str, &Path)]) {
     let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", name, "--ignored", "--nocapture", "--test-threads=1"]);
+    cmd.args([
+        "--exact",
+        name,
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ]);
     cmd.env_remove("HF_HUB_CACHE").env("HF_HUB_OFFLINE", "1");
     for (k, v) in env {
         cmd.env(k, v);
     }
     let out = cmd.output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{text}");
-    assert!(text.contains("1 passed"), "the child test did not run: {text}");
+    assert!(
+        text.contains("1 passed"),
+        "the child test did not run: {text}"
+    );
 }
 
 #[test]
@@ -457,8 +527,15 @@ fn hub_cache_offline() {
     fs::create_dir_all(&snapshot).unwrap();
     fs::create_dir_all(repo.join("refs")).unwrap();
     fs::write(repo.join("refs/main"), "0123abcd").unwrap();
-    write_checkpoint(&snapshot, &fixtures::tiny_config(), &hf_weights(Dtype::Float32));
-    run_child("hub_cache_offline_child", &[("HF_HOME", home.path()), ("EXPECTED_SNAPSHOT", &snapshot)]);
+    write_checkpoint(
+        &snapshot,
+        &fixtures::tiny_config(),
+        &hf_weights(Dtype::Float32),
+    );
+    run_child(
+        "hub_cache_offline_child",
+        &[("HF_HOME", home.path()), ("EXPECTED_SNAPSHOT", &snapshot)],
+    );
 }
 
 #[test]
@@ -467,14 +544,20 @@ fn hub_cache_offline_child() {
     let snapshot = std::path::PathBuf::from(std::env::var_os("EXPECTED_SNAPSHOT").unwrap());
     let path = utils::get_model_path("org/tiny-vl", None).unwrap();
     assert_eq!(path, snapshot);
-    assert_same(&params(load(&path).unwrap().as_ref()), &expected(&hf_weights(Dtype::Float32)));
+    assert_same(
+        &params(load(&path).unwrap().as_ref()),
+        &expected(&hf_weights(Dtype::Float32)),
+    );
     let path = utils::get_model_path("org/tiny-vl", Some("0123abcd")).unwrap();
     assert_eq!(path, snapshot);
 
     let err = utils::get_model_path("org/unknown", None).unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, Error::Hub { .. }), "{msg}");
-    assert!(msg.contains("org/unknown") && msg.contains("HF_HUB_OFFLINE"), "{msg}");
+    assert!(
+        msg.contains("org/unknown") && msg.contains("HF_HUB_OFFLINE"),
+        "{msg}"
+    );
     let err = utils::get_model_path("org/tiny-vl", Some("v2")).unwrap_err();
     assert!(err.to_string().contains("\"v2\""), "{err}");
 }
