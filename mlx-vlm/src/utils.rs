@@ -225,9 +225,13 @@ fn download_snapshot(cache: Cache, repo: Repo, id: &str) -> Result<PathBuf> {
 // ---------------------------------------------------------------------------
 // load_model
 
+/// The weight files of a checkpoint and, when sharded, its index (key ->
+/// shard file name).
+pub type WeightFiles = (Vec<PathBuf>, Option<BTreeMap<String, String>>);
+
 /// The weight files of `model_path` and, when the checkpoint is sharded,
 /// its index (key -> shard file) (Python: the file search of `load_model`).
-pub fn weight_files(model_path: &Path) -> Result<(Vec<PathBuf>, Option<BTreeMap<String, String>>)> {
+pub fn weight_files(model_path: &Path) -> Result<WeightFiles> {
     let index_file = model_path.join("model.safetensors.index.json");
     if index_file.is_file() {
         let index = read_index(&index_file)?;
