@@ -226,8 +226,8 @@ impl PositionedTargetSampler {
         let mut rows = Vec::with_capacity(batch);
         for (i, (&row, &pos)) in row_ids.iter().zip(positions).enumerate() {
             let key = random::key(position_seed(self.seed, row, pos))?;
-            let r = i32::try_from(i)
-                .map_err(|_| Error::InvalidArgument("batch too large".into()))?;
+            let r =
+                i32::try_from(i).map_err(|_| Error::InvalidArgument("batch too large".into()))?;
             let lp = logprobs.index(idx![r])?;
             rows.push(if self.top_p > 0.0 && self.top_p < 1.0 {
                 top_p_sampling(&lp, self.top_p, self.temperature, Some(&key))?
@@ -317,9 +317,14 @@ pub fn generate_step<'a>(
 ) -> Result<GenerateStep<'a>> {
     let temperature = clamp_temperature(params.temperature);
     let sampler = match params.seed {
-        Some(seed) if temperature > 0.0 && params.min_p == DEFAULT_MIN_P => StepSampler::Positioned(
-            PositionedTargetSampler::new(temperature, params.top_p, params.top_k, seed),
-        ),
+        Some(seed) if temperature > 0.0 && params.min_p == DEFAULT_MIN_P => {
+            StepSampler::Positioned(PositionedTargetSampler::new(
+                temperature,
+                params.top_p,
+                params.top_k,
+                seed,
+            ))
+        }
         _ => StepSampler::Plain(make_sampler(SamplerArgs {
             temp: temperature,
             top_p: params.top_p,
@@ -394,7 +399,9 @@ impl<'a> GenerateStep<'a> {
             }
         }
         let logprobs = ops::subtract(&logits, &ops::logsumexp(&logits, -1, true)?)?;
-        let y = self.sampler.sample(&logprobs, self.target_sample_position)?;
+        let y = self
+            .sampler
+            .sample(&logprobs, self.target_sample_position)?;
         let batch = logprobs.dim(0)?;
         self.target_sample_position += u64::try_from(batch).unwrap_or(0);
         let logprobs = if batch == 1 {
@@ -464,7 +471,8 @@ impl<'a> GenerateStep<'a> {
             Phase::Decode { y, logprobs, n } => (y, logprobs, n),
         };
         let next = if n != self.max_tokens {
-            let (next_y, next_logprobs) = self.step(&y.index(idx![mlx_rs::NewAxis])?, None, None)?;
+            let (next_y, next_logprobs) =
+                self.step(&y.index(idx![mlx_rs::NewAxis])?, None, None)?;
             mlx_rs::async_eval([&next_y, &next_logprobs])?;
             Some((next_y, next_logprobs))
         } else {
@@ -699,7 +707,11 @@ pub fn generate(
 /// `eos_token_id` of a config value: an id or a list of ids.
 fn eos_ids_of(value: Option<&Value>) -> Vec<u32> {
     match value {
-        Some(Value::Number(n)) => n.as_u64().and_then(|v| u32::try_from(v).ok()).into_iter().collect(),
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .and_then(|v| u32::try_from(v).ok())
+            .into_iter()
+            .collect(),
         Some(Value::Array(items)) => items
             .iter()
             .filter_map(|v| v.as_u64().and_then(|v| u32::try_from(v).ok()))
@@ -735,11 +747,14 @@ pub fn load_eos_token_ids(model_path: &Path, tokenizer: &Tokenizer) -> Result<Ve
         .or_else(|| config.as_ref().and_then(|c| c.get("eos_token_id")));
     let mut resolved = eos_ids_of(configured);
     let tokenizer_config = read_json(&model_path.join("tokenizer_config.json"))?;
-    let eos_token = tokenizer_config.as_ref().and_then(|t| t.get("eos_token")).and_then(|e| match e {
-        Value::String(s) => Some(s.as_str()),
-        Value::Object(o) => o.get("content").and_then(Value::as_str),
-        _ => None,
-    });
+    let eos_token = tokenizer_config
+        .as_ref()
+        .and_then(|t| t.get("eos_token"))
+        .and_then(|e| match e {
+            Value::String(s) => Some(s.as_str()),
+            Value::Object(o) => o.get("content").and_then(Value::as_str),
+            _ => None,
+        });
     if let Some(id) = eos_token.and_then(|t| tokenizer.token_to_id(t)) {
         resolved.push(id);
     }

@@ -300,7 +300,7 @@ impl BPEStreamingDetokenizer {
         let mut char_to_bytes = HashMap::new();
         let mut n = 0u32;
         for (i, pair) in limits.windows(2).enumerate() {
-            let (start, stop) = (pair[0], pair[1]);
+            let &[start, stop] = pair else { continue };
             for b in start..stop {
                 // `b` < 256 by the limits above.
                 let byte = b as u8;
@@ -364,7 +364,8 @@ impl StreamingDetokenizer for BPEStreamingDetokenizer {
         if starts_with_space {
             // Bytes of a character cut at a word end become U+FFFD, as
             // Python's `errors="replace"`.
-            let current_text = String::from_utf8_lossy(&self.bytes_of(&self.unflushed)).into_owned();
+            let current_text =
+                String::from_utf8_lossy(&self.bytes_of(&self.unflushed)).into_owned();
             self.push_word(&current_text);
             self.unflushed = v;
         } else {

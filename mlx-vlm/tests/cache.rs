@@ -29,7 +29,10 @@ fn kv(step: i32, s: i32) -> (Array, Array) {
 fn assert_exact(name: &str, got: &Array, want: &Array) {
     assert_eq!(got.shape(), want.shape(), "{name}: shape");
     assert_eq!(got.dtype(), want.dtype(), "{name}: dtype");
-    let equal = ops::array_equal(got, want, false).unwrap().item::<bool>().unwrap();
+    let equal = ops::array_equal(got, want, false)
+        .unwrap()
+        .item::<bool>()
+        .unwrap();
     assert!(equal, "{name}: values differ");
 }
 
@@ -40,9 +43,21 @@ fn check(name: &str, mut cache: Box<dyn Cache>) {
         let s = step["s"].as_i64().unwrap() as i32;
         let (k, v) = kv(i as i32, s);
         let (ok, ov) = cache.update_and_fetch(&k, &v).unwrap();
-        assert_exact(&format!("{name}.{i}.keys"), &ok, &tensors[&format!("{name}.{i}.keys")]);
-        assert_exact(&format!("{name}.{i}.values"), &ov, &tensors[&format!("{name}.{i}.values")]);
-        assert_eq!(i64::from(cache.offset()), step["offset"].as_i64().unwrap(), "{name}.{i} offset");
+        assert_exact(
+            &format!("{name}.{i}.keys"),
+            &ok,
+            &tensors[&format!("{name}.{i}.keys")],
+        );
+        assert_exact(
+            &format!("{name}.{i}.values"),
+            &ov,
+            &tensors[&format!("{name}.{i}.values")],
+        );
+        assert_eq!(
+            i64::from(cache.offset()),
+            step["offset"].as_i64().unwrap(),
+            "{name}.{i} offset"
+        );
         if let Some(idx) = step.get("idx") {
             assert_eq!(cache.idx().map(i64::from), idx.as_i64(), "{name}.{i} _idx");
         }

