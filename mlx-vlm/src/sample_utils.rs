@@ -117,6 +117,9 @@ impl Default for LogitsProcessorArgs {
     }
 }
 
+/// A penalty processor's constructor: `(penalty, context_size)`.
+type MakePenalty = fn(f64, i32) -> Result<LogitsProcessor>;
+
 /// The logits processors, in Python's order: logit bias, then repetition,
 /// presence and frequency penalties, each only when set and non-zero
 /// (Python: `make_logits_processors`).
@@ -133,7 +136,7 @@ pub fn make_logits_processors(args: &LogitsProcessorArgs) -> Result<Vec<LogitsPr
             at_columns_add(logits, &indices, &values)
         }));
     }
-    let penalties: [(fn(f64, i32) -> Result<LogitsProcessor>, Option<f64>, i32); 3] = [
+    let penalties: [(MakePenalty, Option<f64>, i32); 3] = [
         (
             make_repetition_penalty,
             args.repetition_penalty,

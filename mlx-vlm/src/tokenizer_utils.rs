@@ -300,7 +300,7 @@ impl BPEStreamingDetokenizer {
         let mut char_to_bytes = HashMap::new();
         let mut n = 0u32;
         for (i, pair) in limits.windows(2).enumerate() {
-            let (start, stop) = (pair[0], pair[1]);
+            let &[start, stop] = pair else { continue };
             for b in start..stop {
                 // `b` < 256 by the limits above.
                 let byte = b as u8;
