@@ -3,6 +3,7 @@
 //! greedy generations of the tiny checkpoint in f32, bf16, q4, q8) and
 //! gen_language.py (parameter keys, `get_rope_index` cases).
 
+use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
 
 use mlx_rs::nn::{ItemMut, ModuleExt, Verify};
@@ -16,7 +17,10 @@ use mlx_vlm::models::qwen2_5_vl::language::LanguageModel;
 use mlx_vlm::models::{Cache, KvCache, LanguageModelArgs, RequestState};
 use serde_json::Value;
 
-const GOLDENS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/qwen2_5_vl/goldens");
+const GOLDENS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/qwen2_5_vl/goldens"
+);
 
 type Goldens = HashMap<String, Array>;
 
@@ -73,7 +77,11 @@ fn quantize(lm: &mut LanguageModel, group_size: i32, bits: i32) {
         Some(group_size),
         Some(bits),
         QuantizationMode::Affine,
-        |_, m| m.parameters().get("weight").is_some_and(|w| w.size() % 64 == 0),
+        |_, m| {
+            m.parameters()
+                .get("weight")
+                .is_some_and(|w| w.size() % 64 == 0)
+        },
     )
     .unwrap();
 }
@@ -117,7 +125,11 @@ fn assert_close(name: &str, actual: &Array, expected: &Array, (rtol, atol): (f32
         .iter()
         .zip(&e)
         .enumerate()
-        .filter(|(_, (x, y))| !((*x - *y).abs() <= atol + rtol * y.abs()))
+        .filter(|(_, (x, y))| {
+            // NaN counts as off.
+            let within = (*x - *y).abs().partial_cmp(&(atol + rtol * y.abs()));
+            !matches!(within, Some(Ordering::Less | Ordering::Equal))
+        })
         .map(|(i, (x, y))| (i, *x, *y))
         .collect();
     assert!(
@@ -155,9 +167,7 @@ fn parameter_keys_match_python() {
         &std::fs::read_to_string(format!("{GOLDENS}/language_keys.json")).unwrap(),
     )
     .unwrap();
-    let expected = |k: &str| -> Vec<String> {
-        serde_json::from_value(python[k].clone()).unwrap()
-    };
+    let expected = |k: &str| -> Vec<String> { serde_json::from_value(python[k].clone()).unwrap() };
     let tied = load(&config_value(true), Dtype::Float32);
     assert_eq!(keys(&tied), expected("tied"));
     let untied = load(&config_value(false), Dtype::Float32);
@@ -180,7 +190,11 @@ fn get_rope_index_matches_python() {
             None,
         )
         .unwrap();
-    assert_equal_ints("text.position_ids", &position_ids, g(&f32g, "text.position_ids"));
+    assert_equal_ints(
+        "text.position_ids",
+        &position_ids,
+        g(&f32g, "text.position_ids"),
+    );
     assert_equal_ints("text.rope_deltas", &deltas, g(&f32g, "text.rope_deltas"));
     // Python keeps the ids' dtype for positions, int32 for the deltas.
     assert_eq!(position_ids.dtype(), Dtype::Int32);
@@ -232,7 +246,11 @@ fn check_layers(variant: &str, check_sublayers: bool) {
     let position_ids = g(&gold, "text.position_ids");
 
     let layers = lm.layers();
-    let (cos, sin) = layers[0].self_attn.rotary_emb.forward(h0, position_ids).unwrap();
+    let (cos, sin) = layers[0]
+        .self_attn
+        .rotary_emb
+        .forward(h0, position_ids)
+        .unwrap();
     if check_sublayers {
         assert_close("text.rope_cos", &cos, g(&gold, "text.rope_cos"), tol);
         assert_close("text.rope_sin", &sin, g(&gold, "text.rope_sin"), tol);
@@ -243,8 +261,17 @@ fn check_layers(variant: &str, check_sublayers: bool) {
         if i == 0 && check_sublayers {
             let a = &layer.self_attn;
             let hn = layer.input_layernorm.forward(&h).unwrap();
-            assert_close("input_layernorm", &hn, g(&gold, "text.layer.0.input_layernorm"), tol);
-            for (name, proj) in [("q_proj", &a.q_proj), ("k_proj", &a.k_proj), ("v_proj", &a.v_proj)] {
+            assert_close(
+                "input_layernorm",
+                &hn,
+                g(&gold, "text.layer.0.input_layernorm"),
+                tol,
+            );
+            for (name, proj) in [
+                ("q_proj", &a.q_proj),
+                ("k_proj", &a.k_proj),
+                ("v_proj", &a.v_proj),
+            ] {
                 let key = format!("text.layer.0.{name}");
                 assert_close(&key, &proj.forward(&hn).unwrap(), g(&gold, &key), tol);
             }
@@ -254,7 +281,12 @@ fn check_layers(variant: &str, check_sublayers: bool) {
             assert_close("self_attn", &attn, g(&gold, "text.layer.0.self_attn"), tol);
             let mlp = layer
                 .mlp
-                .forward(&layer.post_attention_layernorm.forward(&ops::add(&h, &attn).unwrap()).unwrap())
+                .forward(
+                    &layer
+                        .post_attention_layernorm
+                        .forward(&ops::add(&h, &attn).unwrap())
+                        .unwrap(),
+                )
                 .unwrap();
             assert_close("mlp", &mlp, g(&gold, "text.layer.0.mlp"), tol);
         }
@@ -279,16 +311,31 @@ fn check_layers(variant: &str, check_sublayers: bool) {
     };
     let mut state = RequestState::default();
     let logits = lm
-        .forward(g(&gold, "single.input_ids"), Some(h0), None, &mut [], &args, &mut state)
+        .forward(
+            g(&gold, "single.input_ids"),
+            Some(h0),
+            None,
+            &mut [],
+            &args,
+            &mut state,
+        )
         .unwrap();
     let last = logits.index(idx![0, -1]).unwrap();
     let logits_tol = if variant == "f32" { (0.0, 1e-4) } else { tol };
     assert_close("logits.last", &last, g(&gold, "logits.last"), logits_tol);
     if check_sublayers {
-        let argmax = logits.index(idx![0]).unwrap().argmax(Some(-1), false).unwrap();
+        let argmax = logits
+            .index(idx![0])
+            .unwrap()
+            .argmax(Some(-1), false)
+            .unwrap();
         assert_equal_ints("logits.argmax_all", &argmax, g(&gold, "logits.argmax_all"));
     }
-    assert_equal_ints("state.rope_deltas", state.rope_deltas.as_ref().unwrap(), g(&gold, "text.rope_deltas"));
+    assert_equal_ints(
+        "state.rope_deltas",
+        state.rope_deltas.as_ref().unwrap(),
+        g(&gold, "text.rope_deltas"),
+    );
 }
 
 #[test]
@@ -315,11 +362,13 @@ fn layers_match_python_q8() {
 /// `step` of `case`: f32 exact argmax and logprobs; otherwise the golden id
 /// must be the argmax, or in the top 2 where Python's own margin is small.
 fn check_step(variant: &str, gold: &Goldens, case: &str, step: usize, logits: &Array) {
-    let ids = g(gold, &format!("{case}.gen.token_ids")).to_vec::<i32>().unwrap();
+    let ids = g(gold, &format!("{case}.gen.token_ids"))
+        .to_vec::<i32>()
+        .unwrap();
     let top_ids = g(gold, &format!("{case}.gen.top5.ids"));
     let top_lp = g(gold, &format!("{case}.gen.top5.logprobs"));
     let row = logits.index(idx![0, -1]).unwrap();
-    let logprobs = ops::subtract(&row, &row.logsumexp(-1, true).unwrap())
+    let logprobs = ops::subtract(&row, row.logsumexp(-1, true).unwrap())
         .unwrap()
         .as_type(Dtype::Float32)
         .unwrap();
@@ -327,7 +376,11 @@ fn check_step(variant: &str, gold: &Goldens, case: &str, step: usize, logits: &A
     let lp = logprobs.to_vec::<f32>().unwrap();
     let mut order: Vec<usize> = (0..lp.len()).collect();
     order.sort_by(|&a, &b| lp[b].total_cmp(&lp[a]));
-    let golden_lp = top_lp.index(idx![step as i32]).unwrap().to_vec::<f32>().unwrap();
+    let golden_lp = top_lp
+        .index(idx![step as i32])
+        .unwrap()
+        .to_vec::<f32>()
+        .unwrap();
     let margin = golden_lp[0] - golden_lp[1];
     let top2 = [order[0] as i32, order[1] as i32];
     if variant == "f32" {
@@ -335,11 +388,22 @@ fn check_step(variant: &str, gold: &Goldens, case: &str, step: usize, logits: &A
         let gi = top_ids.index(idx![step as i32]).unwrap();
         let mine = ops::take(&logprobs, &gi, 0).unwrap();
         let expected = top_lp.index(idx![step as i32]).unwrap();
-        assert_close(&format!("{case} step {step} top5 logprobs"), &mine, &expected, (0.0, 1e-4));
+        assert_close(
+            &format!("{case} step {step} top5 logprobs"),
+            &mine,
+            &expected,
+            (0.0, 1e-4),
+        );
     } else if margin < 0.125 {
-        assert!(top2.contains(&want), "{case} step {step}: {want} not in top 2 {top2:?} (margin {margin})");
+        assert!(
+            top2.contains(&want),
+            "{case} step {step}: {want} not in top 2 {top2:?} (margin {margin})"
+        );
     } else {
-        assert_eq!(top2[0], want, "{case} step {step}: argmax (margin {margin})");
+        assert_eq!(
+            top2[0], want,
+            "{case} step {step}: argmax (margin {margin})"
+        );
     }
 }
 
@@ -362,7 +426,16 @@ fn check_decode(variant: &str) {
         ..Default::default()
     };
     let prompt = ids.to_vec::<i32>().unwrap();
-    decode(variant, &lm, &gold, "single", &prompt, Some(embeds), n, &args);
+    decode(
+        variant,
+        &lm,
+        &gold,
+        "single",
+        &prompt,
+        Some(embeds),
+        n,
+        &args,
+    );
 
     // Text case: token embeddings, positions from the all-ones mask as
     // Python's get_input_embeddings computes them.
@@ -375,7 +448,16 @@ fn check_decode(variant: &str) {
         ..Default::default()
     };
     let prompt = ids.to_vec::<i32>().unwrap();
-    decode(variant, &lm, &gold, "text", &prompt, None, ids.shape()[1], &args);
+    decode(
+        variant,
+        &lm,
+        &gold,
+        "text",
+        &prompt,
+        None,
+        ids.shape()[1],
+        &args,
+    );
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -394,20 +476,38 @@ fn decode(
     let mut state = RequestState::default();
     let head = ids.index(idx![.., ..n - 1]).unwrap();
     let head_embeds = embeds.map(|e| e.index(idx![.., ..n - 1]).unwrap());
-    lm.forward(&head, head_embeds.as_ref(), None, &mut cache, args, &mut state)
-        .unwrap();
+    lm.forward(
+        &head,
+        head_embeds.as_ref(),
+        None,
+        &mut cache,
+        args,
+        &mut state,
+    )
+    .unwrap();
     let tail = ids.index(idx![.., n - 1..]).unwrap();
     let tail_embeds = embeds.map(|e| e.index(idx![.., n - 1..]).unwrap());
     let logits = lm
-        .forward(&tail, tail_embeds.as_ref(), None, &mut cache, args, &mut state)
+        .forward(
+            &tail,
+            tail_embeds.as_ref(),
+            None,
+            &mut cache,
+            args,
+            &mut state,
+        )
         .unwrap();
     check_step(variant, gold, case, 0, &logits);
 
-    let generated = g(gold, &format!("{case}.gen.token_ids")).to_vec::<i32>().unwrap();
+    let generated = g(gold, &format!("{case}.gen.token_ids"))
+        .to_vec::<i32>()
+        .unwrap();
     let plain = LanguageModelArgs::default();
     for step in 1..generated.len() {
         let y = Array::from_slice(&[generated[step - 1]], &[1, 1]).unwrap();
-        let logits = lm.forward(&y, None, None, &mut cache, &plain, &mut state).unwrap();
+        let logits = lm
+            .forward(&y, None, None, &mut cache, &plain, &mut state)
+            .unwrap();
         check_step(variant, gold, case, step, &logits);
     }
     assert_eq!(cache[0].offset(), n + generated.len() as i32 - 1);
@@ -467,13 +567,41 @@ fn chunked_prefill_matches_one_shot() {
             let chunk = ids.index(idx![.., start..end]).unwrap();
             let chunk_embeds = embeds.index(idx![.., start..end]).unwrap();
             let logits = lm
-                .forward(&chunk, Some(&chunk_embeds), None, &mut cache, &args, &mut state)
+                .forward(
+                    &chunk,
+                    Some(&chunk_embeds),
+                    None,
+                    &mut cache,
+                    &args,
+                    &mut state,
+                )
                 .unwrap();
-            mlx_rs::eval(cache.iter().flat_map(|c| c.state()).collect::<Vec<_>>().iter()).unwrap();
+            mlx_rs::eval(
+                cache
+                    .iter()
+                    .flat_map(|c| c.state())
+                    .collect::<Vec<_>>()
+                    .iter(),
+            )
+            .unwrap();
             last = Some(logits.index(idx![0, -1]).unwrap());
         }
-        let tol = if variant == "f32" { (0.0, 1e-4) } else { tolerance(variant) };
-        assert_close(&format!("{variant} chunked"), &last.unwrap(), &one_shot, tol);
-        assert_close(&format!("{variant} one-shot"), &one_shot, g(&gold, "logits.last"), tol);
+        let tol = if variant == "f32" {
+            (0.0, 1e-4)
+        } else {
+            tolerance(variant)
+        };
+        assert_close(
+            &format!("{variant} chunked"),
+            &last.unwrap(),
+            &one_shot,
+            tol,
+        );
+        assert_close(
+            &format!("{variant} one-shot"),
+            &one_shot,
+            g(&gold, "logits.last"),
+            tol,
+        );
     }
 }

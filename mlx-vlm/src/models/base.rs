@@ -52,7 +52,10 @@ fn create_causal_mask(n: i32, window_size: Option<i32>) -> Result<Array> {
     let rinds = ops::expand_dims(&rinds, 0)?;
     let mask = ops::greater_equal(&linds, &rinds)?;
     match window_size {
-        Some(w) => Ok(ops::logical_and(&mask, &ops::less(&linds, &ops::add(&rinds, w)?)?)?),
+        Some(w) => Ok(ops::logical_and(
+            &mask,
+            &ops::less(&linds, &ops::add(&rinds, w)?)?,
+        )?),
         None => Ok(mask),
     }
 }

@@ -48,7 +48,10 @@ fn selected_mrope_freqs(
     position_selector: &Array,
 ) -> Result<Array> {
     let positions = ops::take(position_ids, position_selector, 0)?.transpose([1, 2, 0])?;
-    Ok(ops::multiply(&positions.as_type(Dtype::Float32)?, inv_freq)?)
+    Ok(ops::multiply(
+        &positions.as_type(Dtype::Float32)?,
+        inv_freq,
+    )?)
 }
 
 /// The per-frequency axis selector of `style` (Python:

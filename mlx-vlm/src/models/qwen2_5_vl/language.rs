@@ -120,7 +120,10 @@ impl Attention {
             });
         }
         let head_dim = dim / n_heads;
-        let section = args.rope_scaling.as_ref().map(|s| s.mrope_section.as_slice());
+        let section = args
+            .rope_scaling
+            .as_ref()
+            .map(|s| s.mrope_section.as_slice());
         Ok(Attention {
             n_heads,
             n_kv_heads,
@@ -260,7 +263,9 @@ impl Qwen2VLDecoderLayer {
             position_embeddings,
         )?;
         let h = ops::add(x, &r)?;
-        let r = self.mlp.forward(&self.post_attention_layernorm.forward(&h)?)?;
+        let r = self
+            .mlp
+            .forward(&self.post_attention_layernorm.forward(&h)?)?;
         Ok(ops::add(&h, &r)?)
     }
 }
@@ -413,7 +418,13 @@ fn grid_rows(grid: Option<&Array>, name: &str) -> Result<Vec<(i64, i64, i64)>> {
         )));
     }
     let values = grid.to_vec_as::<i64>()?;
-    Ok(values.chunks_exact(3).map(|c| (c[0], c[1], c[2])).collect())
+    Ok(values
+        .chunks_exact(3)
+        .filter_map(|c| match *c {
+            [t, h, w] => Some((t, h, w)),
+            _ => None,
+        })
+        .collect())
 }
 
 impl LanguageModel {
@@ -518,7 +529,7 @@ impl LanguageModel {
         let (mut image_index, mut video_index) = (0usize, 0usize);
         let mismatch = |message: String| Error::ImageTokenMismatch { message };
 
-        for (i, (row, row_mask)) in ids.chunks(l).zip(mask.chunks(l)).enumerate() {
+        for (i, (row, row_mask)) in ids.chunks(l.max(1)).zip(mask.chunks(l.max(1))).enumerate() {
             let input_tokens: Vec<i64> = row
                 .iter()
                 .zip(row_mask)
@@ -530,8 +541,14 @@ impl LanguageModel {
                 .filter(|w| w[0] == vision_start_token_id)
                 .map(|w| w[1])
                 .collect();
-            let image_nums = vision_tokens.iter().filter(|&&t| t == image_token_id).count();
-            let video_nums = vision_tokens.iter().filter(|&&t| t == video_token_id).count();
+            let image_nums = vision_tokens
+                .iter()
+                .filter(|&&t| t == image_token_id)
+                .count();
+            let video_nums = vision_tokens
+                .iter()
+                .filter(|&&t| t == video_token_id)
+                .count();
             let n = input_tokens.len();
             let find = |token: i64, st: usize, what: &str| -> Result<usize> {
                 input_tokens
@@ -691,7 +708,10 @@ impl LanguageModel {
         let rope_mask = mask.filter(|m| m.shape().last() == inputs.shape().last());
 
         if position_ids.is_none() && rope_mask.is_none_or(|m| m.ndim() == 2) {
-            if (!cache.is_empty() && cache_offset == 0) || state.rope_deltas.is_none() || cache.is_empty() {
+            if (!cache.is_empty() && cache_offset == 0)
+                || state.rope_deltas.is_none()
+                || cache.is_empty()
+            {
                 if let Some(saved) = &state.position_ids {
                     let window = cache_offset..cache_offset + seq_length;
                     position_ids = Some(if saved.ndim() == 3 {
@@ -742,13 +762,9 @@ impl LanguageModel {
             }
         }
 
-        let out = self.model.forward(
-            inputs,
-            inputs_embeds,
-            None,
-            cache,
-            position_ids.as_ref(),
-        )?;
+        let out = self
+            .model
+            .forward(inputs, inputs_embeds, None, cache, position_ids.as_ref())?;
         match &self.lm_head {
             Some(lm_head) => Ok(lm_head.forward(&out)?),
             None => Ok(self.model.embed_tokens.as_linear(&out)?),
