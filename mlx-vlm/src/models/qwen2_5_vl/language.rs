@@ -418,7 +418,13 @@ fn grid_rows(grid: Option<&Array>, name: &str) -> Result<Vec<(i64, i64, i64)>> {
         )));
     }
     let values = grid.to_vec_as::<i64>()?;
-    Ok(values.chunks_exact(3).map(|c| (c[0], c[1], c[2])).collect())
+    Ok(values
+        .chunks_exact(3)
+        .filter_map(|c| match *c {
+            [t, h, w] => Some((t, h, w)),
+            _ => None,
+        })
+        .collect())
 }
 
 impl LanguageModel {
@@ -523,7 +529,7 @@ impl LanguageModel {
         let (mut image_index, mut video_index) = (0usize, 0usize);
         let mismatch = |message: String| Error::ImageTokenMismatch { message };
 
-        for (i, (row, row_mask)) in ids.chunks(l).zip(mask.chunks(l)).enumerate() {
+        for (i, (row, row_mask)) in ids.chunks(l.max(1)).zip(mask.chunks(l.max(1))).enumerate() {
             let input_tokens: Vec<i64> = row
                 .iter()
                 .zip(row_mask)
