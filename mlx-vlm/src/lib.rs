@@ -6,6 +6,7 @@
 
 mod error;
 pub mod fixtures;
+pub mod image;
 pub mod models;
 
 pub use error::{Error, Result};

@@ -3,3 +3,4 @@
 //! follow).
 
 pub mod config;
+pub mod processing_qwen2_5_vl;
