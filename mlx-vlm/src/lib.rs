@@ -7,6 +7,7 @@
 mod error;
 pub mod fixtures;
 pub mod generate;
+pub mod image;
 pub mod models;
 pub mod prompt_utils;
 pub mod registry;
