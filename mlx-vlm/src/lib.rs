@@ -9,6 +9,7 @@ pub mod fixtures;
 pub mod generate;
 pub mod image;
 pub mod models;
+pub mod processor;
 pub mod prompt_utils;
 pub mod registry;
 pub mod sample_utils;
@@ -17,4 +18,7 @@ pub mod tokenizer_utils;
 pub mod utils;
 
 pub use error::{Error, Result};
+pub use image::ImageSource;
 pub use mlx_rs;
+pub use processor::{Processor, load};
+pub use utils::LoadOptions;

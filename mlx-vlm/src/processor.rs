@@ -102,7 +102,10 @@ impl Processor {
         let ids = self.tokenizer.encode(&text)?;
         let ids: Vec<i32> = ids
             .into_iter()
-            .map(|id| i32::try_from(id).map_err(|_| Error::InvalidArgument(format!("token id {id} exceeds int32"))))
+            .map(|id| {
+                i32::try_from(id)
+                    .map_err(|_| Error::InvalidArgument(format!("token id {id} exceeds int32")))
+            })
             .collect::<Result<_>>()?;
         let input_ids = Array::from_slice(&ids, &[1, ids.len() as i32])?;
         let image_grid_thw = if grids.is_empty() {
@@ -122,7 +125,10 @@ impl Processor {
 
 /// Loads a model and its processor from a local folder or a Hugging Face
 /// repo id (Python: `mlx_vlm.load`).
-pub fn load(path_or_hf_repo: &str, options: &LoadOptions) -> Result<(Box<dyn VlmModel>, Processor)> {
+pub fn load(
+    path_or_hf_repo: &str,
+    options: &LoadOptions,
+) -> Result<(Box<dyn VlmModel>, Processor)> {
     let (model, tokenizer, model_path) = utils::load(path_or_hf_repo, options)?;
     let processor = Processor::load(&model_path, tokenizer, options)?;
     Ok((model, processor))

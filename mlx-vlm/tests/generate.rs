@@ -113,7 +113,6 @@ fn record() -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
-
 fn params_of(args: &Value) -> GenerateParams {
     let f = |k: &str| args.get(k).and_then(Value::as_f64);
     let i = |k: &str| args.get(k).and_then(Value::as_i64);

@@ -277,7 +277,6 @@ fn positioned_sampler_matches_python() {
     }
 }
 
-
 #[test]
 fn bpe_detokenizer_matches_python() {
     let path = mlx_vlm::fixtures::qwen_tokenizer_dir()

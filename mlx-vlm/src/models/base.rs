@@ -1,10 +1,11 @@
 //! The parts of Python's `mlx_vlm/models/base.py` the language models use:
 //! the attention mask they build and the attention they run.
 
+use mlx_rs::Array;
 use mlx_rs::fast::{self, AttentionOptions};
-use mlx_rs::{Array, ops};
 
 use crate::Result;
+use crate::models::cache::create_causal_mask;
 
 /// The mask a decoder layer's attention applies: Python passes `None`, the
 /// string `"causal"` or an array through the same argument.
@@ -19,6 +20,17 @@ pub enum AttentionMask {
     /// A boolean (true keeps a score) or additive mask broadcasting to
     /// `[batch, heads, queries, keys]`.
     Array(Array),
+}
+
+impl AttentionMask {
+    /// The form `mlx_rs::fast::scaled_dot_product_attention` takes.
+    pub fn as_attention_mask(&self) -> fast::AttentionMask<'_> {
+        match self {
+            AttentionMask::None => fast::AttentionMask::None,
+            AttentionMask::Causal => fast::AttentionMask::Causal,
+            AttentionMask::Array(mask) => fast::AttentionMask::Array(mask),
+        }
+    }
 }
 
 /// The mask for hidden states `h` `[batch, seq, hidden]` (Python:
@@ -38,26 +50,15 @@ pub fn create_attention_mask(
         return Ok(AttentionMask::None);
     }
     if return_array || window_size.is_some_and(|w| n > w) {
-        return Ok(AttentionMask::Array(create_causal_mask(n, window_size)?));
+        return Ok(AttentionMask::Array(create_causal_mask(
+            n,
+            0,
+            window_size,
+            None,
+            None,
+        )?));
     }
     Ok(AttentionMask::Causal)
-}
-
-/// `[n, n]` boolean causal mask, optionally limited to the last
-/// `window_size` keys (Python: `cache.create_causal_mask` with no offset or
-/// padding).
-fn create_causal_mask(n: i32, window_size: Option<i32>) -> Result<Array> {
-    let rinds = ops::arange(0, n, 1, None)?;
-    let linds = ops::expand_dims(&rinds, 1)?;
-    let rinds = ops::expand_dims(&rinds, 0)?;
-    let mask = ops::greater_equal(&linds, &rinds)?;
-    match window_size {
-        Some(w) => Ok(ops::logical_and(
-            &mask,
-            &ops::less(&linds, &ops::add(&rinds, w)?)?,
-        )?),
-        None => Ok(mask),
-    }
 }
 
 /// `softmax(scale * q kᵀ + mask) v` over queries `[batch, heads, q_len,
@@ -74,12 +75,7 @@ pub fn scaled_dot_product_attention(
     mask: &AttentionMask,
     sinks: Option<&Array>,
 ) -> Result<Array> {
-    let mut options = AttentionOptions::default();
-    options = match mask {
-        AttentionMask::None => options,
-        AttentionMask::Causal => options.mask(fast::AttentionMask::Causal),
-        AttentionMask::Array(m) => options.mask(m),
-    };
+    let mut options = AttentionOptions::default().mask(mask.as_attention_mask());
     if let Some(sinks) = sinks {
         options = options.sinks(sinks);
     }

@@ -1,8 +1,8 @@
 //! Key/value caches of the decoder layers (Python: `mlx_vlm/models/cache.py`).
 
-use mlx_rs::fast::AttentionMask;
 use mlx_rs::{Array, Index, idx, ops};
 
+pub use crate::models::base::AttentionMask as Mask;
 use crate::{Error, Result};
 
 /// Python: `create_causal_mask`.
@@ -41,29 +41,6 @@ pub fn create_causal_mask(
         mask = ops::logical_and(&mask, &ops::less_equal(&start, &rinds)?)?;
     }
     Ok(mask)
-}
-
-/// What attention should mask: Python's `None`, `"causal"` or an array.
-#[derive(Debug, Clone, Default)]
-pub enum Mask {
-    /// No mask (`None`): one query sees every cached key.
-    #[default]
-    None,
-    /// MLX's implicit causal mask (`"causal"`).
-    Causal,
-    /// A boolean mask, true where a score is kept.
-    Array(Array),
-}
-
-impl Mask {
-    /// The form `mlx_rs::fast::scaled_dot_product_attention` takes.
-    pub fn as_attention_mask(&self) -> AttentionMask<'_> {
-        match self {
-            Mask::None => AttentionMask::None,
-            Mask::Causal => AttentionMask::Causal,
-            Mask::Array(mask) => AttentionMask::Array(mask),
-        }
-    }
 }
 
 /// Python: `make_prompt_cache` for a model without its own `make_cache`:

@@ -691,8 +691,11 @@ impl LanguageModel {
         }
 
         // Plain caches only: Python's per-row offsets of batched caches do
-        // not arise.
-        let cache_offset = cache.first().map_or(0, |c| c.offset());
+        // not arise. Like Python, a cache's `_idx` (the rotating cache's
+        // write position) wins over its offset.
+        let cache_offset = cache
+            .first()
+            .map_or(0, |c| c.idx().unwrap_or_else(|| c.offset()));
         let seq_length = inputs.shape().last().copied().unwrap_or(0);
 
         if let Some(p) = &position_ids {
