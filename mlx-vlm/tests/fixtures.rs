@@ -44,3 +44,33 @@ fn gradient_image_equals_the_python_generated_png() {
         assert_eq!(fixtures::gradient_image(w, h), python, "{name}");
     }
 }
+
+/// The offline stand-in encodes text to Qwen's byte ids and special tokens
+/// to Qwen's ids, as the real tokenizer does for text without merges.
+#[test]
+fn offline_tokenizer_shares_qwens_byte_and_special_ids() {
+    let tmp = tempfile::tempdir().unwrap();
+    fixtures::write_offline_tokenizer(tmp.path()).unwrap();
+    let offline = mlx_vlm::tokenizer::Tokenizer::from_dir(tmp.path()).unwrap();
+    let real =
+        mlx_vlm::tokenizer::Tokenizer::from_dir(&fixtures::qwen_tokenizer_dir().unwrap()).unwrap();
+    // Single characters have no merges, so both tokenizers agree on them.
+    for text in [
+        "a",
+        "?",
+        "<|im_start|>",
+        "\n",
+        "<|image_pad|>",
+        "<|im_end|>",
+    ] {
+        assert_eq!(
+            offline.encode(text).unwrap(),
+            real.encode(text).unwrap(),
+            "{text:?}"
+        );
+    }
+    let ids = offline.encode("Hi é<|vision_start|>").unwrap();
+    assert_eq!(offline.decode(&ids, false).unwrap(), "Hi é<|vision_start|>");
+    assert_eq!(offline.decode(&[57676], false).unwrap(), "[57676]");
+    assert_eq!(offline.eos_token_id(), real.eos_token_id());
+}
