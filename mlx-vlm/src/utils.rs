@@ -84,6 +84,20 @@ pub fn get_model_path(path_or_hf_repo: &str, revision: Option<&str>) -> Result<P
     if path.exists() {
         return Ok(path.to_path_buf());
     }
+    // A repo id is `name` or `org/name`; anything else can only be a
+    // folder, and asking the hub for it would hide the real problem.
+    let looks_like_path = path_or_hf_repo.starts_with(['.', '/', '~', '\\'])
+        || path_or_hf_repo.contains('\\')
+        || path_or_hf_repo.matches('/').count() > 1
+        || path.is_absolute();
+    if looks_like_path {
+        return Err(Error::MissingFile {
+            path: path.to_path_buf(),
+            hint: "no such model folder; pass an existing folder or a Hugging Face repo id \
+                   such as Qwen/Qwen2.5-VL-3B-Instruct"
+                .into(),
+        });
+    }
     let cache = Cache::new(hub_cache_dir(path_or_hf_repo)?);
     let revision = revision.unwrap_or("main");
     let repo = Repo::with_revision(

@@ -174,6 +174,9 @@ fn bad_input_fails_with_a_message() {
         assert_eq!(out.status.code(), Some(1), "{stderr}");
         assert!(stderr.contains(needle), "{stderr}");
     }
+    let out = mlx_vlm(&["generate", "--model", "/no/such/model", "--prompt", "Hi"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no such model folder"));
     std::fs::remove_file(tmp.path().join("config.json")).unwrap();
     let out = mlx_vlm(&["generate", "--model", model, "--prompt", "Hi"]);
     assert_eq!(out.status.code(), Some(1));
