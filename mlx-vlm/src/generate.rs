@@ -720,33 +720,22 @@ fn eos_ids_of(value: Option<&Value>) -> Vec<u32> {
     }
 }
 
-fn read_json(path: &Path) -> Result<Option<Value>> {
-    if !path.exists() {
-        return Ok(None);
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    serde_json::from_str(&text)
-        .map(Some)
-        .map_err(|e| Error::Config {
-            file: path.display().to_string(),
-            message: format!("invalid JSON: {e}"),
-        })
-}
-
 /// The EOS ids of a checkpoint folder, as Python's loader resolves them
 /// (`load_config` with `generation_config.json` merged over `config.json`,
 /// then `resolve_eos_token_ids` adding the tokenizer's EOS token named in
 /// `tokenizer_config.json`). Missing files add nothing.
 pub fn load_eos_token_ids(model_path: &Path, tokenizer: &Tokenizer) -> Result<Vec<u32>> {
-    let config = read_json(&model_path.join("config.json"))?;
-    let generation_config = read_json(&model_path.join("generation_config.json"))?;
+    let config = crate::utils::read_json_if_exists(&model_path.join("config.json"))?;
+    let generation_config =
+        crate::utils::read_json_if_exists(&model_path.join("generation_config.json"))?;
     // Python copies generation_config's eos_token_id over config's.
     let configured = generation_config
         .as_ref()
         .and_then(|g| g.get("eos_token_id"))
         .or_else(|| config.as_ref().and_then(|c| c.get("eos_token_id")));
     let mut resolved = eos_ids_of(configured);
-    let tokenizer_config = read_json(&model_path.join("tokenizer_config.json"))?;
+    let tokenizer_config =
+        crate::utils::read_json_if_exists(&model_path.join("tokenizer_config.json"))?;
     let eos_token = tokenizer_config
         .as_ref()
         .and_then(|t| t.get("eos_token"))

@@ -31,23 +31,6 @@ fn tokenizer_error(context: &Path, message: impl ToString) -> Error {
     }
 }
 
-fn read_json(path: &Path) -> Result<Option<Value>> {
-    if !path.is_file() {
-        return Ok(None);
-    }
-    let text = fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    serde_json::from_str(&text)
-        .map(Some)
-        .map_err(|e| Error::Config {
-            file: path.display().to_string(),
-            message: format!(
-                "not valid JSON at line {}, column {}: {e}",
-                e.line(),
-                e.column()
-            ),
-        })
-}
-
 /// A special token of `tokenizer_config.json`: a string, or an object with
 /// its `content` (the `AddedToken` form).
 fn token_content(value: Option<&Value>) -> Option<String> {
@@ -109,7 +92,7 @@ pub fn load_chat_template(dir: &Path) -> Result<Option<(String, PathBuf)>> {
                 Some(fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?)
             }
             None => None,
-            Some(key) => read_json(&path)?
+            Some(key) => crate::utils::read_json_if_exists(&path)?
                 .as_ref()
                 .and_then(|v| v.get(key))
                 .and_then(template_text),
@@ -139,7 +122,8 @@ impl Tokenizer {
         }
         let mut inner =
             tokenizers::Tokenizer::from_file(&file).map_err(|e| tokenizer_error(&file, e))?;
-        let config = read_json(&dir.join("tokenizer_config.json"))?.unwrap_or(Value::Null);
+        let config = crate::utils::read_json_if_exists(&dir.join("tokenizer_config.json"))?
+            .unwrap_or(Value::Null);
         // Tokens listed only in tokenizer_config.json still count, as in
         // transformers; those tokenizer.json already has are left alone.
         let mut extra = Vec::new();
@@ -168,11 +152,11 @@ impl Tokenizer {
         if !extra.is_empty() {
             inner.add_tokens(&extra);
         }
-        let generation = read_json(&dir.join("generation_config.json"))?;
+        let generation = crate::utils::read_json_if_exists(&dir.join("generation_config.json"))?;
         let mut config_eos_token_ids =
             token_ids(generation.as_ref().and_then(|g| g.get("eos_token_id")));
         if config_eos_token_ids.is_empty() {
-            let model_config = read_json(&dir.join("config.json"))?;
+            let model_config = crate::utils::read_json_if_exists(&dir.join("config.json"))?;
             config_eos_token_ids =
                 token_ids(model_config.as_ref().and_then(|c| c.get("eos_token_id")));
         }

@@ -659,3 +659,22 @@ pub fn load_config(model_path: &Path) -> Result<Value> {
     }
     Ok(config)
 }
+
+/// The JSON of `path`, or `None` when there is no such file; bad JSON is
+/// an [`Error::Config`] naming the file, line and column.
+pub(crate) fn read_json_if_exists(path: &Path) -> Result<Option<Value>> {
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| Error::Config {
+            file: path.display().to_string(),
+            message: format!(
+                "not valid JSON at line {}, column {}: {e}",
+                e.line(),
+                e.column()
+            ),
+        })
+}

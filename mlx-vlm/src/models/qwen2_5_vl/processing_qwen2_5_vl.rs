@@ -377,19 +377,6 @@ impl Qwen3VlImageProcessor {
     }
 }
 
-fn read_json(path: &Path) -> Result<Option<Value>> {
-    if !path.exists() {
-        return Ok(None);
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    serde_json::from_str(&text)
-        .map(Some)
-        .map_err(|e| Error::Config {
-            file: path.display().to_string(),
-            message: format!("invalid JSON: {e}"),
-        })
-}
-
 /// Qwen2.5-VL's processor: images to `pixel_values`, and the prompt's image
 /// placeholders expanded to one token per merged patch.
 ///
@@ -420,8 +407,9 @@ impl Qwen2_5VlProcessor {
     /// Python: `Qwen2_5_VLProcessor.from_pretrained` (image part).
     pub fn from_pretrained(dir: impl AsRef<Path>) -> Result<Self> {
         let dir = dir.as_ref();
-        let raw = read_json(&dir.join("preprocessor_config.json"))?.unwrap_or(Value::Null);
-        let proc_cfg = read_json(&dir.join("processor_config.json"))?;
+        let raw = crate::utils::read_json_if_exists(&dir.join("preprocessor_config.json"))?
+            .unwrap_or(Value::Null);
+        let proc_cfg = crate::utils::read_json_if_exists(&dir.join("processor_config.json"))?;
         Self::from_config(&raw, proc_cfg.as_ref())
     }
 
