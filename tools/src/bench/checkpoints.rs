@@ -1,0 +1,127 @@
+//! The benchmark checkpoints: the tiny test model and Qwen2.5-VL-3B-shaped
+//! models (the real widths, two decoder layers, two vision blocks) with the
+//! deterministic weights of [`mlx_vlm::fixtures`].
+
+use std::path::{Path, PathBuf};
+
+use mlx_vlm::fixtures::{self, CheckpointSpec, Layout};
+use mlx_vlm::mlx_rs::Dtype;
+use mlx_vlm::{Error, Result};
+use serde_json::{Value, json};
+
+/// Name of the 448x448 test image written next to the checkpoints.
+pub const IMAGE_NAME: &str = "image-448.png";
+
+/// The tiny config with Qwen2.5-VL-3B-Instruct's widths, `layers` decoder
+/// layers, and a vision tower of two blocks, the second full-attention.
+pub fn qwen2_5_vl_3b_config(layers: u32) -> Value {
+    let mut config = fixtures::tiny_config();
+    let text = [
+        ("hidden_size", json!(2048)),
+        ("intermediate_size", json!(11008)),
+        ("num_attention_heads", json!(16)),
+        ("num_key_value_heads", json!(2)),
+        ("num_hidden_layers", json!(layers)),
+        ("vocab_size", json!(151936)),
+        ("tie_word_embeddings", json!(true)),
+        (
+            "rope_scaling",
+            json!({"type": "mrope", "mrope_section": [16, 24, 24]}),
+        ),
+    ];
+    let vision = [
+        ("depth", json!(2)),
+        ("hidden_size", json!(1280)),
+        ("intermediate_size", json!(3420)),
+        ("num_heads", json!(16)),
+        ("out_hidden_size", json!(2048)),
+        ("fullatt_block_indexes", json!([1])),
+    ];
+    if let Value::Object(map) = &mut config {
+        for (k, v) in text {
+            map.insert(k.into(), v);
+        }
+        if let Some(Value::Object(v_map)) = map.get_mut("vision_config") {
+            for (k, v) in vision {
+                v_map.insert(k.into(), v);
+            }
+        }
+    }
+    config
+}
+
+/// One checkpoint to write: folder name, config and spec.
+pub struct Planned {
+    /// Folder name under the output folder.
+    pub name: &'static str,
+    /// `config.json`.
+    pub config: Value,
+    /// Dtype, layout and quantization.
+    pub spec: CheckpointSpec,
+}
+
+/// The benchmark's checkpoints, using the tokenizer files in `tokenizer_dir`.
+pub fn plan(tokenizer_dir: &Path) -> Vec<Planned> {
+    let spec = |dtype, quantization: Option<(i32, i32)>| CheckpointSpec {
+        dtype,
+        layout: if quantization.is_some() {
+            Layout::MlxCommunity
+        } else {
+            Layout::HuggingFace
+        },
+        quantization,
+        tokenizer_dir: Some(tokenizer_dir.to_path_buf()),
+        ..Default::default()
+    };
+    let big = qwen2_5_vl_3b_config(2);
+    vec![
+        Planned {
+            name: "tiny-f32",
+            config: fixtures::tiny_config(),
+            spec: spec(Dtype::Float32, None),
+        },
+        Planned {
+            name: "qwen2_5_vl-3b-shape-2l-f32",
+            config: big.clone(),
+            spec: spec(Dtype::Float32, None),
+        },
+        Planned {
+            name: "qwen2_5_vl-3b-shape-2l-bf16",
+            config: big.clone(),
+            spec: spec(Dtype::Bfloat16, None),
+        },
+        Planned {
+            name: "qwen2_5_vl-3b-shape-2l-4bit",
+            config: big,
+            spec: spec(Dtype::Bfloat16, Some((64, 4))),
+        },
+    ]
+}
+
+/// Writes every checkpoint of [`plan`] and the test image into `out`,
+/// keeping folders that already hold a `config.json` unless `force`.
+/// Returns the paths written or kept.
+pub fn write_all(out: &Path, force: bool) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let tokenizer_dir = fixtures::qwen_tokenizer_dir()?;
+    let mut written = Vec::new();
+    for planned in plan(&tokenizer_dir) {
+        let dir = out.join(planned.name);
+        if force || !dir.join("config.json").is_file() {
+            eprintln!("writing {}", dir.display());
+            fixtures::write_checkpoint(&dir, &planned.config, &planned.spec)?;
+        } else {
+            eprintln!("keeping {}", dir.display());
+        }
+        written.push(dir);
+    }
+    let image = out.join(IMAGE_NAME);
+    fixtures::gradient_image(448, 448)
+        .save(&image)
+        .map_err(|e| Error::Image {
+            source_name: image.display().to_string(),
+            message: format!("could not write the test image: {e}"),
+        })?;
+    written.push(image);
+    Ok(written)
+}
