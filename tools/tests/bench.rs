@@ -42,7 +42,7 @@ fn run(implementation: &str, load_s: f64, tps: f64, rss: Option<f64>) -> Measure
     Measurement {
         implementation: implementation.into(),
         load_s,
-        ttft_s: Some(load_s / 10.0),
+        ttft_s: Some(load_s / 8.0),
         prompt_tokens: 20,
         prompt_tps: tps,
         generation_tokens: 3,
@@ -70,7 +70,7 @@ fn medians_and_ratios_on_known_numbers() {
     assert_eq!(s["load_s"]["ratio"], 2.0 / 6.0);
     assert_eq!(s["prompt_tps"]["ratio"], 2.0);
     assert_eq!(s["generation_tps"]["rust"], 100.0);
-    assert_eq!(s["ttft_s"]["python"], 0.6);
+    assert_eq!(s["ttft_s"]["python"], 0.75);
     // A run without RSS is left out of the median, not counted as zero.
     assert_eq!(s["peak_rss_mb"]["rust"], 20.0);
     assert_eq!(s["peak_rss_mb"]["ratio"], 0.4);
@@ -116,7 +116,11 @@ fn measure_and_run_on_the_tiny_checkpoint() {
     // A stand-in Python that reports ids the tiny model cannot match.
     let fake = dir.path().join("fake-python");
     let line = r#"{"impl":"python","load_s":1000.0,"ttft_s":1000.0,"prompt_tokens":1,"prompt_tps":1.0,"generation_tokens":1,"generation_tps":1.0,"peak_memory_gb":1.0,"peak_rss_mb":1.0,"token_ids":[999999]}"#;
-    std::fs::write(&fake, format!("#!/bin/sh\necho 'a warning'\necho '{line}'\n")).unwrap();
+    std::fs::write(
+        &fake,
+        format!("#!/bin/sh\necho 'a warning'\necho '{line}'\n"),
+    )
+    .unwrap();
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

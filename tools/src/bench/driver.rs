@@ -163,16 +163,22 @@ impl RunReport {
             self.python.len()
         );
         out.push_str(&stats::summary_table(&self.rust, &self.python));
-        let prompt = |runs: &[Measurement]| runs.first().map(|m| m.prompt_tokens);
-        let generated = |runs: &[Measurement]| runs.first().map(|m| m.generation_tokens);
+        let count = |runs: &[Measurement], get: fn(&Measurement) -> u64| {
+            runs.first()
+                .map_or("n/a".to_string(), |m| get(m).to_string())
+        };
+        let prompt = |runs: &[Measurement]| count(runs, |m| m.prompt_tokens);
+        let generated = |runs: &[Measurement]| count(runs, |m| m.generation_tokens);
         out.push_str(&format!(
-            "\nprompt tokens: Rust {:?}, Python {:?}; generated tokens: Rust {:?}, Python {:?}\n",
+            "\nprompt tokens: Rust {}, Python {}; generated tokens: Rust {}, Python {}\n",
             prompt(&self.rust),
             prompt(&self.python),
             generated(&self.rust),
             generated(&self.python)
         ));
-        if self.mismatches.is_empty() {
+        if self.rust.len() + self.python.len() < 2 {
+            out.push_str("token ids: fewer than two runs, nothing compared\n");
+        } else if self.mismatches.is_empty() {
             out.push_str("token ids: identical in every run\n");
         } else {
             out.push_str("token ids: MISMATCH\n");

@@ -58,9 +58,8 @@ pub fn measure(args: &MeasureArgs) -> mlx_vlm::Result<Measurement> {
         }
         last = Some(response);
     }
-    let last = last.ok_or_else(|| {
-        mlx_vlm::Error::InvalidArgument("generation streamed no response".into())
-    })?;
+    let last = last
+        .ok_or_else(|| mlx_vlm::Error::InvalidArgument("generation streamed no response".into()))?;
     Ok(Measurement {
         implementation: "rust".into(),
         load_s,

@@ -82,8 +82,17 @@ pub fn measure_python(python: &Path, script: &Path, n: usize, batch: usize) -> R
         .lines()
         .rev()
         .find_map(|l| serde_json::from_str(l.trim()).ok());
-    let field = |key: &str| value.as_ref().and_then(|v| v.get(key)).and_then(Value::as_f64);
-    match (output.status.success(), field("batched_us"), field("eval_each_us")) {
+    let field = |key: &str| {
+        value
+            .as_ref()
+            .and_then(|v| v.get(key))
+            .and_then(Value::as_f64)
+    };
+    match (
+        output.status.success(),
+        field("batched_us"),
+        field("eval_each_us"),
+    ) {
         (true, Some(batched_us), Some(eval_each_us)) => Ok(Overhead {
             batched_us,
             eval_each_us,

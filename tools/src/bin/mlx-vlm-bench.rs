@@ -15,7 +15,11 @@ const MEASURE_PY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/bench/measure.py"
 const OVERHEAD_PY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/bench/overhead.py");
 
 #[derive(Parser)]
-#[command(name = "mlx-vlm-bench", version, about = "Benchmark the Rust port against Python mlx-vlm")]
+#[command(
+    name = "mlx-vlm-bench",
+    version,
+    about = "Benchmark the Rust port against Python mlx-vlm"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
