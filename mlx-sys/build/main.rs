@@ -47,10 +47,11 @@ fn main() -> Result<(), Failure> {
     settings.emit_rerun_triggers();
     println!("cargo::rustc-check-cfg=cfg(mlx_sys_openblas)");
 
+    // Before anything slow: a missing OpenBLAS should fail in a second.
+    let openblas = blas::locate(&settings)?;
     let mlx_c = mlx_c::locate(&settings)?;
     let mlx = mlx::locate(&settings)?;
     let cmake = tools::cmake(&settings)?;
-    let openblas = blas::locate(&settings)?;
     let mlxc_lib_dir = cmake::build_mlx_c(&settings, &cmake, &mlx_c, &mlx)?;
     let clang = tools::libclang(&settings)?;
     bindings::generate(&settings, &mlx_c, &clang)?;
