@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::Failure;
+use crate::blas::{self, OpenBlas};
 use crate::mlx::Mlx;
 use crate::settings::{MLX_C_VERSION, Settings};
 
@@ -21,9 +22,13 @@ pub fn emit(
     mlx: &Mlx,
     mlx_c: &Path,
     mlxc_lib_dir: &Path,
+    openblas: Option<&OpenBlas>,
 ) -> Result<(), Failure> {
     println!("cargo:rustc-link-search=native={}", mlxc_lib_dir.display());
     println!("cargo:rustc-link-lib=static=mlxc");
+    if let Some(openblas) = openblas {
+        blas::emit(settings, openblas)?;
+    }
     println!(
         "cargo:rustc-link-search=native={}",
         search_dir(settings, mlx)?.display()

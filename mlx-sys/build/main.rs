@@ -7,12 +7,14 @@
 //!    `pip --require-hashes` into a per-user cache.
 //! 3. cmake and libclang: found on the machine, or installed the same way.
 //! 4. CMake builds a static `libmlxc`; bindgen writes `bindings.rs`.
-//! 5. Link directives, rpath and `links` metadata.
+//! 5. With the `openblas` feature, OpenBLAS found on the machine.
+//! 6. Link directives, rpath and `links` metadata.
 //!
 //! Nothing here runs again unless a pin, this script or one of the
 //! environment variables in [`settings`] changes.
 
 mod bindings;
+mod blas;
 mod cache;
 mod cmake;
 mod link;
@@ -43,12 +45,15 @@ macro_rules! fail {
 fn main() -> Result<(), Failure> {
     let settings = settings::Settings::from_env()?;
     settings.emit_rerun_triggers();
+    println!("cargo::rustc-check-cfg=cfg(mlx_sys_openblas)");
 
+    // Before anything slow: a missing OpenBLAS should fail in a second.
+    let openblas = blas::locate(&settings)?;
     let mlx_c = mlx_c::locate(&settings)?;
     let mlx = mlx::locate(&settings)?;
     let cmake = tools::cmake(&settings)?;
     let mlxc_lib_dir = cmake::build_mlx_c(&settings, &cmake, &mlx_c, &mlx)?;
     let clang = tools::libclang(&settings)?;
     bindings::generate(&settings, &mlx_c, &clang)?;
-    link::emit(&settings, &mlx, &mlx_c, &mlxc_lib_dir)
+    link::emit(&settings, &mlx, &mlx_c, &mlxc_lib_dir, openblas.as_ref())
 }

@@ -17,6 +17,7 @@ const USER_VARIABLES: &[&str] = &[
     "MLX_SYS_OFFLINE",
     "MLX_SYS_CACHE_DIR",
     "MLX_SYS_PYTHON",
+    "MLX_SYS_OPENBLAS_DIR",
     "CARGO_NET_OFFLINE",
     "CMAKE",
     "LIBCLANG_PATH",
@@ -44,6 +45,11 @@ pub struct Settings {
     pub python: String,
     /// The `cuda` feature.
     pub cuda: bool,
+    /// The `openblas` feature, or `MLX_SYS_OPENBLAS_DIR` set: link OpenBLAS
+    /// ahead of the wheel's bundled BLAS.
+    pub openblas: bool,
+    /// `MLX_SYS_OPENBLAS_DIR`: the folder holding `libopenblas.so`.
+    pub openblas_dir: Option<PathBuf>,
     /// `CARGO_CFG_TARGET_OS`.
     pub target_os: String,
     /// `TARGET`, the Rust target triple.
@@ -61,6 +67,7 @@ impl Settings {
     pub fn from_env() -> Result<Self, Failure> {
         let manifest_dir = PathBuf::from(required("CARGO_MANIFEST_DIR")?);
         let offline = flag("MLX_SYS_OFFLINE") || flag("CARGO_NET_OFFLINE");
+        let openblas_dir = path_var("MLX_SYS_OPENBLAS_DIR");
         Ok(Settings {
             out_dir: PathBuf::from(required("OUT_DIR")?),
             vendor_dir: manifest_dir.join("..").join("vendor"),
@@ -70,6 +77,8 @@ impl Settings {
             cache_dir: cache_dir()?,
             python: env::var("MLX_SYS_PYTHON").unwrap_or_else(|_| "python3".into()),
             cuda: env::var_os("CARGO_FEATURE_CUDA").is_some(),
+            openblas: env::var_os("CARGO_FEATURE_OPENBLAS").is_some() || openblas_dir.is_some(),
+            openblas_dir,
             target_os: required("CARGO_CFG_TARGET_OS")?,
             target: required("TARGET")?,
             host: required("HOST")?,

@@ -24,3 +24,19 @@ pub const MLX_VERSION: &str = env!("MLX_SYS_MLX_VERSION");
 
 /// The version of mlx-c these bindings were generated from.
 pub const MLX_C_VERSION: &str = "0.7.0";
+
+/// With the `openblas` feature, a reference to OpenBLAS from Rust code that
+/// every binary links: libmlx is the library that calls BLAS, and the binary
+/// itself calls none of it, so the linker's `--as-needed` (rustc's default)
+/// would otherwise leave libopenblas out of the binary's NEEDED list, and the
+/// wheel's bundled reference BLAS would answer libmlx's lookups.
+#[cfg(mlx_sys_openblas)]
+mod openblas {
+    unsafe extern "C" {
+        fn openblas_get_num_threads() -> std::os::raw::c_int;
+    }
+
+    #[used]
+    static KEEP_OPENBLAS_NEEDED: unsafe extern "C" fn() -> std::os::raw::c_int =
+        openblas_get_num_threads;
+}

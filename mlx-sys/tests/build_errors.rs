@@ -19,6 +19,7 @@ const BUILD_VARIABLES: &[&str] = &[
     "CARGO_NET_OFFLINE",
     "CMAKE",
     "CARGO_TARGET_DIR",
+    "MLX_SYS_OPENBLAS_DIR",
 ];
 
 fn scratch(name: &str) -> PathBuf {
@@ -153,4 +154,20 @@ fn bad_build_settings_fail_with_the_fix_in_the_message() {
         &stderr,
         &["sudo apt-get install cmake", "brew install cmake"],
     );
+}
+
+#[test]
+fn an_openblas_dir_without_openblas_fails_with_the_fix_in_the_message() {
+    let empty = scratch("no-openblas");
+    let stderr = failing_build(&[("MLX_SYS_OPENBLAS_DIR", empty.to_str().unwrap())], None);
+    let expected = if cfg!(target_os = "linux") {
+        vec![
+            format!("MLX_SYS_OPENBLAS_DIR={}", empty.display()),
+            "neither libopenblas.so nor libopenblas.so.0".to_string(),
+        ]
+    } else {
+        vec!["the `openblas` feature is for Linux".to_string()]
+    };
+    let expected: Vec<&str> = expected.iter().map(String::as_str).collect();
+    assert_mentions(&stderr, &expected);
 }

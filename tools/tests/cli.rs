@@ -182,3 +182,85 @@ fn bad_input_fails_with_a_message() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("config.json"));
 }
+
+/// `generate --json` on the bf16 checkpoint with `extra` flags.
+fn generate_bf16_json(model: &Path, case: &Value, extra: &[&str]) -> Value {
+    let mut args = vec![
+        "generate",
+        "--model",
+        model.to_str().unwrap(),
+        "--json",
+        "--temperature",
+        "0",
+        "--max-tokens",
+        "16",
+        "--prompt",
+        case["prompt"].as_str().unwrap(),
+    ];
+    if let Some(system) = case["system"].as_str() {
+        args.extend(["--system", system]);
+    }
+    let images: Vec<String> = case["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            let path = fixture_dir().join("images").join(i.as_str().unwrap());
+            path.display().to_string()
+        })
+        .collect();
+    for image in &images {
+        args.extend(["--image", image]);
+    }
+    args.extend(extra);
+    let out = mlx_vlm(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn dtype_float32_runs_the_bf16_checkpoint_as_the_f32_one() {
+    // The bf16 and f32 checkpoints hold the same numbers (fixtures draws
+    // 8-bit integers times powers of two, exact in bf16), so the cast model
+    // must give the f32 goldens.
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = CheckpointSpec {
+        dtype: mlx_vlm::mlx_rs::Dtype::Bfloat16,
+        layout: Layout::HuggingFace,
+        tokenizer_dir: Some(fixtures::qwen_tokenizer_dir().unwrap()),
+        ..Default::default()
+    };
+    fixtures::write_checkpoint(tmp.path(), &fixtures::tiny_config(), &spec).unwrap();
+    let golden: Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture_dir().join("goldens/f32.json")).unwrap(),
+    )
+    .unwrap();
+    for (name, case) in golden["cases"].as_object().unwrap() {
+        let as_f32 = generate_bf16_json(tmp.path(), case, &["--dtype", "float32"]);
+        assert_eq!(as_f32["prompt_tokens"], case["input_ids"], "{name}");
+        assert_eq!(as_f32["tokens"], case["generated_ids"], "{name}");
+        assert_eq!(as_f32["text"], case["generated_text"], "{name}");
+        // The goldens' ids are the same in bf16, so only memory shows that
+        // the parameters really were cast: float32 holds twice the bytes.
+        let as_bf16 = generate_bf16_json(tmp.path(), case, &[]);
+        let (f32_gb, bf16_gb) = (
+            as_f32["peak_memory_gb"].as_f64().unwrap(),
+            as_bf16["peak_memory_gb"].as_f64().unwrap(),
+        );
+        assert!(f32_gb > bf16_gb, "{name}: {f32_gb} GB vs {bf16_gb} GB");
+    }
+
+    let out = mlx_vlm(&[
+        "generate",
+        "--model",
+        tmp.path().to_str().unwrap(),
+        "--dtype",
+        "float64",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("use float32, bfloat16 or float16"));
+}

@@ -78,6 +78,11 @@ struct GenerateArgs {
     /// Resize images to at most this many pixels.
     #[arg(long)]
     max_pixels: Option<u64>,
+    /// Cast the floating-point parameters after loading (as Python's
+    /// `convert --dtype`): e.g. `float32` runs a bfloat16 checkpoint through
+    /// the CPU's BLAS, which handles only float32 fast.
+    #[arg(long, value_parser = parse_dtype)]
+    dtype: Option<Dtype>,
     /// Print the prompt and Python's three statistics lines.
     #[arg(long)]
     verbose: bool,
@@ -102,9 +107,22 @@ fn main() -> ExitCode {
     }
 }
 
+/// The `--dtype` names Python's `convert --dtype` accepts.
+fn parse_dtype(name: &str) -> Result<Dtype, String> {
+    match name {
+        "float32" => Ok(Dtype::Float32),
+        "bfloat16" => Ok(Dtype::Bfloat16),
+        "float16" => Ok(Dtype::Float16),
+        other => Err(format!(
+            "unknown dtype {other:?}: use float32, bfloat16 or float16"
+        )),
+    }
+}
+
 fn generate(args: GenerateArgs) -> mlx_vlm::Result<()> {
     let options = LoadOptions {
         max_pixels: args.max_pixels,
+        dtype: args.dtype,
         ..Default::default()
     };
     if let Some(seed) = args.seed {
