@@ -21,13 +21,21 @@ pub struct MeasureArgs {
     pub system: Option<String>,
     /// Most tokens to generate (greedy).
     pub max_tokens: usize,
+    /// Cast the loaded parameters to this dtype.
+    pub dtype: Option<mlx_vlm::mlx_rs::Dtype>,
 }
 
 /// Loads the model, generates greedily, and reports the timings, memory and
 /// ids (Python: `main` of `tools/bench/measure.py`).
 pub fn measure(args: &MeasureArgs) -> mlx_vlm::Result<Measurement> {
     let tic = Instant::now();
-    let (model, processor) = mlx_vlm::load(&args.model, &LoadOptions::default())?;
+    let (model, processor) = mlx_vlm::load(
+        &args.model,
+        &LoadOptions {
+            dtype: args.dtype,
+            ..Default::default()
+        },
+    )?;
     let load_s = tic.elapsed().as_secs_f64();
 
     // As in Python, the clock starts before the template and the image

@@ -86,6 +86,9 @@ struct MeasureCli {
     /// A system message placed before the prompt.
     #[arg(long)]
     system: Option<String>,
+    /// Cast the loaded parameters (`mlx-vlm generate --dtype`).
+    #[arg(long, value_parser = mlx_vlm_tools::parse_dtype)]
+    dtype: Option<mlx_vlm::mlx_rs::Dtype>,
 }
 
 #[derive(Args)]
@@ -152,6 +155,7 @@ fn measure_cmd(args: MeasureCli) -> mlx_vlm::Result<()> {
         prompt: args.common.prompt,
         system: args.system,
         max_tokens: args.common.max_tokens,
+        dtype: args.dtype,
     })?;
     println!("{}", m.to_json());
     Ok(())

@@ -81,7 +81,7 @@ struct GenerateArgs {
     /// Cast the floating-point parameters after loading (as Python's
     /// `convert --dtype`): e.g. `float32` runs a bfloat16 checkpoint through
     /// the CPU's BLAS, which handles only float32 fast.
-    #[arg(long, value_parser = parse_dtype)]
+    #[arg(long, value_parser = mlx_vlm_tools::parse_dtype)]
     dtype: Option<Dtype>,
     /// Print the prompt and Python's three statistics lines.
     #[arg(long)]
@@ -104,18 +104,6 @@ fn main() -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
-    }
-}
-
-/// The `--dtype` names Python's `convert --dtype` accepts.
-fn parse_dtype(name: &str) -> Result<Dtype, String> {
-    match name {
-        "float32" => Ok(Dtype::Float32),
-        "bfloat16" => Ok(Dtype::Bfloat16),
-        "float16" => Ok(Dtype::Float16),
-        other => Err(format!(
-            "unknown dtype {other:?}: use float32, bfloat16 or float16"
-        )),
     }
 }
 
