@@ -41,6 +41,11 @@ fn mlx_vlm(args: &[&str]) -> Output {
 }
 
 fn generate_json(model: &Path, case: &Value) -> Value {
+    generate_json_with(model, case, &[])
+}
+
+/// `generate --json` for a golden case, with `extra` flags.
+fn generate_json_with(model: &Path, case: &Value, extra: &[&str]) -> Value {
     let model = model.to_str().unwrap();
     let mut args = vec!["generate", "--model", model, "--json", "--temperature", "0"];
     args.extend([
@@ -67,6 +72,7 @@ fn generate_json(model: &Path, case: &Value) -> Value {
     for image in &images {
         args.extend(["--image", image]);
     }
+    args.extend(extra);
     let out = mlx_vlm(&args);
     assert!(
         out.status.success(),
@@ -183,45 +189,6 @@ fn bad_input_fails_with_a_message() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("config.json"));
 }
 
-/// `generate --json` on the bf16 checkpoint with `extra` flags.
-fn generate_bf16_json(model: &Path, case: &Value, extra: &[&str]) -> Value {
-    let mut args = vec![
-        "generate",
-        "--model",
-        model.to_str().unwrap(),
-        "--json",
-        "--temperature",
-        "0",
-        "--max-tokens",
-        "16",
-        "--prompt",
-        case["prompt"].as_str().unwrap(),
-    ];
-    if let Some(system) = case["system"].as_str() {
-        args.extend(["--system", system]);
-    }
-    let images: Vec<String> = case["images"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| {
-            let path = fixture_dir().join("images").join(i.as_str().unwrap());
-            path.display().to_string()
-        })
-        .collect();
-    for image in &images {
-        args.extend(["--image", image]);
-    }
-    args.extend(extra);
-    let out = mlx_vlm(&args);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 #[test]
 fn dtype_float32_runs_the_bf16_checkpoint_as_the_f32_one() {
     // The bf16 and f32 checkpoints hold the same numbers (fixtures draws
@@ -240,13 +207,13 @@ fn dtype_float32_runs_the_bf16_checkpoint_as_the_f32_one() {
     )
     .unwrap();
     for (name, case) in golden["cases"].as_object().unwrap() {
-        let as_f32 = generate_bf16_json(tmp.path(), case, &["--dtype", "float32"]);
+        let as_f32 = generate_json_with(tmp.path(), case, &["--dtype", "float32"]);
         assert_eq!(as_f32["prompt_tokens"], case["input_ids"], "{name}");
         assert_eq!(as_f32["tokens"], case["generated_ids"], "{name}");
         assert_eq!(as_f32["text"], case["generated_text"], "{name}");
         // The goldens' ids are the same in bf16, so only memory shows that
         // the parameters really were cast: float32 holds twice the bytes.
-        let as_bf16 = generate_bf16_json(tmp.path(), case, &[]);
+        let as_bf16 = generate_json_with(tmp.path(), case, &[]);
         let (f32_gb, bf16_gb) = (
             as_f32["peak_memory_gb"].as_f64().unwrap(),
             as_bf16["peak_memory_gb"].as_f64().unwrap(),
