@@ -321,3 +321,28 @@ fn f32_generation_options() {
         );
     }
 }
+
+/// Image tokens that do not match the vision features are a typed error,
+/// whether too few or too many.
+#[test]
+fn image_tokens_that_do_not_match_the_features_are_an_error() {
+    use mlx_vlm::models::qwen2_5_vl::Model;
+    let (image, video) = (151_655, 151_656);
+    let ids = Array::from_slice(&[1, image, image, 2], &[1, 4]).unwrap();
+    let embeds = ops::zeros(&[1, 4, 8], Dtype::Float32).unwrap();
+    for n_features in [1, 3] {
+        let features = ops::ones(&[n_features, 8], Dtype::Float32).unwrap();
+        let err =
+            Model::merge_input_ids_with_image_features(image, video, &features, &embeds, &ids)
+                .unwrap_err();
+        assert!(
+            matches!(err, mlx_vlm::Error::ImageTokenMismatch { .. }),
+            "{err}"
+        );
+        assert!(
+            err.to_string()
+                .contains(&format!("give {n_features} features")),
+            "{err}"
+        );
+    }
+}
