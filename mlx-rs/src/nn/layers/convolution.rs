@@ -37,15 +37,18 @@ impl<const N: usize> Default for ConvOptions<N> {
     }
 }
 
-/// Checks the sizes a convolution layer is built from; shared with
-/// `convolution_transpose.rs`.
-pub(crate) fn check_conv_args(
+/// Python's parameters of a convolution layer (plain or transposed) after
+/// checking its sizes: the weight `(out_channels, *kernel_size,
+/// in_channels / groups)` uniform in `±sqrt(1 / (in_channels *
+/// prod(kernel_size)))`, and a zero bias if asked for.
+pub(crate) fn conv_parameters(
     layer: &str,
     in_channels: i32,
     out_channels: i32,
     kernel_size: &[i32],
     groups: i32,
-) -> Result<()> {
+    bias: bool,
+) -> Result<(Param, Option<Param>)> {
     if in_channels <= 0 || out_channels <= 0 {
         return Err(Error::invalid(format!(
             "[{layer}] in_channels ({in_channels}) and out_channels ({out_channels}) must be \
@@ -63,25 +66,20 @@ pub(crate) fn check_conv_args(
              number of groups ({groups})"
         )));
     }
-    Ok(())
-}
-
-/// Python's initialisation of a convolution weight: uniform in
-/// `±sqrt(1 / (in_channels * prod(kernel_size)))`.
-pub(crate) fn conv_weight(
-    in_channels: i32,
-    out_channels: i32,
-    kernel_size: &[i32],
-    weight_in: i32,
-) -> Result<Param> {
     let fan_in: f64 = kernel_size
         .iter()
         .fold(f64::from(in_channels), |acc, &k| acc * f64::from(k));
     let scale = (1.0 / fan_in).sqrt() as f32;
     let mut shape = vec![out_channels];
     shape.extend_from_slice(kernel_size);
-    shape.push(weight_in);
-    random::uniform(-scale, scale, &shape, Dtype::Float32, None).map(Param::new)
+    shape.push(in_channels / groups);
+    let weight = random::uniform(-scale, scale, &shape, Dtype::Float32, None).map(Param::new)?;
+    let bias = if bias {
+        Some(Param::new(ops::zeros(&[out_channels], Dtype::Float32)?))
+    } else {
+        None
+    };
+    Ok((weight, bias))
 }
 
 /// `y + bias` when the layer has one.
@@ -131,18 +129,14 @@ macro_rules! conv_layer {
                 kernel_size: [i32; $n],
                 options: ConvOptions<$n>,
             ) -> Result<$name> {
-                check_conv_args($python, in_channels, out_channels, &kernel_size, options.groups)?;
-                let weight = conv_weight(
+                let (weight, bias) = conv_parameters(
+                    $python,
                     in_channels,
                     out_channels,
                     &kernel_size,
-                    in_channels / options.groups,
+                    options.groups,
+                    options.bias,
                 )?;
-                let bias = if options.bias {
-                    Some(Param::new(ops::zeros(&[out_channels], Dtype::Float32)?))
-                } else {
-                    None
-                };
                 Ok($name {
                     weight,
                     bias,

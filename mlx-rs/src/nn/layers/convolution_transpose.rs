@@ -4,10 +4,10 @@
 //! Inputs are channels-last and weights `(out_channels, *kernel_size,
 //! in_channels / groups)`, as MLX stores them.
 
-use super::convolution::{add_bias, check_conv_args, conv_weight};
+use super::convolution::{add_bias, conv_parameters};
 use crate::nn::Param;
 use crate::ops::{self, ConvTranspose1dOptions, ConvTranspose2dOptions, ConvTranspose3dOptions};
-use crate::{Array, Dtype, Result};
+use crate::{Array, Result};
 
 /// Options of the transposed convolution layers, with Python's defaults;
 /// `N` is the number of spatial dimensions.
@@ -83,18 +83,14 @@ macro_rules! conv_transpose_layer {
                 kernel_size: [i32; $n],
                 options: ConvTransposeOptions<$n>,
             ) -> Result<$name> {
-                check_conv_args($python, in_channels, out_channels, &kernel_size, options.groups)?;
-                let weight = conv_weight(
+                let (weight, bias) = conv_parameters(
+                    $python,
                     in_channels,
                     out_channels,
                     &kernel_size,
-                    in_channels / options.groups,
+                    options.groups,
+                    options.bias,
                 )?;
-                let bias = if options.bias {
-                    Some(Param::new(ops::zeros(&[out_channels], Dtype::Float32)?))
-                } else {
-                    None
-                };
                 Ok($name {
                     weight,
                     bias,
