@@ -249,3 +249,8 @@ pub fn gradient_image(width: u32, height: u32) -> image::RgbImage {
         image::Rgb([r as u8, g as u8, b as u8])
     })
 }
+
+/// Writes `bytes` to `path`, naming the file in the error.
+fn write_file(path: &std::path::Path, bytes: impl AsRef<[u8]>) -> Result<()> {
+    std::fs::write(path, bytes).map_err(|e| crate::Error::io(path, e))
+}

@@ -7,14 +7,12 @@
 //! APC reuse, KV quantization, batching or thinking budget. Preparing
 //! `input_ids` and `pixel_values` from a prompt and images happens before.
 
-use std::collections::{HashMap, HashSet};
-use std::path::Path;
+use std::collections::HashMap;
 use std::time::Instant;
 
 use mlx_rs::ops;
 use mlx_rs::random::{self, CategoricalSamples};
 use mlx_rs::{Array, Dtype, idx};
-use serde_json::Value;
 use tokenizers::Tokenizer;
 
 use crate::models::{Cache, LanguageModelArgs, RequestState, VlmModel};
@@ -562,7 +560,7 @@ pub struct StreamGenerate<'a> {
 /// `input_ids`).
 ///
 /// Generation stops at `max_tokens` or on any id of `eos_token_ids` (the
-/// caller's set, e.g. [`load_eos_token_ids`]), of the model's
+/// caller's set, e.g. [`crate::tokenizer::Tokenizer::eos_token_ids`]), of the model's
 /// [`VlmModel::eos_token_ids`] or of `params.eos_tokens`. Each item carries
 /// the text the token completes; the last one carries the held-back rest,
 /// the finish reason and all token ids. `tokenizer` only decodes.
@@ -702,52 +700,4 @@ pub fn generate(
             ..Default::default()
         },
     })
-}
-
-/// `eos_token_id` of a config value: an id or a list of ids.
-fn eos_ids_of(value: Option<&Value>) -> Vec<u32> {
-    match value {
-        Some(Value::Number(n)) => n
-            .as_u64()
-            .and_then(|v| u32::try_from(v).ok())
-            .into_iter()
-            .collect(),
-        Some(Value::Array(items)) => items
-            .iter()
-            .filter_map(|v| v.as_u64().and_then(|v| u32::try_from(v).ok()))
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
-/// The EOS ids of a checkpoint folder, as Python's loader resolves them
-/// (`load_config` with `generation_config.json` merged over `config.json`,
-/// then `resolve_eos_token_ids` adding the tokenizer's EOS token named in
-/// `tokenizer_config.json`). Missing files add nothing.
-pub fn load_eos_token_ids(model_path: &Path, tokenizer: &Tokenizer) -> Result<Vec<u32>> {
-    let config = crate::utils::read_json_if_exists(&model_path.join("config.json"))?;
-    let generation_config =
-        crate::utils::read_json_if_exists(&model_path.join("generation_config.json"))?;
-    // Python copies generation_config's eos_token_id over config's.
-    let configured = generation_config
-        .as_ref()
-        .and_then(|g| g.get("eos_token_id"))
-        .or_else(|| config.as_ref().and_then(|c| c.get("eos_token_id")));
-    let mut resolved = eos_ids_of(configured);
-    let tokenizer_config =
-        crate::utils::read_json_if_exists(&model_path.join("tokenizer_config.json"))?;
-    let eos_token = tokenizer_config
-        .as_ref()
-        .and_then(|t| t.get("eos_token"))
-        .and_then(|e| match e {
-            Value::String(s) => Some(s.as_str()),
-            Value::Object(o) => o.get("content").and_then(Value::as_str),
-            _ => None,
-        });
-    if let Some(id) = eos_token.and_then(|t| tokenizer.token_to_id(t)) {
-        resolved.push(id);
-    }
-    let mut seen = HashSet::new();
-    resolved.retain(|id| seen.insert(*id));
-    Ok(resolved)
 }

@@ -33,7 +33,7 @@ impl Processor {
         let image_processor = Qwen2_5VlProcessor::from_pretrained(model_path)?
             .with_pixels(options.min_pixels, options.max_pixels);
         let config = utils::load_config(model_path)?;
-        let eos_token_ids = crate::generate::load_eos_token_ids(model_path, tokenizer.inner())?;
+        let eos_token_ids = tokenizer.eos_token_ids();
         Ok(Processor {
             tokenizer,
             image_processor,
@@ -87,18 +87,16 @@ impl Processor {
     /// Loads and preprocesses `images`, expands the prompt's image tokens
     /// to their grids and tokenizes it (Python: `prepare_inputs`).
     pub fn prepare_inputs(&self, prompt: &str, images: &[ImageSource]) -> Result<GenerateInputs> {
-        let (text, pixel_values, grids) = if images.is_empty() {
-            (prompt.to_string(), None, Vec::new())
+        let (pixel_values, grids) = if images.is_empty() {
+            (None, Vec::new())
         } else {
             let images = images.iter().map(load_image).collect::<Result<Vec<_>>>()?;
             let (pixel_values, grids) = self.image_processor.preprocess(&images)?;
-            let text = self.image_processor.expand_image_tokens(prompt, &grids)?;
-            (text, Some(pixel_values), grids)
+            (Some(pixel_values), grids)
         };
-        if images.is_empty() {
-            // Pads without images would reach the model as plain tokens.
-            self.image_processor.expand_image_tokens(&text, &[])?;
-        }
+        // Also rejects image pads without images, which would otherwise
+        // reach the model as plain tokens.
+        let text = self.image_processor.expand_image_tokens(prompt, &grids)?;
         let ids = self.tokenizer.encode(&text)?;
         let ids: Vec<i32> = ids
             .into_iter()

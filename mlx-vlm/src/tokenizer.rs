@@ -153,13 +153,15 @@ impl Tokenizer {
             inner.add_tokens(&extra);
         }
         let generation = crate::utils::read_json_if_exists(&dir.join("generation_config.json"))?;
-        let mut config_eos_token_ids =
-            token_ids(generation.as_ref().and_then(|g| g.get("eos_token_id")));
-        if config_eos_token_ids.is_empty() {
-            let model_config = crate::utils::read_json_if_exists(&dir.join("config.json"))?;
-            config_eos_token_ids =
-                token_ids(model_config.as_ref().and_then(|c| c.get("eos_token_id")));
-        }
+        // Python's load_config copies generation_config's eos_token_id over
+        // config.json's whenever the key is there, even as an empty list.
+        let config_eos_token_ids = match generation.as_ref().and_then(|g| g.get("eos_token_id")) {
+            Some(ids) => token_ids(Some(ids)),
+            None => {
+                let model_config = crate::utils::read_json_if_exists(&dir.join("config.json"))?;
+                token_ids(model_config.as_ref().and_then(|c| c.get("eos_token_id")))
+            }
+        };
         Ok(Tokenizer {
             inner,
             eos_token: token_content(config.get("eos_token")),

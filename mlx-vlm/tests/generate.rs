@@ -9,9 +9,7 @@ use std::sync::Mutex;
 use mlx_rs::nn::{Item, ItemMut, Module};
 use mlx_rs::{Array, Dtype, idx, ops};
 use mlx_vlm::Result;
-use mlx_vlm::generate::{
-    GenerateInputs, GenerateParams, generate, load_eos_token_ids, stream_generate,
-};
+use mlx_vlm::generate::{GenerateInputs, GenerateParams, generate, stream_generate};
 use mlx_vlm::models::cache::{Cache, make_prompt_cache};
 use mlx_vlm::models::{InputEmbeddingsFeatures, LanguageModelArgs, RequestState, VlmModel};
 use serde_json::{Value, json};
@@ -295,7 +293,7 @@ fn eos_ids_resolve_like_python() {
     for name in ["tokenizer.json", "tokenizer_config.json"] {
         std::fs::copy(tok_dir.join(name), dir.path().join(name)).unwrap();
     }
-    let tokenizer = tokenizers::Tokenizer::from_file(dir.path().join("tokenizer.json")).unwrap();
-    let ids = load_eos_token_ids(dir.path(), &tokenizer).unwrap();
+    let tokenizer = mlx_vlm::tokenizer::Tokenizer::from_dir(dir.path()).unwrap();
+    let ids = tokenizer.eos_token_ids();
     assert_eq!(json!(ids), case["eos_token_ids"]);
 }

@@ -8,9 +8,7 @@ use mlx_rs::{Array, Dtype, ops};
 use super::config::ModelConfig;
 use super::language::LanguageModel;
 use super::vision::VisionModel;
-use crate::models::{
-    Cache, InputEmbeddingsFeatures, KvCache, LanguageModelArgs, RequestState, VlmModel,
-};
+use crate::models::{Cache, InputEmbeddingsFeatures, LanguageModelArgs, RequestState, VlmModel};
 use crate::{Error, Result};
 
 /// Python: `Model`.
@@ -234,16 +232,7 @@ impl VlmModel for Model {
     }
 
     fn make_cache(&self, max_kv_size: Option<i32>) -> Vec<Box<dyn Cache>> {
-        (0..self.layers())
-            .map(|_| -> Box<dyn Cache> {
-                match max_kv_size {
-                    Some(max_size) => {
-                        Box::new(crate::models::cache::RotatingKvCache::new(max_size, 4))
-                    }
-                    None => Box::new(KvCache::new()),
-                }
-            })
-            .collect()
+        crate::models::cache::make_prompt_cache(self.layers(), max_kv_size)
     }
 
     fn sanitize(&self, weights: HashMap<String, Array>) -> Result<HashMap<String, Array>> {
