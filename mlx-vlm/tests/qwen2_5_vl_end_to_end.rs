@@ -11,7 +11,7 @@ use mlx_rs::{Array, Dtype, ops};
 use mlx_vlm::fixtures::{self, CheckpointSpec, Layout};
 use mlx_vlm::generate::{GenerateParams, stream_generate};
 use mlx_vlm::image::ImageSource;
-use mlx_vlm::models::{LanguageModelArgs, RequestState, VlmModel};
+use mlx_vlm::models::{InputEmbeddingsFeatures, LanguageModelArgs, RequestState, VlmModel};
 use mlx_vlm::utils::LoadOptions;
 use serde_json::Value;
 
@@ -59,12 +59,13 @@ fn write(dir: &Path, dtype: Dtype, layout: Layout, quantization: Option<(i32, i3
     fixtures::write_checkpoint(dir, &fixtures::tiny_config(), &spec).unwrap();
 }
 
-/// Greedy ids when each step is fed the golden previous token.
+/// Greedy ids when each step is fed the golden previous token, the last
+/// prompt logits, and the merged embeddings and mRoPE position ids.
 fn teacher_forced(
     model: &dyn VlmModel,
     inputs: &mlx_vlm::generate::GenerateInputs,
     golden_ids: &[i64],
-) -> (Vec<i64>, Array) {
+) -> (Vec<i64>, Array, InputEmbeddingsFeatures) {
     let features = model
         .get_input_embeddings(
             &inputs.input_ids,
@@ -116,7 +117,7 @@ fn teacher_forced(
                 .unwrap(),
         );
     }
-    (ids, last)
+    (ids, last, features)
 }
 
 fn check_variant(variant: &str, dtype: Dtype, layout: Layout, quantization: Option<(i32, i32)>) {
@@ -170,9 +171,27 @@ fn check_variant(variant: &str, dtype: Dtype, layout: Layout, quantization: Opti
         }
 
         let golden_ids = ints(&g.tensors[&format!("{case}.gen.token_ids")]);
-        let (forced, last_logits) = teacher_forced(&*model, &inputs, &golden_ids);
+        let (forced, last_logits, features) = teacher_forced(&*model, &inputs, &golden_ids);
         assert_eq!(forced, golden_ids, "{what}: teacher-forced ids");
         if case == "single" {
+            // Merged embeddings and position ids, through the loader of this
+            // layout and quantization.
+            let embeds_tol = if dtype == Dtype::Float32 { 1e-5 } else { 2e-2 };
+            let diff = max_abs_diff(&features.inputs_embeds, &g.tensors["text.inputs_embeds"]);
+            assert!(
+                diff <= embeds_tol,
+                "{what}: merged embeddings differ by {diff}"
+            );
+            assert_eq!(
+                ints(features.position_ids.as_ref().unwrap()),
+                ints(&g.tensors["text.position_ids"]),
+                "{what}: position ids"
+            );
+            assert_eq!(
+                ints(features.rope_deltas.as_ref().unwrap()),
+                ints(&g.tensors["text.rope_deltas"]),
+                "{what}: rope deltas"
+            );
             let expected = &g.tensors["logits.last"];
             let tol = if dtype == Dtype::Float32 { 1e-4 } else { 0.25 };
             let diff = max_abs_diff(&last_logits, expected);
