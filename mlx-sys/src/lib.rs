@@ -25,6 +25,11 @@ pub const MLX_VERSION: &str = env!("MLX_SYS_MLX_VERSION");
 /// The version of mlx-c these bindings were generated from.
 pub const MLX_C_VERSION: &str = "0.7.0";
 
+/// Whether MLX's BLAS calls reach the system OpenBLAS (the `openblas`
+/// feature, where the build found it), which runs each f32 product on all
+/// cores, rather than the single-threaded BLAS libmlx was shipped with.
+pub const OPENBLAS: bool = cfg!(mlx_sys_openblas);
+
 /// With the `openblas` feature, a reference to OpenBLAS from Rust code that
 /// every binary links: libmlx is the library that calls BLAS, and the binary
 /// itself calls none of it, so the linker's `--as-needed` (rustc's default)

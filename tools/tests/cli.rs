@@ -190,6 +190,25 @@ fn bad_input_fails_with_a_message() {
 }
 
 #[test]
+fn cpu_parallelism_keeps_pythons_ids() {
+    // One stream (Python's way) and three (more than this machine's cores):
+    // the split products are bit-identical, so the ids are Python's.
+    let tmp = tempfile::tempdir().unwrap();
+    checkpoint(tmp.path(), Some((64, 4)));
+    let golden: Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture_dir().join("goldens/q4.json")).unwrap(),
+    )
+    .unwrap();
+    let case = &golden["cases"]["single"];
+    for streams in ["1", "3"] {
+        let out = generate_json_with(tmp.path(), case, &["--cpu-parallelism", streams]);
+        assert_eq!(out["tokens"], case["generated_ids"], "{streams} streams");
+    }
+    let out = mlx_vlm(&["generate", "--model", "x", "--cpu-parallelism", "0"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
 fn dtype_float32_runs_the_bf16_checkpoint_as_the_f32_one() {
     // The bf16 and f32 checkpoints hold the same numbers (fixtures draws
     // 8-bit integers times powers of two, exact in bf16), so the cast model

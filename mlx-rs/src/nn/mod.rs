@@ -5,6 +5,7 @@
 //! [`activations`] and [`losses`].
 
 pub mod activations;
+mod cpu_parallel;
 mod layers;
 pub mod losses;
 mod module;
@@ -12,6 +13,7 @@ pub mod quantized;
 mod utils;
 mod weights;
 
+pub use cpu_parallel::{cpu_parallelism, set_cpu_parallelism};
 pub use layers::*;
 pub use mlx_rs_derive::Module;
 pub use module::{

@@ -23,11 +23,16 @@ pub struct MeasureArgs {
     pub max_tokens: usize,
     /// Cast the loaded parameters to this dtype.
     pub dtype: Option<mlx_vlm::mlx_rs::Dtype>,
+    /// CPU streams a large product is split across (`None`: every core).
+    pub cpu_parallelism: Option<usize>,
 }
 
 /// Loads the model, generates greedily, and reports the timings, memory and
 /// ids (Python: `main` of `tools/bench/measure.py`).
 pub fn measure(args: &MeasureArgs) -> mlx_vlm::Result<Measurement> {
+    if let Some(streams) = args.cpu_parallelism {
+        mlx_vlm::mlx_rs::nn::set_cpu_parallelism(streams);
+    }
     let tic = Instant::now();
     let (model, processor) = mlx_vlm::load(
         &args.model,

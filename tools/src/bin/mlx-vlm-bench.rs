@@ -89,6 +89,10 @@ struct MeasureCli {
     /// Cast the loaded parameters (`mlx-vlm generate --dtype`).
     #[arg(long, value_parser = mlx_vlm_tools::parse_dtype)]
     dtype: Option<mlx_vlm::mlx_rs::Dtype>,
+    /// CPU streams a large product is split across (`mlx-vlm generate
+    /// --cpu-parallelism`; default: every core).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    cpu_parallelism: Option<u16>,
 }
 
 #[derive(Args)]
@@ -156,6 +160,7 @@ fn measure_cmd(args: MeasureCli) -> mlx_vlm::Result<()> {
         system: args.system,
         max_tokens: args.common.max_tokens,
         dtype: args.dtype,
+        cpu_parallelism: args.cpu_parallelism.map(usize::from),
     })?;
     println!("{}", m.to_json());
     Ok(())

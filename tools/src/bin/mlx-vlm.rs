@@ -83,6 +83,11 @@ struct GenerateArgs {
     /// the CPU's BLAS, which handles only float32 fast.
     #[arg(long, value_parser = mlx_vlm_tools::parse_dtype)]
     dtype: Option<Dtype>,
+    /// CPU streams a large matrix product is split across (default: every
+    /// core; 1 runs each product on one core, as Python does). Results are
+    /// bit-identical either way.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    cpu_parallelism: Option<u16>,
     /// Print the prompt and Python's three statistics lines.
     #[arg(long)]
     verbose: bool,
@@ -113,6 +118,9 @@ fn generate(args: GenerateArgs) -> mlx_vlm::Result<()> {
         dtype: args.dtype,
         ..Default::default()
     };
+    if let Some(streams) = args.cpu_parallelism {
+        mlx_vlm::mlx_rs::nn::set_cpu_parallelism(usize::from(streams));
+    }
     if let Some(seed) = args.seed {
         // Python's CLI seeds the global generator (`mx.random.seed`) and
         // passes no seed to the sampler.

@@ -3,7 +3,10 @@
 //! Inputs are channels-last (`NLC`, `NHWC`, `NDHWC`) and weights
 //! `(out_channels, *kernel_size, in_channels / groups)`, as MLX stores them.
 
+use std::ops::Range;
+
 use crate::nn::Param;
+use crate::nn::cpu_parallel::{Product, rows, split_output_features};
 use crate::ops::{self, Conv1dOptions, Conv2dOptions, Conv3dOptions};
 use crate::random;
 use crate::{Array, Dtype, Error, Result};
@@ -149,10 +152,25 @@ macro_rules! conv_layer {
 
             #[doc = concat!("`", $python, ".__call__`: the convolution of the \
                 channels-last input `x`, plus the bias.")]
+            ///
+            /// On the CPU a large ungrouped convolution is split across
+            /// streams by output channels ([`crate::nn::set_cpu_parallelism`]);
+            /// the result is bit-identical.
             pub fn forward(&self, x: &Array) -> Result<Array> {
-                let ($x, $w, $o) = (x, &*self.weight, self);
-                let y = $call?;
-                add_bias(y, &self.bias)
+                let out_channels = self.weight.shape().first().copied().unwrap_or(0);
+                let channels = |range: Range<i32>| {
+                    let weight = rows(&self.weight, range.clone())?;
+                    let ($x, $w, $o) = (x, &weight, self);
+                    let y = $call?;
+                    match &self.bias {
+                        Some(bias) => ops::add(&y, &rows(bias, range)?),
+                        None => Ok(y),
+                    }
+                };
+                if self.groups != 1 {
+                    return channels(0..out_channels);
+                }
+                split_output_features(x, out_channels, Product::Convolution, channels)
             }
         }
 

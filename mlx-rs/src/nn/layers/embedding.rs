@@ -1,6 +1,7 @@
 //! `mlx/nn/layers/embedding.py`, with `QuantizedEmbedding` of
 //! `mlx/nn/layers/quantized.py` (see [`crate::nn::quantize`]).
 
+use crate::nn::cpu_parallel::{Product, rows, split_output_features};
 use crate::nn::quantized::{dequantize_weight, quantize_weight};
 use crate::nn::{Param, QuantSpec, Quantizable};
 use crate::ops;
@@ -71,17 +72,29 @@ impl Embedding {
 
     /// `x` projected onto the table, `x W^T`, as a tied output layer
     /// (`Embedding.as_linear` / `QuantizedEmbedding.as_linear`).
+    ///
+    /// On the CPU a large product is split across streams by rows of the
+    /// table ([`crate::nn::set_cpu_parallelism`]); the result is
+    /// bit-identical.
     pub fn as_linear(&self, x: &Array) -> Result<Array> {
-        match (self.quantization, &self.scales) {
-            (Some(spec), Some(scales)) => ops::quantized_matmul(
-                x,
-                &self.weight,
-                scales,
-                self.biases.as_deref(),
-                spec.matmul_options(),
-            ),
-            _ => ops::matmul(x, &self.weight.T()?),
-        }
+        let num_embeddings = self.weight.shape().first().copied().unwrap_or(0);
+        let product = match self.quantization {
+            Some(_) => Product::Quantized,
+            None => Product::Matmul(self.weight.dtype(), x.dtype()),
+        };
+        split_output_features(x, num_embeddings, product, |range| {
+            let part = |a: &Array| rows(a, range.clone());
+            match (self.quantization, &self.scales) {
+                (Some(spec), Some(scales)) => ops::quantized_matmul(
+                    x,
+                    &part(&self.weight)?,
+                    &part(scales)?,
+                    self.biases.as_deref().map(part).transpose()?.as_ref(),
+                    spec.matmul_options(),
+                ),
+                _ => ops::matmul(x, &part(&self.weight)?.T()?),
+            }
+        })
     }
 }
 

@@ -1,6 +1,9 @@
 //! `mlx/nn/layers/linear.py`, with `QuantizedLinear` of
 //! `mlx/nn/layers/quantized.py` (see [`crate::nn::quantize`]).
 
+use std::ops::Range;
+
+use crate::nn::cpu_parallel::{Product, rows, split_output_features};
 use crate::nn::quantized::{dequantize_weight, quantize_weight};
 use crate::nn::{Param, QuantSpec, Quantizable};
 use crate::ops;
@@ -67,18 +70,42 @@ impl Linear {
     }
 
     /// `x W^T + b` (`Linear.__call__` / `QuantizedLinear.__call__`).
+    ///
+    /// On the CPU a large product is split across streams by output
+    /// features ([`crate::nn::set_cpu_parallelism`]); the result is
+    /// bit-identical.
     pub fn forward(&self, x: &Array) -> Result<Array> {
+        let out_features = self.weight.shape().first().copied().unwrap_or(0);
+        let product = match self.quantization {
+            Some(_) => Product::Quantized,
+            None => Product::Matmul(self.weight.dtype(), x.dtype()),
+        };
+        split_output_features(x, out_features, product, |range| {
+            self.forward_features(x, range)
+        })
+    }
+
+    /// The output features `range` of [`Linear::forward`].
+    fn forward_features(&self, x: &Array, range: Range<i32>) -> Result<Array> {
+        let part = |a: &Array| rows(a, range.clone());
+        let bias = self.bias.as_deref().map(part).transpose()?;
         if let (Some(spec), Some(scales)) = (self.quantization, &self.scales) {
+            let biases = self.biases.as_deref().map(part).transpose()?;
             let options = spec.matmul_options();
-            let y =
-                ops::quantized_matmul(x, &self.weight, scales, self.biases.as_deref(), options)?;
-            return match &self.bias {
-                Some(bias) => ops::add(&y, &**bias),
+            let y = ops::quantized_matmul(
+                x,
+                &part(&self.weight)?,
+                &part(scales)?,
+                biases.as_ref(),
+                options,
+            )?;
+            return match &bias {
+                Some(bias) => ops::add(&y, bias),
                 None => Ok(y),
             };
         }
-        let weight_t = self.weight.T()?;
-        match &self.bias {
+        let weight_t = part(&self.weight)?.T()?;
+        match &bias {
             Some(bias) => ops::addmm(bias, x, &weight_t, 1.0, 1.0),
             None => ops::matmul(x, &weight_t),
         }
