@@ -23,10 +23,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use crate::stream::{Device, DeviceType, Stream, ThreadLocalStream, with_stream};
 use crate::{Array, Dtype, Result, ops};
 
-/// A product smaller than this many multiply-adds is not worth the
-/// cross-stream synchronisation (tens of microseconds); 2^21 takes about a
-/// millisecond on one core here.
-const MIN_SPLIT_WORK: i64 = 1 << 21;
+/// The least work, in multiply-adds, one block gets: about half a
+/// millisecond on one core here, against the tens of microseconds of
+/// cross-stream synchronisation. A product is split only when it makes two
+/// such blocks.
+const MIN_BLOCK_WORK: i64 = 1 << 20;
 
 /// The fewest output features one block gets.
 const MIN_BLOCK_FEATURES: i32 = 64;
@@ -116,14 +117,14 @@ fn blocks(x: &Array, out_features: i32, product: Product) -> Result<usize> {
         return Ok(1);
     }
     // Every element of x meets every output feature once.
-    if x.size() as i64 * i64::from(out_features) < MIN_SPLIT_WORK {
+    let work = x.size() as i64 * i64::from(out_features);
+    let by_work = usize::try_from(work / MIN_BLOCK_WORK).unwrap_or(usize::MAX);
+    let by_width = usize::try_from(out_features / MIN_BLOCK_FEATURES).unwrap_or(0);
+    let parts = parallelism.min(by_work).min(by_width);
+    if parts <= 1 || Stream::current()?.device()?.device_type()? != DeviceType::Cpu {
         return Ok(1);
     }
-    if Stream::current()?.device()?.device_type()? != DeviceType::Cpu {
-        return Ok(1);
-    }
-    let by_width = (out_features / MIN_BLOCK_FEATURES).max(1) as usize;
-    Ok(parallelism.min(by_width))
+    Ok(parts)
 }
 
 /// The calling thread's streams for the blocks after the first.
