@@ -2,10 +2,10 @@
 //!
 //! MLX runs each CPU stream on one thread, and its CPU kernels (its own
 //! bf16 and quantized products, and the reference BLAS that libmlx ships
-//! with on Linux) use one core each. A [`crate::nn::Linear`] or
-//! [`crate::nn::Embedding::as_linear`] product on the CPU is therefore cut
-//! into blocks of output features, one block per stream, and the blocks
-//! are concatenated. Python's `mlx.nn` has no counterpart: it runs the
+//! with on Linux) use one core each. A large [`crate::nn::Linear`],
+//! [`crate::nn::Embedding::as_linear`] or ungrouped convolution product on
+//! the CPU is therefore cut into blocks of output features, one block per
+//! stream, and the blocks are concatenated. Python's `mlx.nn` has no counterpart: it runs the
 //! whole product on one core.
 //!
 //! Each output element is the same dot product, over the same inputs in the
@@ -71,6 +71,10 @@ static HELPERS: Mutex<Vec<ThreadLocalStream>> = Mutex::new(Vec::new());
 /// Sets how many CPU streams a large product is split across; 1 runs every
 /// product on the caller's stream, as Python does. The default is the
 /// number of cores ([`std::thread::available_parallelism`]).
+///
+/// Each thread that runs split products gets its own `streams - 1` helper
+/// streams (MLX ties CPU streams to threads), each served by one MLX
+/// thread for the life of the process.
 pub fn set_cpu_parallelism(streams: usize) {
     PARALLELISM.store(streams.max(1), Ordering::Relaxed);
 }
