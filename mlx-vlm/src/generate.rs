@@ -7,7 +7,6 @@
 //! APC reuse, KV quantization, batching or thinking budget. Preparing
 //! `input_ids` and `pixel_values` from a prompt and images happens before.
 
-use std::collections::HashMap;
 use std::time::Instant;
 
 use mlx_rs::ops;
@@ -87,20 +86,10 @@ pub struct GenerateParams {
     pub top_k: i32,
     /// Min-p filter, active when non-zero (`min_p`, 0.0).
     pub min_p: f64,
-    /// Multiplicative repetition penalty (`repetition_penalty`, none).
-    pub repetition_penalty: Option<f64>,
-    /// Tokens the repetition penalty looks at (20).
-    pub repetition_context_size: i32,
-    /// Additive presence penalty (`presence_penalty`, none).
-    pub presence_penalty: Option<f64>,
-    /// Tokens the presence penalty looks at (20).
-    pub presence_context_size: i32,
-    /// Additive frequency penalty (`frequency_penalty`, none).
-    pub frequency_penalty: Option<f64>,
-    /// Tokens the frequency penalty looks at (20).
-    pub frequency_context_size: i32,
-    /// Additive logit bias per token id (`logit_bias`, none).
-    pub logit_bias: Option<HashMap<u32, f64>>,
+    /// The penalties and logit bias (`repetition_penalty`,
+    /// `presence_penalty`, `frequency_penalty`, their context sizes and
+    /// `logit_bias`), as `make_logits_processors` takes them.
+    pub logits_processors: LogitsProcessorArgs,
     /// Seed of position-keyed sampling (`seed`, none). As in Python it
     /// only applies when sampling (temperature > 0) without min-p; other
     /// draws use MLX's global key (`mlx_rs::random::seed`).
@@ -122,13 +111,7 @@ impl Default for GenerateParams {
             top_p: DEFAULT_TOP_P,
             top_k: DEFAULT_TOP_K,
             min_p: DEFAULT_MIN_P,
-            repetition_penalty: None,
-            repetition_context_size: DEFAULT_REPETITION_CONTEXT_SIZE,
-            presence_penalty: None,
-            presence_context_size: DEFAULT_REPETITION_CONTEXT_SIZE,
-            frequency_penalty: None,
-            frequency_context_size: DEFAULT_REPETITION_CONTEXT_SIZE,
-            logit_bias: None,
+            logits_processors: LogitsProcessorArgs::default(),
             seed: None,
             prefill_step_size: Some(DEFAULT_PREFILL_STEP_SIZE),
             max_kv_size: None,
@@ -331,15 +314,7 @@ pub fn generate_step<'a>(
             ..Default::default()
         })),
     };
-    let processors = make_logits_processors(&LogitsProcessorArgs {
-        logit_bias: params.logit_bias.clone(),
-        repetition_penalty: params.repetition_penalty,
-        repetition_context_size: params.repetition_context_size,
-        presence_penalty: params.presence_penalty,
-        presence_context_size: params.presence_context_size,
-        frequency_penalty: params.frequency_penalty,
-        frequency_context_size: params.frequency_context_size,
-    })?;
+    let processors = make_logits_processors(&params.logits_processors)?;
     Ok(GenerateStep {
         model,
         sampler,

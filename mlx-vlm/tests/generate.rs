@@ -132,19 +132,19 @@ fn params_of(args: &Value) -> GenerateParams {
         p.min_p = v;
     }
     p.seed = args.get("seed").and_then(Value::as_u64);
-    p.repetition_penalty = f("repetition_penalty");
-    p.presence_penalty = f("presence_penalty");
-    p.frequency_penalty = f("frequency_penalty");
+    p.logits_processors.repetition_penalty = f("repetition_penalty");
+    p.logits_processors.presence_penalty = f("presence_penalty");
+    p.logits_processors.frequency_penalty = f("frequency_penalty");
     if let Some(v) = i("repetition_context_size") {
-        p.repetition_context_size = v as i32;
+        p.logits_processors.repetition_context_size = v as i32;
     }
     if let Some(v) = i("presence_context_size") {
-        p.presence_context_size = v as i32;
+        p.logits_processors.presence_context_size = v as i32;
     }
     if let Some(v) = i("frequency_context_size") {
-        p.frequency_context_size = v as i32;
+        p.logits_processors.frequency_context_size = v as i32;
     }
-    p.logit_bias = args.get("logit_bias").map(|b| {
+    p.logits_processors.logit_bias = args.get("logit_bias").map(|b| {
         b.as_object()
             .unwrap()
             .iter()

@@ -12,6 +12,7 @@ use mlx_vlm::fixtures::{self, CheckpointSpec, Layout};
 use mlx_vlm::generate::{GenerateParams, stream_generate};
 use mlx_vlm::image::ImageSource;
 use mlx_vlm::models::{InputEmbeddingsFeatures, LanguageModelArgs, RequestState, VlmModel};
+use mlx_vlm::sample_utils::LogitsProcessorArgs;
 use mlx_vlm::utils::LoadOptions;
 use serde_json::Value;
 
@@ -312,8 +313,11 @@ fn f32_generation_options() {
                 temperature: 0.7,
                 top_p: 0.9,
                 top_k: 50,
-                repetition_penalty: Some(1.3),
-                repetition_context_size: 8,
+                logits_processors: LogitsProcessorArgs {
+                    repetition_penalty: Some(1.3),
+                    repetition_context_size: 8,
+                    ..Default::default()
+                },
                 ..Default::default()
             },
             Some(7),

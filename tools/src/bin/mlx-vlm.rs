@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use mlx_vlm::generate::{GenerateParams, stream_generate};
 use mlx_vlm::mlx_rs::Dtype;
 use mlx_vlm::mlx_rs::nn::{Module, ModuleExt};
+use mlx_vlm::sample_utils::LogitsProcessorArgs;
 use mlx_vlm::{ImageSource, LoadOptions, registry, utils};
 
 #[derive(Parser)]
@@ -138,8 +139,11 @@ fn generate(args: GenerateArgs) -> mlx_vlm::Result<()> {
         top_p: args.top_p,
         top_k: args.top_k,
         min_p: args.min_p,
-        repetition_penalty: args.repetition_penalty,
-        repetition_context_size: args.repetition_context_size,
+        logits_processors: LogitsProcessorArgs {
+            repetition_penalty: args.repetition_penalty,
+            repetition_context_size: args.repetition_context_size,
+            ..Default::default()
+        },
         prefill_step_size: args.prefill_step_size.or(defaults.prefill_step_size),
         max_kv_size: args.max_kv_size,
         ..defaults
