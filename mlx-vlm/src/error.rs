@@ -93,6 +93,34 @@ pub enum Error {
     /// An argument is out of its valid range.
     #[error("{0}")]
     InvalidArgument(String),
+    /// A generation or sampling parameter is out of its valid range
+    /// (checked by `GenerateParams::validate` before any work).
+    #[error("{message}")]
+    InvalidParameter {
+        /// The parameter at fault, as the field of `GenerateParams` names it
+        /// (e.g. `temperature`, `repetition_context_size`).
+        name: &'static str,
+        /// Its value, as given.
+        value: String,
+        /// What is wrong and what would fix it; names the parameter and the
+        /// value (Python mlx-vlm's own words where Python checks).
+        message: String,
+    },
+    /// A request would need more memory than the process may use, or an
+    /// array larger than MLX can index (checked by `preflight::check`
+    /// before anything is allocated).
+    #[error("out of memory: {message}")]
+    OutOfMemory {
+        /// The estimate, the limit and what would fit.
+        message: String,
+        /// The estimated peak in bytes.
+        needed_bytes: u64,
+        /// The bytes free under the tightest limit.
+        available_bytes: u64,
+        /// The largest `max_pixels` at which the request's images would fit,
+        /// when images are the cause and some size fits.
+        fit_max_pixels: Option<u64>,
+    },
     /// An error from MLX.
     #[error(transparent)]
     Mlx(#[from] mlx_rs::Error),

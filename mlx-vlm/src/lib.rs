@@ -9,6 +9,7 @@ pub mod fixtures;
 pub mod generate;
 pub mod image;
 pub mod models;
+pub mod preflight;
 pub mod processor;
 pub mod prompt_utils;
 pub mod registry;

@@ -31,6 +31,13 @@ impl Module for MockModel {
 }
 
 impl VlmModel for MockModel {
+    fn estimate_memory(
+        &self,
+        _request: &mlx_vlm::preflight::MemoryRequest,
+    ) -> Result<mlx_vlm::preflight::MemoryEstimate> {
+        Ok(Default::default())
+    }
+
     fn model_type(&self) -> &str {
         "mock"
     }

@@ -129,6 +129,13 @@ impl Module for StubModel {
 }
 
 impl VlmModel for StubModel {
+    fn estimate_memory(
+        &self,
+        _request: &mlx_vlm::preflight::MemoryRequest,
+    ) -> Result<mlx_vlm::preflight::MemoryEstimate> {
+        Ok(Default::default())
+    }
+
     fn model_type(&self) -> &str {
         "qwen2_5_vl"
     }

@@ -7,6 +7,7 @@ use mlx_rs::Array;
 use mlx_rs::nn::Module;
 
 use crate::Result;
+use crate::preflight::{MemoryEstimate, MemoryRequest};
 
 pub mod base;
 pub mod cache;
@@ -98,4 +99,8 @@ pub trait VlmModel: Module + Send {
 
     /// Token ids that end generation according to `config.json`.
     fn eos_token_ids(&self) -> Vec<u32>;
+
+    /// The bytes `request` adds on top of the weights at its peak, from
+    /// the shapes alone (Rust only: see [`crate::preflight`]).
+    fn estimate_memory(&self, request: &MemoryRequest) -> Result<MemoryEstimate>;
 }
