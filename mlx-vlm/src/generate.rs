@@ -17,7 +17,7 @@ use tokenizers::Tokenizer;
 use crate::models::{Cache, LanguageModelArgs, RequestState, VlmModel};
 use crate::sample_utils::{
     LogitsProcessor, LogitsProcessorArgs, Sampler, SamplerArgs, apply_top_k, clamp_temperature,
-    make_logits_processors, make_sampler, top_p_sampling,
+    invalid_parameter, make_logits_processors, make_sampler, py_float, top_p_sampling,
 };
 use crate::tokenizer_utils::{StreamingDetokenizer, make_streaming_detokenizer};
 use crate::{Error, Result};
@@ -101,6 +101,97 @@ pub struct GenerateParams {
     pub max_kv_size: Option<i32>,
     /// Token ids that also end generation (`eos_tokens`, none).
     pub eos_tokens: Vec<u32>,
+}
+
+impl GenerateParams {
+    /// Checks every parameter before any work; [`generate_step`],
+    /// [`stream_generate`] and [`generate`] call it first.
+    ///
+    /// Rejected, with an [`Error::InvalidParameter`] naming the parameter,
+    /// its value and the fix (NaN fails every check):
+    ///
+    /// - `temperature` not finite or negative (0 samples greedily);
+    /// - `top_p` outside (0, 1] (1 turns nucleus sampling off);
+    /// - `top_k` negative (0 turns top-k off, as in Python);
+    /// - `min_p` outside [0, 1], with Python's message (Python checks it at
+    ///   the first draw);
+    /// - the penalties, context sizes and logit bias as
+    ///   [`LogitsProcessorArgs::validate`] says;
+    /// - `prefill_step_size` or `max_kv_size` below 1 (leave them `None`
+    ///   to prefill at once, or for an unbounded cache).
+    ///
+    /// Python checks `top_k < vocab` only at the first draw (the vocabulary
+    /// size is the model's output width); so does this crate
+    /// ([`crate::sample_utils::apply_top_k`]). Every `max_tokens` is valid:
+    /// 0 generates nothing, as in Python.
+    pub fn validate(&self) -> Result<()> {
+        let temperature = self.temperature;
+        if !(temperature.is_finite() && temperature >= 0.0) {
+            return Err(invalid_parameter(
+                "temperature",
+                py_float(temperature),
+                format!(
+                    "temperature must be a finite number >= 0 (0 samples greedily), got {}",
+                    py_float(temperature)
+                ),
+            ));
+        }
+        let top_p = self.top_p;
+        if !(top_p > 0.0 && top_p <= 1.0) {
+            return Err(invalid_parameter(
+                "top_p",
+                py_float(top_p),
+                format!(
+                    "top_p must be in (0, 1] (1 turns nucleus sampling off), got {}",
+                    py_float(top_p)
+                ),
+            ));
+        }
+        if self.top_k < 0 {
+            return Err(invalid_parameter(
+                "top_k",
+                self.top_k.to_string(),
+                format!(
+                    "top_k must be >= 0 (0 turns top-k sampling off), got {}",
+                    self.top_k
+                ),
+            ));
+        }
+        let min_p = self.min_p;
+        if !(0.0..=1.0).contains(&min_p) {
+            // Python's `apply_min_p` message.
+            return Err(invalid_parameter(
+                "min_p",
+                py_float(min_p),
+                format!(
+                    "`min_p` has to be a float in the [0, 1] interval, but is {}",
+                    py_float(min_p)
+                ),
+            ));
+        }
+        self.logits_processors.validate()?;
+        if let Some(step) = self.prefill_step_size.filter(|&s| s < 1) {
+            return Err(invalid_parameter(
+                "prefill_step_size",
+                step.to_string(),
+                format!(
+                    "prefill_step_size must be >= 1 (prompt tokens per prefill chunk), got {step}; \
+                     leave it unset (None) to prefill at once"
+                ),
+            ));
+        }
+        if let Some(size) = self.max_kv_size.filter(|&s| s < 1) {
+            return Err(invalid_parameter(
+                "max_kv_size",
+                size.to_string(),
+                format!(
+                    "max_kv_size must be >= 1 (tokens the rotating KV cache keeps), got {size}; \
+                     leave it unset (None) for an unbounded cache"
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Default for GenerateParams {
@@ -290,12 +381,14 @@ impl PrefillArgs {
     }
 }
 
-/// Python: `generate_step(input_ids, model, pixel_values, mask, **params)`.
+/// Python: `generate_step(input_ids, model, pixel_values, mask, **params)`;
+/// `params` are checked first ([`GenerateParams::validate`]).
 pub fn generate_step<'a>(
     model: &'a dyn VlmModel,
     inputs: GenerateInputs,
     params: &GenerateParams,
 ) -> Result<GenerateStep<'a>> {
+    params.validate()?;
     let temperature = clamp_temperature(params.temperature);
     let sampler = match params.seed {
         Some(seed) if temperature > 0.0 && params.min_p == DEFAULT_MIN_P => {
@@ -408,11 +501,8 @@ impl<'a> GenerateStep<'a> {
         if let Some(step_size) = self.prefill_step_size
             && inputs_embeds.dim(1)? > 1
         {
-            if step_size < 1 {
-                return Err(Error::InvalidArgument(format!(
-                    "prefill_step_size must be positive, got {step_size}; use None to prefill at once"
-                )));
-            }
+            // `generate_step` validated `step_size >= 1`, so every chunk
+            // shortens the prompt.
             while inputs_embeds.dim(1)? > 1 {
                 let n_to_process = step_size.min(inputs_embeds.dim(1)? - 1);
                 // The chunk's logits are never read, so never computed.
@@ -538,7 +628,14 @@ pub struct StreamGenerate<'a> {
 /// caller's set, e.g. [`crate::tokenizer::Tokenizer::eos_token_ids`]), of the model's
 /// [`VlmModel::eos_token_ids`] or of `params.eos_tokens`. Each item carries
 /// the text the token completes; the last one carries the held-back rest,
-/// the finish reason and all token ids. `tokenizer` only decodes.
+/// the finish reason and all token ids. `tokenizer` only decodes; a sampled
+/// id it lacks (a model's output layer is often wider than its vocabulary)
+/// adds no text and generation goes on (see [`crate::tokenizer_utils`]).
+///
+/// `params` are checked first ([`GenerateParams::validate`]): a bad one
+/// fails with [`Error::InvalidParameter`] before the model runs. After an
+/// item's error the iterator ends; [`StreamGenerate::generated_tokens`]
+/// still holds the ids generated until then.
 pub fn stream_generate<'a>(
     model: &'a dyn VlmModel,
     tokenizer: &'a Tokenizer,
@@ -546,6 +643,7 @@ pub fn stream_generate<'a>(
     eos_token_ids: &[u32],
     params: &GenerateParams,
 ) -> Result<StreamGenerate<'a>> {
+    params.validate()?;
     let mut stopping_criteria = StoppingCriteria::new(eos_token_ids);
     stopping_criteria.add_eos_token_ids(&model.eos_token_ids());
     stopping_criteria.add_eos_token_ids(&params.eos_tokens);
@@ -567,6 +665,13 @@ pub fn stream_generate<'a>(
 }
 
 impl StreamGenerate<'_> {
+    /// Every token generated so far, the stop token included: after an
+    /// error or an interruption, the ids of the partial result (the last
+    /// item's `token_ids` once generation has finished).
+    pub fn generated_tokens(&self) -> &[u32] {
+        &self.generated_tokens
+    }
+
     fn response(&self, text: String, token: Option<(u32, Array)>) -> Result<GenerationResult> {
         let count = self.generated_tokens.len();
         let (token, logprobs) = token.unzip();
@@ -652,7 +757,8 @@ impl Iterator for StreamGenerate<'_> {
 }
 
 /// All the generated text and the final stats (Python: `generate` of
-/// `dispatch.py`, without printing).
+/// `dispatch.py`, without printing). Fails as [`stream_generate`] does:
+/// bad `params` before any work, an error mid-generation with that error.
 pub fn generate(
     model: &dyn VlmModel,
     tokenizer: &Tokenizer,

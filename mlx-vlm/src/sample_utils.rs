@@ -117,6 +117,118 @@ impl Default for LogitsProcessorArgs {
     }
 }
 
+impl LogitsProcessorArgs {
+    /// Checks the penalties, their context sizes and the logit bias before
+    /// any work (called by `GenerateParams::validate`).
+    ///
+    /// Rejected, with an [`Error::InvalidParameter`] naming the parameter,
+    /// its value and the fix (NaN fails every check):
+    ///
+    /// - `repetition_penalty` negative (Python's message) or not finite;
+    ///   0 turns it off, as in Python;
+    /// - `presence_penalty`, `frequency_penalty` or a `logit_bias` value
+    ///   not finite (Python checks none of them);
+    /// - a context size below 1 (Python's `tokens[-0:]` would silently
+    ///   take every token, and a negative size would skip the first ones).
+    pub fn validate(&self) -> Result<()> {
+        if let Some(penalty) = self.repetition_penalty {
+            if penalty < 0.0 {
+                // Python's `make_repetition_penalty` message.
+                return Err(invalid_parameter(
+                    "repetition_penalty",
+                    py_float(penalty),
+                    format!(
+                        "repetition_penalty: penalty must be a non-negative float, got {}",
+                        py_float(penalty)
+                    ),
+                ));
+            }
+            if !penalty.is_finite() {
+                return Err(invalid_parameter(
+                    "repetition_penalty",
+                    py_float(penalty),
+                    format!(
+                        "repetition_penalty must be a finite number >= 0 (1 leaves the logits \
+                         unchanged, 0 turns it off), got {}",
+                        py_float(penalty)
+                    ),
+                ));
+            }
+        }
+        for (name, penalty) in [
+            ("presence_penalty", self.presence_penalty),
+            ("frequency_penalty", self.frequency_penalty),
+        ] {
+            if let Some(penalty) = penalty.filter(|p| !p.is_finite()) {
+                return Err(invalid_parameter(
+                    name,
+                    py_float(penalty),
+                    format!(
+                        "{name} must be a finite number (0 turns it off), got {}",
+                        py_float(penalty)
+                    ),
+                ));
+            }
+        }
+        for (name, size) in [
+            ("repetition_context_size", self.repetition_context_size),
+            ("presence_context_size", self.presence_context_size),
+            ("frequency_context_size", self.frequency_context_size),
+        ] {
+            if size < 1 {
+                return Err(invalid_parameter(
+                    name,
+                    size.to_string(),
+                    format!(
+                        "{name} must be >= 1 (the number of recent tokens the penalty looks at), \
+                         got {size}"
+                    ),
+                ));
+            }
+        }
+        if let Some(bias) = &self.logit_bias {
+            // The smallest id first, so the message does not depend on the
+            // map's order.
+            let bad = bias
+                .iter()
+                .filter(|(_, value)| !value.is_finite())
+                .min_by_key(|&(&id, _)| id);
+            if let Some((id, &value)) = bad {
+                return Err(invalid_parameter(
+                    "logit_bias",
+                    py_float(value),
+                    format!(
+                        "logit_bias[{id}] must be a finite number, got {}",
+                        py_float(value)
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An [`Error::InvalidParameter`].
+pub(crate) fn invalid_parameter(name: &'static str, value: String, message: String) -> Error {
+    Error::InvalidParameter {
+        name,
+        value,
+        message,
+    }
+}
+
+/// A float as Python's `str` writes it in messages: `nan`, `inf`, `-1.0`,
+/// `0.5`.
+pub(crate) fn py_float(value: f64) -> String {
+    if value.is_nan() {
+        "nan".into()
+    } else if value.is_infinite() {
+        if value > 0.0 { "inf" } else { "-inf" }.into()
+    } else {
+        format!("{value:?}")
+    }
+}
+
 /// A penalty processor's constructor: `(penalty, context_size)`.
 type MakePenalty = fn(f64, i32) -> Result<LogitsProcessor>;
 

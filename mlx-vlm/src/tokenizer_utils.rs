@@ -3,6 +3,20 @@
 //!
 //! Python reads the token strings from the Hugging Face tokenizer's vocab;
 //! here they come from a `tokenizers::Tokenizer` (`tokenizer.json`).
+//!
+//! # Ids the tokenizer lacks
+//!
+//! A model's output layer is often wider than its tokenizer's vocabulary
+//! (Qwen2.5-VL: 151,936 rows for 151,665 token ids), so sampling can pick an
+//! id no token string belongs to. Every detokenizer here decodes such an id
+//! to nothing, as if it had not been added, and goes on: that is what
+//! `tokenizers`' `Tokenizer::decode` (and so transformers'
+//! `tokenizer.decode`, which Python mlx-vlm's server falls back to in its
+//! `_ServerTokenStreamer`) does with them. Python mlx-vlm 0.7.6's own
+//! streaming detokenizers instead raise (`IndexError` from `tokenmap[token]`
+//! in `BPEStreamingDetokenizer` and `SPMStreamingDetokenizer`, a
+//! `TypeError` for a hole in the vocab), which ends `stream_generate`; the
+//! ids still count as generated tokens.
 
 use std::collections::HashMap;
 
@@ -39,7 +53,8 @@ pub trait StreamingDetokenizer {
     fn reset(&mut self);
 
     /// Adds `token` unless it is in `skip_special_token_ids` (Python:
-    /// `add_token`).
+    /// `add_token`). An id the tokenizer lacks adds nothing (see the
+    /// module's documentation).
     fn add_token(&mut self, token: u32, skip_special_token_ids: &[u32]) -> Result<()>;
 
     /// Flushes the text still held back (Python: `finalize`).
@@ -53,7 +68,8 @@ pub trait StreamingDetokenizer {
 }
 
 /// Re-decodes the tokens since the last newline at every step; works with
-/// any tokenizer (Python: `NaiveStreamingDetokenizer`).
+/// any tokenizer (Python: `NaiveStreamingDetokenizer`). `Tokenizer::decode`
+/// drops ids the tokenizer lacks, so they decode to nothing.
 pub struct NaiveStreamingDetokenizer<'a> {
     tokenizer: &'a Tokenizer,
     offset: usize,
@@ -147,13 +163,6 @@ fn token_map(tokenizer: &Tokenizer) -> Vec<Option<String>> {
     map
 }
 
-fn unknown_token(token: u32, len: usize) -> Error {
-    Error::Tokenizer {
-        context: "streaming detokenizer".into(),
-        message: format!("token id {token} is not in the vocabulary ({len} ids)"),
-    }
-}
-
 /// Appends whole words of an SPM vocabulary (`▁` marks a word start) and
 /// decodes `<0xNN>` byte tokens as UTF-8 (Python: `SPMStreamingDetokenizer`).
 pub struct SPMStreamingDetokenizer {
@@ -226,11 +235,13 @@ impl StreamingDetokenizer for SPMStreamingDetokenizer {
             self.byte_buffer.push(*byte);
             return Ok(());
         }
-        self.flush_bytes();
-        let v = match self.tokenmap.get(token as usize) {
-            Some(Some(v)) => v.clone(),
-            _ => return Err(unknown_token(token, self.tokenmap.len())),
+        let Some(Some(v)) = self.tokenmap.get(token as usize) else {
+            // Not in the vocab: nothing, not even a flush of the pending
+            // bytes, as `Tokenizer::decode` drops the id.
+            return Ok(());
         };
+        let v = v.clone();
+        self.flush_bytes();
         if v.starts_with('\u{2581}') {
             self.flush_word();
             self.unflushed = v;
@@ -352,10 +363,11 @@ impl StreamingDetokenizer for BPEStreamingDetokenizer {
         if skip_special_token_ids.contains(&token) {
             return Ok(());
         }
-        let v = match self.tokenmap.get(token as usize) {
-            Some(Some(v)) => v.clone(),
-            _ => return Err(unknown_token(token, self.tokenmap.len())),
+        let Some(Some(v)) = self.tokenmap.get(token as usize) else {
+            // Not in the vocab: nothing, as `Tokenizer::decode` drops the id.
+            return Ok(());
         };
+        let v = v.clone();
         let starts_with_space = v
             .chars()
             .next()

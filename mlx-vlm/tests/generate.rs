@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use mlx_rs::nn::{Item, ItemMut, Module};
 use mlx_rs::{Array, Dtype, idx, ops};
 use mlx_vlm::Result;
-use mlx_vlm::generate::{GenerateInputs, GenerateParams, generate, stream_generate};
+use mlx_vlm::generate::{GenerateInputs, GenerateParams, generate, generate_step, stream_generate};
 use mlx_vlm::models::cache::{Cache, make_prompt_cache};
 use mlx_vlm::models::{InputEmbeddingsFeatures, LanguageModelArgs, RequestState, VlmModel};
 use serde_json::{Value, json};
@@ -303,4 +303,122 @@ fn eos_ids_resolve_like_python() {
     let tokenizer = mlx_vlm::tokenizer::Tokenizer::from_dir(dir.path()).unwrap();
     let ids = tokenizer.eos_token_ids();
     assert_eq!(json!(ids), case["eos_token_ids"]);
+}
+
+#[test]
+fn bad_params_fail_before_any_work() {
+    let tok_dir = mlx_vlm::fixtures::qwen_tokenizer_dir().unwrap();
+    let tokenizer = tokenizers::Tokenizer::from_file(tok_dir.join("tokenizer.json")).unwrap();
+    let case = json!({"prompt": [1, 2, 3, 4, 5]});
+    let bad = [
+        (
+            GenerateParams {
+                temperature: f64::NAN,
+                ..Default::default()
+            },
+            "temperature must be a finite number >= 0 (0 samples greedily), got nan",
+        ),
+        (
+            GenerateParams {
+                top_p: 2.0,
+                ..Default::default()
+            },
+            "top_p must be in (0, 1] (1 turns nucleus sampling off), got 2.0",
+        ),
+        (
+            GenerateParams {
+                max_kv_size: Some(0),
+                ..Default::default()
+            },
+            "max_kv_size must be >= 1 (tokens the rotating KV cache keeps), got 0; \
+             leave it unset (None) for an unbounded cache",
+        ),
+        (
+            GenerateParams {
+                prefill_step_size: Some(-2),
+                ..Default::default()
+            },
+            "prefill_step_size must be >= 1 (prompt tokens per prefill chunk), got -2; \
+             leave it unset (None) to prefill at once",
+        ),
+    ];
+    for (params, want) in bad {
+        let model = MockModel::default();
+        let err = stream_generate(&model, &tokenizer, inputs(&case), &[], &params)
+            .err()
+            .expect("stream_generate accepted bad params");
+        assert_eq!(err.to_string(), want);
+        let err = generate(&model, &tokenizer, inputs(&case), &[], &params).unwrap_err();
+        assert_eq!(err.to_string(), want);
+        let err = generate_step(&model, inputs(&case), &params)
+            .err()
+            .expect("generate_step accepted bad params");
+        assert_eq!(err.to_string(), want);
+        assert!(model.calls.lock().unwrap().is_empty(), "{want}: model ran");
+        assert_eq!(*model.embed_calls.lock().unwrap(), 0, "{want}: model ran");
+    }
+}
+
+/// A byte-level tokenizer of `n` ids, `t0` to `t{n-1}`: the mock model's
+/// 600-wide output reaches past it, as a real model's padded embedding does.
+fn small_tokenizer(n: u32) -> tokenizers::Tokenizer {
+    let vocab: serde_json::Map<String, Value> =
+        (0..n).map(|i| (format!("t{i}"), json!(i))).collect();
+    json!({
+        "version": "1.0",
+        "truncation": null,
+        "padding": null,
+        "added_tokens": [],
+        "normalizer": null,
+        "pre_tokenizer": null,
+        "post_processor": null,
+        "decoder": {
+            "type": "ByteLevel",
+            "add_prefix_space": false,
+            "trim_offsets": true,
+            "use_regex": true,
+        },
+        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "t0"},
+    })
+    .to_string()
+    .parse()
+    .unwrap()
+}
+
+#[test]
+fn ids_the_tokenizer_lacks_do_not_end_generation() {
+    let tokenizer = small_tokenizer(300);
+    let case = json!({"prompt": [1, 2, 3]});
+    let params = GenerateParams {
+        max_tokens: 24,
+        prefill_step_size: Some(2),
+        ..Default::default()
+    };
+    let model = MockModel::default();
+    let responses: Vec<_> = stream_generate(&model, &tokenizer, inputs(&case), &[], &params)
+        .unwrap()
+        .collect::<Result<_>>()
+        .unwrap();
+    let last = responses.last().unwrap();
+    assert_eq!(last.finish_reason.as_deref(), Some("length"));
+    let ids = last.token_ids.clone().unwrap();
+    assert_eq!(ids.len(), 24);
+    assert!(
+        ids.iter().any(|&id| id >= 300) && ids.iter().any(|&id| id < 300),
+        "the mock must sample ids on both sides of the tokenizer's end: {ids:?}"
+    );
+    // Each unknown id decodes to nothing, as `Tokenizer::decode` drops it.
+    let text: String = responses.iter().map(|r| r.text.as_str()).collect();
+    let known: String = ids
+        .iter()
+        .filter(|&&id| id < 300)
+        .map(|id| format!("t{id}"))
+        .collect();
+    assert_eq!(text, known);
+    assert_eq!(text, tokenizer.decode(&ids, false).unwrap());
+
+    let model = MockModel::default();
+    let result = generate(&model, &tokenizer, inputs(&case), &[], &params).unwrap();
+    assert_eq!(result.text, text);
+    assert_eq!(result.token_ids, Some(ids));
 }

@@ -4,12 +4,16 @@
 use std::collections::HashMap;
 
 use mlx_rs::{Array, Dtype};
+use mlx_vlm::generate::GenerateParams;
 use mlx_vlm::generate::PositionedTargetSampler;
 use mlx_vlm::sample_utils::{
     LogitsProcessorArgs, SamplerArgs, apply_min_p, apply_top_k, apply_top_p, categorical_sampling,
     make_logits_processors, make_sampler, top_p_sampling,
 };
-use mlx_vlm::tokenizer_utils::make_streaming_detokenizer;
+use mlx_vlm::tokenizer_utils::{
+    BPEStreamingDetokenizer, NaiveStreamingDetokenizer, SPMStreamingDetokenizer,
+    StreamingDetokenizer, make_streaming_detokenizer,
+};
 use serde_json::Value;
 
 fn dir() -> String {
@@ -299,4 +303,244 @@ fn bpe_detokenizer_matches_python() {
         );
         assert_eq!(detok.text().unwrap(), case["full"].as_str().unwrap());
     }
+}
+
+/// `params` with `edit` applied.
+fn with(edit: impl FnOnce(&mut GenerateParams)) -> GenerateParams {
+    let mut params = GenerateParams::default();
+    edit(&mut params);
+    params
+}
+
+#[test]
+fn generate_params_are_validated_with_exact_messages() {
+    let nan = f64::NAN;
+    let cases: Vec<(GenerateParams, &str, &str)> = vec![
+        (
+            with(|p| p.temperature = nan),
+            "temperature",
+            "temperature must be a finite number >= 0 (0 samples greedily), got nan",
+        ),
+        (
+            with(|p| p.temperature = -1.0),
+            "temperature",
+            "temperature must be a finite number >= 0 (0 samples greedily), got -1.0",
+        ),
+        (
+            with(|p| p.temperature = f64::INFINITY),
+            "temperature",
+            "temperature must be a finite number >= 0 (0 samples greedily), got inf",
+        ),
+        (
+            with(|p| p.top_p = 2.0),
+            "top_p",
+            "top_p must be in (0, 1] (1 turns nucleus sampling off), got 2.0",
+        ),
+        (
+            with(|p| p.top_p = 0.0),
+            "top_p",
+            "top_p must be in (0, 1] (1 turns nucleus sampling off), got 0.0",
+        ),
+        (
+            with(|p| p.top_p = nan),
+            "top_p",
+            "top_p must be in (0, 1] (1 turns nucleus sampling off), got nan",
+        ),
+        (
+            with(|p| p.top_k = -5),
+            "top_k",
+            "top_k must be >= 0 (0 turns top-k sampling off), got -5",
+        ),
+        (
+            with(|p| p.min_p = 1.5),
+            "min_p",
+            "`min_p` has to be a float in the [0, 1] interval, but is 1.5",
+        ),
+        (
+            with(|p| p.min_p = nan),
+            "min_p",
+            "`min_p` has to be a float in the [0, 1] interval, but is nan",
+        ),
+        (
+            with(|p| p.logits_processors.repetition_penalty = Some(-1.0)),
+            "repetition_penalty",
+            "repetition_penalty: penalty must be a non-negative float, got -1.0",
+        ),
+        (
+            with(|p| p.logits_processors.repetition_penalty = Some(nan)),
+            "repetition_penalty",
+            "repetition_penalty must be a finite number >= 0 (1 leaves the logits unchanged, \
+             0 turns it off), got nan",
+        ),
+        (
+            with(|p| p.logits_processors.presence_penalty = Some(f64::NEG_INFINITY)),
+            "presence_penalty",
+            "presence_penalty must be a finite number (0 turns it off), got -inf",
+        ),
+        (
+            with(|p| p.logits_processors.frequency_penalty = Some(nan)),
+            "frequency_penalty",
+            "frequency_penalty must be a finite number (0 turns it off), got nan",
+        ),
+        (
+            with(|p| p.logits_processors.repetition_context_size = 0),
+            "repetition_context_size",
+            "repetition_context_size must be >= 1 (the number of recent tokens the penalty \
+             looks at), got 0",
+        ),
+        (
+            with(|p| p.logits_processors.presence_context_size = -3),
+            "presence_context_size",
+            "presence_context_size must be >= 1 (the number of recent tokens the penalty \
+             looks at), got -3",
+        ),
+        (
+            with(|p| p.logits_processors.frequency_context_size = 0),
+            "frequency_context_size",
+            "frequency_context_size must be >= 1 (the number of recent tokens the penalty \
+             looks at), got 0",
+        ),
+        (
+            with(|p| {
+                p.logits_processors.logit_bias = Some(HashMap::from([(9, nan), (7, 1.0), (8, nan)]))
+            }),
+            "logit_bias",
+            "logit_bias[8] must be a finite number, got nan",
+        ),
+        (
+            with(|p| p.prefill_step_size = Some(0)),
+            "prefill_step_size",
+            "prefill_step_size must be >= 1 (prompt tokens per prefill chunk), got 0; \
+             leave it unset (None) to prefill at once",
+        ),
+        (
+            with(|p| p.max_kv_size = Some(0)),
+            "max_kv_size",
+            "max_kv_size must be >= 1 (tokens the rotating KV cache keeps), got 0; \
+             leave it unset (None) for an unbounded cache",
+        ),
+    ];
+    for (params, want_name, want_message) in cases {
+        let err = params.validate().unwrap_err();
+        assert_eq!(err.to_string(), want_message);
+        match err {
+            mlx_vlm::Error::InvalidParameter { name, .. } => assert_eq!(name, want_name),
+            other => panic!("{want_name}: not InvalidParameter: {other:?}"),
+        }
+    }
+
+    // The edges of each range, and Python's "off" values, are valid.
+    let valid = [
+        GenerateParams::default(),
+        with(|p| {
+            p.temperature = 0.0;
+            p.top_p = 1.0;
+            p.top_k = 0;
+            p.min_p = 0.0;
+            p.max_tokens = 0;
+            p.prefill_step_size = None;
+            p.max_kv_size = None;
+        }),
+        with(|p| {
+            p.temperature = 1e-6;
+            p.top_p = 1e-9;
+            p.top_k = 1;
+            p.min_p = 1.0;
+            p.prefill_step_size = Some(1);
+            p.max_kv_size = Some(1);
+            p.logits_processors = LogitsProcessorArgs {
+                logit_bias: Some(HashMap::from([(3, -100.0)])),
+                repetition_penalty: Some(0.0),
+                repetition_context_size: 1,
+                presence_penalty: Some(-0.5),
+                presence_context_size: 1,
+                frequency_penalty: Some(0.5),
+                frequency_context_size: 1,
+            };
+        }),
+    ];
+    for params in valid {
+        params.validate().unwrap();
+    }
+}
+
+/// A tokenizer with an SPM decoder (Python's `_is_spm_decoder`): `▁hi`,
+/// `▁there`, `!` and the byte tokens of "é".
+fn spm_tokenizer() -> tokenizers::Tokenizer {
+    let json = serde_json::json!({
+        "version": "1.0",
+        "truncation": null,
+        "padding": null,
+        "added_tokens": [],
+        "normalizer": null,
+        "pre_tokenizer": null,
+        "post_processor": null,
+        "decoder": {
+            "type": "Sequence",
+            "decoders": [
+                {"type": "Replace", "pattern": {"String": "▁"}, "content": " "},
+                {"type": "ByteFallback"},
+                {"type": "Fuse"},
+                {"type": "Strip", "content": " ", "start": 1, "stop": 0},
+            ],
+        },
+        "model": {
+            "type": "WordLevel",
+            "vocab": {"<unk>": 0, "▁hi": 1, "▁there": 2, "!": 3, "<0xC3>": 4, "<0xA9>": 5},
+            "unk_token": "<unk>",
+        },
+    });
+    json.to_string().parse().unwrap()
+}
+
+/// Streams `ids` through `detok`: the segments, then the final text.
+fn stream(detok: &mut dyn StreamingDetokenizer, ids: &[u32]) -> (String, String) {
+    detok.reset();
+    let mut streamed = String::new();
+    for &id in ids {
+        detok.add_token(id, &[]).unwrap();
+        streamed.push_str(&detok.last_segment().unwrap());
+    }
+    detok.finalize().unwrap();
+    streamed.push_str(&detok.last_segment().unwrap());
+    (streamed, detok.text().unwrap())
+}
+
+#[test]
+fn ids_the_tokenizer_lacks_decode_to_nothing() {
+    // Qwen2.5-VL's output layer has 151,936 rows, its tokenizer 151,665 ids:
+    // 151,700 and 151,935 lie in the gap, u32::MAX far beyond it.
+    let path = mlx_vlm::fixtures::qwen_tokenizer_dir()
+        .unwrap()
+        .join("tokenizer.json");
+    let qwen = tokenizers::Tokenizer::from_file(&path).unwrap();
+    assert!(qwen.id_to_token(151_700).is_none());
+    let words = qwen.encode("Hello world, café", false).unwrap();
+    let words = words.get_ids();
+    let mut ids = vec![151_700];
+    for (i, &id) in words.iter().enumerate() {
+        ids.push(id);
+        if i % 2 == 0 {
+            ids.push(151_935);
+        }
+    }
+    ids.push(u32::MAX);
+    // `Tokenizer::decode` drops the ids it lacks: the detokenizers agree.
+    let want = qwen.decode(&ids, false).unwrap();
+    assert_eq!(want, "Hello world, café");
+    let mut bpe = BPEStreamingDetokenizer::new(&qwen, false);
+    assert_eq!(stream(&mut bpe, &ids), (want.clone(), want.clone()));
+    let mut chosen = make_streaming_detokenizer(&qwen).unwrap();
+    assert_eq!(stream(&mut *chosen, &ids), (want.clone(), want.clone()));
+    let mut naive = NaiveStreamingDetokenizer::new(&qwen);
+    assert_eq!(stream(&mut naive, &ids), (want.clone(), want));
+
+    // SPM: an unknown id between two byte tokens does not split the
+    // character they make.
+    let spm = spm_tokenizer();
+    let ids = [1, 99, 2, 4, 7, 5, 3, 1_000_000];
+    let want = spm.decode(&ids, false).unwrap();
+    assert_eq!(want, "hi thereé!");
+    let mut detok = SPMStreamingDetokenizer::new(&spm, true);
+    assert_eq!(stream(&mut detok, &ids), (want.clone(), want));
 }

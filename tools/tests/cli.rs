@@ -2,10 +2,15 @@
 //! Python mlx-vlm 0.7.6's prompt and generated ids (goldens of
 //! `mlx-vlm/tests/fixtures/qwen2_5_vl/gen_goldens.py`), `--verbose` prints
 //! Python's statistics lines, `info` describes the checkpoint, and bad input
-//! fails with a message and a non-zero exit instead of a crash.
+//! fails with a message and a non-zero exit instead of a crash: a bad
+//! sampling parameter before any work (exit 2), an error mid-generation
+//! after printing what was generated (exit 1), a closed stdout quietly
+//! (exit 0), SIGTERM and SIGINT after printing the partial result (143, 130).
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use mlx_vlm::fixtures::{self, CheckpointSpec, Layout};
 use serde_json::Value;
@@ -249,4 +254,298 @@ fn dtype_float32_runs_the_bf16_checkpoint_as_the_f32_one() {
     ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("use float32, bfloat16 or float16"));
+}
+
+#[test]
+fn bad_sampling_parameters_fail_before_any_work() {
+    // The model does not exist: the parameters are checked first.
+    let cases: [(&[&str], &str); 12] = [
+        (
+            &["--temperature", "nan"],
+            "error: invalid value for '--temperature': temperature must be a finite number \
+             >= 0 (0 samples greedily), got nan",
+        ),
+        (
+            &["--temperature", "-1"],
+            "error: invalid value for '--temperature': temperature must be a finite number \
+             >= 0 (0 samples greedily), got -1.0",
+        ),
+        (
+            &["--temperature=inf"],
+            "error: invalid value for '--temperature': temperature must be a finite number \
+             >= 0 (0 samples greedily), got inf",
+        ),
+        (
+            &["--top-p", "2"],
+            "error: invalid value for '--top-p': top_p must be in (0, 1] (1 turns nucleus \
+             sampling off), got 2.0",
+        ),
+        (
+            &["--top-p", "0"],
+            "error: invalid value for '--top-p': top_p must be in (0, 1] (1 turns nucleus \
+             sampling off), got 0.0",
+        ),
+        (
+            &["--top-k", "-5"],
+            "error: invalid value for '--top-k': top_k must be >= 0 (0 turns top-k sampling \
+             off), got -5",
+        ),
+        (
+            &["--min-p", "NaN"],
+            "error: invalid value for '--min-p': `min_p` has to be a float in the [0, 1] \
+             interval, but is nan",
+        ),
+        (
+            &["--repetition-penalty", "-1"],
+            "error: invalid value for '--repetition-penalty': repetition_penalty: penalty must \
+             be a non-negative float, got -1.0",
+        ),
+        (
+            &["--repetition-penalty", "nan"],
+            "error: invalid value for '--repetition-penalty': repetition_penalty must be a \
+             finite number >= 0 (1 leaves the logits unchanged, 0 turns it off), got nan",
+        ),
+        (
+            &["--repetition-context-size", "0"],
+            "error: invalid value for '--repetition-context-size': repetition_context_size \
+             must be >= 1 (the number of recent tokens the penalty looks at), got 0",
+        ),
+        (
+            &["--max-kv-size", "0"],
+            "error: invalid value for '--max-kv-size': max_kv_size must be >= 1 (tokens the \
+             rotating KV cache keeps), got 0; leave it unset (None) for an unbounded cache",
+        ),
+        (
+            &["--prefill-step-size", "0"],
+            "error: invalid value for '--prefill-step-size': prefill_step_size must be >= 1 \
+             (prompt tokens per prefill chunk), got 0; leave it unset (None) to prefill at once",
+        ),
+    ];
+    for (extra, want) in cases {
+        for json in [false, true] {
+            let mut args = vec!["generate", "--model", "/no/such/model", "--prompt", "Hi"];
+            args.extend(extra);
+            if json {
+                args.push("--json");
+            }
+            let out = mlx_vlm(&args);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{extra:?}: {stderr}");
+            assert_eq!(stderr, format!("{want}\n"), "{extra:?}");
+            assert!(out.stdout.is_empty(), "{extra:?}");
+        }
+    }
+}
+
+#[test]
+fn a_sample_outside_the_tokenizer_does_not_end_the_run() {
+    // The tiny checkpoint's 151,936 output rows reach past the tokenizer's
+    // 151,665 ids; at temperature 1 with seed 2 the 705th token falls in
+    // the gap (id 151,932), which used to end the run with a detokenizer
+    // error and print nothing.
+    let tmp = tempfile::tempdir().unwrap();
+    checkpoint(tmp.path(), None);
+    let out = mlx_vlm(&[
+        "generate",
+        "--model",
+        tmp.path().to_str().unwrap(),
+        "--prompt",
+        "Hi",
+        "--json",
+        "--temperature",
+        "1",
+        "--seed",
+        "2",
+        "--max-tokens",
+        "720",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let out: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let tokens: Vec<u64> = out["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_u64().unwrap())
+        .collect();
+    assert!(out.get("error").is_none(), "{out}");
+    assert!(
+        tokens.iter().any(|&t| t >= 151_665),
+        "no id past the tokenizer's vocabulary was sampled, so this test tests nothing: \
+         pick another seed ({} tokens)",
+        tokens.len()
+    );
+    assert_eq!(tokens.len(), 720);
+}
+
+#[test]
+fn an_error_mid_generation_still_prints_the_partial_result() {
+    // Python's `apply_top_k` fails at the first draw, once the vocabulary
+    // size is known.
+    let tmp = tempfile::tempdir().unwrap();
+    checkpoint(tmp.path(), None);
+    let model = tmp.path().to_str().unwrap();
+    let args = [
+        "generate",
+        "--model",
+        model,
+        "--prompt",
+        "Hi",
+        "--temperature",
+        "1",
+        "--top-k",
+        "200000",
+        "--max-tokens",
+        "8",
+    ];
+    let want = "`top_k` has to be an integer in the (0, 151936] interval, but is 200000.";
+
+    let mut json_args = args.to_vec();
+    json_args.push("--json");
+    let out = mlx_vlm(&json_args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr, format!("error: {want}\n"));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(stdout.lines().count(), 1, "one JSON object: {stdout}");
+    let object: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(object["error"], want);
+    assert_eq!(object["tokens"], serde_json::json!([]));
+    assert_eq!(object["text"], "");
+    assert!(!object["prompt_tokens"].as_array().unwrap().is_empty());
+    assert!(object.get("interrupted").is_none());
+
+    let out = mlx_vlm(&args);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!("error: {want}\n")
+    );
+    assert!(out.stdout.is_empty());
+}
+
+/// Waits at most `limit` for `child`, killing it after.
+fn wait_for(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if start.elapsed() > limit {
+            child.kill().unwrap();
+            panic!("still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `generate` on the tiny checkpoint for longer than a test lasts (greedy,
+/// it never samples EOS), stdout and stderr piped.
+fn spawn_long_generation(model: &Path, extra: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_mlx-vlm"))
+        .args([
+            "generate",
+            "--model",
+            model.to_str().unwrap(),
+            "--prompt",
+            "Hi",
+            "--max-tokens",
+            "1000000",
+        ])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn a_closed_stdout_ends_generation_quietly() {
+    let tmp = tempfile::tempdir().unwrap();
+    checkpoint(tmp.path(), None);
+    let mut child = spawn_long_generation(tmp.path(), &[]);
+    let mut stdout = child.stdout.take().unwrap();
+    // Generation has started once text arrives.
+    let mut first = [0u8; 16];
+    stdout.read_exact(&mut first).unwrap();
+    drop(stdout);
+    let status = wait_for(&mut child, Duration::from_secs(60));
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert_eq!(stderr, "", "a broken pipe is no error");
+}
+
+#[cfg(unix)]
+#[test]
+fn sigterm_and_sigint_print_the_partial_result() {
+    let tmp = tempfile::tempdir().unwrap();
+    checkpoint(tmp.path(), None);
+
+    // SIGTERM with --json: nothing shows that generation has started, so
+    // wait longer until the partial object holds tokens.
+    let mut partial = None;
+    for wait in [2, 4, 8, 16, 32] {
+        let child = spawn_long_generation(tmp.path(), &["--json"]);
+        std::thread::sleep(Duration::from_secs(wait));
+        let pid = libc::pid_t::try_from(child.id()).unwrap();
+        // SAFETY: `kill` only sends a signal to the child spawned above.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(143), "{stderr}");
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(stdout.lines().count(), 1, "one JSON object: {stdout}");
+        let object: Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(object["interrupted"], true, "{object}");
+        let n = object["tokens"].as_array().unwrap().len();
+        assert_eq!(
+            object["error"],
+            format!("interrupted by SIGTERM after {n} generated tokens")
+        );
+        assert_eq!(
+            stderr,
+            format!("error: {}\n", object["error"].as_str().unwrap())
+        );
+        if n > 0 {
+            partial = Some(object);
+            break;
+        }
+    }
+    let object = partial.expect("no token was generated before SIGTERM");
+    let n = object["tokens"].as_array().unwrap().len();
+    assert!(n < 1_000_000, "{n} tokens");
+    assert!(!object["prompt_tokens"].as_array().unwrap().is_empty());
+    assert!(object["generation_tps"].as_f64().unwrap() > 0.0);
+
+    // SIGINT in text mode: the streamed text stays, then exit 130.
+    let mut child = spawn_long_generation(tmp.path(), &[]);
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 16];
+    stdout.read_exact(&mut first).unwrap();
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let mut rest = Vec::new();
+    stdout.read_to_end(&mut rest).unwrap();
+    let status = wait_for(&mut child, Duration::from_secs(60));
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.starts_with("error: interrupted by SIGINT after ")
+            && stderr.ends_with(" generated tokens\n"),
+        "{stderr}"
+    );
+    assert!(rest.ends_with(b"\n"), "the streamed text's line is ended");
 }

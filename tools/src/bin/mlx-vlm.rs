@@ -1,19 +1,38 @@
 //! `mlx-vlm`: the command line of Python's `python -m mlx_vlm generate`,
 //! plus `info`.
+//!
+//! Exit codes: 0 on success, also when stdout is closed early (a broken
+//! pipe ends generation quietly, as ripgrep and other Rust CLIs do); 1 when
+//! loading or generation fails (what was generated is printed first: text
+//! mode has streamed it already, `--json` prints the partial object with an
+//! `"error"` field); 2 for a usage error: clap's, or a sampling parameter
+//! out of range (`GenerateParams::validate`, checked before any work); 130
+//! and 143 after SIGINT and SIGTERM, which stop generation between tokens
+//! and still print the partial result (`--json`: with `"interrupted": true`
+//! and an `"error"`); a second signal ends the process at once.
 
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::io::{self, Write};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use clap::{Args, Parser, Subcommand};
-use mlx_vlm::generate::{GenerateParams, stream_generate};
+use mlx_vlm::generate::{GenerateParams, GenerationResult, stream_generate};
 use mlx_vlm::mlx_rs::Dtype;
 use mlx_vlm::mlx_rs::nn::{Module, ModuleExt};
 use mlx_vlm::sample_utils::LogitsProcessorArgs;
 use mlx_vlm::{ImageSource, LoadOptions, registry, utils};
 
 #[derive(Parser)]
-#[command(name = "mlx-vlm", version, about = "Vision-language models on MLX")]
+#[command(
+    name = "mlx-vlm",
+    version,
+    about = "Vision-language models on MLX",
+    after_help = "Exit codes: 0 success (also when stdout closes early), 1 failure (partial \
+                  output printed first), 2 usage error or parameter out of range, 130/143 \
+                  interrupted by SIGINT/SIGTERM (partial output printed first)."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -47,34 +66,35 @@ struct GenerateArgs {
     #[arg(long)]
     system: Option<String>,
     /// Most tokens to generate.
-    #[arg(long, default_value_t = 2048)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 2048)]
     max_tokens: usize,
-    /// Sampling temperature; 0 is greedy.
-    #[arg(long, default_value_t = 0.0)]
+    /// Sampling temperature, finite and >= 0; 0 is greedy.
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0.0)]
     temperature: f64,
-    /// Nucleus sampling threshold.
-    #[arg(long, default_value_t = 1.0)]
+    /// Nucleus sampling threshold, in (0, 1]; 1 turns it off.
+    #[arg(long, allow_negative_numbers = true, default_value_t = 1.0)]
     top_p: f64,
-    /// Keep only the k most likely tokens (0: all).
-    #[arg(long, default_value_t = 0)]
+    /// Keep only the k most likely tokens, k >= 0 (0: all).
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0)]
     top_k: i32,
-    /// Drop tokens below min_p times the top probability (0: off).
-    #[arg(long, default_value_t = 0.0)]
+    /// Drop tokens below min_p times the top probability; in [0, 1] (0: off).
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0.0)]
     min_p: f64,
-    /// Penalty for tokens in the recent context.
-    #[arg(long)]
+    /// Penalty for tokens in the recent context, finite and >= 0 (1: none,
+    /// 0: off).
+    #[arg(long, allow_negative_numbers = true)]
     repetition_penalty: Option<f64>,
-    /// Tokens of context the repetition penalty looks at.
-    #[arg(long, default_value_t = 20)]
+    /// Tokens of context the repetition penalty looks at (>= 1).
+    #[arg(long, allow_negative_numbers = true, default_value_t = 20)]
     repetition_context_size: i32,
     /// Seed of MLX's random generator, for reproducible sampling.
     #[arg(long)]
     seed: Option<u64>,
-    /// Prompt tokens per prefill step.
-    #[arg(long)]
+    /// Prompt tokens per prefill step (>= 1).
+    #[arg(long, allow_negative_numbers = true)]
     prefill_step_size: Option<i32>,
-    /// Keep at most this many tokens in the KV cache (rotating).
-    #[arg(long)]
+    /// Keep at most this many tokens (>= 1) in the KV cache (rotating).
+    #[arg(long, allow_negative_numbers = true)]
     max_kv_size: Option<i32>,
     /// Resize images to at most this many pixels.
     #[arg(long)]
@@ -93,9 +113,36 @@ struct GenerateArgs {
     #[arg(long)]
     verbose: bool,
     /// Print exactly one JSON object (prompt and generated ids, text, speeds,
-    /// peak memory) instead of streaming text.
+    /// peak memory) instead of streaming text; after a failure or a signal
+    /// mid-generation it holds what was generated, an `error` message and,
+    /// for a signal, `"interrupted": true`.
     #[arg(long)]
     json: bool,
+}
+
+/// Why the CLI stops without success.
+enum Failure {
+    /// A usage error: exit 2, as clap's.
+    Usage(String),
+    /// Loading, preprocessing or generation failed: exit 1.
+    Failed(String),
+}
+
+impl From<mlx_vlm::Error> for Failure {
+    fn from(e: mlx_vlm::Error) -> Self {
+        Failure::Failed(e.to_string())
+    }
+}
+
+impl From<mlx_vlm::mlx_rs::Error> for Failure {
+    fn from(e: mlx_vlm::mlx_rs::Error) -> Self {
+        Failure::Failed(e.to_string())
+    }
+}
+
+/// Writes `error: {message}` to stderr, ignoring a closed stderr.
+fn report(message: &str) {
+    let _ = writeln!(io::stderr(), "error: {message}");
 }
 
 fn main() -> ExitCode {
@@ -105,33 +152,91 @@ fn main() -> ExitCode {
         Command::Info { model } => info(&model),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
+        Ok(code) => code,
+        Err(Failure::Usage(message)) => {
+            report(&message);
+            ExitCode::from(2)
+        }
+        Err(Failure::Failed(message)) => {
+            report(&message);
             ExitCode::FAILURE
         }
     }
 }
 
-fn generate(args: GenerateArgs) -> mlx_vlm::Result<()> {
-    let options = LoadOptions {
-        max_pixels: args.max_pixels,
-        dtype: args.dtype,
-        ..Default::default()
-    };
-    if let Some(streams) = args.cpu_parallelism {
-        mlx_vlm::mlx_rs::nn::set_cpu_parallelism(usize::from(streams));
+/// The shell's exit code for death by `signal` (128 + its number).
+fn signal_exit_code(signal: i32) -> u8 {
+    u8::try_from(128 + signal).unwrap_or(1)
+}
+
+/// SIGINT and SIGTERM set a flag that generation checks between tokens;
+/// a second one ends the process at once (exit 130 or 143).
+struct Interrupt {
+    signal: Arc<AtomicUsize>,
+}
+
+impl Interrupt {
+    /// Installs the handlers for the rest of the process.
+    fn install() -> io::Result<Self> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        use signal_hook::flag;
+        let signal = Arc::new(AtomicUsize::new(0));
+        let armed = Arc::new(AtomicBool::new(false));
+        for sig in [SIGINT, SIGTERM] {
+            // Registered first, so it sees only earlier signals.
+            flag::register_conditional_shutdown(
+                sig,
+                i32::from(signal_exit_code(sig)),
+                Arc::clone(&armed),
+            )?;
+            flag::register(sig, Arc::clone(&armed))?;
+            flag::register_usize(sig, Arc::clone(&signal), usize::try_from(sig).unwrap_or(0))?;
+        }
+        Ok(Self { signal })
     }
-    if let Some(seed) = args.seed {
-        // Python's CLI seeds the global generator (`mx.random.seed`) and
-        // passes no seed to the sampler.
-        mlx_vlm::mlx_rs::random::seed(seed)?;
+
+    /// The signal received, if any.
+    fn received(&self) -> Option<i32> {
+        match self.signal.load(Ordering::SeqCst) {
+            0 => None,
+            sig => i32::try_from(sig).ok(),
+        }
     }
-    let (model, processor) = mlx_vlm::load(&args.model, &options)?;
-    let images: Vec<ImageSource> = args.images.iter().map(|s| ImageSource::parse(s)).collect();
-    let prompt =
-        processor.apply_chat_template(&args.prompt, args.system.as_deref(), images.len())?;
-    let inputs = processor.prepare_inputs(&prompt, &images)?;
+}
+
+/// A signal's name for messages.
+fn signal_name(signal: i32) -> String {
+    match signal {
+        signal_hook::consts::SIGINT => "SIGINT".into(),
+        signal_hook::consts::SIGTERM => "SIGTERM".into(),
+        other => format!("signal {other}"),
+    }
+}
+
+/// The `--model`-style flag of a `GenerateParams` field.
+fn flag_of(name: &str) -> String {
+    format!("--{}", name.replace('_', "-"))
+}
+
+/// Writes `text` and flushes, so a closed stdout shows at once.
+fn write_flushed(out: &mut impl Write, text: &str) -> io::Result<()> {
+    out.write_all(text.as_bytes())?;
+    out.flush()
+}
+
+/// How the generation loop ended.
+enum Ending {
+    /// The last item arrived (EOS or `max_tokens`).
+    Finished,
+    /// Generation failed with this message.
+    Error(String),
+    /// A signal stopped it.
+    Interrupted(i32),
+    /// Writing to stdout failed with a broken pipe.
+    ClosedStdout,
+}
+
+fn generate(args: GenerateArgs) -> Result<ExitCode, Failure> {
     let defaults = GenerateParams::default();
     let params = GenerateParams {
         max_tokens: args.max_tokens,
@@ -148,68 +253,162 @@ fn generate(args: GenerateArgs) -> mlx_vlm::Result<()> {
         max_kv_size: args.max_kv_size,
         ..defaults
     };
-
-    if args.verbose && !args.json {
-        println!("==========");
-        println!("Files: {:?} \n", args.images);
-        println!("Prompt: {prompt}");
-    }
-    let prompt_tokens = inputs.input_ids.to_vec_as::<i64>()?;
-    let mut text = String::new();
-    let mut last = None;
-    let mut stdout = std::io::stdout().lock();
-    let stream = stream_generate(
-        &*model,
-        processor.tokenizer(),
-        inputs,
-        processor.eos_token_ids(),
-        &params,
-    )?;
-    for response in stream {
-        let response = response?;
-        if !args.json {
-            // A closed pipe must not abort generation with a panic.
-            let _ = write!(stdout, "{}", response.text);
-            let _ = stdout.flush();
+    // Before any work, as clap's own checks.
+    params.validate().map_err(|e| match e {
+        mlx_vlm::Error::InvalidParameter { name, .. } => {
+            Failure::Usage(format!("invalid value for '{}': {e}", flag_of(name)))
         }
-        text.push_str(&response.text);
-        last = Some(response);
-    }
-    let Some(last) = last else {
-        return Ok(());
+        other => Failure::Usage(other.to_string()),
+    })?;
+    let interrupt = Interrupt::install()
+        .map_err(|e| Failure::Failed(format!("installing the SIGINT/SIGTERM handlers: {e}")))?;
+
+    let options = LoadOptions {
+        max_pixels: args.max_pixels,
+        dtype: args.dtype,
+        ..Default::default()
     };
-    if args.json {
-        let out = serde_json::json!({
-            "prompt_tokens": prompt_tokens,
-            "tokens": last.token_ids.clone().unwrap_or_default(),
-            "text": text,
-            "prompt_tps": last.prompt_tps,
-            "generation_tps": last.generation_tps,
-            "peak_memory_gb": last.peak_memory,
-        });
-        let _ = writeln!(stdout, "{out}");
-    } else if args.verbose {
-        let _ = writeln!(stdout, "\n==========");
-        let _ = writeln!(
-            stdout,
-            "Prompt: {} tokens, {:.3} tokens-per-sec",
-            last.prompt_tokens, last.prompt_tps
-        );
-        let _ = writeln!(
-            stdout,
-            "Generation: {} tokens, {:.3} tokens-per-sec",
-            last.generation_tokens, last.generation_tps
-        );
-        let _ = writeln!(stdout, "Peak memory: {:.3} GB", last.peak_memory);
-    } else {
-        let _ = writeln!(stdout);
+    if let Some(streams) = args.cpu_parallelism {
+        mlx_vlm::mlx_rs::nn::set_cpu_parallelism(usize::from(streams));
     }
-    Ok(())
+    if let Some(seed) = args.seed {
+        // Python's CLI seeds the global generator (`mx.random.seed`) and
+        // passes no seed to the sampler.
+        mlx_vlm::mlx_rs::random::seed(seed)?;
+    }
+    let mut stdout = io::stdout().lock();
+    let prompt_tokens: Vec<i64>;
+    let mut tokens: Vec<u32> = Vec::new();
+    let mut text = String::new();
+    let mut last: Option<GenerationResult> = None;
+
+    let ending = 'run: {
+        let (model, processor) = mlx_vlm::load(&args.model, &options)?;
+        let images: Vec<ImageSource> = args.images.iter().map(|s| ImageSource::parse(s)).collect();
+        let prompt =
+            processor.apply_chat_template(&args.prompt, args.system.as_deref(), images.len())?;
+        let inputs = processor.prepare_inputs(&prompt, &images)?;
+        prompt_tokens = inputs.input_ids.to_vec_as::<i64>()?;
+        if let Some(sig) = interrupt.received() {
+            break 'run Ending::Interrupted(sig);
+        }
+        if args.verbose && !args.json {
+            let header = format!(
+                "==========\nFiles: {:?} \n\nPrompt: {prompt}\n",
+                args.images
+            );
+            match write_flushed(&mut stdout, &header) {
+                Err(e) if e.kind() == io::ErrorKind::BrokenPipe => break 'run Ending::ClosedStdout,
+                Err(e) => return Err(Failure::Failed(format!("writing to stdout: {e}"))),
+                Ok(()) => {}
+            }
+        }
+        let mut stream = stream_generate(
+            &*model,
+            processor.tokenizer(),
+            inputs,
+            processor.eos_token_ids(),
+            &params,
+        )?;
+        let ending = loop {
+            if let Some(sig) = interrupt.received() {
+                break Ending::Interrupted(sig);
+            }
+            let Some(item) = stream.next() else {
+                break Ending::Finished;
+            };
+            let response = match item {
+                Ok(response) => response,
+                Err(e) => break Ending::Error(e.to_string()),
+            };
+            text.push_str(&response.text);
+            let written = if args.json {
+                Ok(())
+            } else {
+                write_flushed(&mut stdout, &response.text)
+            };
+            last = Some(response);
+            match written {
+                Err(e) if e.kind() == io::ErrorKind::BrokenPipe => break Ending::ClosedStdout,
+                Err(e) => break Ending::Error(format!("writing to stdout: {e}")),
+                Ok(()) => {}
+            }
+        };
+        tokens = stream.generated_tokens().to_vec();
+        ending
+    };
+
+    let (code, error, interrupted) = match &ending {
+        // A reader that has gone wants no more output.
+        Ending::ClosedStdout => return Ok(ExitCode::SUCCESS),
+        Ending::Finished => (ExitCode::SUCCESS, None, false),
+        Ending::Error(message) => (ExitCode::FAILURE, Some(message.clone()), false),
+        Ending::Interrupted(sig) => (
+            ExitCode::from(signal_exit_code(*sig)),
+            Some(format!(
+                "interrupted by {} after {} generated tokens",
+                signal_name(*sig),
+                tokens.len()
+            )),
+            true,
+        ),
+    };
+    let written = if args.json {
+        let peak_memory_gb = match &last {
+            Some(last) => last.peak_memory,
+            None => mlx_vlm::mlx_rs::memory::get_peak_memory().map_or(0.0, |b| b as f64 / 1e9),
+        };
+        let mut out = serde_json::json!({
+            "prompt_tokens": prompt_tokens,
+            "tokens": tokens,
+            "text": text,
+            "prompt_tps": last.as_ref().map_or(0.0, |l| l.prompt_tps),
+            "generation_tps": last.as_ref().map_or(0.0, |l| l.generation_tps),
+            "peak_memory_gb": peak_memory_gb,
+        });
+        if let Some(error) = &error {
+            out["error"] = error.clone().into();
+        }
+        if interrupted {
+            out["interrupted"] = true.into();
+        }
+        write_flushed(&mut stdout, &format!("{out}\n"))
+    } else {
+        match (&last, args.verbose && error.is_none()) {
+            (Some(last), true) => write_flushed(
+                &mut stdout,
+                &format!(
+                    "\n==========\n\
+                     Prompt: {} tokens, {:.3} tokens-per-sec\n\
+                     Generation: {} tokens, {:.3} tokens-per-sec\n\
+                     Peak memory: {:.3} GB\n",
+                    last.prompt_tokens,
+                    last.prompt_tps,
+                    last.generation_tokens,
+                    last.generation_tps,
+                    last.peak_memory
+                ),
+            ),
+            // End the streamed text's line.
+            _ if error.is_none() || !text.is_empty() => write_flushed(&mut stdout, "\n"),
+            _ => Ok(()),
+        }
+    };
+    if let Some(error) = &error {
+        report(error);
+    }
+    match written {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe && error.is_none() => {
+            Err(Failure::Failed(format!("writing to stdout: {e}")))
+        }
+        // A broken pipe is a reader that has gone: the exit code stays.
+        _ => Ok(code),
+    }
 }
 
 /// Model type, parameter count (quantized weights counted unpacked), the
 /// dtypes of the parameters and the quantization.
-fn info(model: &str) -> mlx_vlm::Result<()> {
+fn info(model: &str) -> Result<ExitCode, Failure> {
     let path = utils::get_model_path(model, None)?;
     let config = utils::load_config(&path)?;
     let file = path.join("config.json").display().to_string();
@@ -221,10 +420,10 @@ fn info(model: &str) -> mlx_vlm::Result<()> {
     let module: &dyn Module = &*model;
     for (key, value) in module.parameters() {
         let mut n = value.size() as u64;
-        if value.dtype() == Dtype::Uint32 {
-            if let Some(q) = quantization {
-                n = n * 32 / q.bits as u64;
-            }
+        if value.dtype() == Dtype::Uint32
+            && let Some(q) = quantization
+        {
+            n = n * 32 / q.bits as u64;
         }
         if key.ends_with(".scales") || key.ends_with(".biases") {
             n = 0;
@@ -232,17 +431,25 @@ fn info(model: &str) -> mlx_vlm::Result<()> {
         count += n;
         *dtypes.entry(format!("{:?}", value.dtype())).or_default() += value.size() as u64;
     }
-    println!("Model: {}", path.display());
-    println!("Model type: {model_type}");
-    println!("Parameters: {count} ({:.3} B)", count as f64 / 1e9);
     let dtypes: Vec<String> = dtypes.iter().map(|(d, n)| format!("{d} ({n})")).collect();
-    println!("Dtypes: {}", dtypes.join(", "));
-    match quantization {
-        Some(q) => println!(
-            "Quantization: {} bits, group size {}, mode {:?}",
+    let quantization = match quantization {
+        Some(q) => format!(
+            "{} bits, group size {}, mode {:?}",
             q.bits, q.group_size, q.mode
         ),
-        None => println!("Quantization: none"),
+        None => "none".into(),
+    };
+    let report = format!(
+        "Model: {}\nModel type: {model_type}\nParameters: {count} ({:.3} B)\n\
+         Dtypes: {}\nQuantization: {quantization}\n",
+        path.display(),
+        count as f64 / 1e9,
+        dtypes.join(", ")
+    );
+    match write_flushed(&mut io::stdout().lock(), &report) {
+        // A reader that has gone wants no more output.
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
+        Err(e) => Err(Failure::Failed(format!("writing to stdout: {e}"))),
+        Ok(()) => Ok(ExitCode::SUCCESS),
     }
-    Ok(())
 }
