@@ -382,13 +382,19 @@ impl PrefillArgs {
 }
 
 /// Python: `generate_step(input_ids, model, pixel_values, mask, **params)`;
-/// `params` are checked first ([`GenerateParams::validate`]).
+/// `params` are checked first ([`GenerateParams::validate`]), then the
+/// request's memory ([`crate::preflight::check`]).
 pub fn generate_step<'a>(
     model: &'a dyn VlmModel,
     inputs: GenerateInputs,
     params: &GenerateParams,
 ) -> Result<GenerateStep<'a>> {
     params.validate()?;
+    // Before the vision tower, the prompt and the cache allocate anything.
+    crate::preflight::check(
+        model,
+        &crate::preflight::MemoryRequest::new(&inputs, params)?,
+    )?;
     let temperature = clamp_temperature(params.temperature);
     let sampler = match params.seed {
         Some(seed) if temperature > 0.0 && params.min_p == DEFAULT_MIN_P => {

@@ -184,9 +184,9 @@ pub fn check_with_budget(
         fit_max_pixels(model, request, budget)?
     };
     let fix = match fit_max_pixels {
-        Some(pixels) if estimate.vision_bytes >= estimate.prefill_bytes => format!(
-            "resize the images: max_pixels {pixels} (`--max-pixels {pixels}`) would fit"
-        ),
+        Some(pixels) if estimate.vision_bytes >= estimate.prefill_bytes => {
+            format!("resize the images: max_pixels {pixels} (`--max-pixels {pixels}`) would fit")
+        }
         _ if estimate.kv_cache_bytes > estimate.prefill_bytes => format!(
             "generate fewer tokens or bound the KV cache (`--max-kv-size`); {} tokens of \
              cache take {}",

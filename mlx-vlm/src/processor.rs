@@ -64,6 +64,16 @@ impl Processor {
         &self.eos_token_ids
     }
 
+    /// Resizes later images to at most `max_pixels` pixels, as
+    /// [`LoadOptions::max_pixels`] does at load (for example the size that
+    /// [`crate::Error::OutOfMemory`] says would fit).
+    pub fn set_max_pixels(&mut self, max_pixels: u64) {
+        self.image_processor = self
+            .image_processor
+            .clone()
+            .with_pixels(None, Some(max_pixels));
+    }
+
     /// The prompt string for one user message with `num_images` images and
     /// an optional system message, as Python's CLI builds it
     /// (`apply_chat_template(processor, config, prompt, num_images=N)`).

@@ -126,7 +126,10 @@ fn preflight() {
     assert_eq!(needed_bytes, needed);
     assert_eq!(available_bytes, needed / 4);
     assert!(message.contains("a test limit"), "{message}");
-    assert!(message.contains(&format!("--max-pixels {pixels}")), "{message}");
+    assert!(
+        message.contains(&format!("--max-pixels {pixels}")),
+        "{message}"
+    );
     assert!(pixels < 64 * 64 * 196, "{pixels}");
     let side = ((pixels / 196) as f64).sqrt().floor() as i32 / 2 * 2;
     let smaller = MemoryRequest {

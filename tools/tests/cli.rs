@@ -549,3 +549,66 @@ fn sigterm_and_sigint_print_the_partial_result() {
     );
     assert!(rest.ends_with(b"\n"), "the streamed text's line is ended");
 }
+
+/// `generate` under an address-space limit (`ulimit -v`, which the memory
+/// pre-flight reads) with an image whose vision attention does not fit: at
+/// the checkpoint's default `max_pixels` the CLI warns in one line and
+/// downsizes to a size that fits; with `--max-pixels` given it refuses
+/// with the estimate, the limit and the size that would fit.
+#[cfg(target_os = "linux")]
+#[test]
+fn an_image_too_large_for_memory_is_downsized_or_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model");
+    checkpoint(&model, None);
+    let image = dir.path().join("large.png");
+    // 16,384 patches: the full-attention block alone needs 2.15 GB.
+    fixtures::gradient_image(1792, 1792).save(&image).unwrap();
+    let run = |extra: &str| {
+        let script = format!(
+            "ulimit -v 1500000; exec \"$0\" generate --model \"$1\" --image \"$2\" \
+             --prompt hi --max-tokens 3 --json {extra}"
+        );
+        Command::new("sh")
+            .args(["-c", &script, env!("CARGO_BIN_EXE_mlx-vlm")])
+            .arg(&model)
+            .arg(&image)
+            .output()
+            .unwrap()
+    };
+
+    let out = run("");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(
+        lines[0].starts_with("warning: the request needs about ")
+            && lines[0].contains("(the address-space limit (ulimit -v))")
+            && lines[0].contains("resizing the images to at most"),
+        "{stderr}"
+    );
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["tokens"].as_array().unwrap().len(), 3, "{json}");
+    let measured = json["peak_memory_gb"].as_f64().unwrap();
+    let estimated = json["estimated_peak_memory_gb"].as_f64().unwrap();
+    assert!(estimated < 1.5 && measured < 1.5, "{json}");
+    assert!(
+        (0.5..=2.0).contains(&(estimated / measured)),
+        "estimate {estimated} GB, measured {measured} GB"
+    );
+
+    let out = run("--max-pixels 3211264");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with("error: out of memory: the request needs about ")
+            && stderr.contains("`--max-pixels "),
+        "{stderr}"
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

@@ -21,6 +21,7 @@ use clap::{Args, Parser, Subcommand};
 use mlx_vlm::generate::{GenerateParams, GenerationResult, stream_generate};
 use mlx_vlm::mlx_rs::Dtype;
 use mlx_vlm::mlx_rs::nn::{Module, ModuleExt};
+use mlx_vlm::preflight::{self, MemoryRequest};
 use mlx_vlm::sample_utils::LogitsProcessorArgs;
 use mlx_vlm::{ImageSource, LoadOptions, registry, utils};
 
@@ -143,6 +144,11 @@ impl From<mlx_vlm::mlx_rs::Error> for Failure {
 /// Writes `error: {message}` to stderr, ignoring a closed stderr.
 fn report(message: &str) {
     let _ = writeln!(io::stderr(), "error: {message}");
+}
+
+/// Writes `warning: {message}` to stderr, ignoring a closed stderr.
+fn report_warning(message: &str) {
+    let _ = writeln!(io::stderr(), "warning: {message}");
 }
 
 fn main() -> ExitCode {
@@ -281,13 +287,34 @@ fn generate(args: GenerateArgs) -> Result<ExitCode, Failure> {
     let mut tokens: Vec<u32> = Vec::new();
     let mut text = String::new();
     let mut last: Option<GenerationResult> = None;
+    let estimated_peak_gb: f64;
 
     let ending = 'run: {
-        let (model, processor) = mlx_vlm::load(&args.model, &options)?;
+        let (model, mut processor) = mlx_vlm::load(&args.model, &options)?;
         let images: Vec<ImageSource> = args.images.iter().map(|s| ImageSource::parse(s)).collect();
         let prompt =
             processor.apply_chat_template(&args.prompt, args.system.as_deref(), images.len())?;
-        let inputs = processor.prepare_inputs(&prompt, &images)?;
+        let mut inputs = processor.prepare_inputs(&prompt, &images)?;
+        // The engine checks memory again; checking here lets the CLI
+        // downsize images that do not fit instead of failing.
+        let weights_bytes = mlx_vlm::mlx_rs::memory::get_active_memory()? as u64;
+        let request = MemoryRequest::new(&inputs, &params)?;
+        let estimate = match preflight::check(&*model, &request) {
+            Err(mlx_vlm::Error::OutOfMemory {
+                fit_max_pixels: Some(pixels),
+                message,
+                ..
+            }) if args.max_pixels.is_none() => {
+                report_warning(&format!(
+                    "{message}; resizing the images to at most {pixels} pixels"
+                ));
+                processor.set_max_pixels(pixels);
+                inputs = processor.prepare_inputs(&prompt, &images)?;
+                preflight::check(&*model, &MemoryRequest::new(&inputs, &params)?)?
+            }
+            other => other?,
+        };
+        estimated_peak_gb = (weights_bytes + estimate.peak_bytes()) as f64 / 1e9;
         prompt_tokens = inputs.input_ids.to_vec_as::<i64>()?;
         if let Some(sig) = interrupt.received() {
             break 'run Ending::Interrupted(sig);
@@ -365,6 +392,7 @@ fn generate(args: GenerateArgs) -> Result<ExitCode, Failure> {
             "prompt_tps": last.as_ref().map_or(0.0, |l| l.prompt_tps),
             "generation_tps": last.as_ref().map_or(0.0, |l| l.generation_tps),
             "peak_memory_gb": peak_memory_gb,
+            "estimated_peak_memory_gb": estimated_peak_gb,
         });
         if let Some(error) = &error {
             out["error"] = error.clone().into();
