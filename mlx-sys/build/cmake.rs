@@ -20,10 +20,16 @@ pub fn build_mlx_c(
     mlx: &Mlx,
 ) -> Result<PathBuf, Failure> {
     let build_dir = settings.out_dir.join("mlx-c-build");
-    let compat = settings.manifest_dir.join("compat").join("std_format.h");
+    let compat = settings.manifest_dir.join("compat");
     // `-include` supplies std::format where the C++ library lacks it
-    // (libstdc++ before GCC 13); the header is a no-op elsewhere.
-    let mut cxx_flags = format!("-include \"{}\"", compat.display());
+    // (libstdc++ before GCC 13; a no-op elsewhere), and makes mlx-c print
+    // exception messages through "%s" instead of using them as the printf
+    // format (compat/mlx_error_format.h says why).
+    let mut cxx_flags = format!(
+        "-include \"{}\" -include \"{}\"",
+        compat.join("std_format.h").display(),
+        compat.join("mlx_error_format.h").display()
+    );
     if let Ok(user) = std::env::var("CXXFLAGS") {
         cxx_flags = format!("{user} {cxx_flags}");
     }

@@ -123,3 +123,28 @@ fn a_shape_mismatch_reaches_the_handler_and_the_process_carries_on() {
         mlx_stream_free(stream);
     }
 }
+
+#[test]
+fn a_percent_sign_in_an_error_message_is_printed_not_interpreted() {
+    install_handler();
+    // MLX's message names the file; mlx-c used to pass the whole message
+    // to vsnprintf as its format, so `%s` read a missing argument (SIGSEGV)
+    // and `%n` wrote through one.
+    let path = c"/nonexistent-mlx-sys-test/%s%s%s%s%n%x.npy";
+    let stream = cpu_stream();
+    // SAFETY: the path is NUL-terminated; the handles are freed once.
+    unsafe {
+        let mut out = mlx_array_new();
+        let status = mlx_load(&mut out, path.as_ptr(), stream);
+        assert_ne!(status, 0, "loading a missing file must fail");
+        mlx_array_free(out);
+        mlx_stream_free(stream);
+    }
+    let errors = ERRORS.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    assert!(
+        errors
+            .iter()
+            .any(|m| m.contains("/nonexistent-mlx-sys-test/%s%s%s%s%n%x.npy")),
+        "the handler got {errors:?}"
+    );
+}
