@@ -106,6 +106,21 @@ pub enum Error {
         /// value (Python mlx-vlm's own words where Python checks).
         message: String,
     },
+    /// An input exceeds one of the crate's resource limits (decoded image
+    /// pixels, decoder allocation, chat-template fuel, rendered-prompt
+    /// size, string growth in a template), checked before the work that
+    /// would exhaust time or memory.
+    #[error("{context}: {message}")]
+    LimitExceeded {
+        /// The input at fault: the image, `chat template`, the file.
+        context: String,
+        /// Which limit: `image pixels`, `decoder allocation`,
+        /// `template fuel`, `rendered prompt bytes`, `template string
+        /// growth`.
+        limit: &'static str,
+        /// What was found, the limit, and what would fix it.
+        message: String,
+    },
     /// A request would need more memory than the process may use, or an
     /// array larger than MLX can index (checked by `preflight::check`
     /// before anything is allocated).

@@ -6,6 +6,42 @@
 //!
 //! Prompts are JSON values, as Python's are plain objects: a string, one
 //! message object, or a list of strings and message objects.
+//!
+//! Limits on rendering (a chat template comes with the checkpoint and is
+//! code: it must not hang the process or exhaust its memory). Each is an
+//! [`Error::LimitExceeded`]; Python's Jinja2 has none of them, so each is a
+//! divergence:
+//!
+//! - Fuel ([`TemplateLimits::fuel`], default [`TEMPLATE_FUEL`]): minijinja's
+//!   `fuel` feature charges about one unit per VM instruction. The Qwen2.5-VL
+//!   template spends 696 units on an 11-message conversation with two
+//!   images (system + 5 user/assistant turns; measured by the
+//!   `qwen_template_fuel_is_far_below_the_limit` test), about 60 a message.
+//!   The default, 50,000,000, is over 70,000 times that (room for
+//!   conversations of hundreds of thousands of messages and templates far
+//!   heavier than Qwen's) and is spent in a few seconds at most (about 4 s
+//!   in an unoptimised test build), so nested `range(100000)` loops stop
+//!   instead of running for hours.
+//! - Output size ([`TemplateLimits::max_output_bytes`], default
+//!   [`MAX_RENDERED_PROMPT_BYTES`], 64 MiB, far above any model's context):
+//!   the output is written through a counting writer that fails the render
+//!   as soon as it passes the limit.
+//! - String growth: minijinja 2.24 bounds `*` on strings (100 MB,
+//!   `MAX_REPEATED_STRING_LEN`) and `range()` (100,000 items), but `~` and
+//!   `+` concatenate without any bound or hook (`ops::string_concat` is a
+//!   plain `format!`), and fuel counts instructions, not bytes: 40
+//!   doublings of a string cost some hundred units of fuel yet ask for
+//!   2^41 bytes, which aborts the process. So the template source is checked
+//!   before rendering ([`check_template_growth`]): a `{% set %}` whose value
+//!   uses two or more variables of its own assignment cycle (`s = s ~ s`,
+//!   or `t = s` then `s = s ~ t`) can grow exponentially and is refused.
+//!   (In Jinja a plain `set` inside a `for` body is scoped to the
+//!   iteration, so the growth needs a `namespace` or unrolled statements;
+//!   the check is conservative and refuses the pattern wherever it is.)
+//!   Accumulating (`s = s ~ x`) grows linearly with fuel and stays allowed.
+//!   Not covered (documented gap): doubling through a macro's return value
+//!   or a `caller()` block; such a template still runs out of fuel only if
+//!   it loops long enough, so its string can grow in a few dozen calls.
 
 use std::collections::BTreeMap;
 
@@ -145,11 +181,11 @@ fn normalize_tool_message(message: &Value) -> Value {
     }
     if let Some(Value::Array(calls)) = object.get_mut("tool_calls") {
         for call in calls {
-            if let Some(Value::Object(function)) = call.get_mut("function") {
-                if let Some(Value::String(arguments)) = function.get("arguments") {
-                    let parsed = serde_json::from_str(arguments).unwrap_or_else(|_| json!({}));
-                    function.insert("arguments".into(), parsed);
-                }
+            if let Some(Value::Object(function)) = call.get_mut("function")
+                && let Some(Value::String(arguments)) = function.get("arguments")
+            {
+                let parsed = serde_json::from_str(arguments).unwrap_or_else(|_| json!({}));
+                function.insert("arguments".into(), parsed);
             }
         }
     }
@@ -427,22 +463,109 @@ pub fn get_chat_template(
     render_chat_template(template, messages, add_generation_prompt, &kwargs)
 }
 
+/// Default fuel of one chat-template render (see the top of this file):
+/// over 70,000 times the 696 units the Qwen2.5-VL template spends on an
+/// 11-message conversation.
+pub const TEMPLATE_FUEL: u64 = 50_000_000;
+
+/// Default size limit of a rendered prompt: 64 MiB.
+pub const MAX_RENDERED_PROMPT_BYTES: usize = 64 << 20;
+
+/// The resource limits of [`render_chat_template_with_limits`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TemplateLimits {
+    /// minijinja fuel: roughly the VM instructions the render may run.
+    pub fuel: u64,
+    /// The most bytes the rendered prompt may have.
+    pub max_output_bytes: usize,
+}
+
+impl Default for TemplateLimits {
+    fn default() -> Self {
+        TemplateLimits {
+            fuel: TEMPLATE_FUEL,
+            max_output_bytes: MAX_RENDERED_PROMPT_BYTES,
+        }
+    }
+}
+
 /// Renders a chat template as transformers does (`render_jinja_template`):
 /// blocks trimmed and left-stripped, Python string methods, a `tojson` that
 /// writes like `json.dumps` without escaping HTML, and `raise_exception`.
 /// The context holds `messages`, `tools` and `documents` (none),
-/// `add_generation_prompt` and `kwargs`.
+/// `add_generation_prompt` and `kwargs`. Runs under the default
+/// [`TemplateLimits`].
 pub fn render_chat_template(
     template: &str,
     messages: &[Value],
     add_generation_prompt: bool,
     kwargs: &Map<String, Value>,
 ) -> Result<String> {
-    let template_error = |e: minijinja::Error| Error::Template {
-        context: "chat_template".into(),
-        message: format!("{e:#}"),
+    render_chat_template_with_limits(
+        template,
+        messages,
+        add_generation_prompt,
+        kwargs,
+        &TemplateLimits::default(),
+    )
+}
+
+/// [`render_chat_template`] under explicit `limits`: a template that runs
+/// out of fuel, renders more than `max_output_bytes`, or can grow a string
+/// exponentially ([`check_template_growth`]) is an
+/// [`Error::LimitExceeded`].
+pub fn render_chat_template_with_limits(
+    template: &str,
+    messages: &[Value],
+    add_generation_prompt: bool,
+    kwargs: &Map<String, Value>,
+    limits: &TemplateLimits,
+) -> Result<String> {
+    render_measured(template, messages, add_generation_prompt, kwargs, limits).map(|(s, _)| s)
+}
+
+/// [`render_chat_template_with_limits`], also returning the fuel the render
+/// consumed (to measure templates against [`TEMPLATE_FUEL`]).
+pub fn render_measured(
+    template: &str,
+    messages: &[Value],
+    add_generation_prompt: bool,
+    kwargs: &Map<String, Value>,
+    limits: &TemplateLimits,
+) -> Result<(String, u64)> {
+    check_template_growth(template)?;
+    let exceeded = std::cell::Cell::new(false);
+    let template_error = |e: minijinja::Error| {
+        if e.kind() == minijinja::ErrorKind::OutOfFuel {
+            Error::LimitExceeded {
+                context: "chat template".into(),
+                limit: "template fuel",
+                message: format!(
+                    "rendering ran out of fuel after {} units (about one per template \
+                     instruction): the template loops too long for its input; fix the template's \
+                     loops (real chat templates need a few thousand units)",
+                    limits.fuel
+                ),
+            }
+        } else if exceeded.get() {
+            Error::LimitExceeded {
+                context: "chat template".into(),
+                limit: "rendered prompt bytes",
+                message: format!(
+                    "the rendered prompt exceeds the limit of {} bytes; shorten the messages or \
+                     fix a template that repeats its output",
+                    limits.max_output_bytes
+                ),
+            }
+        } else {
+            Error::Template {
+                context: "chat_template".into(),
+                message: format!("{e:#}"),
+            }
+        }
     };
     let mut env = minijinja::Environment::new();
+    env.set_fuel(Some(limits.fuel));
     env.set_trim_blocks(true);
     env.set_lstrip_blocks(true);
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
@@ -464,9 +587,401 @@ pub fn render_chat_template(
         "add_generation_prompt".into(),
         minijinja::Value::from(add_generation_prompt),
     );
-    env.get_template("chat_template")
-        .and_then(|t| t.render(context))
-        .map_err(template_error)
+    let mut out = LimitedWriter {
+        buf: Vec::new(),
+        limit: limits.max_output_bytes,
+        exceeded: &exceeded,
+    };
+    let captured = env
+        .get_template("chat_template")
+        .and_then(|t| t.render_captured_to(context, &mut out))
+        .map_err(template_error)?;
+    let fuel = captured
+        .state()
+        .fuel_levels()
+        .map_or(0, |(consumed, _)| consumed);
+    let text = String::from_utf8(out.buf).map_err(|e| Error::Template {
+        context: "chat_template".into(),
+        message: format!("rendered invalid UTF-8: {e}"),
+    })?;
+    Ok((text, fuel))
+}
+
+/// A byte buffer that fails the write that would take it past `limit`.
+struct LimitedWriter<'a> {
+    buf: Vec<u8>,
+    limit: usize,
+    exceeded: &'a std::cell::Cell<bool>,
+}
+
+impl std::io::Write for LimitedWriter<'_> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if self.buf.len().saturating_add(data.len()) > self.limit {
+            self.exceeded.set(true);
+            return Err(std::io::Error::other("rendered prompt size limit"));
+        }
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+// ------------------------------------------------------------- growth check
+
+/// One token of a template tag: what the growth check needs of Jinja.
+#[derive(Debug, Clone, PartialEq)]
+enum Tok {
+    Ident(String),
+    Punct(&'static str),
+    Other,
+}
+
+/// The tokens of a tag's inside: identifiers, the punctuation that matters
+/// (`.`, `|`, `=`, `(`, `,`), everything else (strings, numbers, other
+/// operators) as [`Tok::Other`].
+fn tokenize(code: &str) -> Vec<Tok> {
+    let bytes = code.as_bytes();
+    let mut toks = Vec::new();
+    let mut i = 0;
+    while let Some(&c) = bytes.get(i) {
+        match c {
+            b'\'' | b'"' => {
+                i += 1;
+                while let Some(&d) = bytes.get(i) {
+                    i += 1;
+                    if d == b'\\' {
+                        i += 1;
+                    } else if d == c {
+                        break;
+                    }
+                }
+                toks.push(Tok::Other);
+            }
+            c if c.is_ascii_alphabetic() || c == b'_' => {
+                let start = i;
+                while bytes
+                    .get(i)
+                    .is_some_and(|d| d.is_ascii_alphanumeric() || *d == b'_')
+                {
+                    i += 1;
+                }
+                toks.push(Tok::Ident(code.get(start..i).unwrap_or("").to_owned()));
+            }
+            c if c.is_ascii_digit() => {
+                while bytes
+                    .get(i)
+                    .is_some_and(|d| d.is_ascii_alphanumeric() || *d == b'.' || *d == b'_')
+                {
+                    i += 1;
+                }
+                toks.push(Tok::Other);
+            }
+            b'=' | b'!' | b'<' | b'>' if bytes.get(i + 1) == Some(&b'=') => {
+                i += 2;
+                toks.push(Tok::Other);
+            }
+            b'.' | b'|' | b'=' | b'(' | b',' => {
+                i += 1;
+                toks.push(Tok::Punct(match c {
+                    b'.' => ".",
+                    b'|' => "|",
+                    b'=' => "=",
+                    b'(' => "(",
+                    _ => ",",
+                }));
+            }
+            c if c.is_ascii_whitespace() => i += 1,
+            _ => {
+                i += 1;
+                toks.push(Tok::Other);
+            }
+        }
+    }
+    toks
+}
+
+/// Jinja words that are not variables.
+const KEYWORDS: &[&str] = &[
+    "and",
+    "or",
+    "not",
+    "in",
+    "is",
+    "if",
+    "else",
+    "true",
+    "false",
+    "none",
+    "True",
+    "False",
+    "None",
+    "recursive",
+];
+
+/// The variables `toks` reads, as dotted paths from their root
+/// (`ns.content`, `message.content.split`); filter and test names and
+/// keyword-argument names are not variables.
+fn variable_refs(toks: &[Tok]) -> Vec<String> {
+    let mut refs = Vec::new();
+    let mut i = 0;
+    while let Some(tok) = toks.get(i) {
+        let prev = i.checked_sub(1).and_then(|p| toks.get(p));
+        let is_var = match tok {
+            Tok::Ident(name) => {
+                !KEYWORDS.contains(&name.as_str())
+                    && !matches!(prev, Some(Tok::Punct("." | "|")))
+                    && !matches!(prev, Some(Tok::Ident(w)) if w == "is")
+                    && !matches!(
+                        (prev, toks.get(i.saturating_sub(2))),
+                        (Some(Tok::Ident(n)), Some(Tok::Ident(w))) if n == "not" && w == "is"
+                    )
+                    && toks.get(i + 1) != Some(&Tok::Punct("="))
+            }
+            _ => false,
+        };
+        if let (true, Tok::Ident(name)) = (is_var, tok) {
+            let mut path = name.clone();
+            let mut j = i + 1;
+            while let (Some(Tok::Punct(".")), Some(Tok::Ident(field))) =
+                (toks.get(j), toks.get(j + 1))
+            {
+                path.push('.');
+                path.push_str(field);
+                j += 2;
+            }
+            refs.push(path);
+            i = j;
+        } else {
+            i += 1;
+        }
+    }
+    refs
+}
+
+/// Whether a read of `path` reads (part of) the variable `target`.
+fn reads(path: &str, target: &str) -> bool {
+    path == target
+        || path
+            .strip_prefix(target)
+            .is_some_and(|r| r.starts_with('.'))
+        || target
+            .strip_prefix(path)
+            .is_some_and(|r| r.starts_with('.'))
+}
+
+/// One `{% set %}`: its targets, the variables its value reads, its line.
+struct SetStmt {
+    targets: Vec<String>,
+    refs: Vec<String>,
+    line: usize,
+}
+
+/// The `{% ... %}` and `{{ ... }}` tags of `template`: (is a statement,
+/// inside text, line). Comments are skipped, `{% raw %}` bodies too.
+fn tags(template: &str) -> Vec<(bool, &str, usize)> {
+    let mut out = Vec::new();
+    let mut rest = template;
+    let mut offset = 0;
+    let mut in_raw = false;
+    while let Some(start) = rest.find('{') {
+        let after = rest.get(start + 1..).unwrap_or("");
+        let (close, statement) = match after.as_bytes().first() {
+            Some(b'%') => ("%}", true),
+            Some(b'{') => ("}}", false),
+            Some(b'#') => ("#}", false),
+            _ => {
+                offset += start + 1;
+                rest = after;
+                continue;
+            }
+        };
+        let body = after.get(1..).unwrap_or("");
+        let end = find_close(body, close, close != "#}");
+        let inner = body.get(..end).unwrap_or(body);
+        let line = 1 + template
+            .get(..offset + start)
+            .unwrap_or("")
+            .matches('\n')
+            .count();
+        let consumed = start + 2 + end + close.len();
+        if close != "#}" {
+            let code = inner.trim_matches(['-', '+', '~']).trim();
+            let word = code.split_whitespace().next().unwrap_or("");
+            if statement && word == "endraw" {
+                in_raw = false;
+            } else if !in_raw {
+                if statement && word == "raw" {
+                    in_raw = true;
+                } else {
+                    out.push((statement, code, line));
+                }
+            }
+        }
+        offset += consumed.min(rest.len());
+        rest = rest.get(consumed..).unwrap_or("");
+    }
+    out
+}
+
+/// The offset of `close` in `body`, skipping quoted strings when `code`.
+fn find_close(body: &str, close: &str, code: bool) -> usize {
+    let bytes = body.as_bytes();
+    let mut i = 0;
+    let mut quote = None;
+    while i < bytes.len() {
+        let c = bytes.get(i).copied().unwrap_or(0);
+        match quote {
+            Some(q) => {
+                if c == b'\\' {
+                    i += 1;
+                } else if c == q {
+                    quote = None;
+                }
+            }
+            None if code && (c == b'\'' || c == b'"') => quote = Some(c),
+            None if body.get(i..).is_some_and(|r| r.starts_with(close)) => return i,
+            None => {}
+        }
+        i += 1;
+    }
+    body.len()
+}
+
+/// Refuses a template that can grow a string (or list) exponentially: a
+/// `{% set %}` whose value reads two or more variables of its own
+/// assignment cycle, such as `{% set s = s ~ s %}` (see the top of this
+/// file). The check reads the source only; it is an
+/// [`Error::LimitExceeded`] naming the line.
+pub fn check_template_growth(template: &str) -> Result<()> {
+    let mut sets: Vec<SetStmt> = Vec::new();
+    // Open `{% set x %}...{% endset %}` blocks: their value is their body.
+    let mut open_blocks: Vec<usize> = Vec::new();
+    for (statement, code, line) in tags(template) {
+        let toks = tokenize(code);
+        if !statement {
+            for &b in &open_blocks {
+                if let Some(set) = sets.get_mut(b) {
+                    set.refs.extend(variable_refs(&toks));
+                }
+            }
+            continue;
+        }
+        match toks.first() {
+            Some(Tok::Ident(w)) if w == "set" => {
+                let eq = toks.iter().position(|t| *t == Tok::Punct("="));
+                let (lhs, rhs) = match eq {
+                    Some(eq) => (toks.get(1..eq).unwrap_or(&[]), toks.get(eq + 1..)),
+                    None => (toks.get(1..).unwrap_or(&[]), None),
+                };
+                let targets = variable_refs(lhs);
+                match rhs {
+                    Some(rhs) => sets.push(SetStmt {
+                        targets,
+                        refs: variable_refs(rhs),
+                        line,
+                    }),
+                    None => {
+                        // A block set: `{% set x %}` or `{% set x | filter %}`.
+                        let targets = targets.into_iter().take(1).collect();
+                        open_blocks.push(sets.len());
+                        sets.push(SetStmt {
+                            targets,
+                            refs: Vec::new(),
+                            line,
+                        });
+                    }
+                }
+            }
+            Some(Tok::Ident(w)) if w == "endset" => {
+                open_blocks.pop();
+            }
+            _ => {
+                let refs = variable_refs(&toks);
+                for &b in &open_blocks {
+                    if let Some(set) = sets.get_mut(b) {
+                        set.refs.extend(refs.iter().cloned());
+                    }
+                }
+            }
+        }
+    }
+    // Assignment graph over the targets: an edge u -> v when a set of v
+    // reads u.
+    let mut names: Vec<&str> = sets
+        .iter()
+        .flat_map(|s| s.targets.iter().map(String::as_str))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    let index = |name: &str| names.binary_search(&name).ok();
+    let n = names.len();
+    let mut edges: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for set in &sets {
+        for target in &set.targets {
+            let Some(v) = index(target) else { continue };
+            for (u, name) in names.iter().enumerate() {
+                if set.refs.iter().any(|r| reads(r, name))
+                    && let Some(list) = edges.get_mut(u)
+                {
+                    list.push(v);
+                }
+            }
+        }
+    }
+    // reach[u] = the targets reachable from u (breadth-first per node).
+    let reach: Vec<Vec<bool>> = (0..n)
+        .map(|start| {
+            let mut seen = vec![false; n];
+            let mut queue = vec![start];
+            while let Some(u) = queue.pop() {
+                for &v in edges.get(u).into_iter().flatten() {
+                    if let Some(slot) = seen.get_mut(v)
+                        && !*slot
+                    {
+                        *slot = true;
+                        queue.push(v);
+                    }
+                }
+            }
+            seen
+        })
+        .collect();
+    let reaches = |u: usize, v: usize| reach.get(u).and_then(|r| r.get(v)).copied() == Some(true);
+    for set in &sets {
+        for target in &set.targets {
+            let Some(v) = index(target) else { continue };
+            // Reads of variables in v's cycle (v included when it feeds
+            // itself).
+            let in_cycle = set
+                .refs
+                .iter()
+                .filter(|r| {
+                    names
+                        .iter()
+                        .enumerate()
+                        .any(|(u, name)| reads(r, name) && reaches(u, v) && reaches(v, u))
+                })
+                .count();
+            if in_cycle >= 2 {
+                return Err(Error::LimitExceeded {
+                    context: "chat template".into(),
+                    limit: "template string growth",
+                    message: format!(
+                        "line {}: `set {target}` reads {in_cycle} values of its own assignment \
+                         cycle ({}), so repeating it can double a string each time and exhaust \
+                         memory (minijinja cannot bound `~` or `+`); rewrite the template to \
+                         append other values instead",
+                        set.line,
+                        set.refs.join(", ")
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 fn raise_exception(message: String) -> std::result::Result<minijinja::Value, minijinja::Error> {

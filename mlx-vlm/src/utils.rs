@@ -1,6 +1,19 @@
 //! Loading a checkpoint: the loading half of Python's `mlx_vlm/utils.py`
 //! (`get_model_path`, `load_model`, `_load_safetensors`, `sanitize_weights`,
 //! `load`, `load_config`), in that order.
+//!
+//! Divergences from Python (stricter checks, before any module is built):
+//!
+//! - Every safetensors header is read and checked first (the JSON header
+//!   only, so loading speed is unchanged): each tensor's `data_offsets` must
+//!   be ordered, match its dtype and shape, lie inside the file, and not
+//!   overlap another tensor's (Python's loader, like MLX's, trusts them);
+//!   each fault is an [`Error::Weights`] naming the file and the keys.
+//! - [`load_model_with`] then checks `config.json` against those headers
+//!   ([`check_config_against_weights`]; for Qwen2.5-VL
+//!   `ModelConfig::check_weights`: layer counts, sizes, dtypes), so that a
+//!   config such as `num_hidden_layers: 1000000000` is an error at once
+//!   instead of building modules until memory runs out.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
@@ -323,10 +336,26 @@ fn read_index(index_file: &Path) -> Result<BTreeMap<String, String>> {
 /// [`Error::Weights`] naming the file.
 pub fn load_weights(model_path: &Path) -> Result<HashMap<String, Array>> {
     let (files, index) = weight_files(model_path)?;
+    load_files(model_path, &files, index.as_ref(), true)
+}
+
+/// The weights of `files`; `check` runs [`check_safetensors`] on each file
+/// first (skipped when [`read_weight_headers`] already did).
+fn load_files(
+    model_path: &Path,
+    files: &[PathBuf],
+    index: Option<&BTreeMap<String, String>>,
+    check: bool,
+) -> Result<HashMap<String, Array>> {
     let mut weights = HashMap::new();
     let mut origin: HashMap<String, PathBuf> = HashMap::new();
-    for file in &files {
-        for (key, array) in load_safetensors(file)? {
+    for file in files {
+        let arrays = if check {
+            load_safetensors(file)?
+        } else {
+            load_checked_safetensors(file)?
+        };
+        for (key, array) in arrays {
             if let Some(first) = origin.insert(key.clone(), file.clone()) {
                 return Err(Error::Weights {
                     path: file.display().to_string(),
@@ -336,7 +365,7 @@ pub fn load_weights(model_path: &Path) -> Result<HashMap<String, Array>> {
             weights.insert(key, array);
         }
     }
-    for (key, shard) in index.iter().flatten() {
+    for (key, shard) in index.into_iter().flatten() {
         if !weights.contains_key(key) {
             return Err(Error::Weights {
                 path: model_path.join(shard).display().to_string(),
@@ -349,11 +378,67 @@ pub fn load_weights(model_path: &Path) -> Result<HashMap<String, Array>> {
     Ok(weights)
 }
 
+/// One tensor of a safetensors header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorInfo {
+    /// The safetensors dtype name (`F32`, `BF16`, `U32`, ...).
+    pub dtype: String,
+    /// The shape.
+    pub shape: Vec<u64>,
+    /// `data_offsets`: start and end, relative to the data section.
+    pub data_offsets: (u64, u64),
+    /// The file holding it.
+    pub file: PathBuf,
+}
+
+/// The tensors of the weight files `files`, by checkpoint key, read from
+/// their headers alone (no tensor data). Each header is checked as the top
+/// of this file describes; a key in two files is an [`Error::Weights`].
+pub fn read_weight_headers(files: &[PathBuf]) -> Result<BTreeMap<String, TensorInfo>> {
+    let mut all = BTreeMap::new();
+    for file in files {
+        for (key, info) in check_safetensors(file)? {
+            if let Some(first) = all.get(&key).map(|i: &TensorInfo| i.file.clone()) {
+                return Err(Error::Weights {
+                    path: file.display().to_string(),
+                    message: format!("{key} is also in {}; remove one copy", first.display()),
+                });
+            }
+            all.insert(key, info);
+        }
+    }
+    Ok(all)
+}
+
+/// Checks `config` (the parsed `config.json`, named `file` in errors)
+/// against the checkpoint's tensors before any module is built: for
+/// Qwen2.5-VL, `ModelConfig::check_weights`. Other model types pass.
+pub fn check_config_against_weights(
+    config: &Value,
+    file: &str,
+    tensors: &BTreeMap<String, TensorInfo>,
+) -> Result<()> {
+    let model_type = config.get("model_type").and_then(Value::as_str);
+    if model_type.map(str::to_lowercase).as_deref() != Some("qwen2_5_vl") {
+        return Ok(());
+    }
+    let Value::Object(root) = config else {
+        return Ok(());
+    };
+    crate::models::qwen2_5_vl::config::ModelConfig::from_map(root.clone(), file)?
+        .check_weights(tensors, file)
+}
+
 /// Loads one safetensors file (Python: `_load_safetensors`), checking first
 /// that its header is whole and its data as long as the header says, since
 /// MLX reads the data only when it is used.
 fn load_safetensors(path: &Path) -> Result<HashMap<String, Array>> {
     check_safetensors(path)?;
+    load_checked_safetensors(path)
+}
+
+/// [`load_safetensors`] of a file whose header [`check_safetensors`] passed.
+fn load_checked_safetensors(path: &Path) -> Result<HashMap<String, Array>> {
     let (arrays, _metadata) = mlx_rs::io::load_safetensors(path).map_err(|e| Error::Weights {
         path: path.display().to_string(),
         message: format!("not a readable safetensors file: {e}"),
@@ -361,7 +446,20 @@ fn load_safetensors(path: &Path) -> Result<HashMap<String, Array>> {
     Ok(arrays)
 }
 
-fn check_safetensors(path: &Path) -> Result<()> {
+/// Bytes per element of the safetensors dtypes MLX reads.
+fn dtype_size(dtype: &str) -> Option<u64> {
+    Some(match dtype {
+        "BOOL" | "U8" | "I8" | "F8_E4M3" | "F8_E5M2" | "F8_E8M0" => 1,
+        "U16" | "I16" | "F16" | "BF16" => 2,
+        "U32" | "I32" | "F32" => 4,
+        "U64" | "I64" | "F64" | "C64" => 8,
+        _ => return None,
+    })
+}
+
+/// Checks the header of a safetensors file (see the top of this file) and
+/// returns its tensors.
+fn check_safetensors(path: &Path) -> Result<Vec<(String, TensorInfo)>> {
     let bad = |message: String| Error::Weights {
         path: path.display().to_string(),
         message: format!("{message}; the file is truncated or corrupt, download it again"),
@@ -380,26 +478,89 @@ fn check_safetensors(path: &Path) -> Result<()> {
             "header of {header_len} bytes does not fit in {size} bytes"
         )));
     }
-    let mut header = vec![0u8; header_len as usize];
+    let mut header = vec![0u8; usize::try_from(header_len).unwrap_or(usize::MAX)];
     file.read_exact(&mut header)
         .map_err(|e| bad(format!("cannot read the header: {e}")))?;
     let header: Value = serde_json::from_slice(&header)
         .map_err(|e| bad(format!("header is not valid JSON: {e}")))?;
-    let data_end = header
-        .as_object()
-        .into_iter()
-        .flatten()
-        .filter(|(key, _)| key.as_str() != "__metadata__")
-        .filter_map(|(_, info)| info.get("data_offsets")?.get(1)?.as_u64())
-        .max()
-        .unwrap_or(0);
+    let Value::Object(entries) = header else {
+        return Err(bad("the header is not a JSON object".into()));
+    };
+    let mut tensors = Vec::with_capacity(entries.len());
+    for (key, entry) in &entries {
+        if key == "__metadata__" {
+            continue;
+        }
+        let dtype = entry.get("dtype").and_then(Value::as_str);
+        let shape: Option<Vec<u64>> = entry
+            .get("shape")
+            .and_then(Value::as_array)
+            .and_then(|dims| dims.iter().map(Value::as_u64).collect());
+        let offsets = entry
+            .get("data_offsets")
+            .and_then(Value::as_array)
+            .and_then(|o| Some((o.first()?.as_u64()?, o.get(1)?.as_u64()?)));
+        let (Some(dtype), Some(shape), Some((start, end))) = (dtype, shape, offsets) else {
+            return Err(bad(format!(
+                "{key}: header entry {entry} lacks a dtype string, a shape of non-negative \
+                 integers or data_offsets [start, end]"
+            )));
+        };
+        if start > end {
+            return Err(bad(format!(
+                "{key}: data_offsets [{start}, {end}] end before they start"
+            )));
+        }
+        if let Some(item) = dtype_size(dtype) {
+            let bytes = shape
+                .iter()
+                .try_fold(item, |acc, &d| acc.checked_mul(d))
+                .ok_or_else(|| bad(format!("{key}: shape {shape:?} overflows")))?;
+            if bytes != end - start {
+                return Err(bad(format!(
+                    "{key}: {dtype} {shape:?} needs {bytes} bytes but data_offsets \
+                     [{start}, {end}] hold {}",
+                    end - start
+                )));
+            }
+        }
+        tensors.push((
+            key.clone(),
+            TensorInfo {
+                dtype: dtype.to_owned(),
+                shape,
+                data_offsets: (start, end),
+                file: path.to_path_buf(),
+            },
+        ));
+    }
+    let mut spans: Vec<(u64, u64, &str)> = tensors
+        .iter()
+        .map(|(k, i)| (i.data_offsets.0, i.data_offsets.1, k.as_str()))
+        .filter(|(start, end, _)| end > start)
+        .collect();
+    spans.sort_unstable();
+    for pair in spans.windows(2) {
+        if let [(_, a_end, a), (b_start, _, b)] = pair
+            && b_start < a_end
+        {
+            return Err(Error::Weights {
+                path: path.display().to_string(),
+                message: format!(
+                    "the data of {a} and {b} overlap (data_offsets end {a_end} > start \
+                     {b_start}); the header is corrupt or crafted, download the file again"
+                ),
+            });
+        }
+    }
+    let data_end = spans.iter().map(|(_, end, _)| *end).max().unwrap_or(0);
     let needed = 8 + header_len + data_end;
     if needed > size {
         return Err(bad(format!(
             "the header needs {needed} bytes, the file has {size}"
         )));
     }
-    Ok(())
+    Ok(tensors)
 }
 
 /// Renames the keys of a checkpoint re-saved by transformers 5
@@ -507,7 +668,10 @@ pub fn load_model_with(
 ) -> Result<Box<dyn VlmModel>> {
     let config = load_config(model_path)?;
     let config_file = model_path.join("config.json").display().to_string();
-    let weights = load_weights(model_path)?;
+    let (files, index) = weight_files(model_path)?;
+    let tensors = read_weight_headers(&files)?;
+    check_config_against_weights(&config, &config_file, &tensors)?;
+    let weights = load_files(model_path, &files, index.as_ref(), false)?;
     let mut model = create(&config, &config_file)?;
     let weights = sanitize_weights(&*model, weights)?;
     let weights: BTreeMap<String, Array> = weights.into_iter().collect();
@@ -565,10 +729,11 @@ fn visit_parameters_mut(
 /// first where the shapes agree.
 fn adopt_checkpoint_dtypes(module: &mut dyn Module, weights: &BTreeMap<String, Array>) {
     visit_parameters_mut(module, "", &mut |path, p| {
-        if let Some(w) = weights.get(path) {
-            if w.shape() == p.shape() && w.dtype() != p.dtype() {
-                p.set(w.clone());
-            }
+        if let Some(w) = weights.get(path)
+            && w.shape() == p.shape()
+            && w.dtype() != p.dtype()
+        {
+            p.set(w.clone());
         }
     });
 }
@@ -647,15 +812,15 @@ pub fn load_config(model_path: &Path) -> Result<Value> {
     let generation = fs::read_to_string(&generation_file)
         .ok()
         .and_then(|t| serde_json::from_str::<Value>(&t).ok());
-    if let Some(Value::Object(generation)) = generation {
-        if !generation.is_empty() {
-            for key in GENERATION_CONFIG_DEFAULT_KEYS {
-                if let Some(v) = generation.get(*key) {
-                    root.insert((*key).to_string(), v.clone());
-                }
+    if let Some(Value::Object(generation)) = generation
+        && !generation.is_empty()
+    {
+        for key in GENERATION_CONFIG_DEFAULT_KEYS {
+            if let Some(v) = generation.get(*key) {
+                root.insert((*key).to_string(), v.clone());
             }
-            root.insert("generation_config".into(), Value::Object(generation));
         }
+        root.insert("generation_config".into(), Value::Object(generation));
     }
     Ok(config)
 }

@@ -220,3 +220,174 @@ fn template_errors_are_typed() {
     .unwrap_err();
     assert!(err.to_string().contains("no system role"), "{err}");
 }
+
+// ------------------------------------------------------------ limits
+
+use mlx_vlm::Error;
+use mlx_vlm::prompt_utils::{
+    MAX_RENDERED_PROMPT_BYTES, TEMPLATE_FUEL, TemplateLimits, check_template_growth,
+    render_chat_template, render_chat_template_with_limits, render_measured,
+};
+
+fn qwen_template() -> String {
+    let text = fs::read_to_string(Path::new(SHARED).join("chat_template.json")).unwrap();
+    let v: Value = serde_json::from_str(&text).unwrap();
+    v["chat_template"].as_str().unwrap().to_string()
+}
+
+fn render(template: &str) -> mlx_vlm::Result<String> {
+    render_chat_template(
+        template,
+        &[json!({"role": "user", "content": "hi"})],
+        true,
+        &serde_json::Map::new(),
+    )
+}
+
+fn limit_of(result: mlx_vlm::Result<String>) -> (&'static str, String) {
+    match result {
+        Err(e @ Error::LimitExceeded { .. }) => {
+            let Error::LimitExceeded { limit, .. } = &e else {
+                unreachable!()
+            };
+            (limit, e.to_string())
+        }
+        other => panic!("expected LimitExceeded, got {other:?}"),
+    }
+}
+
+#[test]
+fn qwen_template_fuel_is_far_below_the_limit() {
+    let (_dir, _tokenizer, config) = checkpoint();
+    let template = qwen_template();
+    // A 10-turn conversation with images and a system message.
+    let mut prompt = vec![json!({"role": "system", "content": "Be brief."})];
+    for i in 0..5 {
+        prompt.push(json!({"role": "user", "content": format!("question {i}")}));
+        prompt.push(json!({"role": "assistant", "content": format!("answer {i}")}));
+    }
+    let options = ChatTemplateOptions {
+        num_images: 2,
+        ..ChatTemplateOptions::default()
+    };
+    let messages = chat_messages(&config, &Value::Array(prompt), &options).unwrap();
+    let (text, fuel) = render_measured(
+        &template,
+        &messages,
+        true,
+        &serde_json::Map::new(),
+        &TemplateLimits::default(),
+    )
+    .unwrap();
+    assert!(text.contains("<|image_pad|>"), "{text}");
+    eprintln!("qwen2.5-vl template, 11 messages: {fuel} fuel");
+    assert!(fuel > 0);
+    assert!(fuel * 100 <= TEMPLATE_FUEL, "{fuel} fuel");
+    assert!(text.len() * 100 <= MAX_RENDERED_PROMPT_BYTES);
+    // The same render fails under a fuel budget below what it needs.
+    let tight = TemplateLimits {
+        fuel: fuel / 2,
+        ..TemplateLimits::default()
+    };
+    let (limit, _) = limit_of(render_chat_template_with_limits(
+        &template,
+        &messages,
+        true,
+        &serde_json::Map::new(),
+        &tight,
+    ));
+    assert_eq!(limit, "template fuel");
+}
+
+#[test]
+fn endless_loops_run_out_of_fuel_fast() {
+    let start = std::time::Instant::now();
+    let (limit, msg) = limit_of(render(
+        "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+    ));
+    assert_eq!(limit, "template fuel");
+    assert!(
+        msg.contains("chat template") && msg.contains("fuel"),
+        "{msg}"
+    );
+    assert!(start.elapsed().as_secs() < 60, "{:?}", start.elapsed());
+}
+
+#[test]
+fn exponential_string_growth_is_refused() {
+    let doubling =
+        "{% set s = 'ab' %}{% for i in range(40) %}{% set s = s ~ s %}{% endfor %}{{ s|length }}";
+    let (limit, msg) = limit_of(render(doubling));
+    assert_eq!(limit, "template string growth");
+    assert!(msg.contains("line 1") && msg.contains("set s"), "{msg}");
+    // Through a second variable, with `+`, a namespace, or a block set.
+    for template in [
+        "{% set s = 'ab' %}{% for i in range(40) %}{% set t = s %}{% set s = s + t %}{% endfor %}",
+        "{% set ns = namespace(s='ab') %}{% for i in range(40) %}{%- set ns.s = ns.s ~ ns.s -%}{% endfor %}",
+        "{% set s = 'ab' %}{% for i in range(40) %}{% set s %}{{ s }}{{ s }}{% endset %}{% endfor %}",
+        "{% set s = 'ab' %}{% for i in range(40) %}{% set s = [s, s]|join %}{% endfor %}",
+    ] {
+        let (limit, _) = limit_of(render(template));
+        assert_eq!(limit, "template string growth", "{template}");
+    }
+    // Linear accumulation, as real templates do, is fine.
+    let ok = "{% set ns = namespace(c='') %}{% for m in messages %}{% set ns.c = ns.c ~ m.content ~ '|' %}{% endfor %}{{ ns.c }}";
+    assert_eq!(render(ok).unwrap(), "hi|");
+    check_template_growth(&qwen_template()).unwrap();
+    // `*` is bounded by minijinja itself (100 MB).
+    let err = render(
+        "{% set ns = namespace(s='ab') %}{% for i in range(40) %}{% set ns.s = ns.s * 2 %}{% endfor %}",
+    )
+    .unwrap_err();
+    assert!(matches!(err, Error::Template { .. }), "{err:?}");
+}
+
+#[test]
+fn rendered_prompt_size_is_limited() {
+    let limits = TemplateLimits {
+        max_output_bytes: 1000,
+        ..TemplateLimits::default()
+    };
+    let template = "{% for i in range(2000) %}x{% endfor %}";
+    let (limit, msg) = limit_of(render_chat_template_with_limits(
+        template,
+        &[],
+        true,
+        &serde_json::Map::new(),
+        &limits,
+    ));
+    assert_eq!(limit, "rendered prompt bytes");
+    assert!(msg.contains("1000 bytes"), "{msg}");
+    let small = "{% for i in range(999) %}x{% endfor %}";
+    let out = render_chat_template_with_limits(small, &[], true, &serde_json::Map::new(), &limits)
+        .unwrap();
+    assert_eq!(out.len(), 999);
+}
+
+#[test]
+fn checkpoint_templates_run_under_the_limits() {
+    let (dir, _tokenizer, config) = checkpoint();
+    fs::write(
+        dir.path().join("chat_template.json"),
+        json!({"chat_template": "{% set s = 'ab' %}{% for i in range(40) %}{% set s = s ~ s %}{% endfor %}{{ s }}"}).to_string(),
+    )
+    .unwrap();
+    let tokenizer = Tokenizer::from_dir(dir.path()).unwrap();
+    let err = apply_chat_template(
+        &tokenizer,
+        &config,
+        &json!("hi"),
+        &ChatTemplateOptions::default(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::LimitExceeded {
+                limit: "template string growth",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}

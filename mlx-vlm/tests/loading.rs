@@ -568,3 +568,163 @@ fn hub_cache_offline_child() {
     let err = utils::get_model_path("org/tiny-vl", Some("v2")).unwrap_err();
     assert!(err.to_string().contains("\"v2\""), "{err}");
 }
+
+// ------------------------------------------------------------ config vs weights
+
+/// Loads the tiny checkpoint with `edit` applied to its config.json; the
+/// stand-in model must never be built.
+fn load_with_config(edit: impl FnOnce(&mut Value)) -> (tempfile::TempDir, Error) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = fixtures::tiny_config();
+    edit(&mut config);
+    write_checkpoint(dir.path(), &config, &hf_weights(Dtype::Float32));
+    let start = std::time::Instant::now();
+    let err = utils::load_model_with(dir.path(), &LoadOptions::default(), |_, _| {
+        panic!("the model must not be built")
+    })
+    .err()
+    .unwrap();
+    assert!(start.elapsed().as_secs() < 5, "{:?}", start.elapsed());
+    (dir, err)
+}
+
+fn assert_config_error(err: &Error, dir: &Path, needles: &[&str]) {
+    let Error::Config { file, message } = err else {
+        panic!("expected Error::Config, got {err:?}")
+    };
+    assert_eq!(
+        Path::new(file),
+        dir.join("config.json"),
+        "the error names config.json"
+    );
+    for needle in needles {
+        assert!(message.contains(needle), "{message} lacks {needle}");
+    }
+}
+
+#[test]
+fn config_values_are_checked_against_the_weight_headers() {
+    let (dir, err) = load_with_config(|c| c["num_hidden_layers"] = json!(1_000_000_000));
+    assert_config_error(
+        &err,
+        dir.path(),
+        &["num_hidden_layers is 1000000000", "2 decoder layers"],
+    );
+    let (dir, err) = load_with_config(|c| c["vision_config"]["depth"] = json!(7));
+    assert_config_error(
+        &err,
+        dir.path(),
+        &["vision_config.depth is 7", "2 vision blocks"],
+    );
+    let (dir, err) = load_with_config(|c| c["vocab_size"] = json!(1000));
+    assert_config_error(
+        &err,
+        dir.path(),
+        &["vocab_size is 1000", "embed_tokens", "151936"],
+    );
+    let (dir, err) = load_with_config(|c| c["intermediate_size"] = json!(256));
+    assert_config_error(
+        &err,
+        dir.path(),
+        &["intermediate_size is 256", "gate_proj", "192"],
+    );
+    let (dir, err) = load_with_config(|c| {
+        c["hidden_size"] = json!(128);
+        c["rope_scaling"]["mrope_section"] = json!([4, 6, 6]);
+    });
+    assert_config_error(&err, dir.path(), &["hidden_size is 128", "[151936, 64]"]);
+    let (dir, err) = load_with_config(|c| c["vision_config"]["hidden_size"] = json!(48));
+    assert_config_error(
+        &err,
+        dir.path(),
+        &["vision_config.hidden_size is 48", "patch_embed"],
+    );
+    let (dir, err) = load_with_config(|c| c["vision_config"]["intermediate_size"] = json!(96));
+    assert_config_error(&err, dir.path(), &["vision_config.intermediate_size is 96"]);
+    let (dir, err) = load_with_config(|c| c["vision_config"]["out_hidden_size"] = json!(32));
+    assert_config_error(
+        &err,
+        dir.path(),
+        &["vision_config.out_hidden_size is 32", "merger"],
+    );
+    let (dir, err) = load_with_config(|c| c["rope_scaling"]["mrope_section"] = json!([2, 3]));
+    assert_config_error(
+        &err,
+        dir.path(),
+        &["mrope_section [2, 3]", "head_dim / 2 = 8"],
+    );
+    let (dir, err) = load_with_config(|c| c["rope_scaling"]["mrope_section"] = json!([2, 3, 4]));
+    assert_config_error(&err, dir.path(), &["mrope_section [2, 3, 4]"]);
+    let (dir, err) = load_with_config(|c| c["num_attention_heads"] = json!(0));
+    assert_config_error(&err, dir.path(), &["num_attention_heads is 0"]);
+}
+
+#[test]
+fn integer_weight_where_a_float_is_expected_is_named() {
+    let mut hf = hf_weights(Dtype::Float32);
+    hf.insert(
+        "model.norm.weight".into(),
+        mlx_rs::ops::zeros(&[64], Dtype::Int32).unwrap(),
+    );
+    let msg = load_error(&hf);
+    assert!(
+        msg.contains("model.norm.weight") && msg.contains("I32") && msg.contains("floating"),
+        "{msg}"
+    );
+}
+
+/// Rewrites the safetensors header of `file` with `edit`, keeping the data.
+fn edit_header(file: &Path, edit: impl FnOnce(&mut serde_json::Map<String, Value>)) {
+    let bytes = fs::read(file).unwrap();
+    let len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let mut header: Value = serde_json::from_slice(&bytes[8..8 + len]).unwrap();
+    edit(header.as_object_mut().unwrap());
+    let mut text = header.to_string().into_bytes();
+    while !text.len().is_multiple_of(8) {
+        text.push(b' ');
+    }
+    let mut out = (text.len() as u64).to_le_bytes().to_vec();
+    out.extend(&text);
+    out.extend(&bytes[8 + len..]);
+    fs::write(file, out).unwrap();
+}
+
+#[test]
+fn overlapping_safetensors_offsets_name_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    write_checkpoint(
+        dir.path(),
+        &fixtures::tiny_config(),
+        &hf_weights(Dtype::Float32),
+    );
+    let file = dir.path().join("model.safetensors");
+    // Two tensors of the same size: point the second at the first's bytes.
+    edit_header(&file, |h| {
+        let a = h["model.layers.0.input_layernorm.weight"]["data_offsets"].clone();
+        h["model.layers.1.input_layernorm.weight"]["data_offsets"] = a;
+    });
+    let err = load(dir.path()).err().unwrap();
+    let msg = err.to_string();
+    assert!(matches!(err, Error::Weights { .. }), "{msg}");
+    assert!(msg.contains(&file.display().to_string()), "{msg}");
+    assert!(
+        msg.contains("overlap") && msg.contains("input_layernorm"),
+        "{msg}"
+    );
+    // data_offsets that disagree with the dtype and shape.
+    write_checkpoint(
+        dir.path(),
+        &fixtures::tiny_config(),
+        &hf_weights(Dtype::Float32),
+    );
+    edit_header(&file, |h| {
+        h["model.norm.weight"]["shape"] = json!([1000]);
+    });
+    let err = load(dir.path()).err().unwrap();
+    let msg = err.to_string();
+    assert!(matches!(err, Error::Weights { .. }), "{msg}");
+    assert!(
+        msg.contains("model.norm.weight") && msg.contains("4000 bytes"),
+        "{msg}"
+    );
+}

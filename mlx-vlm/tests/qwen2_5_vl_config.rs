@@ -110,3 +110,49 @@ fn bad_configs_are_errors_naming_the_file_and_the_fault() {
     no_type.as_object_mut().unwrap().remove("model_type");
     check_err(&no_type.to_string(), "model_type");
 }
+
+#[test]
+fn mrope_section_and_sizes_are_checked() {
+    let check_err = |edit: &dyn Fn(&mut Value), needle: &str| {
+        let mut config: Value = serde_json::from_str(&fixture("config_hf.json")).unwrap();
+        edit(&mut config);
+        match ModelConfig::from_json(&config.to_string(), "model/config.json") {
+            Err(Error::Config { file, message }) => {
+                assert_eq!(file, "model/config.json");
+                assert!(message.contains(needle), "{message:?} lacks {needle:?}");
+            }
+            other => panic!("expected a config error, got {other:?}"),
+        }
+    };
+    // head_dim = 2048 / 16 = 128: sections must sum to 64.
+    check_err(
+        &|c| c["rope_scaling"]["mrope_section"] = serde_json::json!([16, 24]),
+        "head_dim / 2 = 64",
+    );
+    check_err(
+        &|c| c["rope_scaling"]["mrope_section"] = serde_json::json!([16, 24, 24, 8]),
+        "3 non-negative numbers",
+    );
+    check_err(
+        &|c| c["rope_scaling"]["mrope_section"] = serde_json::json!([16, 24, 25]),
+        "mrope_section [16, 24, 25]",
+    );
+    check_err(
+        &|c| c["rope_scaling"]["mrope_section"] = serde_json::json!([-8, 36, 36]),
+        "non-negative",
+    );
+    check_err(
+        &|c| c["num_hidden_layers"] = 0.into(),
+        "num_hidden_layers is 0",
+    );
+    check_err(&|c| c["hidden_size"] = (-64).into(), "hidden_size is -64");
+    check_err(&|c| c["num_attention_heads"] = 15.into(), "not a multiple");
+    check_err(
+        &|c| c["vision_config"]["depth"] = 0.into(),
+        "vision_config.depth is 0",
+    );
+    // An empty section means Python's default, as in Python.
+    let mut config: Value = serde_json::from_str(&fixture("config_hf.json")).unwrap();
+    config["rope_scaling"]["mrope_section"] = serde_json::json!([]);
+    ModelConfig::from_json(&config.to_string(), "config.json").unwrap();
+}

@@ -296,11 +296,12 @@ fn from_config_reads_size_and_pixel_overrides() {
         .image_processor;
     assert_eq!((p.min_pixels, p.max_pixels, p.patch_size), (1000, 5000, 16));
     let cfg = serde_json::json!({"size": {"shortest_edge": 1000}, "min_pixels": 7, "image_mean": [0.1, 0.2, 0.3]});
-    let proc_cfg = serde_json::json!({"image_processor": {"max_pixels": 9}});
+    // max_pixels must hold one merged patch (28 x 28 = 784 pixels).
+    let proc_cfg = serde_json::json!({"image_processor": {"max_pixels": 900}});
     let p = Qwen2_5VlProcessor::from_config(&cfg, Some(&proc_cfg))
         .unwrap()
         .image_processor;
-    assert_eq!((p.min_pixels, p.max_pixels, p.patch_size), (7, 9, 14));
+    assert_eq!((p.min_pixels, p.max_pixels, p.patch_size), (7, 900, 14));
     assert_eq!(p.image_mean, [0.1, 0.2, 0.3]);
     let p = Qwen2_5VlProcessor::from_pretrained(tempfile::tempdir().unwrap().path()).unwrap();
     assert_eq!(
@@ -378,4 +379,200 @@ fn resize_rejects_zero_sizes() {
         processor.preprocess(&[]),
         Err(Error::InvalidArgument(_))
     ));
+}
+
+// ------------------------------------------------------------ input limits
+
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+fn png_chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+    out.extend((data.len() as u32).to_be_bytes());
+    let start = out.len();
+    out.extend(kind);
+    out.extend(data);
+    let crc = crc32(&out[start..]);
+    out.extend(crc.to_be_bytes());
+}
+
+/// A PNG whose IHDR declares `width` x `height` RGB pixels, followed by
+/// `idat_bytes` of (never decoded) image data.
+fn png_declaring(width: u32, height: u32, idat_bytes: usize) -> Vec<u8> {
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = Vec::new();
+    ihdr.extend(width.to_be_bytes());
+    ihdr.extend(height.to_be_bytes());
+    ihdr.extend([8, 2, 0, 0, 0]); // 8-bit RGB, deflate, no filter, no interlace
+    png_chunk(&mut out, b"IHDR", &ihdr);
+    png_chunk(&mut out, b"IDAT", &vec![0u8; idat_bytes]);
+    png_chunk(&mut out, b"IEND", &[]);
+    out
+}
+
+#[test]
+fn decompression_bomb_png_is_refused_from_its_header() {
+    let bomb = png_declaring(50_000, 50_000, 2_400_000);
+    assert!(bomb.len() > 2_400_000);
+    let start = std::time::Instant::now();
+    let err = load_image(&ImageSource::Bytes(bomb)).unwrap_err();
+    let elapsed = start.elapsed();
+    let Error::LimitExceeded { limit, .. } = &err else {
+        panic!("expected LimitExceeded, got {err:?}")
+    };
+    assert_eq!(*limit, "image pixels");
+    let msg = err.to_string();
+    for needle in ["50000x50000", "2500000000", "178956970", "<bytes>"] {
+        assert!(msg.contains(needle), "{msg} lacks {needle}");
+    }
+    assert!(elapsed.as_millis() < 500, "took {elapsed:?}");
+    // One row past the limit (13378^2 = 178,970,884 > 178,956,970).
+    let err = load_image(&ImageSource::Bytes(png_declaring(13_378, 13_378, 16))).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::LimitExceeded {
+                limit: "image pixels",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(mlx_vlm::image::MAX_DECODED_PIXELS, 178_956_970);
+    assert_eq!(mlx_vlm::image::MAX_IMAGE_PIXELS, 89_478_485);
+}
+
+fn jpeg_bytes() -> Vec<u8> {
+    let image = RgbImage::from_fn(64, 48, |x, y| {
+        image::Rgb([(x * 4) as u8, (y * 5) as u8, 128])
+    });
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90)
+        .encode_image(&image)
+        .unwrap();
+    out
+}
+
+#[test]
+fn truncated_jpeg_is_refused_as_pillow_does() {
+    let full = jpeg_bytes();
+    assert_eq!(&full[full.len() - 2..], &[0xFF, 0xD9]);
+    let decoded = load_image(&ImageSource::Bytes(full.clone())).unwrap();
+    assert_eq!(decoded.dimensions(), (64, 48));
+    // Bytes after the end-of-image marker are ignored, as by Pillow.
+    let mut trailing = full.clone();
+    trailing.extend(b"trailing garbage");
+    assert_eq!(load_image(&ImageSource::Bytes(trailing)).unwrap(), decoded);
+    for cut in [full.len() / 2, full.len() - 2, 40] {
+        let err = load_image(&ImageSource::Bytes(full[..cut].to_vec())).unwrap_err();
+        assert!(matches!(err, Error::Image { .. }), "{cut}: {err:?}");
+        assert!(err.to_string().contains("truncated"), "{cut}: {err}");
+    }
+}
+
+#[test]
+fn bad_processor_settings_name_the_key_and_the_file() {
+    let config_err = |cfg: Value, needles: &[&str]| {
+        let err = Qwen2_5VlProcessor::from_config(&cfg, None).unwrap_err();
+        assert!(matches!(err, Error::Config { .. }), "{cfg}: {err:?}");
+        let msg = err.to_string();
+        assert!(msg.contains("preprocessor_config.json"), "{msg}");
+        for needle in needles {
+            assert!(msg.contains(needle), "{msg} lacks {needle}");
+        }
+    };
+    let json = |v: Value| v;
+    config_err(
+        json(serde_json::json!({"min_pixels": 5000, "max_pixels": 4000})),
+        &["min_pixels 5000", "max_pixels 4000"],
+    );
+    config_err(
+        json(serde_json::json!({"max_pixels": 100})),
+        &["max_pixels 100", "784"],
+    );
+    config_err(
+        json(serde_json::json!({"max_pixels": 1_000_000_000_000u64})),
+        &["max_pixels", "absurd"],
+    );
+    config_err(
+        json(serde_json::json!({"max_pixels": 0})),
+        &["max_pixels 0"],
+    );
+    config_err(json(serde_json::json!({"patch_size": 0})), &["patch_size"]);
+    config_err(
+        json(serde_json::json!({"patch_size": 100000})),
+        &["patch_size", "absurd"],
+    );
+    config_err(
+        json(serde_json::json!({"image_std": [0, 1, 1]})),
+        &["image_std"],
+    );
+    config_err(
+        json(serde_json::json!({"rescale_factor": 0})),
+        &["rescale_factor"],
+    );
+
+    // From a folder: the error names the file's path.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("preprocessor_config.json"),
+        r#"{"min_pixels": 20000, "max_pixels": 10000}"#,
+    )
+    .unwrap();
+    let err = Qwen2_5VlProcessor::from_pretrained(dir.path()).unwrap_err();
+    let Error::Config { file, message } = &err else {
+        panic!("{err:?}")
+    };
+    assert!(
+        file.starts_with(&dir.path().display().to_string()),
+        "{file}"
+    );
+    assert!(file.ends_with("preprocessor_config.json"), "{file}");
+    assert!(message.contains("min_pixels"), "{message}");
+
+    // --max-pixels / --min-pixels overrides.
+    let override_err = |min: Option<u64>, max: Option<u64>, name: &str, needle: &str| {
+        let err = processor().try_with_pixels(min, max).unwrap_err();
+        let Error::InvalidParameter {
+            name: got, message, ..
+        } = &err
+        else {
+            panic!("{err:?}")
+        };
+        assert_eq!(*got, name);
+        assert!(message.contains(needle), "{message}");
+        assert!(
+            message.contains(&format!("--{}", name.replace('_', "-"))),
+            "{message}"
+        );
+    };
+    override_err(None, Some(100), "max_pixels", "below one merged patch");
+    override_err(
+        Some(10_000),
+        Some(5_000),
+        "min_pixels",
+        "greater than max_pixels",
+    );
+    override_err(None, Some(u64::MAX), "max_pixels", "absurd");
+    // One bound overridden below the file's other bound moves it along.
+    let p = processor().try_with_pixels(None, Some(3000)).unwrap();
+    assert_eq!(
+        (p.image_processor.min_pixels, p.image_processor.max_pixels),
+        (3000, 3000)
+    );
+    // The unchecked setter fails at preprocessing, not in the resize.
+    let p = processor().with_pixels(None, Some(100));
+    let err = p.preprocess(&[RgbImage::new(64, 64)]).unwrap_err();
+    assert!(err.to_string().contains("max_pixels"), "{err}");
 }

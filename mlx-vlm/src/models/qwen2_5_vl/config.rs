@@ -6,11 +6,34 @@
 //! them under `text_config`, and newer files spell `rope_scaling.type` as
 //! `rope_type`. All of these are accepted; unknown keys are ignored, as
 //! Python's `from_dict` ignores them.
+//!
+//! Divergences from Python (stricter checks, each an [`Error::Config`]
+//! naming the file and the key, before any module is built):
+//!
+//! - Sizes must be positive: `hidden_size`, `num_hidden_layers`,
+//!   `intermediate_size`, `num_attention_heads`, `num_key_value_heads`,
+//!   `vocab_size`, and the vision tower's `depth`, `hidden_size`,
+//!   `intermediate_size`, `out_hidden_size`, `num_heads`, `patch_size`,
+//!   `spatial_merge_size`, `temporal_patch_size`, `in_channels`.
+//! - An explicit `rope_scaling.mrope_section` must have 3 non-negative
+//!   entries summing to `head_dim / 2` (`hidden_size / num_attention_heads /
+//!   2`), the rotary frequencies the chunked mRoPE splits between time,
+//!   height and width. Python asserts only the length for `rope_type
+//!   "mrope"` and otherwise clamps or leaves frequencies on the time axis.
+//!   An empty list means Python's default, unchecked, as in Python.
+//! - [`ModelConfig::check_weights`] compares the config with the
+//!   checkpoint's safetensors headers: the decoder layer count, the vision
+//!   depth, the hidden, vocabulary and MLP sizes, the vision widths, and
+//!   (an [`Error::Weights`]) integer tensors other than quantized weights.
+//!   Python builds the model first and fails (or runs out of memory) later.
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
+use crate::utils::TensorInfo;
 
 /// `VisionConfig`: the vision tower, with Python's defaults.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -133,13 +156,53 @@ impl TextConfig {
     fn post_init(mut self, file: &str) -> Result<TextConfig> {
         self.num_key_value_heads
             .get_or_insert(self.num_attention_heads);
-        if let Some(scaling) = &self.rope_scaling {
-            if !matches!(scaling.kind.as_str(), "mrope" | "default") {
+        if let Some(scaling) = &self.rope_scaling
+            && !matches!(scaling.kind.as_str(), "mrope" | "default")
+        {
+            return Err(config_error(
+                file,
+                format!(
+                    "rope_scaling type must be 'mrope' or 'default', not {:?}",
+                    scaling.kind
+                ),
+            ));
+        }
+        for (key, value) in [
+            ("hidden_size", self.hidden_size),
+            ("num_hidden_layers", self.num_hidden_layers),
+            ("intermediate_size", self.intermediate_size),
+            ("num_attention_heads", self.num_attention_heads),
+            ("num_key_value_heads", self.kv_heads()),
+            ("vocab_size", self.vocab_size),
+        ] {
+            positive(file, key, value)?;
+        }
+        if self.hidden_size % self.num_attention_heads != 0 {
+            return Err(config_error(
+                file,
+                format!(
+                    "hidden_size {} is not a multiple of num_attention_heads {}; fix either",
+                    self.hidden_size, self.num_attention_heads
+                ),
+            ));
+        }
+        let half_head_dim = i64::from(self.hidden_size / self.num_attention_heads) / 2;
+        if let Some(section) = self
+            .rope_scaling
+            .as_ref()
+            .map(|s| &s.mrope_section)
+            .filter(|s| !s.is_empty())
+        {
+            let sum: i64 = section.iter().map(|&v| i64::from(v)).sum();
+            if section.len() != 3 || section.iter().any(|&v| v < 0) || sum != half_head_dim {
                 return Err(config_error(
                     file,
                     format!(
-                        "rope_scaling type must be 'mrope' or 'default', not {:?}",
-                        scaling.kind
+                        "rope_scaling.mrope_section {section:?} must be 3 non-negative numbers \
+                         (time, height, width) summing to head_dim / 2 = {half_head_dim} \
+                         (hidden_size {} / num_attention_heads {} / 2); Qwen2.5-VL uses \
+                         [16, 24, 24] with head_dim 128",
+                        self.hidden_size, self.num_attention_heads
                     ),
                 ));
             }
@@ -265,6 +328,20 @@ impl ModelConfig {
             Some(v) => serde_json::from_value(v.clone())
                 .map_err(|e| config_error(file, format!("vision_config: {e}")))?,
         };
+        let v = &vision_config;
+        for (key, value) in [
+            ("vision_config.depth", v.depth),
+            ("vision_config.hidden_size", v.hidden_size),
+            ("vision_config.intermediate_size", v.intermediate_size),
+            ("vision_config.out_hidden_size", v.out_hidden_size),
+            ("vision_config.num_heads", v.num_heads),
+            ("vision_config.patch_size", v.patch_size),
+            ("vision_config.spatial_merge_size", v.spatial_merge_size),
+            ("vision_config.temporal_patch_size", v.temporal_patch_size),
+            ("vision_config.in_channels", v.in_channels),
+        ] {
+            positive(file, key, value)?;
+        }
         let fields: RootFields = serde_json::from_value(Value::Object(root.clone()))
             .map_err(|e| config_error(file, format!("{e}")))?;
         let model_type = fields.model_type.ok_or_else(|| {
@@ -291,6 +368,203 @@ impl ModelConfig {
             }),
         })
     }
+}
+
+/// Where a checkpoint key belongs, whatever the layout (Hugging Face,
+/// transformers 5, MLX): the tower and the key within it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tower {
+    Text,
+    Vision,
+    LmHead,
+}
+
+fn tower_key(key: &str) -> Option<(Tower, &str)> {
+    const PREFIXES: &[(&str, Tower)] = &[
+        ("model.language_model.", Tower::Text),
+        ("language_model.model.", Tower::Text),
+        ("language_model.lm_head.", Tower::LmHead),
+        ("model.visual.", Tower::Vision),
+        ("vision_tower.", Tower::Vision),
+        ("visual.", Tower::Vision),
+        ("lm_head.", Tower::LmHead),
+        ("model.", Tower::Text),
+    ];
+    PREFIXES
+        .iter()
+        .find_map(|(prefix, tower)| key.strip_prefix(prefix).map(|rest| (*tower, rest)))
+}
+
+/// The block count of `tower` in the checkpoint: one more than the largest
+/// `N` of `<blocks>.N.` keys, and that key (for the message).
+fn block_count<'a>(
+    tensors: &'a BTreeMap<String, TensorInfo>,
+    tower: Tower,
+    blocks: &str,
+) -> Option<(u64, &'a str)> {
+    tensors
+        .keys()
+        .filter_map(|key| {
+            let (t, rest) = tower_key(key)?;
+            let rest = rest.strip_prefix(blocks)?.strip_prefix('.')?;
+            let n: u64 = rest.split('.').next()?.parse().ok()?;
+            (t == tower).then_some((n + 1, key.as_str()))
+        })
+        .max_by_key(|(n, _)| *n)
+}
+
+impl ModelConfig {
+    /// Checks this config against the checkpoint's tensors, read from the
+    /// safetensors headers before any module is built (see the top of this
+    /// file): the decoder layer count, the vision depth, the sizes the
+    /// tensors' shapes show, and that every integer tensor is a quantized
+    /// weight. `file` names `config.json` in errors.
+    pub fn check_weights(&self, tensors: &BTreeMap<String, TensorInfo>, file: &str) -> Result<()> {
+        let t = &self.text_config;
+        let v = &self.vision_config;
+        for (key, info) in tensors {
+            let integer = !matches!(info.dtype.as_str(), "F16" | "BF16" | "F32" | "F64")
+                && !info.dtype.starts_with("F8");
+            let quantized_weight = key
+                .strip_suffix(".weight")
+                .is_some_and(|base| tensors.contains_key(&format!("{base}.scales")));
+            if integer && !(quantized_weight && info.dtype == "U32") {
+                return Err(Error::Weights {
+                    path: info.file.display().to_string(),
+                    message: format!(
+                        "{key} has dtype {}, but Qwen2.5-VL expects a floating-point weight \
+                         (F32, F16 or BF16; U32 only for a quantized .weight with .scales); \
+                         the checkpoint is corrupt or mis-converted, convert it again",
+                        info.dtype
+                    ),
+                });
+            }
+        }
+        let counts = [
+            (
+                "num_hidden_layers",
+                i64::from(t.num_hidden_layers),
+                block_count(tensors, Tower::Text, "layers"),
+                "decoder layers",
+            ),
+            (
+                "vision_config.depth",
+                i64::from(v.depth),
+                block_count(tensors, Tower::Vision, "blocks"),
+                "vision blocks",
+            ),
+        ];
+        for (name, configured, found, what) in counts {
+            let (count, example) = found.unwrap_or((0, "none"));
+            if i64::try_from(count).ok() != Some(configured) {
+                return Err(config_error(
+                    file,
+                    format!(
+                        "{name} is {configured}, but the weights hold {count} {what} (highest \
+                         key: {example}); set {name} to {count} or use the config.json that \
+                         came with these weights"
+                    ),
+                ));
+            }
+        }
+        // (config key, value, tower, tensor within the tower, dimension).
+        let quantized = |key: &str| {
+            key.strip_suffix(".weight")
+                .is_some_and(|b| tensors.contains_key(&format!("{b}.scales")))
+        };
+        let sizes: [(&str, i32, Tower, &str, usize); 9] = [
+            (
+                "vocab_size",
+                t.vocab_size,
+                Tower::Text,
+                "embed_tokens.weight",
+                0,
+            ),
+            (
+                "hidden_size",
+                t.hidden_size,
+                Tower::Text,
+                "embed_tokens.weight",
+                1,
+            ),
+            (
+                "hidden_size",
+                t.hidden_size,
+                Tower::Text,
+                "layers.0.self_attn.q_proj.weight",
+                0,
+            ),
+            (
+                "intermediate_size",
+                t.intermediate_size,
+                Tower::Text,
+                "layers.0.mlp.gate_proj.weight",
+                0,
+            ),
+            ("vocab_size", t.vocab_size, Tower::LmHead, "weight", 0),
+            (
+                "vision_config.hidden_size",
+                v.hidden_size,
+                Tower::Vision,
+                "patch_embed.proj.weight",
+                0,
+            ),
+            (
+                "vision_config.hidden_size",
+                v.hidden_size,
+                Tower::Vision,
+                "blocks.0.attn.qkv.weight",
+                1,
+            ),
+            (
+                "vision_config.intermediate_size",
+                v.intermediate_size,
+                Tower::Vision,
+                "blocks.0.mlp.gate_proj.weight",
+                0,
+            ),
+            (
+                "vision_config.out_hidden_size",
+                v.out_hidden_size,
+                Tower::Vision,
+                "merger.mlp.2.weight",
+                0,
+            ),
+        ];
+        for (name, configured, tower, within, dim) in sizes {
+            for (key, info) in tensors {
+                if tower_key(key) != Some((tower, within)) || (dim > 0 && quantized(key)) {
+                    continue;
+                }
+                let Some(&found) = info.shape.get(dim) else {
+                    continue;
+                };
+                if i64::try_from(found).ok() != Some(i64::from(configured)) {
+                    return Err(config_error(
+                        file,
+                        format!(
+                            "{name} is {configured}, but {key} in {} has shape {:?} (dimension \
+                             {dim} is {found}); set {name} to {found} or use the config.json \
+                             that came with these weights",
+                            info.file.display(),
+                            info.shape
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn positive(file: &str, key: &str, value: i32) -> Result<()> {
+    if value > 0 {
+        return Ok(());
+    }
+    Err(config_error(
+        file,
+        format!("{key} is {value}; it must be a positive integer"),
+    ))
 }
 
 fn config_error(file: &str, message: String) -> Error {

@@ -8,6 +8,29 @@
 //! the Python file, ahead of the processor itself. Tokenization is left to
 //! the caller: [`Qwen2_5VlProcessor::expand_image_tokens`] gives the text
 //! Python hands its tokenizer.
+//!
+//! Divergences from Python (stricter settings checks; Python accepts these
+//! and fails later, loops, or allocates without bound):
+//!
+//! - `preprocessor_config.json` / `processor_config.json` settings are
+//!   checked when read ([`Qwen3VlImageProcessor::validate`]): `max_pixels`
+//!   below one merged patch (`(patch_size * merge_size)^2` pixels, which
+//!   `smart_resize` would exceed anyway), `min_pixels > max_pixels`, pixel
+//!   budgets above [`MAX_PIXELS_SETTING`], non-finite or zero
+//!   `rescale_factor` / `image_std`, non-finite `image_mean`, and
+//!   `patch_size * merge_size` above [`MAX_PATCH_FACTOR`] are
+//!   [`Error::Config`]s naming the file and the key.
+//! - Overrides ([`Qwen2_5VlProcessor::try_with_pixels`], Python's
+//!   `min_pixels` / `max_pixels` keyword arguments) are checked the same way
+//!   ([`Error::InvalidParameter`] naming the option). An override of one
+//!   bound that contradicts the file's other bound moves that bound along
+//!   (`--max-pixels 3000` with the file's `min_pixels: 3136` gives
+//!   `min_pixels = 3000`), where Python would keep both and grow small
+//!   images past `max_pixels`.
+//! - [`Qwen3VlImageProcessor::preprocess`] and `resolved_size` re-check the
+//!   settings, so a processor built field by field (or through the
+//!   infallible [`Qwen2_5VlProcessor::with_pixels`]) cannot resize beyond
+//!   the limits either.
 
 use std::path::Path;
 
@@ -23,6 +46,16 @@ pub const IMAGE_TOKEN: &str = "<|image_pad|>";
 
 /// The largest height/width ratio `smart_resize` accepts.
 const MAX_RATIO: f64 = 200.0;
+
+/// The largest `min_pixels` / `max_pixels` accepted: the pixel limit of
+/// decoded images ([`crate::image::MAX_DECODED_PIXELS`], Pillow's
+/// decompression-bomb limit). Real checkpoints use at most 12,845,056
+/// (3584 x 3584).
+pub const MAX_PIXELS_SETTING: u64 = crate::image::MAX_DECODED_PIXELS;
+
+/// The largest `patch_size * merge_size` accepted (real checkpoints: 28 or
+/// 32). Above it, one merged patch alone is a very large image.
+pub const MAX_PATCH_FACTOR: u32 = 1024;
 
 /// Target `(height, width)`: multiples of `factor`, close to the original
 /// aspect ratio, with `min_pixels <= height * width <= max_pixels`.
@@ -252,7 +285,94 @@ impl Qwen3VlImageProcessor {
         }
         out.min_pixels = get_u64(&raw, "min_pixels", FILE)?.unwrap_or(out.min_pixels);
         out.max_pixels = get_u64(&raw, "max_pixels", FILE)?.unwrap_or(out.max_pixels);
+        out.validate()
+            .map_err(|(key, message)| config_error(FILE, key, &message))?;
         Ok(out)
+    }
+
+    /// Checks the settings against the limits listed at the top of this
+    /// file: on failure, the key at fault and what is wrong with it and how
+    /// to fix it.
+    pub fn validate(&self) -> std::result::Result<(), (&'static str, String)> {
+        let factor = u64::from(self.patch_size) * u64::from(self.merge_size);
+        if self.patch_size == 0 || self.merge_size == 0 || self.temporal_patch_size == 0 {
+            return Err((
+                "patch_size",
+                format!(
+                    "patch_size {}, merge_size {} and temporal_patch_size {} must be positive",
+                    self.patch_size, self.merge_size, self.temporal_patch_size
+                ),
+            ));
+        }
+        if factor > u64::from(MAX_PATCH_FACTOR) || self.temporal_patch_size > MAX_PATCH_FACTOR {
+            return Err((
+                "patch_size",
+                format!(
+                    "patch_size {} * merge_size {} = {factor} (temporal_patch_size {}) is \
+                     absurd; the limit is {MAX_PATCH_FACTOR} (Qwen2.5-VL uses 14 * 2 and 2)",
+                    self.patch_size, self.merge_size, self.temporal_patch_size
+                ),
+            ));
+        }
+        let one_patch = factor * factor;
+        if self.max_pixels < one_patch {
+            return Err((
+                "max_pixels",
+                format!(
+                    "max_pixels {} is below one merged patch ({factor}x{factor} = {one_patch} \
+                     pixels); set it to at least {one_patch}",
+                    self.max_pixels
+                ),
+            ));
+        }
+        for (key, value) in [
+            ("min_pixels", self.min_pixels),
+            ("max_pixels", self.max_pixels),
+        ] {
+            if value > MAX_PIXELS_SETTING {
+                return Err((
+                    key,
+                    format!(
+                        "{key} {value} is absurd: above the limit of {MAX_PIXELS_SETTING} pixels \
+                         (Pillow's decompression-bomb limit); Qwen2.5-VL uses at most 12845056"
+                    ),
+                ));
+            }
+        }
+        if self.min_pixels > self.max_pixels {
+            return Err((
+                "min_pixels",
+                format!(
+                    "min_pixels {} is greater than max_pixels {}; make min_pixels <= max_pixels",
+                    self.min_pixels, self.max_pixels
+                ),
+            ));
+        }
+        if !self.rescale_factor.is_finite() || self.rescale_factor == 0.0 {
+            return Err((
+                "rescale_factor",
+                format!(
+                    "rescale_factor {} must be a finite non-zero number (usually 1/255)",
+                    self.rescale_factor
+                ),
+            ));
+        }
+        if self.image_std.iter().any(|s| !s.is_finite() || *s == 0.0) {
+            return Err((
+                "image_std",
+                format!(
+                    "image_std {:?} must be finite and non-zero (it divides the pixels)",
+                    self.image_std
+                ),
+            ));
+        }
+        if self.image_mean.iter().any(|m| !m.is_finite()) {
+            return Err((
+                "image_mean",
+                format!("image_mean {:?} must be finite", self.image_mean),
+            ));
+        }
+        Ok(())
     }
 
     /// The post-resize `(height, width)` of one image.
@@ -260,6 +380,12 @@ impl Qwen3VlImageProcessor {
     /// Python: `Qwen3VLImageProcessor._resolved_size` (without the
     /// `resized_height` / `resized_width` overrides).
     pub fn resolved_size(&self, height: u32, width: u32) -> Result<(u32, u32)> {
+        self.validate().map_err(|(key, message)| {
+            Error::InvalidArgument(format!(
+                "image processor setting {key}: {message} (in preprocessor_config.json or \
+                 the --min-pixels / --max-pixels options)"
+            ))
+        })?;
         let factor = self
             .patch_size
             .checked_mul(self.merge_size)
@@ -410,7 +536,13 @@ impl Qwen2_5VlProcessor {
         let raw = crate::utils::read_json_if_exists(&dir.join("preprocessor_config.json"))?
             .unwrap_or(Value::Null);
         let proc_cfg = crate::utils::read_json_if_exists(&dir.join("processor_config.json"))?;
-        Self::from_config(&raw, proc_cfg.as_ref())
+        Self::from_config(&raw, proc_cfg.as_ref()).map_err(|e| match e {
+            Error::Config { file, message } => Error::Config {
+                file: dir.join(file).display().to_string(),
+                message,
+            },
+            e => e,
+        })
     }
 
     /// The processor of a parsed `preprocessor_config.json` (and optional
@@ -428,18 +560,52 @@ impl Qwen2_5VlProcessor {
         )?))
     }
 
-    /// Overrides the pixel budget of resized images.
+    /// Overrides the pixel budget of resized images, unchecked; bad values
+    /// surface at [`Self::preprocess`]. Prefer [`Self::try_with_pixels`].
     ///
     /// Python: the `min_pixels` / `max_pixels` keyword arguments of
-    /// `Qwen2_5_VLProcessor.__call__`.
+    /// `Qwen2_5_VLProcessor.__call__`. Unlike Python, an override of one
+    /// bound that contradicts the other bound moves the other bound along
+    /// (see the top of this file).
     pub fn with_pixels(mut self, min_pixels: Option<u64>, max_pixels: Option<u64>) -> Self {
+        let p = &mut self.image_processor;
         if let Some(v) = min_pixels {
-            self.image_processor.min_pixels = v;
+            p.min_pixels = v;
+            if max_pixels.is_none() && p.max_pixels < v {
+                p.max_pixels = v;
+            }
         }
         if let Some(v) = max_pixels {
-            self.image_processor.max_pixels = v;
+            p.max_pixels = v;
+            if min_pixels.is_none() && p.min_pixels > v {
+                p.min_pixels = v;
+            }
         }
         self
+    }
+
+    /// [`Self::with_pixels`], checked: a bad override (below one merged
+    /// patch, `min_pixels > max_pixels`, above [`MAX_PIXELS_SETTING`]) is an
+    /// [`Error::InvalidParameter`] naming the option.
+    pub fn try_with_pixels(self, min_pixels: Option<u64>, max_pixels: Option<u64>) -> Result<Self> {
+        let out = self.with_pixels(min_pixels, max_pixels);
+        match out.image_processor.validate() {
+            Ok(()) => Ok(out),
+            Err((key, message)) => {
+                let (name, value) = match key {
+                    "min_pixels" => ("min_pixels", min_pixels),
+                    _ => ("max_pixels", max_pixels),
+                };
+                Err(Error::InvalidParameter {
+                    name,
+                    value: value.map_or_else(|| "(from the config)".to_owned(), |v| v.to_string()),
+                    message: format!(
+                        "--{} / LoadOptions::{name}: {message}",
+                        name.replace('_', "-")
+                    ),
+                })
+            }
+        }
     }
 
     /// `pixel_values` and grids of `images` (see
