@@ -31,7 +31,7 @@ impl Processor {
     /// `min_pixels` / `max_pixels` overridden when given.
     pub fn load(model_path: &Path, tokenizer: Tokenizer, options: &LoadOptions) -> Result<Self> {
         let image_processor = Qwen2_5VlProcessor::from_pretrained(model_path)?
-            .with_pixels(options.min_pixels, options.max_pixels);
+            .try_with_pixels(options.min_pixels, options.max_pixels)?;
         let config = utils::load_config(model_path)?;
         let eos_token_ids = tokenizer.eos_token_ids();
         Ok(Processor {
@@ -67,11 +67,15 @@ impl Processor {
     /// Resizes later images to at most `max_pixels` pixels, as
     /// [`LoadOptions::max_pixels`] does at load (for example the size that
     /// [`crate::Error::OutOfMemory`] says would fit).
-    pub fn set_max_pixels(&mut self, max_pixels: u64) {
+    ///
+    /// Fails, changing nothing, when `max_pixels` is below one merged patch
+    /// or above the decoded-pixel limit.
+    pub fn set_max_pixels(&mut self, max_pixels: u64) -> Result<()> {
         self.image_processor = self
             .image_processor
             .clone()
-            .with_pixels(None, Some(max_pixels));
+            .try_with_pixels(None, Some(max_pixels))?;
+        Ok(())
     }
 
     /// The prompt string for one user message with `num_images` images and

@@ -308,7 +308,7 @@ fn generate(args: GenerateArgs) -> Result<ExitCode, Failure> {
                 report_warning(&format!(
                     "{message}; resizing the images to at most {pixels} pixels"
                 ));
-                processor.set_max_pixels(pixels);
+                processor.set_max_pixels(pixels)?;
                 inputs = processor.prepare_inputs(&prompt, &images)?;
                 preflight::check(&*model, &MemoryRequest::new(&inputs, &params)?)?
             }
