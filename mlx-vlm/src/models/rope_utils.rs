@@ -154,6 +154,10 @@ impl MRoPERotaryEmbedding {
         }
         let inv_freq = compute_inv_freq(dim, base)?;
         let position_selector = mrope_position_selector(style, &mrope_section, dim / 2)?;
+        // Evaluated now: these are not parameters, so loading does not
+        // evaluate them, and a lazy array can only be evaluated on the
+        // thread whose stream built it; a model is shared across threads.
+        mlx_rs::transforms::eval([&inv_freq, &position_selector])?;
         Ok(MRoPERotaryEmbedding {
             dim,
             max_position_embeddings,
