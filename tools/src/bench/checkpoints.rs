@@ -99,29 +99,33 @@ pub fn plan(tokenizer_dir: &Path) -> Vec<Planned> {
 }
 
 /// Writes every checkpoint of [`plan`] and the test image into `out`,
-/// keeping folders that already hold a `config.json` unless `force`.
-/// Returns the paths written or kept.
+/// keeping complete folders unless `force`. Returns the paths written or
+/// kept.
+///
+/// Each folder is written whole through [`fixtures::ensure_checkpoint`]
+/// (a temporary folder renamed into place, under a lock), so concurrent runs
+/// share one generation and a run killed while writing leaves no half
+/// checkpoint; a folder found incomplete (or from older inputs) is
+/// rewritten.
 pub fn write_all(out: &Path, force: bool) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let tokenizer_dir = fixtures::qwen_tokenizer_dir()?;
     let mut written = Vec::new();
     for planned in plan(&tokenizer_dir) {
         let dir = out.join(planned.name);
-        if force || !dir.join("config.json").is_file() {
-            eprintln!("writing {}", dir.display());
-            fixtures::write_checkpoint(&dir, &planned.config, &planned.spec)?;
-        } else {
-            eprintln!("keeping {}", dir.display());
+        if force {
+            fixtures::remove_generated(&dir)?;
         }
+        let fresh = fixtures::ensure_checkpoint(&dir, &planned.config, &planned.spec, |_| Ok(()))?;
+        eprintln!(
+            "{} {}",
+            if fresh { "wrote" } else { "keeping" },
+            dir.display()
+        );
         written.push(dir);
     }
     let image = out.join(IMAGE_NAME);
-    fixtures::gradient_image(448, 448)
-        .save(&image)
-        .map_err(|e| Error::Image {
-            source_name: image.display().to_string(),
-            message: format!("could not write the test image: {e}"),
-        })?;
+    fixtures::save_png(&fixtures::gradient_image(448, 448), &image)?;
     written.push(image);
     Ok(written)
 }
