@@ -22,11 +22,12 @@
 //! ```
 //!
 //! MLX keeps the groups made by [`init`] in an unsynchronised global table,
-//! and ops given no group call `init`; this module serialises those calls.
+//! and ops given no group call `init`; those calls are serialised, like
+//! every other MLX call, by mlx-rs's process-wide MLX lock (see [`Array`]'s
+//! threads section).
 
 use std::ffi::{CString, c_int};
 use std::fmt;
-use std::sync::Mutex;
 
 use mlx_sys as sys;
 
@@ -35,13 +36,6 @@ use crate::dtype::Dtype;
 use crate::error::{Error, Result};
 use crate::ffi::{c_string, check, check_handle};
 use crate::stream::Stream;
-
-/// Serialises the calls that may reach MLX's table of backends.
-static BACKENDS: Mutex<()> = Mutex::new(());
-
-fn backends_lock() -> std::sync::MutexGuard<'static, ()> {
-    BACKENDS.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// A group of processes that communicate: Python's `mx.distributed.Group`.
 pub struct Group {
@@ -147,7 +141,6 @@ pub fn is_available(backend: Option<&str>) -> bool {
         return false;
     };
     let name_ptr = name.as_ref().map_or(std::ptr::null(), |n| n.as_ptr());
-    let _lock = backends_lock();
     // mlx-c answers false when MLX fails.
     check_handle(
         "backend availability",
@@ -173,20 +166,18 @@ pub fn is_available(backend: Option<&str>) -> bool {
 pub fn init(strict: bool, backend: Option<&str>) -> Result<Group> {
     let name = backend_name(backend)?;
     let name_ptr = name.as_ref().map_or(std::ptr::null(), |n| n.as_ptr());
-    let _lock = backends_lock();
     // SAFETY: `name_ptr` is null or a NUL-terminated string; mlx-c writes
     // the group into `res`.
     Group::try_from_op(|res| unsafe { sys::mlx_distributed_init(res, strict, name_ptr) })
 }
 
-/// Runs a distributed op on `group` (or the global group, made under the
-/// lock, as MLX then calls `init`).
+/// Runs a distributed op on `group` (or the global group, which MLX then
+/// makes with `init`, under the MLX lock like every mlx-c call).
 fn collective(
     group: Option<&Group>,
     op: impl FnOnce(&mut sys::mlx_array, sys::mlx_distributed_group, sys::mlx_stream) -> c_int,
 ) -> Result<Array> {
     let s = Stream::current()?;
-    let _lock = group.is_none().then(backends_lock);
     let raw = group.map_or(
         sys::mlx_distributed_group {
             ctx: std::ptr::null_mut(),

@@ -6,11 +6,52 @@
 //! thread; [`check`] turns a status into a [`Result`] carrying it. Callbacks
 //! from MLX into Rust go through [`callback`], which catches panics and
 //! errors and hands them to the enclosing [`check`].
+//!
+//! # The MLX lock
+//!
+//! MLX does not synchronise two threads that build or evaluate the same
+//! graph: clones of one lazy array evaluated on two threads at once crash
+//! inside `mlx::core::eval_impl`, as both walk and rewrite the graph's
+//! nodes (their inputs, primitives, data and strides). Every mlx-c call
+//! that builds, evaluates, traverses or reads a graph therefore runs under
+//! one process-wide lock, taken by [`guarded`] (so by every [`check`] and
+//! [`check_handle`]) and by [`locked`] for the few reads that are not a
+//! single mlx-c call (copying an evaluated array's data out). This is what
+//! makes [`Array`](crate::Array) `Send` and `Sync`.
+//!
+//! Calls that need no lock, and take none:
+//! - freeing and copying handles (`mlx_*_free`, the `mlx_*_set` that copy a
+//!   handle): they only change reference counts, which MLX keeps in
+//!   `std::shared_ptr`s, whose counts are atomic;
+//! - reading what never changes after an array is made: its dtype, shape,
+//!   size and item size (MLX sets them in the constructor and has no
+//!   setter), and plain values (devices, streams, dtypes);
+//! - filling containers (vectors, maps, strings) that mlx-rs made and owns
+//!   on the calling thread.
+//!
+//! The lock is re-entrant: a Rust callback that MLX runs inside a guarded
+//! call (a closure given to a transform, a custom function's rule, a
+//! traced function being compiled or exported) re-enters mlx-rs on the same
+//! thread and must not wait for itself. mlx-c runs those callbacks on the
+//! calling thread: MLX's transforms (`vjp`, `jvp`, `vmap`, compile's trace,
+//! custom functions' rules, export's trace) call the `std::function`s they
+//! are given synchronously, while the mlx-c call is still on the stack.
+//! MLX's own threads (one per stream, and its IO pool) only run kernels,
+//! release buffers and read or write files; the Rust code they can run is
+//! the IO reader/writer vtable ([`crate::io`]) and payload destructors
+//! (a boxed closure or a `Vec` handed to MLX), none of which calls back
+//! into mlx-rs, so none waits for the lock while the calling thread holds
+//! it waiting for them.
+//!
+//! The lock is hand-written (a [`Mutex<()>`] and a thread-local depth)
+//! rather than taken from a crate: std's `ReentrantLock` is unstable, and
+//! a dependency (`parking_lot`'s `ReentrantMutex`) for a dozen lines that
+//! only ever nest in stack order, through [`locked`], is not worth it.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::ffi::{CStr, c_char, c_int, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Once;
+use std::sync::{Mutex, Once, PoisonError};
 
 use mlx_sys as sys;
 
@@ -22,6 +63,41 @@ thread_local! {
     /// An error raised inside a Rust callback, waiting for the FFI call that
     /// invoked the callback to return.
     static CALLBACK_ERROR: RefCell<Option<Error>> = const { RefCell::new(None) };
+    /// How many [`locked`] calls are active on this thread: above 0, this
+    /// thread holds [`MLX`]. (A `Cell<usize>` has no destructor, so it can
+    /// be read even while the thread's other thread-locals are being
+    /// destroyed.)
+    static DEPTH: Cell<usize> = const { Cell::new(0) };
+}
+
+/// The process-wide MLX lock (see the module docs).
+static MLX: Mutex<()> = Mutex::new(());
+
+/// Runs `body` holding the process-wide MLX lock, which is re-entrant: a
+/// thread that already holds it (an mlx-rs call made from a callback that
+/// MLX runs inside a guarded call) runs `body` at once.
+///
+/// The lock guards no Rust data, so a poisoned lock (a panic while it was
+/// held, e.g. a callback's panic re-raised by the caller) is taken as is:
+/// MLX's state is whatever the unwound call left, as it would be without
+/// the panic.
+pub(crate) fn locked<T>(body: impl FnOnce() -> T) -> T {
+    /// Counts this thread's depth down again, even if `body` unwinds.
+    struct Depth;
+    impl Drop for Depth {
+        fn drop(&mut self) {
+            DEPTH.with(|d| d.set(d.get().saturating_sub(1)));
+        }
+    }
+    let outermost = DEPTH.with(|d| d.get() == 0);
+    // Declared before `_depth`, so dropped after it: the depth reads 0
+    // again before the mutex is released, never after another thread got
+    // it. Calls nest in stack order (they only come through here), so the
+    // outermost call is the last to finish.
+    let _guard = outermost.then(|| MLX.lock().unwrap_or_else(PoisonError::into_inner));
+    DEPTH.with(|d| d.set(d.get() + 1));
+    let _depth = Depth;
+    body()
 }
 
 extern "C" fn record_error(msg: *const c_char, _data: *mut c_void) {
@@ -88,19 +164,22 @@ pub(crate) fn check_handle<T>(
     Ok(handle)
 }
 
-/// The guarded entry point: installs the handler, clears this thread's
-/// error state, makes the call, and returns what a callback raised during it.
+/// The guarded entry point: holding the MLX lock ([`locked`]), installs
+/// the handler, clears this thread's error state, makes the call, and
+/// returns what a callback raised during it.
 fn guarded<T>(call: impl FnOnce() -> T) -> (T, Result<()>) {
     install_error_handler();
-    LAST_ERROR.with(|last| last.borrow_mut().take());
-    let out = call();
-    match CALLBACK_ERROR.with(|e| e.borrow_mut().take()) {
-        Some(error) => {
-            take_message();
-            (out, Err(error))
+    locked(|| {
+        LAST_ERROR.with(|last| last.borrow_mut().take());
+        let out = call();
+        match CALLBACK_ERROR.with(|e| e.borrow_mut().take()) {
+            Some(error) => {
+                take_message();
+                (out, Err(error))
+            }
+            None => (out, Ok(())),
         }
-        None => (out, Ok(())),
-    }
+    })
 }
 
 fn take_message() -> Option<String> {

@@ -1208,12 +1208,11 @@ impl<'a> Session<'a> {
     /// vtable function raised.
     fn close(&self) -> Option<Error> {
         let target = std::mem::replace(&mut *self.desc.target(), Target::Closed);
-        if let Target::Writer { mut inner, .. } = target {
-            if !self.desc.failed() {
-                if let Err(e) = inner.flush() {
-                    self.desc.fail(self.desc.io_error("flushing", e));
-                }
-            }
+        if let Target::Writer { mut inner, .. } = target
+            && !self.desc.failed()
+            && let Err(e) = inner.flush()
+        {
+            self.desc.fail(self.desc.io_error("flushing", e));
         }
         self.desc
             .error

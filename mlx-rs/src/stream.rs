@@ -170,9 +170,15 @@ pub struct Stream {
 }
 
 // SAFETY: an mlx_stream owns an immutable mlx::core::Stream (a device and an
-// index). MLX registers GPU encoders per thread itself.
+// index): a name, not the queue behind it. Using the queue (building or
+// evaluating on the stream) goes through mlx-c calls, all made under
+// mlx-rs's process-wide MLX lock (`crate::ffi`); MLX registers GPU encoders
+// per thread itself, and answers with an error when a thread uses a stream
+// that belongs to another one. The one stream kind MLX lets every thread
+// use without synchronising, `new_thread_unsafe`, is `unsafe` to make.
 unsafe impl Send for Stream {}
-// SAFETY: as above.
+// SAFETY: as above; `&Stream` only reads the immutable name or passes it to
+// mlx-c under the lock.
 unsafe impl Sync for Stream {}
 
 impl Stream {
@@ -197,14 +203,42 @@ impl Stream {
     }
 
     /// A stream on `device` usable from any thread, which MLX does not
-    /// synchronise: the caller must keep threads from racing on it (C++
-    /// `new_stream_thread_unsafe`). [`Stream::new`] streams are tied to the
-    /// thread that made them on GPUs.
-    pub fn new_thread_unsafe(device: &Device) -> Result<Stream> {
+    /// synchronise (C++ `new_thread_unsafe_stream`). [`Stream::new`] and
+    /// default streams belong to the thread that made them; a
+    /// [`ThreadLocalStream`] is the safe way to get one stream name usable
+    /// on every thread.
+    ///
+    /// ```
+    /// use mlx_rs::{Device, Stream};
+    ///
+    /// // SAFETY: the stream is only used through mlx-rs, whose process-wide
+    /// // lock keeps two threads from using it at once.
+    /// let s = unsafe { Stream::new_thread_unsafe(&Device::cpu()) }?;
+    /// # drop(s);
+    /// # Ok::<(), mlx_rs::Error>(())
+    /// ```
+    ///
+    /// Calling it without `unsafe` does not compile:
+    ///
+    /// ```compile_fail
+    /// use mlx_rs::{Device, Stream};
+    /// let s = Stream::new_thread_unsafe(&Device::cpu());
+    /// ```
+    ///
+    /// # Safety
+    /// MLX keeps the stream's queue without a lock, so the caller must keep
+    /// two threads from using the stream (building or evaluating arrays on
+    /// it, synchronising it) at the same time. Every mlx-c call made
+    /// through mlx-rs holds mlx-rs's process-wide MLX lock, which upholds
+    /// this for those calls; calls made directly through [`crate::sys`] (or
+    /// another MLX binding in the same process) while other threads use the
+    /// stream through mlx-rs break it.
+    pub unsafe fn new_thread_unsafe(device: &Device) -> Result<Stream> {
         check_handle(
             "stream",
             || Stream {
-                // SAFETY: `device` is valid; the result is owned.
+                // SAFETY: `device` is valid; the result is owned. The
+                // caller keeps threads from racing on the stream.
                 raw: unsafe { sys::mlx_stream_new_thread_unsafe(device.raw) },
             },
             |s| s.raw.ctx.is_null(),

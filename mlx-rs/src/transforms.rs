@@ -173,6 +173,20 @@ fn spread(axes: &[i32], count: usize, what: &str) -> Result<Vec<i32>> {
 
 /// A function of arrays kept by MLX (made by [`checkpoint`], [`compile`],
 /// [`custom_function`] or [`custom_vjp`]); `apply` calls it.
+///
+/// A `Function` is neither `Send` nor `Sync`: it holds a Rust closure that
+/// need not be `Send` (one made by [`Function::new`] or [`compile`] may hold
+/// an `Rc`, say), so it stays on the thread that made it.
+///
+/// ```compile_fail
+/// fn send<T: Send>() {}
+/// send::<mlx_rs::transforms::Function>();
+/// ```
+///
+/// ```compile_fail
+/// fn sync<T: Sync>() {}
+/// sync::<mlx_rs::transforms::Function>();
+/// ```
 #[derive(Clone)]
 pub struct Function {
     closure: Closure<'static>,
@@ -211,9 +225,41 @@ impl std::fmt::Debug for Function {
 
 /// `f`, recomputing its intermediate values in the backward pass instead of
 /// storing them (`mx.checkpoint`).
+///
+/// `f` must be `Send`: the arrays the function returns keep a copy of it
+/// (to recompute in the backward pass), and arrays may move to, be
+/// differentiated on and be dropped on other threads. (Calls never overlap:
+/// they run under mlx-rs's process-wide MLX lock.)
+///
+/// ```
+/// use std::sync::Arc;
+/// use mlx_rs::{Array, transforms};
+///
+/// let shared = Arc::new(());
+/// let f = transforms::checkpoint(move |x: &[Array]| {
+///     let _ = &shared;
+///     Ok(x.to_vec())
+/// })?;
+/// let x = Array::from(2.0f32);
+/// assert_eq!(f.apply(&[x])?[0].item::<f32>()?, 2.0);
+/// # Ok::<(), mlx_rs::Error>(())
+/// ```
+///
+/// A closure that is not `Send` (here one holding an `Rc`) is refused:
+///
+/// ```compile_fail
+/// use std::rc::Rc;
+/// use mlx_rs::{Array, transforms};
+///
+/// let shared = Rc::new(());
+/// let f = transforms::checkpoint(move |x: &[Array]| {
+///     let _ = &shared;
+///     Ok(x.to_vec())
+/// });
+/// ```
 pub fn checkpoint<F>(f: F) -> Result<Function>
 where
-    F: Fn(&[Array]) -> Result<Vec<Array>> + 'static,
+    F: Fn(&[Array]) -> Result<Vec<Array>> + Send + 'static,
 {
     let f = Closure::new(f)?;
     // SAFETY: valid closure; mlx-c writes the new closure into `res`.
@@ -222,10 +268,13 @@ where
 
 /// `f` with its vector-Jacobian product replaced by `vjp(primals,
 /// cotangents, outputs) -> vjps` (`mx.custom_function` with `.vjp`).
+///
+/// Both closures must be `Send`, as for [`checkpoint`]: the arrays the
+/// function returns keep a copy of `vjp`.
 pub fn custom_vjp<F, G>(f: F, vjp: G) -> Result<Function>
 where
-    F: Fn(&[Array]) -> Result<Vec<Array>> + 'static,
-    G: Fn(&[Array], &[Array], &[Array]) -> Result<Vec<Array>> + 'static,
+    F: Fn(&[Array]) -> Result<Vec<Array>> + Send + 'static,
+    G: Fn(&[Array], &[Array], &[Array]) -> Result<Vec<Array>> + Send + 'static,
 {
     let (f, vjp) = (Closure::new(f)?, ClosureCustom::new(vjp)?);
     // SAFETY: valid closures; mlx-c writes the new closure into `res`.
@@ -244,9 +293,12 @@ pub struct CustomFunction {
 }
 
 /// Starts a [`CustomFunction`] computing `f`.
+///
+/// The function and its rules must be `Send`, as for [`checkpoint`]: the
+/// arrays the built function returns keep copies of the rules.
 pub fn custom_function<F>(f: F) -> Result<CustomFunction>
 where
-    F: Fn(&[Array]) -> Result<Vec<Array>> + 'static,
+    F: Fn(&[Array]) -> Result<Vec<Array>> + Send + 'static,
 {
     Ok(CustomFunction {
         fun: Closure::new(f)?,
@@ -260,7 +312,7 @@ impl CustomFunction {
     /// The vector-Jacobian product: `(primals, cotangents, outputs) -> vjps`.
     pub fn vjp<G>(mut self, vjp: G) -> Result<Self>
     where
-        G: Fn(&[Array], &[Array], &[Array]) -> Result<Vec<Array>> + 'static,
+        G: Fn(&[Array], &[Array], &[Array]) -> Result<Vec<Array>> + Send + 'static,
     {
         self.vjp = ClosureCustom::new(vjp)?;
         Ok(self)
@@ -269,7 +321,7 @@ impl CustomFunction {
     /// The Jacobian-vector product: `(primals, tangents, argnums) -> jvps`.
     pub fn jvp<G>(mut self, jvp: G) -> Result<Self>
     where
-        G: Fn(&[Array], &[Array], &[i32]) -> Result<Vec<Array>> + 'static,
+        G: Fn(&[Array], &[Array], &[i32]) -> Result<Vec<Array>> + Send + 'static,
     {
         self.jvp = ClosureCustomJvp::new(jvp)?;
         Ok(self)
@@ -278,7 +330,7 @@ impl CustomFunction {
     /// The vectorisation rule: `(inputs, axes) -> (outputs, out_axes)`.
     pub fn vmap<G>(mut self, vmap: G) -> Result<Self>
     where
-        G: Fn(&[Array], &[i32]) -> Result<(Vec<Array>, Vec<i32>)> + 'static,
+        G: Fn(&[Array], &[i32]) -> Result<(Vec<Array>, Vec<i32>)> + Send + 'static,
     {
         self.vmap = ClosureCustomVmap::new(vmap)?;
         Ok(self)

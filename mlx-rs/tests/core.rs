@@ -188,3 +188,168 @@ fn the_readme_example_runs() -> mlx_rs::Result<()> {
     assert_eq!(grad(&[x])?[0].to_vec::<f32>()?, [2.0, 4.0, 6.0, 8.0]);
     Ok(())
 }
+
+// ---------------------------------------------------------------------------
+// Integer division by zero and MIN // -1 (SIGFPE in Python MLX on the CPU;
+// numpy's results here). Every expected value below was produced by numpy
+// 2.4 (`a // b`, `a % b`, `np.divmod` on arrays of the same dtype).
+//
+// MLX 0.32's integer `floor_divide` (unlike its `divmod` and `remainder`)
+// rounds towards zero when the signs differ, so the ordinary operands of
+// `floor_divide` below have equal signs; that divergence is checked apart.
+
+fn ints<T: mlx_rs::ArrayElement>(values: &[T]) -> Array {
+    Array::from_slice(values, &[values.len() as i32]).unwrap()
+}
+
+#[test]
+fn int32_division_by_zero_and_minus_one_matches_numpy() {
+    use mlx_rs::ops::{divmod, floor_divide, remainder};
+    let a = ints(&[7i32, 7, -7, 0, 5, -5, 123, i32::MAX, i32::MIN]);
+    let b = ints(&[2i32, 3, -2, 3, 0, 0, -1, -1, -1]);
+    let quotient = [3, 2, 3, 0, 0, 0, -123, -2147483647, -2147483648];
+    let rest = [1, 1, -1, 0, 0, 0, 0, 0, 0];
+    assert_eq!(
+        floor_divide(&a, &b).unwrap().to_vec::<i32>().unwrap(),
+        quotient
+    );
+    assert_eq!(remainder(&a, &b).unwrap().to_vec::<i32>().unwrap(), rest);
+    let (q, r) = divmod(&a, &b).unwrap();
+    assert_eq!(q.to_vec::<i32>().unwrap(), quotient);
+    assert_eq!(r.to_vec::<i32>().unwrap(), rest);
+    // The operator goes through the same function.
+    assert_eq!((&a % &b).to_vec::<i32>().unwrap(), rest);
+
+    // Signs that differ: divmod and remainder floor as numpy does
+    // (numpy: [-4, -4], [1, -1]); MLX's floor_divide rounds towards zero.
+    let (a, b) = (ints(&[-7i32, 7, 5]), ints(&[2i32, -2, 0]));
+    let (q, r) = divmod(&a, &b).unwrap();
+    assert_eq!(q.to_vec::<i32>().unwrap(), [-4, -4, 0]);
+    assert_eq!(r.to_vec::<i32>().unwrap(), [1, -1, 0]);
+    assert_eq!(
+        remainder(&a, &b).unwrap().to_vec::<i32>().unwrap(),
+        [1, -1, 0]
+    );
+    assert_eq!(
+        floor_divide(&a, &b).unwrap().to_vec::<i32>().unwrap(),
+        [-3, -3, 0]
+    );
+}
+
+#[test]
+fn int64_division_by_zero_and_min_remainder_minus_one_match_numpy() {
+    use mlx_rs::ops::{divmod, floor_divide, remainder};
+    let a = ints(&[7i64, -7, i64::MAX, i64::MIN, i64::MIN, -9, 9]);
+    let b = ints(&[0i64, 0, -1, -1, -3, -4, 4]);
+    let quotient = [
+        0,
+        0,
+        -9223372036854775807,
+        -9223372036854775808,
+        3074457345618258602,
+        2,
+        2,
+    ];
+    let rest = [0, 0, 0, 0, -2, -1, 1];
+    assert_eq!(
+        floor_divide(&a, &b).unwrap().to_vec::<i64>().unwrap(),
+        quotient
+    );
+    assert_eq!(remainder(&a, &b).unwrap().to_vec::<i64>().unwrap(), rest);
+    let (q, r) = divmod(&a, &b).unwrap();
+    assert_eq!(q.to_vec::<i64>().unwrap(), quotient);
+    assert_eq!(r.to_vec::<i64>().unwrap(), rest);
+}
+
+#[test]
+fn unsigned_and_small_int_division_by_zero_matches_numpy() {
+    use mlx_rs::ops::{divmod, floor_divide, remainder};
+    let a = ints(&[0u8, 1, 200, 255, 17]);
+    let b = ints(&[0u8, 0, 0, 7, 5]);
+    let q = floor_divide(&a, &b).unwrap();
+    assert_eq!(q.dtype(), Dtype::Uint8);
+    assert_eq!(q.to_vec::<u8>().unwrap(), [0, 0, 0, 36, 3]);
+    assert_eq!(
+        remainder(&a, &b).unwrap().to_vec::<u8>().unwrap(),
+        [0, 0, 0, 3, 2]
+    );
+    let (q, r) = divmod(&a, &b).unwrap();
+    assert_eq!(q.to_vec::<u8>().unwrap(), [0, 0, 0, 36, 3]);
+    assert_eq!(r.to_vec::<u8>().unwrap(), [0, 0, 0, 3, 2]);
+
+    let a = ints(&[-128i8, 127, 5, -5]);
+    let b = ints(&[-1i8, -1, 0, -3]);
+    assert_eq!(
+        floor_divide(&a, &b).unwrap().to_vec::<i8>().unwrap(),
+        [-128, -127, 0, 1]
+    );
+    assert_eq!(
+        remainder(&a, &b).unwrap().to_vec::<i8>().unwrap(),
+        [0, 0, 0, -2]
+    );
+    // int8 against int32 promotes to int32.
+    let q = floor_divide(&a, ints(&[0i32, 2, -1, -4])).unwrap();
+    assert_eq!(q.dtype(), Dtype::Int32);
+    assert_eq!(q.to_vec::<i32>().unwrap(), [0, 63, -5, 1]);
+}
+
+#[test]
+fn integer_division_by_zero_broadcasts_and_takes_scalars() {
+    use mlx_rs::ops::{floor_divide, remainder};
+    let a = Array::from_slice(&[10i32, -10, 3, i32::MIN, 5, 0], &[2, 3]).unwrap();
+    let b = ints(&[0i32, -1, 2]);
+    let q = floor_divide(&a, &b).unwrap();
+    assert_eq!(q.shape(), [2, 3]);
+    assert_eq!(q.to_vec::<i32>().unwrap(), [0, 10, 1, 0, -5, 0]);
+    assert_eq!(
+        remainder(&a, &b).unwrap().to_vec::<i32>().unwrap(),
+        [0, 0, 1, 0, 0, 0]
+    );
+    // Integer scalars take the array's dtype (the integer path)...
+    assert_eq!(
+        floor_divide(&a, 0).unwrap().to_vec::<i32>().unwrap(),
+        [0; 6]
+    );
+    assert_eq!(remainder(&a, 0).unwrap().to_vec::<i32>().unwrap(), [0; 6]);
+    assert_eq!(
+        floor_divide(7, &b).unwrap().to_vec::<i32>().unwrap(),
+        [0, -7, 3]
+    );
+    assert_eq!(
+        floor_divide(ints(&[i64::MIN]), -1)
+            .unwrap()
+            .to_vec::<i64>()
+            .unwrap(),
+        [i64::MIN]
+    );
+    // ...while a float scalar makes the division a float32 one.
+    let f = floor_divide(&b, 0.0).unwrap();
+    assert_eq!(f.dtype(), Dtype::Float32);
+    let f = f.to_vec::<f32>().unwrap();
+    assert!(f[0].is_nan() && f[1] == f32::NEG_INFINITY && f[2] == f32::INFINITY);
+}
+
+#[test]
+fn float_division_by_zero_still_gives_inf_and_nan() {
+    use mlx_rs::ops::{divmod, floor_divide, remainder};
+    let a = ints(&[1.0f32, -1.0, 0.0, 7.5]);
+    let zero = ints(&[0.0f32; 4]);
+    // numpy: [inf, -inf, nan, inf] and [nan; 4].
+    let q = floor_divide(&a, &zero).unwrap().to_vec::<f32>().unwrap();
+    assert_eq!(q[0], f32::INFINITY);
+    assert_eq!(q[1], f32::NEG_INFINITY);
+    assert!(q[2].is_nan());
+    assert_eq!(q[3], f32::INFINITY);
+    let r = remainder(&a, &zero).unwrap().to_vec::<f32>().unwrap();
+    assert!(r.iter().all(|v| v.is_nan()), "{r:?}");
+    // Ordinary float divmod is untouched (numpy: [0, -1, 0, 3], [1, 1, 0, 1.5]).
+    let (q, r) = divmod(&a, 2.0f32).unwrap();
+    assert_eq!(q.to_vec::<f32>().unwrap(), [0.0, -1.0, 0.0, 3.0]);
+    assert_eq!(r.to_vec::<f32>().unwrap(), [1.0, 1.0, 0.0, 1.5]);
+    // No fix-up ops are added for floats: the graph is MLX's own.
+    let ours = mlx_rs::graph::print_graph(&[floor_divide(&a, &zero).unwrap()], None).unwrap();
+    assert!(!ours.contains("Select"), "{ours}");
+    let ints_graph =
+        mlx_rs::graph::print_graph(&[floor_divide(ints(&[1i32]), 0).unwrap()], None).unwrap();
+    assert!(ints_graph.contains("Select"), "{ints_graph}");
+}

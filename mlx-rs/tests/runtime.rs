@@ -139,3 +139,101 @@ fn evaluation_state_and_layout_flags() {
     assert_eq!(b.dim(-1).unwrap(), 2);
     assert!(b.dim(2).is_err());
 }
+
+/// A graph of a few dozen nodes over `x`, evaluated lazily.
+fn lazy_graph(x: &Array, round: usize) -> Array {
+    let mut y = ops::multiply(x, 0.5f32).unwrap();
+    for step in 0..12 {
+        let scaled = ops::multiply(&y, 1.0f32 + (round + step) as f32 * 1e-3).unwrap();
+        y = ops::add(ops::sin(&scaled).unwrap(), x).unwrap();
+    }
+    ops::sum(&y, [1], false).unwrap()
+}
+
+#[test]
+fn array_is_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Array>();
+    send_sync::<Stream>();
+    send_sync::<Device>();
+    send_sync::<ThreadLocalStream>();
+}
+
+#[test]
+fn clones_of_one_lazy_array_evaluate_concurrently_without_crashing() {
+    // Without mlx-rs's process-wide lock this crashed inside
+    // `mlx::core::eval_impl`: MLX does not synchronise threads evaluating
+    // the same graph.
+    // SAFETY: the stream is only used through mlx-rs, whose process-wide
+    // lock keeps two threads from using it at once.
+    let stream = unsafe { Stream::new_thread_unsafe(&Device::cpu()) }.unwrap();
+    let values: Vec<f32> = (0..256).map(|i| i as f32 * 0.01).collect();
+    let x = Array::from_slice(&values, &[16, 16]).unwrap();
+    x.eval().unwrap();
+    for round in 0..40 {
+        let expected = with_stream(&stream, || lazy_graph(&x, round))
+            .to_vec::<f32>()
+            .unwrap();
+        let lazy = with_stream(&stream, || lazy_graph(&x, round));
+        let results: Vec<Vec<f32>> = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..4)
+                .map(|t| {
+                    let clone = lazy.clone();
+                    let shared = &lazy;
+                    s.spawn(move || {
+                        // Half the threads evaluate a clone, half share `&Array`.
+                        if t % 2 == 0 {
+                            clone.eval().unwrap();
+                            clone.to_vec::<f32>().unwrap()
+                        } else {
+                            shared.to_vec::<f32>().unwrap()
+                        }
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| w.join().expect("a worker thread panicked"))
+                .collect()
+        });
+        for (t, result) in results.iter().enumerate() {
+            assert_eq!(result, &expected, "round {round}, thread {t}");
+        }
+    }
+}
+
+#[test]
+fn graphs_over_shared_weights_build_and_evaluate_on_several_threads_at_once() {
+    let w: Vec<f32> = (0..64 * 32)
+        .map(|i| ((i % 17) as f32 - 8.0) * 0.05)
+        .collect();
+    let weights = Array::from_slice(&w, &[64, 32]).unwrap();
+    let bias = Array::from_slice(&[0.25f32; 32], &[32]).unwrap();
+    mlx_rs::eval([&weights, &bias]).unwrap();
+    let input = |t: usize| {
+        let v: Vec<f32> = (0..8 * 64)
+            .map(|i| ((i + t * 7) % 13) as f32 * 0.1)
+            .collect();
+        Array::from_slice(&v, &[8, 64]).unwrap()
+    };
+    let forward = |x: &Array| {
+        let h = ops::add(ops::matmul(x, &weights).unwrap(), &bias).unwrap();
+        let h = ops::maximum(&h, 0.0f32).unwrap();
+        ops::sum(&ops::multiply(&h, &h).unwrap(), [1], false).unwrap()
+    };
+    let expected: Vec<Vec<f32>> = (0..4)
+        .map(|t| forward(&input(t)).to_vec::<f32>().unwrap())
+        .collect();
+    for round in 0..10 {
+        std::thread::scope(|s| {
+            for (t, expected) in expected.iter().enumerate() {
+                let forward = &forward;
+                s.spawn(move || {
+                    // Each thread builds its graph on its own default stream.
+                    let out = forward(&input(t));
+                    assert_eq!(&out.to_vec::<f32>().unwrap(), expected, "round {round}");
+                });
+            }
+        });
+    }
+}

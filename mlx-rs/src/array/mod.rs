@@ -29,25 +29,59 @@ use crate::ffi::check;
 /// counted), as Python's assignment does.
 ///
 /// # Threads
-/// `Array` is `Send`: MLX's reference counts are atomic, so an array (or a
-/// clone) may move to another thread and be used there. It is not `Sync`:
-/// MLX does not synchronise two threads evaluating the same graph at once,
-/// so sharing `&Array` between threads could race inside MLX. Independent
-/// graphs may be built and evaluated on several threads at once.
+/// `Array` is `Send` and `Sync`: an array, a clone of it or a reference to
+/// it may be used on any thread, several at once. MLX itself does not
+/// synchronise two threads building or evaluating the same graph (clones of
+/// one lazy array evaluated on two threads at once crash inside MLX), so
+/// mlx-rs serialises every MLX call that builds, evaluates or reads a graph
+/// under one process-wide lock. Only reference-count updates (cloning,
+/// dropping) and reads of what never changes (dtype, shape) run outside it.
+/// Threads therefore never run MLX work concurrently through mlx-rs; MLX's
+/// own per-stream threads still run the kernels in parallel.
 ///
-/// MLX 0.32's default streams belong to the thread that made them: an
-/// array built but not yet evaluated on one thread must be evaluated there
-/// (or its graph built on a [`Stream::new_thread_unsafe`](crate::Stream)
-/// stream); evaluating it on another thread returns an error. Evaluated
-/// arrays can be read anywhere.
+/// Streams still matter: MLX 0.32's default streams belong to the thread
+/// that made them, so an array built lazily on one thread's default stream
+/// has to be evaluated on that thread (elsewhere MLX returns an error, it
+/// does not crash). Evaluate ([`Array::eval`], [`eval`](crate::eval))
+/// before handing a lazy graph to other threads, or build it on a stream
+/// every thread has (a [`ThreadLocalStream`](crate::ThreadLocalStream)).
+/// Evaluated arrays (model weights, say) can be read and used as inputs of
+/// new graphs on any thread.
+///
+/// ```
+/// use mlx_rs::{Array, ops};
+///
+/// fn shared<T: Send + Sync>() {}
+/// shared::<Array>();
+///
+/// let weights = Array::from_slice(&[1.0f32, 2.0], &[2])?;
+/// weights.eval()?; // evaluate before sharing
+/// std::thread::scope(|s| {
+///     for _ in 0..2 {
+///         s.spawn(|| {
+///             let y = ops::multiply(&weights, 2.0f32).unwrap();
+///             assert_eq!(y.to_vec::<f32>().unwrap(), [2.0, 4.0]);
+///         });
+///     }
+/// });
+/// # Ok::<(), mlx_rs::Error>(())
+/// ```
 pub struct Array {
     raw: sys::mlx_array,
 }
 
-// SAFETY: an mlx_array is a handle to a reference-counted mlx::core::array
-// whose count is atomic; moving the handle to another thread is sound. See
-// the type's docs for why it is not Sync.
+// SAFETY: an mlx_array is a handle to an mlx::core::array whose reference
+// counts (std::shared_ptr) are atomic, so it may be cloned, dropped and
+// moved on any thread.
 unsafe impl Send for Array {}
+// SAFETY: `&Array` gives access to MLX only through mlx-rs's calls, which
+// run every mlx-c call that builds, evaluates or reads a graph under the
+// process-wide MLX lock (`crate::ffi::locked`), so no two threads are
+// inside MLX on the same graph at once. Outside the lock, `&Array` only
+// copies the handle (atomic counts) and reads the dtype, shape and sizes,
+// which MLX never changes after making the array; `strides` evaluates
+// first, after which the strides do not change either.
+unsafe impl Sync for Array {}
 
 impl Array {
     /// An empty handle for mlx-c to write into.
@@ -109,7 +143,8 @@ impl Array {
             return &[];
         }
         // SAFETY: mlx-c returns a pointer to `ndim` ints owned by the array,
-        // which lives (unchanged, as `&self` is borrowed) as long as the slice.
+        // which lives as long as the slice (`&self` is borrowed); MLX never
+        // changes an array's shape after making it, so no lock is needed.
         unsafe { std::slice::from_raw_parts(sys::mlx_array_shape(self.raw), ndim) }
     }
 
@@ -170,14 +205,18 @@ impl Array {
         Ok(value)
     }
 
-    /// The strides of the underlying data, in elements.
-    pub fn strides(&self) -> &[usize] {
+    /// The strides of the underlying data, in elements. Evaluates first:
+    /// MLX sets an array's strides when it computes it.
+    pub fn strides(&self) -> Result<&[usize]> {
+        self.eval()?;
         let ndim = self.ndim();
         if ndim == 0 {
-            return &[];
+            return Ok(&[]);
         }
-        // SAFETY: as for `shape`.
-        unsafe { std::slice::from_raw_parts(sys::mlx_array_strides(self.raw), ndim) }
+        // SAFETY: mlx-c returns a pointer to `ndim` strides owned by the
+        // array; the array is evaluated, after which MLX does not change its
+        // strides, and it lives as long as the slice (`&self` is borrowed).
+        Ok(unsafe { std::slice::from_raw_parts(sys::mlx_array_strides(self.raw), ndim) })
     }
 
     /// The number of dimensions (`a.ndim`).

@@ -11,6 +11,14 @@ impl Array {
     /// flattened). `T` must be the array's dtype; see [`Array::to_vec_as`].
     pub fn to_vec<T: ArrayElement>(&self) -> Result<Vec<T>> {
         self.require_dtype(T::DTYPE)?;
+        // The data pointer is read and copied from under the MLX lock, like
+        // every other mlx-c call (see `crate::ffi`): no other thread can
+        // evaluate or rewrite the graph in between.
+        crate::ffi::locked(|| self.copy_out())
+    }
+
+    /// The body of [`Array::to_vec`], run under the MLX lock.
+    fn copy_out<T: ArrayElement>(&self) -> Result<Vec<T>> {
         // `is_row_contiguous` evaluates the array; only a strided one needs
         // a contiguous copy, evaluated in turn.
         let copy;

@@ -133,16 +133,22 @@ fn blocks(x: &Array, out_features: i32, product: Product) -> Result<usize> {
 
 /// The calling thread's streams for the blocks after the first.
 fn helper_streams(count: usize) -> Result<Vec<Stream>> {
-    // A poisoned lock only means another thread panicked while pushing a
-    // handle; the handles already there are whole.
-    let mut helpers = HELPERS.lock().unwrap_or_else(|e| e.into_inner());
-    while helpers.len() < count {
-        helpers.push(ThreadLocalStream::new(&Device::cpu())?);
-    }
-    helpers[..count]
-        .iter()
-        .map(ThreadLocalStream::stream)
-        .collect()
+    // `HELPERS` is always taken inside the MLX lock (which the calls below
+    // take anyway), never the other way round: a product split inside a
+    // transform's callback already holds the MLX lock, so taking `HELPERS`
+    // first here could deadlock against it.
+    crate::ffi::locked(|| {
+        // A poisoned lock only means another thread panicked while pushing
+        // a handle; the handles already there are whole.
+        let mut helpers = HELPERS.lock().unwrap_or_else(|e| e.into_inner());
+        while helpers.len() < count {
+            helpers.push(ThreadLocalStream::new(&Device::cpu())?);
+        }
+        helpers[..count]
+            .iter()
+            .map(ThreadLocalStream::stream)
+            .collect()
+    })
 }
 
 /// Rows `range` of `a` (a view: no copy); `a` itself when that is all of

@@ -143,15 +143,15 @@ pub fn quantize(
         {
             return;
         }
-        if predicate(path, &*module) {
-            if let Some(layer) = module.as_quantizable() {
-                result = layer.quantize(spec).map_err(|e| match e {
-                    Error::Mlx { message } => Error::Mlx {
-                        message: format!("quantizing {path}: {message}"),
-                    },
-                    other => other,
-                });
-            }
+        if predicate(path, &*module)
+            && let Some(layer) = module.as_quantizable()
+        {
+            result = layer.quantize(spec).map_err(|e| match e {
+                Error::Mlx { message } => Error::Mlx {
+                    message: format!("quantizing {path}: {message}"),
+                },
+                other => other,
+            });
         }
     });
     result
@@ -176,12 +176,11 @@ pub fn quantize_like_checkpoint<'k>(
 pub fn dequantize(model: &mut dyn Module) -> Result<()> {
     let mut result = Ok(());
     model.apply_to_modules(&mut |_, module| {
-        if result.is_ok() {
-            if let Some(layer) = module.as_quantizable() {
-                if layer.quantization().is_some() {
-                    result = layer.dequantize();
-                }
-            }
+        if result.is_ok()
+            && let Some(layer) = module.as_quantizable()
+            && layer.quantization().is_some()
+        {
+            result = layer.dequantize();
         }
     });
     result

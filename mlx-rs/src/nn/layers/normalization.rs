@@ -333,21 +333,20 @@ impl BatchNorm {
     pub fn forward_mut(&mut self, x: &Array) -> Result<Array> {
         self.check_input(x)?;
         let (mean, var) = Self::calc_stats(x, 0)?;
-        if self.training {
-            if let (Some(rm), Some(rv)) = (&mut self.running_mean, &mut self.running_var) {
-                let mu = f64::from(self.momentum);
-                let (_, unbiased) = Self::calc_stats(x, 1)?;
-                let new_mean =
-                    ops::add(ops::multiply(1.0 - mu, &**rm)?, ops::multiply(mu, &mean)?)?;
-                let new_var = ops::add(
-                    ops::multiply(1.0 - mu, &**rv)?,
-                    ops::multiply(mu, &unbiased)?,
-                )?;
-                rm.set(new_mean);
-                rv.set(new_var);
-                rm.set_frozen(true);
-                rv.set_frozen(true);
-            }
+        if self.training
+            && let (Some(rm), Some(rv)) = (&mut self.running_mean, &mut self.running_var)
+        {
+            let mu = f64::from(self.momentum);
+            let (_, unbiased) = Self::calc_stats(x, 1)?;
+            let new_mean = ops::add(ops::multiply(1.0 - mu, &**rm)?, ops::multiply(mu, &mean)?)?;
+            let new_var = ops::add(
+                ops::multiply(1.0 - mu, &**rv)?,
+                ops::multiply(mu, &unbiased)?,
+            )?;
+            rm.set(new_mean);
+            rv.set(new_var);
+            rm.set_frozen(true);
+            rv.set_frozen(true);
         }
         self.forward_stats(x, mean, var)
     }
