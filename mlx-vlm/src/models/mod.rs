@@ -63,7 +63,17 @@ pub struct LanguageModelArgs<'a> {
 /// A vision-language model as the loader and the generation engine see it.
 ///
 /// Python calls these through duck typing on `nn.Module`; Rust names them.
-pub trait VlmModel: Module + Send {
+///
+/// # Threads
+/// A model is `Send + Sync`: its methods take `&self` and every
+/// per-request value (KV caches, [`RequestState`]) belongs to the caller,
+/// so one loaded model can serve several threads at once
+/// (`tests/threads.rs`). mlx-rs serialises the calls into MLX (see
+/// `mlx_rs::Array`'s thread docs), so the threads share the work of one
+/// MLX, not several. A model loaded with `LoadOptions::lazy` holds
+/// weights not yet read from their files on the loading thread's stream:
+/// evaluate them there (or load eagerly, the default) before sharing it.
+pub trait VlmModel: Module + Send + Sync {
     /// The `model_type` of `config.json`.
     fn model_type(&self) -> &str;
 
