@@ -113,17 +113,16 @@ fn cuda_arguments(settings: &Settings, mlx: &Mlx, configure: &mut Command) {
         .prefix
         .parent()
         .map(|root| root.join("nvidia").join("cudnn"))
+        && cudnn.join("include").join("cudnn.h").is_file()
     {
-        if cudnn.join("include").join("cudnn.h").is_file() {
-            configure.arg(format!(
-                "-DCUDNN_INCLUDE_PATH={}",
-                cudnn.join("include").display()
-            ));
-            configure.arg(format!(
-                "-DCUDNN_LIBRARY_PATH={}",
-                cudnn.join("lib").display()
-            ));
-        }
+        configure.arg(format!(
+            "-DCUDNN_INCLUDE_PATH={}",
+            cudnn.join("include").display()
+        ));
+        configure.arg(format!(
+            "-DCUDNN_LIBRARY_PATH={}",
+            cudnn.join("lib").display()
+        ));
     }
 }
 

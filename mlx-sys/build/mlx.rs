@@ -69,10 +69,10 @@ fn find_prefix(dir: &Path) -> Result<PathBuf, Failure> {
     if has_config(dir) {
         return Ok(dir.to_path_buf());
     }
-    if dir.join("MLXConfig.cmake").is_file() {
-        if let Some(prefix) = dir.ancestors().nth(3) {
-            return Ok(prefix.to_path_buf());
-        }
+    if dir.join("MLXConfig.cmake").is_file()
+        && let Some(prefix) = dir.ancestors().nth(3)
+    {
+        return Ok(prefix.to_path_buf());
     }
     if has_config(&dir.join("mlx")) {
         return Ok(dir.join("mlx"));

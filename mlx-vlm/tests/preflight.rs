@@ -34,7 +34,7 @@ fn image_inputs(h: i32, w: i32) -> GenerateInputs {
     ids.extend(std::iter::repeat_n(IMAGE_TOKEN, (h * w / 4) as usize));
     ids.extend([VISION_END, 100, 200, 300]);
     let n = ids.len() as i32;
-    let pixels = ops::multiply(&ops::ones(&[h * w, 1176], Dtype::Float32).unwrap(), 0.1).unwrap();
+    let pixels = ops::multiply(ops::ones(&[h * w, 1176], Dtype::Float32).unwrap(), 0.1).unwrap();
     GenerateInputs {
         input_ids: Array::from_slice(&ids, &[1, n]).unwrap(),
         pixel_values: Some(pixels),

@@ -42,7 +42,9 @@ fn inputs(text: &[i32], image: Option<(i32, i32, f32)>) -> GenerateInputs {
 
 fn request(i: usize) -> GenerateInputs {
     let text: Vec<i32> = (0..5 + i as i32).map(|t| 300 + 37 * t + i as i32).collect();
-    let image = (i % 2 == 0).then_some((8, 8 + 4 * i as i32, 0.01 * (i as f32 + 1.0)));
+    let image = i
+        .is_multiple_of(2)
+        .then_some((8, 8 + 4 * i as i32, 0.01 * (i as f32 + 1.0)));
     inputs(&text, image)
 }
 

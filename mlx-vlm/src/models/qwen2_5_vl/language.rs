@@ -465,14 +465,14 @@ impl LanguageModel {
                 input_ids.shape()
             )));
         };
-        if let Some(m) = attention_mask {
-            if m.shape() != input_ids.shape() {
-                return Err(Error::InvalidArgument(format!(
-                    "get_rope_index: attention_mask {:?} must have input_ids' shape {:?}",
-                    m.shape(),
-                    input_ids.shape()
-                )));
-            }
+        if let Some(m) = attention_mask
+            && m.shape() != input_ids.shape()
+        {
+            return Err(Error::InvalidArgument(format!(
+                "get_rope_index: attention_mask {:?} must have input_ids' shape {:?}",
+                m.shape(),
+                input_ids.shape()
+            )));
         }
         if image_grid_thw.is_none() && video_grid_thw.is_none() {
             return match attention_mask {
@@ -698,13 +698,13 @@ impl LanguageModel {
             .map_or(0, |c| c.idx().unwrap_or_else(|| c.offset()));
         let seq_length = inputs.shape().last().copied().unwrap_or(0);
 
-        if let Some(p) = &position_ids {
-            if p.shape().last().copied().unwrap_or(0) > seq_length {
-                position_ids = Some(p.index(idx![
-                    Index::Ellipsis,
-                    cache_offset..cache_offset + seq_length
-                ])?);
-            }
+        if let Some(p) = &position_ids
+            && p.shape().last().copied().unwrap_or(0) > seq_length
+        {
+            position_ids = Some(p.index(idx![
+                Index::Ellipsis,
+                cache_offset..cache_offset + seq_length
+            ])?);
         }
 
         // A mask of another length belongs to the whole prompt, not this chunk.
