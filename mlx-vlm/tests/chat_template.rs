@@ -188,36 +188,34 @@ fn chat_template_precedence() {
     );
 }
 
+/// `apply_chat_template` of the prompt "hi" with the checkpoint in `dir`
+/// given `template` as its `chat_template.json`.
+fn apply_checkpoint_template(
+    dir: &tempfile::TempDir,
+    config: &Value,
+    template: &str,
+) -> mlx_vlm::Result<String> {
+    fs::write(
+        dir.path().join("chat_template.json"),
+        json!({ "chat_template": template }).to_string(),
+    )
+    .unwrap();
+    let tokenizer = Tokenizer::from_dir(dir.path()).unwrap();
+    apply_chat_template(
+        &tokenizer,
+        config,
+        &json!("hi"),
+        &ChatTemplateOptions::default(),
+    )
+}
+
 #[test]
 fn template_errors_are_typed() {
     let (dir, _tokenizer, config) = checkpoint();
-    fs::write(
-        dir.path().join("chat_template.json"),
-        json!({"chat_template": "{% if %}"}).to_string(),
-    )
-    .unwrap();
-    let tokenizer = Tokenizer::from_dir(dir.path()).unwrap();
-    let err = apply_chat_template(
-        &tokenizer,
-        &config,
-        &json!("hi"),
-        &ChatTemplateOptions::default(),
-    )
-    .unwrap_err();
+    let err = apply_checkpoint_template(&dir, &config, "{% if %}").unwrap_err();
     assert!(matches!(err, mlx_vlm::Error::Template { .. }), "{err}");
-    fs::write(
-        dir.path().join("chat_template.json"),
-        json!({"chat_template": "{{ raise_exception('no system role') }}"}).to_string(),
-    )
-    .unwrap();
-    let tokenizer = Tokenizer::from_dir(dir.path()).unwrap();
-    let err = apply_chat_template(
-        &tokenizer,
-        &config,
-        &json!("hi"),
-        &ChatTemplateOptions::default(),
-    )
-    .unwrap_err();
+    let err = apply_checkpoint_template(&dir, &config, "{{ raise_exception('no system role') }}")
+        .unwrap_err();
     assert!(err.to_string().contains("no system role"), "{err}");
 }
 
@@ -367,17 +365,10 @@ fn rendered_prompt_size_is_limited() {
 #[test]
 fn checkpoint_templates_run_under_the_limits() {
     let (dir, _tokenizer, config) = checkpoint();
-    fs::write(
-        dir.path().join("chat_template.json"),
-        json!({"chat_template": "{% set s = 'ab' %}{% for i in range(40) %}{% set s = s ~ s %}{% endfor %}{{ s }}"}).to_string(),
-    )
-    .unwrap();
-    let tokenizer = Tokenizer::from_dir(dir.path()).unwrap();
-    let err = apply_chat_template(
-        &tokenizer,
+    let err = apply_checkpoint_template(
+        &dir,
         &config,
-        &json!("hi"),
-        &ChatTemplateOptions::default(),
+        "{% set s = 'ab' %}{% for i in range(40) %}{% set s = s ~ s %}{% endfor %}{{ s }}",
     )
     .unwrap_err();
     assert!(
