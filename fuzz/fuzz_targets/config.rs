@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use mlx_vlm::utils::{TensorInfo, check_config_against_weights};
+use mlx_vlm::utils::TensorInfo;
 use mlx_vlm::{fixtures, registry};
 use serde_json::Value;
 
@@ -39,7 +39,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(config) = serde_json::from_slice::<Value>(data) else {
         return;
     };
-    if check_config_against_weights(&config, "config.json", tensors()).is_ok() {
+    if registry::check_weights(&config, "config.json", tensors()).is_ok() {
         let _ = registry::create_model(&config, "config.json");
         // Each random initialisation splits MLX's global key lazily; the
         // loader replaces the parameters unevaluated, so the chain of

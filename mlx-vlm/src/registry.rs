@@ -2,10 +2,13 @@
 //! `MODEL_REMAPPING` in `mlx_vlm/utils.py`, with a table of constructors in
 //! place of Python's `importlib.import_module(f"mlx_vlm.models.{model_type}")`.
 
+use std::collections::BTreeMap;
+
 use serde_json::{Map, Value};
 
 use crate::models::VlmModel;
 use crate::models::qwen2_5_vl;
+use crate::utils::TensorInfo;
 use crate::{Error, Result};
 
 /// Builds a model from the parsed `config.json` object; the `&str` names the
@@ -47,33 +50,58 @@ pub const MODEL_REMAPPING: &[(&str, &str)] = &[
     ("lille-130m", "lille_130m"),
 ];
 
+/// Checks the parsed `config.json` (named by the `&str` in errors) against
+/// the checkpoint's tensors, read from the safetensors headers, before any
+/// module is built (Rust only: Python builds the model first).
+pub type WeightsCheck = fn(&Map<String, Value>, &str, &BTreeMap<String, TensorInfo>) -> Result<()>;
+
+/// One model package of this crate: what the loader needs of it.
+#[derive(Debug, Clone, Copy)]
+pub struct ModelEntry {
+    /// The `model_type` it implements.
+    pub model_type: &'static str,
+    /// Builds the model from its configuration.
+    pub create: ModelConstructor,
+    /// Checks the configuration against the weights first.
+    pub check_weights: WeightsCheck,
+}
+
 /// The model packages of this crate by model type: Rust's counterpart of the
 /// modules under Python's `mlx_vlm/models/`.
-pub const MODELS: &[(&str, ModelConstructor)] = &[("qwen2_5_vl", new_qwen2_5_vl)];
+pub const MODELS: &[ModelEntry] = &[ModelEntry {
+    model_type: "qwen2_5_vl",
+    create: new_qwen2_5_vl,
+    check_weights: check_qwen2_5_vl,
+}];
 
 fn new_qwen2_5_vl(config: &Map<String, Value>, file: &str) -> Result<Box<dyn VlmModel>> {
     let config = qwen2_5_vl::config::ModelConfig::from_map(config.clone(), file)?;
     Ok(Box::new(qwen2_5_vl::Model::new(config)?))
 }
 
+fn check_qwen2_5_vl(
+    config: &Map<String, Value>,
+    file: &str,
+    tensors: &BTreeMap<String, TensorInfo>,
+) -> Result<()> {
+    qwen2_5_vl::config::ModelConfig::from_map(config.clone(), file)?.check_weights(tensors, file)
+}
+
 /// Every model type `config.json` may name, ported packages first, then the
 /// aliases that lead to them.
 pub fn model_types() -> Vec<&'static str> {
-    let mut types: Vec<&'static str> = MODELS.iter().map(|(name, _)| *name).collect();
+    let mut types: Vec<&'static str> = MODELS.iter().map(|entry| entry.model_type).collect();
     types.extend(
         MODEL_REMAPPING
             .iter()
-            .filter(|(alias, target)| alias != target && constructor(target).is_some())
+            .filter(|(alias, target)| alias != target && entry(target).is_some())
             .map(|(alias, _)| *alias),
     );
     types
 }
 
-fn constructor(model_type: &str) -> Option<ModelConstructor> {
-    MODELS
-        .iter()
-        .find(|(name, _)| *name == model_type)
-        .map(|(_, make)| *make)
+fn entry(model_type: &str) -> Option<&'static ModelEntry> {
+    MODELS.iter().find(|entry| entry.model_type == model_type)
 }
 
 /// The normalised model type of `config`: `model_type` (or
@@ -107,11 +135,32 @@ pub fn create_model(config: &Value, file: &str) -> Result<Box<dyn VlmModel>> {
             message: "expected a JSON object at the top".into(),
         });
     };
+    (registered(config, file)?.create)(map, file)
+}
+
+/// Checks `config` against the checkpoint's `tensors` before any module is
+/// built, as the model type's [`ModelEntry::check_weights`] says (Rust
+/// only). `file` names the configuration in errors.
+pub fn check_weights(
+    config: &Value,
+    file: &str,
+    tensors: &BTreeMap<String, TensorInfo>,
+) -> Result<()> {
+    let Value::Object(map) = config else {
+        return Err(Error::Config {
+            file: file.to_string(),
+            message: "expected a JSON object at the top".into(),
+        });
+    };
+    (registered(config, file)?.check_weights)(map, file, tensors)
+}
+
+/// The entry of the model type `config` names.
+fn registered(config: &Value, file: &str) -> Result<&'static ModelEntry> {
     let model_type = get_model_type(config, file)?;
-    let make = constructor(&model_type).ok_or_else(|| Error::UnknownModelType {
+    entry(&model_type).ok_or_else(|| Error::UnknownModelType {
         model_type: model_type.clone(),
         file: file.to_string(),
         supported: model_types().join(", "),
-    })?;
-    make(map, file)
+    })
 }

@@ -10,8 +10,8 @@
 //!   overlap another tensor's (Python's loader, like MLX's, trusts them);
 //!   each fault is an [`Error::Weights`] naming the file and the keys.
 //! - [`load_model_with`] then checks `config.json` against those headers
-//!   ([`check_config_against_weights`]; for Qwen2.5-VL
-//!   `ModelConfig::check_weights`: layer counts, sizes, dtypes), so that a
+//!   ([`registry::check_weights`], each model type's own check; for
+//!   Qwen2.5-VL `ModelConfig::check_weights`: layer counts, sizes, dtypes), so that a
 //!   config such as `num_hidden_layers: 1000000000` is an error at once
 //!   instead of building modules until memory runs out.
 
@@ -410,25 +410,6 @@ pub fn read_weight_headers(files: &[PathBuf]) -> Result<BTreeMap<String, TensorI
     Ok(all)
 }
 
-/// Checks `config` (the parsed `config.json`, named `file` in errors)
-/// against the checkpoint's tensors before any module is built: for
-/// Qwen2.5-VL, `ModelConfig::check_weights`. Other model types pass.
-pub fn check_config_against_weights(
-    config: &Value,
-    file: &str,
-    tensors: &BTreeMap<String, TensorInfo>,
-) -> Result<()> {
-    let model_type = config.get("model_type").and_then(Value::as_str);
-    if model_type.map(str::to_lowercase).as_deref() != Some("qwen2_5_vl") {
-        return Ok(());
-    }
-    let Value::Object(root) = config else {
-        return Ok(());
-    };
-    crate::models::qwen2_5_vl::config::ModelConfig::from_map(root.clone(), file)?
-        .check_weights(tensors, file)
-}
-
 /// Loads one safetensors file (Python: `_load_safetensors`), checking first
 /// that its header is whole and its data as long as the header says, since
 /// MLX reads the data only when it is used.
@@ -670,7 +651,11 @@ pub fn load_model_with(
     let config_file = model_path.join("config.json").display().to_string();
     let (files, index) = weight_files(model_path)?;
     let tensors = read_weight_headers(&files)?;
-    check_config_against_weights(&config, &config_file, &tensors)?;
+    // A model type outside the registry (a custom `create`) has no check.
+    match registry::check_weights(&config, &config_file, &tensors) {
+        Err(Error::UnknownModelType { .. }) => {}
+        other => other?,
+    }
     let weights = load_files(model_path, &files, index.as_ref(), false)?;
     let mut model = create(&config, &config_file)?;
     let weights = sanitize_weights(&*model, weights)?;
