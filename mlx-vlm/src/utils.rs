@@ -336,34 +336,20 @@ fn read_index(index_file: &Path) -> Result<BTreeMap<String, String>> {
 /// [`Error::Weights`] naming the file.
 pub fn load_weights(model_path: &Path) -> Result<HashMap<String, Array>> {
     let (files, index) = weight_files(model_path)?;
-    load_files(model_path, &files, index.as_ref(), true)
+    read_weight_headers(&files)?;
+    load_files(model_path, &files, index.as_ref())
 }
 
-/// The weights of `files`; `check` runs [`check_safetensors`] on each file
-/// first (skipped when [`read_weight_headers`] already did).
+/// The weights of `files`, whose headers [`read_weight_headers`] checked
+/// (which also refuses a key in two files).
 fn load_files(
     model_path: &Path,
     files: &[PathBuf],
     index: Option<&BTreeMap<String, String>>,
-    check: bool,
 ) -> Result<HashMap<String, Array>> {
     let mut weights = HashMap::new();
-    let mut origin: HashMap<String, PathBuf> = HashMap::new();
     for file in files {
-        let arrays = if check {
-            load_safetensors(file)?
-        } else {
-            load_checked_safetensors(file)?
-        };
-        for (key, array) in arrays {
-            if let Some(first) = origin.insert(key.clone(), file.clone()) {
-                return Err(Error::Weights {
-                    path: file.display().to_string(),
-                    message: format!("{key} is also in {}; remove one copy", first.display()),
-                });
-            }
-            weights.insert(key, array);
-        }
+        weights.extend(load_safetensors(file)?);
     }
     for (key, shard) in index.into_iter().flatten() {
         if !weights.contains_key(key) {
@@ -410,16 +396,10 @@ pub fn read_weight_headers(files: &[PathBuf]) -> Result<BTreeMap<String, TensorI
     Ok(all)
 }
 
-/// Loads one safetensors file (Python: `_load_safetensors`), checking first
-/// that its header is whole and its data as long as the header says, since
-/// MLX reads the data only when it is used.
+/// Loads one safetensors file whose header [`check_safetensors`] passed
+/// (Python: `_load_safetensors`); the check comes first because MLX reads
+/// the data only when it is used.
 fn load_safetensors(path: &Path) -> Result<HashMap<String, Array>> {
-    check_safetensors(path)?;
-    load_checked_safetensors(path)
-}
-
-/// [`load_safetensors`] of a file whose header [`check_safetensors`] passed.
-fn load_checked_safetensors(path: &Path) -> Result<HashMap<String, Array>> {
     let (arrays, _metadata) = mlx_rs::io::load_safetensors(path).map_err(|e| Error::Weights {
         path: path.display().to_string(),
         message: format!("not a readable safetensors file: {e}"),
@@ -440,6 +420,11 @@ fn dtype_size(dtype: &str) -> Option<u64> {
 
 /// Checks the header of a safetensors file (see the top of this file) and
 /// returns its tensors.
+///
+/// Hand-written rather than the `safetensors` crate's `Metadata`: the crate
+/// also requires the tensors to be contiguous and to end exactly at the end
+/// of the file, which refuses files with padding that MLX and Python load;
+/// this checks only what keeps MLX's reader inside the file.
 fn check_safetensors(path: &Path) -> Result<Vec<(String, TensorInfo)>> {
     let bad = |message: String| Error::Weights {
         path: path.display().to_string(),
@@ -656,7 +641,7 @@ pub fn load_model_with(
         Err(Error::UnknownModelType { .. }) => {}
         other => other?,
     }
-    let weights = load_files(model_path, &files, index.as_ref(), false)?;
+    let weights = load_files(model_path, &files, index.as_ref())?;
     let mut model = create(&config, &config_file)?;
     let weights = sanitize_weights(&*model, weights)?;
     let weights: BTreeMap<String, Array> = weights.into_iter().collect();
