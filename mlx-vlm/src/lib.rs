@@ -16,6 +16,7 @@ pub mod processor;
 pub mod prompt_utils;
 pub mod registry;
 pub mod sample_utils;
+mod template_growth;
 pub mod tokenizer;
 pub mod tokenizer_utils;
 pub mod utils;
