@@ -439,6 +439,19 @@ fn wait_for(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
     }
 }
 
+/// [`wait_for`] up to a minute, then all that `child` wrote to stderr.
+fn wait_with_stderr(child: &mut Child) -> (std::process::ExitStatus, String) {
+    let status = wait_for(child, Duration::from_secs(60));
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    (status, stderr)
+}
+
 /// `generate` on the tiny checkpoint for longer than a test lasts (greedy,
 /// it never samples EOS), stdout and stderr piped.
 fn spawn_long_generation(model: &Path, extra: &[&str]) -> Child {
@@ -469,14 +482,7 @@ fn a_closed_stdout_ends_generation_quietly() {
     let mut first = [0u8; 16];
     stdout.read_exact(&mut first).unwrap();
     drop(stdout);
-    let status = wait_for(&mut child, Duration::from_secs(60));
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
+    let (status, stderr) = wait_with_stderr(&mut child);
     assert_eq!(status.code(), Some(0), "{stderr}");
     assert_eq!(stderr, "", "a broken pipe is no error");
 }
@@ -533,14 +539,7 @@ fn sigterm_and_sigint_print_the_partial_result() {
     assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
     let mut rest = Vec::new();
     stdout.read_to_end(&mut rest).unwrap();
-    let status = wait_for(&mut child, Duration::from_secs(60));
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
+    let (status, stderr) = wait_with_stderr(&mut child);
     assert_eq!(status.code(), Some(130), "{stderr}");
     assert!(
         stderr.starts_with("error: interrupted by SIGINT after ")
