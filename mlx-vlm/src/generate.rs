@@ -14,7 +14,7 @@ use mlx_rs::random::{self, CategoricalSamples};
 use mlx_rs::{Array, Dtype, idx};
 use tokenizers::Tokenizer;
 
-use crate::models::{Cache, LanguageModelArgs, RequestState, VlmModel};
+use crate::models::{Cache, ModelInputs, PrefillArgs, RequestState, VlmModel};
 use crate::sample_utils::{
     LogitsProcessor, LogitsProcessorArgs, Sampler, SamplerArgs, apply_top_k, clamp_temperature,
     invalid_parameter, make_logits_processors, make_sampler, py_float, top_p_sampling,
@@ -212,17 +212,16 @@ impl Default for GenerateParams {
 }
 
 /// The prepared model inputs (Python: `input_ids`, `pixel_values`, `mask`
-/// and the `image_grid_thw` keyword of `stream_generate`).
+/// and the other processor outputs `stream_generate` takes as keywords).
 #[derive(Debug, Clone)]
 pub struct GenerateInputs {
     /// `[1, L]` int32 prompt token ids.
     pub input_ids: Array,
-    /// Preprocessed image patches, if the prompt has images.
-    pub pixel_values: Option<Array>,
-    /// `[images, 3]` grids of the images.
-    pub image_grid_thw: Option<Array>,
     /// `[1, L]` attention mask of the prompt, if any.
     pub mask: Option<Array>,
+    /// The family's media inputs (pixel values, grids, ...), if the prompt
+    /// has media; made by the model's own processor.
+    pub media: Option<ModelInputs>,
 }
 
 impl GenerateInputs {
@@ -230,9 +229,8 @@ impl GenerateInputs {
     pub fn text(input_ids: Array) -> Self {
         Self {
             input_ids,
-            pixel_values: None,
-            image_grid_thw: None,
             mask: None,
+            media: None,
         }
     }
 }
@@ -363,24 +361,6 @@ pub struct GenerateStep<'a> {
     phase: Phase,
 }
 
-/// What Python passes as `**kwargs` on prefill calls.
-struct PrefillArgs {
-    position_ids: Option<Array>,
-    rope_deltas: Option<Array>,
-    image_grid_thw: Option<Array>,
-}
-
-impl PrefillArgs {
-    fn as_args(&self) -> LanguageModelArgs<'_> {
-        LanguageModelArgs {
-            position_ids: self.position_ids.as_ref(),
-            rope_deltas: self.rope_deltas.as_ref(),
-            image_grid_thw: self.image_grid_thw.as_ref(),
-            ..Default::default()
-        }
-    }
-}
-
 /// Python: `generate_step(input_ids, model, pixel_values, mask, **params)`;
 /// `params` are checked first ([`GenerateParams::validate`]), then the
 /// request's memory ([`crate::preflight::check`]).
@@ -419,7 +399,7 @@ pub fn generate_step<'a>(
         sampler,
         processors,
         prompt_cache: model.make_cache(params.max_kv_size),
-        state: RequestState::default(),
+        state: model.new_request_state(),
         tokens: Array::from_slice::<i32>(&[], &[0])?,
         target_sample_position: 0,
         max_tokens: params.max_tokens,
@@ -454,12 +434,11 @@ impl<'a> GenerateStep<'a> {
         inputs_embeds: Option<&Array>,
         prefill: Option<&PrefillArgs>,
     ) -> Result<(Array, Array)> {
-        let args = prefill.map(PrefillArgs::as_args).unwrap_or_default();
         let outputs = self.model.language_model(
             y,
             inputs_embeds,
             &mut self.prompt_cache,
-            &args,
+            prefill,
             &mut self.state,
         )?;
         let mut logits = outputs.index(idx![.., -1, ..])?;
@@ -488,23 +467,19 @@ impl<'a> GenerateStep<'a> {
     fn prefill(&mut self, inputs: GenerateInputs) -> Result<(Array, Array)> {
         let GenerateInputs {
             mut input_ids,
-            pixel_values,
-            image_grid_thw,
             mask,
+            media,
         } = inputs;
-        let embedding_output = self.model.get_input_embeddings(
-            &input_ids,
-            pixel_values.as_ref(),
-            image_grid_thw.as_ref(),
-            mask.as_ref(),
-        )?;
+        let embedding_output =
+            self.model
+                .get_input_embeddings(&input_ids, media.as_ref(), mask.as_ref())?;
         let mut inputs_embeds = embedding_output.inputs_embeds;
-        let kwargs = PrefillArgs {
-            position_ids: embedding_output.position_ids,
-            rope_deltas: embedding_output.rope_deltas,
-            image_grid_thw,
-        };
-        if let Some(step_size) = self.prefill_step_size
+        let prefill = embedding_output.prefill;
+        // Python: `_chunked_prefill_enabled` asks the model's policy.
+        let step_size = self
+            .prefill_step_size
+            .filter(|_| self.model.chunked_prefill(&prefill));
+        if let Some(step_size) = step_size
             && inputs_embeds.dim(1)? > 1
         {
             // `generate_step` validated `step_size >= 1`, so every chunk
@@ -516,7 +491,7 @@ impl<'a> GenerateStep<'a> {
                     &input_ids.index(idx![.., ..n_to_process])?,
                     Some(&inputs_embeds.index(idx![.., ..n_to_process])?),
                     &mut self.prompt_cache,
-                    &kwargs.as_args(),
+                    Some(&prefill),
                     &mut self.state,
                 )?;
                 self.eval_cache()?;
@@ -526,7 +501,7 @@ impl<'a> GenerateStep<'a> {
             }
             input_ids = input_ids.index(idx![.., -1..])?;
         }
-        self.step(&input_ids, Some(&inputs_embeds), Some(&kwargs))
+        self.step(&input_ids, Some(&inputs_embeds), Some(&prefill))
     }
 
     fn advance(&mut self) -> Result<Option<(u32, Array)>> {

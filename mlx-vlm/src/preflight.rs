@@ -49,19 +49,11 @@ pub struct MemoryRequest {
 impl MemoryRequest {
     /// The request that `inputs` make with `params`.
     pub fn new(inputs: &GenerateInputs, params: &GenerateParams) -> Result<MemoryRequest> {
-        let image_grids = match &inputs.image_grid_thw {
-            None => Vec::new(),
-            Some(grid) => {
-                let flat = grid.to_vec_as::<i32>()?;
-                if flat.len() % 3 != 0 {
-                    return Err(Error::InvalidArgument(format!(
-                        "image_grid_thw of shape {:?} is not [images, 3]",
-                        grid.shape()
-                    )));
-                }
-                flat.chunks_exact(3).map(|g| [g[0], g[1], g[2]]).collect()
-            }
-        };
+        let image_grids = inputs
+            .media
+            .as_ref()
+            .map(|media| media.patch_grids().to_vec())
+            .unwrap_or_default();
         let count = |v: Option<i32>| v.and_then(|v| u64::try_from(v).ok());
         Ok(MemoryRequest {
             prompt_tokens: u64::try_from(inputs.input_ids.size()).unwrap_or(u64::MAX),

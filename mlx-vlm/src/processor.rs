@@ -1,46 +1,116 @@
 //! The processor `load` returns next to the model: tokenizer, chat
-//! template and image processor in one (Python: the `processor` of
-//! `mlx_vlm.load`, with `utils.load_processor` and `utils.prepare_inputs`).
+//! template and the family's media processor in one (Python: the
+//! `processor` of `mlx_vlm.load`, with `utils.load_processor` and
+//! `utils.prepare_inputs`).
+//!
+//! Each family brings its own [`ModelProcessor`] (Python: its
+//! `processing_*.py` class and the transformers processors it wraps),
+//! built by the factory of its registration; this file knows no family.
 
+use std::fmt;
 use std::path::{Path, PathBuf};
 
 use mlx_rs::Array;
 use serde_json::{Value, json};
 
 use crate::generate::GenerateInputs;
-use crate::image::{ImageSource, load_image};
+use crate::image::ImageSource;
 use crate::models::VlmModel;
-use crate::models::qwen2_5_vl::processing_qwen2_5_vl::Qwen2_5VlProcessor;
 use crate::prompt_utils::{ChatTemplateOptions, apply_chat_template};
+use crate::registry::{self, Family};
 use crate::tokenizer::Tokenizer;
 use crate::utils::{self, LoadOptions};
 use crate::{Error, Result};
 
-/// Everything between a prompt with images and the model's inputs.
+/// Overrides of a processor's checkpoint settings, at load
+/// ([`LoadOptions`]) or per call ([`Processor::prepare_inputs_with`])
+/// (Python: the processor keyword arguments). `None` keeps the
+/// checkpoint's value, else the family's Python default.
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct ProcessorOptions {
+    /// Fewest pixels an image is resized to (`min_pixels`).
+    pub min_pixels: Option<u64>,
+    /// Most pixels an image is resized to (`max_pixels`).
+    pub max_pixels: Option<u64>,
+}
+
+impl ProcessorOptions {
+    /// Options bounding the image size, for example the size that
+    /// [`crate::Error::OutOfMemory`] says would fit.
+    pub fn pixels(min_pixels: Option<u64>, max_pixels: Option<u64>) -> Self {
+        Self {
+            min_pixels,
+            max_pixels,
+        }
+    }
+}
+
+/// The media of one prompt, in prompt order per kind.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PromptMedia<'a> {
+    /// The images.
+    pub images: &'a [ImageSource],
+}
+
+/// Prepares one family's model inputs from text and media (Python: the
+/// family's processor `__call__`): loads and preprocesses the media,
+/// expands the prompt's media tokens to their feature counts, tokenizes,
+/// and wraps the family's typed inputs in [`crate::models::ModelInputs`].
+pub trait ModelProcessor: fmt::Debug + Send + Sync {
+    /// A copy of the processor with `options` applied to its settings;
+    /// fails, naming the option, on a value the family cannot use.
+    fn with_options(&self, options: &ProcessorOptions) -> Result<Box<dyn ModelProcessor>>;
+
+    /// The model inputs of `prompt` (already templated) with `media`.
+    fn prepare_inputs(
+        &self,
+        tokenizer: &Tokenizer,
+        prompt: &str,
+        media: PromptMedia<'_>,
+    ) -> Result<GenerateInputs>;
+}
+
+/// Builds a family's processor from the checkpoint folder and its parsed
+/// `config.json` (Python: `AutoProcessor.from_pretrained` with the
+/// family's processor class).
+pub type ProcessorFactory = fn(&Path, &Value) -> Result<Box<dyn ModelProcessor>>;
+
+/// Everything between a prompt with media and the model's inputs.
 #[derive(Debug)]
 pub struct Processor {
     tokenizer: Tokenizer,
-    image_processor: Qwen2_5VlProcessor,
+    family: &'static Family,
+    processor: Box<dyn ModelProcessor>,
     config: Value,
     eos_token_ids: Vec<u32>,
     model_path: PathBuf,
 }
 
 impl Processor {
-    /// Python: `load_processor(model_path)`, with the image processor's
-    /// `min_pixels` / `max_pixels` overridden when given.
+    /// Python: `load_processor(model_path)`, with the settings of
+    /// `options` (`min_pixels`, `max_pixels`) applied.
     pub fn load(model_path: &Path, tokenizer: Tokenizer, options: &LoadOptions) -> Result<Self> {
-        let image_processor = Qwen2_5VlProcessor::from_pretrained(model_path)?
-            .try_with_pixels(options.min_pixels, options.max_pixels)?;
         let config = utils::load_config(model_path)?;
+        let config_file = model_path.join("config.json").display().to_string();
+        let family = registry::registered(&config, &config_file)?;
+        let processor = (family.processor)(model_path, &config)?.with_options(
+            &ProcessorOptions::pixels(options.min_pixels, options.max_pixels),
+        )?;
         let eos_token_ids = tokenizer.eos_token_ids();
         Ok(Processor {
             tokenizer,
-            image_processor,
+            family,
+            processor,
             config,
             eos_token_ids,
             model_path: model_path.to_path_buf(),
         })
+    }
+
+    /// The registration of the checkpoint's model family.
+    pub fn family(&self) -> &'static Family {
+        self.family
     }
 
     /// The folder the checkpoint was loaded from.
@@ -64,18 +134,22 @@ impl Processor {
         &self.eos_token_ids
     }
 
-    /// Resizes later images to at most `max_pixels` pixels, as
-    /// [`LoadOptions::max_pixels`] does at load (for example the size that
+    /// Applies `options` to every later call, as [`LoadOptions`] does at
+    /// load (for example the `max_pixels` that
     /// [`crate::Error::OutOfMemory`] says would fit).
     ///
-    /// Fails, changing nothing, when `max_pixels` is below one merged patch
-    /// or above the decoded-pixel limit.
-    pub fn set_max_pixels(&mut self, max_pixels: u64) -> Result<()> {
-        self.image_processor = self
-            .image_processor
-            .clone()
-            .try_with_pixels(None, Some(max_pixels))?;
+    /// Fails, changing nothing, on a value the family cannot use (for
+    /// Qwen: `max_pixels` below one merged patch or above the
+    /// decoded-pixel limit).
+    pub fn set_options(&mut self, options: &ProcessorOptions) -> Result<()> {
+        self.processor = self.processor.with_options(options)?;
         Ok(())
+    }
+
+    /// Resizes later images to at most `max_pixels` pixels
+    /// ([`Processor::set_options`] with only `max_pixels`).
+    pub fn set_max_pixels(&mut self, max_pixels: u64) -> Result<()> {
+        self.set_options(&ProcessorOptions::pixels(None, Some(max_pixels)))
     }
 
     /// The prompt string for one user message with `num_images` images and
@@ -99,40 +173,45 @@ impl Processor {
     }
 
     /// Loads and preprocesses `images`, expands the prompt's image tokens
-    /// to their grids and tokenizes it (Python: `prepare_inputs`).
+    /// and tokenizes it (Python: `prepare_inputs`).
     pub fn prepare_inputs(&self, prompt: &str, images: &[ImageSource]) -> Result<GenerateInputs> {
-        let (pixel_values, grids) = if images.is_empty() {
-            (None, Vec::new())
-        } else {
-            let images = images.iter().map(load_image).collect::<Result<Vec<_>>>()?;
-            let (pixel_values, grids) = self.image_processor.preprocess(&images)?;
-            (Some(pixel_values), grids)
-        };
-        // Also rejects image pads without images, which would otherwise
-        // reach the model as plain tokens.
-        let text = self.image_processor.expand_image_tokens(prompt, &grids)?;
-        let ids = self.tokenizer.encode(&text)?;
-        let ids: Vec<i32> = ids
-            .into_iter()
-            .map(|id| {
-                i32::try_from(id)
-                    .map_err(|_| Error::InvalidArgument(format!("token id {id} exceeds int32")))
-            })
-            .collect::<Result<_>>()?;
-        let input_ids = Array::from_slice(&ids, &[1, ids.len() as i32])?;
-        let image_grid_thw = if grids.is_empty() {
-            None
-        } else {
-            let flat: Vec<i32> = grids.iter().flatten().copied().collect();
-            Some(Array::from_slice(&flat, &[grids.len() as i32, 3])?)
-        };
-        Ok(GenerateInputs {
-            input_ids,
-            pixel_values,
-            image_grid_thw,
-            mask: None,
-        })
+        self.processor
+            .prepare_inputs(&self.tokenizer, prompt, PromptMedia { images })
     }
+
+    /// [`Processor::prepare_inputs`] with `options` overriding the
+    /// processor's settings for this call only.
+    pub fn prepare_inputs_with(
+        &self,
+        prompt: &str,
+        media: PromptMedia<'_>,
+        options: &ProcessorOptions,
+    ) -> Result<GenerateInputs> {
+        if *options == ProcessorOptions::default() {
+            return self
+                .processor
+                .prepare_inputs(&self.tokenizer, prompt, media);
+        }
+        self.processor
+            .with_options(options)?
+            .prepare_inputs(&self.tokenizer, prompt, media)
+    }
+}
+
+/// `ids` as the `[1, L]` int32 array the models take, or an error naming
+/// an id beyond int32.
+pub fn input_ids_array(ids: &[u32]) -> Result<Array> {
+    let ids: Vec<i32> = ids
+        .iter()
+        .map(|&id| {
+            i32::try_from(id)
+                .map_err(|_| Error::InvalidArgument(format!("token id {id} exceeds int32")))
+        })
+        .collect::<Result<_>>()?;
+    let len = i32::try_from(ids.len()).map_err(|_| {
+        Error::InvalidArgument(format!("a prompt of {} tokens exceeds int32", ids.len()))
+    })?;
+    Ok(Array::from_slice(&ids, &[1, len])?)
 }
 
 /// Loads a model and its processor from a local folder or a Hugging Face

@@ -1,7 +1,7 @@
 //! Chat messages and their rendering: Python's `mlx_vlm/prompt_utils.py`
 //! (`extract_text_from_content`, `MessageBuilder`, `MessageFormatter`,
 //! `get_message_json`, `get_chat_template`, `apply_chat_template`) for the
-//! message format of Qwen2.5-VL, rendered with minijinja as transformers
+//! message formats of the ported families, rendered with minijinja as transformers
 //! renders chat templates with Jinja2.
 //!
 //! Prompts are JSON values, as Python's are plain objects: a string, one
@@ -40,23 +40,19 @@ use crate::tokenizer::Tokenizer;
 use crate::{Error, Result};
 
 /// How a model wants a user message laid out (Python: `MessageFormat`;
-/// only the formats of ported models).
+/// only the formats of ported families). Each family's registration
+/// ([`crate::registry::Family::message_format`]) names its own (Python:
+/// `MODEL_CONFIG`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MessageFormat {
+    /// Content parts, images after the text (Python: `LIST_WITH_IMAGE`).
+    ListWithImage,
     /// Content parts, images first (Python: `LIST_WITH_IMAGE_FIRST`).
     ListWithImageFirst,
 }
 
-/// The message format of each ported model type (Python: `MODEL_CONFIG`).
-pub const MODEL_CONFIG: &[(&str, MessageFormat)] =
-    &[("qwen2_5_vl", MessageFormat::ListWithImageFirst)];
-
 fn message_format(model_type: &str) -> Option<MessageFormat> {
-    let model_type = model_type.to_lowercase();
-    MODEL_CONFIG
-        .iter()
-        .find(|(name, _)| *name == model_type)
-        .map(|(_, format)| *format)
+    crate::registry::family(&model_type.to_lowercase()).map(|family| family.message_format)
 }
 
 /// Options of [`apply_chat_template`] (Python's keyword arguments).
@@ -231,9 +227,9 @@ fn content_parts(prompt: &Value, include_images: bool) -> (Vec<Value>, usize) {
 }
 
 /// One message in the layout `model_name` wants (Python: `get_message_json`
-/// through `MessageFormatter.format_message`). For Qwen2.5-VL the content is
-/// a list of parts with `num_images` image parts first, unless the prompt
-/// places its own.
+/// through `MessageFormatter.format_message`): a list of content parts with
+/// `num_images` image parts before or after the text, as the family's
+/// [`MessageFormat`] says, unless the prompt places its own.
 pub fn get_message_json(
     model_name: &str,
     prompt: &Value,
@@ -244,9 +240,9 @@ pub fn get_message_json(
     let format = message_format(model_name).ok_or_else(|| {
         Error::InvalidArgument(format!(
             "unsupported model {model_name:?} for chat messages; supported: {}",
-            MODEL_CONFIG
+            crate::registry::FAMILIES
                 .iter()
-                .map(|(n, _)| *n)
+                .map(|family| family.model_type)
                 .collect::<Vec<_>>()
                 .join(", ")
         ))
@@ -261,19 +257,23 @@ pub fn get_message_json(
             num_images = num_images.max(explicit);
         }
     }
-    match format {
-        MessageFormat::ListWithImageFirst => {
-            let with_images = role == "user" && !skip_image_token;
-            let (mut content, explicit) = content_parts(&prompt, with_images);
-            if with_images && num_images > 0 {
-                let missing = num_images.saturating_sub(explicit);
-                let mut images = vec![MessageBuilder::image_message(); missing];
-                images.append(&mut content);
-                content = images;
-            }
-            Ok(json!({"role": role, "content": content}))
+    // Python: `_format_list_with_image`, `image_first` per format.
+    let image_first = match format {
+        MessageFormat::ListWithImage => false,
+        MessageFormat::ListWithImageFirst => true,
+    };
+    let with_images = role == "user" && !skip_image_token;
+    let (mut content, explicit) = content_parts(&prompt, with_images);
+    if with_images && num_images > 0 {
+        let missing = num_images.saturating_sub(explicit);
+        let images = vec![MessageBuilder::image_message(); missing];
+        if image_first {
+            content.splice(0..0, images);
+        } else {
+            content.extend(images);
         }
     }
+    Ok(json!({"role": role, "content": content}))
 }
 
 /// The messages [`apply_chat_template`] renders (Python:

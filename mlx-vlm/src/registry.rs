@@ -1,19 +1,19 @@
 //! Which model a `config.json` asks for: Python's `get_model_and_args` and
-//! `MODEL_REMAPPING` in `mlx_vlm/utils.py`, with a table of constructors in
-//! place of Python's `importlib.import_module(f"mlx_vlm.models.{model_type}")`.
+//! `MODEL_REMAPPING` in `mlx_vlm/utils.py`, with the families' registrations
+//! ([`Family`]) in place of Python's
+//! `importlib.import_module(f"mlx_vlm.models.{model_type}")`.
 
 use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
+use std::fmt;
+
 use crate::models::VlmModel;
-use crate::models::qwen2_5_vl;
+use crate::processor::ProcessorFactory;
+use crate::prompt_utils::MessageFormat;
 use crate::utils::TensorInfo;
 use crate::{Error, Result};
-
-/// Builds a model from the parsed `config.json` object; the `&str` names the
-/// file in errors.
-pub type ModelConstructor = fn(&Map<String, Value>, &str) -> Result<Box<dyn VlmModel>>;
 
 /// Aliases of model types, as in `config.json`, to the model package that
 /// implements them (Python: `MODEL_REMAPPING`, copied whole so an alias
@@ -50,58 +50,93 @@ pub const MODEL_REMAPPING: &[(&str, &str)] = &[
     ("lille-130m", "lille_130m"),
 ];
 
+/// Builds a model from the parsed `config.json` object; the `&str` names the
+/// file in errors.
+pub type ModelConstructor = fn(&Map<String, Value>, &str) -> Result<Box<dyn VlmModel>>;
+
 /// Checks the parsed `config.json` (named by the `&str` in errors) against
 /// the checkpoint's tensors, read from the safetensors headers, before any
 /// module is built (Rust only: Python builds the model first).
 pub type WeightsCheck = fn(&Map<String, Value>, &str, &BTreeMap<String, TensorInfo>) -> Result<()>;
 
-/// One model package of this crate: what the loader needs of it.
+/// The media a family's processor accepts besides text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MediaKinds {
+    /// Still images.
+    pub images: bool,
+    /// Videos the model takes natively; a family without sends a video's
+    /// frames as images, as Python does.
+    pub videos: bool,
+    /// Audio clips.
+    pub audio: bool,
+}
+
+impl fmt::Display for MediaKinds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kinds: Vec<&str> = [
+            (self.images, "images"),
+            (self.videos, "videos"),
+            (self.audio, "audio"),
+        ]
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, name)| *name)
+        .collect();
+        if kinds.is_empty() {
+            f.write_str("text only")
+        } else {
+            write!(f, "text, {}", kinds.join(", "))
+        }
+    }
+}
+
+/// One model family: everything the generic code (loader, processor,
+/// chat template, generation, CLI) needs of it, in one value. Each family
+/// folder defines its `FAMILY` constant, and `models/mod.rs` lists the
+/// folder once; a missing field does not compile.
 #[derive(Debug, Clone, Copy)]
-pub struct ModelEntry {
-    /// The `model_type` it implements.
+pub struct Family {
+    /// The `model_type` it implements (Python: the package name).
     pub model_type: &'static str,
     /// Builds the model from its configuration.
     pub create: ModelConstructor,
     /// Checks the configuration against the weights first.
     pub check_weights: WeightsCheck,
+    /// Builds the family's processor from the checkpoint folder.
+    pub processor: ProcessorFactory,
+    /// The Python processor class it ports, for `mlx-vlm info`.
+    pub processor_name: &'static str,
+    /// The media its processor accepts.
+    pub media: MediaKinds,
+    /// How a user message with media is laid out (Python: the family's
+    /// entry of `MODEL_CONFIG` in `prompt_utils.py`).
+    pub message_format: MessageFormat,
 }
 
-/// The model packages of this crate by model type: Rust's counterpart of the
-/// modules under Python's `mlx_vlm/models/`.
-pub const MODELS: &[ModelEntry] = &[ModelEntry {
-    model_type: "qwen2_5_vl",
-    create: new_qwen2_5_vl,
-    check_weights: check_qwen2_5_vl,
-}];
+/// Every family's registration (Rust's counterpart of the packages under
+/// Python's `mlx_vlm/models/`).
+pub use crate::models::FAMILIES;
 
-fn new_qwen2_5_vl(config: &Map<String, Value>, file: &str) -> Result<Box<dyn VlmModel>> {
-    let config = qwen2_5_vl::config::ModelConfig::from_map(config.clone(), file)?;
-    Ok(Box::new(qwen2_5_vl::Model::new(config)?))
-}
-
-fn check_qwen2_5_vl(
-    config: &Map<String, Value>,
-    file: &str,
-    tensors: &BTreeMap<String, TensorInfo>,
-) -> Result<()> {
-    qwen2_5_vl::config::ModelConfig::from_map(config.clone(), file)?.check_weights(tensors, file)
+/// The registration of `model_type` (already normalised, see
+/// [`get_model_type`]), if this crate ports it.
+pub fn family(model_type: &str) -> Option<&'static Family> {
+    FAMILIES
+        .iter()
+        .copied()
+        .find(|family| family.model_type == model_type)
 }
 
 /// Every model type `config.json` may name, ported packages first, then the
 /// aliases that lead to them.
 pub fn model_types() -> Vec<&'static str> {
-    let mut types: Vec<&'static str> = MODELS.iter().map(|entry| entry.model_type).collect();
+    let mut types: Vec<&'static str> = FAMILIES.iter().map(|family| family.model_type).collect();
     types.extend(
         MODEL_REMAPPING
             .iter()
-            .filter(|(alias, target)| alias != target && entry(target).is_some())
+            .filter(|(alias, target)| alias != target && family(target).is_some())
             .map(|(alias, _)| *alias),
     );
     types
-}
-
-fn entry(model_type: &str) -> Option<&'static ModelEntry> {
-    MODELS.iter().find(|entry| entry.model_type == model_type)
 }
 
 /// The normalised model type of `config`: `model_type` (or
@@ -139,7 +174,7 @@ pub fn create_model(config: &Value, file: &str) -> Result<Box<dyn VlmModel>> {
 }
 
 /// Checks `config` against the checkpoint's `tensors` before any module is
-/// built, as the model type's [`ModelEntry::check_weights`] says (Rust
+/// built, as the model type's [`Family::check_weights`] says (Rust
 /// only). `file` names the configuration in errors.
 pub fn check_weights(
     config: &Value,
@@ -155,10 +190,11 @@ pub fn check_weights(
     (registered(config, file)?.check_weights)(map, file, tensors)
 }
 
-/// The entry of the model type `config` names.
-fn registered(config: &Value, file: &str) -> Result<&'static ModelEntry> {
+/// The registration of the model type `config` names, or
+/// [`Error::UnknownModelType`]; `file` names the configuration in errors.
+pub fn registered(config: &Value, file: &str) -> Result<&'static Family> {
     let model_type = get_model_type(config, file)?;
-    entry(&model_type).ok_or_else(|| Error::UnknownModelType {
+    family(&model_type).ok_or_else(|| Error::UnknownModelType {
         model_type: model_type.clone(),
         file: file.to_string(),
         supported: model_types().join(", "),

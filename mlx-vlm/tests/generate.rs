@@ -11,7 +11,10 @@ use mlx_rs::{Array, Dtype, idx, ops};
 use mlx_vlm::Result;
 use mlx_vlm::generate::{GenerateInputs, GenerateParams, generate, generate_step, stream_generate};
 use mlx_vlm::models::cache::{Cache, make_prompt_cache};
-use mlx_vlm::models::{InputEmbeddingsFeatures, LanguageModelArgs, RequestState, VlmModel};
+use mlx_vlm::models::{FamilyModel, ModelInputs, VlmModel};
+use mlx_vlm::processor::ModelProcessor;
+use mlx_vlm::prompt_utils::MessageFormat;
+use mlx_vlm::registry::{Family, MediaKinds};
 use serde_json::{Value, json};
 
 const VOCAB: i32 = 600;
@@ -30,7 +33,62 @@ impl Module for MockModel {
     fn items_mut(&mut self, _f: &mut dyn FnMut(&str, ItemMut<'_>)) {}
 }
 
-impl VlmModel for MockModel {
+/// The mock's processor inputs: Python's test passes `image_grid_thw`.
+#[derive(Debug)]
+struct MockInputs {
+    image_grid_thw: Array,
+}
+
+/// What the mock's `get_input_embeddings` hands the prefill calls.
+#[derive(Debug)]
+struct MockPrefill {
+    position_ids: Array,
+    rope_deltas: Array,
+    image_grid_thw: Option<Array>,
+}
+
+fn no_model(_: &serde_json::Map<String, Value>, _: &str) -> Result<Box<dyn VlmModel>> {
+    Err(mlx_vlm::Error::InvalidArgument(
+        "the mock is built by hand".into(),
+    ))
+}
+
+fn no_check(
+    _: &serde_json::Map<String, Value>,
+    _: &str,
+    _: &std::collections::BTreeMap<String, mlx_vlm::utils::TensorInfo>,
+) -> Result<()> {
+    Ok(())
+}
+
+fn no_processor(_: &std::path::Path, _: &Value) -> Result<Box<dyn ModelProcessor>> {
+    Err(mlx_vlm::Error::InvalidArgument(
+        "the mock has no processor".into(),
+    ))
+}
+
+/// A toy family against the boundary: nothing generic knows it.
+const MOCK_FAMILY: Family = Family {
+    model_type: "mock",
+    create: no_model,
+    check_weights: no_check,
+    processor: no_processor,
+    processor_name: "MockProcessor",
+    media: MediaKinds {
+        images: true,
+        videos: false,
+        audio: false,
+    },
+    message_format: MessageFormat::ListWithImageFirst,
+};
+
+impl FamilyModel for MockModel {
+    type Inputs = MockInputs;
+    type Prefill = MockPrefill;
+    type State = ();
+
+    const FAMILY: &'static Family = &MOCK_FAMILY;
+
     fn estimate_memory(
         &self,
         _request: &mlx_vlm::preflight::MemoryRequest,
@@ -45,18 +103,20 @@ impl VlmModel for MockModel {
     fn get_input_embeddings(
         &self,
         input_ids: &Array,
-        _pixel_values: Option<&Array>,
-        _image_grid_thw: Option<&Array>,
+        inputs: Option<&MockInputs>,
         _mask: Option<&Array>,
-    ) -> Result<InputEmbeddingsFeatures> {
+    ) -> Result<(Array, MockPrefill)> {
         *self.embed_calls.lock().unwrap() += 1;
         let n = input_ids.dim(1)?;
         let positions = ops::arange(0, n, 1, None)?.reshape(&[1, 1, n])?;
-        Ok(InputEmbeddingsFeatures {
-            inputs_embeds: ops::zeros(&[1, n, HIDDEN], Dtype::Float32)?,
-            position_ids: Some(ops::broadcast_to(&positions, &[3, 1, n])?),
-            rope_deltas: Some(ops::zeros(&[1, 1], Dtype::Int32)?),
-        })
+        Ok((
+            ops::zeros(&[1, n, HIDDEN], Dtype::Float32)?,
+            MockPrefill {
+                position_ids: ops::broadcast_to(&positions, &[3, 1, n])?,
+                rope_deltas: ops::zeros(&[1, 1], Dtype::Int32)?,
+                image_grid_thw: inputs.map(|i| i.image_grid_thw.clone()),
+            },
+        ))
     }
 
     fn language_model(
@@ -64,8 +124,8 @@ impl VlmModel for MockModel {
         inputs: &Array,
         inputs_embeds: Option<&Array>,
         cache: &mut [Box<dyn Cache>],
-        args: &LanguageModelArgs<'_>,
-        _state: &mut RequestState,
+        prefill: Option<&MockPrefill>,
+        _state: &mut (),
     ) -> Result<Array> {
         let offset = cache[0].offset();
         let n = inputs.dim(1)?;
@@ -73,9 +133,9 @@ impl VlmModel for MockModel {
             "inputs_len": n,
             "embeds_len": inputs_embeds.map(|e| e.dim(1).unwrap()),
             "offset": offset,
-            "position_ids": args.position_ids.is_some(),
-            "rope_deltas": args.rope_deltas.is_some(),
-            "image_grid_thw": args.image_grid_thw.is_some(),
+            "position_ids": prefill.map(|p| &p.position_ids).is_some(),
+            "rope_deltas": prefill.map(|p| &p.rope_deltas).is_some(),
+            "image_grid_thw": prefill.and_then(|p| p.image_grid_thw.as_ref()).is_some(),
         }));
         let z = ops::zeros(&[1, 1, n, 1], Dtype::Float32)?;
         cache[0].update_and_fetch(&z, &z)?;
@@ -184,9 +244,13 @@ fn inputs(case: &Value) -> GenerateInputs {
     let n = prompt.len() as i32;
     GenerateInputs {
         input_ids: Array::from_slice(&prompt, &[1, n]).unwrap(),
-        pixel_values: None,
-        image_grid_thw: Some(Array::from_slice(&[1i32, 2, 2], &[1, 3]).unwrap()),
         mask: None,
+        media: Some(ModelInputs::new(
+            MockInputs {
+                image_grid_thw: Array::from_slice(&[1i32, 2, 2], &[1, 3]).unwrap(),
+            },
+            vec![[1, 2, 2]],
+        )),
     }
 }
 
@@ -421,4 +485,58 @@ fn ids_the_tokenizer_lacks_do_not_end_generation() {
     let result = generate(&model, &tokenizer, inputs(&case), &[], &params).unwrap();
     assert_eq!(result.text, text);
     assert_eq!(result.token_ids, Some(ids));
+}
+
+/// Values cross the boundary type-erased: another family's inputs, prefill
+/// arguments or request state given to a model are a typed error naming
+/// the mix-up, never a panic.
+#[test]
+fn another_familys_values_are_refused() {
+    let qwen =
+        mlx_vlm::registry::create_model(&mlx_vlm::fixtures::tiny_config(), "config.json").unwrap();
+    let ids = Array::from_slice(&[1i32, 2, 3], &[1, 3]).unwrap();
+    let mock_inputs = ModelInputs::new(
+        MockInputs {
+            image_grid_thw: Array::from_slice(&[1i32, 2, 2], &[1, 3]).unwrap(),
+        },
+        vec![[1, 2, 2]],
+    );
+    let err = qwen
+        .get_input_embeddings(&ids, Some(&mock_inputs), None)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("another model family") && err.to_string().contains("MockInputs"),
+        "{err}"
+    );
+
+    let mock = MockModel::default();
+    let features = VlmModel::get_input_embeddings(&mock, &ids, None, None).unwrap();
+    let mut qwen_state = qwen.new_request_state();
+    let mut cache = qwen.make_cache(None);
+    let err = qwen
+        .language_model(
+            &ids,
+            None,
+            &mut cache,
+            Some(&features.prefill),
+            &mut qwen_state,
+        )
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("prefill arguments of another model family"),
+        "{err}"
+    );
+
+    let mut mock_state = mock.new_request_state();
+    let err = qwen
+        .language_model(&ids, None, &mut cache, None, &mut mock_state)
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("request state of another model family"),
+        "{err}"
+    );
+    assert_eq!(qwen.family().model_type, "qwen2_5_vl");
+    assert_eq!(VlmModel::family(&mock).model_type, "mock");
 }

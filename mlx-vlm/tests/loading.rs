@@ -12,7 +12,8 @@ use std::path::Path;
 use mlx_vlm::mlx_rs::nn::{Embedding, Item, ItemMut, Linear, Module, ModuleExt, Param};
 use mlx_vlm::mlx_rs::ops::{QuantizationMode, QuantizeOptions};
 use mlx_vlm::mlx_rs::{self, Array, Dtype};
-use mlx_vlm::models::{Cache, InputEmbeddingsFeatures, LanguageModelArgs, RequestState, VlmModel};
+use mlx_vlm::models::{Cache, FamilyModel, VlmModel};
+use mlx_vlm::registry::Family;
 use mlx_vlm::utils::{self, LoadOptions};
 use mlx_vlm::{Error, Result, fixtures};
 use serde_json::{Value, json};
@@ -128,7 +129,13 @@ impl Module for StubModel {
     }
 }
 
-impl VlmModel for StubModel {
+impl FamilyModel for StubModel {
+    type Inputs = ();
+    type Prefill = ();
+    type State = ();
+
+    const FAMILY: &'static Family = &mlx_vlm::models::qwen2_5_vl::FAMILY;
+
     fn estimate_memory(
         &self,
         _request: &mlx_vlm::preflight::MemoryRequest,
@@ -142,10 +149,9 @@ impl VlmModel for StubModel {
     fn get_input_embeddings(
         &self,
         _: &Array,
+        _: Option<&()>,
         _: Option<&Array>,
-        _: Option<&Array>,
-        _: Option<&Array>,
-    ) -> Result<InputEmbeddingsFeatures> {
+    ) -> Result<(Array, ())> {
         unimplemented!("loading tests do not run the model")
     }
     fn language_model(
@@ -153,8 +159,8 @@ impl VlmModel for StubModel {
         _: &Array,
         _: Option<&Array>,
         _: &mut [Box<dyn Cache>],
-        _: &LanguageModelArgs<'_>,
-        _: &mut RequestState,
+        _: Option<&()>,
+        _: &mut (),
     ) -> Result<Array> {
         unimplemented!("loading tests do not run the model")
     }

@@ -8,9 +8,10 @@ use mlx_rs::{Array, Dtype, memory, ops, transforms};
 use mlx_vlm::Error;
 use mlx_vlm::fixtures;
 use mlx_vlm::generate::{GenerateInputs, GenerateParams, generate_step};
-use mlx_vlm::models::VlmModel;
 use mlx_vlm::models::qwen2_5_vl::Model;
 use mlx_vlm::models::qwen2_5_vl::config::ModelConfig;
+use mlx_vlm::models::qwen3_vl::processing_qwen3_vl::QwenVlInputs;
+use mlx_vlm::models::{ModelInputs, VlmModel};
 use mlx_vlm::preflight::{self, MAX_ARRAY_ELEMENTS, MemoryBudget, MemoryRequest};
 
 const IMAGE_TOKEN: i32 = 151_655;
@@ -35,11 +36,11 @@ fn image_inputs(h: i32, w: i32) -> GenerateInputs {
     ids.extend([VISION_END, 100, 200, 300]);
     let n = ids.len() as i32;
     let pixels = ops::multiply(ops::ones(&[h * w, 1176], Dtype::Float32).unwrap(), 0.1).unwrap();
+    let media = QwenVlInputs::images(pixels, &[[1, h, w]]).unwrap();
     GenerateInputs {
         input_ids: Array::from_slice(&ids, &[1, n]).unwrap(),
-        pixel_values: Some(pixels),
-        image_grid_thw: Some(Array::from_slice(&[1, h, w], &[1, 3]).unwrap()),
         mask: None,
+        media: Some(ModelInputs::new(media, vec![[1, h, w]])),
     }
 }
 

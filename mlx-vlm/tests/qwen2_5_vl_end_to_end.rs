@@ -11,7 +11,9 @@ use mlx_rs::{Array, Dtype, ops};
 use mlx_vlm::fixtures::{self, CheckpointSpec, Layout};
 use mlx_vlm::generate::{GenerateParams, stream_generate};
 use mlx_vlm::image::ImageSource;
-use mlx_vlm::models::{InputEmbeddingsFeatures, LanguageModelArgs, RequestState, VlmModel};
+use mlx_vlm::models::qwen2_5_vl::qwen2_5_vl::PrefillArgs;
+use mlx_vlm::models::qwen3_vl::processing_qwen3_vl::QwenVlInputs;
+use mlx_vlm::models::{InputEmbeddings, VlmModel};
 use mlx_vlm::sample_utils::LogitsProcessorArgs;
 use mlx_vlm::utils::LoadOptions;
 use serde_json::Value;
@@ -66,30 +68,18 @@ fn teacher_forced(
     model: &dyn VlmModel,
     inputs: &mlx_vlm::generate::GenerateInputs,
     golden_ids: &[i64],
-) -> (Vec<i64>, Array, InputEmbeddingsFeatures) {
+) -> (Vec<i64>, Array, InputEmbeddings) {
     let features = model
-        .get_input_embeddings(
-            &inputs.input_ids,
-            inputs.pixel_values.as_ref(),
-            inputs.image_grid_thw.as_ref(),
-            None,
-        )
+        .get_input_embeddings(&inputs.input_ids, inputs.media.as_ref(), None)
         .unwrap();
     let mut cache = model.make_cache(None);
-    let mut state = RequestState::default();
-    let args = LanguageModelArgs {
-        position_ids: features.position_ids.as_ref(),
-        rope_deltas: features.rope_deltas.as_ref(),
-        has_pixel_values: inputs.pixel_values.is_some(),
-        image_grid_thw: inputs.image_grid_thw.as_ref(),
-        ..Default::default()
-    };
+    let mut state = model.new_request_state();
     let logits = model
         .language_model(
             &inputs.input_ids,
             Some(&features.inputs_embeds),
             &mut cache,
-            &args,
+            Some(&features.prefill),
             &mut state,
         )
         .unwrap();
@@ -103,13 +93,7 @@ fn teacher_forced(
     for &id in &golden_ids[..golden_ids.len() - 1] {
         let token = Array::from_slice(&[id as i32], &[1, 1]).unwrap();
         let logits = model
-            .language_model(
-                &token,
-                None,
-                &mut cache,
-                &LanguageModelArgs::default(),
-                &mut state,
-            )
+            .language_model(&token, None, &mut cache, None, &mut state)
             .unwrap();
         ids.push(
             ops::argmax(&logits, None, false)
@@ -160,12 +144,18 @@ fn check_variant(variant: &str, dtype: Dtype, layout: Layout, quantization: Opti
             ints(&g.tensors[&format!("{case}.input_ids")]),
             "{what}: input ids"
         );
-        if let Some(pv) = &inputs.pixel_values {
+        let media = inputs
+            .media
+            .as_ref()
+            .map(|m| m.downcast_ref::<QwenVlInputs>().unwrap());
+        assert_eq!(media.is_some(), !images.is_empty(), "{what}: media inputs");
+        if let Some(media) = media {
+            let pv = media.pixel_values.as_ref().unwrap();
             let expected = &processor_goldens[&format!("{case}.pixel_values")];
             assert_eq!(pv.shape(), expected.shape(), "{what}: pixel_values shape");
             assert!(max_abs_diff(pv, expected) < 1e-5, "{what}: pixel_values");
             assert_eq!(
-                ints(inputs.image_grid_thw.as_ref().unwrap()),
+                ints(media.image_grid_thw.as_ref().unwrap()),
                 ints(&processor_goldens[&format!("{case}.image_grid_thw")]),
                 "{what}: grid"
             );
@@ -191,13 +181,14 @@ fn check_variant(variant: &str, dtype: Dtype, layout: Layout, quantization: Opti
                 diff <= embeds_tol,
                 "{what}: merged embeddings differ by {diff}"
             );
+            let prefill = features.prefill.downcast_ref::<PrefillArgs>().unwrap();
             assert_eq!(
-                ints(features.position_ids.as_ref().unwrap()),
+                ints(prefill.position_ids.as_ref().unwrap()),
                 ints(&g.tensors["text.position_ids"]),
                 "{what}: position ids"
             );
             assert_eq!(
-                ints(features.rope_deltas.as_ref().unwrap()),
+                ints(prefill.rope_deltas.as_ref().unwrap()),
                 ints(&g.tensors["text.rope_deltas"]),
                 "{what}: rope deltas"
             );

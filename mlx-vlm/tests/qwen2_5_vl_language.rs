@@ -14,7 +14,8 @@ use mlx_vlm::fixtures;
 use mlx_vlm::models::base::AttentionMask;
 use mlx_vlm::models::qwen2_5_vl::config::ModelConfig;
 use mlx_vlm::models::qwen2_5_vl::language::LanguageModel;
-use mlx_vlm::models::{Cache, KvCache, LanguageModelArgs, RequestState};
+use mlx_vlm::models::qwen2_5_vl::language::{LanguageModelArgs, RequestState};
+use mlx_vlm::models::{Cache, KvCache};
 use serde_json::Value;
 
 const GOLDENS: &str = concat!(

@@ -10,9 +10,8 @@ use image::RgbImage;
 use mlx_vlm::Error;
 use mlx_vlm::image::{ImageSource, load_image, resize_bicubic};
 use mlx_vlm::mlx_rs::Array;
-use mlx_vlm::models::qwen2_5_vl::processing_qwen2_5_vl::{
-    Qwen2_5VlProcessor, Qwen3VlImageProcessor, smart_resize,
-};
+use mlx_vlm::models::qwen2_5_vl::processing_qwen2_5_vl::Qwen2_5VlProcessor;
+use mlx_vlm::models::qwen3_vl::processing_qwen3_vl::{Qwen3VlImageProcessor, smart_resize};
 use serde_json::Value;
 
 fn fixtures() -> PathBuf {

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use mlx_rs::{Array, Dtype, ops};
 use mlx_vlm::fixtures::{self, CheckpointSpec};
 use mlx_vlm::generate::{GenerateInputs, GenerateParams, generate_step};
-use mlx_vlm::models::VlmModel;
+use mlx_vlm::models::qwen3_vl::processing_qwen3_vl::QwenVlInputs;
+use mlx_vlm::models::{ModelInputs, VlmModel};
 use mlx_vlm::{LoadOptions, utils};
 
 const IMAGE_TOKEN: i32 = 151_655;
@@ -19,7 +20,7 @@ const VISION_END: i32 = 151_653;
 /// is set (pixel values vary with `seed`).
 fn inputs(text: &[i32], image: Option<(i32, i32, f32)>) -> GenerateInputs {
     let mut ids = Vec::new();
-    let (mut pixel_values, mut image_grid_thw) = (None, None);
+    let mut media = None;
     if let Some((h, w, seed)) = image {
         ids.push(VISION_START);
         ids.extend(std::iter::repeat_n(IMAGE_TOKEN, (h * w / 4) as usize));
@@ -27,16 +28,16 @@ fn inputs(text: &[i32], image: Option<(i32, i32, f32)>) -> GenerateInputs {
         let n = h * w * 1176;
         let ramp = ops::arange(0, n, 1, Some(Dtype::Float32)).unwrap();
         let values = ops::sin(&ops::multiply(&ramp, seed).unwrap()).unwrap();
-        pixel_values = Some(values.reshape(&[h * w, 1176]).unwrap());
-        image_grid_thw = Some(Array::from_slice(&[1, h, w], &[1, 3]).unwrap());
+        let pixel_values = values.reshape(&[h * w, 1176]).unwrap();
+        let qwen = QwenVlInputs::images(pixel_values, &[[1, h, w]]).unwrap();
+        media = Some(ModelInputs::new(qwen, vec![[1, h, w]]));
     }
     ids.extend_from_slice(text);
     let n = ids.len() as i32;
     GenerateInputs {
         input_ids: Array::from_slice(&ids, &[1, n]).unwrap(),
-        pixel_values,
-        image_grid_thw,
         mask: None,
+        media,
     }
 }
 

@@ -1,11 +1,25 @@
-//! The parts of Python's `mlx_vlm/models/base.py` the language models use:
-//! the attention mask they build and the attention they run.
+//! The parts of Python's `mlx_vlm/models/base.py` the models use: what
+//! `get_input_embeddings` returns, the attention mask the language models
+//! build and the attention they run.
 
 use mlx_rs::Array;
 use mlx_rs::fast::{self, AttentionOptions};
 
 use crate::Result;
 use crate::models::cache::create_causal_mask;
+
+/// What a model's `get_input_embeddings` returns (Python:
+/// `InputEmbeddingsFeatures`; the fields of the ported families).
+#[derive(Debug, Clone)]
+pub struct InputEmbeddingsFeatures {
+    /// `[batch, seq, hidden]` token embeddings with the media features
+    /// merged in.
+    pub inputs_embeds: Array,
+    /// mRoPE position ids `[3, batch, seq]`, for models that use them.
+    pub position_ids: Option<Array>,
+    /// `[batch, 1]` offset between mRoPE positions and token positions.
+    pub rope_deltas: Option<Array>,
+}
 
 /// The mask a decoder layer's attention applies: Python passes `None`, the
 /// string `"causal"` or an array through the same argument.

@@ -1,102 +1,186 @@
 //! The models, one folder per Python `mlx_vlm/models/<name>/` package, and
-//! what the loader and the generation engine need of every model.
+//! the boundary between them and the generic code (loading, processors,
+//! generation, the CLI).
+//!
+//! # The boundary
+//! A family implements [`FamilyModel`], whose associated types say what it
+//! takes and keeps: [`FamilyModel::Inputs`], the typed value its processor
+//! makes from text and media (Python: the `BatchFeature` keys beyond
+//! `input_ids`); [`FamilyModel::Prefill`], what its
+//! `get_input_embeddings` hands to the prefill calls (Python: the fields
+//! of `InputEmbeddingsFeatures` passed back as `**kwargs`); and
+//! [`FamilyModel::State`], the per-request state Python keeps on the
+//! model object (mRoPE deltas and the like), here owned by the caller.
+//! Generic code sees every family as a [`VlmModel`] trait object; the
+//! blanket implementation does the one downcast, so a family never sees
+//! another family's values, and a value of the wrong family is a typed
+//! error, not a panic.
+//!
+//! A family is registered once, by one line of `families!` below naming
+//! its folder, whose `FAMILY` constant ([`crate::registry::Family`]) lists
+//! every part the generic code needs; a missing part does not compile.
 
+use std::any::Any;
 use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
 
 use mlx_rs::Array;
 use mlx_rs::nn::Module;
 
-use crate::Result;
 use crate::preflight::{MemoryEstimate, MemoryRequest};
+use crate::registry::Family;
+use crate::{Error, Result};
 
 pub mod base;
 pub mod cache;
 pub mod mlp;
-pub mod qwen2_5_vl;
 pub mod rope_utils;
 
 pub use cache::{Cache, KvCache};
 
+/// Declares the model families: one `pub mod` and one entry of
+/// [`FAMILIES`] per folder name.
+macro_rules! families {
+    ($($family:ident),* $(,)?) => {
+        $(pub mod $family;)*
+        /// Every model family of this crate, by its registration (Rust's
+        /// counterpart of the packages under Python's `mlx_vlm/models/`).
+        pub const FAMILIES: &[&Family] = &[$(&$family::FAMILY),*];
+    };
+}
+
+families![qwen2_5_vl];
+
+// Not a family yet: it holds the Qwen image processor the Qwen families share.
+pub mod qwen3_vl;
+
+/// A value of some family's type crossing the generic code: its processor
+/// inputs ([`ModelInputs`]), prefill arguments ([`PrefillArgs`]) or
+/// request state ([`RequestState`]).
+trait Erased: Any + fmt::Debug + Send + Sync {}
+impl<T: Any + fmt::Debug + Send + Sync> Erased for T {}
+
+/// Downcasts `value` to `T`, or says whose value it was.
+fn downcast<'v, T: Any>(value: &'v dyn Erased, what: &str, model_type: &str) -> Result<&'v T> {
+    let any: &dyn Any = value;
+    any.downcast_ref::<T>().ok_or_else(|| {
+        Error::InvalidArgument(format!(
+            "{what} of another model family ({value:?}) were given to a {model_type} model; \
+             prepare them with this model's processor"
+        ))
+    })
+}
+
+/// The media inputs a family's processor made for its model: pixel values,
+/// grids, masks, audio features, whatever the family defines (Python: the
+/// entries of the processor's `BatchFeature` other than `input_ids` and
+/// `attention_mask`). Cheap to clone.
+#[derive(Clone)]
+pub struct ModelInputs {
+    value: Arc<dyn Erased>,
+    patch_grids: Vec<[i32; 3]>,
+}
+
+impl ModelInputs {
+    /// Wraps a family's inputs; `patch_grids` is the `[t, h, w]` patch grid
+    /// of each image and video, for the memory pre-flight
+    /// ([`MemoryRequest::image_grids`]).
+    pub fn new<T: Any + fmt::Debug + Send + Sync>(value: T, patch_grids: Vec<[i32; 3]>) -> Self {
+        Self {
+            value: Arc::new(value),
+            patch_grids,
+        }
+    }
+
+    /// The family's value, if it is a `T`.
+    pub fn downcast_ref<T: Any>(&self) -> Option<&T> {
+        let any: &dyn Any = &*self.value;
+        any.downcast_ref()
+    }
+
+    /// The `[t, h, w]` patch grid of each image and video.
+    pub fn patch_grids(&self) -> &[[i32; 3]] {
+        &self.patch_grids
+    }
+}
+
+impl fmt::Debug for ModelInputs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.value.fmt(f)
+    }
+}
+
+/// What a family's `get_input_embeddings` hands to its prefill calls,
+/// type-erased (Python: the `InputEmbeddingsFeatures` fields passed on as
+/// `**kwargs`).
+#[derive(Debug)]
+pub struct PrefillArgs(Box<dyn Erased>);
+
+impl PrefillArgs {
+    /// The family's value, if it is a `T` (for tests and tools that look
+    /// inside, e.g. at Qwen's position ids).
+    pub fn downcast_ref<T: Any>(&self) -> Option<&T> {
+        let any: &dyn Any = &*self.0;
+        any.downcast_ref()
+    }
+}
+
+/// A family's per-request state, type-erased: created by
+/// [`VlmModel::new_request_state`], owned by the caller, passed to every
+/// [`VlmModel::language_model`] call of one request (Python keeps it on
+/// the model object, e.g. Qwen's `_rope_deltas`).
+#[derive(Debug)]
+pub struct RequestState(Box<dyn Erased>);
+
 /// What [`VlmModel::get_input_embeddings`] returns (Python:
-/// `InputEmbeddingsFeatures` in `models/base.py`).
-#[derive(Debug, Clone)]
-pub struct InputEmbeddingsFeatures {
-    /// `[batch, seq, hidden]` token embeddings with image features merged in.
+/// `InputEmbeddingsFeatures` in `models/base.py`, whose family-specific
+/// fields travel erased in `prefill`).
+#[derive(Debug)]
+pub struct InputEmbeddings {
+    /// `[batch, seq, hidden]` token embeddings with the media features
+    /// merged in.
     pub inputs_embeds: Array,
-    /// mRoPE position ids `[3, batch, seq]`, for models that use them.
-    pub position_ids: Option<Array>,
-    /// `[batch, 1]` offset between mRoPE positions and token positions.
-    pub rope_deltas: Option<Array>,
+    /// The rest, for the prefill calls.
+    pub prefill: PrefillArgs,
 }
 
-/// Per-request state a model keeps between forward calls.
-///
-/// Python's Qwen language models store `_rope_deltas` and `_position_ids` on
-/// the model object; here the caller owns them, one per request, so a loaded
-/// model can serve several requests at once.
-#[derive(Debug, Clone, Default)]
-pub struct RequestState {
-    /// Python: `LanguageModel._position_ids`.
-    pub position_ids: Option<Array>,
-    /// Python: `LanguageModel._rope_deltas`.
-    pub rope_deltas: Option<Array>,
-}
+/// A model family's model, typed: what each family implements. Generic
+/// code uses it through [`VlmModel`].
+pub trait FamilyModel: Module + Send + Sync + 'static {
+    /// The processor's media inputs for this model.
+    type Inputs: Any + fmt::Debug + Send + Sync;
+    /// What `get_input_embeddings` passes to the prefill calls.
+    type Prefill: Any + fmt::Debug + Send + Sync;
+    /// Per-request state kept between language-model calls.
+    type State: Any + fmt::Debug + Default + Send + Sync;
 
-/// The keyword arguments Python passes to `language_model(...)`.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct LanguageModelArgs<'a> {
-    /// Attention mask `[batch, seq]` of the prompt, if padded.
-    pub mask: Option<&'a Array>,
-    /// Full-prompt position ids from `get_input_embeddings`.
-    pub position_ids: Option<&'a Array>,
-    /// Full-prompt rope deltas from `get_input_embeddings`.
-    pub rope_deltas: Option<&'a Array>,
-    /// Whether pixel values accompany this call (Python resets the mRoPE
-    /// state when they do).
-    pub has_pixel_values: bool,
-    /// `[images, 3]` grids of the prompt's images.
-    pub image_grid_thw: Option<&'a Array>,
-    /// `[videos, 3]` grids of the prompt's videos.
-    pub video_grid_thw: Option<&'a Array>,
-}
+    /// The family's registration.
+    const FAMILY: &'static Family;
 
-/// A vision-language model as the loader and the generation engine see it.
-///
-/// Python calls these through duck typing on `nn.Module`; Rust names them.
-///
-/// # Threads
-/// A model is `Send + Sync`: its methods take `&self` and every
-/// per-request value (KV caches, [`RequestState`]) belongs to the caller,
-/// so one loaded model can serve several threads at once
-/// (`tests/threads.rs`). mlx-rs serialises the calls into MLX (see
-/// `mlx_rs::Array`'s thread docs), so the threads share the work of one
-/// MLX, not several. A model loaded with `LoadOptions::lazy` holds
-/// weights not yet read from their files on the loading thread's stream:
-/// evaluate them there (or load eagerly, the default) before sharing it.
-pub trait VlmModel: Module + Send + Sync {
     /// The `model_type` of `config.json`.
     fn model_type(&self) -> &str;
 
-    /// Token embeddings with the vision features merged in, plus the
-    /// position metadata the language model needs (Python:
-    /// `Model.get_input_embeddings`).
+    /// Token embeddings with the media features merged in (Python:
+    /// `Model.get_input_embeddings`); `inputs` is `None` for a text-only
+    /// prompt.
     fn get_input_embeddings(
         &self,
         input_ids: &Array,
-        pixel_values: Option<&Array>,
-        image_grid_thw: Option<&Array>,
+        inputs: Option<&Self::Inputs>,
         mask: Option<&Array>,
-    ) -> Result<InputEmbeddingsFeatures>;
+    ) -> Result<(Array, Self::Prefill)>;
 
     /// Logits `[batch, seq, vocab]` of the language model (Python:
-    /// `model.language_model(inputs, inputs_embeds=..., cache=..., **kwargs).logits`).
+    /// `model.language_model(inputs, inputs_embeds=..., cache=...,
+    /// **kwargs).logits`); `prefill` is `Some` on the prompt's calls.
     fn language_model(
         &self,
         inputs: &Array,
         inputs_embeds: Option<&Array>,
         cache: &mut [Box<dyn Cache>],
-        args: &LanguageModelArgs<'_>,
-        state: &mut RequestState,
+        prefill: Option<&Self::Prefill>,
+        state: &mut Self::State,
     ) -> Result<Array>;
 
     /// One cache per decoder layer (Python: `make_prompt_cache`), rotating
@@ -110,7 +194,149 @@ pub trait VlmModel: Module + Send + Sync {
     /// Token ids that end generation according to `config.json`.
     fn eos_token_ids(&self) -> Vec<u32>;
 
+    /// Whether the prompt may be prefilled in chunks (Python:
+    /// `chunked_prefill_policy`, true unless a model says otherwise).
+    fn chunked_prefill(&self, _prefill: &Self::Prefill) -> bool {
+        true
+    }
+
     /// The bytes `request` adds on top of the weights at its peak, from
     /// the shapes alone (Rust only: see [`crate::preflight`]).
     fn estimate_memory(&self, request: &MemoryRequest) -> Result<MemoryEstimate>;
+}
+
+/// A vision-language model as the loader and the generation engine see it:
+/// a [`FamilyModel`] with its types erased (every `FamilyModel` is one).
+///
+/// # Threads
+/// A model is `Send + Sync`: its methods take `&self` and every
+/// per-request value (KV caches, [`RequestState`]) belongs to the caller,
+/// so one loaded model can serve several threads at once
+/// (`tests/threads.rs`). mlx-rs serialises the calls into MLX (see
+/// `mlx_rs::Array`'s thread docs), so the threads share the work of one
+/// MLX, not several. A model loaded with `LoadOptions::lazy` holds
+/// weights not yet read from their files on the loading thread's stream:
+/// evaluate them there (or load eagerly, the default) before sharing it.
+pub trait VlmModel: Module + Send + Sync {
+    /// The family's registration.
+    fn family(&self) -> &'static Family;
+
+    /// The `model_type` of `config.json`.
+    fn model_type(&self) -> &str;
+
+    /// A fresh per-request state.
+    fn new_request_state(&self) -> RequestState;
+
+    /// Token embeddings with the media features merged in, plus what the
+    /// prefill calls need (Python: `Model.get_input_embeddings`).
+    ///
+    /// Fails on `inputs` made by another family's processor.
+    fn get_input_embeddings(
+        &self,
+        input_ids: &Array,
+        inputs: Option<&ModelInputs>,
+        mask: Option<&Array>,
+    ) -> Result<InputEmbeddings>;
+
+    /// Logits `[batch, seq, vocab]` of the language model; `prefill` is
+    /// `Some` on the prompt's calls. Fails on a `prefill` or `state` of
+    /// another family.
+    fn language_model(
+        &self,
+        inputs: &Array,
+        inputs_embeds: Option<&Array>,
+        cache: &mut [Box<dyn Cache>],
+        prefill: Option<&PrefillArgs>,
+        state: &mut RequestState,
+    ) -> Result<Array>;
+
+    /// One cache per decoder layer, rotating when `max_kv_size` is given.
+    fn make_cache(&self, max_kv_size: Option<i32>) -> Vec<Box<dyn Cache>>;
+
+    /// Renames and reshapes checkpoint weights into this model's keys.
+    fn sanitize(&self, weights: HashMap<String, Array>) -> Result<HashMap<String, Array>>;
+
+    /// Token ids that end generation according to `config.json`.
+    fn eos_token_ids(&self) -> Vec<u32>;
+
+    /// Whether the prompt may be prefilled in chunks.
+    fn chunked_prefill(&self, prefill: &PrefillArgs) -> bool;
+
+    /// The bytes `request` adds on top of the weights at its peak.
+    fn estimate_memory(&self, request: &MemoryRequest) -> Result<MemoryEstimate>;
+}
+
+impl<M: FamilyModel> VlmModel for M {
+    fn family(&self) -> &'static Family {
+        M::FAMILY
+    }
+
+    fn model_type(&self) -> &str {
+        FamilyModel::model_type(self)
+    }
+
+    fn new_request_state(&self) -> RequestState {
+        RequestState(Box::new(M::State::default()))
+    }
+
+    fn get_input_embeddings(
+        &self,
+        input_ids: &Array,
+        inputs: Option<&ModelInputs>,
+        mask: Option<&Array>,
+    ) -> Result<InputEmbeddings> {
+        let inputs = inputs
+            .map(|i| downcast::<M::Inputs>(&*i.value, "processor inputs", M::FAMILY.model_type))
+            .transpose()?;
+        let (inputs_embeds, prefill) =
+            FamilyModel::get_input_embeddings(self, input_ids, inputs, mask)?;
+        Ok(InputEmbeddings {
+            inputs_embeds,
+            prefill: PrefillArgs(Box::new(prefill)),
+        })
+    }
+
+    fn language_model(
+        &self,
+        inputs: &Array,
+        inputs_embeds: Option<&Array>,
+        cache: &mut [Box<dyn Cache>],
+        prefill: Option<&PrefillArgs>,
+        state: &mut RequestState,
+    ) -> Result<Array> {
+        let model_type = M::FAMILY.model_type;
+        let prefill = prefill
+            .map(|p| downcast::<M::Prefill>(&*p.0, "prefill arguments", model_type))
+            .transpose()?;
+        let any: &mut dyn Any = &mut *state.0;
+        let state = any.downcast_mut::<M::State>().ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "a request state of another model family was given to a {model_type} model; \
+                 make it with this model's new_request_state"
+            ))
+        })?;
+        FamilyModel::language_model(self, inputs, inputs_embeds, cache, prefill, state)
+    }
+
+    fn make_cache(&self, max_kv_size: Option<i32>) -> Vec<Box<dyn Cache>> {
+        FamilyModel::make_cache(self, max_kv_size)
+    }
+
+    fn sanitize(&self, weights: HashMap<String, Array>) -> Result<HashMap<String, Array>> {
+        FamilyModel::sanitize(self, weights)
+    }
+
+    fn eos_token_ids(&self) -> Vec<u32> {
+        FamilyModel::eos_token_ids(self)
+    }
+
+    fn chunked_prefill(&self, prefill: &PrefillArgs) -> bool {
+        let any: &dyn Any = &*prefill.0;
+        any.downcast_ref::<M::Prefill>()
+            .is_none_or(|p| FamilyModel::chunked_prefill(self, p))
+    }
+
+    fn estimate_memory(&self, request: &MemoryRequest) -> Result<MemoryEstimate> {
+        FamilyModel::estimate_memory(self, request)
+    }
 }

@@ -434,8 +434,9 @@ fn generate(args: GenerateArgs) -> Result<ExitCode, Failure> {
     }
 }
 
-/// Model type, parameter count (quantized weights counted unpacked), the
-/// dtypes of the parameters and the quantization.
+/// Model type, its processor and the media it accepts, parameter count
+/// (quantized weights counted unpacked), the dtypes of the parameters and
+/// the quantization.
 fn info(model: &str) -> Result<ExitCode, Failure> {
     let path = utils::get_model_path(model, None)?;
     let config = utils::load_config(&path)?;
@@ -443,6 +444,7 @@ fn info(model: &str) -> Result<ExitCode, Failure> {
     let model_type = registry::get_model_type(&config, &file)?;
     let quantization = utils::get_quantization(&config, &file)?;
     let model = utils::load_model(&path, &LoadOptions::default())?;
+    let family = model.family();
     let mut count = 0u64;
     let mut dtypes: BTreeMap<String, u64> = BTreeMap::new();
     let module: &dyn Module = &*model;
@@ -468,9 +470,11 @@ fn info(model: &str) -> Result<ExitCode, Failure> {
         None => "none".into(),
     };
     let report = format!(
-        "Model: {}\nModel type: {model_type}\nParameters: {count} ({:.3} B)\n\
-         Dtypes: {}\nQuantization: {quantization}\n",
+        "Model: {}\nModel type: {model_type}\nProcessor: {}\nInputs: {}\n\
+         Parameters: {count} ({:.3} B)\nDtypes: {}\nQuantization: {quantization}\n",
         path.display(),
+        family.processor_name,
+        family.media,
         count as f64 / 1e9,
         dtypes.join(", ")
     );

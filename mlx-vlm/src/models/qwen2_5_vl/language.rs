@@ -16,8 +16,39 @@ use crate::models::base::{self, AttentionMask};
 use crate::models::cache::Cache;
 use crate::models::mlp::SwiGLUMLP;
 use crate::models::rope_utils::{self, MRoPERotaryEmbedding, MRoPEStyle};
-use crate::models::{LanguageModelArgs, RequestState};
 use crate::{Error, Result};
+
+/// Per-request mRoPE state the caller owns (the family's
+/// [`crate::models::FamilyModel::State`]).
+///
+/// Python keeps these on the `LanguageModel` object; here the caller owns
+/// them, one per request, so a loaded model can serve several requests at
+/// once.
+#[derive(Debug, Clone, Default)]
+pub struct RequestState {
+    /// Python: `LanguageModel._position_ids`.
+    pub position_ids: Option<Array>,
+    /// Python: `LanguageModel._rope_deltas`.
+    pub rope_deltas: Option<Array>,
+}
+
+/// The keyword arguments Python passes to `language_model(...)`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LanguageModelArgs<'a> {
+    /// Attention mask `[batch, seq]` of the prompt, if padded.
+    pub mask: Option<&'a Array>,
+    /// Full-prompt position ids from `get_input_embeddings`.
+    pub position_ids: Option<&'a Array>,
+    /// Full-prompt rope deltas from `get_input_embeddings`.
+    pub rope_deltas: Option<&'a Array>,
+    /// Whether pixel values accompany this call (Python resets the mRoPE
+    /// state when they do).
+    pub has_pixel_values: bool,
+    /// `[images, 3]` grids of the prompt's images.
+    pub image_grid_thw: Option<&'a Array>,
+    /// `[videos, 3]` grids of the prompt's videos.
+    pub video_grid_thw: Option<&'a Array>,
+}
 
 /// The mRoPE embedding of the decoder layers, "chunked" layout (Python:
 /// `Qwen2RotaryEmbedding`, a subclass of `MRoPERotaryEmbedding`).

@@ -10,3 +10,39 @@ pub mod vision;
 
 pub use config::ModelConfig;
 pub use qwen2_5_vl::Model;
+
+use serde_json::{Map, Value};
+
+use crate::Result;
+use crate::models::VlmModel;
+use crate::prompt_utils::MessageFormat;
+use crate::registry::{Family, MediaKinds};
+use crate::utils::TensorInfo;
+
+/// The family's registration.
+pub const FAMILY: Family = Family {
+    model_type: "qwen2_5_vl",
+    create,
+    check_weights,
+    processor: processing_qwen2_5_vl::load_processor,
+    processor_name: "Qwen2_5_VLProcessor",
+    media: MediaKinds {
+        images: true,
+        videos: false,
+        audio: false,
+    },
+    message_format: MessageFormat::ListWithImageFirst,
+};
+
+fn create(config: &Map<String, Value>, file: &str) -> Result<Box<dyn VlmModel>> {
+    let config = ModelConfig::from_map(config.clone(), file)?;
+    Ok(Box::new(Model::new(config)?))
+}
+
+fn check_weights(
+    config: &Map<String, Value>,
+    file: &str,
+    tensors: &std::collections::BTreeMap<String, TensorInfo>,
+) -> Result<()> {
+    ModelConfig::from_map(config.clone(), file)?.check_weights(tensors, file)
+}

@@ -1,36 +1,7 @@
 //! Qwen2.5-VL's processor: Python's
-//! `mlx_vlm/models/qwen2_5_vl/processing_qwen2_5_vl.py`.
-//!
-//! Python's `Qwen2_5_VLProcessor.from_pretrained` builds the numpy
-//! `Qwen3VLImageProcessor` of `mlx_vlm/models/qwen3_vl/processing_qwen3_vl.py`
-//! (with patch size 14 by default), not transformers' torch processor; that
-//! image processor and the helpers it uses are ported here, in the order of
-//! the Python file, ahead of the processor itself. Tokenization is left to
-//! the caller: [`Qwen2_5VlProcessor::expand_image_tokens`] gives the text
-//! Python hands its tokenizer.
-//!
-//! Divergences from Python (stricter settings checks; Python accepts these
-//! and fails later, loops, or allocates without bound):
-//!
-//! - `preprocessor_config.json` / `processor_config.json` settings are
-//!   checked when read ([`Qwen3VlImageProcessor::validate`]): `max_pixels`
-//!   below one merged patch (`(patch_size * merge_size)^2` pixels, which
-//!   `smart_resize` would exceed anyway), `min_pixels > max_pixels`, pixel
-//!   budgets above [`MAX_PIXELS_SETTING`], non-finite or zero
-//!   `rescale_factor` / `image_std`, non-finite `image_mean`, and
-//!   `patch_size * merge_size` above [`MAX_PATCH_FACTOR`] are
-//!   [`Error::Config`]s naming the file and the key.
-//! - Overrides ([`Qwen2_5VlProcessor::try_with_pixels`], Python's
-//!   `min_pixels` / `max_pixels` keyword arguments) are checked the same way
-//!   ([`Error::InvalidParameter`] naming the option). An override of one
-//!   bound that contradicts the file's other bound moves that bound along
-//!   (`--max-pixels 3000` with the file's `min_pixels: 3136` gives
-//!   `min_pixels = 3000`), where Python would keep both and grow small
-//!   images past `max_pixels`.
-//! - [`Qwen3VlImageProcessor::preprocess`] and `resolved_size` re-check the
-//!   settings, so a processor built field by field (or through the
-//!   infallible [`Qwen2_5VlProcessor::with_pixels`]) cannot resize beyond
-//!   the limits either.
+//! `mlx_vlm/models/qwen2_5_vl/processing_qwen2_5_vl.py`. Its image
+//! processor is the Qwen one of `qwen3_vl/processing_qwen3_vl.rs`, as in
+//! Python.
 
 use std::path::Path;
 
@@ -38,470 +9,16 @@ use image::RgbImage;
 use mlx_rs::Array;
 use serde_json::Value;
 
-use crate::image::resize_bicubic;
+use crate::generate::GenerateInputs;
+use crate::image::load_image;
+use crate::models::ModelInputs;
+use crate::models::qwen3_vl::processing_qwen3_vl::{QwenVlInputs, Qwen3VlImageProcessor};
+use crate::processor::{ModelProcessor, ProcessorOptions, PromptMedia, input_ids_array};
+use crate::tokenizer::Tokenizer;
 use crate::{Error, Result};
 
 /// Python: `Qwen2_5_VLProcessor.image_token` when the tokenizer names none.
 pub const IMAGE_TOKEN: &str = "<|image_pad|>";
-
-/// The largest height/width ratio `smart_resize` accepts.
-const MAX_RATIO: f64 = 200.0;
-
-/// The largest `min_pixels` / `max_pixels` accepted: the pixel limit of
-/// decoded images ([`crate::image::MAX_DECODED_PIXELS`], Pillow's
-/// decompression-bomb limit). Real checkpoints use at most 12,845,056
-/// (3584 x 3584).
-pub const MAX_PIXELS_SETTING: u64 = crate::image::MAX_DECODED_PIXELS;
-
-/// The largest `patch_size * merge_size` accepted (real checkpoints: 28 or
-/// 32). Above it, one merged patch alone is a very large image.
-pub const MAX_PATCH_FACTOR: u32 = 1024;
-
-/// Target `(height, width)`: multiples of `factor`, close to the original
-/// aspect ratio, with `min_pixels <= height * width <= max_pixels`.
-///
-/// Python: `_smart_resize_image` (HF's qwen2_vl `smart_resize`), with its
-/// round-half-to-even `round`.
-pub fn smart_resize(
-    height: u32,
-    width: u32,
-    factor: u32,
-    min_pixels: u64,
-    max_pixels: u64,
-) -> Result<(u32, u32)> {
-    if height == 0 || width == 0 || factor == 0 {
-        return Err(Error::InvalidArgument(format!(
-            "smart_resize: height {height}, width {width} and factor {factor} must be positive"
-        )));
-    }
-    let (h, w, f) = (f64::from(height), f64::from(width), f64::from(factor));
-    let ratio = h.max(w) / h.min(w);
-    if ratio > MAX_RATIO {
-        return Err(Error::InvalidArgument(format!(
-            "absolute aspect ratio must be smaller than 200, got {ratio} \
-             ({width}x{height}); crop or pad the image first"
-        )));
-    }
-    let mut h_bar = (h / f).round_ties_even() * f;
-    let mut w_bar = (w / f).round_ties_even() * f;
-    let pixels = f64::from(height) * f64::from(width);
-    if h_bar * w_bar > max_pixels as f64 {
-        let beta = (pixels / max_pixels as f64).sqrt();
-        h_bar = f.max((h / beta / f).floor() * f);
-        w_bar = f.max((w / beta / f).floor() * f);
-    } else if h_bar * w_bar < min_pixels as f64 {
-        let beta = (min_pixels as f64 / pixels).sqrt();
-        h_bar = (h * beta / f).ceil() * f;
-        w_bar = (w * beta / f).ceil() * f;
-    }
-    let fits = |v: f64| v >= 1.0 && v <= f64::from(u32::MAX);
-    if !fits(h_bar) || !fits(w_bar) {
-        return Err(Error::InvalidArgument(format!(
-            "smart_resize: {width}x{height} with min_pixels {min_pixels} and max_pixels \
-             {max_pixels} gives {w_bar}x{h_bar}; raise min_pixels to at least {}",
-            u64::from(factor) * u64::from(factor)
-        )));
-    }
-    Ok((h_bar as u32, w_bar as u32))
-}
-
-/// Numpy port of the Qwen2/3-VL image processor: resize, rescale,
-/// normalize and patchify.
-///
-/// Python: `Qwen3VLImageProcessor` (`mlx_vlm.models.qwen3_vl`), the image
-/// processor of Python's `Qwen2_5_VLProcessor`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Qwen3VlImageProcessor {
-    /// Side of a square patch in pixels.
-    pub patch_size: u32,
-    /// Frames per temporal patch; a still image is repeated this many times.
-    pub temporal_patch_size: u32,
-    /// Patches merged per side by the vision tower's merger.
-    pub merge_size: u32,
-    /// Fewest pixels after resizing.
-    pub min_pixels: u64,
-    /// Most pixels after resizing.
-    pub max_pixels: u64,
-    /// Whether to multiply by `rescale_factor`.
-    pub do_rescale: bool,
-    /// Scale of 8-bit values, 1/255 by default.
-    pub rescale_factor: f64,
-    /// Whether to subtract `image_mean` and divide by `image_std`.
-    pub do_normalize: bool,
-    /// Per-channel mean (RGB).
-    pub image_mean: [f64; 3],
-    /// Per-channel standard deviation (RGB).
-    pub image_std: [f64; 3],
-    /// Whether to convert to RGB (images here are RGB already).
-    pub do_convert_rgb: bool,
-}
-
-impl Default for Qwen3VlImageProcessor {
-    /// Python: `Qwen3VLImageProcessor.__init__` defaults.
-    fn default() -> Self {
-        Qwen3VlImageProcessor {
-            patch_size: 16,
-            temporal_patch_size: 2,
-            merge_size: 2,
-            min_pixels: 56 * 56,
-            max_pixels: 14 * 14 * 4 * 1280,
-            do_rescale: true,
-            rescale_factor: 1.0 / 255.0,
-            do_normalize: true,
-            image_mean: [0.5; 3],
-            image_std: [0.5; 3],
-            do_convert_rgb: true,
-        }
-    }
-}
-
-fn config_error(file: &str, key: &str, message: &str) -> Error {
-    Error::Config {
-        file: file.to_owned(),
-        message: format!("{key}: {message}"),
-    }
-}
-
-fn get_u32(raw: &Value, key: &str, file: &str) -> Result<Option<u32>> {
-    match raw.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => v
-            .as_u64()
-            .and_then(|v| u32::try_from(v).ok())
-            .filter(|&v| v > 0)
-            .map(Some)
-            .ok_or_else(|| {
-                config_error(file, key, &format!("expected a positive integer, got {v}"))
-            }),
-    }
-}
-
-fn get_u64(raw: &Value, key: &str, file: &str) -> Result<Option<u64>> {
-    match raw.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => v.as_u64().map(Some).ok_or_else(|| {
-            config_error(
-                file,
-                key,
-                &format!("expected a non-negative integer, got {v}"),
-            )
-        }),
-    }
-}
-
-fn get_bool(raw: &Value, key: &str, file: &str) -> Result<Option<bool>> {
-    match raw.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => v
-            .as_bool()
-            .map(Some)
-            .ok_or_else(|| config_error(file, key, &format!("expected true or false, got {v}"))),
-    }
-}
-
-/// A per-channel list; a single value applies to all three channels, as
-/// numpy broadcasting does in Python.
-fn get_channels(raw: &Value, key: &str, file: &str) -> Result<Option<[f64; 3]>> {
-    let v = match raw.get(key) {
-        None | Some(Value::Null) => return Ok(None),
-        Some(v) => v,
-    };
-    let values: Option<Vec<f64>> = match v {
-        Value::Array(items) => items.iter().map(Value::as_f64).collect(),
-        other => other.as_f64().map(|x| vec![x]),
-    };
-    match values.as_deref() {
-        Some(&[a, b, c]) => Ok(Some([a, b, c])),
-        Some(&[a]) => Ok(Some([a; 3])),
-        // Python's `image_mean or [0.5] * 3` treats an empty list as unset.
-        Some(&[]) => Ok(None),
-        _ => Err(config_error(
-            file,
-            key,
-            &format!("expected 3 numbers (one per RGB channel), got {v}"),
-        )),
-    }
-}
-
-impl Qwen3VlImageProcessor {
-    /// Reads the settings of a checkpoint's `preprocessor_config.json`
-    /// (`raw`), overlaid with the `image_processor` object of its
-    /// `processor_config.json` when given.
-    ///
-    /// Python: `_qwen_vl_image_kwargs` then `Qwen3VLImageProcessor(**kwargs)`.
-    /// `min_pixels` / `max_pixels` win over `size.shortest_edge` /
-    /// `size.longest_edge`.
-    pub fn from_config(
-        raw: &Value,
-        processor_config: Option<&Value>,
-        default_patch_size: u32,
-    ) -> Result<Self> {
-        const FILE: &str = "preprocessor_config.json";
-        let mut merged = match raw {
-            Value::Object(map) => map.clone(),
-            Value::Null => serde_json::Map::new(),
-            other => {
-                return Err(config_error(
-                    FILE,
-                    "<root>",
-                    &format!("expected an object, got {other}"),
-                ));
-            }
-        };
-        if let Some(Value::Object(extra)) = processor_config.and_then(|c| c.get("image_processor"))
-        {
-            merged.extend(extra.clone());
-        }
-        let raw = Value::Object(merged);
-        let mut out = Qwen3VlImageProcessor {
-            patch_size: default_patch_size,
-            ..Self::default()
-        };
-        out.patch_size = get_u32(&raw, "patch_size", FILE)?.unwrap_or(out.patch_size);
-        out.temporal_patch_size =
-            get_u32(&raw, "temporal_patch_size", FILE)?.unwrap_or(out.temporal_patch_size);
-        out.merge_size = get_u32(&raw, "merge_size", FILE)?.unwrap_or(out.merge_size);
-        out.image_mean = get_channels(&raw, "image_mean", FILE)?.unwrap_or(out.image_mean);
-        out.image_std = get_channels(&raw, "image_std", FILE)?.unwrap_or(out.image_std);
-        if let Some(v) = raw.get("rescale_factor").filter(|v| !v.is_null()) {
-            out.rescale_factor = v.as_f64().ok_or_else(|| {
-                config_error(
-                    FILE,
-                    "rescale_factor",
-                    &format!("expected a number, got {v}"),
-                )
-            })?;
-        }
-        out.do_rescale = get_bool(&raw, "do_rescale", FILE)?.unwrap_or(out.do_rescale);
-        out.do_normalize = get_bool(&raw, "do_normalize", FILE)?.unwrap_or(out.do_normalize);
-        out.do_convert_rgb = get_bool(&raw, "do_convert_rgb", FILE)?.unwrap_or(out.do_convert_rgb);
-        if let Some(size) = raw.get("size").filter(|s| s.is_object()) {
-            if let Some(v) = get_u64(size, "shortest_edge", "preprocessor_config.json size")? {
-                out.min_pixels = v;
-            }
-            if let Some(v) = get_u64(size, "longest_edge", "preprocessor_config.json size")? {
-                out.max_pixels = v;
-            }
-        }
-        out.min_pixels = get_u64(&raw, "min_pixels", FILE)?.unwrap_or(out.min_pixels);
-        out.max_pixels = get_u64(&raw, "max_pixels", FILE)?.unwrap_or(out.max_pixels);
-        out.validate()
-            .map_err(|(key, message)| config_error(FILE, key, &message))?;
-        Ok(out)
-    }
-
-    /// Checks the settings against the limits listed at the top of this
-    /// file: on failure, the key at fault and what is wrong with it and how
-    /// to fix it.
-    pub fn validate(&self) -> std::result::Result<(), (&'static str, String)> {
-        let factor = u64::from(self.patch_size) * u64::from(self.merge_size);
-        if self.patch_size == 0 || self.merge_size == 0 || self.temporal_patch_size == 0 {
-            return Err((
-                "patch_size",
-                format!(
-                    "patch_size {}, merge_size {} and temporal_patch_size {} must be positive",
-                    self.patch_size, self.merge_size, self.temporal_patch_size
-                ),
-            ));
-        }
-        if factor > u64::from(MAX_PATCH_FACTOR) || self.temporal_patch_size > MAX_PATCH_FACTOR {
-            return Err((
-                "patch_size",
-                format!(
-                    "patch_size {} * merge_size {} = {factor} (temporal_patch_size {}) is \
-                     absurd; the limit is {MAX_PATCH_FACTOR} (Qwen2.5-VL uses 14 * 2 and 2)",
-                    self.patch_size, self.merge_size, self.temporal_patch_size
-                ),
-            ));
-        }
-        let one_patch = factor * factor;
-        if self.max_pixels < one_patch {
-            return Err((
-                "max_pixels",
-                format!(
-                    "max_pixels {} is below one merged patch ({factor}x{factor} = {one_patch} \
-                     pixels); set it to at least {one_patch}",
-                    self.max_pixels
-                ),
-            ));
-        }
-        for (key, value) in [
-            ("min_pixels", self.min_pixels),
-            ("max_pixels", self.max_pixels),
-        ] {
-            if value > MAX_PIXELS_SETTING {
-                return Err((
-                    key,
-                    format!(
-                        "{key} {value} is absurd: above the limit of {MAX_PIXELS_SETTING} pixels \
-                         (Pillow's decompression-bomb limit); Qwen2.5-VL uses at most 12845056"
-                    ),
-                ));
-            }
-        }
-        if self.min_pixels > self.max_pixels {
-            return Err((
-                "min_pixels",
-                format!(
-                    "min_pixels {} is greater than max_pixels {}; make min_pixels <= max_pixels",
-                    self.min_pixels, self.max_pixels
-                ),
-            ));
-        }
-        if !self.rescale_factor.is_finite() || self.rescale_factor == 0.0 {
-            return Err((
-                "rescale_factor",
-                format!(
-                    "rescale_factor {} must be a finite non-zero number (usually 1/255)",
-                    self.rescale_factor
-                ),
-            ));
-        }
-        if self.image_std.iter().any(|s| !s.is_finite() || *s == 0.0) {
-            return Err((
-                "image_std",
-                format!(
-                    "image_std {:?} must be finite and non-zero (it divides the pixels)",
-                    self.image_std
-                ),
-            ));
-        }
-        if self.image_mean.iter().any(|m| !m.is_finite()) {
-            return Err((
-                "image_mean",
-                format!("image_mean {:?} must be finite", self.image_mean),
-            ));
-        }
-        Ok(())
-    }
-
-    /// The post-resize `(height, width)` of one image.
-    ///
-    /// Python: `Qwen3VLImageProcessor._resolved_size` (without the
-    /// `resized_height` / `resized_width` overrides).
-    pub fn resolved_size(&self, height: u32, width: u32) -> Result<(u32, u32)> {
-        self.validate().map_err(|(key, message)| {
-            Error::InvalidArgument(format!(
-                "image processor setting {key}: {message} (in preprocessor_config.json or \
-                 the --min-pixels / --max-pixels options)"
-            ))
-        })?;
-        let factor = self
-            .patch_size
-            .checked_mul(self.merge_size)
-            .ok_or_else(|| {
-                Error::InvalidArgument(format!(
-                    "patch_size {} * merge_size {} overflows",
-                    self.patch_size, self.merge_size
-                ))
-            })?;
-        if self.temporal_patch_size == 0 {
-            return Err(Error::InvalidArgument(
-                "temporal_patch_size must be positive".to_owned(),
-            ));
-        }
-        smart_resize(height, width, factor, self.min_pixels, self.max_pixels)
-    }
-
-    /// Patches of one image, rows in merge-block order, and its grid.
-    ///
-    /// Python: `Qwen3VLImageProcessor._process_one`.
-    fn process_one(&self, image: &RgbImage) -> Result<(Vec<f32>, [i32; 3])> {
-        let (width, height) = image.dimensions();
-        let (rh, rw) = self.resolved_size(height, width)?;
-        let resized = resize_bicubic(image, rw, rh)?;
-
-        // Python computes in float32: x * f32(rescale), then (x - mean) / std.
-        let rescale = self.rescale_factor as f32;
-        let mean = self.image_mean.map(|m| m as f32);
-        let std = self.image_std.map(|s| s as f32);
-        let value = |x: u32, y: u32, c: usize| -> f32 {
-            let raw = resized.get_pixel(x, y).0.get(c).copied().unwrap_or(0);
-            let mut v = f32::from(raw);
-            if self.do_rescale {
-                v *= rescale;
-            }
-            if self.do_normalize {
-                v = (v - mean.get(c).copied().unwrap_or(0.0)) / std.get(c).copied().unwrap_or(1.0);
-            }
-            v
-        };
-
-        let (ps, tps, ms) = (self.patch_size, self.temporal_patch_size, self.merge_size);
-        let (grid_h, grid_w) = (rh / ps, rw / ps);
-        let channels = 3usize;
-        // The patches hold each resized pixel temporal_patch_size times.
-        let mut out =
-            Vec::with_capacity((rh as usize * rw as usize * channels).saturating_mul(tps as usize));
-        // Row order (block_h, block_w, merge_h, merge_w); column order
-        // (channel, frame, y, x): Python's transpose (0,1,4,7,5,8,3,2,6,9).
-        for bh in 0..grid_h / ms {
-            for bw in 0..grid_w / ms {
-                for mh in 0..ms {
-                    for mw in 0..ms {
-                        let (y0, x0) = ((bh * ms + mh) * ps, (bw * ms + mw) * ps);
-                        for c in 0..channels {
-                            for _ in 0..tps {
-                                for py in 0..ps {
-                                    for px in 0..ps {
-                                        out.push(value(x0 + px, y0 + py, c));
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        let grid = [1, grid_h as i32, grid_w as i32];
-        Ok((out, grid))
-    }
-
-    /// `pixel_values` `[sum of t*h*w, 3 * temporal_patch_size * patch_size^2]`
-    /// (float32, all images concatenated) and each image's `[t, h, w]` grid.
-    ///
-    /// Python: `Qwen3VLImageProcessor.__call__` / `preprocess`.
-    pub fn preprocess(&self, images: &[RgbImage]) -> Result<(Array, Vec<[i32; 3]>)> {
-        if images.is_empty() {
-            return Err(Error::InvalidArgument(
-                "preprocess: no images given; pass at least one".to_owned(),
-            ));
-        }
-        let mut data = Vec::new();
-        let mut grids = Vec::with_capacity(images.len());
-        for (i, image) in images.iter().enumerate() {
-            let (patches, grid) = self.process_one(image).map_err(|e| Error::Image {
-                source_name: format!("#{i} ({}x{})", image.width(), image.height()),
-                message: e.to_string(),
-            })?;
-            data.extend(patches);
-            grids.push(grid);
-        }
-        // Every image passed `resolved_size`, so the sizes are positive.
-        let cols = 3u32
-            .saturating_mul(self.temporal_patch_size)
-            .saturating_mul(self.patch_size)
-            .saturating_mul(self.patch_size)
-            .max(1);
-        let rows = data.len() / cols as usize;
-        let shape = [
-            i32::try_from(rows)
-                .map_err(|_| Error::InvalidArgument(format!("{rows} patches overflow i32")))?,
-            i32::try_from(cols).unwrap_or(i32::MAX),
-        ];
-        Ok((Array::from_slice(&data, &shape)?, grids))
-    }
-
-    /// Language-model tokens an image of this size becomes.
-    ///
-    /// Python: `Qwen3VLImageProcessor.num_image_tokens`.
-    pub fn num_image_tokens(&self, height: u32, width: u32) -> Result<usize> {
-        let (rh, rw) = self.resolved_size(height, width)?;
-        let (gh, gw) = (rh / self.patch_size, rw / self.patch_size);
-        let merge_length = (u64::from(self.merge_size) * u64::from(self.merge_size)).max(1);
-        Ok((u64::from(gh) * u64::from(gw) / merge_length) as usize)
-    }
-}
 
 /// Qwen2.5-VL's processor: images to `pixel_values`, and the prompt's image
 /// placeholders expanded to one token per merged patch.
@@ -560,52 +77,20 @@ impl Qwen2_5VlProcessor {
         )?))
     }
 
-    /// Overrides the pixel budget of resized images, unchecked; bad values
-    /// surface at [`Self::preprocess`]. Prefer [`Self::try_with_pixels`].
-    ///
-    /// Python: the `min_pixels` / `max_pixels` keyword arguments of
-    /// `Qwen2_5_VLProcessor.__call__`. Unlike Python, an override of one
-    /// bound that contradicts the other bound moves the other bound along
-    /// (see the top of this file).
-    pub fn with_pixels(mut self, min_pixels: Option<u64>, max_pixels: Option<u64>) -> Self {
-        let p = &mut self.image_processor;
-        if let Some(v) = min_pixels {
-            p.min_pixels = v;
-            if max_pixels.is_none() && p.max_pixels < v {
-                p.max_pixels = v;
-            }
+    /// [`Qwen3VlImageProcessor::with_pixels`] on the image processor.
+    pub fn with_pixels(self, min_pixels: Option<u64>, max_pixels: Option<u64>) -> Self {
+        Self {
+            image_processor: self.image_processor.with_pixels(min_pixels, max_pixels),
+            ..self
         }
-        if let Some(v) = max_pixels {
-            p.max_pixels = v;
-            if min_pixels.is_none() && p.min_pixels > v {
-                p.min_pixels = v;
-            }
-        }
-        self
     }
 
-    /// [`Self::with_pixels`], checked: a bad override (below one merged
-    /// patch, `min_pixels > max_pixels`, above [`MAX_PIXELS_SETTING`]) is an
-    /// [`Error::InvalidParameter`] naming the option.
+    /// [`Qwen3VlImageProcessor::try_with_pixels`] on the image processor.
     pub fn try_with_pixels(self, min_pixels: Option<u64>, max_pixels: Option<u64>) -> Result<Self> {
-        let out = self.with_pixels(min_pixels, max_pixels);
-        match out.image_processor.validate() {
-            Ok(()) => Ok(out),
-            Err((key, message)) => {
-                let (name, value) = match key {
-                    "min_pixels" => ("min_pixels", min_pixels),
-                    _ => ("max_pixels", max_pixels),
-                };
-                Err(Error::InvalidParameter {
-                    name,
-                    value: value.map_or_else(|| "(from the config)".to_owned(), |v| v.to_string()),
-                    message: format!(
-                        "--{} / LoadOptions::{name}: {message}",
-                        name.replace('_', "-")
-                    ),
-                })
-            }
-        }
+        Ok(Self {
+            image_processor: self.image_processor.try_with_pixels(min_pixels, max_pixels)?,
+            ..self
+        })
     }
 
     /// `pixel_values` and grids of `images` (see
@@ -659,4 +144,48 @@ impl Qwen2_5VlProcessor {
         }
         Ok(out)
     }
+}
+
+impl ModelProcessor for Qwen2_5VlProcessor {
+    fn with_options(&self, options: &ProcessorOptions) -> Result<Box<dyn ModelProcessor>> {
+        Ok(Box::new(
+            self.clone()
+                .try_with_pixels(options.min_pixels, options.max_pixels)?,
+        ))
+    }
+
+    /// Python: `Qwen2_5_VLProcessor.__call__` then the tokenizer.
+    fn prepare_inputs(
+        &self,
+        tokenizer: &Tokenizer,
+        prompt: &str,
+        media: PromptMedia<'_>,
+    ) -> Result<GenerateInputs> {
+        let (inputs, grids) = if media.images.is_empty() {
+            (None, Vec::new())
+        } else {
+            let images = media
+                .images
+                .iter()
+                .map(load_image)
+                .collect::<Result<Vec<_>>>()?;
+            let (pixel_values, grids) = self.preprocess(&images)?;
+            (Some(QwenVlInputs::images(pixel_values, &grids)?), grids)
+        };
+        // Also rejects image pads without images, which would otherwise
+        // reach the model as plain tokens.
+        let text = self.expand_image_tokens(prompt, &grids)?;
+        let input_ids = input_ids_array(&tokenizer.encode(&text)?)?;
+        Ok(GenerateInputs {
+            input_ids,
+            mask: None,
+            media: inputs.map(|inputs| ModelInputs::new(inputs, grids)),
+        })
+    }
+}
+
+/// The family's processor factory (Python:
+/// `Qwen2_5_VLProcessor.from_pretrained`).
+pub fn load_processor(model_path: &Path, _config: &Value) -> Result<Box<dyn ModelProcessor>> {
+    Ok(Box::new(Qwen2_5VlProcessor::from_pretrained(model_path)?))
 }

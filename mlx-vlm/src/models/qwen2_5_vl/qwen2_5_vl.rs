@@ -6,11 +6,42 @@ use std::collections::HashMap;
 use mlx_rs::{Array, Dtype, ops};
 
 use super::config::ModelConfig;
-use super::language::LanguageModel;
+use super::language::{LanguageModel, LanguageModelArgs, RequestState};
 use super::vision::VisionModel;
-use crate::models::{Cache, InputEmbeddingsFeatures, LanguageModelArgs, RequestState, VlmModel};
+use crate::models::base::InputEmbeddingsFeatures;
+use crate::models::qwen3_vl::processing_qwen3_vl::QwenVlInputs;
+use crate::models::{Cache, FamilyModel};
 use crate::preflight::{MemoryEstimate, MemoryRequest};
+use crate::registry::Family;
 use crate::{Error, Result};
+
+/// What `get_input_embeddings` hands the prefill calls (Python: the
+/// `InputEmbeddingsFeatures` fields and the processor's grids, passed to
+/// `language_model` as `**kwargs`).
+#[derive(Debug, Clone, Default)]
+pub struct PrefillArgs {
+    /// Full-prompt mRoPE position ids.
+    pub position_ids: Option<Array>,
+    /// Full-prompt rope deltas.
+    pub rope_deltas: Option<Array>,
+    /// `[images, 3]` grids of the prompt's images.
+    pub image_grid_thw: Option<Array>,
+    /// `[videos, 3]` grids of the prompt's videos.
+    pub video_grid_thw: Option<Array>,
+}
+
+impl PrefillArgs {
+    /// The keyword arguments of one prefill call.
+    pub fn as_args(&self) -> LanguageModelArgs<'_> {
+        LanguageModelArgs {
+            position_ids: self.position_ids.as_ref(),
+            rope_deltas: self.rope_deltas.as_ref(),
+            image_grid_thw: self.image_grid_thw.as_ref(),
+            video_grid_thw: self.video_grid_thw.as_ref(),
+            ..Default::default()
+        }
+    }
+}
 
 /// Python: `Model`.
 #[derive(Debug, mlx_rs::Module)]
@@ -205,7 +236,13 @@ impl Model {
     }
 }
 
-impl VlmModel for Model {
+impl FamilyModel for Model {
+    type Inputs = QwenVlInputs;
+    type Prefill = PrefillArgs;
+    type State = RequestState;
+
+    const FAMILY: &'static Family = &super::FAMILY;
+
     fn model_type(&self) -> &str {
         &self.config.model_type
     }
@@ -213,11 +250,22 @@ impl VlmModel for Model {
     fn get_input_embeddings(
         &self,
         input_ids: &Array,
-        pixel_values: Option<&Array>,
-        image_grid_thw: Option<&Array>,
+        inputs: Option<&QwenVlInputs>,
         mask: Option<&Array>,
-    ) -> Result<InputEmbeddingsFeatures> {
-        Model::get_input_embeddings(self, input_ids, pixel_values, image_grid_thw, mask)
+    ) -> Result<(Array, PrefillArgs)> {
+        let pixel_values = inputs.and_then(|i| i.pixel_values.as_ref());
+        let image_grid_thw = inputs.and_then(|i| i.image_grid_thw.as_ref());
+        let features =
+            Model::get_input_embeddings(self, input_ids, pixel_values, image_grid_thw, mask)?;
+        Ok((
+            features.inputs_embeds,
+            PrefillArgs {
+                position_ids: features.position_ids,
+                rope_deltas: features.rope_deltas,
+                image_grid_thw: image_grid_thw.cloned(),
+                video_grid_thw: None,
+            },
+        ))
     }
 
     fn language_model(
@@ -225,11 +273,12 @@ impl VlmModel for Model {
         inputs: &Array,
         inputs_embeds: Option<&Array>,
         cache: &mut [Box<dyn Cache>],
-        args: &LanguageModelArgs<'_>,
+        prefill: Option<&PrefillArgs>,
         state: &mut RequestState,
     ) -> Result<Array> {
+        let args = prefill.map(PrefillArgs::as_args).unwrap_or_default();
         self.language_model
-            .forward(inputs, inputs_embeds, args.mask, cache, args, state)
+            .forward(inputs, inputs_embeds, None, cache, &args, state)
     }
 
     fn make_cache(&self, max_kv_size: Option<i32>) -> Vec<Box<dyn Cache>> {
