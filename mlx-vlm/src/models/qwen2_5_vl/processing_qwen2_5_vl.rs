@@ -10,10 +10,10 @@ use mlx_rs::Array;
 use serde_json::Value;
 
 use crate::generate::GenerateInputs;
-use crate::image::load_image;
-use crate::models::ModelInputs;
-use crate::models::qwen3_vl::processing_qwen3_vl::{QwenVlInputs, Qwen3VlImageProcessor};
-use crate::processor::{ModelProcessor, ProcessorOptions, PromptMedia, input_ids_array};
+use crate::models::qwen3_vl::processing_qwen3_vl::{
+    Qwen3VlImageProcessor, expand_image_tokens, prepare_qwen_inputs,
+};
+use crate::processor::{ModelProcessor, ProcessorOptions, PromptMedia};
 use crate::tokenizer::Tokenizer;
 use crate::{Error, Result};
 
@@ -49,17 +49,10 @@ impl Qwen2_5VlProcessor {
     ///
     /// Python: `Qwen2_5_VLProcessor.from_pretrained` (image part).
     pub fn from_pretrained(dir: impl AsRef<Path>) -> Result<Self> {
-        let dir = dir.as_ref();
-        let raw = crate::utils::read_json_if_exists(&dir.join("preprocessor_config.json"))?
-            .unwrap_or(Value::Null);
-        let proc_cfg = crate::utils::read_json_if_exists(&dir.join("processor_config.json"))?;
-        Self::from_config(&raw, proc_cfg.as_ref()).map_err(|e| match e {
-            Error::Config { file, message } => Error::Config {
-                file: dir.join(file).display().to_string(),
-                message,
-            },
-            e => e,
-        })
+        Ok(Self::new(Qwen3VlImageProcessor::from_pretrained(
+            dir.as_ref(),
+            14,
+        )?))
     }
 
     /// The processor of a parsed `preprocessor_config.json` (and optional
@@ -108,41 +101,24 @@ impl Qwen2_5VlProcessor {
     /// Unlike Python, which ignores surplus images and fails on surplus
     /// tokens, any difference in counts is an [`Error::ImageTokenMismatch`].
     pub fn expand_image_tokens(&self, text: &str, grids: &[[i32; 3]]) -> Result<String> {
-        let token = self.image_token.as_str();
-        if token.is_empty() {
-            return Err(Error::InvalidArgument(
-                "expand_image_tokens: the image token is empty".to_owned(),
-            ));
-        }
-        let found = text.matches(token).count();
+        let found = text.matches(self.image_token.as_str()).count();
         if found != grids.len() {
             return Err(Error::ImageTokenMismatch {
                 message: format!(
                     "the prompt has {found} {token} placeholder(s) but {} image(s) were given; \
                      put one {token} (inside <|vision_start|>...<|vision_end|>) in the prompt \
                      per image, e.g. through the chat template's image entries",
-                    grids.len()
+                    grids.len(),
+                    token = self.image_token
                 ),
             });
         }
-        let merge_length = i64::from(self.image_processor.merge_size).pow(2).max(1);
-        let mut out = String::with_capacity(text.len());
-        let mut pieces = text.split(token);
-        out.push_str(pieces.next().unwrap_or(""));
-        for (grid, piece) in grids.iter().zip(pieces) {
-            let count = grid
-                .iter()
-                .try_fold(1i64, |acc, &v| acc.checked_mul(i64::from(v)))
-                .and_then(|n| usize::try_from(n / merge_length).ok())
-                .ok_or_else(|| {
-                    Error::InvalidArgument(format!(
-                        "expand_image_tokens: grid {grid:?} is negative or too large"
-                    ))
-                })?;
-            out.push_str(&token.repeat(count));
-            out.push_str(piece);
-        }
-        Ok(out)
+        expand_image_tokens(
+            text,
+            &self.image_token,
+            grids,
+            self.image_processor.merge_size,
+        )
     }
 }
 
@@ -161,25 +137,8 @@ impl ModelProcessor for Qwen2_5VlProcessor {
         prompt: &str,
         media: PromptMedia<'_>,
     ) -> Result<GenerateInputs> {
-        let (inputs, grids) = if media.images.is_empty() {
-            (None, Vec::new())
-        } else {
-            let images = media
-                .images
-                .iter()
-                .map(load_image)
-                .collect::<Result<Vec<_>>>()?;
-            let (pixel_values, grids) = self.preprocess(&images)?;
-            (Some(QwenVlInputs::images(pixel_values, &grids)?), grids)
-        };
-        // Also rejects image pads without images, which would otherwise
-        // reach the model as plain tokens.
-        let text = self.expand_image_tokens(prompt, &grids)?;
-        let input_ids = input_ids_array(&tokenizer.encode(&text)?)?;
-        Ok(GenerateInputs {
-            input_ids,
-            mask: None,
-            media: inputs.map(|inputs| ModelInputs::new(inputs, grids)),
+        prepare_qwen_inputs(tokenizer, prompt, media, &self.image_processor, |text, grids| {
+            self.expand_image_tokens(text, grids)
         })
     }
 }

@@ -28,11 +28,17 @@
 //!   infallible [`Qwen3VlImageProcessor::with_pixels`]) cannot resize beyond
 //!   the limits either.
 
+use std::path::Path;
+
 use image::RgbImage;
 use mlx_rs::Array;
 use serde_json::Value;
 
-use crate::image::resize_bicubic;
+use crate::generate::GenerateInputs;
+use crate::image::{load_image, resize_bicubic};
+use crate::models::ModelInputs;
+use crate::processor::{ModelProcessor, ProcessorOptions, PromptMedia, input_ids_array};
+use crate::tokenizer::Tokenizer;
 use crate::{Error, Result};
 
 /// The largest height/width ratio `smart_resize` accepts.
@@ -279,6 +285,24 @@ impl Qwen3VlImageProcessor {
         out.validate()
             .map_err(|(key, message)| config_error(FILE, key, &message))?;
         Ok(out)
+    }
+
+    /// The image processor of the checkpoint folder `dir`: its
+    /// `preprocessor_config.json` overlaid with `processor_config.json`'s
+    /// `image_processor` (each optional, as in Python), `default_patch_size`
+    /// where neither names one (Python: `_qwen_vl_image_kwargs`). Errors
+    /// name the file in `dir`.
+    pub fn from_pretrained(dir: &Path, default_patch_size: u32) -> Result<Self> {
+        let raw = crate::utils::read_json_if_exists(&dir.join("preprocessor_config.json"))?
+            .unwrap_or(Value::Null);
+        let proc_cfg = crate::utils::read_json_if_exists(&dir.join("processor_config.json"))?;
+        Self::from_config(&raw, proc_cfg.as_ref(), default_patch_size).map_err(|e| match e {
+            Error::Config { file, message } => Error::Config {
+                file: dir.join(file).display().to_string(),
+                message,
+            },
+            e => e,
+        })
     }
 
     /// Overrides the pixel budget of resized images, unchecked; bad values
@@ -569,4 +593,214 @@ pub fn grid_array(grids: &[[i32; 3]]) -> Result<Array> {
     let n = i32::try_from(grids.len())
         .map_err(|_| Error::InvalidArgument(format!("{} grids exceed int32", grids.len())))?;
     Ok(Array::from_slice(&flat, &[n, 3])?)
+}
+
+/// Python: `_drop_surplus_image_tokens`: removes the first `count` image
+/// placeholders of `text`, each with its `vision_start`/`vision_end`
+/// wrapper when it has one.
+pub fn drop_surplus_image_tokens(
+    text: &str,
+    image_token: &str,
+    vision_start_token: &str,
+    vision_end_token: &str,
+    count: usize,
+) -> String {
+    let mut text = text.to_owned();
+    if count == 0 || image_token.is_empty() || !text.contains(image_token) {
+        return text;
+    }
+    let wrapped = format!("{vision_start_token}{image_token}{vision_end_token}");
+    for _ in 0..count {
+        let Some(token_index) = text.find(image_token) else {
+            break;
+        };
+        if let Some(wrapped_index) = token_index.checked_sub(vision_start_token.len())
+            && text[wrapped_index..].starts_with(&wrapped)
+        {
+            text.replace_range(wrapped_index..wrapped_index + wrapped.len(), "");
+            continue;
+        }
+        text.replace_range(token_index..token_index + image_token.len(), "");
+    }
+    text
+}
+
+/// Expands the first `grids.len()` `image_token`s of `text` to
+/// `t*h*w / merge_size²` copies each (Python: the placeholder loops of the
+/// Qwen processors' `__call__`).
+///
+/// Fails with [`Error::ImageTokenMismatch`] when `text` has fewer
+/// placeholders than grids, or placeholders but no grids (Python passes
+/// those through as plain tokens, which the model then reads as text:
+/// stricter here).
+pub fn expand_image_tokens(
+    text: &str,
+    image_token: &str,
+    grids: &[[i32; 3]],
+    merge_size: u32,
+) -> Result<String> {
+    if image_token.is_empty() {
+        return Err(Error::InvalidArgument(
+            "expand_image_tokens: the image token is empty".to_owned(),
+        ));
+    }
+    let found = text.matches(image_token).count();
+    if found < grids.len() || (grids.is_empty() && found > 0) {
+        return Err(Error::ImageTokenMismatch {
+            message: format!(
+                "the prompt has {found} {image_token} placeholder(s) but {} image(s) were \
+                 given; put one {image_token} (inside <|vision_start|>...<|vision_end|>) in the \
+                 prompt per image, e.g. through the chat template's image entries",
+                grids.len()
+            ),
+        });
+    }
+    let merge_length = i64::from(merge_size).pow(2).max(1);
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    for grid in grids {
+        let Some(at) = rest.find(image_token) else {
+            break;
+        };
+        let count = grid
+            .iter()
+            .try_fold(1i64, |acc, &v| acc.checked_mul(i64::from(v)))
+            .filter(|n| *n >= 0)
+            .and_then(|n| usize::try_from(n / merge_length).ok())
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "expand_image_tokens: grid {grid:?} is negative or too large"
+                ))
+            })?;
+        out.push_str(&rest[..at]);
+        out.push_str(&image_token.repeat(count));
+        rest = &rest[at + image_token.len()..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Qwen3-VL's processor: images to `pixel_values` and the prompt's image
+/// placeholders expanded to one token per merged patch; surplus
+/// placeholders are dropped, as in Python.
+///
+/// Python: `Qwen3VLProcessor` (image part; videos are not ported yet).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Qwen3VlProcessor {
+    /// The image processor (patch size 16 unless the checkpoint says).
+    pub image_processor: Qwen3VlImageProcessor,
+    /// Python: `image_token`.
+    pub image_token: String,
+    /// Python: `vision_start_token`.
+    pub vision_start_token: String,
+    /// Python: `vision_end_token`.
+    pub vision_end_token: String,
+}
+
+impl Qwen3VlProcessor {
+    /// Python: `Qwen3VLProcessor.__init__` with the default tokens.
+    pub fn new(image_processor: Qwen3VlImageProcessor) -> Self {
+        Self {
+            image_processor,
+            image_token: "<|image_pad|>".to_owned(),
+            vision_start_token: "<|vision_start|>".to_owned(),
+            vision_end_token: "<|vision_end|>".to_owned(),
+        }
+    }
+
+    /// The processor of the checkpoint folder `dir` with `default_patch_size`
+    /// where its `preprocessor_config.json` / `processor_config.json` (each
+    /// optional) name none (Python: `_qwen_vl_image_kwargs`).
+    pub fn from_pretrained(dir: &Path, default_patch_size: u32) -> Result<Self> {
+        Ok(Self::new(Qwen3VlImageProcessor::from_pretrained(
+            dir,
+            default_patch_size,
+        )?))
+    }
+
+    /// The prompt with its image placeholders expanded for `grids` (Python:
+    /// the image part of `Qwen3VLProcessor.__call__` for one text).
+    pub fn expand_image_tokens(&self, text: &str, grids: &[[i32; 3]]) -> Result<String> {
+        let found = text.matches(self.image_token.as_str()).count();
+        let text = if grids.is_empty() {
+            text.to_owned()
+        } else {
+            drop_surplus_image_tokens(
+                text,
+                &self.image_token,
+                &self.vision_start_token,
+                &self.vision_end_token,
+                found.saturating_sub(grids.len()),
+            )
+        };
+        expand_image_tokens(
+            &text,
+            &self.image_token,
+            grids,
+            self.image_processor.merge_size,
+        )
+    }
+}
+
+impl ModelProcessor for Qwen3VlProcessor {
+    fn with_options(&self, options: &ProcessorOptions) -> Result<Box<dyn ModelProcessor>> {
+        Ok(Box::new(Self {
+            image_processor: self
+                .image_processor
+                .clone()
+                .try_with_pixels(options.min_pixels, options.max_pixels)?,
+            ..self.clone()
+        }))
+    }
+
+    /// Python: `Qwen3VLProcessor.__call__` then the tokenizer.
+    fn prepare_inputs(
+        &self,
+        tokenizer: &Tokenizer,
+        prompt: &str,
+        media: PromptMedia<'_>,
+    ) -> Result<GenerateInputs> {
+        prepare_qwen_inputs(
+            tokenizer,
+            prompt,
+            media,
+            &self.image_processor,
+            |text, grids| self.expand_image_tokens(text, grids),
+        )
+    }
+}
+
+/// Loads and preprocesses the images of `media`, expands the prompt with
+/// `expand` and tokenizes it: the steps every Qwen processor shares.
+pub fn prepare_qwen_inputs(
+    tokenizer: &Tokenizer,
+    prompt: &str,
+    media: PromptMedia<'_>,
+    image_processor: &Qwen3VlImageProcessor,
+    expand: impl FnOnce(&str, &[[i32; 3]]) -> Result<String>,
+) -> Result<GenerateInputs> {
+    let (inputs, grids) = if media.images.is_empty() {
+        (None, Vec::new())
+    } else {
+        let images = media
+            .images
+            .iter()
+            .map(load_image)
+            .collect::<Result<Vec<_>>>()?;
+        let (pixel_values, grids) = image_processor.preprocess(&images)?;
+        (Some(QwenVlInputs::images(pixel_values, &grids)?), grids)
+    };
+    let text = expand(prompt, &grids)?;
+    let input_ids = input_ids_array(&tokenizer.encode(&text)?)?;
+    Ok(GenerateInputs {
+        input_ids,
+        mask: None,
+        media: inputs.map(|inputs| ModelInputs::new(inputs, grids)),
+    })
+}
+
+/// The Qwen3-VL family's processor factory (Python:
+/// `Qwen3VLProcessor.from_pretrained`, patch size 16 by default).
+pub fn load_processor(model_path: &Path, _config: &Value) -> Result<Box<dyn ModelProcessor>> {
+    Ok(Box::new(Qwen3VlProcessor::from_pretrained(model_path, 16)?))
 }
