@@ -250,40 +250,49 @@ impl Qwen3VlImageProcessor {
             merged.extend(extra.clone());
         }
         let raw = Value::Object(merged);
-        let mut out = Qwen3VlImageProcessor {
+        let base = Qwen3VlImageProcessor {
             patch_size: default_patch_size,
             ..Self::default()
         };
-        out.patch_size = get_u32(&raw, "patch_size", FILE)?.unwrap_or(out.patch_size);
+        Self::read_settings(&raw, base, FILE)
+    }
+
+    /// `base` with the settings `raw` (a parsed file named `file` in
+    /// errors) gives, checked ([`Self::validate`]). The keys Python's
+    /// `_qwen_vl_image_kwargs` and `_qwen_vl_video_kwargs` share.
+    fn read_settings(raw: &Value, base: Self, file: &str) -> Result<Self> {
+        let size_file = format!("{file} size");
+        let mut out = base;
+        out.patch_size = get_u32(raw, "patch_size", file)?.unwrap_or(out.patch_size);
         out.temporal_patch_size =
-            get_u32(&raw, "temporal_patch_size", FILE)?.unwrap_or(out.temporal_patch_size);
-        out.merge_size = get_u32(&raw, "merge_size", FILE)?.unwrap_or(out.merge_size);
-        out.image_mean = get_channels(&raw, "image_mean", FILE)?.unwrap_or(out.image_mean);
-        out.image_std = get_channels(&raw, "image_std", FILE)?.unwrap_or(out.image_std);
+            get_u32(raw, "temporal_patch_size", file)?.unwrap_or(out.temporal_patch_size);
+        out.merge_size = get_u32(raw, "merge_size", file)?.unwrap_or(out.merge_size);
+        out.image_mean = get_channels(raw, "image_mean", file)?.unwrap_or(out.image_mean);
+        out.image_std = get_channels(raw, "image_std", file)?.unwrap_or(out.image_std);
         if let Some(v) = raw.get("rescale_factor").filter(|v| !v.is_null()) {
             out.rescale_factor = v.as_f64().ok_or_else(|| {
                 config_error(
-                    FILE,
+                    file,
                     "rescale_factor",
                     &format!("expected a number, got {v}"),
                 )
             })?;
         }
-        out.do_rescale = get_bool(&raw, "do_rescale", FILE)?.unwrap_or(out.do_rescale);
-        out.do_normalize = get_bool(&raw, "do_normalize", FILE)?.unwrap_or(out.do_normalize);
-        out.do_convert_rgb = get_bool(&raw, "do_convert_rgb", FILE)?.unwrap_or(out.do_convert_rgb);
+        out.do_rescale = get_bool(raw, "do_rescale", file)?.unwrap_or(out.do_rescale);
+        out.do_normalize = get_bool(raw, "do_normalize", file)?.unwrap_or(out.do_normalize);
+        out.do_convert_rgb = get_bool(raw, "do_convert_rgb", file)?.unwrap_or(out.do_convert_rgb);
         if let Some(size) = raw.get("size").filter(|s| s.is_object()) {
-            if let Some(v) = get_u64(size, "shortest_edge", "preprocessor_config.json size")? {
+            if let Some(v) = get_u64(size, "shortest_edge", &size_file)? {
                 out.min_pixels = v;
             }
-            if let Some(v) = get_u64(size, "longest_edge", "preprocessor_config.json size")? {
+            if let Some(v) = get_u64(size, "longest_edge", &size_file)? {
                 out.max_pixels = v;
             }
         }
-        out.min_pixels = get_u64(&raw, "min_pixels", FILE)?.unwrap_or(out.min_pixels);
-        out.max_pixels = get_u64(&raw, "max_pixels", FILE)?.unwrap_or(out.max_pixels);
+        out.min_pixels = get_u64(raw, "min_pixels", file)?.unwrap_or(out.min_pixels);
+        out.max_pixels = get_u64(raw, "max_pixels", file)?.unwrap_or(out.max_pixels);
         out.validate()
-            .map_err(|(key, message)| config_error(FILE, key, &message))?;
+            .map_err(|(key, message)| config_error(file, key, &message))?;
         Ok(out)
     }
 
@@ -564,6 +573,337 @@ impl Qwen3VlImageProcessor {
         let merge_length = (u64::from(self.merge_size) * u64::from(self.merge_size)).max(1);
         Ok((u64::from(gh) * u64::from(gw) / merge_length) as usize)
     }
+}
+
+/// Target `(height, width)` of a video's frames: multiples of `factor`,
+/// with `min_pixels <= t * height * width <= max_pixels` over the frames
+/// rounded up to whole temporal patches.
+///
+/// Python: `_smart_resize_video` (HF's `smart_resize` for videos), with
+/// its round-half-to-even `round`.
+pub fn smart_resize_video(
+    num_frames: u32,
+    height: u32,
+    width: u32,
+    temporal_factor: u32,
+    factor: u32,
+    min_pixels: u64,
+    max_pixels: u64,
+) -> Result<(u32, u32)> {
+    if height < factor || width < factor || factor == 0 || temporal_factor == 0 {
+        return Err(Error::InvalidArgument(format!(
+            "height:{height} or width:{width} must be larger than factor:{factor}"
+        )));
+    }
+    let (h, w, f) = (f64::from(height), f64::from(width), f64::from(factor));
+    let ratio = h.max(w) / h.min(w);
+    if ratio > MAX_RATIO {
+        return Err(Error::InvalidArgument(format!(
+            "absolute aspect ratio must be smaller than 200, got {ratio} ({width}x{height})"
+        )));
+    }
+    let mut h_bar = (h / f).round_ties_even() * f;
+    let mut w_bar = (w / f).round_ties_even() * f;
+    let t_bar = f64::from(num_frames.div_ceil(temporal_factor) * temporal_factor);
+    let volume = f64::from(num_frames) * h * w;
+    if t_bar * h_bar * w_bar > max_pixels as f64 {
+        let beta = (volume / max_pixels as f64).sqrt();
+        h_bar = f.max((h / beta / f).floor() * f);
+        w_bar = f.max((w / beta / f).floor() * f);
+    } else if t_bar * h_bar * w_bar < min_pixels as f64 {
+        let beta = (min_pixels as f64 / volume).sqrt();
+        h_bar = (h * beta / f).ceil() * f;
+        w_bar = (w * beta / f).ceil() * f;
+    }
+    let fits = |v: f64| v >= 1.0 && v <= f64::from(MAX_VIDEO_SIDE);
+    if !fits(h_bar) || !fits(w_bar) {
+        return Err(Error::InvalidArgument(format!(
+            "smart_resize_video: {num_frames} frames of {width}x{height} with min_pixels \
+             {min_pixels} and max_pixels {max_pixels} give {w_bar}x{h_bar}; lower min_pixels"
+        )));
+    }
+    Ok((h_bar as u32, w_bar as u32))
+}
+
+/// The largest side a video frame is resized to (Rust only: bounds the
+/// allocation a `min_pixels` setting could ask for).
+const MAX_VIDEO_SIDE: u32 = 1 << 15;
+
+/// Numpy port of the Qwen3-VL video processor: resize every frame, rescale,
+/// normalize, pad to whole temporal patches with the last frame, and
+/// patchify.
+///
+/// Python: `Qwen3VLVideoProcessor` (its settings are those of the image
+/// processor, with video defaults, plus the frame sampling).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Qwen3VlVideoProcessor {
+    /// Patch, merge, pixel-budget and normalisation settings.
+    pub settings: Qwen3VlImageProcessor,
+    /// Frames per second to sample (Python: `fps`, 2.0).
+    pub fps: f64,
+    /// Fewest frames to sample (Python: `min_frames`, 4).
+    pub min_frames: u32,
+    /// Most frames to sample (Python: `max_frames`, 768).
+    pub max_frames: u32,
+}
+
+impl Default for Qwen3VlVideoProcessor {
+    /// Python: `Qwen3VLVideoProcessor.__init__` defaults.
+    fn default() -> Self {
+        Self {
+            settings: Qwen3VlImageProcessor {
+                min_pixels: 128 * 32 * 32,
+                max_pixels: 32 * 32 * 768,
+                ..Qwen3VlImageProcessor::default()
+            },
+            fps: 2.0,
+            min_frames: 4,
+            max_frames: 768,
+        }
+    }
+}
+
+impl Qwen3VlVideoProcessor {
+    /// The video processor of the checkpoint folder `dir`: its
+    /// `video_preprocessor_config.json`, else (older checkpoints such as
+    /// Qwen2-VL) its `preprocessor_config.json`, `default_patch_size`
+    /// where the file names none (Python: `_qwen_vl_video_kwargs`).
+    pub fn from_pretrained(dir: &Path, default_patch_size: u32) -> Result<Self> {
+        let mut name = "video_preprocessor_config.json";
+        let mut raw = crate::utils::read_json_if_exists(&dir.join(name))?;
+        if raw.is_none() {
+            name = "preprocessor_config.json";
+            raw = crate::utils::read_json_if_exists(&dir.join(name))?;
+        }
+        let file = dir.join(name).display().to_string();
+        Self::from_config(&raw.unwrap_or(Value::Null), default_patch_size, &file)
+    }
+
+    /// The video processor of a parsed video configuration (`file` names
+    /// it in errors).
+    pub fn from_config(raw: &Value, default_patch_size: u32, file: &str) -> Result<Self> {
+        let raw = match raw {
+            Value::Null => Value::Object(serde_json::Map::new()),
+            Value::Object(_) => raw.clone(),
+            other => {
+                return Err(config_error(
+                    file,
+                    "<root>",
+                    &format!("expected an object, got {other}"),
+                ));
+            }
+        };
+        let defaults = Self::default();
+        let base = Qwen3VlImageProcessor {
+            patch_size: default_patch_size,
+            ..defaults.settings
+        };
+        let settings = Qwen3VlImageProcessor::read_settings(&raw, base, file)?;
+        let fps = match raw.get("fps").filter(|v| !v.is_null()) {
+            None => defaults.fps,
+            Some(v) => v
+                .as_f64()
+                .filter(|f| f.is_finite() && *f > 0.0)
+                .ok_or_else(|| {
+                    config_error(file, "fps", &format!("expected a positive number, got {v}"))
+                })?,
+        };
+        let min_frames = get_u32(&raw, "min_frames", file)?.unwrap_or(defaults.min_frames);
+        let max_frames = get_u32(&raw, "max_frames", file)?.unwrap_or(defaults.max_frames);
+        Ok(Self {
+            settings,
+            fps,
+            min_frames,
+            max_frames,
+        })
+    }
+
+    /// Patches of one video's frames (`[t*h*w, 3 * tps * ps²]` rows, in
+    /// merge-block order within each temporal patch) and its grid.
+    ///
+    /// Python: `Qwen3VLVideoProcessor._process_one`. Frames of other sizes
+    /// than the first are an error (Python's `np.stack` fails on them too).
+    fn process_one(&self, frames: &[RgbImage]) -> Result<(Vec<f32>, [i32; 3])> {
+        let first = frames.first().ok_or_else(|| {
+            Error::InvalidArgument("a video with no frames; give at least one frame".to_owned())
+        })?;
+        let (width, height) = first.dimensions();
+        if let Some((i, other)) = frames
+            .iter()
+            .enumerate()
+            .find(|(_, f)| f.dimensions() != (width, height))
+        {
+            return Err(Error::InvalidArgument(format!(
+                "video frame {i} is {}x{}, frame 0 is {width}x{height}; a video's frames must \
+                 share one size",
+                other.width(),
+                other.height()
+            )));
+        }
+        let p = &self.settings;
+        p.validate().map_err(|(key, message)| {
+            Error::InvalidArgument(format!("video processor setting {key}: {message}"))
+        })?;
+        let (ps, tps, ms) = (p.patch_size, p.temporal_patch_size, p.merge_size);
+        let n_frames = u32::try_from(frames.len())
+            .map_err(|_| Error::InvalidArgument(format!("{} frames", frames.len())))?;
+        let (rh, rw) = smart_resize_video(
+            n_frames,
+            height,
+            width,
+            tps,
+            ps * ms,
+            p.min_pixels,
+            p.max_pixels,
+        )?;
+        let resized = frames
+            .iter()
+            .map(|f| resize_bicubic(f, rw, rh))
+            .collect::<Result<Vec<_>>>()?;
+        let rescale = p.rescale_factor as f32;
+        let mean = p.image_mean.map(|m| m as f32);
+        let std = p.image_std.map(|s| s as f32);
+        let value = |frame: &RgbImage, x: u32, y: u32, c: usize| -> f32 {
+            let raw = frame.get_pixel(x, y).0.get(c).copied().unwrap_or(0);
+            let mut v = f32::from(raw);
+            if p.do_rescale {
+                v *= rescale;
+            }
+            if p.do_normalize {
+                v = (v - mean.get(c).copied().unwrap_or(0.0)) / std.get(c).copied().unwrap_or(1.0);
+            }
+            v
+        };
+        // The last frame fills the final temporal patch.
+        let grid_t = n_frames.div_ceil(tps);
+        let frame_at = |t: u32| &resized[(t as usize).min(resized.len() - 1)];
+        let (grid_h, grid_w) = (rh / ps, rw / ps);
+        let mut out =
+            Vec::with_capacity((grid_t as usize * tps as usize) * (rh as usize * rw as usize * 3));
+        // Rows (t, block_h, block_w, merge_h, merge_w); columns (channel,
+        // frame, y, x): Python's transpose (0,1,4,7,5,8,3,2,6,9).
+        for gt in 0..grid_t {
+            for bh in 0..grid_h / ms {
+                for bw in 0..grid_w / ms {
+                    for mh in 0..ms {
+                        for mw in 0..ms {
+                            let (y0, x0) = ((bh * ms + mh) * ps, (bw * ms + mw) * ps);
+                            for c in 0..3 {
+                                for dt in 0..tps {
+                                    let frame = frame_at(gt * tps + dt);
+                                    for py in 0..ps {
+                                        for px in 0..ps {
+                                            out.push(value(frame, x0 + px, y0 + py, c));
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok((out, [grid_t as i32, grid_h as i32, grid_w as i32]))
+    }
+
+    /// `pixel_values_videos` `[sum of t*h*w, 3 * tps * ps²]` (float32, all
+    /// videos concatenated) and each video's `[t, h, w]` grid.
+    ///
+    /// Python: `Qwen3VLVideoProcessor.__call__`.
+    pub fn preprocess(&self, videos: &[Vec<RgbImage>]) -> Result<(Array, Vec<[i32; 3]>)> {
+        if videos.is_empty() {
+            return Err(Error::InvalidArgument(
+                "preprocess: no videos given; pass at least one".to_owned(),
+            ));
+        }
+        let mut data = Vec::new();
+        let mut grids = Vec::with_capacity(videos.len());
+        for (i, frames) in videos.iter().enumerate() {
+            let (patches, grid) = self.process_one(frames).map_err(|e| Error::Image {
+                source_name: format!("video #{i}"),
+                message: e.to_string(),
+            })?;
+            data.extend(patches);
+            grids.push(grid);
+        }
+        let p = &self.settings;
+        let cols = 3 * p.temporal_patch_size * p.patch_size * p.patch_size;
+        let rows = data.len() / cols.max(1) as usize;
+        let shape = [
+            i32::try_from(rows)
+                .map_err(|_| Error::InvalidArgument(format!("{rows} patches overflow i32")))?,
+            i32::try_from(cols).unwrap_or(i32::MAX),
+        ];
+        Ok((Array::from_slice(&data, &shape)?, grids))
+    }
+}
+
+/// Seconds of each temporal patch group of a video: the mean of the times
+/// of its first and last frame, a frame's time being its source index over
+/// the source fps when `metadata` (`(frame indices, source fps)`) is
+/// given, else its position at `fps`.
+///
+/// Python: `_video_group_timestamps`.
+pub fn video_group_timestamps(
+    grid_t: usize,
+    temporal_patch_size: usize,
+    fps: f64,
+    metadata: Option<(&[usize], f64)>,
+) -> Result<Vec<f64>> {
+    let tps = temporal_patch_size.max(1);
+    let frame_times: Vec<f64> = match metadata {
+        None => (0..grid_t * tps).map(|i| i as f64 / fps).collect(),
+        Some((indices, source_fps)) => {
+            if !(source_fps.is_finite() && source_fps > 0.0) {
+                return Err(Error::InvalidArgument(
+                    "Video metadata fps must be positive and finite.".to_owned(),
+                ));
+            }
+            let mut indices = indices.to_vec();
+            if let Some(&last) = indices.last() {
+                let pad = (tps - indices.len() % tps) % tps;
+                indices.extend(std::iter::repeat_n(last, pad));
+            }
+            if indices.len() != grid_t * tps {
+                return Err(Error::InvalidArgument(
+                    "Video frame indices must match the decoded frame count.".to_owned(),
+                ));
+            }
+            indices.iter().map(|&i| i as f64 / source_fps).collect()
+        }
+    };
+    Ok(frame_times
+        .chunks(tps)
+        .map(|group| (group[0] + group[group.len() - 1]) / 2.0)
+        .collect())
+}
+
+/// One `<t.t seconds>` marker and vision block of `frame_seqlen` video
+/// tokens per temporal group (Python: `_timestamped_video_placeholder`,
+/// with the final `<|placeholder|>` replacement done at once).
+pub fn timestamped_video_placeholder(
+    timestamps: &[f64],
+    frame_seqlen: usize,
+    video_token: &str,
+    vision_start_token: &str,
+    vision_end_token: &str,
+) -> String {
+    timestamps
+        .iter()
+        .map(|seconds| {
+            format!(
+                "<{} seconds>{vision_start_token}{}{vision_end_token}",
+                py_format_1f(*seconds),
+                video_token.repeat(frame_seqlen)
+            )
+        })
+        .collect()
+}
+
+/// Python's `f"{x:.1f}"`: round half to even on the exact binary value,
+/// which Rust's `{:.1}` also does.
+fn py_format_1f(x: f64) -> String {
+    format!("{x:.1}")
 }
 
 /// The media inputs the Qwen processors make for their models (Python:
