@@ -63,6 +63,12 @@ pub struct ChatTemplateOptions {
     pub add_generation_prompt: bool,
     /// Images that go with the prompt (Python: `num_images`).
     pub num_images: usize,
+    /// Videos that go with the prompt, by path (Python: the `video`
+    /// keyword); used by families with native video.
+    pub videos: Vec<String>,
+    /// The videos' sampling rate (Python: the `fps` keyword), written into
+    /// their content entries.
+    pub fps: Option<f64>,
     /// Further variables for the template, such as `add_vision_id` (Python:
     /// `**kwargs`).
     pub kwargs: Map<String, Value>,
@@ -73,6 +79,8 @@ impl Default for ChatTemplateOptions {
         ChatTemplateOptions {
             add_generation_prompt: true,
             num_images: 0,
+            videos: Vec::new(),
+            fps: None,
             kwargs: Map::new(),
         }
     }
@@ -190,6 +198,13 @@ impl MessageBuilder {
     pub fn image_message() -> Value {
         json!({"type": "image"})
     }
+
+    /// `{"type": "video", "video": path, "max_pixels": .., "fps": ..}`
+    /// (Python: `MessageBuilder.video_message`; `fps` `None` is Python's
+    /// `fps=None`).
+    pub fn video_message(video_path: &str, max_pixels: u64, fps: Option<f64>) -> Value {
+        json!({"type": "video", "video": video_path, "max_pixels": max_pixels, "fps": fps})
+    }
 }
 
 /// The content parts of `prompt`, text and images in order, and the number
@@ -237,6 +252,36 @@ pub fn get_message_json(
     skip_image_token: bool,
     num_images: usize,
 ) -> Result<Value> {
+    get_message_json_with_videos(
+        model_name,
+        prompt,
+        role,
+        skip_image_token,
+        num_images,
+        &[],
+        None,
+    )
+}
+
+/// [`get_message_json`] with the `video` and `fps` keywords: for a family
+/// with native video and a user message that takes media, the videos'
+/// entries follow the images and precede the text (Python:
+/// `_format_video_message`).
+///
+/// The caller passes `videos` to one message only: Python adds the video
+/// entries to every message of a conversation (system and assistant turns
+/// too), so a `--system` prompt with a video gets two video placeholders
+/// and fails in its processor; [`chat_messages`] gives them to the message
+/// that takes the side-channel images (the last user message).
+pub fn get_message_json_with_videos(
+    model_name: &str,
+    prompt: &Value,
+    role: &str,
+    skip_image_token: bool,
+    num_images: usize,
+    videos: &[String],
+    fps: Option<f64>,
+) -> Result<Value> {
     let format = message_format(model_name).ok_or_else(|| {
         Error::InvalidArgument(format!(
             "unsupported model {model_name:?} for chat messages; supported: {}",
@@ -256,6 +301,26 @@ pub fn get_message_json(
         } else if role == "user" && !skip_image_token {
             num_images = num_images.max(explicit);
         }
+    }
+    let native_video = crate::registry::family(&model_name.to_lowercase())
+        .is_some_and(|family| family.media.videos);
+    if native_video && !videos.is_empty() {
+        // Python: `_format_video_message` (its default `max_pixels`).
+        let with_images = role == "user" && !skip_image_token;
+        let (prompt_parts, explicit) = content_parts(&prompt, with_images);
+        let images = if with_images {
+            num_images.saturating_sub(explicit)
+        } else {
+            0
+        };
+        let mut content = vec![MessageBuilder::image_message(); images];
+        content.extend(
+            videos
+                .iter()
+                .map(|v| MessageBuilder::video_message(v, 224 * 224, fps)),
+        );
+        content.extend(prompt_parts);
+        return Ok(json!({"role": role, "content": content}));
     }
     // Python: `_format_list_with_image`, `image_first` per format.
     let image_first = match format {
@@ -291,6 +356,7 @@ pub fn chat_messages(
             message: "no \"model_type\" string".into(),
         })?;
     let num_images = options.num_images;
+    let (videos, fps) = (options.videos.as_slice(), options.fps);
     if message_format(model_type).is_none() {
         return Ok(text_only_messages(prompt));
     }
@@ -300,8 +366,8 @@ pub fn chat_messages(
     let mut messages = Vec::new();
     match prompt {
         Value::String(_) => {
-            messages.push(get_message_json(
-                model_type, prompt, "user", false, num_images,
+            messages.push(get_message_json_with_videos(
+                model_type, prompt, "user", false, num_images, videos, fps,
             )?);
         }
         Value::Object(object) => {
@@ -315,8 +381,8 @@ pub fn chat_messages(
                             .into(),
                     )
                 })?;
-                messages.push(get_message_json(
-                    model_type, content, role, false, num_images,
+                messages.push(get_message_json_with_videos(
+                    model_type, content, role, false, num_images, videos, fps,
                 )?);
             }
         }
@@ -343,32 +409,39 @@ pub fn chat_messages(
             if let Some(slot) = last_user.and_then(|i| image_counts.get_mut(i)) {
                 *slot += remaining;
             }
-            for (item, &count) in items.iter().zip(&image_counts) {
+            for (i, (item, &count)) in items.iter().zip(&image_counts).enumerate() {
+                let videos = if last_user == Some(i) { videos } else { &[] };
                 if item.is_string() {
-                    messages.push(get_message_json(
+                    messages.push(get_message_json_with_videos(
                         model_type,
                         item,
                         "user",
                         count == 0,
                         count,
+                        videos,
+                        fps,
                     )?);
                 } else if let Some((role, content)) = get_role_content(item) {
                     if is_tool(item, &role) {
                         messages.push(normalize_tool_message(item));
                     } else {
                         let skip = count == 0 || matches!(role.as_str(), "system" | "assistant");
-                        messages.push(get_message_json(model_type, &content, &role, skip, count)?);
+                        messages.push(get_message_json_with_videos(
+                            model_type, &content, &role, skip, count, videos, fps,
+                        )?);
                     }
                 }
             }
         }
         other => {
-            messages.push(get_message_json(
+            messages.push(get_message_json_with_videos(
                 model_type,
                 &Value::String(python_str(other)),
                 "user",
                 false,
                 num_images,
+                videos,
+                fps,
             )?);
         }
     }

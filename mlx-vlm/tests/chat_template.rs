@@ -50,6 +50,15 @@ fn options(o: &Value) -> ChatTemplateOptions {
         match key.as_str() {
             "num_images" => options.num_images = value.as_u64().unwrap() as usize,
             "add_generation_prompt" => options.add_generation_prompt = value.as_bool().unwrap(),
+            "video" => {
+                options.videos = value
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_str().unwrap().to_owned())
+                    .collect()
+            }
+            "fps" => options.fps = value.as_f64(),
             _ => {
                 options.kwargs.insert(key.clone(), value.clone());
             }

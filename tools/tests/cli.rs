@@ -159,7 +159,7 @@ fn verbose_prints_pythons_statistics_and_info_describes_the_checkpoint() {
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert!(stdout.contains("Model type: qwen2_5_vl"), "{stdout}");
     assert!(
-        stdout.contains("Processor: Qwen2_5_VLProcessor\nInputs: text, images\n"),
+        stdout.contains("Processor: Qwen2_5_VLProcessor\nInputs: text, images, videos\n"),
         "{stdout}"
     );
     assert!(

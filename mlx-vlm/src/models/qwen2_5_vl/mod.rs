@@ -28,7 +28,7 @@ pub const FAMILY: Family = Family {
     processor_name: "Qwen2_5_VLProcessor",
     media: MediaKinds {
         images: true,
-        videos: false,
+        videos: true,
         audio: false,
     },
     message_format: MessageFormat::ListWithImageFirst,

@@ -1,5 +1,14 @@
 //! `mlx_vlm/models/qwen2_5_vl/qwen2_5_vl.py`: the model joining the vision
 //! tower and the language model.
+//!
+//! Divergences from Python:
+//!
+//! - A prompt with both images and videos is an error: Python encodes only
+//!   the images and leaves the video tokens as text.
+//! - Image features and image tokens must match in number over the whole
+//!   batch (Python ignores surplus features).
+//! - The mRoPE state Python keeps on the model is the caller's
+//!   ([`RequestState`], the family's `FamilyModel::State`).
 
 use std::collections::HashMap;
 
@@ -67,12 +76,15 @@ impl Model {
         })
     }
 
-    /// Python: `Model.get_input_embeddings`.
+    /// Python: `Model.get_input_embeddings`: `pixel_values` are the
+    /// images' patches, else the videos'; the grid of the images, else the
+    /// videos', goes to the vision tower, and both to the rope index.
     pub fn get_input_embeddings(
         &self,
         input_ids: &Array,
         pixel_values: Option<&Array>,
         image_grid_thw: Option<&Array>,
+        video_grid_thw: Option<&Array>,
         mask: Option<&Array>,
     ) -> Result<InputEmbeddingsFeatures> {
         let Some(pixel_values) = pixel_values else {
@@ -85,10 +97,10 @@ impl Model {
                 rope_deltas: Some(rope_deltas),
             });
         };
-        let grid_thw = image_grid_thw.ok_or_else(|| {
+        let grid_thw = image_grid_thw.or(video_grid_thw).ok_or_else(|| {
             Error::InvalidArgument(
-                "pixel_values were given without image_grid_thw; pass the grids the processor \
-                 returned"
+                "pixel_values were given without image_grid_thw or video_grid_thw; pass the \
+                 grids the processor returned"
                     .into(),
             )
         })?;
@@ -108,7 +120,7 @@ impl Model {
 
         let (position_ids, rope_deltas) =
             self.language_model
-                .get_rope_index(input_ids, Some(grid_thw), None, mask)?;
+                .get_rope_index(input_ids, image_grid_thw, video_grid_thw, mask)?;
         Ok(InputEmbeddingsFeatures {
             inputs_embeds: final_inputs_embeds,
             position_ids: Some(position_ids),
@@ -193,7 +205,8 @@ impl Model {
         image_grid_thw: Option<&Array>,
         mask: Option<&Array>,
     ) -> Result<Array> {
-        let features = self.get_input_embeddings(input_ids, pixel_values, image_grid_thw, mask)?;
+        let features =
+            self.get_input_embeddings(input_ids, pixel_values, image_grid_thw, None, mask)?;
         let args = LanguageModelArgs {
             mask,
             has_pixel_values: pixel_values.is_some(),
@@ -253,17 +266,40 @@ impl FamilyModel for Model {
         inputs: Option<&QwenVlInputs>,
         mask: Option<&Array>,
     ) -> Result<(Array, PrefillArgs)> {
-        let pixel_values = inputs.and_then(|i| i.pixel_values.as_ref());
+        if let Some(i) = inputs
+            && i.pixel_values.is_some()
+            && i.pixel_values_videos.is_some()
+        {
+            // Python encodes only the images and leaves the video tokens
+            // as text.
+            return Err(Error::InvalidArgument(
+                "Qwen2.5-VL takes images or videos in one prompt, not both (Python mlx-vlm \
+                 encodes only the images); send them in separate prompts"
+                    .into(),
+            ));
+        }
+        let pixel_values = inputs.and_then(|i| {
+            i.pixel_values
+                .as_ref()
+                .or(i.pixel_values_videos.as_ref())
+        });
         let image_grid_thw = inputs.and_then(|i| i.image_grid_thw.as_ref());
-        let features =
-            Model::get_input_embeddings(self, input_ids, pixel_values, image_grid_thw, mask)?;
+        let video_grid_thw = inputs.and_then(|i| i.video_grid_thw.as_ref());
+        let features = Model::get_input_embeddings(
+            self,
+            input_ids,
+            pixel_values,
+            image_grid_thw,
+            video_grid_thw,
+            mask,
+        )?;
         Ok((
             features.inputs_embeds,
             PrefillArgs {
                 position_ids: features.position_ids,
                 rope_deltas: features.rope_deltas,
                 image_grid_thw: image_grid_thw.cloned(),
-                video_grid_thw: None,
+                video_grid_thw: video_grid_thw.cloned(),
             },
         ))
     }

@@ -915,6 +915,10 @@ pub struct QwenVlInputs {
     pub pixel_values: Option<Array>,
     /// Python: `image_grid_thw`, `[images, 3]` int32.
     pub image_grid_thw: Option<Array>,
+    /// Python: `pixel_values_videos`, the videos' patches.
+    pub pixel_values_videos: Option<Array>,
+    /// Python: `video_grid_thw`, `[videos, 3]` int32.
+    pub video_grid_thw: Option<Array>,
 }
 
 impl QwenVlInputs {
@@ -923,6 +927,7 @@ impl QwenVlInputs {
         Ok(Self {
             pixel_values: Some(pixel_values),
             image_grid_thw: Some(grid_array(grids)?),
+            ..Self::default()
         })
     }
 }
