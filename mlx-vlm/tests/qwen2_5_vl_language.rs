@@ -216,6 +216,74 @@ fn get_rope_index_matches_python() {
     }
 }
 
+/// Videos: absolute-time temporal positions against transformers'
+/// `get_rope_index` (`second_per_grid_ts` given), and Python mlx-vlm's
+/// index positions without them (fixtures/qwen2_5_vl/gen_video_rope.py).
+#[test]
+fn video_rope_index_matches_transformers_and_mlx_vlm() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/qwen2_5_vl/video_rope.json"
+    );
+    let cases: Vec<Value> = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    assert!(cases.len() >= 5);
+    let ints = |v: &Value| -> Vec<i64> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|x| match x.as_array() {
+                Some(row) => row.iter().map(|y| y.as_i64().unwrap()).collect(),
+                None => vec![x.as_i64().unwrap()],
+            })
+            .collect()
+    };
+    let grid = |v: &Value| -> Option<Array> {
+        let rows = ints(v);
+        (!rows.is_empty()).then(|| {
+            let rows: Vec<i32> = rows.iter().map(|&x| x as i32).collect();
+            Array::from_slice(&rows, &[rows.len() as i32 / 3, 3]).unwrap()
+        })
+    };
+    for case in &cases {
+        let name = case["name"].as_str().unwrap();
+        let mut config = config_value(true);
+        config["vision_config"]["tokens_per_second"] = case["tokens_per_second"].clone();
+        let lm = load(&config, Dtype::Float32);
+        let ids: Vec<i32> = ints(&case["input_ids"]).iter().map(|&x| x as i32).collect();
+        let ids = Array::from_slice(&ids, &[1, ids.len() as i32]).unwrap();
+        let (images, videos) = (grid(&case["image_grid_thw"]), grid(&case["video_grid_thw"]));
+        let times: Vec<f64> = case["second_per_grid_ts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_f64().unwrap())
+            .collect();
+        for (times, key) in [(Some(times.as_slice()), ""), (None, "mlx_vlm_")] {
+            let (position_ids, deltas) = lm
+                .get_rope_index_timed(&ids, images.as_ref(), videos.as_ref(), times, None)
+                .unwrap();
+            assert_eq!(
+                position_ids.to_vec_as::<i64>().unwrap(),
+                ints(&case[format!("{key}position_ids")]),
+                "{name} {key}position ids"
+            );
+            assert_eq!(
+                deltas.to_vec_as::<i64>().unwrap(),
+                ints(&case[format!("{key}rope_deltas")]),
+                "{name} {key}deltas"
+            );
+        }
+    }
+    // A negative or non-finite time is refused, naming the value.
+    let lm = load(&config_value(true), Dtype::Float32);
+    let ids = Array::from_slice(&[1i32, 2], &[1, 2]).unwrap();
+    let video = Array::from_slice(&[2i32, 2, 2], &[1, 3]).unwrap();
+    let err = lm
+        .get_rope_index_timed(&ids, None, Some(&video), Some(&[-1.0]), None)
+        .unwrap_err();
+    assert!(err.to_string().contains("second_per_grid_ts -1"), "{err}");
+}
+
 #[test]
 fn get_rope_index_rejects_grids_that_do_not_fit() {
     let lm = load(&config_value(true), Dtype::Float32);

@@ -48,6 +48,9 @@ pub struct LanguageModelArgs<'a> {
     pub image_grid_thw: Option<&'a Array>,
     /// `[videos, 3]` grids of the prompt's videos.
     pub video_grid_thw: Option<&'a Array>,
+    /// Seconds per temporal patch of each video, for absolute-time
+    /// positions ([`LanguageModel::get_rope_index_timed`]).
+    pub second_per_grid_ts: Option<&'a [f64]>,
 }
 
 /// The mRoPE embedding of the decoder layers, "chunked" layout (Python:
@@ -423,17 +426,29 @@ impl RowPositions {
         }
     }
 
-    fn push_vision(&mut self, (t, h, w): (i64, i64, i64), start: i64) {
+    /// `time_interval` spaces the temporal positions (transformers'
+    /// `second_per_grid_t * tokens_per_second`, truncated like its
+    /// `.long()`); `None` gives one step per temporal patch.
+    fn push_vision(
+        &mut self,
+        (t, h, w): (i64, i64, i64),
+        start: i64,
+        time_interval: Option<f64>,
+    ) {
+        let temporal = |ti: i64| match time_interval {
+            Some(interval) => (ti as f64 * interval) as i64,
+            None => ti,
+        };
         for ti in 0..t {
             for hi in 0..h {
                 for wi in 0..w {
-                    for (axis, v) in self.axes.iter_mut().zip([ti, hi, wi]) {
+                    for (axis, v) in self.axes.iter_mut().zip([temporal(ti), hi, wi]) {
                         axis.push(v + start);
                     }
                 }
             }
         }
-        self.last_max = Some((t - 1).max(h - 1).max(w - 1) + start);
+        self.last_max = Some(temporal(t - 1).max(h - 1).max(w - 1) + start);
     }
 }
 
@@ -490,6 +505,42 @@ impl LanguageModel {
         video_grid_thw: Option<&Array>,
         attention_mask: Option<&Array>,
     ) -> Result<(Array, Array)> {
+        self.get_rope_index_timed(
+            input_ids,
+            image_grid_thw,
+            video_grid_thw,
+            None,
+            attention_mask,
+        )
+    }
+
+    /// [`Self::get_rope_index`] with each video's seconds per temporal
+    /// patch (Rust only, beyond Python mlx-vlm 0.7.6): the video's
+    /// temporal positions become `floor(i * second_per_grid_t *
+    /// tokens_per_second)`, the absolute time Qwen2.5-VL was trained with
+    /// (transformers' `get_rope_index`); `None` gives Python mlx-vlm's
+    /// `i`. `second_per_grid_t` stays a float here, as in transformers 5
+    /// (4.x truncates it to an integer first); text after a video starts
+    /// after the largest position, as in transformers 4.x and mlx-vlm
+    /// (transformers 5 restarts it `max(h, w) / merge` past the video's
+    /// start).
+    pub fn get_rope_index_timed(
+        &self,
+        input_ids: &Array,
+        image_grid_thw: Option<&Array>,
+        video_grid_thw: Option<&Array>,
+        second_per_grid_ts: Option<&[f64]>,
+        attention_mask: Option<&Array>,
+    ) -> Result<(Array, Array)> {
+        let tokens_per_second = f64::from(self.config.vision_config.tokens_per_second);
+        if let Some(times) = second_per_grid_ts
+            && let Some(bad) = times.iter().find(|t| !(t.is_finite() && **t >= 0.0))
+        {
+            return Err(Error::InvalidArgument(format!(
+                "get_rope_index: second_per_grid_ts {bad} must be a finite number >= 0 (the \
+                 seconds each temporal patch of a video spans)"
+            )));
+        }
         let &[batch_size, seq_length] = input_ids.shape() else {
             return Err(Error::InvalidArgument(format!(
                 "get_rope_index: input_ids must be [batch, seq], got {:?}",
@@ -613,7 +664,7 @@ impl LanguageModel {
                 } else {
                     n + 1
                 };
-                let ((t, h, w), ed) = if ed_image < ed_video {
+                let ((t, h, w), ed, time_interval) = if ed_image < ed_video {
                     let grid = images.get(image_index).copied().ok_or_else(|| {
                         mismatch(format!(
                             "get_rope_index: the prompt has more images than the {} rows of \
@@ -623,7 +674,7 @@ impl LanguageModel {
                     })?;
                     image_index += 1;
                     remain_images -= 1;
-                    (grid, ed_image)
+                    (grid, ed_image, None)
                 } else {
                     let grid = videos.get(video_index).copied().ok_or_else(|| {
                         mismatch(format!(
@@ -632,9 +683,21 @@ impl LanguageModel {
                             videos.len()
                         ))
                     })?;
+                    let interval = match second_per_grid_ts {
+                        None => None,
+                        Some(times) => Some(
+                            times.get(video_index).copied().ok_or_else(|| {
+                                mismatch(format!(
+                                    "get_rope_index: {} second_per_grid_ts for more videos; \
+                                     give one per video",
+                                    times.len()
+                                ))
+                            })? * tokens_per_second,
+                        ),
+                    };
                     video_index += 1;
                     remain_videos -= 1;
-                    (grid, ed_video)
+                    (grid, ed_video, interval)
                 };
                 let (llm_grid_t, llm_grid_h, llm_grid_w) = (
                     t,
@@ -650,7 +713,11 @@ impl LanguageModel {
                 let text_len = (ed - st) as i64;
                 let st_idx = pos.next_start();
                 pos.push_text(text_len, st_idx);
-                pos.push_vision((llm_grid_t, llm_grid_h, llm_grid_w), text_len + st_idx);
+                pos.push_vision(
+                    (llm_grid_t, llm_grid_h, llm_grid_w),
+                    text_len + st_idx,
+                    time_interval,
+                );
                 let vision_len = llm_grid_t * llm_grid_h * llm_grid_w;
                 st = ed + usize::try_from(vision_len).unwrap_or(0);
                 if st > n {
@@ -754,10 +821,11 @@ impl LanguageModel {
                         saved.index(idx![.., window])?
                     });
                 } else {
-                    let (p, rope_deltas) = self.get_rope_index(
+                    let (p, rope_deltas) = self.get_rope_index_timed(
                         inputs,
                         args.image_grid_thw,
                         args.video_grid_thw,
+                        args.second_per_grid_ts,
                         rope_mask,
                     )?;
                     state.rope_deltas = Some(rope_deltas);

@@ -37,6 +37,9 @@ pub struct PrefillArgs {
     pub image_grid_thw: Option<Array>,
     /// `[videos, 3]` grids of the prompt's videos.
     pub video_grid_thw: Option<Array>,
+    /// Seconds per temporal patch of each video, when the positions keep
+    /// absolute time.
+    pub second_per_grid_ts: Option<Vec<f64>>,
 }
 
 impl PrefillArgs {
@@ -47,6 +50,7 @@ impl PrefillArgs {
             rope_deltas: self.rope_deltas.as_ref(),
             image_grid_thw: self.image_grid_thw.as_ref(),
             video_grid_thw: self.video_grid_thw.as_ref(),
+            second_per_grid_ts: self.second_per_grid_ts.as_deref(),
             ..Default::default()
         }
     }
@@ -78,13 +82,16 @@ impl Model {
 
     /// Python: `Model.get_input_embeddings`: `pixel_values` are the
     /// images' patches, else the videos'; the grid of the images, else the
-    /// videos', goes to the vision tower, and both to the rope index.
+    /// videos', goes to the vision tower, and both to the rope index, with
+    /// the videos' `second_per_grid_ts` when given (Rust only: absolute-time
+    /// positions, see `LanguageModel::get_rope_index_timed`).
     pub fn get_input_embeddings(
         &self,
         input_ids: &Array,
         pixel_values: Option<&Array>,
         image_grid_thw: Option<&Array>,
         video_grid_thw: Option<&Array>,
+        second_per_grid_ts: Option<&[f64]>,
         mask: Option<&Array>,
     ) -> Result<InputEmbeddingsFeatures> {
         let Some(pixel_values) = pixel_values else {
@@ -118,9 +125,13 @@ impl Model {
             input_ids,
         )?;
 
-        let (position_ids, rope_deltas) =
-            self.language_model
-                .get_rope_index(input_ids, image_grid_thw, video_grid_thw, mask)?;
+        let (position_ids, rope_deltas) = self.language_model.get_rope_index_timed(
+            input_ids,
+            image_grid_thw,
+            video_grid_thw,
+            second_per_grid_ts,
+            mask,
+        )?;
         Ok(InputEmbeddingsFeatures {
             inputs_embeds: final_inputs_embeds,
             position_ids: Some(position_ids),
@@ -206,7 +217,7 @@ impl Model {
         mask: Option<&Array>,
     ) -> Result<Array> {
         let features =
-            self.get_input_embeddings(input_ids, pixel_values, image_grid_thw, None, mask)?;
+            self.get_input_embeddings(input_ids, pixel_values, image_grid_thw, None, None, mask)?;
         let args = LanguageModelArgs {
             mask,
             has_pixel_values: pixel_values.is_some(),
@@ -285,12 +296,14 @@ impl FamilyModel for Model {
         });
         let image_grid_thw = inputs.and_then(|i| i.image_grid_thw.as_ref());
         let video_grid_thw = inputs.and_then(|i| i.video_grid_thw.as_ref());
+        let second_per_grid_ts = inputs.and_then(|i| i.second_per_grid_ts.clone());
         let features = Model::get_input_embeddings(
             self,
             input_ids,
             pixel_values,
             image_grid_thw,
             video_grid_thw,
+            second_per_grid_ts.as_deref(),
             mask,
         )?;
         Ok((
@@ -300,6 +313,7 @@ impl FamilyModel for Model {
                 rope_deltas: features.rope_deltas,
                 image_grid_thw: image_grid_thw.cloned(),
                 video_grid_thw: video_grid_thw.cloned(),
+                second_per_grid_ts,
             },
         ))
     }

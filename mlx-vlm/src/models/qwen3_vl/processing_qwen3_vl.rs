@@ -919,6 +919,10 @@ pub struct QwenVlInputs {
     pub pixel_values_videos: Option<Array>,
     /// Python: `video_grid_thw`, `[videos, 3]` int32.
     pub video_grid_thw: Option<Array>,
+    /// Seconds each video's temporal patch spans (transformers:
+    /// `second_per_grid_ts`, `temporal_patch_size / fps`); Qwen2.5-VL's
+    /// absolute-time positions use them. Python mlx-vlm 0.7.6 makes none.
+    pub second_per_grid_ts: Option<Vec<f64>>,
 }
 
 impl QwenVlInputs {
