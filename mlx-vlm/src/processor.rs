@@ -10,6 +10,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use image::RgbImage;
 use mlx_rs::Array;
 use serde_json::{Value, json};
 
@@ -33,6 +34,10 @@ pub struct ProcessorOptions {
     pub min_pixels: Option<u64>,
     /// Most pixels an image is resized to (`max_pixels`).
     pub max_pixels: Option<u64>,
+    /// Whether video positions keep absolute time where a family can
+    /// (Qwen2.5-VL: `second_per_grid_ts`, as the model was trained; on by
+    /// default). `Some(false)` gives Python mlx-vlm 0.7.6's positions.
+    pub absolute_video_time: Option<bool>,
 }
 
 impl ProcessorOptions {
@@ -42,6 +47,7 @@ impl ProcessorOptions {
         Self {
             min_pixels,
             max_pixels,
+            ..Self::default()
         }
     }
 }
@@ -51,6 +57,41 @@ impl ProcessorOptions {
 pub struct PromptMedia<'a> {
     /// The images.
     pub images: &'a [ImageSource],
+    /// The videos, decoded and sampled.
+    pub videos: &'a [Video],
+}
+
+/// A decoded video: its sampled frames and where they came from (Python:
+/// the frames and `VideoMetadata` that `load_video` returns).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Video {
+    /// The sampled frames, in order, all of one size.
+    pub frames: Vec<RgbImage>,
+    /// Frames in the source (Python: `total_num_frames`).
+    pub total_num_frames: usize,
+    /// The source's frame rate (Python: `fps`).
+    pub fps: f64,
+    /// The source index of each sampled frame (Python: `frames_indices`).
+    pub frames_indices: Vec<usize>,
+}
+
+impl Video {
+    /// Frames already chosen by the caller, taken as sampled at `fps`
+    /// (Python: the metadata `prepare_inputs` makes for decoded frames).
+    pub fn from_frames(frames: Vec<RgbImage>, fps: f64) -> Self {
+        let n = frames.len();
+        Self {
+            frames,
+            total_num_frames: n,
+            fps,
+            frames_indices: (0..n).collect(),
+        }
+    }
+
+    /// The frame rate the sampling achieved (Python: `sampled_fps`).
+    pub fn sampled_fps(&self) -> f64 {
+        self.frames_indices.len() as f64 / (self.total_num_frames as f64).max(1e-6) * self.fps
+    }
 }
 
 /// Prepares one family's model inputs from text and media (Python: the
@@ -175,8 +216,14 @@ impl Processor {
     /// Loads and preprocesses `images`, expands the prompt's image tokens
     /// and tokenizes it (Python: `prepare_inputs`).
     pub fn prepare_inputs(&self, prompt: &str, images: &[ImageSource]) -> Result<GenerateInputs> {
-        self.processor
-            .prepare_inputs(&self.tokenizer, prompt, PromptMedia { images })
+        self.processor.prepare_inputs(
+            &self.tokenizer,
+            prompt,
+            PromptMedia {
+                images,
+                ..Default::default()
+            },
+        )
     }
 
     /// [`Processor::prepare_inputs`] with `options` overriding the

@@ -11,7 +11,8 @@ use serde_json::Value;
 
 use crate::generate::GenerateInputs;
 use crate::models::qwen3_vl::processing_qwen3_vl::{
-    Qwen3VlImageProcessor, expand_image_tokens, prepare_qwen_inputs,
+    Qwen3VlImageProcessor, Qwen3VlVideoProcessor, expand_image_tokens, expand_video_tokens,
+    prepare_qwen_inputs,
 };
 use crate::processor::{ModelProcessor, ProcessorOptions, PromptMedia};
 use crate::tokenizer::Tokenizer;
@@ -19,6 +20,9 @@ use crate::{Error, Result};
 
 /// Python: `Qwen2_5_VLProcessor.image_token` when the tokenizer names none.
 pub const IMAGE_TOKEN: &str = "<|image_pad|>";
+
+/// Python: `Qwen2_5_VLProcessor.video_token` when the tokenizer names none.
+pub const VIDEO_TOKEN: &str = "<|video_pad|>";
 
 /// Qwen2.5-VL's processor: images to `pixel_values`, and the prompt's image
 /// placeholders expanded to one token per merged patch.
@@ -28,8 +32,15 @@ pub const IMAGE_TOKEN: &str = "<|image_pad|>";
 pub struct Qwen2_5VlProcessor {
     /// The image processor.
     pub image_processor: Qwen3VlImageProcessor,
+    /// The video processor.
+    pub video_processor: Qwen3VlVideoProcessor,
     /// The placeholder each image's tokens replace.
     pub image_token: String,
+    /// The placeholder each video's tokens replace.
+    pub video_token: String,
+    /// Whether videos get `second_per_grid_ts` for absolute-time positions
+    /// (Rust only, on by default; off gives Python mlx-vlm's positions).
+    pub absolute_video_time: bool,
 }
 
 impl Qwen2_5VlProcessor {
@@ -37,9 +48,19 @@ impl Qwen2_5VlProcessor {
     ///
     /// Python: `Qwen2_5_VLProcessor.__init__`.
     pub fn new(image_processor: Qwen3VlImageProcessor) -> Self {
+        let video_processor = Qwen3VlVideoProcessor {
+            settings: Qwen3VlImageProcessor {
+                patch_size: 14,
+                ..Qwen3VlVideoProcessor::default().settings
+            },
+            ..Qwen3VlVideoProcessor::default()
+        };
         Qwen2_5VlProcessor {
             image_processor,
+            video_processor,
             image_token: IMAGE_TOKEN.to_owned(),
+            video_token: VIDEO_TOKEN.to_owned(),
+            absolute_video_time: true,
         }
     }
 
@@ -49,10 +70,11 @@ impl Qwen2_5VlProcessor {
     ///
     /// Python: `Qwen2_5_VLProcessor.from_pretrained` (image part).
     pub fn from_pretrained(dir: impl AsRef<Path>) -> Result<Self> {
-        Ok(Self::new(Qwen3VlImageProcessor::from_pretrained(
-            dir.as_ref(),
-            14,
-        )?))
+        let dir = dir.as_ref();
+        Ok(Self {
+            video_processor: Qwen3VlVideoProcessor::from_pretrained(dir, 14)?,
+            ..Self::new(Qwen3VlImageProcessor::from_pretrained(dir, 14)?)
+        })
     }
 
     /// The processor of a parsed `preprocessor_config.json` (and optional
@@ -124,10 +146,13 @@ impl Qwen2_5VlProcessor {
 
 impl ModelProcessor for Qwen2_5VlProcessor {
     fn with_options(&self, options: &ProcessorOptions) -> Result<Box<dyn ModelProcessor>> {
-        Ok(Box::new(
-            self.clone()
-                .try_with_pixels(options.min_pixels, options.max_pixels)?,
-        ))
+        let mut out = self
+            .clone()
+            .try_with_pixels(options.min_pixels, options.max_pixels)?;
+        if let Some(absolute) = options.absolute_video_time {
+            out.absolute_video_time = absolute;
+        }
+        Ok(Box::new(out))
     }
 
     /// Python: `Qwen2_5_VLProcessor.__call__` then the tokenizer.
@@ -137,9 +162,23 @@ impl ModelProcessor for Qwen2_5VlProcessor {
         prompt: &str,
         media: PromptMedia<'_>,
     ) -> Result<GenerateInputs> {
-        prepare_qwen_inputs(tokenizer, prompt, media, &self.image_processor, |text, grids| {
-            self.expand_image_tokens(text, grids)
-        })
+        prepare_qwen_inputs(
+            tokenizer,
+            prompt,
+            media,
+            &self.image_processor,
+            &self.video_processor,
+            self.absolute_video_time,
+            |text, grids| {
+                let text = self.expand_image_tokens(text, grids.images)?;
+                expand_video_tokens(
+                    &text,
+                    &self.video_token,
+                    grids.videos,
+                    self.video_processor.settings.merge_size,
+                )
+            },
+        )
     }
 }
 

@@ -37,7 +37,7 @@ use serde_json::Value;
 use crate::generate::GenerateInputs;
 use crate::image::{load_image, resize_bicubic};
 use crate::models::ModelInputs;
-use crate::processor::{ModelProcessor, ProcessorOptions, PromptMedia, input_ids_array};
+use crate::processor::{ModelProcessor, ProcessorOptions, PromptMedia, Video, input_ids_array};
 use crate::tokenizer::Tokenizer;
 use crate::{Error, Result};
 
@@ -1038,6 +1038,10 @@ pub fn expand_image_tokens(
 pub struct Qwen3VlProcessor {
     /// The image processor (patch size 16 unless the checkpoint says).
     pub image_processor: Qwen3VlImageProcessor,
+    /// The video processor (patch size 16 unless the checkpoint says).
+    pub video_processor: Qwen3VlVideoProcessor,
+    /// Python: `video_token`.
+    pub video_token: String,
     /// Python: `image_token`.
     pub image_token: String,
     /// Python: `vision_start_token`.
@@ -1047,10 +1051,13 @@ pub struct Qwen3VlProcessor {
 }
 
 impl Qwen3VlProcessor {
-    /// Python: `Qwen3VLProcessor.__init__` with the default tokens.
+    /// Python: `Qwen3VLProcessor.__init__` with the default tokens and
+    /// video processor.
     pub fn new(image_processor: Qwen3VlImageProcessor) -> Self {
         Self {
             image_processor,
+            video_processor: Qwen3VlVideoProcessor::default(),
+            video_token: "<|video_pad|>".to_owned(),
             image_token: "<|image_pad|>".to_owned(),
             vision_start_token: "<|vision_start|>".to_owned(),
             vision_end_token: "<|vision_end|>".to_owned(),
@@ -1061,10 +1068,85 @@ impl Qwen3VlProcessor {
     /// where its `preprocessor_config.json` / `processor_config.json` (each
     /// optional) name none (Python: `_qwen_vl_image_kwargs`).
     pub fn from_pretrained(dir: &Path, default_patch_size: u32) -> Result<Self> {
-        Ok(Self::new(Qwen3VlImageProcessor::from_pretrained(
-            dir,
-            default_patch_size,
-        )?))
+        Ok(Self {
+            video_processor: Qwen3VlVideoProcessor::from_pretrained(dir, default_patch_size)?,
+            ..Self::new(Qwen3VlImageProcessor::from_pretrained(
+                dir,
+                default_patch_size,
+            )?)
+        })
+    }
+
+    /// The prompt with each video placeholder expanded (Python: the video
+    /// part of `Qwen3VLProcessor.__call__`): a placeholder wrapped in
+    /// `vision_start`/`vision_end` becomes one `<t.t seconds>` block per
+    /// temporal patch group, timed from the video's frame indices; a bare
+    /// one becomes `t*h*w / merge_size²` tokens. Placeholders and videos
+    /// differing in number is an [`Error::ImageTokenMismatch`] (Python
+    /// fails with an index error on surplus placeholders and misaligns the
+    /// features on surplus videos).
+    pub fn expand_video_tokens(
+        &self,
+        text: &str,
+        grids: &[[i32; 3]],
+        videos: &[Video],
+    ) -> Result<String> {
+        let token = self.video_token.as_str();
+        let found = text.matches(token).count();
+        if found != grids.len() || grids.len() != videos.len() {
+            return Err(Error::ImageTokenMismatch {
+                message: format!(
+                    "the prompt has {found} {token} placeholder(s) for {} video(s); put one \
+                     <|vision_start|>{token}<|vision_end|> in the prompt per video, e.g. \
+                     through the chat template's video entries",
+                    grids.len()
+                ),
+            });
+        }
+        let merge_length = u64::from(self.video_processor.settings.merge_size)
+            .pow(2)
+            .max(1);
+        let tps = self.video_processor.settings.temporal_patch_size as usize;
+        let wrapped = format!(
+            "{}{token}{}",
+            self.vision_start_token, self.vision_end_token
+        );
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        for (grid, video) in grids.iter().zip(videos) {
+            let Some(at) = rest.find(token) else {
+                break;
+            };
+            let [t, h, w] = grid.map(|d| u64::try_from(d).unwrap_or(0));
+            let frame_seqlen = usize::try_from(h * w / merge_length).unwrap_or(usize::MAX);
+            let start = at.checked_sub(self.vision_start_token.len());
+            match start.filter(|&s| rest[s..].starts_with(&wrapped)) {
+                Some(s) => {
+                    let timestamps = video_group_timestamps(
+                        t as usize,
+                        tps,
+                        video.sampled_fps(),
+                        Some((&video.frames_indices, video.fps)),
+                    )?;
+                    out.push_str(&rest[..s]);
+                    out.push_str(&timestamped_video_placeholder(
+                        &timestamps,
+                        frame_seqlen,
+                        token,
+                        &self.vision_start_token,
+                        &self.vision_end_token,
+                    ));
+                    rest = &rest[s + wrapped.len()..];
+                }
+                None => {
+                    out.push_str(&rest[..at]);
+                    out.push_str(&token.repeat(t as usize * frame_seqlen));
+                    rest = &rest[at + token.len()..];
+                }
+            }
+        }
+        out.push_str(rest);
+        Ok(out)
     }
 
     /// The prompt with its image placeholders expanded for `grids` (Python:
@@ -1114,38 +1196,109 @@ impl ModelProcessor for Qwen3VlProcessor {
             prompt,
             media,
             &self.image_processor,
-            |text, grids| self.expand_image_tokens(text, grids),
+            &self.video_processor,
+            false,
+            |text, grids| {
+                let text = self.expand_image_tokens(text, grids.images)?;
+                self.expand_video_tokens(&text, grids.videos, media.videos)
+            },
         )
     }
 }
 
-/// Loads and preprocesses the images of `media`, expands the prompt with
-/// `expand` and tokenizes it: the steps every Qwen processor shares.
+/// The grids of a prompt's media, for its placeholder expansion.
+#[derive(Debug, Clone, Copy)]
+pub struct MediaGrids<'a> {
+    /// `[t, h, w]` of each image.
+    pub images: &'a [[i32; 3]],
+    /// `[t, h, w]` of each video.
+    pub videos: &'a [[i32; 3]],
+}
+
+/// Loads and preprocesses the images and videos of `media`, expands the
+/// prompt with `expand` and tokenizes it: the steps every Qwen processor
+/// shares (Python: the processors' `__call__`). With
+/// `second_per_grid_ts`, each video's seconds per temporal patch
+/// (`temporal_patch_size / sampled fps`, as transformers' processor
+/// computes them) go with the inputs.
 pub fn prepare_qwen_inputs(
     tokenizer: &Tokenizer,
     prompt: &str,
     media: PromptMedia<'_>,
     image_processor: &Qwen3VlImageProcessor,
-    expand: impl FnOnce(&str, &[[i32; 3]]) -> Result<String>,
+    video_processor: &Qwen3VlVideoProcessor,
+    second_per_grid_ts: bool,
+    expand: impl FnOnce(&str, MediaGrids<'_>) -> Result<String>,
 ) -> Result<GenerateInputs> {
-    let (inputs, grids) = if media.images.is_empty() {
-        (None, Vec::new())
-    } else {
+    let mut inputs = QwenVlInputs::default();
+    let mut image_grids = Vec::new();
+    if !media.images.is_empty() {
         let images = media
             .images
             .iter()
             .map(load_image)
             .collect::<Result<Vec<_>>>()?;
         let (pixel_values, grids) = image_processor.preprocess(&images)?;
-        (Some(QwenVlInputs::images(pixel_values, &grids)?), grids)
-    };
-    let text = expand(prompt, &grids)?;
+        inputs.pixel_values = Some(pixel_values);
+        inputs.image_grid_thw = Some(grid_array(&grids)?);
+        image_grids = grids;
+    }
+    let mut video_grids = Vec::new();
+    if !media.videos.is_empty() {
+        let frames: Vec<Vec<RgbImage>> = media.videos.iter().map(|v| v.frames.clone()).collect();
+        let (pixel_values, grids) = video_processor.preprocess(&frames)?;
+        inputs.pixel_values_videos = Some(pixel_values);
+        inputs.video_grid_thw = Some(grid_array(&grids)?);
+        if second_per_grid_ts {
+            let tps = f64::from(video_processor.settings.temporal_patch_size);
+            inputs.second_per_grid_ts =
+                Some(media.videos.iter().map(|v| tps / v.sampled_fps()).collect());
+        }
+        video_grids = grids;
+    }
+    let text = expand(
+        prompt,
+        MediaGrids {
+            images: &image_grids,
+            videos: &video_grids,
+        },
+    )?;
     let input_ids = input_ids_array(&tokenizer.encode(&text)?)?;
+    let has_media = !image_grids.is_empty() || !video_grids.is_empty();
+    let mut patch_grids = image_grids;
+    patch_grids.extend(video_grids);
     Ok(GenerateInputs {
         input_ids,
         mask: None,
-        media: inputs.map(|inputs| ModelInputs::new(inputs, grids)),
+        media: has_media.then(|| ModelInputs::new(inputs, patch_grids)),
     })
+}
+
+/// Expands each `video_token` of `text` to `t*h*w / merge_size²` copies for
+/// its video's grid (Python: the video loop of `Qwen2_5_VLProcessor` and
+/// `Qwen2VLProcessor`). Fails with [`Error::ImageTokenMismatch`] when the
+/// placeholders and the videos differ in number.
+pub fn expand_video_tokens(
+    text: &str,
+    video_token: &str,
+    grids: &[[i32; 3]],
+    merge_size: u32,
+) -> Result<String> {
+    let found = text.matches(video_token).count();
+    if found != grids.len() {
+        return Err(Error::ImageTokenMismatch {
+            message: format!(
+                "the prompt has {found} {video_token} placeholder(s) but {} video(s) were \
+                 given; put one {video_token} (inside <|vision_start|>...<|vision_end|>) in the \
+                 prompt per video, e.g. through the chat template's video entries",
+                grids.len()
+            ),
+        });
+    }
+    if grids.is_empty() {
+        return Ok(text.to_owned());
+    }
+    expand_image_tokens(text, video_token, grids, merge_size)
 }
 
 /// The Qwen3-VL family's processor factory (Python:
