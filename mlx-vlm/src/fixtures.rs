@@ -35,6 +35,7 @@ use crate::Result;
 mod cache;
 mod checkpoint;
 mod offline_tokenizer;
+mod tiny;
 mod tokenizer;
 
 pub use cache::{
@@ -44,6 +45,10 @@ pub use cache::{
 pub use checkpoint::{CheckpointSpec, Layout, checkpoint_key, ensure_checkpoint, write_checkpoint};
 pub use offline_tokenizer::{
     FIRST_SPECIAL_ID, SPECIAL_TOKENS, offline_tokenizer_dir, write_offline_tokenizer,
+};
+pub use tiny::{
+    TinyModel, channels_first, ensure_tiny_checkpoint, qwen_hf_param, qwen_transformers5_key,
+    write_tiny_checkpoint,
 };
 pub use tokenizer::{
     ENV_DIR as QWEN_TOKENIZER_ENV, QWEN2_5_LAST_ADDED_ID, derive_qwen2_5_vl, qwen_tokenizer_dir,
@@ -109,7 +114,7 @@ pub fn tensor_values(key: &str, shape: &[i32]) -> Vec<f32> {
             }
         })
         .collect();
-    if key == "model.embed_tokens.weight" || key == "lm_head.weight" {
+    if key.ends_with("embed_tokens.weight") || key == "lm_head.weight" {
         let row = shape[1] as usize;
         let start = (TOKENIZER_VOCAB as usize * row).min(values.len());
         values[start..].fill(0.0);

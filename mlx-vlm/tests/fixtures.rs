@@ -384,3 +384,63 @@ mod cache_entries {
         assert!(err.to_string().contains("no/such/f"), "{err}");
     }
 }
+
+/// The generic writer (`TinyModel`: shapes from the model the config
+/// builds, mlx-community keys from the family's `sanitize`) writes the
+/// same tensors as the hand-written Qwen2.5-VL writer, in every layout and
+/// quantized.
+#[test]
+fn tiny_model_writer_matches_the_qwen2_5_vl_writer() {
+    use mlx_rs::{Dtype, ops};
+    use mlx_vlm::fixtures::{CheckpointSpec, Layout, TinyModel};
+
+    let tiny = TinyModel {
+        config: fixtures::tiny_config(),
+        files: Vec::new(),
+        hf_param: fixtures::qwen_hf_param,
+        transformers5_key: fixtures::qwen_transformers5_key,
+    };
+    assert_eq!(
+        tiny.hf_param_shapes().unwrap(),
+        fixtures::hf_param_shapes(&fixtures::tiny_config())
+    );
+    for (layout, quantization) in [
+        (Layout::HuggingFace, None),
+        (Layout::Transformers5, None),
+        (Layout::MlxCommunity, None),
+        (Layout::MlxCommunity, Some((64, 4))),
+    ] {
+        let spec = CheckpointSpec {
+            dtype: Dtype::Bfloat16,
+            layout,
+            quantization,
+            ..Default::default()
+        };
+        let root = tempfile::tempdir().unwrap();
+        let (generic, by_hand) = (root.path().join("generic"), root.path().join("by_hand"));
+        fixtures::write_tiny_checkpoint(&generic, &tiny, &spec).unwrap();
+        fixtures::write_checkpoint(&by_hand, &fixtures::tiny_config(), &spec).unwrap();
+        let read = |dir: &std::path::Path| {
+            mlx_rs::io::load_safetensors(dir.join("model.safetensors"))
+                .unwrap()
+                .0
+        };
+        let (a, b) = (read(&generic), read(&by_hand));
+        let keys = |m: &std::collections::HashMap<String, mlx_rs::Array>| {
+            let mut k: Vec<String> = m.keys().cloned().collect();
+            k.sort();
+            k
+        };
+        assert_eq!(keys(&a), keys(&b), "{layout:?} {quantization:?}");
+        for (key, x) in &a {
+            let y = &b[key];
+            assert_eq!(x.shape(), y.shape(), "{key}");
+            assert_eq!(x.dtype(), y.dtype(), "{key}");
+            let equal = ops::array_equal(x, y, false)
+                .unwrap()
+                .item::<bool>()
+                .unwrap();
+            assert!(equal, "{layout:?} {quantization:?}: {key} differs");
+        }
+    }
+}
