@@ -47,8 +47,8 @@ pub use offline_tokenizer::{
     FIRST_SPECIAL_ID, SPECIAL_TOKENS, offline_tokenizer_dir, write_offline_tokenizer,
 };
 pub use tiny::{
-    TinyModel, channels_first, ensure_tiny_checkpoint, qwen_hf_param, qwen_transformers5_key,
-    write_tiny_checkpoint,
+    HfParam, TinyModel, channels_first, ensure_tiny_checkpoint, qwen_hf_param,
+    qwen_transformers5_key, write_tiny_checkpoint,
 };
 pub use tokenizer::{
     ENV_DIR as QWEN_TOKENIZER_ENV, QWEN2_5_LAST_ADDED_ID, derive_qwen2_5_vl, qwen_tokenizer_dir,
