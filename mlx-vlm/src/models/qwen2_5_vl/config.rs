@@ -373,9 +373,12 @@ impl ModelConfig {
 /// Where a checkpoint key belongs, whatever the layout (Hugging Face,
 /// transformers 5, MLX): the tower and the key within it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Tower {
+pub(crate) enum Tower {
+    /// The language model's decoder.
     Text,
+    /// The vision tower.
     Vision,
+    /// The output layer.
     LmHead,
 }
 
@@ -422,142 +425,114 @@ impl ModelConfig {
     pub fn check_weights(&self, tensors: &BTreeMap<String, TensorInfo>, file: &str) -> Result<()> {
         let t = &self.text_config;
         let v = &self.vision_config;
-        for (key, info) in tensors {
-            let integer = !matches!(info.dtype.as_str(), "F16" | "BF16" | "F32" | "F64")
-                && !info.dtype.starts_with("F8");
-            let quantized_weight = key
-                .strip_suffix(".weight")
-                .is_some_and(|base| tensors.contains_key(&format!("{base}.scales")));
-            if integer && !(quantized_weight && info.dtype == "U32") {
-                return Err(Error::Weights {
-                    path: info.file.display().to_string(),
-                    message: format!(
-                        "{key} has dtype {}, but Qwen2.5-VL expects a floating-point weight \
-                         (F32, F16 or BF16; U32 only for a quantized .weight with .scales); \
-                         the checkpoint is corrupt or mis-converted, convert it again",
-                        info.dtype
-                    ),
-                });
-            }
-        }
-        let counts = [
-            (
-                "num_hidden_layers",
-                i64::from(t.num_hidden_layers),
-                block_count(tensors, Tower::Text, "layers"),
-                "decoder layers",
-            ),
-            (
-                "vision_config.depth",
-                i64::from(v.depth),
-                block_count(tensors, Tower::Vision, "blocks"),
-                "vision blocks",
-            ),
+        let sizes: [SizeCheck<'_>; 9] = [
+            ("vocab_size", t.vocab_size, Tower::Text, "embed_tokens.weight", 0),
+            ("hidden_size", t.hidden_size, Tower::Text, "embed_tokens.weight", 1),
+            ("hidden_size", t.hidden_size, Tower::Text, "layers.0.self_attn.q_proj.weight", 0),
+            ("intermediate_size", t.intermediate_size, Tower::Text, "layers.0.mlp.gate_proj.weight", 0),
+            ("vocab_size", t.vocab_size, Tower::LmHead, "weight", 0),
+            ("vision_config.hidden_size", v.hidden_size, Tower::Vision, "patch_embed.proj.weight", 0),
+            ("vision_config.hidden_size", v.hidden_size, Tower::Vision, "blocks.0.attn.qkv.weight", 1),
+            ("vision_config.intermediate_size", v.intermediate_size, Tower::Vision, "blocks.0.mlp.gate_proj.weight", 0),
+            ("vision_config.out_hidden_size", v.out_hidden_size, Tower::Vision, "merger.mlp.2.weight", 0),
         ];
-        for (name, configured, found, what) in counts {
-            let (count, example) = found.unwrap_or((0, "none"));
-            if i64::try_from(count).ok() != Some(configured) {
+        check_tensors(tensors, file, "Qwen2.5-VL", t.num_hidden_layers, v.depth, &sizes)
+    }
+}
+
+/// One size the weights must show: the config key, its value, the tower,
+/// the tensor within the tower and the dimension of its shape.
+pub(crate) type SizeCheck<'a> = (&'a str, i32, Tower, &'a str, usize);
+
+/// Checks a Qwen checkpoint's tensors against its config (see the top of
+/// this file): every integer tensor is a quantized weight, the decoder has
+/// `layers` layers and the vision tower `depth` blocks, and each of
+/// `sizes` holds. `model` names the family in messages, `file` the config.
+pub(crate) fn check_tensors(
+    tensors: &BTreeMap<String, TensorInfo>,
+    file: &str,
+    model: &str,
+    layers: i32,
+    depth: i32,
+    sizes: &[SizeCheck<'_>],
+) -> Result<()> {
+    for (key, info) in tensors {
+        let integer = !matches!(info.dtype.as_str(), "F16" | "BF16" | "F32" | "F64")
+            && !info.dtype.starts_with("F8");
+        let quantized_weight = key
+            .strip_suffix(".weight")
+            .is_some_and(|base| tensors.contains_key(&format!("{base}.scales")));
+        if integer && !(quantized_weight && info.dtype == "U32") {
+            return Err(Error::Weights {
+                path: info.file.display().to_string(),
+                message: format!(
+                    "{key} has dtype {}, but {model} expects a floating-point weight \
+                     (F32, F16 or BF16; U32 only for a quantized .weight with .scales); \
+                     the checkpoint is corrupt or mis-converted, convert it again",
+                    info.dtype
+                ),
+            });
+        }
+    }
+    let counts = [
+        (
+            "num_hidden_layers",
+            i64::from(layers),
+            block_count(tensors, Tower::Text, "layers"),
+            "decoder layers",
+        ),
+        (
+            "vision_config.depth",
+            i64::from(depth),
+            block_count(tensors, Tower::Vision, "blocks"),
+            "vision blocks",
+        ),
+    ];
+    for (name, configured, found, what) in counts {
+        let (count, example) = found.unwrap_or((0, "none"));
+        if i64::try_from(count).ok() != Some(configured) {
+            return Err(config_error(
+                file,
+                format!(
+                    "{name} is {configured}, but the weights hold {count} {what} (highest \
+                     key: {example}); set {name} to {count} or use the config.json that \
+                     came with these weights"
+                ),
+            ));
+        }
+    }
+    // (config key, value, tower, tensor within the tower, dimension).
+    let quantized = |key: &str| {
+        key.strip_suffix(".weight")
+            .is_some_and(|b| tensors.contains_key(&format!("{b}.scales")))
+    };
+    for (name, configured, tower, within, dim) in sizes.iter().copied() {
+        for (key, info) in tensors {
+            if tower_key(key) != Some((tower, within)) || (dim > 0 && quantized(key)) {
+                continue;
+            }
+            let Some(&found) = info.shape.get(dim) else {
+                continue;
+            };
+            if i64::try_from(found).ok() != Some(i64::from(configured)) {
                 return Err(config_error(
                     file,
                     format!(
-                        "{name} is {configured}, but the weights hold {count} {what} (highest \
-                         key: {example}); set {name} to {count} or use the config.json that \
-                         came with these weights"
+                        "{name} is {configured}, but {key} in {} has shape {:?} (dimension \
+                         {dim} is {found}); set {name} to {found} or use the config.json \
+                         that came with these weights",
+                        info.file.display(),
+                        info.shape
                     ),
                 ));
             }
         }
-        // (config key, value, tower, tensor within the tower, dimension).
-        let quantized = |key: &str| {
-            key.strip_suffix(".weight")
-                .is_some_and(|b| tensors.contains_key(&format!("{b}.scales")))
-        };
-        let sizes: [(&str, i32, Tower, &str, usize); 9] = [
-            (
-                "vocab_size",
-                t.vocab_size,
-                Tower::Text,
-                "embed_tokens.weight",
-                0,
-            ),
-            (
-                "hidden_size",
-                t.hidden_size,
-                Tower::Text,
-                "embed_tokens.weight",
-                1,
-            ),
-            (
-                "hidden_size",
-                t.hidden_size,
-                Tower::Text,
-                "layers.0.self_attn.q_proj.weight",
-                0,
-            ),
-            (
-                "intermediate_size",
-                t.intermediate_size,
-                Tower::Text,
-                "layers.0.mlp.gate_proj.weight",
-                0,
-            ),
-            ("vocab_size", t.vocab_size, Tower::LmHead, "weight", 0),
-            (
-                "vision_config.hidden_size",
-                v.hidden_size,
-                Tower::Vision,
-                "patch_embed.proj.weight",
-                0,
-            ),
-            (
-                "vision_config.hidden_size",
-                v.hidden_size,
-                Tower::Vision,
-                "blocks.0.attn.qkv.weight",
-                1,
-            ),
-            (
-                "vision_config.intermediate_size",
-                v.intermediate_size,
-                Tower::Vision,
-                "blocks.0.mlp.gate_proj.weight",
-                0,
-            ),
-            (
-                "vision_config.out_hidden_size",
-                v.out_hidden_size,
-                Tower::Vision,
-                "merger.mlp.2.weight",
-                0,
-            ),
-        ];
-        for (name, configured, tower, within, dim) in sizes {
-            for (key, info) in tensors {
-                if tower_key(key) != Some((tower, within)) || (dim > 0 && quantized(key)) {
-                    continue;
-                }
-                let Some(&found) = info.shape.get(dim) else {
-                    continue;
-                };
-                if i64::try_from(found).ok() != Some(i64::from(configured)) {
-                    return Err(config_error(
-                        file,
-                        format!(
-                            "{name} is {configured}, but {key} in {} has shape {:?} (dimension \
-                             {dim} is {found}); set {name} to {found} or use the config.json \
-                             that came with these weights",
-                            info.file.display(),
-                            info.shape
-                        ),
-                    ));
-                }
-            }
-        }
-        Ok(())
     }
+    Ok(())
 }
 
-fn positive(file: &str, key: &str, value: i32) -> Result<()> {
+/// Refuses a size that is not positive, naming `key`.
+pub(crate) fn positive(file: &str, key: &str, value: i32) -> Result<()> {
     if value > 0 {
         return Ok(());
     }
@@ -567,7 +542,8 @@ fn positive(file: &str, key: &str, value: i32) -> Result<()> {
     ))
 }
 
-fn config_error(file: &str, message: String) -> Error {
+/// An [`Error::Config`] of `file`.
+pub(crate) fn config_error(file: &str, message: String) -> Error {
     Error::Config {
         file: file.to_string(),
         message,

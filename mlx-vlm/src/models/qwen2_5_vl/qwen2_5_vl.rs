@@ -350,8 +350,53 @@ impl FamilyModel for Model {
     }
 
     fn estimate_memory(&self, request: &MemoryRequest) -> Result<MemoryEstimate> {
-        Ok(estimate_memory(self, request))
+        let vision = &self.config.vision_config;
+        let dims = VisionDims {
+            in_channels: vision.in_channels,
+            temporal_patch_size: vision.temporal_patch_size,
+            patch_size: vision.patch_size,
+            hidden_size: vision.hidden_size,
+            intermediate_size: vision.intermediate_size,
+            num_heads: vision.num_heads,
+            out_hidden_size: vision.out_hidden_size,
+            spatial_merge_size: vision.spatial_merge_size,
+            has_full_attention: vision
+                .fullatt_block_indexes
+                .iter()
+                .any(|&i| i >= 0 && i < vision.depth),
+            window_size: vision.window_size,
+            itemsize: self.vision_tower.patch_embed.proj.weight.itemsize(),
+        };
+        Ok(estimate_memory(&dims, &self.language_model, request))
     }
+}
+
+/// The vision tower's sizes the memory estimate needs (Qwen2-VL's and
+/// Qwen2.5-VL's towers name them differently).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct VisionDims {
+    /// Image channels.
+    pub in_channels: i32,
+    /// Frames per temporal patch.
+    pub temporal_patch_size: i32,
+    /// Pixels per patch side.
+    pub patch_size: i32,
+    /// Width of the blocks.
+    pub hidden_size: i32,
+    /// Width of the block MLP.
+    pub intermediate_size: i32,
+    /// Attention heads.
+    pub num_heads: i32,
+    /// Width after the merger.
+    pub out_hidden_size: i32,
+    /// Patches merged per side.
+    pub spatial_merge_size: i32,
+    /// Whether some block attends over whole frames.
+    pub has_full_attention: bool,
+    /// Window side in pixels, for blocks without full attention.
+    pub window_size: i32,
+    /// Bytes per weight of the tower.
+    pub itemsize: usize,
 }
 
 /// The peak bytes of `request` beyond the weights (Rust only; Python has
@@ -369,13 +414,16 @@ impl FamilyModel for Model {
 /// - KV cache: keys and values of every layer for the prompt plus the
 ///   generated tokens (or `max_kv_size`), in 256-token steps, plus one
 ///   layer's copy while it grows.
-fn estimate_memory(model: &Model, request: &MemoryRequest) -> MemoryEstimate {
-    let vision = &model.config.vision_config;
-    let text = &model.language_model.args;
+pub(crate) fn estimate_memory(
+    vision: &VisionDims,
+    language_model: &LanguageModel,
+    request: &MemoryRequest,
+) -> MemoryEstimate {
+    let text = &language_model.args;
     let width = |d: i32| u64::try_from(d).unwrap_or(0);
     let itemsize = |a: &Array| u64::try_from(a.itemsize()).unwrap_or(4);
-    let vision_bytes_per = itemsize(&model.vision_tower.patch_embed.proj.weight);
-    let text_bytes_per = itemsize(&model.language_model.model.norm.weight);
+    let vision_bytes_per = u64::try_from(vision.itemsize).unwrap_or(4);
+    let text_bytes_per = itemsize(&language_model.model.norm.weight);
 
     // Vision tower.
     let patches: Vec<u64> = request
@@ -390,10 +438,7 @@ fn estimate_memory(model: &Model, request: &MemoryRequest) -> MemoryEstimate {
         .map(|&[_, h, w]| width(h) * width(w))
         .max()
         .unwrap_or(0);
-    let has_full_attention = vision
-        .fullatt_block_indexes
-        .iter()
-        .any(|&i| i >= 0 && i < vision.depth);
+    let has_full_attention = vision.has_full_attention;
     let window_patches = (width(vision.window_size) / width(vision.patch_size).max(1)).pow(2);
     let attention_len = if has_full_attention {
         frame_patches
@@ -422,8 +467,8 @@ fn estimate_memory(model: &Model, request: &MemoryRequest) -> MemoryEstimate {
         .max(1);
     let hidden = width(text.hidden_size);
     let heads = width(text.num_attention_heads);
-    let head_dim = width(model.language_model.head_dim());
-    let kv_heads = width(model.language_model.n_kv_heads());
+    let head_dim = width(language_model.head_dim());
+    let kv_heads = width(language_model.n_kv_heads());
     let merge = width(vision.spatial_merge_size).pow(2).max(1);
     let features = n_patches / merge * width(vision.out_hidden_size) * text_bytes_per;
     let text_scores = heads * step * prompt;
@@ -443,7 +488,7 @@ fn estimate_memory(model: &Model, request: &MemoryRequest) -> MemoryEstimate {
     }
     let tokens = tokens.div_ceil(256) * 256;
     let layer_cache = 2 * kv_heads * head_dim * tokens * text_bytes_per;
-    let kv_cache_bytes = layer_cache * (model.layers() as u64 + 1);
+    let kv_cache_bytes = layer_cache * (language_model.model.layers.len() as u64 + 1);
 
     let (largest_array_elements, largest_array_bytes) = if vision_scores >= text_scores {
         (vision_scores, vision_scores * vision_bytes_per.max(4))

@@ -18,6 +18,7 @@ use mlx_rs::{Array, Dtype, fast};
 
 use super::config::VisionConfig;
 use crate::error::{Error, Result};
+use crate::models::rope_utils::rotate_half;
 
 /// The only `model_type` this vision tower implements.
 const MODEL_TYPE: &str = "qwen2_5_vl";
@@ -39,21 +40,6 @@ pub fn check_array_shape(arr: &Array) -> bool {
         return true;
     }
     out_channels >= kh && out_channels >= kw && kh == kw
-}
-
-/// The last axis with its halves swapped and the new first half negated
-/// (Python: `rope_utils.rotate_half`).
-fn rotate_half(x: &Array) -> Result<Array> {
-    let half = x.dim(-1)? / 2;
-    let parts = ops::split(x, [half], -1)?;
-    let [x1, x2] = parts.as_slice() else {
-        return Err(Error::InvalidArgument(format!(
-            "rotate_half: splitting shape {:?} at {half} gave {} parts, not 2",
-            x.shape(),
-            parts.len()
-        )));
-    };
-    Ok(ops::concatenate(&[ops::negative(x2)?, x1.clone()], -1)?)
 }
 
 /// Rotary position embedding of `tensor` (`[.., seq, heads, head_dim]`)
@@ -469,95 +455,24 @@ impl VisionModel {
     }
 
     /// `grid_thw` (`[n_images, 3]` integers) read to the host and checked
-    /// (Python: `grid_thw.tolist()`): at least one image, every size
-    /// positive, rows and columns multiples of `spatial_merge_size`.
+    /// (Python: `grid_thw.tolist()`); see [`grid_thw_tolist`].
     pub fn grid_thw_tolist(&self, grid_thw: &Array) -> Result<Vec<[i32; 3]>> {
-        let shape = grid_thw.shape();
-        if shape.len() != 2 || shape[1] != 3 || !grid_thw.dtype().is_integer() {
-            return Err(Error::InvalidArgument(format!(
-                "image_grid_thw must be an integer array of shape [n_images, 3], got {:?} of {}",
-                shape,
-                grid_thw.dtype()
-            )));
-        }
-        let values = grid_thw.to_vec_as::<i64>()?;
-        let grid = values
-            .chunks_exact(3)
-            .map(|row| {
-                let mut thw = [0i32; 3];
-                for (out, &v) in thw.iter_mut().zip(row) {
-                    *out = i32::try_from(v).map_err(|_| {
-                        Error::InvalidArgument(format!(
-                            "image_grid_thw row {row:?}: {v} does not fit in int32"
-                        ))
-                    })?;
-                }
-                Ok(thw)
-            })
-            .collect::<Result<Vec<_>>>()?;
-        self.check_grid(&grid)?;
-        Ok(grid)
+        grid_thw_tolist(grid_thw, self.spatial_merge_size, self.patch_size)
     }
 
-    /// Checks a host grid as [`VisionModel::grid_thw_tolist`] does, and that
-    /// its patch count fits MLX's int32 shapes; returns that count.
     fn check_grid(&self, grid_thw: &[[i32; 3]]) -> Result<i32> {
-        if grid_thw.is_empty() {
-            return Err(Error::InvalidArgument(
-                "image_grid_thw has no rows; give one [t, h, w] row per image".into(),
-            ));
-        }
-        let merge = self.spatial_merge_size;
-        let mut total: i64 = 0;
-        for (i, &[t, h, w]) in grid_thw.iter().enumerate() {
-            if t <= 0 || h <= 0 || w <= 0 || h % merge != 0 || w % merge != 0 {
-                return Err(Error::InvalidArgument(format!(
-                    "image_grid_thw row {i} is [{t}, {h}, {w}]: sizes must be positive and \
-                     h, w multiples of spatial_merge_size {merge}; resize the image so that \
-                     each side is a multiple of {} pixels",
-                    merge * self.patch_size
-                )));
-            }
-            total += i64::from(t) * i64::from(h) * i64::from(w);
-        }
-        i32::try_from(total).map_err(|_| {
-            Error::InvalidArgument(format!(
-                "image_grid_thw {grid_thw:?} has {total} patches, more than int32 can index"
-            ))
-        })
+        check_grid(grid_thw, self.spatial_merge_size, self.patch_size)
     }
 
-    /// The rotary angles of every patch, `[n_patches, head_dim / 2]`: the
-    /// first half from its row, the second from its column, patches ordered
-    /// merge group by merge group (Python: `VisionModel.rot_pos_emb`).
+    /// The rotary angles of every patch (Python: `VisionModel.rot_pos_emb`);
+    /// see [`rot_pos_emb`].
     pub fn rot_pos_emb(&self, grid_thw: &[[i32; 3]]) -> Result<Array> {
-        let n_patches = self.check_grid(grid_thw)?;
-        let s = self.spatial_merge_size;
-        let mut pos_ids: Vec<i32> = Vec::with_capacity(2 * n_patches as usize);
-        for &[t, h, w] in grid_thw {
-            // Python's reshape (h/s, s, w/s, s) and transpose (0, 2, 1, 3):
-            // merge groups in row-major order, row-major within a group.
-            for _ in 0..t {
-                for bh in 0..h / s {
-                    for bw in 0..w / s {
-                        for ih in 0..s {
-                            for iw in 0..s {
-                                pos_ids.extend([bh * s + ih, bw * s + iw]);
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        let pos_ids = Array::from_slice(&pos_ids, &[n_patches, 2])?;
-        let max_grid_size = grid_thw
-            .iter()
-            .flat_map(|&[_, h, w]| [h, w])
-            .max()
-            .unwrap_or(1);
-        let rotary_pos_emb_full = self.rotary_pos_emb.forward(max_grid_size)?;
-        let rotary_pos_emb = ops::take(&rotary_pos_emb_full, &pos_ids, 0)?;
-        Ok(rotary_pos_emb.reshape(&[n_patches, -1])?)
+        rot_pos_emb(
+            &self.rotary_pos_emb,
+            grid_thw,
+            self.spatial_merge_size,
+            self.patch_size,
+        )
     }
 
     /// The window index and window bounds, on the host: `window_index[i]`
@@ -709,6 +624,112 @@ impl VisionModel {
         }
         Ok(sanitized_weights)
     }
+}
+
+/// `grid_thw` (`[n_images, 3]` integers) read to the host and checked
+/// (Python: `grid_thw.tolist()`): at least one image, every size
+/// positive, rows and columns multiples of `spatial_merge_size`.
+pub fn grid_thw_tolist(
+    grid_thw: &Array,
+    spatial_merge_size: i32,
+    patch_size: i32,
+) -> Result<Vec<[i32; 3]>> {
+    let shape = grid_thw.shape();
+    if shape.len() != 2 || shape[1] != 3 || !grid_thw.dtype().is_integer() {
+        return Err(Error::InvalidArgument(format!(
+            "image_grid_thw must be an integer array of shape [n_images, 3], got {:?} of {}",
+            shape,
+            grid_thw.dtype()
+        )));
+    }
+    let values = grid_thw.to_vec_as::<i64>()?;
+    let grid = values
+        .chunks_exact(3)
+        .map(|row| {
+            let mut thw = [0i32; 3];
+            for (out, &v) in thw.iter_mut().zip(row) {
+                *out = i32::try_from(v).map_err(|_| {
+                    Error::InvalidArgument(format!(
+                        "image_grid_thw row {row:?}: {v} does not fit in int32"
+                    ))
+                })?;
+            }
+            Ok(thw)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    check_grid(&grid, spatial_merge_size, patch_size)?;
+    Ok(grid)
+}
+
+/// Checks a host grid as [`grid_thw_tolist`] does, and that
+/// its patch count fits MLX's int32 shapes; returns that count.
+pub fn check_grid(
+    grid_thw: &[[i32; 3]],
+    spatial_merge_size: i32,
+    patch_size: i32,
+) -> Result<i32> {
+    if grid_thw.is_empty() {
+        return Err(Error::InvalidArgument(
+            "image_grid_thw has no rows; give one [t, h, w] row per image".into(),
+        ));
+    }
+    let merge = spatial_merge_size;
+    let mut total: i64 = 0;
+    for (i, &[t, h, w]) in grid_thw.iter().enumerate() {
+        if t <= 0 || h <= 0 || w <= 0 || h % merge != 0 || w % merge != 0 {
+            return Err(Error::InvalidArgument(format!(
+                "image_grid_thw row {i} is [{t}, {h}, {w}]: sizes must be positive and \
+                 h, w multiples of spatial_merge_size {merge}; resize the image so that \
+                 each side is a multiple of {} pixels",
+                merge * patch_size
+            )));
+        }
+        total += i64::from(t) * i64::from(h) * i64::from(w);
+    }
+    i32::try_from(total).map_err(|_| {
+        Error::InvalidArgument(format!(
+            "image_grid_thw {grid_thw:?} has {total} patches, more than int32 can index"
+        ))
+    })
+}
+
+/// The rotary angles of every patch, `[n_patches, head_dim / 2]`: the
+/// first half from its row, the second from its column, patches ordered
+/// merge group by merge group (Python: `VisionModel.rot_pos_emb`, the
+/// same in Qwen2-VL's and Qwen2.5-VL's `vision.py`).
+pub fn rot_pos_emb(
+    rotary_pos_emb: &VisionRotaryEmbedding,
+    grid_thw: &[[i32; 3]],
+    spatial_merge_size: i32,
+    patch_size: i32,
+) -> Result<Array> {
+    let n_patches = check_grid(grid_thw, spatial_merge_size, patch_size)?;
+    let s = spatial_merge_size;
+    let mut pos_ids: Vec<i32> = Vec::with_capacity(2 * n_patches as usize);
+    for &[t, h, w] in grid_thw {
+        // Python's reshape (h/s, s, w/s, s) and transpose (0, 2, 1, 3):
+        // merge groups in row-major order, row-major within a group.
+        for _ in 0..t {
+            for bh in 0..h / s {
+                for bw in 0..w / s {
+                    for ih in 0..s {
+                        for iw in 0..s {
+                            pos_ids.extend([bh * s + ih, bw * s + iw]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let pos_ids = Array::from_slice(&pos_ids, &[n_patches, 2])?;
+    let max_grid_size = grid_thw
+        .iter()
+        .flat_map(|&[_, h, w]| [h, w])
+        .max()
+        .unwrap_or(1);
+    let rotary_pos_emb_full = rotary_pos_emb.forward(max_grid_size)?;
+    let rotary_pos_emb = ops::take(&rotary_pos_emb_full, &pos_ids, 0)?;
+    Ok(rotary_pos_emb.reshape(&[n_patches, -1])?)
 }
 
 /// A 1-D int32 array of `values`.
