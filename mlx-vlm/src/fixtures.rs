@@ -35,6 +35,7 @@ use crate::Result;
 mod cache;
 mod checkpoint;
 mod offline_tokenizer;
+mod qwen2_vl;
 mod tiny;
 mod tokenizer;
 
@@ -46,6 +47,7 @@ pub use checkpoint::{CheckpointSpec, Layout, checkpoint_key, ensure_checkpoint, 
 pub use offline_tokenizer::{
     FIRST_SPECIAL_ID, SPECIAL_TOKENS, offline_tokenizer_dir, write_offline_tokenizer,
 };
+pub use qwen2_vl::qwen2_vl_tiny;
 pub use tiny::{
     HfParam, TinyModel, channels_first, ensure_tiny_checkpoint, qwen_hf_param,
     qwen_transformers5_key, write_tiny_checkpoint,

@@ -50,7 +50,7 @@ macro_rules! families {
     };
 }
 
-families![qwen2_5_vl];
+families![qwen2_5_vl, qwen2_vl];
 
 // Not a family yet: it holds the Qwen image processor the Qwen families share.
 pub mod qwen3_vl;
@@ -224,6 +224,10 @@ pub trait VlmModel: Module + Send + Sync {
     /// The `model_type` of `config.json`.
     fn model_type(&self) -> &str;
 
+    /// The family's typed model, for code that knows the family (tests,
+    /// tools looking at a tower): `model.as_any().downcast_ref::<qwen2_vl::Model>()`.
+    fn as_any(&self) -> &dyn Any;
+
     /// A fresh per-request state.
     fn new_request_state(&self) -> RequestState;
 
@@ -273,6 +277,10 @@ impl<M: FamilyModel> VlmModel for M {
 
     fn model_type(&self) -> &str {
         FamilyModel::model_type(self)
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
     }
 
     fn new_request_state(&self) -> RequestState {

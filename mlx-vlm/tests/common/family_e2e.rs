@@ -1,0 +1,210 @@
+//! End to end against Python mlx-vlm 0.7.6 for any family with a tiny
+//! checkpoint (`mlx_vlm::fixtures::TinyModel`) and goldens written by its
+//! `tests/fixtures/<family>/gen_goldens.py`: the checkpoint is written in a
+//! layout and dtype, loaded through `mlx_vlm::load`, and each golden case
+//! (one image, two images with a system prompt, text only) must give
+//! Python's prompt and input ids, teacher-forced greedy ids, and in f32
+//! the free-running greedy ids and text; the one-image case also Python's
+//! grid, vision features, merged embeddings, position ids and (f32) last
+//! prompt logits.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use mlx_rs::{Array, Dtype, ops};
+use mlx_vlm::fixtures::{self, CheckpointSpec, Layout, TinyModel};
+use mlx_vlm::generate::{GenerateInputs, GenerateParams, stream_generate};
+use mlx_vlm::image::ImageSource;
+use mlx_vlm::models::{InputEmbeddings, PrefillArgs, VlmModel};
+use mlx_vlm::utils::LoadOptions;
+use serde_json::Value;
+
+/// What a family's test supplies besides the checkpoint.
+pub struct Family {
+    /// `tests/fixtures/<name>/` holds the goldens.
+    pub name: &'static str,
+    /// The tiny checkpoint.
+    pub tiny: TinyModel,
+    /// The mRoPE position ids in the family's prefill arguments.
+    pub position_ids: fn(&PrefillArgs) -> Array,
+    /// The vision tower's features of the one-image case's patches.
+    pub vision: fn(&dyn VlmModel, &GenerateInputs) -> Array,
+    /// The grid of the one-image case's image.
+    pub image_grid: fn(&GenerateInputs) -> Array,
+}
+
+fn fixture_dir(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+fn ints(a: &Array) -> Vec<i64> {
+    a.to_vec_as::<i64>().unwrap()
+}
+
+/// The largest absolute difference of two arrays, in f32.
+pub fn max_abs_diff(a: &Array, b: &Array) -> f32 {
+    assert_eq!(a.shape(), b.shape(), "shapes differ");
+    let d = ops::abs(&(a.as_type(Dtype::Float32).unwrap() - b.as_type(Dtype::Float32).unwrap()))
+        .unwrap();
+    ops::max(&d, None, false).unwrap().item::<f32>().unwrap()
+}
+
+fn teacher_forced(
+    model: &dyn VlmModel,
+    inputs: &GenerateInputs,
+    golden_ids: &[i64],
+) -> (Vec<i64>, Array, InputEmbeddings) {
+    let features = model
+        .get_input_embeddings(&inputs.input_ids, inputs.media.as_ref(), None)
+        .unwrap();
+    let mut cache = model.make_cache(None);
+    let mut state = model.new_request_state();
+    let logits = model
+        .language_model(
+            &inputs.input_ids,
+            Some(&features.inputs_embeds),
+            &mut cache,
+            Some(&features.prefill),
+            &mut state,
+        )
+        .unwrap();
+    let last = logits.index(mlx_rs::idx![0, -1]).unwrap();
+    let argmax = |a: &Array| {
+        ops::argmax(a, None, false)
+            .unwrap()
+            .item_as::<i64>()
+            .unwrap()
+    };
+    let mut ids = vec![argmax(&last)];
+    for &id in &golden_ids[..golden_ids.len() - 1] {
+        let token = Array::from_slice(&[id as i32], &[1, 1]).unwrap();
+        let logits = model
+            .language_model(&token, None, &mut cache, None, &mut state)
+            .unwrap();
+        ids.push(argmax(&logits));
+    }
+    (ids, last, features)
+}
+
+/// Checks the golden `variant` (`f32`, `bf16`, `q4`) with the checkpoint
+/// written in `dtype`, `layout` and `quantization`.
+pub fn check_variant(
+    family: &Family,
+    variant: &str,
+    dtype: Dtype,
+    layout: Layout,
+    quantization: Option<(i32, i32)>,
+) {
+    let dir = fixture_dir(family.name).join("goldens");
+    let g: HashMap<String, Array> =
+        mlx_rs::io::load_safetensors(dir.join(format!("{variant}.safetensors")))
+            .unwrap()
+            .0;
+    let meta: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join(format!("{variant}.json"))).unwrap(),
+    )
+    .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = CheckpointSpec {
+        dtype,
+        layout,
+        quantization,
+        shard_bytes: (layout == Layout::HuggingFace).then_some(4 << 20),
+        tokenizer_dir: Some(fixtures::qwen_tokenizer_dir().unwrap()),
+    };
+    fixtures::write_tiny_checkpoint(tmp.path(), &family.tiny, &spec).unwrap();
+    let (model, processor) =
+        mlx_vlm::load(tmp.path().to_str().unwrap(), &LoadOptions::default()).unwrap();
+    let images_dir = fixture_dir("qwen2_5_vl").join("images");
+
+    for (case, meta) in meta["cases"].as_object().unwrap() {
+        let what = format!("{} {variant} {layout:?} {case}", family.name);
+        let images: Vec<ImageSource> = meta["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| ImageSource::from(images_dir.join(i.as_str().unwrap())))
+            .collect();
+        let prompt = processor
+            .apply_chat_template(
+                meta["prompt"].as_str().unwrap(),
+                meta["system"].as_str(),
+                images.len(),
+            )
+            .unwrap();
+        assert_eq!(
+            prompt,
+            meta["formatted_prompt"].as_str().unwrap(),
+            "{what}: prompt"
+        );
+        let inputs = processor.prepare_inputs(&prompt, &images).unwrap();
+        assert_eq!(
+            ints(&inputs.input_ids),
+            ints(&g[&format!("{case}.input_ids")]),
+            "{what}: input ids"
+        );
+        assert_eq!(inputs.media.is_some(), !images.is_empty(), "{what}: media");
+
+        let golden_ids = ints(&g[&format!("{case}.gen.token_ids")]);
+        let (forced, last_logits, features) = teacher_forced(&*model, &inputs, &golden_ids);
+        // See qwen2_5_vl_end_to_end.rs: another BLAS moves the quantized
+        // tiny model's near-tied logits.
+        let blas_differs = mlx_sys::OPENBLAS && quantization.is_some();
+        if !blas_differs {
+            assert_eq!(forced, golden_ids, "{what}: teacher-forced ids");
+        }
+        if case == "single" {
+            assert_eq!(
+                ints(&(family.image_grid)(&inputs)),
+                ints(&g["single.image_grid_thw"]),
+                "{what}: grid"
+            );
+            let tol = if dtype == Dtype::Float32 { 1e-4 } else { 2e-2 };
+            let vision = (family.vision)(&*model, &inputs);
+            let diff = max_abs_diff(&vision, &g["single.vision"]);
+            assert!(diff <= tol, "{what}: vision features differ by {diff}");
+            let diff = max_abs_diff(&features.inputs_embeds, &g["single.inputs_embeds"]);
+            assert!(diff <= tol, "{what}: merged embeddings differ by {diff}");
+            assert_eq!(
+                ints(&(family.position_ids)(&features.prefill)),
+                ints(&g["single.position_ids"]),
+                "{what}: position ids"
+            );
+            if let Some(expected) = g.get("single.logits.last") {
+                let diff = max_abs_diff(&last_logits, expected);
+                assert!(diff <= 1e-4, "{what}: last logits differ by {diff}");
+            }
+        }
+
+        if dtype == Dtype::Float32 {
+            let params = GenerateParams {
+                max_tokens: golden_ids.len(),
+                ..Default::default()
+            };
+            let (mut ids, mut text) = (Vec::new(), String::new());
+            for r in stream_generate(
+                &*model,
+                processor.tokenizer(),
+                inputs.clone(),
+                processor.eos_token_ids(),
+                &params,
+            )
+            .unwrap()
+            {
+                let r = r.unwrap();
+                text.push_str(&r.text);
+                if let Some(all) = r.token_ids {
+                    ids = all.into_iter().map(i64::from).collect();
+                }
+            }
+            assert_eq!(ids, golden_ids, "{what}: free-running greedy ids");
+            assert_eq!(
+                text,
+                meta["generated_text"].as_str().unwrap(),
+                "{what}: text"
+            );
+        }
+    }
+}

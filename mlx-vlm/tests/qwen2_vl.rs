@@ -1,0 +1,85 @@
+//! Qwen2-VL against Python mlx-vlm 0.7.6 (goldens of
+//! `tests/fixtures/qwen2_vl/gen_goldens.py`): the tiny checkpoint in the
+//! Hugging Face, transformers-5 and mlx-community layouts, f32, bf16 and
+//! 4-bit.
+
+#[path = "common/family_e2e.rs"]
+mod family_e2e;
+
+use family_e2e::{Family, check_variant};
+use mlx_rs::{Array, Dtype};
+use mlx_vlm::fixtures::{self, Layout};
+use mlx_vlm::generate::GenerateInputs;
+use mlx_vlm::models::qwen2_5_vl::qwen2_5_vl::PrefillArgs;
+use mlx_vlm::models::qwen2_vl::Model;
+use mlx_vlm::models::qwen3_vl::processing_qwen3_vl::QwenVlInputs;
+use mlx_vlm::models::{self, VlmModel};
+
+fn media(inputs: &GenerateInputs) -> &QwenVlInputs {
+    inputs
+        .media
+        .as_ref()
+        .and_then(|m| m.downcast_ref::<QwenVlInputs>())
+        .expect("Qwen inputs")
+}
+
+fn family() -> Family {
+    Family {
+        name: "qwen2_vl",
+        tiny: fixtures::qwen2_vl_tiny(),
+        position_ids: |p: &models::PrefillArgs| {
+            p.downcast_ref::<PrefillArgs>()
+                .and_then(|p| p.position_ids.clone())
+                .expect("position ids")
+        },
+        vision: |model: &dyn VlmModel, inputs: &GenerateInputs| {
+            let model = model
+                .as_any()
+                .downcast_ref::<Model>()
+                .expect("a Qwen2-VL model");
+            let m = media(inputs);
+            let pv = m.pixel_values.as_ref().expect("pixel values");
+            model
+                .vision_tower
+                .forward(pv, m.image_grid_thw.as_ref().expect("grid"))
+                .expect("vision tower")
+        },
+        image_grid: |inputs: &GenerateInputs| -> Array {
+            media(inputs).image_grid_thw.clone().expect("grid")
+        },
+    }
+}
+
+#[test]
+fn f32_hugging_face_layout() {
+    check_variant(&family(), "f32", Dtype::Float32, Layout::HuggingFace, None);
+}
+
+#[test]
+fn f32_transformers5_and_mlx_community_layouts() {
+    for layout in [Layout::Transformers5, Layout::MlxCommunity] {
+        check_variant(&family(), "f32", Dtype::Float32, layout, None);
+    }
+}
+
+#[test]
+fn bf16_hugging_face_layout() {
+    check_variant(
+        &family(),
+        "bf16",
+        Dtype::Bfloat16,
+        Layout::HuggingFace,
+        None,
+    );
+}
+
+#[test]
+fn q4_mlx_community() {
+    check_variant(
+        &family(),
+        "q4",
+        Dtype::Bfloat16,
+        Layout::MlxCommunity,
+        Some((64, 4)),
+    );
+}
