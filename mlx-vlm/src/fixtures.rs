@@ -36,6 +36,7 @@ mod cache;
 mod checkpoint;
 mod offline_tokenizer;
 mod qwen2_vl;
+mod qwen3_vl;
 mod tiny;
 mod tokenizer;
 
@@ -48,6 +49,7 @@ pub use offline_tokenizer::{
     FIRST_SPECIAL_ID, SPECIAL_TOKENS, offline_tokenizer_dir, write_offline_tokenizer,
 };
 pub use qwen2_vl::qwen2_vl_tiny;
+pub use qwen3_vl::{qwen3_vl_hf_param, qwen3_vl_tiny};
 pub use tiny::{
     HfParam, TinyModel, channels_first, ensure_tiny_checkpoint, qwen_hf_param,
     qwen_transformers5_key, write_tiny_checkpoint,

@@ -529,10 +529,12 @@ fn check_safetensors(path: &Path) -> Result<Vec<(String, TensorInfo)>> {
     Ok(tensors)
 }
 
-/// Renames the keys of a checkpoint re-saved by transformers 5
-/// (`model.visual.*`, `model.language_model.*`) to the original Hugging Face
-/// layout (`visual.*`, `model.*`) that the models' `sanitize` expects.
-/// Python mlx-vlm 0.7.6 has no counterpart and fails on such checkpoints.
+/// Renames the keys of a Qwen2-VL or Qwen2.5-VL checkpoint re-saved by
+/// transformers 5 (`model.visual.*`, `model.language_model.*`) to the
+/// original Hugging Face layout (`visual.*`, `model.*`) that those families'
+/// `sanitize` expects; they call it first. Python mlx-vlm 0.7.6 has no
+/// counterpart and fails on such checkpoints. (Qwen3-VL's original layout
+/// is this one, and its `sanitize` reads it as Python does.)
 pub fn normalize_transformers5_layout(weights: HashMap<String, Array>) -> HashMap<String, Array> {
     let is_tf5 = weights
         .keys()
@@ -723,13 +725,13 @@ fn cast_floating_parameters(module: &mut dyn Module, dtype: Dtype) -> Result<()>
 
 /// The weights renamed and reshaped for `model` (Python: `sanitize_weights`,
 /// called by `load_model` on the model, then its vision and language towers;
-/// [`VlmModel::sanitize`] covers all three). Checkpoints re-saved by
-/// transformers 5 are first brought to the original Hugging Face layout.
+/// [`VlmModel::sanitize`] covers all three, including any layout a family
+/// accepts beyond Python's, such as [`normalize_transformers5_layout`]).
 pub fn sanitize_weights(
     model: &dyn VlmModel,
     weights: HashMap<String, Array>,
 ) -> Result<HashMap<String, Array>> {
-    model.sanitize(normalize_transformers5_layout(weights))
+    model.sanitize(weights)
 }
 
 /// Loads a model and its tokenizer from a local folder or a hub repository

@@ -168,7 +168,10 @@ impl FamilyModel for StubModel {
         Vec::new()
     }
     fn sanitize(&self, weights: HashMap<String, Array>) -> Result<HashMap<String, Array>> {
-        Ok(python_sanitize(weights))
+        // As the Qwen2 families do: transformers-5 keys first.
+        Ok(python_sanitize(utils::normalize_transformers5_layout(
+            weights,
+        )))
     }
     fn eos_token_ids(&self) -> Vec<u32> {
         Vec::new()

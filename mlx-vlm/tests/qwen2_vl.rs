@@ -39,10 +39,12 @@ fn family() -> Family {
                 .expect("a Qwen2-VL model");
             let m = media(inputs);
             let pv = m.pixel_values.as_ref().expect("pixel values");
-            model
-                .vision_tower
-                .forward(pv, m.image_grid_thw.as_ref().expect("grid"))
-                .expect("vision tower")
+            vec![
+                model
+                    .vision_tower
+                    .forward(pv, m.image_grid_thw.as_ref().expect("grid"))
+                    .expect("vision tower"),
+            ]
         },
         image_grid: |inputs: &GenerateInputs| -> Array {
             media(inputs).image_grid_thw.clone().expect("grid")

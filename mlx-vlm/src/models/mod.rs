@@ -50,10 +50,7 @@ macro_rules! families {
     };
 }
 
-families![qwen2_5_vl, qwen2_vl];
-
-// Not a family yet: it holds the Qwen image processor the Qwen families share.
-pub mod qwen3_vl;
+families![qwen2_5_vl, qwen2_vl, qwen3_vl];
 
 /// A value of some family's type crossing the generic code: its processor
 /// inputs ([`ModelInputs`]), prefill arguments ([`PrefillArgs`]) or

@@ -1,6 +1,7 @@
 //! The parts of Python's `mlx_vlm/models/rope_utils.py` the Qwen language
-//! models use: multimodal RoPE (mRoPE) in the "chunked" layout, always on
-//! the unfused path.
+//! models use: multimodal RoPE (mRoPE) in the "chunked" (Qwen2-VL,
+//! Qwen2.5-VL) and "interleaved" (Qwen3-VL) layouts, always on the unfused
+//! path.
 //!
 //! Python fuses the mRoPE application into a Metal kernel where Metal is
 //! available; elsewhere (and here) it computes cos/sin in float32, casts them
@@ -20,6 +21,29 @@ pub enum MRoPEStyle {
     /// `mrope_section[1]` the height, the rest the width.
     #[default]
     Chunked,
+    /// Python's `"interleaved"` (Qwen3-VL): frequency `i` follows the
+    /// height when `i % 3 == 1` and `i < 3 * mrope_section[1]`, the width
+    /// when `i % 3 == 2` and `i < 3 * mrope_section[2]`, else the time.
+    Interleaved,
+}
+
+/// For each of the `freq_dim` frequencies, the position axis that drives
+/// it in the interleaved layout (Python: `_interleaved_position_selector`).
+fn interleaved_position_selector(mrope_section: &[i32], freq_dim: i32) -> Result<Array> {
+    let mut selector = vec![0i32; usize::try_from(freq_dim.max(0)).unwrap_or(0)];
+    for (dim, offset) in [(1usize, 1i32), (2, 2)] {
+        let section = mrope_section.get(dim).copied().unwrap_or(0);
+        let end = (section.saturating_mul(3)).min(freq_dim);
+        let mut i = offset;
+        while i < end {
+            if let Some(slot) = usize::try_from(i).ok().and_then(|i| selector.get_mut(i)) {
+                *slot = dim as i32;
+            }
+            i += 3;
+        }
+    }
+    let n = selector.len() as i32;
+    Ok(Array::from_vec_shaped(selector, &[n])?)
 }
 
 /// For each of the `freq_dim` frequencies, the position axis (0 = t, 1 = h,
@@ -63,6 +87,7 @@ pub fn mrope_position_selector(
 ) -> Result<Array> {
     match style {
         MRoPEStyle::Chunked => chunked_position_selector(mrope_section, freq_dim),
+        MRoPEStyle::Interleaved => interleaved_position_selector(mrope_section, freq_dim),
     }
 }
 
@@ -293,7 +318,9 @@ pub fn apply_multimodal_rotary_pos_emb(
     cast_output: bool,
 ) -> Result<(Array, Array)> {
     match style {
-        MRoPEStyle::Chunked => {
+        // Python's interleaved fast path (`_apply_interleaved_rotary_pos_emb_axis1`)
+        // is the same arithmetic: the layout is already in cos/sin.
+        MRoPEStyle::Chunked | MRoPEStyle::Interleaved => {
             let cos = ops::expand_dims(cos, unsqueeze_dim)?;
             let sin = ops::expand_dims(sin, unsqueeze_dim)?;
             apply_rotary_embedding(q, k, &cos, &sin, cast_output, None)

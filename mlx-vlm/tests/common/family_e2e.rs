@@ -27,8 +27,9 @@ pub struct Family {
     pub tiny: TinyModel,
     /// The mRoPE position ids in the family's prefill arguments.
     pub position_ids: fn(&PrefillArgs) -> Array,
-    /// The vision tower's features of the one-image case's patches.
-    pub vision: fn(&dyn VlmModel, &GenerateInputs) -> Array,
+    /// The vision tower's features of the one-image case's patches, then
+    /// its deepstack features if it has any.
+    pub vision: fn(&dyn VlmModel, &GenerateInputs) -> Vec<Array>,
     /// The grid of the one-image case's image.
     pub image_grid: fn(&GenerateInputs) -> Array,
 }
@@ -117,7 +118,13 @@ pub fn check_variant(
     fixtures::write_tiny_checkpoint(tmp.path(), &family.tiny, &spec).unwrap();
     let (model, processor) =
         mlx_vlm::load(tmp.path().to_str().unwrap(), &LoadOptions::default()).unwrap();
-    let images_dir = fixture_dir("qwen2_5_vl").join("images");
+    // The family's own test images, else the Qwen2.5-VL generator's.
+    let own = fixture_dir(family.name).join("images");
+    let images_dir = if own.is_dir() {
+        own
+    } else {
+        fixture_dir("qwen2_5_vl").join("images")
+    };
 
     for (case, meta) in meta["cases"].as_object().unwrap() {
         let what = format!("{} {variant} {layout:?} {case}", family.name);
@@ -163,8 +170,18 @@ pub fn check_variant(
             );
             let tol = if dtype == Dtype::Float32 { 1e-4 } else { 2e-2 };
             let vision = (family.vision)(&*model, &inputs);
-            let diff = max_abs_diff(&vision, &g["single.vision"]);
-            assert!(diff <= tol, "{what}: vision features differ by {diff}");
+            let expected: Vec<&Array> = std::iter::once(&g["single.vision"])
+                .chain((0..).map_while(|k| g.get(&format!("single.deepstack.{k}"))))
+                .collect();
+            assert_eq!(
+                vision.len(),
+                expected.len(),
+                "{what}: deepstack feature count"
+            );
+            for (k, (got, want)) in vision.iter().zip(expected).enumerate() {
+                let diff = max_abs_diff(got, want);
+                assert!(diff <= tol, "{what}: vision output {k} differs by {diff}");
+            }
             let diff = max_abs_diff(&features.inputs_embeds, &g["single.inputs_embeds"]);
             assert!(diff <= tol, "{what}: merged embeddings differ by {diff}");
             assert_eq!(

@@ -50,14 +50,22 @@ pub fn qwen2_5_vl_3b_config(layers: u32) -> Value {
     config
 }
 
-/// One checkpoint to write: folder name, config and spec.
+/// One checkpoint to write: folder name, model and spec.
 pub struct Planned {
     /// Folder name under the output folder.
     pub name: &'static str,
-    /// `config.json`.
-    pub config: Value,
+    /// The model.
+    pub model: Model,
     /// Dtype, layout and quantization.
     pub spec: CheckpointSpec,
+}
+
+/// What a planned checkpoint holds.
+pub enum Model {
+    /// A Qwen2.5-VL of this `config.json` (the hand-written writer).
+    Qwen2_5Vl(Value),
+    /// Another family's tiny model (the generic writer).
+    Tiny(fixtures::TinyModel),
 }
 
 /// The benchmark's checkpoints, using the tokenizer files in `tokenizer_dir`.
@@ -77,23 +85,28 @@ pub fn plan(tokenizer_dir: &Path) -> Vec<Planned> {
     vec![
         Planned {
             name: "tiny-f32",
-            config: fixtures::tiny_config(),
+            model: Model::Qwen2_5Vl(fixtures::tiny_config()),
             spec: spec(Dtype::Float32, None),
         },
         Planned {
             name: "qwen2_5_vl-3b-shape-2l-f32",
-            config: big.clone(),
+            model: Model::Qwen2_5Vl(big.clone()),
             spec: spec(Dtype::Float32, None),
         },
         Planned {
             name: "qwen2_5_vl-3b-shape-2l-bf16",
-            config: big.clone(),
+            model: Model::Qwen2_5Vl(big.clone()),
             spec: spec(Dtype::Bfloat16, None),
         },
         Planned {
             name: "qwen2_5_vl-3b-shape-2l-4bit",
-            config: big,
+            model: Model::Qwen2_5Vl(big),
             spec: spec(Dtype::Bfloat16, Some((64, 4))),
+        },
+        Planned {
+            name: "qwen2_vl-tiny-f32",
+            model: Model::Tiny(fixtures::qwen2_vl_tiny()),
+            spec: spec(Dtype::Float32, None),
         },
     ]
 }
@@ -116,7 +129,14 @@ pub fn write_all(out: &Path, force: bool) -> Result<Vec<PathBuf>> {
         if force {
             fixtures::remove_generated(&dir)?;
         }
-        let fresh = fixtures::ensure_checkpoint(&dir, &planned.config, &planned.spec, |_| Ok(()))?;
+        let fresh = match &planned.model {
+            Model::Qwen2_5Vl(config) => {
+                fixtures::ensure_checkpoint(&dir, config, &planned.spec, |_| Ok(()))?
+            }
+            Model::Tiny(tiny) => {
+                fixtures::ensure_tiny_checkpoint(&dir, tiny, &planned.spec, |_| Ok(()))?
+            }
+        };
         eprintln!(
             "{} {}",
             if fresh { "wrote" } else { "keeping" },

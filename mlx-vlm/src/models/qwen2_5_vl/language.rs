@@ -532,234 +532,21 @@ impl LanguageModel {
         second_per_grid_ts: Option<&[f64]>,
         attention_mask: Option<&Array>,
     ) -> Result<(Array, Array)> {
-        let tokens_per_second = f64::from(self.config.vision_config.tokens_per_second);
-        if let Some(times) = second_per_grid_ts
-            && let Some(bad) = times.iter().find(|t| !(t.is_finite() && **t >= 0.0))
-        {
-            return Err(Error::InvalidArgument(format!(
-                "get_rope_index: second_per_grid_ts {bad} must be a finite number >= 0 (the \
-                 seconds each temporal patch of a video spans)"
-            )));
-        }
-        let &[batch_size, seq_length] = input_ids.shape() else {
-            return Err(Error::InvalidArgument(format!(
-                "get_rope_index: input_ids must be [batch, seq], got {:?}",
-                input_ids.shape()
-            )));
+        let settings = RopeIndexSettings {
+            spatial_merge_size: self.config.vision_config.spatial_merge_size,
+            tokens_per_second: self.config.vision_config.tokens_per_second,
+            image_token_id: self.config.image_token_id,
+            video_token_id: self.config.video_token_id,
+            vision_start_token_id: self.config.vision_start_token_id,
         };
-        if let Some(m) = attention_mask
-            && m.shape() != input_ids.shape()
-        {
-            return Err(Error::InvalidArgument(format!(
-                "get_rope_index: attention_mask {:?} must have input_ids' shape {:?}",
-                m.shape(),
-                input_ids.shape()
-            )));
-        }
-        if image_grid_thw.is_none() && video_grid_thw.is_none() {
-            return match attention_mask {
-                Some(mask) => {
-                    let position_ids = ops::subtract(
-                        &ops::cumsum(
-                            &mask.as_type(Dtype::Int64)?,
-                            Some(-1),
-                            ops::AccumulateOptions::default(),
-                        )?,
-                        1,
-                    )?;
-                    let position_ids = ops::r#where(
-                        &ops::equal(mask, 0)?,
-                        &ops::ones_like(&position_ids, None)?,
-                        &position_ids,
-                    )?;
-                    let max_position_ids = position_ids.max(-1, true)?;
-                    let deltas = ops::subtract(&ops::add(&max_position_ids, 1)?, seq_length)?;
-                    Ok((position_ids, deltas))
-                }
-                None => {
-                    let position_ids = ops::arange(0, seq_length, 1, None)?.reshape(&[1, -1])?;
-                    let position_ids = ops::broadcast_to(&position_ids, &[batch_size, seq_length])?;
-                    let deltas = ops::zeros(&[batch_size, 1], input_ids.dtype())?;
-                    Ok((position_ids, deltas))
-                }
-            };
-        }
-
-        let spatial_merge_size = i64::from(self.config.vision_config.spatial_merge_size);
-        if spatial_merge_size <= 0 {
-            return Err(Error::Config {
-                file: "config.json".into(),
-                message: format!(
-                    "vision_config.spatial_merge_size must be positive, got {spatial_merge_size}"
-                ),
-            });
-        }
-        let image_token_id = i64::from(self.config.image_token_id);
-        let video_token_id = i64::from(self.config.video_token_id);
-        let vision_start_token_id = i64::from(self.config.vision_start_token_id);
-        let images = grid_rows(image_grid_thw, "image_grid_thw")?;
-        let videos = grid_rows(video_grid_thw, "video_grid_thw")?;
-
-        let ids = input_ids.to_vec_as::<i64>()?;
-        let mask = match attention_mask {
-            Some(m) => m.to_vec_as::<i64>()?,
-            None => vec![1; ids.len()],
-        };
-        let (b, l) = (batch_size as usize, seq_length as usize);
-        let mut position_ids = vec![1i64; 3 * b * l];
-        let mut mrope_position_deltas = Vec::with_capacity(b);
-        let (mut image_index, mut video_index) = (0usize, 0usize);
-        let mismatch = |message: String| Error::ImageTokenMismatch { message };
-
-        for (i, (row, row_mask)) in ids.chunks(l.max(1)).zip(mask.chunks(l.max(1))).enumerate() {
-            let input_tokens: Vec<i64> = row
-                .iter()
-                .zip(row_mask)
-                .filter(|(_, keep)| **keep == 1)
-                .map(|(t, _)| *t)
-                .collect();
-            let vision_tokens: Vec<i64> = input_tokens
-                .windows(2)
-                .filter(|w| w[0] == vision_start_token_id)
-                .map(|w| w[1])
-                .collect();
-            let image_nums = vision_tokens
-                .iter()
-                .filter(|&&t| t == image_token_id)
-                .count();
-            let video_nums = vision_tokens
-                .iter()
-                .filter(|&&t| t == video_token_id)
-                .count();
-            let n = input_tokens.len();
-            let find = |token: i64, st: usize, what: &str| -> Result<usize> {
-                input_tokens
-                    .iter()
-                    .skip(st)
-                    .position(|&t| t == token)
-                    .map(|p| p + st)
-                    .ok_or_else(|| {
-                        mismatch(format!(
-                            "get_rope_index: row {i} announces more {what}s after \
-                             <|vision_start|> than it has {what} tokens (token {token}) \
-                             from position {st}; check the prompt's vision placeholders"
-                        ))
-                    })
-            };
-
-            let mut pos = RowPositions {
-                axes: [Vec::new(), Vec::new(), Vec::new()],
-                last_max: None,
-            };
-            let mut st = 0usize;
-            let (mut remain_images, mut remain_videos) = (image_nums, video_nums);
-            for _ in 0..image_nums + video_nums {
-                let ed_image = if remain_images > 0 && input_tokens.contains(&image_token_id) {
-                    find(image_token_id, st, "image")?
-                } else {
-                    n + 1
-                };
-                let ed_video = if remain_videos > 0 && input_tokens.contains(&video_token_id) {
-                    find(video_token_id, st, "video")?
-                } else {
-                    n + 1
-                };
-                let ((t, h, w), ed, time_interval) = if ed_image < ed_video {
-                    let grid = images.get(image_index).copied().ok_or_else(|| {
-                        mismatch(format!(
-                            "get_rope_index: the prompt has more images than the {} rows of \
-                             image_grid_thw; pass one grid per image",
-                            images.len()
-                        ))
-                    })?;
-                    image_index += 1;
-                    remain_images -= 1;
-                    (grid, ed_image, None)
-                } else {
-                    let grid = videos.get(video_index).copied().ok_or_else(|| {
-                        mismatch(format!(
-                            "get_rope_index: the prompt has more videos than the {} rows of \
-                             video_grid_thw; pass one grid per video",
-                            videos.len()
-                        ))
-                    })?;
-                    let interval = match second_per_grid_ts {
-                        None => None,
-                        Some(times) => Some(
-                            times.get(video_index).copied().ok_or_else(|| {
-                                mismatch(format!(
-                                    "get_rope_index: {} second_per_grid_ts for more videos; \
-                                     give one per video",
-                                    times.len()
-                                ))
-                            })? * tokens_per_second,
-                        ),
-                    };
-                    video_index += 1;
-                    remain_videos -= 1;
-                    (grid, ed_video, interval)
-                };
-                let (llm_grid_t, llm_grid_h, llm_grid_w) = (
-                    t,
-                    h.div_euclid(spatial_merge_size),
-                    w.div_euclid(spatial_merge_size),
-                );
-                if llm_grid_t <= 0 || llm_grid_h <= 0 || llm_grid_w <= 0 {
-                    return Err(mismatch(format!(
-                        "get_rope_index: grid {t}x{h}x{w} leaves no tokens after merging \
-                         {spatial_merge_size}x{spatial_merge_size} patches; check the grids"
-                    )));
-                }
-                let text_len = (ed - st) as i64;
-                let st_idx = pos.next_start();
-                pos.push_text(text_len, st_idx);
-                pos.push_vision(
-                    (llm_grid_t, llm_grid_h, llm_grid_w),
-                    text_len + st_idx,
-                    time_interval,
-                );
-                let vision_len = llm_grid_t * llm_grid_h * llm_grid_w;
-                st = ed + usize::try_from(vision_len).unwrap_or(0);
-                if st > n {
-                    // Python would truncate silently; the features would not fit either.
-                    return Err(mismatch(format!(
-                        "get_rope_index: row {i}: a grid of {t}x{h}x{w} needs {vision_len} \
-                         tokens from position {ed}, but the row has {n}; the grid does not \
-                         match the prompt's image tokens"
-                    )));
-                }
-            }
-            if st < n {
-                let st_idx = pos.next_start();
-                pos.push_text((n - st) as i64, st_idx);
-            }
-            let Some(compact_max_position) = pos.axes.iter().flatten().copied().max() else {
-                mrope_position_deltas.push(0i32);
-                continue;
-            };
-
-            let kept_cols = row_mask
-                .iter()
-                .enumerate()
-                .filter(|(_, keep)| **keep == 1)
-                .map(|(col, _)| col);
-            for (compact_idx, col) in kept_cols.enumerate() {
-                for (dim, axis) in pos.axes.iter().enumerate() {
-                    if let (Some(&v), Some(slot)) = (
-                        axis.get(compact_idx),
-                        position_ids.get_mut((dim * b + i) * l + col),
-                    ) {
-                        *slot = v;
-                    }
-                }
-            }
-            mrope_position_deltas.push((compact_max_position + 1 - n as i64) as i32);
-        }
-
-        let position_ids = Array::from_vec_shaped(position_ids, &[3, batch_size, seq_length])?
-            .as_type(input_ids.dtype())?;
-        let deltas = Array::from_vec_shaped(mrope_position_deltas, &[batch_size, 1])?;
-        Ok((position_ids, deltas))
+        rope_index(
+            &settings,
+            input_ids,
+            image_grid_thw,
+            video_grid_thw,
+            second_per_grid_ts,
+            attention_mask,
+        )
     }
 
     /// Logits `[batch, seq, vocab]` (Python: `LanguageModel.__call__`).
@@ -777,93 +564,15 @@ impl LanguageModel {
         args: &LanguageModelArgs<'_>,
         state: &mut RequestState,
     ) -> Result<Array> {
-        let mask = mask.or(args.mask);
-        let mut position_ids = args.position_ids.cloned();
-        // A new image or video starts a new mRoPE layout.
-        if args.has_pixel_values {
-            state.rope_deltas = None;
-            state.position_ids = None;
-        }
-        if let Some(rope_deltas) = args.rope_deltas {
-            state.rope_deltas = Some(rope_deltas.clone());
-        }
-
-        // Plain caches only: Python's per-row offsets of batched caches do
-        // not arise. Like Python, a cache's `_idx` (the rotating cache's
-        // write position) wins over its offset.
-        let cache_offset = cache
-            .first()
-            .map_or(0, |c| c.idx().unwrap_or_else(|| c.offset()));
-        let seq_length = inputs.shape().last().copied().unwrap_or(0);
-
-        if let Some(p) = &position_ids
-            && p.shape().last().copied().unwrap_or(0) > seq_length
-        {
-            position_ids = Some(p.index(idx![
-                Index::Ellipsis,
-                cache_offset..cache_offset + seq_length
-            ])?);
-        }
-
-        // A mask of another length belongs to the whole prompt, not this chunk.
-        let rope_mask = mask.filter(|m| m.shape().last() == inputs.shape().last());
-
-        if position_ids.is_none() && rope_mask.is_none_or(|m| m.ndim() == 2) {
-            if (!cache.is_empty() && cache_offset == 0)
-                || state.rope_deltas.is_none()
-                || cache.is_empty()
-            {
-                if let Some(saved) = &state.position_ids {
-                    let window = cache_offset..cache_offset + seq_length;
-                    position_ids = Some(if saved.ndim() == 3 {
-                        saved.index(idx![.., .., window])?
-                    } else {
-                        saved.index(idx![.., window])?
-                    });
-                } else {
-                    let (p, rope_deltas) = self.get_rope_index_timed(
-                        inputs,
-                        args.image_grid_thw,
-                        args.video_grid_thw,
-                        args.second_per_grid_ts,
-                        rope_mask,
-                    )?;
-                    state.rope_deltas = Some(rope_deltas);
-                    state.position_ids = Some(p.clone());
-                    position_ids = Some(p);
-                }
-            } else {
-                let &[batch_size, seq_length] = inputs.shape() else {
-                    return Err(Error::InvalidArgument(format!(
-                        "LanguageModel: inputs must be [batch, seq] token ids, got {:?}",
-                        inputs.shape()
-                    )));
-                };
-                let rope_deltas_src = args.rope_deltas.or(state.rope_deltas.as_ref());
-                let mut delta = match rope_deltas_src {
-                    Some(d) => ops::add(d, cache_offset)?,
-                    None => Array::from(cache_offset),
-                };
-                if delta.ndim() == 0 {
-                    delta = ops::expand_dims(&delta, 0)?;
-                }
-                delta = if delta.shape().first().copied().unwrap_or(0) < batch_size {
-                    ops::tile(&delta, &[batch_size, 1])?
-                } else {
-                    delta.index(idx![..batch_size])?
-                };
-                let p = ops::arange(0, seq_length, 1, None)?.reshape(&[1, -1])?;
-                let p = ops::broadcast_to(&p, &[batch_size, seq_length])?;
-                let mut p = ops::add(&p, &delta)?;
-                if args.rope_deltas.is_some()
-                    || state.position_ids.as_ref().is_some_and(|s| s.ndim() == 3)
-                {
-                    p = ops::broadcast_to(&ops::expand_dims(&p, 0)?, &[3, batch_size, seq_length])?;
-                }
-                position_ids = Some(p);
-            }
-        }
-
+        let position_ids = mrope_position_ids(inputs, mask, cache, args, state, |rope_mask| {
+            self.get_rope_index_timed(
+                inputs,
+                args.image_grid_thw,
+                args.video_grid_thw,
+                args.second_per_grid_ts,
+                rope_mask,
+            )
+        })?;
         let out = self
             .model
             .forward(inputs, inputs_embeds, None, cache, position_ids.as_ref())?;
@@ -887,4 +596,355 @@ impl LanguageModel {
     pub fn n_kv_heads(&self) -> i32 {
         self.args.kv_heads()
     }
+}
+
+/// What the Qwen rope index reads of a checkpoint's configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct RopeIndexSettings {
+    /// Patches merged per side (`vision_config.spatial_merge_size`).
+    pub spatial_merge_size: i32,
+    /// `vision_config.tokens_per_second`, for absolute-time video positions.
+    pub tokens_per_second: i32,
+    /// `<|image_pad|>`.
+    pub image_token_id: i32,
+    /// `<|video_pad|>`.
+    pub video_token_id: i32,
+    /// `<|vision_start|>`.
+    pub vision_start_token_id: i32,
+}
+
+/// [`LanguageModel::get_rope_index_timed`] for any Qwen family's settings
+/// (Python copies `get_rope_index` into each family's `language.py`).
+pub fn rope_index(
+    settings: &RopeIndexSettings,
+    input_ids: &Array,
+    image_grid_thw: Option<&Array>,
+    video_grid_thw: Option<&Array>,
+    second_per_grid_ts: Option<&[f64]>,
+    attention_mask: Option<&Array>,
+) -> Result<(Array, Array)> {
+    let tokens_per_second = f64::from(settings.tokens_per_second);
+    if let Some(times) = second_per_grid_ts
+        && let Some(bad) = times.iter().find(|t| !(t.is_finite() && **t >= 0.0))
+    {
+        return Err(Error::InvalidArgument(format!(
+            "get_rope_index: second_per_grid_ts {bad} must be a finite number >= 0 (the \
+             seconds each temporal patch of a video spans)"
+        )));
+    }
+    let &[batch_size, seq_length] = input_ids.shape() else {
+        return Err(Error::InvalidArgument(format!(
+            "get_rope_index: input_ids must be [batch, seq], got {:?}",
+            input_ids.shape()
+        )));
+    };
+    if let Some(m) = attention_mask
+        && m.shape() != input_ids.shape()
+    {
+        return Err(Error::InvalidArgument(format!(
+            "get_rope_index: attention_mask {:?} must have input_ids' shape {:?}",
+            m.shape(),
+            input_ids.shape()
+        )));
+    }
+    if image_grid_thw.is_none() && video_grid_thw.is_none() {
+        return match attention_mask {
+            Some(mask) => {
+                let position_ids = ops::subtract(
+                    &ops::cumsum(
+                        &mask.as_type(Dtype::Int64)?,
+                        Some(-1),
+                        ops::AccumulateOptions::default(),
+                    )?,
+                    1,
+                )?;
+                let position_ids = ops::r#where(
+                    &ops::equal(mask, 0)?,
+                    &ops::ones_like(&position_ids, None)?,
+                    &position_ids,
+                )?;
+                let max_position_ids = position_ids.max(-1, true)?;
+                let deltas = ops::subtract(&ops::add(&max_position_ids, 1)?, seq_length)?;
+                Ok((position_ids, deltas))
+            }
+            None => {
+                let position_ids = ops::arange(0, seq_length, 1, None)?.reshape(&[1, -1])?;
+                let position_ids = ops::broadcast_to(&position_ids, &[batch_size, seq_length])?;
+                let deltas = ops::zeros(&[batch_size, 1], input_ids.dtype())?;
+                Ok((position_ids, deltas))
+            }
+        };
+    }
+
+    let spatial_merge_size = i64::from(settings.spatial_merge_size);
+    if spatial_merge_size <= 0 {
+        return Err(Error::Config {
+            file: "config.json".into(),
+            message: format!(
+                "vision_config.spatial_merge_size must be positive, got {spatial_merge_size}"
+            ),
+        });
+    }
+    let image_token_id = i64::from(settings.image_token_id);
+    let video_token_id = i64::from(settings.video_token_id);
+    let vision_start_token_id = i64::from(settings.vision_start_token_id);
+    let images = grid_rows(image_grid_thw, "image_grid_thw")?;
+    let videos = grid_rows(video_grid_thw, "video_grid_thw")?;
+
+    let ids = input_ids.to_vec_as::<i64>()?;
+    let mask = match attention_mask {
+        Some(m) => m.to_vec_as::<i64>()?,
+        None => vec![1; ids.len()],
+    };
+    let (b, l) = (batch_size as usize, seq_length as usize);
+    let mut position_ids = vec![1i64; 3 * b * l];
+    let mut mrope_position_deltas = Vec::with_capacity(b);
+    let (mut image_index, mut video_index) = (0usize, 0usize);
+    let mismatch = |message: String| Error::ImageTokenMismatch { message };
+
+    for (i, (row, row_mask)) in ids.chunks(l.max(1)).zip(mask.chunks(l.max(1))).enumerate() {
+        let input_tokens: Vec<i64> = row
+            .iter()
+            .zip(row_mask)
+            .filter(|(_, keep)| **keep == 1)
+            .map(|(t, _)| *t)
+            .collect();
+        let vision_tokens: Vec<i64> = input_tokens
+            .windows(2)
+            .filter(|w| w[0] == vision_start_token_id)
+            .map(|w| w[1])
+            .collect();
+        let image_nums = vision_tokens
+            .iter()
+            .filter(|&&t| t == image_token_id)
+            .count();
+        let video_nums = vision_tokens
+            .iter()
+            .filter(|&&t| t == video_token_id)
+            .count();
+        let n = input_tokens.len();
+        let find = |token: i64, st: usize, what: &str| -> Result<usize> {
+            input_tokens
+                .iter()
+                .skip(st)
+                .position(|&t| t == token)
+                .map(|p| p + st)
+                .ok_or_else(|| {
+                    mismatch(format!(
+                        "get_rope_index: row {i} announces more {what}s after \
+                         <|vision_start|> than it has {what} tokens (token {token}) \
+                         from position {st}; check the prompt's vision placeholders"
+                    ))
+                })
+        };
+
+        let mut pos = RowPositions {
+            axes: [Vec::new(), Vec::new(), Vec::new()],
+            last_max: None,
+        };
+        let mut st = 0usize;
+        let (mut remain_images, mut remain_videos) = (image_nums, video_nums);
+        for _ in 0..image_nums + video_nums {
+            let ed_image = if remain_images > 0 && input_tokens.contains(&image_token_id) {
+                find(image_token_id, st, "image")?
+            } else {
+                n + 1
+            };
+            let ed_video = if remain_videos > 0 && input_tokens.contains(&video_token_id) {
+                find(video_token_id, st, "video")?
+            } else {
+                n + 1
+            };
+            let ((t, h, w), ed, time_interval) = if ed_image < ed_video {
+                let grid = images.get(image_index).copied().ok_or_else(|| {
+                    mismatch(format!(
+                        "get_rope_index: the prompt has more images than the {} rows of \
+                         image_grid_thw; pass one grid per image",
+                        images.len()
+                    ))
+                })?;
+                image_index += 1;
+                remain_images -= 1;
+                (grid, ed_image, None)
+            } else {
+                let grid = videos.get(video_index).copied().ok_or_else(|| {
+                    mismatch(format!(
+                        "get_rope_index: the prompt has more videos than the {} rows of \
+                         video_grid_thw; pass one grid per video",
+                        videos.len()
+                    ))
+                })?;
+                let interval = match second_per_grid_ts {
+                    None => None,
+                    Some(times) => Some(
+                        times.get(video_index).copied().ok_or_else(|| {
+                            mismatch(format!(
+                                "get_rope_index: {} second_per_grid_ts for more videos; \
+                                 give one per video",
+                                times.len()
+                            ))
+                        })? * tokens_per_second,
+                    ),
+                };
+                video_index += 1;
+                remain_videos -= 1;
+                (grid, ed_video, interval)
+            };
+            let (llm_grid_t, llm_grid_h, llm_grid_w) = (
+                t,
+                h.div_euclid(spatial_merge_size),
+                w.div_euclid(spatial_merge_size),
+            );
+            if llm_grid_t <= 0 || llm_grid_h <= 0 || llm_grid_w <= 0 {
+                return Err(mismatch(format!(
+                    "get_rope_index: grid {t}x{h}x{w} leaves no tokens after merging \
+                     {spatial_merge_size}x{spatial_merge_size} patches; check the grids"
+                )));
+            }
+            let text_len = (ed - st) as i64;
+            let st_idx = pos.next_start();
+            pos.push_text(text_len, st_idx);
+            pos.push_vision(
+                (llm_grid_t, llm_grid_h, llm_grid_w),
+                text_len + st_idx,
+                time_interval,
+            );
+            let vision_len = llm_grid_t * llm_grid_h * llm_grid_w;
+            st = ed + usize::try_from(vision_len).unwrap_or(0);
+            if st > n {
+                // Python would truncate silently; the features would not fit either.
+                return Err(mismatch(format!(
+                    "get_rope_index: row {i}: a grid of {t}x{h}x{w} needs {vision_len} \
+                     tokens from position {ed}, but the row has {n}; the grid does not \
+                     match the prompt's image tokens"
+                )));
+            }
+        }
+        if st < n {
+            let st_idx = pos.next_start();
+            pos.push_text((n - st) as i64, st_idx);
+        }
+        let Some(compact_max_position) = pos.axes.iter().flatten().copied().max() else {
+            mrope_position_deltas.push(0i32);
+            continue;
+        };
+
+        let kept_cols = row_mask
+            .iter()
+            .enumerate()
+            .filter(|(_, keep)| **keep == 1)
+            .map(|(col, _)| col);
+        for (compact_idx, col) in kept_cols.enumerate() {
+            for (dim, axis) in pos.axes.iter().enumerate() {
+                if let (Some(&v), Some(slot)) = (
+                    axis.get(compact_idx),
+                    position_ids.get_mut((dim * b + i) * l + col),
+                ) {
+                    *slot = v;
+                }
+            }
+        }
+        mrope_position_deltas.push((compact_max_position + 1 - n as i64) as i32);
+    }
+
+    let position_ids = Array::from_vec_shaped(position_ids, &[3, batch_size, seq_length])?
+        .as_type(input_ids.dtype())?;
+    let deltas = Array::from_vec_shaped(mrope_position_deltas, &[batch_size, 1])?;
+    Ok((position_ids, deltas))
+}
+
+/// The mRoPE position ids of one language-model call (Python: the first
+/// half of `LanguageModel.__call__`, the same in every Qwen family): the
+/// prefill's full-prompt ids sliced to this chunk, else the rope index of
+/// the prompt (`get_rope_index`, given the mask when it covers `inputs`)
+/// on the first call, else the cache offset plus the request's rope deltas.
+pub fn mrope_position_ids(
+    inputs: &Array,
+    mask: Option<&Array>,
+    cache: &[Box<dyn Cache>],
+    args: &LanguageModelArgs<'_>,
+    state: &mut RequestState,
+    get_rope_index: impl FnOnce(Option<&Array>) -> Result<(Array, Array)>,
+) -> Result<Option<Array>> {
+    let mask = mask.or(args.mask);
+    let mut position_ids = args.position_ids.cloned();
+    // A new image or video starts a new mRoPE layout.
+    if args.has_pixel_values {
+        state.rope_deltas = None;
+        state.position_ids = None;
+    }
+    if let Some(rope_deltas) = args.rope_deltas {
+        state.rope_deltas = Some(rope_deltas.clone());
+    }
+
+    // Plain caches only: Python's per-row offsets of batched caches do
+    // not arise. Like Python, a cache's `_idx` (the rotating cache's
+    // write position) wins over its offset.
+    let cache_offset = cache
+        .first()
+        .map_or(0, |c| c.idx().unwrap_or_else(|| c.offset()));
+    let seq_length = inputs.shape().last().copied().unwrap_or(0);
+
+    if let Some(p) = &position_ids
+        && p.shape().last().copied().unwrap_or(0) > seq_length
+    {
+        position_ids = Some(p.index(idx![
+            Index::Ellipsis,
+            cache_offset..cache_offset + seq_length
+        ])?);
+    }
+
+    // A mask of another length belongs to the whole prompt, not this chunk.
+    let rope_mask = mask.filter(|m| m.shape().last() == inputs.shape().last());
+
+    if position_ids.is_none() && rope_mask.is_none_or(|m| m.ndim() == 2) {
+        if (!cache.is_empty() && cache_offset == 0)
+            || state.rope_deltas.is_none()
+            || cache.is_empty()
+        {
+            if let Some(saved) = &state.position_ids {
+                let window = cache_offset..cache_offset + seq_length;
+                position_ids = Some(if saved.ndim() == 3 {
+                    saved.index(idx![.., .., window])?
+                } else {
+                    saved.index(idx![.., window])?
+                });
+            } else {
+                let (p, rope_deltas) = get_rope_index(rope_mask)?;
+                state.rope_deltas = Some(rope_deltas);
+                state.position_ids = Some(p.clone());
+                position_ids = Some(p);
+            }
+        } else {
+            let &[batch_size, seq_length] = inputs.shape() else {
+                return Err(Error::InvalidArgument(format!(
+                    "LanguageModel: inputs must be [batch, seq] token ids, got {:?}",
+                    inputs.shape()
+                )));
+            };
+            let rope_deltas_src = args.rope_deltas.or(state.rope_deltas.as_ref());
+            let mut delta = match rope_deltas_src {
+                Some(d) => ops::add(d, cache_offset)?,
+                None => Array::from(cache_offset),
+            };
+            if delta.ndim() == 0 {
+                delta = ops::expand_dims(&delta, 0)?;
+            }
+            delta = if delta.shape().first().copied().unwrap_or(0) < batch_size {
+                ops::tile(&delta, &[batch_size, 1])?
+            } else {
+                delta.index(idx![..batch_size])?
+            };
+            let p = ops::arange(0, seq_length, 1, None)?.reshape(&[1, -1])?;
+            let p = ops::broadcast_to(&p, &[batch_size, seq_length])?;
+            let mut p = ops::add(&p, &delta)?;
+            if args.rope_deltas.is_some()
+                || state.position_ids.as_ref().is_some_and(|s| s.ndim() == 3)
+            {
+                p = ops::broadcast_to(&ops::expand_dims(&p, 0)?, &[3, batch_size, seq_length])?;
+            }
+            position_ids = Some(p);
+        }
+    }
+    Ok(position_ids)
 }

@@ -337,6 +337,8 @@ impl FamilyModel for Model {
 
     fn sanitize(&self, weights: HashMap<String, Array>) -> Result<HashMap<String, Array>> {
         // Python's loader runs Model.sanitize, then VisionModel.sanitize.
+        // Rust only: transformers-5 re-saved checkpoints too.
+        let weights = crate::utils::normalize_transformers5_layout(weights);
         self.vision_tower.sanitize(Model::sanitize(weights))
     }
 
@@ -367,7 +369,11 @@ impl FamilyModel for Model {
             window_size: vision.window_size,
             itemsize: self.vision_tower.patch_embed.proj.weight.itemsize(),
         };
-        Ok(estimate_memory(&dims, &self.language_model, request))
+        Ok(estimate_memory(
+            &dims,
+            &TextDims::of(&self.language_model),
+            request,
+        ))
     }
 }
 
@@ -399,6 +405,44 @@ pub(crate) struct VisionDims {
     pub itemsize: usize,
 }
 
+/// The language model's sizes the memory estimate needs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TextDims {
+    /// Width of the decoder.
+    pub hidden_size: i32,
+    /// Query heads.
+    pub num_attention_heads: i32,
+    /// Features per head.
+    pub head_dim: i32,
+    /// Key/value heads.
+    pub kv_heads: i32,
+    /// Width of the MLP.
+    pub intermediate_size: i32,
+    /// Vocabulary size.
+    pub vocab_size: i32,
+    /// Decoder layers.
+    pub layers: usize,
+    /// Bytes per activation (the final norm's weight).
+    pub itemsize: usize,
+}
+
+impl TextDims {
+    /// Qwen2.5-VL's (and Qwen2-VL's) language model's sizes.
+    pub(crate) fn of(language_model: &LanguageModel) -> TextDims {
+        let args = &language_model.args;
+        TextDims {
+            hidden_size: args.hidden_size,
+            num_attention_heads: args.num_attention_heads,
+            head_dim: language_model.head_dim(),
+            kv_heads: language_model.n_kv_heads(),
+            intermediate_size: args.intermediate_size,
+            vocab_size: args.vocab_size,
+            layers: language_model.model.layers.len(),
+            itemsize: language_model.model.norm.weight.itemsize(),
+        }
+    }
+}
+
 /// The peak bytes of `request` beyond the weights (Rust only; Python has
 /// no memory pre-flight). Counts the arrays alive at each stage's peak:
 ///
@@ -416,14 +460,12 @@ pub(crate) struct VisionDims {
 ///   layer's copy while it grows.
 pub(crate) fn estimate_memory(
     vision: &VisionDims,
-    language_model: &LanguageModel,
+    text: &TextDims,
     request: &MemoryRequest,
 ) -> MemoryEstimate {
-    let text = &language_model.args;
     let width = |d: i32| u64::try_from(d).unwrap_or(0);
-    let itemsize = |a: &Array| u64::try_from(a.itemsize()).unwrap_or(4);
     let vision_bytes_per = u64::try_from(vision.itemsize).unwrap_or(4);
-    let text_bytes_per = itemsize(&language_model.model.norm.weight);
+    let text_bytes_per = u64::try_from(text.itemsize).unwrap_or(4);
 
     // Vision tower.
     let patches: Vec<u64> = request
@@ -467,8 +509,8 @@ pub(crate) fn estimate_memory(
         .max(1);
     let hidden = width(text.hidden_size);
     let heads = width(text.num_attention_heads);
-    let head_dim = width(language_model.head_dim());
-    let kv_heads = width(language_model.n_kv_heads());
+    let head_dim = width(text.head_dim);
+    let kv_heads = width(text.kv_heads);
     let merge = width(vision.spatial_merge_size).pow(2).max(1);
     let features = n_patches / merge * width(vision.out_hidden_size) * text_bytes_per;
     let text_scores = heads * step * prompt;
@@ -488,7 +530,7 @@ pub(crate) fn estimate_memory(
     }
     let tokens = tokens.div_ceil(256) * 256;
     let layer_cache = 2 * kv_heads * head_dim * tokens * text_bytes_per;
-    let kv_cache_bytes = layer_cache * (language_model.model.layers.len() as u64 + 1);
+    let kv_cache_bytes = layer_cache * (u64::try_from(text.layers).unwrap_or(0) + 1);
 
     let (largest_array_elements, largest_array_bytes) = if vision_scores >= text_scores {
         (vision_scores, vision_scores * vision_bytes_per.max(4))

@@ -113,6 +113,18 @@ impl PatchEmbed {
         in_channels: i32,
         hidden_size: i32,
     ) -> Result<PatchEmbed> {
+        Self::with_bias(patch_size, temporal_patch_size, in_channels, hidden_size, false)
+    }
+
+    /// [`PatchEmbed::new`] with a bias on the convolution or not (Python:
+    /// Qwen3-VL's `PatchEmbed`, a copy of this one with `bias=True`).
+    pub fn with_bias(
+        patch_size: i32,
+        temporal_patch_size: i32,
+        in_channels: i32,
+        hidden_size: i32,
+        bias: bool,
+    ) -> Result<PatchEmbed> {
         let kernel_size = [temporal_patch_size, patch_size, patch_size];
         let proj = Conv3d::new(
             in_channels,
@@ -120,7 +132,7 @@ impl PatchEmbed {
             kernel_size,
             ConvOptions {
                 stride: kernel_size,
-                bias: false,
+                bias,
                 ..Default::default()
             },
         )?;

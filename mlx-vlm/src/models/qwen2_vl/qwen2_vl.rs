@@ -22,7 +22,7 @@ use super::language::{LanguageModel, LanguageModelArgs, RequestState};
 use super::vision::VisionModel;
 use crate::models::base::InputEmbeddingsFeatures;
 use crate::models::qwen2_5_vl::qwen2_5_vl::{
-    Model as Qwen2_5VlModel, PrefillArgs, VisionDims, estimate_memory,
+    Model as Qwen2_5VlModel, PrefillArgs, TextDims, VisionDims, estimate_memory,
 };
 use crate::models::qwen3_vl::processing_qwen3_vl::QwenVlInputs;
 use crate::models::{Cache, FamilyModel};
@@ -216,6 +216,8 @@ impl FamilyModel for Model {
 
     fn sanitize(&self, weights: HashMap<String, Array>) -> Result<HashMap<String, Array>> {
         // Python's loader runs Model.sanitize, then VisionModel.sanitize.
+        // Rust only: transformers-5 re-saved checkpoints too.
+        let weights = crate::utils::normalize_transformers5_layout(weights);
         self.vision_tower.sanitize(Model::sanitize(weights))
     }
 
@@ -244,6 +246,10 @@ impl FamilyModel for Model {
             window_size: 0,
             itemsize: self.vision_tower.patch_embed.proj.weight.itemsize(),
         };
-        Ok(estimate_memory(&dims, &self.language_model, request))
+        Ok(estimate_memory(
+            &dims,
+            &TextDims::of(&self.language_model),
+            request,
+        ))
     }
 }

@@ -1,4 +1,49 @@
 //! Qwen3-VL: Python's `mlx_vlm/models/qwen3_vl/`, one Rust file per Python
-//! file, in Python's order.
+//! file, in Python's order. Its `processing_qwen3_vl` also holds the Qwen
+//! image and video processors every Qwen family shares, as in Python.
 
+pub mod config;
+pub mod language;
 pub mod processing_qwen3_vl;
+#[allow(clippy::module_inception)]
+pub mod qwen3_vl;
+pub mod vision;
+
+pub use config::ModelConfig;
+pub use qwen3_vl::Model;
+
+use serde_json::{Map, Value};
+
+use crate::Result;
+use crate::models::VlmModel;
+use crate::prompt_utils::MessageFormat;
+use crate::registry::{Family, MediaKinds};
+use crate::utils::TensorInfo;
+
+/// The family's registration.
+pub const FAMILY: Family = Family {
+    model_type: "qwen3_vl",
+    create,
+    check_weights,
+    processor: processing_qwen3_vl::load_processor,
+    processor_name: "Qwen3VLProcessor",
+    media: MediaKinds {
+        images: true,
+        videos: true,
+        audio: false,
+    },
+    message_format: MessageFormat::ListWithImageFirst,
+};
+
+fn create(config: &Map<String, Value>, file: &str) -> Result<Box<dyn VlmModel>> {
+    let config = ModelConfig::from_map(config.clone(), file)?;
+    Ok(Box::new(Model::new(config)?))
+}
+
+fn check_weights(
+    config: &Map<String, Value>,
+    file: &str,
+    tensors: &std::collections::BTreeMap<String, TensorInfo>,
+) -> Result<()> {
+    ModelConfig::from_map(config.clone(), file)?.check_weights(tensors, file)
+}
