@@ -1,6 +1,6 @@
-//! The benchmark checkpoints: the tiny test model and Qwen2.5-VL-3B-shaped
-//! models (the real widths, two decoder layers, two vision blocks) with the
-//! deterministic weights of [`mlx_vlm::fixtures`].
+//! The benchmark checkpoints: the tiny test models and Qwen2.5-VL-3B- and
+//! Qwen3-VL-4B-shaped models (the real widths, two decoder layers, two
+//! vision blocks) with the deterministic weights of [`mlx_vlm::fixtures`].
 
 use std::path::{Path, PathBuf};
 
@@ -44,6 +44,43 @@ pub fn qwen2_5_vl_3b_config(layers: u32) -> Value {
         if let Some(Value::Object(v_map)) = map.get_mut("vision_config") {
             for (k, v) in vision {
                 v_map.insert(k.into(), v);
+            }
+        }
+    }
+    config
+}
+
+/// The tiny Qwen3-VL with Qwen3-VL-4B-Instruct's widths (hidden 2560, MLP
+/// 9728, 32 heads and 8 KV heads of 128, vision width 1024 with 16 heads,
+/// 2304 position embeddings), `layers` decoder layers and two vision
+/// blocks, both deepstack blocks.
+pub fn qwen3_vl_4b_config(layers: u32) -> Value {
+    let mut config = fixtures::qwen3_vl_tiny().config;
+    let text = [
+        ("hidden_size", json!(2560)),
+        ("intermediate_size", json!(9728)),
+        ("num_attention_heads", json!(32)),
+        ("num_key_value_heads", json!(8)),
+        ("head_dim", json!(128)),
+        ("num_hidden_layers", json!(layers)),
+        (
+            "rope_scaling",
+            json!({"rope_type": "default", "mrope_section": [24, 20, 20], "mrope_interleaved": true}),
+        ),
+    ];
+    let vision = [
+        ("depth", json!(2)),
+        ("hidden_size", json!(1024)),
+        ("intermediate_size", json!(4096)),
+        ("num_heads", json!(16)),
+        ("out_hidden_size", json!(2560)),
+        ("num_position_embeddings", json!(2304)),
+        ("deepstack_visual_indexes", json!([0, 1])),
+    ];
+    for (section, entries) in [("text_config", &text[..]), ("vision_config", &vision[..])] {
+        if let Some(Value::Object(map)) = config.get_mut(section) {
+            for (k, v) in entries {
+                map.insert((*k).into(), v.clone());
             }
         }
     }
@@ -107,6 +144,19 @@ pub fn plan(tokenizer_dir: &Path) -> Vec<Planned> {
             name: "qwen2_vl-tiny-f32",
             model: Model::Tiny(fixtures::qwen2_vl_tiny()),
             spec: spec(Dtype::Float32, None),
+        },
+        Planned {
+            name: "qwen3_vl-tiny-f32",
+            model: Model::Tiny(fixtures::qwen3_vl_tiny()),
+            spec: spec(Dtype::Float32, None),
+        },
+        Planned {
+            name: "qwen3_vl-4b-shape-2l-bf16",
+            model: Model::Tiny(fixtures::TinyModel {
+                config: qwen3_vl_4b_config(2),
+                ..fixtures::qwen3_vl_tiny()
+            }),
+            spec: spec(Dtype::Bfloat16, None),
         },
     ]
 }
