@@ -20,6 +20,7 @@ mod template_growth;
 pub mod tokenizer;
 pub mod tokenizer_utils;
 pub mod utils;
+pub mod video;
 
 pub use error::{Error, Result};
 pub use image::ImageSource;

@@ -1,0 +1,236 @@
+//! Videos as Python mlx-vlm 0.7.6 reads them: `VideoSampling`,
+//! `load_video`'s frame sampling (`mlx_vlm/utils.py`), and the frames
+//! fallback for families without native video (`generate/video.py`:
+//! `subsample_evenly`).
+//!
+//! Divergences from Python:
+//!
+//! - The source is a folder of frames (image files, in file-name order),
+//!   taken as recorded at the sampling rate (`fps`, default 2.0); Python's
+//!   `load_video` reads only video files through OpenCV. Decoding video
+//!   files (FFmpeg) is not in this build yet: a file is a typed error that
+//!   says so.
+//! - Frames of different sizes are an error naming the first that differs
+//!   (the processor would refuse them too).
+
+use std::path::{Path, PathBuf};
+
+use crate::image::{ImageSource, load_image};
+use crate::processor::Video;
+use crate::{Error, Result};
+
+/// How to sample a video's frames (Python: `VideoSampling`); unset fields
+/// take Python's defaults ([`VideoSampling::resolved`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct VideoSampling {
+    /// Frames per second to sample (2.0).
+    pub fps: Option<f64>,
+    /// An exact frame count, overriding `fps` (rounded to `frame_factor`).
+    pub nframes: Option<usize>,
+    /// Fewest frames (4).
+    pub min_frames: Option<usize>,
+    /// Most frames (768).
+    pub max_frames: Option<usize>,
+    /// Frame counts are multiples of this (2, a temporal patch).
+    pub frame_factor: Option<usize>,
+}
+
+/// [`VideoSampling`] with every field set.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ResolvedSampling {
+    /// Frames per second to sample.
+    pub fps: f64,
+    /// An exact frame count, if asked for.
+    pub nframes: Option<usize>,
+    /// Fewest frames.
+    pub min_frames: usize,
+    /// Most frames.
+    pub max_frames: usize,
+    /// Frame counts are multiples of this.
+    pub frame_factor: usize,
+}
+
+impl VideoSampling {
+    /// Every unset field from Python's `DEFAULT_VIDEO_SAMPLING` (fps 2.0,
+    /// 4 to 768 frames, factor 2); fails on `fps` that is not a positive
+    /// number or a zero `frame_factor`.
+    pub fn resolved(&self) -> Result<ResolvedSampling> {
+        let fps = self.fps.unwrap_or(2.0);
+        if !(fps.is_finite() && fps > 0.0) {
+            return Err(Error::InvalidArgument(format!(
+                "video fps {fps} must be a positive number of frames per second (Python's \
+                 default is 2.0)"
+            )));
+        }
+        let frame_factor = self.frame_factor.unwrap_or(2);
+        if frame_factor == 0 {
+            return Err(Error::InvalidArgument(
+                "video frame_factor must be at least 1 (Python's default is 2)".into(),
+            ));
+        }
+        Ok(ResolvedSampling {
+            fps,
+            nframes: self.nframes,
+            min_frames: self.min_frames.unwrap_or(4),
+            max_frames: self.max_frames.unwrap_or(768),
+            frame_factor,
+        })
+    }
+}
+
+/// Python's `round`: half to even.
+fn round_half_even(x: f64) -> f64 {
+    let r = x.round();
+    if (x - x.trunc()).abs() == 0.5 {
+        2.0 * (x / 2.0).round()
+    } else {
+        r
+    }
+}
+
+/// `np.linspace(0, total - 1, n).round().astype(int)`: numpy computes
+/// `i * step` with `step = (total - 1) / (n - 1)` and sets the last value to
+/// the stop exactly.
+fn linspace_indices(total: usize, n: usize) -> Vec<usize> {
+    let stop = total.saturating_sub(1) as f64;
+    if n == 1 {
+        return vec![0];
+    }
+    let step = stop / (n - 1) as f64;
+    (0..n)
+        .map(|i| {
+            let v = if i + 1 == n { stop } else { i as f64 * step };
+            round_half_even(v) as usize
+        })
+        .collect()
+}
+
+/// The source frames `load_video` reads of a `total_frames`-frame video
+/// recorded at `video_fps` (Python: the sampling half of `load_video`).
+///
+/// Fails, as Python, when the count leaves `[frame_factor, total_frames]`
+/// or the video has no frames.
+pub fn sample_indices(
+    total_frames: usize,
+    video_fps: f64,
+    sampling: &VideoSampling,
+) -> Result<Vec<usize>> {
+    let s = sampling.resolved()?;
+    let factor = s.frame_factor as f64;
+    let round = |n: f64| round_half_even(n / factor) * factor;
+    let floor = |n: f64| (n / factor).floor() * factor;
+    let ceil = |n: f64| (n / factor).ceil() * factor;
+    let video_fps = if video_fps > 0.0 && video_fps.is_finite() {
+        video_fps
+    } else {
+        1.0
+    };
+    let n = match s.nframes {
+        Some(n) => round(n as f64),
+        None => {
+            let lo = ceil(s.min_frames as f64);
+            let hi = floor(s.max_frames.min(total_frames) as f64);
+            let n = total_frames as f64 / video_fps * s.fps;
+            floor(n.max(lo).min(hi).min(total_frames as f64))
+        }
+    };
+    if !(factor <= n && n <= total_frames as f64) {
+        return Err(Error::InvalidArgument(format!(
+            "nframes must be in [{}, {total_frames}], got {n} (a video of {total_frames} \
+             frames at {video_fps} fps sampled at {} fps); give a longer video or fewer frames",
+            s.frame_factor, s.fps
+        )));
+    }
+    Ok(linspace_indices(total_frames, n as usize))
+}
+
+/// Image file extensions read as frames.
+const FRAME_EXTENSIONS: [&str; 7] = ["png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff"];
+
+/// The frame files of `dir`, sorted by name.
+pub fn frame_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    let mut files = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(|e| Error::io(dir, e))?.path();
+        let is_frame = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| FRAME_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()));
+        if path.is_file() && is_frame {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Reads a video and samples its frames (Python: `load_video`): here a
+/// folder of frames, taken as recorded at the sampling rate, so every
+/// frame is kept up to `max_frames` (see the top of this file).
+pub fn load_video(path: &Path, sampling: &VideoSampling) -> Result<Video> {
+    let resolved = sampling.resolved()?;
+    if !path.exists() {
+        return Err(Error::InvalidArgument(format!(
+            "cannot open video {}: no such file or folder",
+            path.display()
+        )));
+    }
+    if !path.is_dir() {
+        return Err(Error::InvalidArgument(format!(
+            "cannot open video {}: decoding video files is not in this build yet; extract \
+             its frames into a folder (for example `ffmpeg -i video.mp4 -r 2 frames/%05d.png`) \
+             and pass the folder",
+            path.display()
+        )));
+    }
+    let files = frame_files(path)?;
+    if files.is_empty() {
+        return Err(Error::InvalidArgument(format!(
+            "the video folder {} has no frames (image files: {})",
+            path.display(),
+            FRAME_EXTENSIONS.join(", ")
+        )));
+    }
+    let indices = sample_indices(files.len(), resolved.fps, sampling)?;
+    let mut frames = Vec::with_capacity(indices.len());
+    for &i in &indices {
+        let file = &files[i];
+        let frame = load_image(&ImageSource::Path(file.clone()))?;
+        if let Some(first) = frames.first()
+            && image::GenericImageView::dimensions(first)
+                != image::GenericImageView::dimensions(&frame)
+        {
+            let (w, h) = image::GenericImageView::dimensions(first);
+            let (fw, fh) = image::GenericImageView::dimensions(&frame);
+            return Err(Error::InvalidArgument(format!(
+                "the video frames of {} differ in size: {} is {fw}x{fh}, the first is {w}x{h}; \
+                 resize the frames to one size",
+                path.display(),
+                file.display()
+            )));
+        }
+        frames.push(frame);
+    }
+    Ok(Video {
+        frames,
+        total_num_frames: files.len(),
+        fps: resolved.fps,
+        frames_indices: indices,
+    })
+}
+
+/// At most `max_frames` of `frames`, evenly spaced (Python:
+/// `subsample_evenly`, the frames fallback for families without native
+/// video, which sends them as images).
+pub fn subsample_evenly<T: Clone>(frames: &[T], max_frames: usize) -> Vec<T> {
+    if frames.len() <= max_frames || max_frames < 2 {
+        return frames.iter().take(max_frames.max(1)).cloned().collect();
+    }
+    (0..max_frames)
+        .filter_map(|i| {
+            let idx = round_half_even((i * (frames.len() - 1)) as f64 / (max_frames - 1) as f64);
+            frames.get(idx as usize).cloned()
+        })
+        .collect()
+}

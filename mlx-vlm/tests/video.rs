@@ -1,0 +1,128 @@
+//! Video sampling against Python mlx-vlm 0.7.6 (`tests/fixtures/video/
+//! gen_sampling.py`: `load_video`'s frame indices for many videos and
+//! settings, and `subsample_evenly`), and frame folders as videos.
+
+use std::path::Path;
+
+use mlx_vlm::fixtures;
+use mlx_vlm::video::{VideoSampling, load_video, sample_indices, subsample_evenly};
+use serde_json::Value;
+
+fn goldens() -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/video/sampling.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn sampling(v: &Value) -> VideoSampling {
+    let int = |k: &str| v.get(k).and_then(Value::as_u64).map(|n| n as usize);
+    VideoSampling {
+        fps: v.get("fps").and_then(Value::as_f64),
+        nframes: int("nframes"),
+        min_frames: int("min_frames"),
+        max_frames: int("max_frames"),
+        frame_factor: int("frame_factor"),
+    }
+}
+
+#[test]
+fn frame_indices_match_python_load_video() {
+    let g = goldens();
+    let cases = g["load_video"].as_array().unwrap();
+    assert!(cases.len() > 90);
+    for case in cases {
+        let total = case["total"].as_u64().unwrap() as usize;
+        let fps = case["fps"].as_f64().unwrap();
+        let got = sample_indices(total, fps, &sampling(&case["sampling"]));
+        match case.get("indices") {
+            Some(want) => {
+                let want: Vec<usize> = serde_json::from_value(want.clone()).unwrap();
+                assert_eq!(got.unwrap(), want, "{case}");
+            }
+            None => assert!(got.is_err(), "{case}: Python refused, Rust gave {got:?}"),
+        }
+    }
+}
+
+#[test]
+fn subsample_evenly_matches_python() {
+    for case in goldens()["subsample_evenly"].as_array().unwrap() {
+        let n = case["n"].as_u64().unwrap() as usize;
+        let max = case["max"].as_u64().unwrap() as usize;
+        let want: Vec<usize> = serde_json::from_value(case["picked"].clone()).unwrap();
+        let frames: Vec<usize> = (0..n).collect();
+        assert_eq!(subsample_evenly(&frames, max), want, "{case}");
+    }
+}
+
+#[test]
+fn a_frame_folder_is_a_video_sampled_as_python_samples_files() {
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..10 {
+        let name = dir.path().join(format!("frame_{i:03}.png"));
+        fixtures::save_png(&fixtures::gradient_image(64, 48), &name).unwrap();
+    }
+    std::fs::write(dir.path().join("notes.txt"), "not a frame").unwrap();
+    let video = load_video(dir.path(), &VideoSampling::default()).unwrap();
+    // Taken as recorded at the sampling rate: Python's indices for 10
+    // frames at 2 fps sampled at 2 fps.
+    assert_eq!(
+        video.frames_indices,
+        sample_indices(10, 2.0, &VideoSampling::default()).unwrap()
+    );
+    assert_eq!(video.frames.len(), 10);
+    assert_eq!(video.total_num_frames, 10);
+
+    let few = VideoSampling {
+        max_frames: Some(4),
+        ..Default::default()
+    };
+    assert_eq!(
+        load_video(dir.path(), &few).unwrap().frames_indices,
+        [0, 3, 6, 9]
+    );
+}
+
+#[test]
+fn bad_videos_are_typed_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let message = |r: mlx_vlm::Result<mlx_vlm::processor::Video>| r.unwrap_err().to_string();
+
+    let missing = message(load_video(
+        &dir.path().join("nope"),
+        &VideoSampling::default(),
+    ));
+    assert!(missing.contains("no such file"), "{missing}");
+
+    let empty = message(load_video(dir.path(), &VideoSampling::default()));
+    assert!(empty.contains("has no frames"), "{empty}");
+
+    let file = dir.path().join("clip.mp4");
+    std::fs::write(&file, b"\0\0\0 ftypisom").unwrap();
+    let undecodable = message(load_video(&file, &VideoSampling::default()));
+    assert!(
+        undecodable.contains("frames into a folder"),
+        "{undecodable}"
+    );
+
+    for fps in [0.0, -1.0, f64::NAN] {
+        let bad = VideoSampling {
+            fps: Some(fps),
+            ..Default::default()
+        };
+        let e = message(load_video(dir.path(), &bad));
+        assert!(e.contains("positive number"), "{e}");
+    }
+
+    for (i, (w, h)) in [(64, 48), (64, 48), (32, 32), (64, 48)]
+        .into_iter()
+        .enumerate()
+    {
+        let name = dir.path().join(format!("f{i}.png"));
+        fixtures::save_png(&fixtures::gradient_image(w, h), &name).unwrap();
+    }
+    let mixed = message(load_video(dir.path(), &VideoSampling::default()));
+    assert!(
+        mixed.contains("differ in size") && mixed.contains("f2.png"),
+        "{mixed}"
+    );
+}
