@@ -213,6 +213,31 @@ impl Processor {
         apply_chat_template(&self.tokenizer, &self.config, &prompt, &options)
     }
 
+    /// [`Processor::apply_chat_template`] with videos (Python: the CLI's
+    /// `video` and `fps` template keywords): `videos` names them, for
+    /// families with native video (see [`Family::media`]); others take
+    /// their frames as images ([`crate::video::frames_as_images`]).
+    pub fn apply_chat_template_with_videos(
+        &self,
+        prompt: &str,
+        system: Option<&str>,
+        num_images: usize,
+        videos: &[String],
+        fps: Option<f64>,
+    ) -> Result<String> {
+        let prompt = match system {
+            Some(system) => json!([{"role": "system", "content": system}, prompt]),
+            None => Value::String(prompt.to_string()),
+        };
+        let options = ChatTemplateOptions {
+            num_images,
+            videos: videos.to_vec(),
+            fps,
+            ..Default::default()
+        };
+        apply_chat_template(&self.tokenizer, &self.config, &prompt, &options)
+    }
+
     /// Loads and preprocesses `images`, expands the prompt's image tokens
     /// and tokenizes it (Python: `prepare_inputs`).
     pub fn prepare_inputs(&self, prompt: &str, images: &[ImageSource]) -> Result<GenerateInputs> {

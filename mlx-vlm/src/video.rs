@@ -234,3 +234,29 @@ pub fn subsample_evenly<T: Clone>(frames: &[T], max_frames: usize) -> Vec<T> {
         })
         .collect()
 }
+
+/// Python's frames fallback for a family without native video
+/// (`resolve_video_inputs`): the frames of every video, in order, cut to at
+/// most `max_frames` (at least 2; Python's default 16) evenly spaced, as
+/// images (PNG-encoded in memory). Returns them and how many frames there
+/// were before the cut.
+pub fn frames_as_images(videos: &[Video], max_frames: usize) -> Result<(Vec<ImageSource>, usize)> {
+    let frames: Vec<&image::RgbImage> = videos.iter().flat_map(|v| v.frames.iter()).collect();
+    if frames.is_empty() {
+        return Err(Error::InvalidArgument(
+            "the videos have no frames to send as images".into(),
+        ));
+    }
+    let selected = subsample_evenly(&frames, max_frames.max(2));
+    let images = selected
+        .into_iter()
+        .map(|frame| {
+            let mut png = std::io::Cursor::new(Vec::new());
+            frame
+                .write_to(&mut png, image::ImageFormat::Png)
+                .map_err(|e| Error::InvalidArgument(format!("encoding a video frame: {e}")))?;
+            Ok(ImageSource::Bytes(png.into_inner()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((images, frames.len()))
+}

@@ -126,3 +126,20 @@ fn bad_videos_are_typed_errors() {
         "{mixed}"
     );
 }
+
+#[test]
+fn families_without_native_video_get_evenly_spaced_frames_as_images() {
+    let frames: Vec<_> = (0..20)
+        .map(|k| fixtures::gradient_image(30 + k, 20))
+        .collect();
+    let video = mlx_vlm::processor::Video::from_frames(frames.clone(), 2.0);
+    let (images, sampled) = mlx_vlm::video::frames_as_images(&[video], 16).unwrap();
+    assert_eq!(sampled, 20);
+    let picked = subsample_evenly(&(0..20).collect::<Vec<usize>>(), 16);
+    assert_eq!(images.len(), picked.len());
+    for (image, k) in images.iter().zip(picked) {
+        assert_eq!(mlx_vlm::image::load_image(image).unwrap(), frames[k]);
+    }
+    let none: [mlx_vlm::processor::Video; 0] = [];
+    assert!(mlx_vlm::video::frames_as_images(&none, 16).is_err());
+}

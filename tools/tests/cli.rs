@@ -169,6 +169,79 @@ fn verbose_prints_pythons_statistics_and_info_describes_the_checkpoint() {
     assert!(stdout.contains("Uint32"), "{stdout}");
 }
 
+/// A frame folder as a video gives Python's ids for the same frames read
+/// from a lossless video file (`mlx-vlm/tests/fixtures/video/
+/// gen_cli_video.py`), with Python's video positions; bad videos fail with
+/// a message.
+#[test]
+fn a_frame_folder_video_gives_pythons_ids() {
+    let golden: Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture_dir().join("../video/cli_video.json")).unwrap(),
+    )
+    .unwrap();
+    let int = |k: &str| golden[k].as_u64().unwrap() as u32;
+    let (width, height, shift) = (int("width"), int("height"), int("shift"));
+    let tmp = tempfile::tempdir().unwrap();
+    checkpoint(tmp.path(), None);
+    let frames = tmp.path().join("frames");
+    std::fs::create_dir(&frames).unwrap();
+    let base = fixtures::gradient_image(width, height);
+    for k in 0..int("frames") {
+        // Python: np.roll(frame, k * shift, axis=1).
+        let mut rolled = base.clone();
+        for y in 0..height {
+            for x in 0..width {
+                let from = (x + width - (k * shift) % width) % width;
+                rolled.put_pixel(x, y, *base.get_pixel(from, y));
+            }
+        }
+        fixtures::save_png(&rolled, &frames.join(format!("{k:03}.png"))).unwrap();
+    }
+    let model = tmp.path().to_str().unwrap();
+    let video = frames.to_str().unwrap();
+    let prompt = golden["prompt"].as_str().unwrap();
+    let out = mlx_vlm(&[
+        "generate",
+        "--model",
+        model,
+        "--video",
+        video,
+        "--prompt",
+        prompt,
+        "--json",
+        "--temperature",
+        "0",
+        "--max-tokens",
+        "12",
+        "--no-absolute-video-time",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let out: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out["tokens"], golden["generated_ids"]);
+
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let missing = tmp.path().join("missing");
+    for (extra, code, needle) in [
+        (vec!["--video", video, "--fps", "0"], 2, "--fps"),
+        (vec!["--video", video, "--fps", "-2"], 2, "--fps"),
+        (
+            vec!["--video", missing.to_str().unwrap()],
+            1,
+            "no such file",
+        ),
+        (vec!["--video", empty.to_str().unwrap()], 1, "has no frames"),
+    ] {
+        let mut args = vec!["generate", "--model", model, "--prompt", "Hi"];
+        args.extend(extra);
+        let out = mlx_vlm(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{stderr}");
+        assert!(stderr.contains(needle), "{stderr}");
+    }
+}
+
 #[test]
 fn bad_input_fails_with_a_message() {
     let tmp = tempfile::tempdir().unwrap();

@@ -13,6 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -22,7 +23,9 @@ use mlx_vlm::generate::{GenerateParams, GenerationResult, stream_generate};
 use mlx_vlm::mlx_rs::Dtype;
 use mlx_vlm::mlx_rs::nn::{Module, ModuleExt};
 use mlx_vlm::preflight::{self, MemoryRequest};
+use mlx_vlm::processor::{ProcessorOptions, PromptMedia};
 use mlx_vlm::sample_utils::LogitsProcessorArgs;
+use mlx_vlm::video::{VideoSampling, frames_as_images, load_video};
 use mlx_vlm::{ImageSource, LoadOptions, registry, utils};
 
 #[derive(Parser)]
@@ -60,6 +63,30 @@ struct GenerateArgs {
     /// Image path, `data:` URI; repeat for several images.
     #[arg(long = "image", num_args = 1..)]
     images: Vec<String>,
+    /// Video: a folder of its frames (image files, in name order); repeat
+    /// for several. Families without native video get the frames as
+    /// images, as Python sends them.
+    #[arg(long = "video", num_args = 1..)]
+    videos: Vec<String>,
+    /// Frames per second to sample from --video (default 2.0; a frame
+    /// folder is taken as recorded at this rate).
+    #[arg(long, allow_negative_numbers = true)]
+    fps: Option<f64>,
+    /// Exact number of frames to sample from --video, overriding --fps.
+    #[arg(long)]
+    video_num_frames: Option<usize>,
+    /// Fewest frames sampled from --video (default 4).
+    #[arg(long)]
+    video_min_frames: Option<usize>,
+    /// Most frames taken from --video (default 768; 16 for families
+    /// without native video, which get them as images).
+    #[arg(long, visible_alias = "max-frames")]
+    video_max_frames: Option<usize>,
+    /// Video positions as Python mlx-vlm 0.7.6 computes them (one step per
+    /// temporal patch) instead of Qwen2.5-VL's absolute time, for parity
+    /// with Python.
+    #[arg(long)]
+    no_absolute_video_time: bool,
     /// The user message.
     #[arg(long, default_value = "What are these?")]
     prompt: String,
@@ -266,6 +293,16 @@ fn generate(args: GenerateArgs) -> Result<ExitCode, Failure> {
         }
         other => Failure::Usage(other.to_string()),
     })?;
+    let sampling = VideoSampling {
+        fps: args.fps,
+        nframes: args.video_num_frames,
+        min_frames: args.video_min_frames,
+        max_frames: args.video_max_frames,
+        frame_factor: None,
+    };
+    sampling
+        .resolved()
+        .map_err(|e| Failure::Usage(format!("invalid value for '--fps': {e}")))?;
     let interrupt = Interrupt::install()
         .map_err(|e| Failure::Failed(format!("installing the SIGINT/SIGTERM handlers: {e}")))?;
 
@@ -291,10 +328,42 @@ fn generate(args: GenerateArgs) -> Result<ExitCode, Failure> {
 
     let ending = 'run: {
         let (model, mut processor) = mlx_vlm::load(&args.model, &options)?;
-        let images: Vec<ImageSource> = args.images.iter().map(|s| ImageSource::parse(s)).collect();
-        let prompt =
-            processor.apply_chat_template(&args.prompt, args.system.as_deref(), images.len())?;
-        let mut inputs = processor.prepare_inputs(&prompt, &images)?;
+        let mut images: Vec<ImageSource> =
+            args.images.iter().map(|s| ImageSource::parse(s)).collect();
+        let mut video_names = args.videos.clone();
+        let mut videos = video_names
+            .iter()
+            .map(|v| load_video(Path::new(v), &sampling))
+            .collect::<mlx_vlm::Result<Vec<_>>>()?;
+        if !videos.is_empty() && !processor.family().media.videos {
+            // Python's frames fallback (generate/video.py).
+            let (frames, sampled) = frames_as_images(&videos, args.video_max_frames.unwrap_or(16))?;
+            report_warning(&format!(
+                "{} has no native video support; sending {} of {sampled} sampled frames as \
+                 ordered images",
+                processor.family().processor_name,
+                frames.len()
+            ));
+            images.extend(frames);
+            videos.clear();
+            video_names.clear();
+        }
+        let prompt = processor.apply_chat_template_with_videos(
+            &args.prompt,
+            args.system.as_deref(),
+            images.len(),
+            &video_names,
+            args.fps,
+        )?;
+        let media = |images| PromptMedia {
+            images,
+            videos: &videos,
+        };
+        let mut call_options = ProcessorOptions::default();
+        if args.no_absolute_video_time {
+            call_options.absolute_video_time = Some(false);
+        }
+        let mut inputs = processor.prepare_inputs_with(&prompt, media(&images), &call_options)?;
         // The engine checks memory again; checking here lets the CLI
         // downsize images that do not fit instead of failing.
         let weights_bytes = mlx_vlm::mlx_rs::memory::get_active_memory()? as u64;
@@ -309,7 +378,7 @@ fn generate(args: GenerateArgs) -> Result<ExitCode, Failure> {
                     "{message}; resizing the images to at most {pixels} pixels"
                 ));
                 processor.set_max_pixels(pixels)?;
-                inputs = processor.prepare_inputs(&prompt, &images)?;
+                inputs = processor.prepare_inputs_with(&prompt, media(&images), &call_options)?;
                 preflight::check(&*model, &MemoryRequest::new(&inputs, &params)?)?
             }
             other => other?,
