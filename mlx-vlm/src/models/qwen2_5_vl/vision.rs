@@ -612,29 +612,7 @@ impl VisionModel {
     /// `[out, in, t, h, w]` to channels-last `[out, t, h, w, in]` unless
     /// [`check_array_shape`] finds it converted already.
     pub fn sanitize(&self, weights: HashMap<String, Array>) -> Result<HashMap<String, Array>> {
-        let mut sanitized_weights = HashMap::with_capacity(weights.len());
-        for (k, v) in weights {
-            if k.contains("position_ids") {
-                continue;
-            }
-            if k.contains("patch_embed.proj.weight") && !check_array_shape(&v) {
-                if v.ndim() != 5 {
-                    return Err(Error::Weights {
-                        path: k,
-                        message: format!(
-                            "shape {:?}: the patch embedding is a 3-D convolution, its weight \
-                             needs 5 axes ([out, in, t, h, w] or [out, t, h, w, in])",
-                            v.shape()
-                        ),
-                    });
-                }
-                let v = v.transpose(&[0, 2, 3, 4, 1][..])?;
-                sanitized_weights.insert(k, v);
-                continue;
-            }
-            sanitized_weights.insert(k, v);
-        }
-        Ok(sanitized_weights)
+        sanitize_vision_weights(weights)
     }
 }
 
@@ -742,6 +720,37 @@ pub fn rot_pos_emb(
     let rotary_pos_emb_full = rotary_pos_emb.forward(max_grid_size)?;
     let rotary_pos_emb = ops::take(&rotary_pos_emb_full, &pos_ids, 0)?;
     Ok(rotary_pos_emb.reshape(&[n_patches, -1])?)
+}
+
+/// The vision tower's `sanitize` (Python: `VisionModel.sanitize`, the same
+/// in Qwen2-VL's, Qwen2.5-VL's and Qwen3-VL's `vision.py`): drops
+/// `position_ids`, and moves a PyTorch patch-embedding weight `[out, in,
+/// t, h, w]` to channels-last `[out, t, h, w, in]` unless
+/// [`check_array_shape`] finds it converted already.
+pub fn sanitize_vision_weights(weights: HashMap<String, Array>) -> Result<HashMap<String, Array>> {
+    let mut sanitized_weights = HashMap::with_capacity(weights.len());
+    for (k, v) in weights {
+        if k.contains("position_ids") {
+            continue;
+        }
+        if k.contains("patch_embed.proj.weight") && !check_array_shape(&v) {
+            if v.ndim() != 5 {
+                return Err(Error::Weights {
+                    path: k,
+                    message: format!(
+                        "shape {:?}: the patch embedding is a 3-D convolution, its weight \
+                         needs 5 axes ([out, in, t, h, w] or [out, t, h, w, in])",
+                        v.shape()
+                    ),
+                });
+            }
+            let v = v.transpose(&[0, 2, 3, 4, 1][..])?;
+            sanitized_weights.insert(k, v);
+            continue;
+        }
+        sanitized_weights.insert(k, v);
+    }
+    Ok(sanitized_weights)
 }
 
 /// A 1-D int32 array of `values`.

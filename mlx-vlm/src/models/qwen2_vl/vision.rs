@@ -23,7 +23,9 @@ use crate::error::{Error, Result};
 pub use crate::models::qwen2_5_vl::vision::{
     Attention, PatchEmbed, VisionRotaryEmbedding, apply_rotary_pos_emb_vision, check_array_shape,
 };
-use crate::models::qwen2_5_vl::vision::{check_grid, grid_thw_tolist, rot_pos_emb};
+use crate::models::qwen2_5_vl::vision::{
+    check_grid, grid_thw_tolist, rot_pos_emb, sanitize_vision_weights,
+};
 
 /// The only `model_type` this vision tower implements.
 const MODEL_TYPE: &str = "qwen2_vl";
@@ -260,28 +262,6 @@ impl VisionModel {
     /// Qwen2.5-VL's): drops `position_ids`, makes a PyTorch patch-embedding
     /// weight channels-last.
     pub fn sanitize(&self, weights: HashMap<String, Array>) -> Result<HashMap<String, Array>> {
-        let mut sanitized_weights = HashMap::with_capacity(weights.len());
-        for (k, v) in weights {
-            if k.contains("position_ids") {
-                continue;
-            }
-            if k.contains("patch_embed.proj.weight") && !check_array_shape(&v) {
-                if v.ndim() != 5 {
-                    return Err(Error::Weights {
-                        path: k,
-                        message: format!(
-                            "shape {:?}: the patch embedding is a 3-D convolution, its weight \
-                             needs 5 axes ([out, in, t, h, w] or [out, t, h, w, in])",
-                            v.shape()
-                        ),
-                    });
-                }
-                let v = v.transpose(&[0, 2, 3, 4, 1][..])?;
-                sanitized_weights.insert(k, v);
-                continue;
-            }
-            sanitized_weights.insert(k, v);
-        }
-        Ok(sanitized_weights)
+        sanitize_vision_weights(weights)
     }
 }
