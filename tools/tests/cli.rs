@@ -171,8 +171,8 @@ fn verbose_prints_pythons_statistics_and_info_describes_the_checkpoint() {
 
 /// A frame folder as a video gives Python's ids for the same frames read
 /// from a lossless video file (`mlx-vlm/tests/fixtures/video/
-/// gen_cli_video.py`), with Python's video positions; bad videos fail with
-/// a message.
+/// gen_cli_video.py`) with the tiny Qwen2.5-VL (with Python's video
+/// positions), Qwen2-VL and Qwen3-VL; bad videos fail with a message.
 #[test]
 fn a_frame_folder_video_gives_pythons_ids() {
     let golden: Value = serde_json::from_str(
@@ -182,7 +182,6 @@ fn a_frame_folder_video_gives_pythons_ids() {
     let int = |k: &str| golden[k].as_u64().unwrap() as u32;
     let (width, height, shift) = (int("width"), int("height"), int("shift"));
     let tmp = tempfile::tempdir().unwrap();
-    checkpoint(tmp.path(), None);
     let frames = tmp.path().join("frames");
     std::fs::create_dir(&frames).unwrap();
     let base = fixtures::gradient_image(width, height);
@@ -197,28 +196,36 @@ fn a_frame_folder_video_gives_pythons_ids() {
         }
         fixtures::save_png(&rolled, &frames.join(format!("{k:03}.png"))).unwrap();
     }
-    let model = tmp.path().to_str().unwrap();
     let video = frames.to_str().unwrap();
     let prompt = golden["prompt"].as_str().unwrap();
-    let out = mlx_vlm(&[
-        "generate",
-        "--model",
-        model,
-        "--video",
-        video,
-        "--prompt",
-        prompt,
-        "--json",
-        "--temperature",
-        "0",
-        "--max-tokens",
-        "12",
-        "--no-absolute-video-time",
-    ]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
-    let out: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(out["tokens"], golden["generated_ids"]);
+    for family in ["qwen2_5_vl", "qwen2_vl", "qwen3_vl"] {
+        let dir = tmp.path().join(family);
+        let spec = CheckpointSpec {
+            tokenizer_dir: Some(fixtures::qwen_tokenizer_dir().unwrap()),
+            ..Default::default()
+        };
+        let mut args = vec!["generate", "--video", video, "--prompt", prompt, "--json"];
+        args.extend(["--temperature", "0", "--max-tokens", "12"]);
+        match family {
+            "qwen2_5_vl" => {
+                checkpoint(&dir, None);
+                args.push("--no-absolute-video-time");
+            }
+            "qwen2_vl" => {
+                fixtures::write_tiny_checkpoint(&dir, &fixtures::qwen2_vl_tiny(), &spec).unwrap()
+            }
+            _ => fixtures::write_tiny_checkpoint(&dir, &fixtures::qwen3_vl_tiny(), &spec).unwrap(),
+        }
+        let model = dir.display().to_string();
+        args.extend(["--model", &model]);
+        let out = mlx_vlm(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{family}: {stderr}");
+        let out: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(out["tokens"], golden["generated_ids"][family], "{family}");
+    }
+    let model = tmp.path().join("qwen2_5_vl").display().to_string();
+    let model = model.as_str();
 
     let empty = tmp.path().join("empty");
     std::fs::create_dir(&empty).unwrap();
