@@ -92,3 +92,52 @@ fn q4_mlx_community() {
         Some((64, 4)),
     );
 }
+
+/// A prompt prefilled in chunks of 7 tokens (the deepstack features cut to
+/// each chunk's window, as Python does) gives Python's greedy ids.
+#[test]
+fn chunked_prefill_keeps_pythons_ids() {
+    use mlx_vlm::fixtures::CheckpointSpec;
+    use mlx_vlm::generate::{GenerateParams, stream_generate};
+
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qwen3_vl");
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("goldens/f32.json")).unwrap())
+            .unwrap();
+    let case = &meta["cases"]["single"];
+    let want: Vec<u32> = serde_json::from_value(case["generated_ids"].clone()).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = CheckpointSpec {
+        tokenizer_dir: Some(fixtures::qwen_tokenizer_dir().unwrap()),
+        ..Default::default()
+    };
+    fixtures::write_tiny_checkpoint(tmp.path(), &fixtures::qwen3_vl_tiny(), &spec).unwrap();
+    let (model, processor) =
+        mlx_vlm::load(tmp.path().to_str().unwrap(), &Default::default()).unwrap();
+    let image =
+        mlx_vlm::ImageSource::from(dir.join("images").join(case["images"][0].as_str().unwrap()));
+    let prompt = processor
+        .apply_chat_template(case["prompt"].as_str().unwrap(), None, 1)
+        .unwrap();
+    let inputs = processor.prepare_inputs(&prompt, &[image]).unwrap();
+    let params = GenerateParams {
+        max_tokens: want.len(),
+        prefill_step_size: Some(7),
+        ..Default::default()
+    };
+    let mut ids = Vec::new();
+    for r in stream_generate(
+        &*model,
+        processor.tokenizer(),
+        inputs,
+        processor.eos_token_ids(),
+        &params,
+    )
+    .unwrap()
+    {
+        if let Some(all) = r.unwrap().token_ids {
+            ids = all;
+        }
+    }
+    assert_eq!(ids, want);
+}
