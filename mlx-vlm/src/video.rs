@@ -12,6 +12,9 @@
 //!   says so.
 //! - Frames of different sizes are an error naming the first that differs
 //!   (the processor would refuse them too).
+//! - A clip whose sampled frames would take more than
+//!   [`MAX_DECODED_VIDEO_BYTES`] decoded is refused after its first frame
+//!   (Python decodes them all).
 
 use std::path::{Path, PathBuf};
 
@@ -144,6 +147,9 @@ pub fn sample_indices(
     Ok(linspace_indices(total_frames, n as usize))
 }
 
+/// The most bytes the decoded frames of one video may take (RGB, 8 bits).
+pub const MAX_DECODED_VIDEO_BYTES: u64 = 8 << 30;
+
 /// Image file extensions read as frames.
 const FRAME_EXTENSIONS: [&str; 7] = ["png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff"];
 
@@ -197,6 +203,23 @@ pub fn load_video(path: &Path, sampling: &VideoSampling) -> Result<Video> {
     for &i in &indices {
         let file = &files[i];
         let frame = load_image(&ImageSource::Path(file.clone()))?;
+        if frames.is_empty() {
+            // Every sampled frame has the first one's size: check the whole
+            // clip's decoded size before decoding the rest.
+            let (w, h) = image::GenericImageView::dimensions(&frame);
+            let bytes = u64::from(w) * u64::from(h) * 3 * indices.len() as u64;
+            if bytes > MAX_DECODED_VIDEO_BYTES {
+                return Err(Error::InvalidArgument(format!(
+                    "the {} sampled frames of {} ({w}x{h}) would take {:.1} GB decoded, more \
+                     than the {:.0} GB limit; sample fewer frames (--video-max-frames) or \
+                     use smaller frames",
+                    indices.len(),
+                    path.display(),
+                    bytes as f64 / 1e9,
+                    MAX_DECODED_VIDEO_BYTES as f64 / 1e9
+                )));
+            }
+        }
         if let Some(first) = frames.first()
             && image::GenericImageView::dimensions(first)
                 != image::GenericImageView::dimensions(&frame)

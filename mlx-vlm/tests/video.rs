@@ -143,3 +143,22 @@ fn families_without_native_video_get_evenly_spaced_frames_as_images() {
     let none: [mlx_vlm::processor::Video; 0] = [];
     assert!(mlx_vlm::video::frames_as_images(&none, 16).is_err());
 }
+
+#[test]
+fn a_clip_too_large_to_decode_is_refused_after_its_first_frame() {
+    let dir = tempfile::tempdir().unwrap();
+    // 160 Mpx frames (480 MB decoded each, under Pillow's pixel limit):
+    // 18 of them exceed the decoded-video limit.
+    let first = dir.path().join("f00.png");
+    fixtures::save_png(&fixtures::gradient_image(20_000, 8_000), &first).unwrap();
+    for i in 1..18 {
+        std::fs::copy(&first, dir.path().join(format!("f{i:02}.png"))).unwrap();
+    }
+    let e = load_video(dir.path(), &VideoSampling::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("GB decoded") && e.contains("--video-max-frames"),
+        "{e}"
+    );
+}
