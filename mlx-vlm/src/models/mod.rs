@@ -36,6 +36,7 @@ pub mod base;
 pub mod cache;
 pub mod mlp;
 pub mod rope_utils;
+pub mod switch_layers;
 
 pub use cache::{Cache, KvCache};
 
