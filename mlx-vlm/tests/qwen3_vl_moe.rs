@@ -3,3 +3,6 @@
 
 #[path = "qwen3_vl_moe/switch_layers.rs"]
 mod switch_layers;
+
+#[path = "qwen3_vl_moe/moe_block.rs"]
+mod moe_block;

@@ -56,6 +56,9 @@ families![qwen2_5_vl];
 // Not a family yet: it holds the Qwen image processor the Qwen families share.
 pub mod qwen3_vl;
 
+// Not a family yet: the Qwen3-VL-MoE pieces that do not depend on Qwen3-VL.
+pub mod qwen3_vl_moe;
+
 /// A value of some family's type crossing the generic code: its processor
 /// inputs ([`ModelInputs`]), prefill arguments ([`PrefillArgs`]) or
 /// request state ([`RequestState`]).
