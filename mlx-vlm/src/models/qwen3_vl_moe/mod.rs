@@ -7,4 +7,5 @@
 
 pub mod config;
 pub mod language;
+#[allow(clippy::module_inception)]
 pub mod qwen3_vl_moe;
