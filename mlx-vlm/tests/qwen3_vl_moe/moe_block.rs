@@ -53,7 +53,7 @@ fn floats(a: &Array) -> Vec<f32> {
 
 fn block(args: &TextConfig, quantized: bool) -> Qwen3VLMoESparseMoeBlock {
     let mut m = Qwen3VLMoESparseMoeBlock::new(args).unwrap();
-    m.gate.weight = Param::new(values("mlp.gate.weight", &m.gate.weight.shape().to_vec()));
+    m.gate.weight = Param::new(values("mlp.gate.weight", m.gate.weight.shape()));
     for (name, lin) in [
         ("gate_proj", &mut m.switch_mlp.gate_proj),
         ("up_proj", &mut m.switch_mlp.up_proj),
