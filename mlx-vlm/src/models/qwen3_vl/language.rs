@@ -304,14 +304,28 @@ impl Qwen3VLModel {
             _ => None,
         };
         let pe = position_embeddings.as_ref().map(|(c, s)| (c, s));
+        let placement = match deepstack {
+            Some(d) if !d.deepstack_visual_embeds.is_empty() => {
+                let n_features = d.deepstack_visual_embeds[0]
+                    .shape()
+                    .first()
+                    .copied()
+                    .unwrap_or(0);
+                Some((
+                    DeepstackPlacement::new(&h, d.visual_pos_masks, n_features)?,
+                    d.deepstack_visual_embeds,
+                ))
+            }
+            _ => None,
+        };
         let mut caches = cache.iter_mut();
         for (layer_idx, layer) in self.layers.iter().enumerate() {
             let c: Option<&mut dyn Cache> = caches.next().map(|c| &mut **c as &mut dyn Cache);
             h = layer.forward(&h, &mask, c, position_ids, pe)?;
-            if let Some(d) = deepstack
-                && let Some(embeds) = d.deepstack_visual_embeds.get(layer_idx)
+            if let Some((placement, embeds)) = &placement
+                && let Some(embeds) = embeds.get(layer_idx)
             {
-                h = Self::deepstack_process(&h, d.visual_pos_masks, embeds)?;
+                h = placement.add(&h, embeds)?;
             }
         }
         match &self.norm {
@@ -327,6 +341,28 @@ impl Qwen3VLModel {
         visual_pos_masks: &Array,
         visual_embeds: &Array,
     ) -> Result<Array> {
+        let n_features = visual_embeds.shape().first().copied().unwrap_or(0);
+        let placement = DeepstackPlacement::new(hidden_states, visual_pos_masks, n_features)?;
+        placement.add(hidden_states, visual_embeds)
+    }
+}
+
+/// Where `_deepstack_process` puts each deepstack feature: per batch row,
+/// the feature each position takes (or none). Read from the mask once per
+/// call and used for every deepstack layer (Python reads the mask back to
+/// the host in each layer).
+#[derive(Debug)]
+pub struct DeepstackPlacement {
+    /// Per row: the feature index of each position, and whether it takes
+    /// one; `None` for a row without visual tokens.
+    rows: Vec<Option<(Array, Array)>>,
+}
+
+impl DeepstackPlacement {
+    /// Reads `visual_pos_masks` (`[batch, seq]`, `hidden_states`' first two
+    /// axes); fails when the rows hold more visual tokens than the
+    /// `n_features` features.
+    pub fn new(hidden_states: &Array, visual_pos_masks: &Array, n_features: i32) -> Result<Self> {
         let &[batch_size, seq_len, _] = hidden_states.shape() else {
             return Err(Error::InvalidArgument(format!(
                 "deepstack: hidden states must be [batch, seq, hidden], got {:?}",
@@ -341,15 +377,13 @@ impl Qwen3VLModel {
             )));
         }
         let mask = visual_pos_masks.to_vec_as::<i64>()?;
-        let n_features = visual_embeds.shape().first().copied().unwrap_or(0);
         let mut rows = Vec::with_capacity(batch_size as usize);
         let mut offset = 0i32;
         for b in 0..batch_size {
             let row_mask = &mask[(b * seq_len) as usize..((b + 1) * seq_len) as usize];
-            let batch_hidden = hidden_states.index(idx![b])?;
             let n_visual = row_mask.iter().filter(|&&m| m != 0).count() as i32;
             if n_visual == 0 {
-                rows.push(batch_hidden);
+                rows.push(None);
                 continue;
             }
             if offset + n_visual > n_features {
@@ -377,16 +411,32 @@ impl Qwen3VLModel {
                 })
                 .collect();
             let gather = Array::from_vec_shaped(gather, &[seq_len])?;
-            let added = ops::take(visual_embeds, &gather, 0)?;
             let keep = Array::from_vec_shaped(
                 row_mask.iter().map(|&m| m != 0).collect::<Vec<bool>>(),
                 &[seq_len, 1],
             )?;
-            let zeros = ops::zeros_like(&added, None)?;
-            let added = ops::r#where(&keep, &added, &zeros)?;
-            rows.push(ops::add(&batch_hidden, &added)?);
+            rows.push(Some((gather, keep)));
             offset += n_visual;
         }
+        Ok(DeepstackPlacement { rows })
+    }
+
+    /// `hidden_states` with `visual_embeds` added at the visual positions.
+    pub fn add(&self, hidden_states: &Array, visual_embeds: &Array) -> Result<Array> {
+        let rows = self
+            .rows
+            .iter()
+            .enumerate()
+            .map(|(b, row)| {
+                let batch_hidden = hidden_states.index(idx![b as i32])?;
+                let Some((gather, keep)) = row else {
+                    return Ok(batch_hidden);
+                };
+                let added = ops::take(visual_embeds, gather, 0)?;
+                let added = ops::r#where(keep, &added, &ops::zeros_like(&added, None)?)?;
+                Ok(ops::add(&batch_hidden, &added)?)
+            })
+            .collect::<Result<Vec<_>>>()?;
         Ok(ops::stack(&rows, 0)?)
     }
 }
