@@ -277,25 +277,11 @@ impl FamilyModel for Model {
         inputs: Option<&QwenVlInputs>,
         mask: Option<&Array>,
     ) -> Result<(Array, PrefillArgs)> {
-        if let Some(i) = inputs
-            && i.pixel_values.is_some()
-            && i.pixel_values_videos.is_some()
-        {
-            // Python encodes only the images and leaves the video tokens
-            // as text.
-            return Err(Error::InvalidArgument(
-                "Qwen2.5-VL takes images or videos in one prompt, not both (Python mlx-vlm \
-                 encodes only the images); send them in separate prompts"
-                    .into(),
-            ));
-        }
-        let pixel_values = inputs.and_then(|i| {
-            i.pixel_values
-                .as_ref()
-                .or(i.pixel_values_videos.as_ref())
-        });
-        let image_grid_thw = inputs.and_then(|i| i.image_grid_thw.as_ref());
-        let video_grid_thw = inputs.and_then(|i| i.video_grid_thw.as_ref());
+        let QwenMedia {
+            pixel_values,
+            image_grid_thw,
+            video_grid_thw,
+        } = QwenMedia::of(inputs, "Qwen2.5-VL")?;
         let second_per_grid_ts = inputs.and_then(|i| i.second_per_grid_ts.clone());
         let features = Model::get_input_embeddings(
             self,
@@ -343,12 +329,7 @@ impl FamilyModel for Model {
     }
 
     fn eos_token_ids(&self) -> Vec<u32> {
-        self.config
-            .eos_token_id
-            .iter()
-            .flatten()
-            .filter_map(|&id| u32::try_from(id).ok())
-            .collect()
+        eos_token_ids(self.config.eos_token_id.as_deref())
     }
 
     fn estimate_memory(&self, request: &MemoryRequest) -> Result<MemoryEstimate> {
@@ -375,6 +356,53 @@ impl FamilyModel for Model {
             request,
         ))
     }
+}
+
+/// What the Qwen2 families' `get_input_embeddings` takes of the processor's
+/// inputs (Python: the same lines in Qwen2-VL's and Qwen2.5-VL's
+/// `Model.get_input_embeddings`): the images' patches, else the videos',
+/// and both grids.
+pub(crate) struct QwenMedia<'a> {
+    /// The patches the vision tower encodes.
+    pub pixel_values: Option<&'a Array>,
+    /// `[images, 3]` grids.
+    pub image_grid_thw: Option<&'a Array>,
+    /// `[videos, 3]` grids.
+    pub video_grid_thw: Option<&'a Array>,
+}
+
+impl<'a> QwenMedia<'a> {
+    /// Refuses images and videos together, naming `family` (Python encodes
+    /// only the images and leaves the video tokens as text).
+    pub(crate) fn of(inputs: Option<&'a QwenVlInputs>, family: &str) -> Result<Self> {
+        if let Some(i) = inputs
+            && i.pixel_values.is_some()
+            && i.pixel_values_videos.is_some()
+        {
+            return Err(Error::InvalidArgument(format!(
+                "{family} takes images or videos in one prompt, not both (Python mlx-vlm \
+                 encodes only the images); send them in separate prompts"
+            )));
+        }
+        Ok(QwenMedia {
+            pixel_values: inputs.and_then(|i| {
+                i.pixel_values
+                    .as_ref()
+                    .or(i.pixel_values_videos.as_ref())
+            }),
+            image_grid_thw: inputs.and_then(|i| i.image_grid_thw.as_ref()),
+            video_grid_thw: inputs.and_then(|i| i.video_grid_thw.as_ref()),
+        })
+    }
+}
+
+/// The end-of-sequence ids of a Qwen config's `eos_token_id`, the
+/// negative ones dropped.
+pub(crate) fn eos_token_ids(ids: Option<&[i32]>) -> Vec<u32> {
+    ids.into_iter()
+        .flatten()
+        .filter_map(|&id| u32::try_from(id).ok())
+        .collect()
 }
 
 /// The vision tower's sizes the memory estimate needs (Qwen2-VL's and

@@ -22,7 +22,8 @@ use super::language::{LanguageModel, LanguageModelArgs, RequestState};
 use super::vision::VisionModel;
 use crate::models::base::InputEmbeddingsFeatures;
 use crate::models::qwen2_5_vl::qwen2_5_vl::{
-    Model as Qwen2_5VlModel, PrefillArgs, TextDims, VisionDims, estimate_memory,
+    Model as Qwen2_5VlModel, PrefillArgs, QwenMedia, TextDims, VisionDims, eos_token_ids,
+    estimate_memory,
 };
 use crate::models::qwen3_vl::processing_qwen3_vl::QwenVlInputs;
 use crate::models::{Cache, FamilyModel};
@@ -160,23 +161,11 @@ impl FamilyModel for Model {
         inputs: Option<&QwenVlInputs>,
         mask: Option<&Array>,
     ) -> Result<(Array, PrefillArgs)> {
-        if let Some(i) = inputs
-            && i.pixel_values.is_some()
-            && i.pixel_values_videos.is_some()
-        {
-            return Err(Error::InvalidArgument(
-                "Qwen2-VL takes images or videos in one prompt, not both (Python mlx-vlm \
-                 encodes only the images); send them in separate prompts"
-                    .into(),
-            ));
-        }
-        let pixel_values = inputs.and_then(|i| {
-            i.pixel_values
-                .as_ref()
-                .or(i.pixel_values_videos.as_ref())
-        });
-        let image_grid_thw = inputs.and_then(|i| i.image_grid_thw.as_ref());
-        let video_grid_thw = inputs.and_then(|i| i.video_grid_thw.as_ref());
+        let QwenMedia {
+            pixel_values,
+            image_grid_thw,
+            video_grid_thw,
+        } = QwenMedia::of(inputs, "Qwen2-VL")?;
         let features = Model::get_input_embeddings(
             self,
             input_ids,
@@ -222,13 +211,7 @@ impl FamilyModel for Model {
     }
 
     fn eos_token_ids(&self) -> Vec<u32> {
-        self.config
-            .language
-            .eos_token_id
-            .iter()
-            .flatten()
-            .filter_map(|&id| u32::try_from(id).ok())
-            .collect()
+        eos_token_ids(self.config.language.eos_token_id.as_deref())
     }
 
     fn estimate_memory(&self, request: &MemoryRequest) -> Result<MemoryEstimate> {

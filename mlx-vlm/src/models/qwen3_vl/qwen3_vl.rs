@@ -22,7 +22,7 @@ use super::language::{Deepstack, LanguageModel, LanguageModelArgs, RequestState}
 use super::processing_qwen3_vl::QwenVlInputs;
 use super::vision::VisionModel;
 use crate::models::qwen2_5_vl::qwen2_5_vl::{
-    Model as Qwen2_5VlModel, TextDims, VisionDims, estimate_memory,
+    Model as Qwen2_5VlModel, TextDims, VisionDims, eos_token_ids, estimate_memory,
 };
 use crate::models::{Cache, FamilyModel};
 use crate::preflight::{MemoryEstimate, MemoryRequest};
@@ -302,12 +302,7 @@ impl FamilyModel for Model {
     }
 
     fn eos_token_ids(&self) -> Vec<u32> {
-        self.config
-            .eos_token_id
-            .iter()
-            .flatten()
-            .filter_map(|&id| u32::try_from(id).ok())
-            .collect()
+        eos_token_ids(self.config.eos_token_id.as_deref())
     }
 
     fn estimate_memory(&self, request: &MemoryRequest) -> Result<MemoryEstimate> {
