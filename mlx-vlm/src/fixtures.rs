@@ -37,6 +37,7 @@ mod checkpoint;
 mod offline_tokenizer;
 mod qwen2_vl;
 mod qwen3_vl;
+mod qwen3_vl_moe;
 mod tiny;
 mod tokenizer;
 
@@ -50,6 +51,7 @@ pub use offline_tokenizer::{
 };
 pub use qwen2_vl::qwen2_vl_tiny;
 pub use qwen3_vl::{qwen3_vl_hf_param, qwen3_vl_tiny};
+pub use qwen3_vl_moe::{qwen3_vl_moe_hf_param, qwen3_vl_moe_tiny};
 pub use tiny::{
     HfParam, TinyModel, channels_first, ensure_tiny_checkpoint, qwen_hf_param,
     qwen_transformers5_key, write_tiny_checkpoint,
@@ -97,7 +99,13 @@ fn exponent_for(key: &str, shape: &[i32]) -> i32 {
         // std about 0.29: keeps tied-logit gaps well above bf16's epsilon.
         return -1;
     }
-    let fan_in: f64 = shape[1..].iter().map(|&d| f64::from(d)).product();
+    // Stacked experts (`experts.*`, `[experts, in, out]` in Hugging Face's
+    // fused layout): one expert's fan-in.
+    let fan_in: f64 = if key.contains(".experts.") && shape.len() == 3 {
+        f64::from(shape[1])
+    } else {
+        shape[1..].iter().map(|&d| f64::from(d)).product()
+    };
     (3.0 / fan_in).sqrt().log2().round() as i32
 }
 

@@ -51,10 +51,7 @@ macro_rules! families {
     };
 }
 
-families![qwen2_5_vl, qwen2_vl, qwen3_vl];
-
-// Not a family yet: the Qwen3-VL-MoE pieces that do not depend on Qwen3-VL.
-pub mod qwen3_vl_moe;
+families![qwen2_5_vl, qwen2_vl, qwen3_vl, qwen3_vl_moe];
 
 /// A value of some family's type crossing the generic code: its processor
 /// inputs ([`ModelInputs`]), prefill arguments ([`PrefillArgs`]) or

@@ -13,7 +13,7 @@
 //! gets one feature), and a feature count that does not match the row's
 //! visual tokens is an error rather than skipped silently.
 
-use mlx_rs::nn::{Embedding, Linear, RMSNorm};
+use mlx_rs::nn::{Embedding, Linear, Module, RMSNorm};
 use mlx_rs::{Array, Dtype, Index, idx, ops};
 
 use super::config::{ModelConfig, TextConfig};
@@ -183,9 +183,23 @@ impl Attention {
     }
 }
 
+/// A decoder layer's feed-forward block: Qwen3-VL's SwiGLU MLP, or
+/// Qwen3-VL-MoE's dense-or-experts block. Python's MoE `language.py` is a
+/// copy of this file with another MLP; here the decoder is generic over it.
+pub trait FeedForward: Module + std::fmt::Debug + Clone + 'static {
+    /// The block applied to `x` (`[batch, seq, hidden]`).
+    fn forward(&self, x: &Array) -> Result<Array>;
+}
+
+impl FeedForward for SwiGLUMLP {
+    fn forward(&self, x: &Array) -> Result<Array> {
+        SwiGLUMLP::forward(self, x)
+    }
+}
+
 /// One pre-norm decoder layer (Python: `Qwen3VLDecoderLayer`).
 #[derive(Debug, Clone, mlx_rs::Module)]
-pub struct Qwen3VLDecoderLayer {
+pub struct Qwen3VLDecoderLayer<M: FeedForward = SwiGLUMLP> {
     /// Width of the layer.
     #[module(skip)]
     pub hidden_size: i32,
@@ -196,18 +210,28 @@ pub struct Qwen3VLDecoderLayer {
     /// Norm before the MLP.
     pub post_attention_layernorm: RMSNorm,
     /// Feed-forward block.
-    pub mlp: SwiGLUMLP,
+    pub mlp: M,
 }
 
 impl Qwen3VLDecoderLayer {
     /// Python: `Qwen3VLDecoderLayer(args, layer_idx)`.
     pub fn new(args: &TextConfig) -> Result<Self> {
+        Self::with_mlp(
+            args,
+            SwiGLUMLP::new(args.hidden_size, args.intermediate_size, false)?,
+        )
+    }
+}
+
+impl<M: FeedForward> Qwen3VLDecoderLayer<M> {
+    /// The layer with the given feed-forward block.
+    pub fn with_mlp(args: &TextConfig, mlp: M) -> Result<Self> {
         Ok(Qwen3VLDecoderLayer {
             hidden_size: args.hidden_size,
             self_attn: Attention::new(args)?,
             input_layernorm: RMSNorm::new(args.hidden_size, args.rms_norm_eps)?,
             post_attention_layernorm: RMSNorm::new(args.hidden_size, args.rms_norm_eps)?,
-            mlp: SwiGLUMLP::new(args.hidden_size, args.intermediate_size, false)?,
+            mlp,
         })
     }
 
@@ -247,14 +271,14 @@ pub struct Deepstack<'a> {
 
 /// Embedding, decoder layers and final norm (Python: `Qwen3VLModel`).
 #[derive(Debug, Clone, mlx_rs::Module)]
-pub struct Qwen3VLModel {
+pub struct Qwen3VLModel<M: FeedForward = SwiGLUMLP> {
     /// Vocabulary size.
     #[module(skip)]
     pub vocab_size: i32,
     /// Token embeddings.
     pub embed_tokens: Embedding,
     /// The decoder layers.
-    pub layers: Vec<Qwen3VLDecoderLayer>,
+    pub layers: Vec<Qwen3VLDecoderLayer<M>>,
     /// Final norm, unless `use_final_norm` is false.
     pub norm: Option<RMSNorm>,
 }
@@ -262,11 +286,32 @@ pub struct Qwen3VLModel {
 impl Qwen3VLModel {
     /// Python: `Qwen3VLModel(args)`.
     pub fn new(args: &TextConfig) -> Result<Self> {
+        Self::with_mlps(args, |_| {
+            SwiGLUMLP::new(args.hidden_size, args.intermediate_size, false)
+        })
+    }
+
+    /// Adds `visual_embeds` (batch-major, in token order) to the hidden
+    /// states at the visual positions (Python: `_deepstack_process`).
+    pub fn deepstack_process(
+        hidden_states: &Array,
+        visual_pos_masks: &Array,
+        visual_embeds: &Array,
+    ) -> Result<Array> {
+        let n_features = visual_embeds.shape().first().copied().unwrap_or(0);
+        let placement = DeepstackPlacement::new(hidden_states, visual_pos_masks, n_features)?;
+        placement.add(hidden_states, visual_embeds)
+    }
+}
+
+impl<M: FeedForward> Qwen3VLModel<M> {
+    /// The decoder with `mlp(layer_idx)` as each layer's feed-forward block.
+    pub fn with_mlps(args: &TextConfig, mut mlp: impl FnMut(i32) -> Result<M>) -> Result<Self> {
         Ok(Qwen3VLModel {
             vocab_size: args.vocab_size,
             embed_tokens: Embedding::new(args.vocab_size, args.hidden_size)?,
             layers: (0..args.num_hidden_layers)
-                .map(|_| Qwen3VLDecoderLayer::new(args))
+                .map(|i| Qwen3VLDecoderLayer::with_mlp(args, mlp(i)?))
                 .collect::<Result<Vec<_>>>()?,
             norm: if args.use_final_norm {
                 Some(RMSNorm::new(args.hidden_size, args.rms_norm_eps)?)
@@ -332,18 +377,6 @@ impl Qwen3VLModel {
             Some(norm) => Ok(norm.forward(&h)?),
             None => Ok(h),
         }
-    }
-
-    /// Adds `visual_embeds` (batch-major, in token order) to the hidden
-    /// states at the visual positions (Python: `_deepstack_process`).
-    pub fn deepstack_process(
-        hidden_states: &Array,
-        visual_pos_masks: &Array,
-        visual_embeds: &Array,
-    ) -> Result<Array> {
-        let n_features = visual_embeds.shape().first().copied().unwrap_or(0);
-        let placement = DeepstackPlacement::new(hidden_states, visual_pos_masks, n_features)?;
-        placement.add(hidden_states, visual_embeds)
     }
 }
 
@@ -444,7 +477,7 @@ impl DeepstackPlacement {
 /// The text model with its output layer and mRoPE position logic (Python:
 /// `LanguageModel`).
 #[derive(Debug, Clone, mlx_rs::Module)]
-pub struct LanguageModel {
+pub struct LanguageModel<M: FeedForward = SwiGLUMLP> {
     /// The text configuration.
     #[module(skip)]
     pub args: TextConfig,
@@ -455,7 +488,7 @@ pub struct LanguageModel {
     #[module(skip)]
     pub model_type: String,
     /// The decoder.
-    pub model: Qwen3VLModel,
+    pub model: Qwen3VLModel<M>,
     /// Output layer, only when `tie_word_embeddings` is false.
     pub lm_head: Option<Linear>,
 }
@@ -463,6 +496,17 @@ pub struct LanguageModel {
 impl LanguageModel {
     /// Python: `LanguageModel(args, config)`.
     pub fn new(args: &TextConfig, config: &ModelConfig) -> Result<Self> {
+        Self::with_decoder(args, config, Qwen3VLModel::new(args)?)
+    }
+}
+
+impl<M: FeedForward> LanguageModel<M> {
+    /// The language model around the given decoder.
+    pub fn with_decoder(
+        args: &TextConfig,
+        config: &ModelConfig,
+        model: Qwen3VLModel<M>,
+    ) -> Result<Self> {
         Ok(LanguageModel {
             args: args.clone(),
             rope: RopeIndexSettings {
@@ -473,7 +517,7 @@ impl LanguageModel {
                 vision_start_token_id: config.vision_start_token_id,
             },
             model_type: args.model_type.clone(),
-            model: Qwen3VLModel::new(args)?,
+            model,
             lm_head: if args.tie_word_embeddings {
                 None
             } else {
@@ -591,7 +635,7 @@ impl LanguageModel {
     }
 
     /// The decoder layers (Python: `LanguageModel.layers`).
-    pub fn layers(&self) -> &[Qwen3VLDecoderLayer] {
+    pub fn layers(&self) -> &[Qwen3VLDecoderLayer<M>] {
         &self.model.layers
     }
 

@@ -18,12 +18,13 @@ use std::collections::HashMap;
 use mlx_rs::{Array, ops};
 
 use super::config::ModelConfig;
-use super::language::{Deepstack, LanguageModel, LanguageModelArgs, RequestState};
+use super::language::{Deepstack, FeedForward, LanguageModel, LanguageModelArgs, RequestState};
 use super::processing_qwen3_vl::QwenVlInputs;
 use super::vision::VisionModel;
 use crate::models::qwen2_5_vl::qwen2_5_vl::{
     Model as Qwen2_5VlModel, TextDims, VisionDims, eos_token_ids, estimate_memory,
 };
+use crate::models::mlp::SwiGLUMLP;
 use crate::models::{Cache, FamilyModel};
 use crate::preflight::{MemoryEstimate, MemoryRequest};
 use crate::registry::Family;
@@ -70,16 +71,18 @@ impl PrefillArgs {
     }
 }
 
-/// Python: `Model`.
+/// Python: `Model`; generic over the decoder's feed-forward block, as
+/// Python's Qwen3-VL-MoE copy of this file differs only in its language
+/// model (and vision GELUs and sanitize).
 #[derive(Debug, mlx_rs::Module)]
-pub struct Model {
+pub struct Model<M: FeedForward = SwiGLUMLP> {
     /// Python: `Model.config`.
     #[module(skip)]
     pub config: ModelConfig,
     /// Python: `Model.vision_tower`.
     pub vision_tower: VisionModel,
     /// Python: `Model.language_model`.
-    pub language_model: LanguageModel,
+    pub language_model: LanguageModel<M>,
 }
 
 impl Model {
@@ -93,6 +96,34 @@ impl Model {
             language_model,
         })
     }
+
+    /// Python: `Model.sanitize`: `model.language_model.*` becomes
+    /// `language_model.model.*`, `model.visual.*` `vision_tower.*`,
+    /// `lm_head.*` `language_model.lm_head.*`.
+    pub fn sanitize(weights: HashMap<String, Array>) -> HashMap<String, Array> {
+        weights
+            .into_iter()
+            .map(|(key, value)| {
+                let key = if key.contains("model") {
+                    if key.contains("model.language_model") {
+                        key.replace("model.language_model", "language_model.model")
+                    } else if key.contains("model.visual") {
+                        key.replace("model.visual", "vision_tower")
+                    } else {
+                        key
+                    }
+                } else if key.contains("lm_head") {
+                    key.replace("lm_head", "language_model.lm_head")
+                } else {
+                    key
+                };
+                (key, value)
+            })
+            .collect()
+    }
+}
+
+impl<M: FeedForward> Model<M> {
 
     /// Python: `Model.get_input_embeddings`: the images' and the videos'
     /// features replace their tokens' embeddings, the deepstack features
@@ -232,29 +263,57 @@ impl Model {
         self.language_model.model.layers.len()
     }
 
-    /// Python: `Model.sanitize`: `model.language_model.*` becomes
-    /// `language_model.model.*`, `model.visual.*` `vision_tower.*`,
-    /// `lm_head.*` `language_model.lm_head.*`.
-    pub fn sanitize(weights: HashMap<String, Array>) -> HashMap<String, Array> {
-        weights
-            .into_iter()
-            .map(|(key, value)| {
-                let key = if key.contains("model") {
-                    if key.contains("model.language_model") {
-                        key.replace("model.language_model", "language_model.model")
-                    } else if key.contains("model.visual") {
-                        key.replace("model.visual", "vision_tower")
-                    } else {
-                        key
-                    }
-                } else if key.contains("lm_head") {
-                    key.replace("lm_head", "language_model.lm_head")
-                } else {
-                    key
-                };
-                (key, value)
-            })
-            .collect()
+    /// `language_model(...)` with the prefill arguments of
+    /// [`Model::get_input_embeddings`] (the body of
+    /// [`FamilyModel::language_model`], shared with Qwen3-VL-MoE).
+    pub fn run_language_model(
+        &self,
+        inputs: &Array,
+        inputs_embeds: Option<&Array>,
+        cache: &mut [Box<dyn Cache>],
+        prefill: Option<&PrefillArgs>,
+        state: &mut RequestState,
+    ) -> Result<Array> {
+        let args = prefill.map(PrefillArgs::as_args).unwrap_or_default();
+        let deepstack = prefill.and_then(PrefillArgs::deepstack);
+        self.language_model
+            .forward(inputs, inputs_embeds, cache, &args, deepstack, state)
+    }
+
+    /// The memory estimate of [`FamilyModel::estimate_memory`] with the
+    /// text model's feed-forward width `intermediate_size` (the experts'
+    /// for Qwen3-VL-MoE).
+    pub fn estimate_memory_with(
+        &self,
+        request: &MemoryRequest,
+        intermediate_size: i32,
+    ) -> Result<MemoryEstimate> {
+        let vision = &self.config.vision_config;
+        let dims = VisionDims {
+            in_channels: vision.in_channels,
+            temporal_patch_size: vision.temporal_patch_size,
+            patch_size: vision.patch_size,
+            hidden_size: vision.hidden_size,
+            intermediate_size: vision.intermediate_size,
+            num_heads: vision.num_heads,
+            out_hidden_size: vision.out_hidden_size,
+            spatial_merge_size: vision.spatial_merge_size,
+            has_full_attention: true,
+            window_size: 0,
+            itemsize: self.vision_tower.patch_embed.proj.weight.itemsize(),
+        };
+        let lm = &self.language_model;
+        let text = TextDims {
+            hidden_size: lm.args.hidden_size,
+            num_attention_heads: lm.args.num_attention_heads,
+            head_dim: lm.args.head_dim,
+            kv_heads: lm.n_kv_heads(),
+            intermediate_size,
+            vocab_size: lm.args.vocab_size,
+            layers: lm.model.layers.len(),
+            itemsize: lm.model.embed_tokens.weight.itemsize(),
+        };
+        Ok(estimate_memory(&dims, &text, request))
     }
 }
 
@@ -286,10 +345,7 @@ impl FamilyModel for Model {
         prefill: Option<&PrefillArgs>,
         state: &mut RequestState,
     ) -> Result<Array> {
-        let args = prefill.map(PrefillArgs::as_args).unwrap_or_default();
-        let deepstack = prefill.and_then(PrefillArgs::deepstack);
-        self.language_model
-            .forward(inputs, inputs_embeds, cache, &args, deepstack, state)
+        self.run_language_model(inputs, inputs_embeds, cache, prefill, state)
     }
 
     fn make_cache(&self, max_kv_size: Option<i32>) -> Vec<Box<dyn Cache>> {
@@ -306,31 +362,6 @@ impl FamilyModel for Model {
     }
 
     fn estimate_memory(&self, request: &MemoryRequest) -> Result<MemoryEstimate> {
-        let vision = &self.config.vision_config;
-        let dims = VisionDims {
-            in_channels: vision.in_channels,
-            temporal_patch_size: vision.temporal_patch_size,
-            patch_size: vision.patch_size,
-            hidden_size: vision.hidden_size,
-            intermediate_size: vision.intermediate_size,
-            num_heads: vision.num_heads,
-            out_hidden_size: vision.out_hidden_size,
-            spatial_merge_size: vision.spatial_merge_size,
-            has_full_attention: true,
-            window_size: 0,
-            itemsize: self.vision_tower.patch_embed.proj.weight.itemsize(),
-        };
-        let lm = &self.language_model;
-        let text = TextDims {
-            hidden_size: lm.args.hidden_size,
-            num_attention_heads: lm.args.num_attention_heads,
-            head_dim: lm.args.head_dim,
-            kv_heads: lm.n_kv_heads(),
-            intermediate_size: lm.args.intermediate_size,
-            vocab_size: lm.args.vocab_size,
-            layers: lm.model.layers.len(),
-            itemsize: lm.model.embed_tokens.weight.itemsize(),
-        };
-        Ok(estimate_memory(&dims, &text, request))
+        self.estimate_memory_with(request, self.language_model.args.intermediate_size)
     }
 }

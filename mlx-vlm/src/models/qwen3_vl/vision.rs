@@ -30,7 +30,7 @@ use crate::models::qwen2_5_vl::vision::{
 };
 
 /// The model types whose vision config this tower accepts (Python's list).
-const MODEL_TYPES: [&str; 7] = [
+pub const MODEL_TYPES: [&str; 7] = [
     "qwen3_vl",
     "qwen3_5",
     "qwen3_5_moe",
@@ -39,6 +39,23 @@ const MODEL_TYPES: [&str; 7] = [
     "qwen4_exp",
     "qwen4_exp_vision",
 ];
+
+/// The tower's two GELUs: Python's Qwen3-VL-MoE copy of this file swaps
+/// them (its merger uses the tanh approximation, its block MLP the exact
+/// form), so the MoE port builds this tower with its own pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VisionActivations {
+    /// The mergers' GELU (`PatchMerger.act_fn`).
+    pub merger: GeluApprox,
+    /// The blocks' MLP GELU (`MLP.act_fn`).
+    pub mlp: GeluApprox,
+}
+
+/// Qwen3-VL's GELUs: exact in the mergers, tanh in the block MLPs.
+pub const QWEN3_VL_ACTIVATIONS: VisionActivations = VisionActivations {
+    merger: GeluApprox::None,
+    mlp: GeluApprox::Precise,
+};
 
 /// Merges each `merge x merge` group of patches into one feature of the
 /// language model's width (Python: `PatchMerger`); with
@@ -65,6 +82,15 @@ pub struct PatchMerger {
 impl PatchMerger {
     /// Python: `PatchMerger(config, use_postshuffle_norm)`.
     pub fn new(config: &VisionConfig, use_postshuffle_norm: bool) -> Result<PatchMerger> {
+        Self::with_activation(config, use_postshuffle_norm, QWEN3_VL_ACTIVATIONS.merger)
+    }
+
+    /// [`PatchMerger::new`] with the given GELU.
+    pub fn with_activation(
+        config: &VisionConfig,
+        use_postshuffle_norm: bool,
+        approx: GeluApprox,
+    ) -> Result<PatchMerger> {
         let hidden_size = config.hidden_size * config.spatial_merge_size * config.spatial_merge_size;
         let norm_dims = if use_postshuffle_norm {
             hidden_size
@@ -76,7 +102,7 @@ impl PatchMerger {
             use_postshuffle_norm,
             norm: LayerNorm::new(norm_dims, 1e-6, true, true)?,
             linear_fc1: Linear::new(hidden_size, hidden_size, true)?,
-            act_fn: GELU::default(),
+            act_fn: GELU { approx },
             linear_fc2: Linear::new(hidden_size, config.out_hidden_size, true)?,
         })
     }
@@ -109,12 +135,15 @@ pub struct MLP {
 impl MLP {
     /// Python: `MLP(dim, hidden_dim)`.
     pub fn new(dim: i32, hidden_dim: i32) -> Result<MLP> {
+        Self::with_activation(dim, hidden_dim, QWEN3_VL_ACTIVATIONS.mlp)
+    }
+
+    /// [`MLP::new`] with the given GELU.
+    pub fn with_activation(dim: i32, hidden_dim: i32, approx: GeluApprox) -> Result<MLP> {
         Ok(MLP {
             linear_fc1: Linear::new(dim, hidden_dim, true)?,
             linear_fc2: Linear::new(hidden_dim, dim, true)?,
-            act_fn: GELU {
-                approx: GeluApprox::Precise,
-            },
+            act_fn: GELU { approx },
         })
     }
 
@@ -142,11 +171,16 @@ pub struct Qwen3VLMoEVisionBlock {
 impl Qwen3VLMoEVisionBlock {
     /// Python: `Qwen3VLMoEVisionBlock(config)`.
     pub fn new(config: &VisionConfig) -> Result<Self> {
+        Self::with_activation(config, QWEN3_VL_ACTIVATIONS.mlp)
+    }
+
+    /// [`Qwen3VLMoEVisionBlock::new`] with the given MLP GELU.
+    pub fn with_activation(config: &VisionConfig, mlp_approx: GeluApprox) -> Result<Self> {
         Ok(Qwen3VLMoEVisionBlock {
             norm1: LayerNorm::new(config.hidden_size, 1e-6, true, true)?,
             norm2: LayerNorm::new(config.hidden_size, 1e-6, true, true)?,
             attn: Attention::new(config.hidden_size, config.num_heads)?,
-            mlp: MLP::new(config.hidden_size, config.intermediate_size)?,
+            mlp: MLP::with_activation(config.hidden_size, config.intermediate_size, mlp_approx)?,
         })
     }
 
@@ -199,11 +233,21 @@ impl VisionModel {
     /// Python: `VisionModel(config)`; fails, as Python, for a model type it
     /// does not list.
     pub fn new(config: &VisionConfig) -> Result<VisionModel> {
-        if !MODEL_TYPES.contains(&config.model_type.as_str()) {
+        Self::with_variant(config, &MODEL_TYPES, QWEN3_VL_ACTIVATIONS)
+    }
+
+    /// The tower for the `model_types` a family accepts, with its GELUs
+    /// (Qwen3-VL-MoE's copy of this tower differs only in these).
+    pub fn with_variant(
+        config: &VisionConfig,
+        model_types: &[&str],
+        activations: VisionActivations,
+    ) -> Result<VisionModel> {
+        if !model_types.contains(&config.model_type.as_str()) {
             return Err(Error::UnknownModelType {
                 model_type: config.model_type.clone(),
                 file: "vision_config".into(),
-                supported: MODEL_TYPES.join(", "),
+                supported: model_types.join(", "),
             });
         }
         if config.num_heads <= 0
@@ -238,14 +282,14 @@ impl VisionModel {
             pos_embed: Embedding::new(config.num_position_embeddings, config.hidden_size)?,
             num_grid_per_side: f64::from(config.num_position_embeddings).sqrt() as i32,
             blocks: (0..config.depth)
-                .map(|_| Qwen3VLMoEVisionBlock::new(config))
+                .map(|_| Qwen3VLMoEVisionBlock::with_activation(config, activations.mlp))
                 .collect::<Result<Vec<_>>>()?,
-            merger: PatchMerger::new(config, false)?,
+            merger: PatchMerger::with_activation(config, false, activations.merger)?,
             deepstack_visual_indexes: config.deepstack_visual_indexes.clone(),
             deepstack_merger_list: config
                 .deepstack_visual_indexes
                 .iter()
-                .map(|_| PatchMerger::new(config, true))
+                .map(|_| PatchMerger::with_activation(config, true, activations.merger))
                 .collect::<Result<Vec<_>>>()?,
         })
     }

@@ -1,21 +1,28 @@
 //! `mlx_vlm/models/qwen3_vl_moe/config.py`: the configuration of
 //! Qwen3-VL-MoE checkpoints.
 //!
-//! Partial port: [`TextConfig`] (Qwen3-VL's text fields plus the mixture of
-//! experts). `VisionConfig` and `ModelConfig` are Python copies of
-//! Qwen3-VL's (`model_type` default `qwen3_vl_moe` aside) and come with the
-//! Qwen3-VL port.
+//! [`TextConfig`] is Qwen3-VL's text fields plus the mixture of experts.
+//! `VisionConfig` and `ModelConfig` are Python copies of Qwen3-VL's
+//! (`model_type` default `qwen3_vl_moe` aside): [`ModelConfig`] holds
+//! Qwen3-VL's, read from the same file, next to this [`TextConfig`].
 //!
 //! Divergences from Python (stricter checks, each an [`Error::Config`]
 //! naming the file and key): a missing required field is named (Python
 //! keeps the plain dict and fails later); `num_experts_per_tok` must lie in
 //! `1..=num_experts` when `num_experts > 0`, and `decoder_sparse_step` must
-//! be positive (Python fails in `argpartition` or divides by zero).
+//! be positive (Python fails in `argpartition` or divides by zero); the
+//! checks of Qwen3-VL's config (positive sizes, the mRoPE sections, the
+//! vision tower's shape) hold too.
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
+use crate::models::qwen2_5_vl::config::{SizeCheck, Tower, check_tensors};
+use crate::models::qwen3_vl;
+use crate::utils::TensorInfo;
 
 /// `rope_scaling` of the text model: multimodal RoPE sections.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -194,5 +201,96 @@ impl TextConfig {
         !self.mlp_only_layers.contains(&layer_idx)
             && self.num_experts > 0
             && (layer_idx + 1) % self.decoder_sparse_step == 0
+    }
+}
+
+/// Python: `ModelConfig` (a copy of Qwen3-VL's whose `text_config` is the
+/// [`TextConfig`] with experts).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelConfig {
+    /// The fields Python's copy shares with Qwen3-VL's `ModelConfig`, read
+    /// from the same file (its `text_config` without the experts, which the
+    /// attention, rotary embedding and rope index read).
+    pub base: qwen3_vl::ModelConfig,
+    /// The text configuration with the experts.
+    pub text_config: TextConfig,
+}
+
+impl ModelConfig {
+    /// Builds the config from the parsed `config.json` object; `file` names
+    /// it in errors.
+    pub fn from_map(mut root: Map<String, Value>, file: &str) -> Result<ModelConfig> {
+        let text_config = match root.get("text_config") {
+            Some(Value::Object(t)) => TextConfig::from_map(t, file)?,
+            _ => {
+                return Err(config_error(
+                    file,
+                    "no \"text_config\" object; Qwen3-VL-MoE keeps the language model's \
+                     parameters there"
+                        .into(),
+                ));
+            }
+        };
+        // Python's VisionConfig default: `model_type` `qwen3_vl_moe`.
+        match root.get_mut("vision_config") {
+            Some(Value::Object(vision)) => {
+                vision
+                    .entry("model_type")
+                    .or_insert_with(|| Value::from("qwen3_vl_moe"));
+            }
+            None | Some(Value::Null) => {
+                let mut vision = Map::new();
+                vision.insert("model_type".into(), Value::from("qwen3_vl_moe"));
+                root.insert("vision_config".into(), Value::Object(vision));
+            }
+            Some(_) => {}
+        }
+        let base = qwen3_vl::ModelConfig::from_map(root, file)?;
+        Ok(ModelConfig { base, text_config })
+    }
+
+    /// Checks this config against the checkpoint's tensors before any
+    /// module is built: Qwen3-VL's checks, with the experts' sizes
+    /// (`num_experts`, `moe_intermediate_size`) read from the first sparse
+    /// layer and `intermediate_size` from the first dense one, in either
+    /// layout (Hugging Face's fused experts or mlx-community's
+    /// `switch_mlp`). `file` names `config.json` in errors.
+    pub fn check_weights(&self, tensors: &BTreeMap<String, TensorInfo>, file: &str) -> Result<()> {
+        let t = &self.text_config;
+        let v = &self.base.vision_config;
+        let layers = 0..t.num_hidden_layers;
+        let sparse = layers.clone().find(|&l| t.is_sparse_layer(l));
+        let dense = layers.clone().find(|&l| !t.is_sparse_layer(l));
+        let dense_gate = dense.map(|l| format!("layers.{l}.mlp.gate_proj.weight"));
+        let sparse_keys = sparse.map(|l| {
+            (
+                format!("layers.{l}.mlp.gate.weight"),
+                format!("layers.{l}.mlp.switch_mlp.gate_proj.weight"),
+                format!("layers.{l}.mlp.experts.down_proj"),
+            )
+        });
+        let mut sizes: Vec<SizeCheck<'_>> = vec![
+            ("text_config.vocab_size", t.vocab_size, Tower::Text, "embed_tokens.weight", 0),
+            ("text_config.hidden_size", t.hidden_size, Tower::Text, "embed_tokens.weight", 1),
+            ("text_config.hidden_size", t.hidden_size, Tower::Text, "layers.0.self_attn.q_proj.weight", 1),
+            ("text_config.vocab_size", t.vocab_size, Tower::LmHead, "weight", 0),
+            ("vision_config.hidden_size", v.hidden_size, Tower::Vision, "patch_embed.proj.weight", 0),
+            ("vision_config.hidden_size", v.hidden_size, Tower::Vision, "blocks.0.attn.qkv.weight", 1),
+            ("vision_config.intermediate_size", v.intermediate_size, Tower::Vision, "blocks.0.mlp.linear_fc1.weight", 0),
+            ("vision_config.out_hidden_size", v.out_hidden_size, Tower::Vision, "merger.linear_fc2.weight", 0),
+        ];
+        if let Some(gate) = &dense_gate {
+            sizes.push(("text_config.intermediate_size", t.intermediate_size, Tower::Text, gate, 0));
+        }
+        if let Some((router, switch_gate, hf_down)) = &sparse_keys {
+            sizes.extend([
+                ("text_config.num_experts", t.num_experts, Tower::Text, router.as_str(), 0),
+                ("text_config.num_experts", t.num_experts, Tower::Text, switch_gate.as_str(), 0),
+                ("text_config.moe_intermediate_size", t.moe_intermediate_size, Tower::Text, switch_gate.as_str(), 1),
+                ("text_config.num_experts", t.num_experts, Tower::Text, hf_down.as_str(), 0),
+                ("text_config.moe_intermediate_size", t.moe_intermediate_size, Tower::Text, hf_down.as_str(), 1),
+            ]);
+        }
+        check_tensors(tensors, file, "Qwen3-VL-MoE", t.num_hidden_layers, v.depth, &sizes)
     }
 }

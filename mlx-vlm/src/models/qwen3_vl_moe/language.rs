@@ -1,11 +1,13 @@
 //! `mlx_vlm/models/qwen3_vl_moe/language.py`: the Qwen3-VL decoder whose
 //! feed-forward blocks are mixtures of experts.
 //!
-//! Partial port: the sparse block ([`Qwen3VLMoESparseMoeBlock`]), the
-//! per-layer choice between it and the dense MLP ([`Qwen3VLMoEMLP`]) and
-//! `LanguageModel.sanitize` ([`sanitize`]). The attention, rotary
-//! embedding, decoder and rope index are Python copies of Qwen3-VL's and
-//! come with the Qwen3-VL port.
+//! The sparse block ([`Qwen3VLMoESparseMoeBlock`]), the per-layer choice
+//! between it and the dense MLP ([`Qwen3VLMoEMLP`]) and
+//! `LanguageModel.sanitize` ([`sanitize`]) are this file's own. The
+//! attention, rotary embedding, decoder, language model and rope index are
+//! Python copies of Qwen3-VL's: here they are Qwen3-VL's, generic over the
+//! feed-forward block ([`LanguageModel`] is Qwen3-VL's with
+//! [`Qwen3VLMoEMLP`]).
 //!
 //! Differences from Python:
 //! - `LanguageModel.quant_predicate` (8-bit router gates) is not ported:
@@ -14,6 +16,10 @@
 //!   like every other layer (measured with mlx-vlm 0.7.6), and loading
 //!   follows the checkpoint's `.scales`.
 //! - Tensor-parallel sharding (`shard`, `sharding_group`) is not ported.
+//! - Python's copy always ends with the final norm; Qwen3-VL's decoder
+//!   honours `use_final_norm` (true unless a config says otherwise).
+//! - The batched-generation branches of `__call__` (per-row cache
+//!   offsets) are not ported, as in Qwen3-VL's port.
 
 use std::collections::HashMap;
 
@@ -22,6 +28,8 @@ use mlx_rs::{Array, idx, ops};
 
 use super::config::TextConfig;
 use crate::Result;
+use crate::models::qwen3_vl::config::ModelConfig as Qwen3VlModelConfig;
+use crate::models::qwen3_vl::language::{FeedForward, Qwen3VLModel};
 use crate::models::mlp::SwiGLUMLP;
 use crate::models::switch_layers::SwitchGLU;
 
@@ -157,4 +165,24 @@ pub fn sanitize(
         }
     }
     Ok(weights)
+}
+
+impl FeedForward for Qwen3VLMoEMLP {
+    fn forward(&self, x: &Array) -> Result<Array> {
+        Qwen3VLMoEMLP::forward(self, x)
+    }
+}
+
+/// Python: `Qwen3VLMoEModel` (Qwen3-VL's decoder with [`Qwen3VLMoEMLP`]).
+pub type Qwen3VLMoEModel = Qwen3VLModel<Qwen3VLMoEMLP>;
+
+/// Python: `LanguageModel` (Qwen3-VL's with [`Qwen3VLMoEMLP`]).
+pub type LanguageModel = crate::models::qwen3_vl::language::LanguageModel<Qwen3VLMoEMLP>;
+
+/// Python: `LanguageModel(args, config)`: `config.base.text_config` is the
+/// dense view of `args` the shared attention and rope index read.
+pub fn language_model(args: &TextConfig, config: &Qwen3VlModelConfig) -> Result<LanguageModel> {
+    let dense = &config.text_config;
+    let decoder = Qwen3VLModel::with_mlps(dense, |layer_idx| Qwen3VLMoEMLP::new(args, layer_idx))?;
+    LanguageModel::with_decoder(dense, config, decoder)
 }

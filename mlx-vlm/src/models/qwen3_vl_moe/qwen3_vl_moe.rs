@@ -1,11 +1,16 @@
 //! `mlx_vlm/models/qwen3_vl_moe/qwen3_vl_moe.py`: the Qwen3-VL-MoE model.
 //!
-//! Partial port: `Model.sanitize` ([`sanitize`]). The rest of the model
-//! (`get_input_embeddings`, `merge_input_ids_with_image_features`,
-//! `masked_scatter`) is a Python copy of Qwen3-VL's and comes with the
-//! Qwen3-VL port.
+//! The model is Qwen3-VL's ([`qwen3_vl::Model`]) with this family's vision
+//! GELUs and experts ([`Model`]); `Model.sanitize` ([`sanitize`]) is this
+//! file's own.
 //!
 //! Differences from Python:
+//! - `get_input_embeddings` is Qwen3-VL's: images and videos in one prompt
+//!   are both encoded and their deepstack features merged in token order.
+//!   Python's copy here encodes only `pixel_values` (else the videos') with
+//!   the image grid, so a prompt with both fails there on the feature
+//!   count; with images or videos alone the two are the same computation.
+//! - The cached-image-features path and `shard` are not ported.
 //! - `sanitize` transposes `down_proj` only when it is 3-D (the stacked
 //!   experts); Python transposes every `model.language_model` key naming
 //!   `down_proj` with three axes and so fails on the dense MLP of
@@ -18,7 +23,30 @@ use std::collections::HashMap;
 
 use mlx_rs::{Array, idx};
 
+use super::config::ModelConfig;
+use super::language::{self, Qwen3VLMoEMLP};
+use super::vision::vision_model;
+use crate::models::qwen2_5_vl::qwen2_5_vl::eos_token_ids;
+use crate::models::qwen3_vl::language::RequestState;
+use crate::models::qwen3_vl::processing_qwen3_vl::QwenVlInputs;
+use crate::models::qwen3_vl::qwen3_vl::PrefillArgs;
+use crate::models::{Cache, FamilyModel, qwen3_vl};
+use crate::preflight::{MemoryEstimate, MemoryRequest};
+use crate::registry::Family;
 use crate::{Error, Result};
+
+/// Python: `Model`: Qwen3-VL's model with this family's vision tower and
+/// experts.
+pub type Model = qwen3_vl::qwen3_vl::Model<Qwen3VLMoEMLP>;
+
+/// Python: `Model.__init__(config)`.
+pub fn model(config: &ModelConfig) -> Result<Model> {
+    Ok(qwen3_vl::qwen3_vl::Model {
+        config: config.base.clone(),
+        vision_tower: vision_model(&config.base.vision_config)?,
+        language_model: language::language_model(&config.text_config, &config.base)?,
+    })
+}
 
 /// Renames Hugging Face keys to this model's and splits the experts'
 /// fused `gate_up_proj` (`[experts, hidden, 2 * moe_intermediate]`) into
@@ -69,4 +97,72 @@ pub fn sanitize(weights: HashMap<String, Array>) -> Result<HashMap<String, Array
         sanitized.insert(key, value);
     }
     Ok(sanitized)
+}
+
+impl FamilyModel for Model {
+    type Inputs = QwenVlInputs;
+    type Prefill = PrefillArgs;
+    type State = RequestState;
+
+    const FAMILY: &'static Family = &super::FAMILY;
+
+    fn model_type(&self) -> &str {
+        &self.config.model_type
+    }
+
+    fn get_input_embeddings(
+        &self,
+        input_ids: &Array,
+        inputs: Option<&QwenVlInputs>,
+        mask: Option<&Array>,
+    ) -> Result<(Array, PrefillArgs)> {
+        Model::get_input_embeddings(self, input_ids, inputs, mask)
+    }
+
+    fn language_model(
+        &self,
+        inputs: &Array,
+        inputs_embeds: Option<&Array>,
+        cache: &mut [Box<dyn Cache>],
+        prefill: Option<&PrefillArgs>,
+        state: &mut RequestState,
+    ) -> Result<Array> {
+        self.run_language_model(inputs, inputs_embeds, cache, prefill, state)
+    }
+
+    fn make_cache(&self, max_kv_size: Option<i32>) -> Vec<Box<dyn Cache>> {
+        crate::models::cache::make_prompt_cache(self.layers(), max_kv_size)
+    }
+
+    fn sanitize(&self, weights: HashMap<String, Array>) -> Result<HashMap<String, Array>> {
+        // Python's loader runs Model.sanitize, VisionModel.sanitize, then
+        // LanguageModel.sanitize.
+        let weights = self.vision_tower.sanitize(sanitize(weights)?)?;
+        language::sanitize(weights, self.language_model.args.num_hidden_layers)
+    }
+
+    fn eos_token_ids(&self) -> Vec<u32> {
+        eos_token_ids(self.config.eos_token_id.as_deref())
+    }
+
+    /// Qwen3-VL's estimate, with the feed-forward width of a token's
+    /// widest block: the dense MLP, or its `top_k` experts' intermediate
+    /// and output rows before they are summed.
+    fn estimate_memory(&self, request: &MemoryRequest) -> Result<MemoryEstimate> {
+        let args = &self.language_model.args;
+        let experts = self
+            .language_model
+            .layers()
+            .iter()
+            .filter_map(|layer| match &layer.mlp {
+                Qwen3VLMoEMLP::Sparse(block) => Some(
+                    block.top_k
+                        * (block.switch_mlp.gate_proj.output_dims() + args.hidden_size),
+                ),
+                Qwen3VLMoEMLP::Dense(_) => None,
+            })
+            .max()
+            .unwrap_or(0);
+        self.estimate_memory_with(request, args.intermediate_size.max(experts))
+    }
 }
