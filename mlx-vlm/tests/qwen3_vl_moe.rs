@@ -3,10 +3,12 @@
 //! `moe_block`), and the tiny checkpoint end to end (goldens of
 //! `tests/fixtures/qwen3_vl_moe/gen_goldens.py`) in the Hugging Face layout
 //! (fused experts, as transformers 5 saves them too) and the mlx-community
-//! layout, f32 and 4-bit.
+//! layout, f32, bf16 and 4-bit.
 //!
-//! bf16 has no Python goldens: MLX's CPU `gather_mm` takes only float32,
-//! so Python cannot run a bf16 checkpoint's float experts here.
+//! bf16: MLX's CPU `gather_mm` takes only float32, so Python mlx-vlm fails
+//! on a bf16 checkpoint's float experts here; the Rust port multiplies them
+//! in float32 and casts back, and the bf16 goldens come from Python with
+//! `SwitchLinear.__call__` patched to do the same (see the generator).
 
 #[path = "common/family_e2e.rs"]
 mod family_e2e;
@@ -68,6 +70,17 @@ fn f32_hugging_face_layout() {
 #[test]
 fn f32_mlx_community_layout() {
     check_variant(&family(), "f32", Dtype::Float32, Layout::MlxCommunity, None);
+}
+
+#[test]
+fn bf16_hugging_face_layout() {
+    check_variant(
+        &family(),
+        "bf16",
+        Dtype::Bfloat16,
+        Layout::HuggingFace,
+        None,
+    );
 }
 
 #[test]

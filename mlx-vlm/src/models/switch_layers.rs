@@ -22,12 +22,22 @@
 //!   `OffloadedSwitchGLU` (experts paged from disk) are not ported: no
 //!   ported family uses them (`qwen3_vl_moe` has its own sparse block).
 //! - No training mode: `stop_gradient` on the indices is not needed.
+//! - On the CPU, float experts of another dtype than float32 (bf16, f16)
+//!   are multiplied in float32 and the result cast back: MLX's CPU
+//!   `gather_mm` takes float32 only, so Python fails there ("GatherMM::eval
+//!   Currently only supports float32"). Other devices run the dtype as is.
 
 use mlx_rs::nn::{GELU, GeluApprox, Param, QuantSpec, Quantizable, activations};
 use mlx_rs::ops::{self, GatherMmOptions, GatherQmmOptions, QuantizationMode};
 use mlx_rs::{Array, Dtype, idx, random};
 
 use crate::{Error, Result};
+
+/// Whether the current stream runs on the CPU.
+fn on_cpu() -> Result<bool> {
+    let device = mlx_rs::Stream::current()?.device()?;
+    Ok(device.device_type()? == mlx_rs::DeviceType::Cpu)
+}
 
 /// Positions up to which a multi-token call takes the decode-block path
 /// (Python: `linear.DECODE_BLOCK_SIZE`).
@@ -179,15 +189,29 @@ impl SwitchLinear {
                     sorted_indices,
                 },
             )?,
-            _ => ops::gather_mm(
-                x,
-                &self.weight.swapaxes(-1, -2)?,
-                GatherMmOptions {
-                    lhs_indices: None,
-                    rhs_indices: Some(indices),
-                    sorted_indices,
-                },
-            )?,
+            _ => {
+                // MLX's CPU `gather_mm` takes float32 only; there other
+                // float dtypes run in float32 and come back in x's dtype.
+                let upcast = x.dtype() != Dtype::Float32 && on_cpu()?;
+                let (lhs, rhs) = if upcast {
+                    (
+                        x.as_type(Dtype::Float32)?,
+                        self.weight.as_type(Dtype::Float32)?,
+                    )
+                } else {
+                    (x.clone(), (*self.weight).clone())
+                };
+                let y = ops::gather_mm(
+                    &lhs,
+                    &rhs.swapaxes(-1, -2)?,
+                    GatherMmOptions {
+                        lhs_indices: None,
+                        rhs_indices: Some(indices),
+                        sorted_indices,
+                    },
+                )?;
+                if upcast { y.as_type(x.dtype())? } else { y }
+            }
         };
         match &self.bias {
             Some(bias) => {
