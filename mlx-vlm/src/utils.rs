@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use hf_hub::api::sync::ApiBuilder;
 use hf_hub::{Cache, Repo, RepoType};
 use indicatif::{ProgressBar, ProgressStyle};
-use mlx_rs::nn::{ItemMut, Module, ModuleExt, Verify};
+use mlx_rs::nn::{ItemMut, Module, ModuleExt, QuantSpec, Verify};
 use mlx_rs::ops::QuantizationMode;
 use mlx_rs::{Array, Dtype};
 use serde_json::Value;
@@ -600,22 +600,84 @@ pub fn get_quantization(config: &Value, file: &str) -> Result<Option<Quantizatio
              convert the checkpoint with mlx_vlm.convert --quantize"
         )));
     };
-    let mode = match q.get("mode").and_then(Value::as_str).unwrap_or("affine") {
-        "affine" => QuantizationMode::Affine,
-        "mxfp4" => QuantizationMode::Mxfp4,
-        "mxfp8" => QuantizationMode::Mxfp8,
-        "nvfp4" => QuantizationMode::Nvfp4,
-        other => {
-            return Err(bad(format!(
-                "mode {other:?} is not one of affine, mxfp4, mxfp8, nvfp4"
-            )));
-        }
-    };
+    let name = q.get("mode").and_then(Value::as_str).unwrap_or("affine");
+    let mode = quantization_mode(name).ok_or_else(|| {
+        bad(format!(
+            "mode {name:?} is not one of affine, mxfp4, mxfp8, nvfp4"
+        ))
+    })?;
     Ok(Some(Quantization {
         group_size,
         bits,
         mode,
     }))
+}
+
+/// The quantization format a `mode` string names.
+fn quantization_mode(name: &str) -> Option<QuantizationMode> {
+    match name {
+        "affine" => Some(QuantizationMode::Affine),
+        "mxfp4" => Some(QuantizationMode::Mxfp4),
+        "mxfp8" => Some(QuantizationMode::Mxfp8),
+        "nvfp4" => Some(QuantizationMode::Nvfp4),
+        _ => None,
+    }
+}
+
+/// The per-layer entries of `config.json`'s `quantization` object (as
+/// `mlx_vlm.convert --quant-predicate mixed_3_6` writes them): a layer path
+/// mapped to its own spec (`group_size`, `bits` and `mode`, each defaulting
+/// as in `nn.QuantizedLinear`: 64, 4, affine), or to `None` for `false`
+/// (the layer stays float). Python: `_quantization_for_module_path`; the
+/// loader also tries a path without its `language_model.` prefix, as
+/// Python does.
+pub fn quantization_overrides(
+    config: &Value,
+    file: &str,
+) -> Result<BTreeMap<String, Option<QuantSpec>>> {
+    let mut overrides = BTreeMap::new();
+    let Some(Value::Object(q)) = config.get("quantization") else {
+        return Ok(overrides);
+    };
+    for (path, value) in q {
+        let spec = match value {
+            Value::Bool(false) => None,
+            Value::Object(layer) => {
+                let int = |name: &str| -> Result<Option<i32>> {
+                    match layer.get(name) {
+                        None | Some(Value::Null) => Ok(None),
+                        Some(v) => v
+                            .as_i64()
+                            .and_then(|n| i32::try_from(n).ok())
+                            .filter(|n| *n > 0)
+                            .map(Some)
+                            .ok_or_else(|| Error::Config {
+                                file: file.to_string(),
+                                message: format!(
+                                    "quantization.{path}.{name} is {v}, expected a positive \
+                                     integer"
+                                ),
+                            }),
+                    }
+                };
+                let name = layer
+                    .get("mode")
+                    .and_then(Value::as_str)
+                    .unwrap_or("affine");
+                let mode = quantization_mode(name).ok_or_else(|| Error::Config {
+                    file: file.to_string(),
+                    message: format!(
+                        "quantization.{path}.mode {name:?} is not one of affine, mxfp4, \
+                         mxfp8, nvfp4"
+                    ),
+                })?;
+                Some(QuantSpec::new(int("group_size")?, int("bits")?, mode))
+            }
+            _ => continue,
+        };
+        overrides.insert(path.clone(), spec);
+    }
+    Ok(overrides)
 }
 
 /// Loads the model in `model_path` (Python: `load_model`): reads the config
@@ -654,13 +716,23 @@ pub fn load_model_with(
     };
     let module: &mut dyn Module = &mut *model;
     if let Some(q) = get_quantization(&config, &config_file)? {
-        mlx_rs::nn::quantize_like_checkpoint(
-            module,
-            weights.keys().map(String::as_str),
-            Some(q.group_size),
-            Some(q.bits),
-            q.mode,
-        )
+        // Python: a layer with its own `quantization` entry takes it (or
+        // stays float for `false`); any other layer is quantized with the
+        // checkpoint's spec when the checkpoint holds its `.scales`.
+        let per_layer = quantization_overrides(&config, &config_file)?;
+        let default = QuantSpec::new(Some(q.group_size), Some(q.bits), q.mode);
+        mlx_rs::nn::quantize_with(module, |path, _| {
+            let own = per_layer.get(path).or_else(|| {
+                path.strip_prefix("language_model.")
+                    .and_then(|p| per_layer.get(p))
+            });
+            match own {
+                Some(spec) => *spec,
+                None => weights
+                    .contains_key(&format!("{path}.scales"))
+                    .then_some(default),
+            }
+        })
         .map_err(weights_error)?;
     }
     adopt_checkpoint_dtypes(module, &weights);

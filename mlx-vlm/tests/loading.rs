@@ -390,6 +390,48 @@ fn quantized_checkpoint_loads_exactly_its_quantized_layers() {
     }
 }
 
+/// Per-layer `quantization` entries, as `mlx_vlm.convert --quant-predicate
+/// mixed_3_6` writes them: a layer with its own entry loads with its bits
+/// (named with or without the `language_model.` prefix), one set to `false`
+/// stays float, the rest take the checkpoint's spec.
+#[test]
+fn per_layer_quantization_entries_load_each_layers_bits() {
+    let base = expected(&hf_weights(Dtype::Bfloat16));
+    let six = "language_model.model.layers.0.mlp.down_proj";
+    let float = "language_model.model.layers.1.self_attn.o_proj";
+    let mut weights = quantize_like_convert(&base, 3);
+    let one = |key: &str| {
+        BTreeMap::from([(
+            format!("{key}.weight"),
+            base[&format!("{key}.weight")].clone(),
+        )])
+    };
+    weights.extend(quantize_like_convert(&one(six), 6));
+    for suffix in ["scales", "biases"] {
+        weights.remove(&format!("{float}.{suffix}"));
+    }
+    weights.extend(one(float));
+    let mut config = fixtures::tiny_config();
+    config["quantization"] = json!({
+        "group_size": 64,
+        "bits": 3,
+        "mode": "affine",
+        six: {"group_size": 64, "bits": 6},
+        float.strip_prefix("language_model.").unwrap(): false,
+    });
+    let dir = tempfile::tempdir().unwrap();
+    write_checkpoint(dir.path(), &config, &weights);
+    let loaded = params(load(dir.path()).unwrap().as_ref());
+    assert_same(&loaded, &weights);
+    assert!(!loaded.contains_key(&format!("{float}.scales")));
+
+    // Without the entries the 6-bit layer cannot load as 3-bit.
+    config["quantization"] = json!({"group_size": 64, "bits": 3, "mode": "affine"});
+    write_checkpoint(dir.path(), &config, &weights);
+    let message = load(dir.path()).err().expect("a shape error").to_string();
+    assert!(message.contains(six), "{message}");
+}
+
 // ------------------------------------------------------------ errors
 
 fn load_error(weights: &BTreeMap<String, Array>) -> String {

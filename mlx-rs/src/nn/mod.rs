@@ -19,6 +19,8 @@ pub use mlx_rs_derive::Module;
 pub use module::{
     Item, ItemMut, Module, ModuleExt, ModuleField, Param, UnaryLayer, UpdateProblem, Verify,
 };
-pub use quantized::{QuantSpec, Quantizable, dequantize, quantize, quantize_like_checkpoint};
+pub use quantized::{
+    QuantSpec, Quantizable, dequantize, quantize, quantize_like_checkpoint, quantize_with,
+};
 pub use utils::value_and_grad;
 pub use weights::{load_weights, save_weights};

@@ -134,6 +134,20 @@ pub fn quantize(
     mut predicate: impl FnMut(&str, &dyn Module) -> bool,
 ) -> Result<()> {
     let spec = QuantSpec::new(group_size, bits, mode);
+    quantize_with(model, |path, module| {
+        predicate(path, module).then_some(spec)
+    })
+}
+
+/// Quantizes, in place, every quantizable layer for which `spec_of(path,
+/// layer)` gives a spec, with that spec (`nn.quantize` with a
+/// `class_predicate` returning per-layer parameters, as checkpoints with
+/// per-layer `quantization` entries need). Layers already quantized are
+/// left alone.
+pub fn quantize_with(
+    model: &mut dyn Module,
+    mut spec_of: impl FnMut(&str, &dyn Module) -> Option<QuantSpec>,
+) -> Result<()> {
     let mut result = Ok(());
     model.apply_to_modules(&mut |path, module| {
         if result.is_err()
@@ -143,7 +157,7 @@ pub fn quantize(
         {
             return;
         }
-        if predicate(path, &*module)
+        if let Some(spec) = spec_of(path, &*module)
             && let Some(layer) = module.as_quantizable()
         {
             result = layer.quantize(spec).map_err(|e| match e {
