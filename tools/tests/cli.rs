@@ -198,7 +198,7 @@ fn a_frame_folder_video_gives_pythons_ids() {
     }
     let video = frames.to_str().unwrap();
     let prompt = golden["prompt"].as_str().unwrap();
-    for family in ["qwen2_5_vl", "qwen2_vl", "qwen3_vl"] {
+    for family in ["qwen2_5_vl", "qwen2_vl", "qwen3_vl", "qwen3_vl_moe"] {
         let dir = tmp.path().join(family);
         let spec = CheckpointSpec {
             tokenizer_dir: Some(fixtures::qwen_tokenizer_dir().unwrap()),
@@ -214,7 +214,11 @@ fn a_frame_folder_video_gives_pythons_ids() {
             "qwen2_vl" => {
                 fixtures::write_tiny_checkpoint(&dir, &fixtures::qwen2_vl_tiny(), &spec).unwrap()
             }
-            _ => fixtures::write_tiny_checkpoint(&dir, &fixtures::qwen3_vl_tiny(), &spec).unwrap(),
+            "qwen3_vl" => {
+                fixtures::write_tiny_checkpoint(&dir, &fixtures::qwen3_vl_tiny(), &spec).unwrap()
+            }
+            _ => fixtures::write_tiny_checkpoint(&dir, &fixtures::qwen3_vl_moe_tiny(), &spec)
+                .unwrap(),
         }
         let model = dir.display().to_string();
         args.extend(["--model", &model]);
