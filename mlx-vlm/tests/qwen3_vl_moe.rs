@@ -93,3 +93,36 @@ fn q4_mlx_community() {
         Some((32, 4)),
     );
 }
+
+/// A config whose expert sizes disagree with the weights is refused before
+/// any module is built, naming the key, in both layouts.
+#[test]
+fn config_disagreeing_with_the_experts_is_named() {
+    use mlx_vlm::fixtures::CheckpointSpec;
+    for layout in [Layout::HuggingFace, Layout::MlxCommunity] {
+        let tmp = tempfile::tempdir().unwrap();
+        let spec = CheckpointSpec {
+            layout,
+            tokenizer_dir: Some(fixtures::qwen_tokenizer_dir().unwrap()),
+            ..Default::default()
+        };
+        fixtures::write_tiny_checkpoint(tmp.path(), &fixtures::qwen3_vl_moe_tiny(), &spec).unwrap();
+        let config_path = tmp.path().join("config.json");
+        let config: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
+        for (key, value) in [("num_experts", 8), ("moe_intermediate_size", 48)] {
+            let mut bad = config.clone();
+            bad["text_config"][key] = value.into();
+            std::fs::write(&config_path, bad.to_string()).unwrap();
+            let err = mlx_vlm::load(tmp.path().to_str().unwrap(), &Default::default())
+                .err()
+                .expect("a config error");
+            let message = err.to_string();
+            assert!(
+                matches!(err, mlx_vlm::Error::Config { .. })
+                    && message.contains(&format!("text_config.{key} is {value}")),
+                "{layout:?} {key}: {message}"
+            );
+        }
+    }
+}

@@ -3,8 +3,8 @@
 Prints one JSON line (the fields of `mlx-vlm-bench measure`):
 
     load_s          time of `mlx_vlm.load`
-    ttft_s          from just before the chat template, image loading and
-                    processing to the first streamed token
+    ttft_s          from just before the chat template, image (and video)
+                    loading and processing to the first streamed token
     prompt_tokens, prompt_tps, generation_tokens, generation_tps
                     as the last streamed response reports them
     peak_memory_gb  mx.get_peak_memory() / 1e9
@@ -47,6 +47,8 @@ def main():
     args = parse_arguments()
     if isinstance(args.image, str):
         args.image = [args.image]
+    if isinstance(args.video, str):
+        args.video = [args.video]
     if args.seed is not None:
         mx.random.seed(args.seed)
 
@@ -73,13 +75,17 @@ def main():
     chat_template_kwargs = {"enable_thinking": args.enable_thinking}
     if args.thinking_mode is not None:
         chat_template_kwargs["thinking_mode"] = args.thinking_mode
+    if args.video:
+        # Native video only (every Qwen family), as the CLI passes it.
+        chat_template_kwargs["video"] = args.video
+        chat_template_kwargs["fps"] = args.fps
     prompt = apply_chat_template(
         processor, config, prompt, num_images=num_images, **chat_template_kwargs
     )
     gen_kwargs = {
         "image": args.image,
         "audio": None,
-        "video": None,
+        "video": args.video,
         **_video_sampling_kwargs(args),
         "temperature": args.temperature,
         "top_p": args.top_p,

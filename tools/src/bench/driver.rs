@@ -15,6 +15,8 @@ pub struct RunArgs {
     pub model: String,
     /// Image paths.
     pub images: Vec<String>,
+    /// Video paths (a file, or for the Rust side also a frames folder).
+    pub videos: Vec<String>,
     /// The user message.
     pub prompt: String,
     /// Most tokens to generate.
@@ -57,6 +59,9 @@ fn common_args(args: &RunArgs) -> Vec<String> {
     ];
     for image in &args.images {
         out.extend(["--image".to_string(), image.clone()]);
+    }
+    for video in &args.videos {
+        out.extend(["--video".to_string(), video.clone()]);
     }
     out
 }
@@ -155,9 +160,11 @@ impl RunReport {
     /// The markdown summary: the table, then token agreement and failures.
     pub fn markdown(&self, args: &RunArgs) -> String {
         let mut out = format!(
-            "model `{}`, images {:?}, max tokens {}, {} Rust and {} Python runs\n\n",
+            "model `{}`, images {:?}, videos {:?}, max tokens {}, {} Rust and {} Python \
+             runs\n\n",
             args.model,
             args.images,
+            args.videos,
             args.max_tokens,
             self.rust.len(),
             self.python.len()
@@ -197,6 +204,7 @@ impl RunReport {
         json!({
             "model": args.model,
             "images": args.images,
+            "videos": args.videos,
             "prompt": args.prompt,
             "max_tokens": args.max_tokens,
             "reps": args.reps,

@@ -3,7 +3,11 @@
 
 use std::time::Instant;
 
+use std::path::Path;
+
 use mlx_vlm::generate::{GenerateParams, stream_generate};
+use mlx_vlm::processor::{ProcessorOptions, PromptMedia};
+use mlx_vlm::video::{VideoSampling, load_video};
 use mlx_vlm::{ImageSource, LoadOptions};
 
 use super::Measurement;
@@ -15,6 +19,9 @@ pub struct MeasureArgs {
     pub model: String,
     /// Image paths or URIs.
     pub images: Vec<String>,
+    /// Video files or frame folders, sampled with the default settings
+    /// (2 fps), for families with native video.
+    pub videos: Vec<String>,
     /// The user message.
     pub prompt: String,
     /// A system message placed before the prompt.
@@ -44,12 +51,27 @@ pub fn measure(args: &MeasureArgs) -> mlx_vlm::Result<Measurement> {
     let load_s = tic.elapsed().as_secs_f64();
 
     // As in Python, the clock starts before the template and the image
-    // loading and processing, which happen before the first prefill.
+    // and video loading and processing, which happen before the first
+    // prefill.
     let tic = Instant::now();
     let images: Vec<ImageSource> = args.images.iter().map(|s| ImageSource::parse(s)).collect();
-    let prompt =
-        processor.apply_chat_template(&args.prompt, args.system.as_deref(), images.len())?;
-    let inputs = processor.prepare_inputs(&prompt, &images)?;
+    let videos = args
+        .videos
+        .iter()
+        .map(|v| load_video(Path::new(v), &VideoSampling::default()))
+        .collect::<mlx_vlm::Result<Vec<_>>>()?;
+    let prompt = processor.apply_chat_template_with_videos(
+        &args.prompt,
+        args.system.as_deref(),
+        images.len(),
+        &args.videos,
+        None,
+    )?;
+    let media = PromptMedia {
+        images: &images,
+        videos: &videos,
+    };
+    let inputs = processor.prepare_inputs_with(&prompt, media, &ProcessorOptions::default())?;
     let params = GenerateParams {
         max_tokens: args.max_tokens,
         temperature: 0.0,

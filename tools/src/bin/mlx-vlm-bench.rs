@@ -71,6 +71,11 @@ struct Common {
     /// Image path; repeat for several.
     #[arg(long = "image")]
     images: Vec<String>,
+    /// Video path (a file; for the Rust side also a folder of frames),
+    /// sampled at 2 fps as `mlx-vlm generate` does; repeat for several.
+    /// Give each side its own with `--rust-args`/`--python-args`.
+    #[arg(long = "video")]
+    videos: Vec<String>,
     /// The user message.
     #[arg(long, default_value = "Describe this image.")]
     prompt: String,
@@ -156,6 +161,7 @@ fn measure_cmd(args: MeasureCli) -> mlx_vlm::Result<()> {
     let m = measure::measure(&measure::MeasureArgs {
         model: args.common.model,
         images: args.common.images,
+        videos: args.common.videos,
         prompt: args.common.prompt,
         system: args.system,
         max_tokens: args.common.max_tokens,
@@ -172,6 +178,7 @@ fn run(args: RunCli) -> mlx_vlm::Result<()> {
     let run_args = driver::RunArgs {
         model: args.common.model,
         images: args.common.images,
+        videos: args.common.videos,
         prompt: args.common.prompt,
         max_tokens: args.common.max_tokens,
         reps: args.reps,
