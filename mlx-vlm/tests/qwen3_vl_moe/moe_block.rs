@@ -186,6 +186,49 @@ fn sanitize_matches_python() {
     }
 }
 
+/// Experts in transformers' in-memory layout (`save_original_format=False`:
+/// `gate_up_proj` and `down_proj` transposed) sanitize to the same
+/// tensors as the original layout that Python's goldens use.
+#[test]
+fn sanitize_takes_transformers_in_memory_expert_layout() {
+    let inputs = meta()["sanitize_inputs"].as_object().unwrap().clone();
+    let original: HashMap<String, Array> = inputs
+        .iter()
+        .map(|(k, s)| {
+            let shape: Vec<i32> = s
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_i64().unwrap() as i32)
+                .collect();
+            (k.clone(), values(k, &shape))
+        })
+        .collect();
+    let transposed: HashMap<String, Array> = original
+        .iter()
+        .map(|(k, v)| {
+            let fused = k.ends_with("experts.gate_up_proj") || k.ends_with("experts.down_proj");
+            let v = if fused {
+                v.transpose([0, 2, 1]).unwrap()
+            } else {
+                v.clone()
+            };
+            (k.clone(), v)
+        })
+        .collect();
+    let want = sanitize(original).unwrap();
+    let got = sanitize(transposed).unwrap();
+    let mut keys: Vec<&String> = got.keys().collect();
+    keys.sort();
+    let mut want_keys: Vec<&String> = want.keys().collect();
+    want_keys.sort();
+    assert_eq!(keys, want_keys);
+    for (k, v) in &got {
+        assert_eq!(v.shape(), want[k].shape(), "{k}");
+        assert_eq!(floats(v), floats(&want[k]), "{k}");
+    }
+}
+
 #[test]
 fn sanitize_refuses_a_bad_gate_up_proj() {
     let key = "model.language_model.layers.0.mlp.experts.gate_up_proj";

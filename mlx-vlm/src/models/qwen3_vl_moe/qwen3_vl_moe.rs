@@ -11,6 +11,10 @@
 //!   the image grid, so a prompt with both fails there on the feature
 //!   count; with images or videos alone the two are the same computation.
 //! - The cached-image-features path and `shard` are not ported.
+//! - `sanitize` also takes the experts in transformers' in-memory layout
+//!   (`gate_up_proj` `[experts, 2 * moe_intermediate, hidden]`, as
+//!   transformers 5 saves them with `save_original_format=False`); Python
+//!   assumes the original `[experts, hidden, 2 * moe_intermediate]`.
 //! - `sanitize` transposes `down_proj` only when it is 3-D (the stacked
 //!   experts); Python transposes every `model.language_model` key naming
 //!   `down_proj` with three axes and so fails on the dense MLP of
@@ -48,18 +52,58 @@ pub fn model(config: &ModelConfig) -> Result<Model> {
     })
 }
 
+/// The `...experts.` prefixes whose fused experts are in transformers'
+/// in-memory layout (`gate_up_proj` `[experts, 2 * moe_intermediate,
+/// hidden]`, `down_proj` `[experts, hidden, moe_intermediate]`), as
+/// transformers 5 saves them with `save_original_format=False`; the
+/// original layout has `gate_up_proj`'s axis 1 equal to `down_proj`'s axis
+/// 2 (both `hidden`), this one its axis 2 equal to `down_proj`'s axis 1, and
+/// a pair cannot be both (that would need `moe_intermediate` = 0).
+fn transposed_experts(weights: &HashMap<String, Array>) -> Vec<String> {
+    weights
+        .iter()
+        .filter_map(|(key, gate_up)| {
+            let prefix = key.strip_suffix("gate_up_proj")?;
+            let down = weights.get(&format!("{prefix}down_proj"))?;
+            let (g, d) = (gate_up.shape(), down.shape());
+            (g.len() == 3 && d.len() == 3 && g[2] == d[1] && g[1] != d[2] && g[1] % 2 == 0)
+                .then(|| prefix.to_string())
+        })
+        .collect()
+}
+
 /// Renames Hugging Face keys to this model's and splits the experts'
 /// fused `gate_up_proj` (`[experts, hidden, 2 * moe_intermediate]`) into
 /// `gate_proj` and `up_proj` and transposes them and `down_proj` to
 /// `[experts, out, in]` (Python: `Model.sanitize`). Keys already in the
 /// mlx-community layout pass unchanged.
 pub fn sanitize(weights: HashMap<String, Array>) -> Result<HashMap<String, Array>> {
+    let transposed = transposed_experts(&weights);
     let mut sanitized = HashMap::with_capacity(weights.len());
     for (key, value) in weights {
         let mut key = key;
         if key.contains("model") {
             if key.contains("model.language_model") {
+                let model_layout = transposed.iter().any(|p| key.starts_with(p.as_str()));
                 key = key.replace("model.language_model", "language_model.model");
+                if model_layout && key.contains("gate_up_proj") {
+                    // [experts, 2 * moe_intermediate, hidden]: halves of
+                    // axis 1, already [experts, out, in].
+                    let mid = value.shape()[1] / 2;
+                    sanitized.insert(
+                        key.replace("gate_up_proj", "gate_proj"),
+                        value.index(idx![.., ..mid])?,
+                    );
+                    sanitized.insert(
+                        key.replace("gate_up_proj", "up_proj"),
+                        value.index(idx![.., mid..])?,
+                    );
+                    continue;
+                }
+                if model_layout && key.contains("down_proj") {
+                    sanitized.insert(key, value);
+                    continue;
+                }
                 if key.contains("gate_up_proj") {
                     let shape = value.shape().to_vec();
                     if shape.len() != 3 || shape[2] % 2 != 0 {
