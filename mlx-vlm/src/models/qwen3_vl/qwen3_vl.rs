@@ -124,7 +124,6 @@ impl Model {
 }
 
 impl<M: FeedForward> Model<M> {
-
     /// Python: `Model.get_input_embeddings`: the images' and the videos'
     /// features replace their tokens' embeddings, the deepstack features
     /// of both are merged in token order, and the rope index covers both.
