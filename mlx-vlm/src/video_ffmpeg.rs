@@ -327,7 +327,9 @@ impl Picker<'_> {
                 .get(y * stride..y * stride + w * 3)
                 .ok_or_else(|| video_error(path, "a converted frame shorter than its size"))?;
             for px in row.chunks_exact(3) {
-                rgb.extend_from_slice(&[px[2], px[1], px[0]]);
+                if let &[b, g, r] = px {
+                    rgb.extend_from_slice(&[r, g, b]);
+                }
             }
         }
         RgbImage::from_raw(bgr.width(), bgr.height(), rgb)
