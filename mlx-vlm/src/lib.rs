@@ -21,6 +21,9 @@ pub mod tokenizer;
 pub mod tokenizer_utils;
 pub mod utils;
 pub mod video;
+// Video files through FFmpeg, behind `video::load_video`.
+#[cfg(feature = "video")]
+mod video_ffmpeg;
 
 pub use error::{Error, Result};
 pub use image::ImageSource;

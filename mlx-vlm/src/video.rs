@@ -5,16 +5,19 @@
 //!
 //! Divergences from Python:
 //!
-//! - The source is a folder of frames (image files, in file-name order),
-//!   taken as recorded at the sampling rate (`fps`, default 2.0); Python's
-//!   `load_video` reads only video files through OpenCV. Decoding video
-//!   files (FFmpeg) is not in this build yet: a file is a typed error that
-//!   says so.
+//! - The source may also be a folder of frames (image files, in file-name
+//!   order), taken as recorded at the sampling rate (`fps`, default 2.0);
+//!   Python's `load_video` reads only video files through OpenCV.
+//! - Video files are decoded with FFmpeg only in a build with the `video`
+//!   feature (its own divergences are listed in `video_ffmpeg.rs`); without
+//!   it a file is a typed error that says how to extract its frames or
+//!   which feature to build with.
 //! - Frames of different sizes are an error naming the first that differs
 //!   (the processor would refuse them too).
 //! - A clip whose sampled frames would take more than
-//!   [`MAX_DECODED_VIDEO_BYTES`] decoded is refused after its first frame
-//!   (Python decodes them all).
+//!   [`MAX_DECODED_VIDEO_BYTES`] decoded is refused before the rest are
+//!   decoded (a frames folder after its first frame, a file from its
+//!   header; Python decodes them all).
 
 use std::path::{Path, PathBuf};
 
@@ -150,6 +153,29 @@ pub fn sample_indices(
 /// The most bytes the decoded frames of one video may take (RGB, 8 bits).
 pub const MAX_DECODED_VIDEO_BYTES: u64 = 8 << 30;
 
+/// Refuses `frames` sampled frames of `width` x `height` from `path` when,
+/// decoded (RGB, 8 bits), they would take more than
+/// [`MAX_DECODED_VIDEO_BYTES`]; the error names the sizes and the fix.
+pub(crate) fn check_decoded_bytes(
+    path: &Path,
+    frames: usize,
+    width: u32,
+    height: u32,
+) -> Result<()> {
+    let bytes = (u128::from(width) * u128::from(height) * 3).saturating_mul(frames as u128);
+    if bytes > u128::from(MAX_DECODED_VIDEO_BYTES) {
+        return Err(Error::InvalidArgument(format!(
+            "the {frames} sampled frames of {} ({width}x{height}) would take {:.1} GB decoded, \
+             more than the {:.0} GB limit; sample fewer frames (--video-max-frames) or use \
+             smaller frames",
+            path.display(),
+            bytes as f64 / 1e9,
+            MAX_DECODED_VIDEO_BYTES as f64 / 1e9
+        )));
+    }
+    Ok(())
+}
+
 /// Image file extensions read as frames.
 const FRAME_EXTENSIONS: [&str; 7] = ["png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff"];
 
@@ -171,8 +197,11 @@ pub fn frame_files(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Reads a video and samples its frames (Python: `load_video`): here a
-/// folder of frames, taken as recorded at the sampling rate, so every
+/// Reads a video and samples its frames (Python: `load_video`).
+///
+/// `path` is a video file (decoded with FFmpeg, as OpenCV reads it for
+/// Python, in a build with the `video` feature; without it a typed error)
+/// or a folder of frames, taken as recorded at the sampling rate, so every
 /// frame is kept up to `max_frames` (see the top of this file).
 pub fn load_video(path: &Path, sampling: &VideoSampling) -> Result<Video> {
     let resolved = sampling.resolved()?;
@@ -183,12 +212,7 @@ pub fn load_video(path: &Path, sampling: &VideoSampling) -> Result<Video> {
         )));
     }
     if !path.is_dir() {
-        return Err(Error::InvalidArgument(format!(
-            "cannot open video {}: decoding video files is not in this build yet; extract \
-             its frames into a folder (for example `ffmpeg -i video.mp4 -r 2 frames/%05d.png`) \
-             and pass the folder",
-            path.display()
-        )));
+        return load_video_file(path, sampling);
     }
     let files = frame_files(path)?;
     if files.is_empty() {
@@ -207,18 +231,7 @@ pub fn load_video(path: &Path, sampling: &VideoSampling) -> Result<Video> {
             // Every sampled frame has the first one's size: check the whole
             // clip's decoded size before decoding the rest.
             let (w, h) = image::GenericImageView::dimensions(&frame);
-            let bytes = u64::from(w) * u64::from(h) * 3 * indices.len() as u64;
-            if bytes > MAX_DECODED_VIDEO_BYTES {
-                return Err(Error::InvalidArgument(format!(
-                    "the {} sampled frames of {} ({w}x{h}) would take {:.1} GB decoded, more \
-                     than the {:.0} GB limit; sample fewer frames (--video-max-frames) or \
-                     use smaller frames",
-                    indices.len(),
-                    path.display(),
-                    bytes as f64 / 1e9,
-                    MAX_DECODED_VIDEO_BYTES as f64 / 1e9
-                )));
-            }
+            check_decoded_bytes(path, indices.len(), w, h)?;
         }
         if let Some(first) = frames.first()
             && image::GenericImageView::dimensions(first)
@@ -241,6 +254,23 @@ pub fn load_video(path: &Path, sampling: &VideoSampling) -> Result<Video> {
         fps: resolved.fps,
         frames_indices: indices,
     })
+}
+
+/// A video file, decoded with FFmpeg (feature `video`).
+#[cfg(feature = "video")]
+fn load_video_file(path: &Path, sampling: &VideoSampling) -> Result<Video> {
+    crate::video_ffmpeg::load_video_file(path, sampling)
+}
+
+/// A video file, in a build without FFmpeg: a typed error with the fixes.
+#[cfg(not(feature = "video"))]
+fn load_video_file(path: &Path, _sampling: &VideoSampling) -> Result<Video> {
+    Err(Error::InvalidArgument(format!(
+        "cannot open video {}: decoding video files is not in this build; extract its frames \
+         into a folder (for example `ffmpeg -i video.mp4 -r 2 frames/%05d.png`) and pass the \
+         folder, or build with `--features video` (FFmpeg)",
+        path.display()
+    )))
 }
 
 /// At most `max_frames` of `frames`, evenly spaced (Python:

@@ -253,6 +253,62 @@ fn a_frame_folder_video_gives_pythons_ids() {
     }
 }
 
+/// With the `video` feature, the same frames as a video file (the FFV1 AVI
+/// gen_cli_video.py had Python read, kept by gen_videos.py) decoded by
+/// FFmpeg give Python's ids; a file FFmpeg cannot read exits 1 naming it.
+#[cfg(feature = "video")]
+#[test]
+fn a_video_file_gives_pythons_ids() {
+    let golden: Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture_dir().join("../video/cli_video.json")).unwrap(),
+    )
+    .unwrap();
+    let video = fixture_dir().join("../video/cli_video.avi");
+    let video = video.to_str().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("qwen2_5_vl");
+    checkpoint(&dir, None);
+    let model = dir.display().to_string();
+    let prompt = golden["prompt"].as_str().unwrap();
+    let out = mlx_vlm(&[
+        "generate",
+        "--model",
+        &model,
+        "--video",
+        video,
+        "--prompt",
+        prompt,
+        "--json",
+        "--temperature",
+        "0",
+        "--max-tokens",
+        "12",
+        "--no-absolute-video-time",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let out: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out["tokens"], golden["generated_ids"]["qwen2_5_vl"]);
+
+    let notes = tmp.path().join("notes.mp4");
+    std::fs::write(&notes, "not a video").unwrap();
+    let out = mlx_vlm(&[
+        "generate",
+        "--model",
+        &model,
+        "--video",
+        notes.to_str().unwrap(),
+        "--prompt",
+        "Hi",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("notes.mp4") && stderr.contains("cannot open video"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn bad_input_fails_with_a_message() {
     let tmp = tempfile::tempdir().unwrap();

@@ -65,9 +65,10 @@ struct GenerateArgs {
     /// Image path, `data:` URI; repeat for several images.
     #[arg(long = "image", num_args = 1..)]
     images: Vec<String>,
-    /// Video: a folder of its frames (image files, in name order); repeat
-    /// for several. Families without native video get the frames as
-    /// images, as Python sends them.
+    /// Video: a video file (in a build with `--features video`, FFmpeg) or
+    /// a folder of its frames (image files, in name order); repeat for
+    /// several. Families without native video get the frames as images, as
+    /// Python sends them.
     #[arg(long = "video", num_args = 1..)]
     videos: Vec<String>,
     /// Frames per second to sample from --video (default 2.0; a frame
