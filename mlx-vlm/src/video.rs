@@ -157,7 +157,7 @@ pub const MAX_DECODED_VIDEO_BYTES: u64 = 8 << 30;
 /// decoded (RGB, 8 bits), they would take more than
 /// [`MAX_DECODED_VIDEO_BYTES`]; the error names the sizes and the fix.
 pub(crate) fn check_decoded_bytes(
-    path: &Path,
+    source: impl std::fmt::Display,
     frames: usize,
     width: u32,
     height: u32,
@@ -168,7 +168,7 @@ pub(crate) fn check_decoded_bytes(
             "the {frames} sampled frames of {} ({width}x{height}) would take {:.1} GB decoded, \
              more than the {:.0} GB limit; sample fewer frames (--video-max-frames) or use \
              smaller frames",
-            path.display(),
+            source,
             bytes as f64 / 1e9,
             MAX_DECODED_VIDEO_BYTES as f64 / 1e9
         )));
@@ -204,7 +204,8 @@ pub fn frame_files(dir: &Path) -> Result<Vec<PathBuf>> {
 /// or a folder of frames, taken as recorded at the sampling rate, so every
 /// frame is kept up to `max_frames` (see the top of this file).
 pub fn load_video(path: &Path, sampling: &VideoSampling) -> Result<Video> {
-    let resolved = sampling.resolved()?;
+    // Bad sampling settings are refused before the path is looked at.
+    sampling.resolved()?;
     if !path.exists() {
         return Err(Error::InvalidArgument(format!(
             "cannot open video {}: no such file or folder",
@@ -222,35 +223,52 @@ pub fn load_video(path: &Path, sampling: &VideoSampling) -> Result<Video> {
             FRAME_EXTENSIONS.join(", ")
         )));
     }
-    let indices = sample_indices(files.len(), resolved.fps, sampling)?;
-    let mut frames = Vec::with_capacity(indices.len());
+    let frames: Vec<ImageSource> = files.into_iter().map(ImageSource::Path).collect();
+    sample_frames(&frames, &path.display().to_string(), sampling)
+}
+
+/// Samples a video given as its frames in order (image files, URLs, data
+/// URIs or bytes), taken as recorded at the sampling rate, as a folder of
+/// frames is; only the sampled frames are decoded.
+pub fn load_video_frames(frames: &[ImageSource], sampling: &VideoSampling) -> Result<Video> {
+    if frames.is_empty() {
+        return Err(Error::InvalidArgument(
+            "a video given as frames has none; pass at least one frame".into(),
+        ));
+    }
+    sample_frames(frames, "the video frames", sampling)
+}
+
+/// The sampled frames of `frames` (named `source` in errors).
+fn sample_frames(frames: &[ImageSource], source: &str, sampling: &VideoSampling) -> Result<Video> {
+    let resolved = sampling.resolved()?;
+    let indices = sample_indices(frames.len(), resolved.fps, sampling)?;
+    let mut sampled = Vec::with_capacity(indices.len());
     for &i in &indices {
-        let file = &files[i];
-        let frame = load_image(&ImageSource::Path(file.clone()))?;
-        if frames.is_empty() {
+        let frame = load_image(&frames[i])?;
+        if sampled.is_empty() {
             // Every sampled frame has the first one's size: check the whole
             // clip's decoded size before decoding the rest.
             let (w, h) = image::GenericImageView::dimensions(&frame);
-            check_decoded_bytes(path, indices.len(), w, h)?;
+            check_decoded_bytes(source, indices.len(), w, h)?;
         }
-        if let Some(first) = frames.first()
+        if let Some(first) = sampled.first()
             && image::GenericImageView::dimensions(first)
                 != image::GenericImageView::dimensions(&frame)
         {
             let (w, h) = image::GenericImageView::dimensions(first);
             let (fw, fh) = image::GenericImageView::dimensions(&frame);
             return Err(Error::InvalidArgument(format!(
-                "the video frames of {} differ in size: {} is {fw}x{fh}, the first is {w}x{h}; \
-                 resize the frames to one size",
-                path.display(),
-                file.display()
+                "the video frames of {source} differ in size: frame {i} ({}) is {fw}x{fh}, the \
+                 first is {w}x{h}; resize the frames to one size",
+                frames[i].name()
             )));
         }
-        frames.push(frame);
+        sampled.push(frame);
     }
     Ok(Video {
-        frames,
-        total_num_frames: files.len(),
+        frames: sampled,
+        total_num_frames: frames.len(),
         fps: resolved.fps,
         frames_indices: indices,
     })

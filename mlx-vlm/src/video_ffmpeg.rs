@@ -179,7 +179,12 @@ pub(crate) fn load_video_file(path: &Path, sampling: &VideoSampling) -> Result<V
     let indices =
         sample_indices(total_frames, video_fps, sampling).map_err(|e| video_error(path, e))?;
     // The sampled frames' size from the header, before any is decoded.
-    check_decoded_bytes(path, indices.len(), decoder.width(), decoder.height())?;
+    check_decoded_bytes(
+        path.display(),
+        indices.len(),
+        decoder.width(),
+        decoder.height(),
+    )?;
 
     let mut picker = Picker {
         path,
@@ -302,7 +307,7 @@ impl Picker<'_> {
             Some((scaler, k)) if *k == key => scaler,
             slot => {
                 // The header's size may differ from the frames'.
-                check_decoded_bytes(path, self.indices.len(), width, height)?;
+                check_decoded_bytes(path.display(), self.indices.len(), width, height)?;
                 let scaler = Scaler::get(
                     key.0,
                     width,

@@ -6,8 +6,11 @@
 
 use std::path::Path;
 
+use mlx_vlm::ImageSource;
 use mlx_vlm::fixtures;
-use mlx_vlm::video::{VideoSampling, load_video, sample_indices, subsample_evenly};
+use mlx_vlm::video::{
+    VideoSampling, load_video, load_video_frames, sample_indices, subsample_evenly,
+};
 use serde_json::Value;
 
 fn goldens() -> Value {
@@ -82,6 +85,42 @@ fn a_frame_folder_is_a_video_sampled_as_python_samples_files() {
         load_video(dir.path(), &few).unwrap().frames_indices,
         [0, 3, 6, 9]
     );
+}
+
+/// An ordered list of frames is the same video as the folder holding
+/// them; an empty list and frames of mixed sizes are typed errors.
+#[test]
+fn a_frame_list_is_the_video_of_its_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut frames = Vec::new();
+    for i in 0..10u32 {
+        // Frame 3 (sampled with 4 of 10) is wider than the others.
+        let width = if i == 3 { 80 } else { 64 };
+        let name = dir.path().join(format!("frame_{i:03}.png"));
+        fixtures::save_png(&fixtures::gradient_image(width, 48), &name).unwrap();
+        frames.push(ImageSource::Path(name));
+    }
+    let few = VideoSampling {
+        max_frames: Some(4),
+        ..Default::default()
+    };
+    let from_list = load_video_frames(&frames, &few).unwrap_err().to_string();
+    let from_folder = load_video(dir.path(), &few).unwrap_err().to_string();
+    assert!(
+        from_list.contains("differ in size") && from_list.contains("frame_003.png"),
+        "{from_list}"
+    );
+    assert!(from_folder.contains("frame_003.png"), "{from_folder}");
+
+    let frame_3 = dir.path().join("frame_003.png");
+    fixtures::save_png(&fixtures::gradient_image(64, 48), &frame_3).unwrap();
+    let from_list = load_video_frames(&frames, &few).unwrap();
+    let from_folder = load_video(dir.path(), &few).unwrap();
+    assert_eq!(from_list, from_folder);
+    assert_eq!(from_list.frames_indices, [0, 3, 6, 9]);
+
+    let none = load_video_frames(&[], &few).unwrap_err().to_string();
+    assert!(none.contains("has none"), "{none}");
 }
 
 #[test]
