@@ -14,52 +14,20 @@
 mod family_e2e;
 #[path = "qwen3_vl_moe/moe_block.rs"]
 mod moe_block;
+#[path = "common/qwen3_family.rs"]
+mod qwen3_family;
 #[path = "qwen3_vl_moe/switch_layers.rs"]
 mod switch_layers;
 
 use family_e2e::{Family, check_variant};
-use mlx_rs::{Array, Dtype};
+use mlx_rs::Dtype;
 use mlx_vlm::fixtures::{self, Layout};
-use mlx_vlm::generate::GenerateInputs;
-use mlx_vlm::models::qwen3_vl::processing_qwen3_vl::QwenVlInputs;
-use mlx_vlm::models::qwen3_vl::qwen3_vl::PrefillArgs;
-use mlx_vlm::models::qwen3_vl_moe::Model;
-use mlx_vlm::models::{self, VlmModel};
-
-fn media(inputs: &GenerateInputs) -> &QwenVlInputs {
-    inputs
-        .media
-        .as_ref()
-        .and_then(|m| m.downcast_ref::<QwenVlInputs>())
-        .expect("Qwen inputs")
-}
 
 fn family() -> Family {
-    Family {
-        name: "qwen3_vl_moe",
-        tiny: fixtures::qwen3_vl_moe_tiny(),
-        position_ids: |p: &models::PrefillArgs| {
-            p.downcast_ref::<PrefillArgs>()
-                .and_then(|p| p.position_ids.clone())
-                .expect("position ids")
-        },
-        vision: |model: &dyn VlmModel, inputs: &GenerateInputs| {
-            let model = model
-                .as_any()
-                .downcast_ref::<Model>()
-                .expect("a Qwen3-VL-MoE model");
-            let m = media(inputs);
-            let pv = m.pixel_values.as_ref().expect("pixel values");
-            let (features, deepstack) = model
-                .vision_tower
-                .forward(pv, m.image_grid_thw.as_ref().expect("grid"))
-                .expect("vision tower");
-            std::iter::once(features).chain(deepstack).collect()
-        },
-        image_grid: |inputs: &GenerateInputs| -> Array {
-            media(inputs).image_grid_thw.clone().expect("grid")
-        },
-    }
+    qwen3_family::family::<mlx_vlm::models::qwen3_vl_moe::language::Qwen3VLMoEMLP>(
+        "qwen3_vl_moe",
+        fixtures::qwen3_vl_moe_tiny(),
+    )
 }
 
 #[test]

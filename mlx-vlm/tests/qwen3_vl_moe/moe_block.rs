@@ -154,11 +154,10 @@ fn sparse_layers_match_python() {
     }
 }
 
-#[test]
-fn sanitize_matches_python() {
-    let g = goldens();
+/// The generator's sanitize inputs: its keys and shapes, values by key.
+fn sanitize_inputs() -> HashMap<String, Array> {
     let inputs = meta()["sanitize_inputs"].as_object().unwrap().clone();
-    let weights: HashMap<String, Array> = inputs
+    inputs
         .iter()
         .map(|(k, s)| {
             let shape: Vec<i32> = s
@@ -169,7 +168,13 @@ fn sanitize_matches_python() {
                 .collect();
             (k.clone(), values(k, &shape))
         })
-        .collect();
+        .collect()
+}
+
+#[test]
+fn sanitize_matches_python() {
+    let g = goldens();
+    let weights = sanitize_inputs();
     let got = language_sanitize(sanitize(weights).unwrap(), 2).unwrap();
     let mut want: Vec<&str> = g
         .keys()
@@ -191,19 +196,7 @@ fn sanitize_matches_python() {
 /// tensors as the original layout that Python's goldens use.
 #[test]
 fn sanitize_takes_transformers_in_memory_expert_layout() {
-    let inputs = meta()["sanitize_inputs"].as_object().unwrap().clone();
-    let original: HashMap<String, Array> = inputs
-        .iter()
-        .map(|(k, s)| {
-            let shape: Vec<i32> = s
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_i64().unwrap() as i32)
-                .collect();
-            (k.clone(), values(k, &shape))
-        })
-        .collect();
+    let original = sanitize_inputs();
     let transposed: HashMap<String, Array> = original
         .iter()
         .map(|(k, v)| {

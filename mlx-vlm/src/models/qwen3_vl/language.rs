@@ -186,7 +186,7 @@ impl Attention {
 /// A decoder layer's feed-forward block: Qwen3-VL's SwiGLU MLP, or
 /// Qwen3-VL-MoE's dense-or-experts block. Python's MoE `language.py` is a
 /// copy of this file with another MLP; here the decoder is generic over it.
-pub trait FeedForward: Module + std::fmt::Debug + Clone + 'static {
+pub trait FeedForward: Module + std::fmt::Debug + Clone + Send + Sync + 'static {
     /// The block applied to `x` (`[batch, seq, hidden]`).
     fn forward(&self, x: &Array) -> Result<Array>;
 }

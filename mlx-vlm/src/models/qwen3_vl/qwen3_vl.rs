@@ -261,67 +261,49 @@ impl<M: FeedForward> Model<M> {
     pub fn layers(&self) -> usize {
         self.language_model.model.layers.len()
     }
+}
 
-    /// `language_model(...)` with the prefill arguments of
-    /// [`Model::get_input_embeddings`] (the body of
-    /// [`FamilyModel::language_model`], shared with Qwen3-VL-MoE).
-    pub fn run_language_model(
-        &self,
-        inputs: &Array,
-        inputs_embeds: Option<&Array>,
-        cache: &mut [Box<dyn Cache>],
-        prefill: Option<&PrefillArgs>,
-        state: &mut RequestState,
-    ) -> Result<Array> {
-        let args = prefill.map(PrefillArgs::as_args).unwrap_or_default();
-        let deepstack = prefill.and_then(PrefillArgs::deepstack);
-        self.language_model
-            .forward(inputs, inputs_embeds, cache, &args, deepstack, state)
+/// What a family built on this model adds to it (Qwen3-VL with
+/// [`SwiGLUMLP`], Qwen3-VL-MoE with its experts): its registration, the
+/// sanitize chain Python's loader runs for it, and the feed-forward width
+/// of the memory estimate. One [`FamilyModel`] impl serves every variant.
+pub trait Qwen3VlVariant: FeedForward {
+    /// The family's registration.
+    const FAMILY: &'static Family;
+
+    /// The checkpoint's weights renamed and reshaped for `model`.
+    fn sanitize(
+        model: &Model<Self>,
+        weights: HashMap<String, Array>,
+    ) -> Result<HashMap<String, Array>>;
+
+    /// The widest feed-forward activation per token, for the memory
+    /// estimate.
+    fn feed_forward_width(model: &Model<Self>) -> i32;
+}
+
+impl Qwen3VlVariant for SwiGLUMLP {
+    const FAMILY: &'static Family = &super::FAMILY;
+
+    fn sanitize(
+        model: &Model<Self>,
+        weights: HashMap<String, Array>,
+    ) -> Result<HashMap<String, Array>> {
+        // Python's loader runs Model.sanitize, then VisionModel.sanitize.
+        model.vision_tower.sanitize(Model::sanitize(weights))
     }
 
-    /// The memory estimate of [`FamilyModel::estimate_memory`] with the
-    /// text model's feed-forward width `intermediate_size` (the experts'
-    /// for Qwen3-VL-MoE).
-    pub fn estimate_memory_with(
-        &self,
-        request: &MemoryRequest,
-        intermediate_size: i32,
-    ) -> Result<MemoryEstimate> {
-        let vision = &self.config.vision_config;
-        let dims = VisionDims {
-            in_channels: vision.in_channels,
-            temporal_patch_size: vision.temporal_patch_size,
-            patch_size: vision.patch_size,
-            hidden_size: vision.hidden_size,
-            intermediate_size: vision.intermediate_size,
-            num_heads: vision.num_heads,
-            out_hidden_size: vision.out_hidden_size,
-            spatial_merge_size: vision.spatial_merge_size,
-            has_full_attention: true,
-            window_size: 0,
-            itemsize: self.vision_tower.patch_embed.proj.weight.itemsize(),
-        };
-        let lm = &self.language_model;
-        let text = TextDims {
-            hidden_size: lm.args.hidden_size,
-            num_attention_heads: lm.args.num_attention_heads,
-            head_dim: lm.args.head_dim,
-            kv_heads: lm.n_kv_heads(),
-            intermediate_size,
-            vocab_size: lm.args.vocab_size,
-            layers: lm.model.layers.len(),
-            itemsize: lm.model.embed_tokens.weight.itemsize(),
-        };
-        Ok(estimate_memory(&dims, &text, request))
+    fn feed_forward_width(model: &Model<Self>) -> i32 {
+        model.language_model.args.intermediate_size
     }
 }
 
-impl FamilyModel for Model {
+impl<M: Qwen3VlVariant> FamilyModel for Model<M> {
     type Inputs = QwenVlInputs;
     type Prefill = PrefillArgs;
     type State = RequestState;
 
-    const FAMILY: &'static Family = &super::FAMILY;
+    const FAMILY: &'static Family = M::FAMILY;
 
     fn model_type(&self) -> &str {
         &self.config.model_type
@@ -344,7 +326,10 @@ impl FamilyModel for Model {
         prefill: Option<&PrefillArgs>,
         state: &mut RequestState,
     ) -> Result<Array> {
-        self.run_language_model(inputs, inputs_embeds, cache, prefill, state)
+        let args = prefill.map(PrefillArgs::as_args).unwrap_or_default();
+        let deepstack = prefill.and_then(PrefillArgs::deepstack);
+        self.language_model
+            .forward(inputs, inputs_embeds, cache, &args, deepstack, state)
     }
 
     fn make_cache(&self, max_kv_size: Option<i32>) -> Vec<Box<dyn Cache>> {
@@ -352,8 +337,7 @@ impl FamilyModel for Model {
     }
 
     fn sanitize(&self, weights: HashMap<String, Array>) -> Result<HashMap<String, Array>> {
-        // Python's loader runs Model.sanitize, then VisionModel.sanitize.
-        self.vision_tower.sanitize(Model::sanitize(weights))
+        M::sanitize(self, weights)
     }
 
     fn eos_token_ids(&self) -> Vec<u32> {
@@ -361,6 +345,31 @@ impl FamilyModel for Model {
     }
 
     fn estimate_memory(&self, request: &MemoryRequest) -> Result<MemoryEstimate> {
-        self.estimate_memory_with(request, self.language_model.args.intermediate_size)
+        let vision = &self.config.vision_config;
+        let dims = VisionDims {
+            in_channels: vision.in_channels,
+            temporal_patch_size: vision.temporal_patch_size,
+            patch_size: vision.patch_size,
+            hidden_size: vision.hidden_size,
+            intermediate_size: vision.intermediate_size,
+            num_heads: vision.num_heads,
+            out_hidden_size: vision.out_hidden_size,
+            spatial_merge_size: vision.spatial_merge_size,
+            has_full_attention: true,
+            window_size: 0,
+            itemsize: self.vision_tower.patch_embed.proj.weight.itemsize(),
+        };
+        let lm = &self.language_model;
+        let text = TextDims {
+            hidden_size: lm.args.hidden_size,
+            num_attention_heads: lm.args.num_attention_heads,
+            head_dim: lm.args.head_dim,
+            kv_heads: lm.n_kv_heads(),
+            intermediate_size: M::feed_forward_width(self),
+            vocab_size: lm.args.vocab_size,
+            layers: lm.model.layers.len(),
+            itemsize: lm.model.embed_tokens.weight.itemsize(),
+        };
+        Ok(estimate_memory(&dims, &text, request))
     }
 }

@@ -30,12 +30,8 @@ use mlx_rs::{Array, idx};
 use super::config::ModelConfig;
 use super::language::{self, Qwen3VLMoEMLP};
 use super::vision::vision_model;
-use crate::models::qwen2_5_vl::qwen2_5_vl::eos_token_ids;
-use crate::models::qwen3_vl::language::RequestState;
-use crate::models::qwen3_vl::processing_qwen3_vl::QwenVlInputs;
-use crate::models::qwen3_vl::qwen3_vl::PrefillArgs;
-use crate::models::{Cache, FamilyModel, qwen3_vl};
-use crate::preflight::{MemoryEstimate, MemoryRequest};
+use crate::models::qwen3_vl;
+use crate::models::qwen3_vl::qwen3_vl::Qwen3VlVariant;
 use crate::registry::Family;
 use crate::{Error, Result};
 
@@ -143,70 +139,35 @@ pub fn sanitize(weights: HashMap<String, Array>) -> Result<HashMap<String, Array
     Ok(sanitized)
 }
 
-impl FamilyModel for Model {
-    type Inputs = QwenVlInputs;
-    type Prefill = PrefillArgs;
-    type State = RequestState;
-
+impl Qwen3VlVariant for Qwen3VLMoEMLP {
     const FAMILY: &'static Family = &super::FAMILY;
 
-    fn model_type(&self) -> &str {
-        &self.config.model_type
-    }
-
-    fn get_input_embeddings(
-        &self,
-        input_ids: &Array,
-        inputs: Option<&QwenVlInputs>,
-        mask: Option<&Array>,
-    ) -> Result<(Array, PrefillArgs)> {
-        Model::get_input_embeddings(self, input_ids, inputs, mask)
-    }
-
-    fn language_model(
-        &self,
-        inputs: &Array,
-        inputs_embeds: Option<&Array>,
-        cache: &mut [Box<dyn Cache>],
-        prefill: Option<&PrefillArgs>,
-        state: &mut RequestState,
-    ) -> Result<Array> {
-        self.run_language_model(inputs, inputs_embeds, cache, prefill, state)
-    }
-
-    fn make_cache(&self, max_kv_size: Option<i32>) -> Vec<Box<dyn Cache>> {
-        crate::models::cache::make_prompt_cache(self.layers(), max_kv_size)
-    }
-
-    fn sanitize(&self, weights: HashMap<String, Array>) -> Result<HashMap<String, Array>> {
+    fn sanitize(
+        model: &Model,
+        weights: HashMap<String, Array>,
+    ) -> Result<HashMap<String, Array>> {
         // Python's loader runs Model.sanitize, VisionModel.sanitize, then
         // LanguageModel.sanitize.
-        let weights = self.vision_tower.sanitize(sanitize(weights)?)?;
-        language::sanitize(weights, self.language_model.args.num_hidden_layers)
+        let weights = model.vision_tower.sanitize(sanitize(weights)?)?;
+        language::sanitize(weights, model.language_model.args.num_hidden_layers)
     }
 
-    fn eos_token_ids(&self) -> Vec<u32> {
-        eos_token_ids(self.config.eos_token_id.as_deref())
-    }
-
-    /// Qwen3-VL's estimate, with the feed-forward width of a token's
-    /// widest block: the dense MLP, or its `top_k` experts' intermediate
-    /// and output rows before they are summed.
-    fn estimate_memory(&self, request: &MemoryRequest) -> Result<MemoryEstimate> {
-        let args = &self.language_model.args;
-        let experts = self
+    /// The dense MLP's width, or a sparse layer's `top_k` experts'
+    /// intermediate and output rows before they are summed, the wider.
+    fn feed_forward_width(model: &Model) -> i32 {
+        let args = &model.language_model.args;
+        let experts = model
             .language_model
             .layers()
             .iter()
             .filter_map(|layer| match &layer.mlp {
                 Qwen3VLMoEMLP::Sparse(block) => Some(
-                    block.top_k
-                        * (block.switch_mlp.gate_proj.output_dims() + args.hidden_size),
+                    block.top_k * (block.switch_mlp.gate_proj.output_dims() + args.hidden_size),
                 ),
                 Qwen3VLMoEMLP::Dense(_) => None,
             })
             .max()
             .unwrap_or(0);
-        self.estimate_memory_with(request, args.intermediate_size.max(experts))
+        args.intermediate_size.max(experts)
     }
 }
