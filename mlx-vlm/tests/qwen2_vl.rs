@@ -6,10 +6,11 @@
 #[path = "common/family_e2e.rs"]
 mod family_e2e;
 
-use family_e2e::{Family, check_variant};
+use family_e2e::{Family, Stages, check_variant, cu_seqlens, grid_rows};
 use mlx_rs::{Array, Dtype};
 use mlx_vlm::fixtures::{self, Layout};
 use mlx_vlm::generate::GenerateInputs;
+use mlx_vlm::models::base::AttentionMask;
 use mlx_vlm::models::qwen2_5_vl::qwen2_5_vl::PrefillArgs;
 use mlx_vlm::models::qwen2_vl::Model;
 use mlx_vlm::models::qwen3_vl::processing_qwen3_vl::QwenVlInputs;
@@ -49,6 +50,59 @@ fn family() -> Family {
         image_grid: |inputs: &GenerateInputs| -> Array {
             media(inputs).image_grid_thw.clone().expect("grid")
         },
+        stages,
+    }
+}
+
+/// `VisionModel.__call__`'s blocks and the decoder's layers one at a time,
+/// keeping each output.
+fn stages(
+    model: &dyn VlmModel,
+    inputs: &GenerateInputs,
+    inputs_embeds: &Array,
+    prefill: &models::PrefillArgs,
+) -> Stages {
+    let model = model.as_any().downcast_ref::<Model>().unwrap();
+    let m = media(inputs);
+    let tower = &model.vision_tower;
+    let grid = grid_rows(m.image_grid_thw.as_ref().unwrap());
+    let mut h = tower
+        .patch_embed
+        .forward(m.pixel_values.as_ref().unwrap())
+        .unwrap();
+    let rotary = tower.rot_pos_emb(&grid).unwrap();
+    let cu = cu_seqlens(&grid);
+    let mut vision_blocks = Vec::new();
+    for block in &tower.blocks {
+        h = block.forward(&h, &cu, &rotary).unwrap();
+        vision_blocks.push(h.clone());
+    }
+
+    let p = prefill.downcast_ref::<PrefillArgs>().unwrap();
+    let position_ids = p.position_ids.as_ref().unwrap();
+    let layers = model.language_model.layers();
+    let (cos, sin) = layers[0]
+        .self_attn
+        .rotary_emb
+        .forward(inputs_embeds, position_ids)
+        .unwrap();
+    let mut h = inputs_embeds.clone();
+    let mut outputs = Vec::new();
+    for layer in layers {
+        h = layer
+            .forward(
+                &h,
+                &AttentionMask::Causal,
+                None,
+                Some(position_ids),
+                Some((&cos, &sin)),
+            )
+            .unwrap();
+        outputs.push(h.clone());
+    }
+    Stages {
+        vision_blocks,
+        layers: outputs,
     }
 }
 

@@ -32,6 +32,39 @@ pub struct Family {
     pub vision: fn(&dyn VlmModel, &GenerateInputs) -> Vec<Array>,
     /// The grid of the one-image case's image.
     pub image_grid: fn(&GenerateInputs) -> Array,
+    /// Each vision block's and decoder layer's output for the one-image
+    /// case, from its inputs and `get_input_embeddings`' embeddings and
+    /// prefill arguments.
+    pub stages: fn(&dyn VlmModel, &GenerateInputs, &Array, &PrefillArgs) -> Stages,
+}
+
+/// The outputs of each stage of a forward pass (Python: what the
+/// generator's `Recorder`s keep).
+pub struct Stages {
+    /// Each vision block's output, in order.
+    pub vision_blocks: Vec<Array>,
+    /// Each decoder layer's output (before deepstack features are added).
+    pub layers: Vec<Array>,
+}
+
+/// `[t, h, w]` rows of a grid array.
+pub fn grid_rows(grid: &Array) -> Vec<[i32; 3]> {
+    grid.to_vec_as::<i64>()
+        .unwrap()
+        .chunks_exact(3)
+        .map(|r| [r[0] as i32, r[1] as i32, r[2] as i32])
+        .collect()
+}
+
+/// Attention segments: one per frame of each image.
+pub fn cu_seqlens(grid: &[[i32; 3]]) -> Vec<i32> {
+    let mut cu = vec![0];
+    for &[t, h, w] in grid {
+        for _ in 0..t {
+            cu.push(cu.last().unwrap() + h * w);
+        }
+    }
+    cu
 }
 
 fn fixture_dir(name: &str) -> PathBuf {
@@ -189,6 +222,23 @@ pub fn check_variant(
                 ints(&g["single.position_ids"]),
                 "{what}: position ids"
             );
+            if g.contains_key("single.layer.0") {
+                let stages =
+                    (family.stages)(&*model, &inputs, &features.inputs_embeds, &features.prefill);
+                for (name, got) in [
+                    ("vision_block", &stages.vision_blocks),
+                    ("layer", &stages.layers),
+                ] {
+                    let want: Vec<&Array> = (0..)
+                        .map_while(|i| g.get(&format!("single.{name}.{i}")))
+                        .collect();
+                    assert_eq!(got.len(), want.len(), "{what}: {name} count");
+                    for (i, (got, want)) in got.iter().zip(want).enumerate() {
+                        let diff = max_abs_diff(got, want);
+                        assert!(diff <= tol, "{what}: {name} {i} differs by {diff}");
+                    }
+                }
+            }
             if let Some(expected) = g.get("single.logits.last") {
                 let diff = max_abs_diff(&last_logits, expected);
                 assert!(diff <= 1e-4, "{what}: last logits differ by {diff}");
