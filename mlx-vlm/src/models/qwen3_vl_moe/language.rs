@@ -13,8 +13,9 @@
 //! - `LanguageModel.quant_predicate` (8-bit router gates) is not ported:
 //!   `mlx_vlm.convert` looks the predicate up on the top-level `Model`,
 //!   which has none, so converted checkpoints quantize the router gates
-//!   like every other layer (measured with mlx-vlm 0.7.6), and loading
-//!   follows the checkpoint's `.scales`.
+//!   like every other layer (measured with mlx-vlm 0.7.6); loading
+//!   follows the checkpoint's `.scales` and any per-layer `quantization`
+//!   entries (8-bit gates from other converters load as such).
 //! - Tensor-parallel sharding (`shard`, `sharding_group`) is not ported.
 //! - Python's copy always ends with the final norm; Qwen3-VL's decoder
 //!   honours `use_final_norm` (true unless a config says otherwise).
