@@ -227,6 +227,22 @@ fn a_frame_folder_video_gives_pythons_ids() {
         assert_eq!(out.status.code(), Some(0), "{family}: {stderr}");
         let out: Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(out["tokens"], golden["generated_ids"][family], "{family}");
+
+        // `info` names the family's processor and the media it takes.
+        let out = mlx_vlm(&["info", "--model", &model]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let processor = match family {
+            "qwen2_5_vl" => "Qwen2_5_VLProcessor",
+            "qwen2_vl" => "Qwen2VLProcessor",
+            _ => "Qwen3VLProcessor",
+        };
+        assert!(
+            stdout.contains(&format!("Model type: {family}\n"))
+                && stdout.contains(&format!(
+                    "Processor: {processor}\nInputs: text, images, videos\n"
+                )),
+            "{family}: {stdout}"
+        );
     }
     let model = tmp.path().join("qwen2_5_vl").display().to_string();
     let model = model.as_str();
