@@ -105,3 +105,71 @@ fn chunked_prefill_keeps_pythons_ids() {
     }
     assert_eq!(ids, want);
 }
+
+/// More `<|video_pad|>` than videos in a prompt, and more `<|video_pad|>`
+/// tokens than the video's features in the ids, are typed errors.
+#[test]
+fn surplus_video_tokens_are_typed_errors() {
+    use mlx_vlm::fixtures::CheckpointSpec;
+    use mlx_vlm::generate::{GenerateParams, stream_generate};
+    use mlx_vlm::processor::{ProcessorOptions, PromptMedia};
+    use mlx_vlm::video::{VideoSampling, load_video};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = CheckpointSpec {
+        tokenizer_dir: Some(fixtures::qwen_tokenizer_dir().unwrap()),
+        ..Default::default()
+    };
+    fixtures::write_tiny_checkpoint(tmp.path(), &fixtures::qwen3_vl_tiny(), &spec).unwrap();
+    let (model, processor) =
+        mlx_vlm::load(tmp.path().to_str().unwrap(), &Default::default()).unwrap();
+    let frames = tmp.path().join("frames");
+    std::fs::create_dir(&frames).unwrap();
+    for i in 0..4 {
+        let name = frames.join(format!("{i}.png"));
+        fixtures::save_png(&fixtures::gradient_image(64, 64), &name).unwrap();
+    }
+    let video = load_video(&frames, &VideoSampling::default()).unwrap();
+    let videos = [video];
+    let media = PromptMedia {
+        images: &[],
+        videos: &videos,
+    };
+    let options = ProcessorOptions::default();
+
+    let slot = "<|vision_start|><|video_pad|><|vision_end|>";
+    let two = format!("<|im_start|>user\n{slot}{slot}What happens?<|im_end|>\n");
+    let err = processor
+        .prepare_inputs_with(&two, media, &options)
+        .err()
+        .expect("two placeholders for one video");
+    assert!(
+        matches!(err, mlx_vlm::Error::ImageTokenMismatch { .. }),
+        "{err}"
+    );
+
+    let one = format!("<|im_start|>user\n{slot}What happens?<|im_end|>\n");
+    let mut inputs = processor
+        .prepare_inputs_with(&one, media, &options)
+        .unwrap();
+    let video_pad = processor.tokenizer().token_to_id("<|video_pad|>").unwrap() as i32;
+    let mut ids: Vec<i32> = inputs.input_ids.to_vec_as::<i32>().unwrap();
+    ids.extend([video_pad; 3]);
+    let n = ids.len() as i32;
+    inputs.input_ids = mlx_rs::Array::from_vec_shaped(ids, &[1, n]).unwrap();
+    inputs.mask = None;
+    let params = GenerateParams {
+        max_tokens: 2,
+        ..Default::default()
+    };
+    let result = stream_generate(
+        &*model,
+        processor.tokenizer(),
+        inputs,
+        processor.eos_token_ids(),
+        &params,
+    )
+    .and_then(|mut stream| stream.try_for_each(|r| r.map(|_| ())));
+    let err = result.err().expect("more video tokens than features");
+    assert!(err.to_string().contains("features"), "{err}");
+}

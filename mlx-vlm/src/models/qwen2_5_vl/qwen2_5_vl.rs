@@ -149,8 +149,10 @@ impl Model {
         inputs_embeds: &Array,
         input_ids: &Array,
     ) -> Result<Array> {
+        let mut token_id = image_token_id;
         let mut image_positions = ops::equal(input_ids, image_token_id)?;
         if ops::sum(&image_positions, None, false)?.item_as::<i64>()? == 0 {
+            token_id = video_token_id;
             image_positions = ops::equal(input_ids, video_token_id)?;
         }
         let shape = input_ids.shape();
@@ -166,9 +168,11 @@ impl Model {
         if total != i64::from(n_features) {
             return Err(Error::ImageTokenMismatch {
                 message: format!(
-                    "the prompt has {total} image tokens but the images give {n_features} \
-                     features; each image needs one <|vision_start|><|image_pad|><|vision_end|> \
-                     in the prompt, its <|image_pad|> expanded to t*h*w/4 tokens of its grid"
+                    "the prompt has {total} image or video tokens (id {token_id}) but the media \
+                     give {n_features} features; each image (video) needs one \
+                     <|vision_start|><|image_pad|><|vision_end|> \
+                     (<|vision_start|><|video_pad|><|vision_end|>) in the prompt, its pad token \
+                     expanded to t*h*w/4 tokens of its grid"
                 ),
             });
         }
