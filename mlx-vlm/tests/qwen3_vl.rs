@@ -141,8 +141,7 @@ fn surplus_video_tokens_are_typed_errors() {
     let two = format!("<|im_start|>user\n{slot}{slot}What happens?<|im_end|>\n");
     let err = processor
         .prepare_inputs_with(&two, media, &options)
-        .err()
-        .expect("two placeholders for one video");
+        .expect_err("two placeholders for one video");
     assert!(
         matches!(err, mlx_vlm::Error::ImageTokenMismatch { .. }),
         "{err}"
@@ -170,6 +169,6 @@ fn surplus_video_tokens_are_typed_errors() {
         &params,
     )
     .and_then(|mut stream| stream.try_for_each(|r| r.map(|_| ())));
-    let err = result.err().expect("more video tokens than features");
+    let err = result.expect_err("more video tokens than features");
     assert!(err.to_string().contains("features"), "{err}");
 }
