@@ -97,3 +97,15 @@ pub fn scaled_dot_product_attention(
         queries, keys, values, scale, options,
     )?)
 }
+
+/// Python: `check_array_shape`: whether a convolution weight is already in
+/// MLX's channels-last layout: 4-D `[out, kh, kw, in]` with a square kernel
+/// and `out` the largest, or 3-D `[_, kw, out]` with `kw >= out` (Python's
+/// rule, as it is).
+pub fn check_array_shape(arr: &Array) -> bool {
+    match *arr.shape() {
+        [out_channels, kh, kw, _] => out_channels >= kh && out_channels >= kw && kh == kw,
+        [_, kw, out_channels] => kw >= out_channels,
+        _ => false,
+    }
+}

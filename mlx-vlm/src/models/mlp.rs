@@ -1,7 +1,7 @@
 //! The feed-forward blocks of Python's `mlx_vlm/models/mlp.py` (so far
-//! `SwiGLUMLP`).
+//! `SwiGLUMLP` and `GELUMLP`).
 
-use mlx_rs::nn::{Linear, activations};
+use mlx_rs::nn::{GELU, GeluApprox, Linear, activations};
 use mlx_rs::{Array, ops};
 
 use crate::Result;
@@ -33,5 +33,37 @@ impl SwiGLUMLP {
         let gate = activations::silu(&self.gate_proj.forward(x)?)?;
         let h = ops::multiply(&gate, &self.up_proj.forward(x)?)?;
         Ok(self.down_proj.forward(&h)?)
+    }
+}
+
+/// `fc2(gelu(fc1(x)))` with the tanh approximation ("precise" in MLX)
+/// (Python: `GELUMLP`).
+#[derive(Debug, Clone, mlx_rs::Module)]
+pub struct GELUMLP {
+    /// Python: `nn.GELU(approx="precise")`.
+    pub activation_fn: GELU,
+    /// `hidden_size → intermediate_size`.
+    pub fc1: Linear,
+    /// `intermediate_size → hidden_size`.
+    pub fc2: Linear,
+}
+
+impl GELUMLP {
+    /// Python: `GELUMLP(config)` with the config's `hidden_size` and
+    /// `intermediate_size`.
+    pub fn new(hidden_size: i32, intermediate_size: i32) -> Result<Self> {
+        Ok(GELUMLP {
+            activation_fn: GELU {
+                approx: GeluApprox::Precise,
+            },
+            fc1: Linear::new(hidden_size, intermediate_size, true)?,
+            fc2: Linear::new(intermediate_size, hidden_size, true)?,
+        })
+    }
+
+    /// Python: `GELUMLP.__call__`.
+    pub fn forward(&self, x: &Array) -> Result<Array> {
+        let x = self.activation_fn.forward(&self.fc1.forward(x)?)?;
+        Ok(self.fc2.forward(&x)?)
     }
 }

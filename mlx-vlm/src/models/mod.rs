@@ -32,6 +32,7 @@ use crate::preflight::{MemoryEstimate, MemoryRequest};
 use crate::registry::Family;
 use crate::{Error, Result};
 
+pub mod attention;
 pub mod base;
 pub mod cache;
 pub mod mlp;
@@ -52,6 +53,9 @@ macro_rules! families {
 }
 
 families![qwen2_5_vl, qwen2_vl, qwen3_vl, qwen3_vl_moe];
+
+// Not a family yet: PaliGemma's configuration and vision tower.
+pub mod paligemma;
 
 /// A value of some family's type crossing the generic code: its processor
 /// inputs ([`ModelInputs`]), prefill arguments ([`PrefillArgs`]) or

@@ -1,0 +1,79 @@
+//! `mlx_vlm/models/attention.py`: the multi-head attention of the vision
+//! towers (`VisionAttention`, as `mlx.nn.MultiHeadAttention` with biases).
+
+use mlx_rs::Array;
+use mlx_rs::nn::Linear;
+
+use crate::models::base::{AttentionMask, scaled_dot_product_attention};
+use crate::{Error, Result};
+
+/// Python: `VisionAttention`: queries, keys and values projected from the
+/// input, attended per head, projected out.
+#[derive(Debug, Clone, mlx_rs::Module)]
+pub struct VisionAttention {
+    /// Heads.
+    #[module(skip)]
+    pub num_heads: i32,
+    /// `head_dim ** -0.5`.
+    #[module(skip)]
+    pub scale: f32,
+    /// Query projection.
+    pub q_proj: Linear,
+    /// Key projection.
+    pub k_proj: Linear,
+    /// Value projection.
+    pub v_proj: Linear,
+    /// Output projection.
+    pub out_proj: Linear,
+}
+
+impl VisionAttention {
+    /// Python: `VisionAttention(dims, num_heads, bias=bias)` (the other
+    /// widths equal to `dims`, as every ported tower uses it). Fails, as
+    /// Python, when `dims` is not a multiple of `num_heads`.
+    pub fn new(dims: i32, num_heads: i32, bias: bool) -> Result<Self> {
+        if num_heads <= 0 || dims % num_heads != 0 {
+            return Err(Error::InvalidArgument(format!(
+                "The input feature dimensions should be divisible by the number of heads \
+                 ({dims} % {num_heads}) != 0"
+            )));
+        }
+        let head_dim = dims / num_heads;
+        Ok(VisionAttention {
+            num_heads,
+            scale: (head_dim as f32).powf(-0.5),
+            q_proj: Linear::new(dims, dims, bias)?,
+            k_proj: Linear::new(dims, dims, bias)?,
+            v_proj: Linear::new(dims, dims, bias)?,
+            out_proj: Linear::new(dims, dims, bias)?,
+        })
+    }
+
+    /// Python: `VisionAttention.__call__(x, mask)` over `[batch, len, dims]`.
+    pub fn forward(&self, x: &Array, mask: &AttentionMask) -> Result<Array> {
+        let queries = self.q_proj.forward(x)?;
+        let keys = self.k_proj.forward(x)?;
+        let values = self.v_proj.forward(x)?;
+        let shape = queries.shape().to_vec();
+        let [b, l, _] = shape[..] else {
+            return Err(Error::InvalidArgument(format!(
+                "VisionAttention takes [batch, len, dims], got {shape:?}"
+            )));
+        };
+        let s = keys.shape()[1];
+        let heads = |a: &Array, len: i32| -> Result<Array> {
+            Ok(a.reshape(&[b, len, self.num_heads, -1])?
+                .transpose([0, 2, 1, 3])?)
+        };
+        let output = scaled_dot_product_attention(
+            &heads(&queries, l)?,
+            &heads(&keys, s)?,
+            &heads(&values, s)?,
+            self.scale,
+            mask,
+            None,
+        )?;
+        let output = output.transpose([0, 2, 1, 3])?.reshape(&[b, l, -1])?;
+        Ok(self.out_proj.forward(&output)?)
+    }
+}
