@@ -53,7 +53,7 @@ impl RMSNorm {
 
     /// Python: `RMSNorm.__call__`.
     pub fn forward(&self, x: &Array) -> Result<Array> {
-        let scale = ops::add(&*self.weight, &Array::scalar::<f32>(1.0))?;
+        let scale = ops::add(&*self.weight, Array::scalar::<f32>(1.0))?;
         Ok(fast::rms_norm(x, Some(&scale), self.eps)?)
     }
 }
@@ -191,7 +191,7 @@ impl Attention {
         values: &Array,
         mask: Option<&Array>,
     ) -> Result<Array> {
-        let queries = ops::multiply(queries, &Array::scalar::<f32>(self.scale))?;
+        let queries = ops::multiply(queries, Array::scalar::<f32>(self.scale))?;
         let (keys, values) = if self.repeats > 1 {
             (
                 ops::repeat(keys, self.repeats, 1)?,
@@ -205,8 +205,8 @@ impl Attention {
             &keys.as_type(Dtype::Float32)?.swapaxes(-1, -2)?,
         )?;
         if let Some(cap) = self.attn_logit_softcapping {
-            let capped = ops::tanh(&ops::divide(&scores, &Array::scalar::<f32>(cap))?)?;
-            scores = ops::multiply(&capped, &Array::scalar::<f32>(cap))?;
+            let capped = ops::tanh(&ops::divide(&scores, Array::scalar::<f32>(cap))?)?;
+            scores = ops::multiply(&capped, Array::scalar::<f32>(cap))?;
         }
         if let Some(mask) = mask {
             let b = queries.shape()[0];
@@ -229,8 +229,8 @@ impl Attention {
                 // (1 - mask) * finfo(float32).min
                 let keep = mask.as_type(Dtype::Float32)?;
                 ops::multiply(
-                    &ops::subtract(&Array::scalar::<f32>(1.0), &keep)?,
-                    &Array::scalar::<f32>(f32::MIN),
+                    &ops::subtract(Array::scalar::<f32>(1.0), &keep)?,
+                    Array::scalar::<f32>(f32::MIN),
                 )?
             };
             scores = ops::add(&scores, &mask)?;
@@ -470,8 +470,8 @@ impl LanguageModel {
             self.config.final_logit_softcapping,
         ) {
             ("gemma2", Some(cap)) => {
-                let capped = ops::tanh(&ops::divide(&out, &Array::scalar::<f32>(cap))?)?;
-                Ok(ops::multiply(&capped, &Array::scalar::<f32>(cap))?)
+                let capped = ops::tanh(&ops::divide(&out, Array::scalar::<f32>(cap))?)?;
+                Ok(ops::multiply(&capped, Array::scalar::<f32>(cap))?)
             }
             _ => Ok(out),
         }
