@@ -1,0 +1,205 @@
+//! `mlx_vlm/models/paligemma/paligemma.py`: the model joining the SigLIP
+//! tower, its projector and the Gemma decoder.
+//!
+//! Partial port: the model's forward pieces. Its `FamilyModel`
+//! registration comes with the processor.
+//!
+//! Divergences from Python: a feature count that does not fill the
+//! prompt's image tokens is a typed error (Python pads or fails in a
+//! shape error); the cached-image-features path is not ported.
+
+use std::collections::HashMap;
+
+use mlx_rs::nn::Linear;
+use mlx_rs::{Array, Dtype, idx, ops};
+
+use super::config::ModelConfig;
+use super::language::LanguageModel;
+use super::vision::VisionModel;
+use crate::models::cache::Cache;
+use crate::{Error, Result};
+
+/// Python: `PaliGemmaMultiModalProjector`.
+#[derive(Debug, Clone, mlx_rs::Module)]
+pub struct PaliGemmaMultiModalProjector {
+    /// `vision hidden → projection_dim`.
+    pub linear: Linear,
+}
+
+impl PaliGemmaMultiModalProjector {
+    /// Python: `PaliGemmaMultiModalProjector(config)`.
+    pub fn new(config: &ModelConfig) -> Result<Self> {
+        Ok(PaliGemmaMultiModalProjector {
+            linear: Linear::new(
+                config.vision_config.hidden_size,
+                config.vision_config.projection_dim,
+                true,
+            )?,
+        })
+    }
+
+    /// Python: `PaliGemmaMultiModalProjector.__call__`.
+    pub fn forward(&self, x: &Array) -> Result<Array> {
+        Ok(self.linear.forward(x)?)
+    }
+}
+
+/// Python: `Model`.
+#[derive(Debug, mlx_rs::Module)]
+pub struct Model {
+    /// Python: `Model.config`.
+    #[module(skip)]
+    pub config: ModelConfig,
+    /// The SigLIP tower.
+    pub vision_tower: VisionModel,
+    /// The Gemma decoder.
+    pub language_model: LanguageModel,
+    /// The projector.
+    pub multi_modal_projector: PaliGemmaMultiModalProjector,
+}
+
+impl Model {
+    /// Python: `Model.__init__(config)`.
+    pub fn new(config: ModelConfig) -> Result<Self> {
+        Ok(Model {
+            vision_tower: VisionModel::new(&config.vision_config)?,
+            language_model: LanguageModel::new(&config.text_config)?,
+            multi_modal_projector: PaliGemmaMultiModalProjector::new(&config)?,
+            config,
+        })
+    }
+
+    /// Python: `Model.chunked_prefill_policy`: the prefix-LM mask spans the
+    /// whole prompt, so a bidirectional model prefills in one pass.
+    pub fn chunked_prefill(&self) -> bool {
+        !self
+            .config
+            .text_config
+            .use_bidirectional_attention
+            .unwrap_or(false)
+    }
+
+    /// Python: `Model.get_input_embeddings`: the token embeddings, and with
+    /// pixel values (`[batch, channels, height, width]`) the projected
+    /// image features of the first image in place of the image tokens and
+    /// the 4-D prefix-LM mask built from `mask` (`[batch, seq]`).
+    pub fn get_input_embeddings(
+        &self,
+        input_ids: &Array,
+        pixel_values: Option<&Array>,
+        mask: Option<&Array>,
+    ) -> Result<(Array, Option<Array>)> {
+        let inputs_embeds = self.language_model.model.embed_tokens.forward(input_ids)?;
+        let Some(pixel_values) = pixel_values else {
+            return Ok((inputs_embeds, None));
+        };
+        let pixels = pixel_values
+            .transpose([0, 2, 3, 1])?
+            .as_type(inputs_embeds.dtype())?;
+        let (hidden_state, _, _) = self.vision_tower.forward(&pixels, true)?;
+        let image_features = hidden_state
+            .index(idx![mlx_rs::NewAxis, ..])?
+            .as_type(pixel_values.dtype())?;
+        let image_features = self.multi_modal_projector.forward(&image_features)?;
+        let mask = match mask {
+            Some(m) => m.clone(),
+            None => ops::ones(input_ids.shape(), Dtype::Int32)?,
+        };
+        self.prepare_inputs_for_multimodal(&image_features, &inputs_embeds, input_ids, &mask)
+            .map(|(e, m)| (e, Some(m)))
+    }
+
+    /// Python: `Model._prepare_inputs_for_multimodal`: text embeddings at
+    /// text positions, zeros at padding, the image features (divided by
+    /// `sqrt(config.hidden_size)`) at the image positions in order; and the
+    /// mask's outer product `[batch, 1, seq, seq]`. The embeddings come out
+    /// in float32, as Python's `mx.zeros` makes them.
+    fn prepare_inputs_for_multimodal(
+        &self,
+        image_features: &Array,
+        inputs_embeds: &Array,
+        input_ids: &Array,
+        attention_mask: &Array,
+    ) -> Result<(Array, Array)> {
+        let embed_dim = image_features.shape().last().copied().unwrap_or(0);
+        let shape = input_ids.shape().to_vec();
+        let [batch_size, sequence_length] = shape[..] else {
+            return Err(Error::InvalidArgument(format!(
+                "input_ids must be [batch, seq], got {shape:?}"
+            )));
+        };
+        let n_image = image_features.shape().get(1).copied().unwrap_or(0);
+        let image_tokens = ops::sum(
+            &ops::equal(input_ids, self.config.image_token_index)?,
+            None,
+            false,
+        )?
+        .item_as::<i64>()?;
+        if image_tokens != i64::from(n_image) * i64::from(batch_size) || n_image > sequence_length {
+            return Err(Error::ImageTokenMismatch {
+                message: format!(
+                    "the prompt has {image_tokens} image tokens but the image gives {n_image} \
+                     features; PaliGemma takes one image, its <image> token repeated \
+                     (image_size / patch_size)² times before <bos>"
+                ),
+            });
+        }
+        let scale = (self.config.hidden_size as f32).sqrt();
+        let scaled = ops::divide(image_features, Array::scalar::<f32>(scale))?;
+        let zeros = ops::zeros(&[batch_size, sequence_length, embed_dim], Dtype::Float32)?;
+        let image_id = self.config.image_token_index;
+        let pad_id = self.config.pad_token_id;
+        let expand = |m: Array| -> Result<Array> { Ok(ops::expand_dims(&m, -1)?) };
+        let text_mask = expand(ops::logical_and(
+            &ops::not_equal(input_ids, image_id)?,
+            &ops::not_equal(input_ids, pad_id)?,
+        )?)?;
+        let image_mask = expand(ops::equal(input_ids, image_id)?)?;
+        let pad_mask = expand(ops::equal(input_ids, pad_id)?)?;
+        let mut final_embedding = ops::r#where(&text_mask, inputs_embeds, &zeros)?;
+        final_embedding = ops::r#where(
+            &pad_mask,
+            &ops::zeros_like(&final_embedding, None)?,
+            &final_embedding,
+        )?;
+        let pad_size = sequence_length - n_image;
+        let widths: &[(i32, i32)] = &[(0, 0), (0, pad_size), (0, 0)];
+        let scaled = ops::pad(&scaled, widths, ops::PadOptions::default())?;
+        final_embedding = ops::r#where(&image_mask, &scaled, &final_embedding)?;
+        final_embedding = ops::r#where(
+            &pad_mask,
+            &ops::zeros_like(&final_embedding, None)?,
+            &final_embedding,
+        )?;
+        let mask_4d = ops::multiply(
+            &ops::expand_dims(attention_mask, 1)?,
+            &ops::expand_dims(attention_mask, 2)?,
+        )?;
+        Ok((final_embedding, ops::expand_dims(&mask_4d, 1)?))
+    }
+
+    /// Python: `Model.__call__`: logits of the prompt.
+    pub fn forward(
+        &self,
+        input_ids: &Array,
+        pixel_values: Option<&Array>,
+        mask: Option<&Array>,
+        cache: &mut [Box<dyn Cache>],
+    ) -> Result<Array> {
+        let (embeds, mask_4d) = self.get_input_embeddings(input_ids, pixel_values, mask)?;
+        self.language_model
+            .forward(input_ids, Some(&embeds), mask_4d.as_ref(), cache)
+    }
+
+    /// Python: `Model.layers`.
+    pub fn layers(&self) -> usize {
+        self.language_model.model.layers.len()
+    }
+
+    /// The loader's sanitize chain for this model: Python's `VisionModel`
+    /// and `LanguageModel` sanitizers (the model has none of its own).
+    pub fn sanitize(&self, weights: HashMap<String, Array>) -> Result<HashMap<String, Array>> {
+        let weights = self.vision_tower.sanitize(weights)?;
+        Ok(LanguageModel::sanitize(weights))
+    }
+}
