@@ -43,12 +43,25 @@ fn max_abs_diff(a: &Array, b: &Array) -> f32 {
 }
 
 #[test]
-fn model_matches_python() {
+fn gemma_model_matches_python() {
+    check_model("model");
+}
+
+/// PaliGemma 2's decoder: Gemma 2's soft caps, pre/post norms and eager
+/// attention path.
+#[test]
+fn gemma2_model_matches_python() {
+    check_model("model_gemma2");
+}
+
+fn check_model(name: &str) {
     let meta: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir().join("model.json")).unwrap()).unwrap();
-    let g: HashMap<String, Array> = mlx_rs::io::load_safetensors(dir().join("model.safetensors"))
-        .unwrap()
-        .0;
+        serde_json::from_str(&std::fs::read_to_string(dir().join(format!("{name}.json"))).unwrap())
+            .unwrap();
+    let g: HashMap<String, Array> =
+        mlx_rs::io::load_safetensors(dir().join(format!("{name}.safetensors")))
+            .unwrap()
+            .0;
     let config =
         ModelConfig::from_map(meta["config"].as_object().unwrap().clone(), "model.json").unwrap();
     let mut model = Model::new(config).unwrap();
