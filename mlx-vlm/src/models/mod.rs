@@ -54,7 +54,8 @@ macro_rules! families {
 
 families![qwen2_5_vl, qwen2_vl, qwen3_vl, qwen3_vl_moe];
 
-// Not a family yet: PaliGemma's configuration and vision tower.
+// Not families yet: PaliGemma's and Gemma 3's ported parts.
+pub mod gemma3;
 pub mod paligemma;
 
 /// A value of some family's type crossing the generic code: its processor

@@ -1,14 +1,18 @@
-//! The parts of Python's `mlx_vlm/models/rope_utils.py` the Qwen language
-//! models use: multimodal RoPE (mRoPE) in the "chunked" (Qwen2-VL,
+//! The parts of Python's `mlx_vlm/models/rope_utils.py` the ported
+//! language models use: multimodal RoPE (mRoPE) in the "chunked" (Qwen2-VL,
 //! Qwen2.5-VL) and "interleaved" (Qwen3-VL) layouts, always on the unfused
-//! path.
+//! path; and `initialize_rope` for its "default" and "linear" types (Gemma;
+//! the other types, such as llama3 and yarn, are not ported yet and are a
+//! typed error).
 //!
 //! Python fuses the mRoPE application into a Metal kernel where Metal is
 //! available; elsewhere (and here) it computes cos/sin in float32, casts them
 //! to the activation dtype and rotates with plain ops, which is what the
 //! goldens of this crate were produced with.
 
+use mlx_rs::nn::RoPE;
 use mlx_rs::{Array, Dtype, Index, idx, ops};
+use serde_json::{Map, Value};
 
 use crate::{Error, Result};
 
@@ -326,4 +330,40 @@ pub fn apply_multimodal_rotary_pos_emb(
             apply_rotary_embedding(q, k, &cos, &sin, cast_output, None)
         }
     }
+}
+
+/// Python: `initialize_rope(dims, base, traditional, scaling_config, ...)`
+/// on its "fast" path: `nn.RoPE` with scale 1, or `1 / factor` for a
+/// "linear" `scaling_config` (`type`, else `rope_type`).
+pub fn initialize_rope(
+    dims: i32,
+    base: f32,
+    traditional: bool,
+    scaling_config: Option<&Map<String, Value>>,
+) -> Result<RoPE> {
+    let rope_type = scaling_config
+        .and_then(|c| c.get("type").or_else(|| c.get("rope_type")))
+        .and_then(Value::as_str)
+        .unwrap_or("default");
+    let scale = match rope_type {
+        "default" => 1.0,
+        "linear" => {
+            let factor = scaling_config
+                .and_then(|c| c.get("factor"))
+                .and_then(Value::as_f64)
+                .filter(|f| *f > 0.0)
+                .ok_or_else(|| {
+                    Error::InvalidArgument(
+                        "rope_scaling of type linear needs a positive factor".into(),
+                    )
+                })?;
+            (1.0 / factor) as f32
+        }
+        other => {
+            return Err(Error::InvalidArgument(format!(
+                "rope_scaling type {other:?} is not supported yet (default, linear)"
+            )));
+        }
+    };
+    Ok(RoPE::new(dims, traditional, base, scale))
 }

@@ -1,0 +1,420 @@
+//! `mlx_vlm/models/gemma3/language.py`: the Gemma 3 decoder: sliding-window
+//! layers (local RoPE base, a rotating cache) interleaved with global ones
+//! (global RoPE base and scaling, a growing cache), per-head query/key
+//! norms, pre/post norms around attention and MLP, float16 residual
+//! clipping.
+//!
+//! Python's `RMSNorm` here is PaliGemma's (`1 + weight`), shared.
+//!
+//! Divergences from Python: a config with fewer layers than
+//! `sliding_window_pattern` works (Python indexes the cache list out of
+//! range); `clip_residual` is not compiled (the same arithmetic).
+
+use mlx_rs::nn::{Embedding, Linear, RoPE, activations};
+use mlx_rs::{Array, Dtype, idx, ops};
+
+use super::config::TextConfig;
+use crate::models::base::{self, AttentionMask, scaled_dot_product_attention};
+use crate::models::cache::{Cache, KvCache, RotatingKvCache};
+pub use crate::models::paligemma::language::RMSNorm;
+use crate::models::rope_utils::initialize_rope;
+use crate::{Error, Result};
+
+/// Python: `Attention`.
+#[derive(Debug, Clone, mlx_rs::Module)]
+pub struct Attention {
+    /// Query heads.
+    #[module(skip)]
+    pub n_heads: i32,
+    /// Key/value heads.
+    #[module(skip)]
+    pub n_kv_heads: i32,
+    /// Features per head.
+    #[module(skip)]
+    pub head_dim: i32,
+    /// `query_pre_attn_scalar ** -0.5`.
+    #[module(skip)]
+    pub scale: f32,
+    /// Whether this layer attends within the sliding window.
+    #[module(skip)]
+    pub is_sliding: bool,
+    /// Query projection.
+    pub q_proj: Linear,
+    /// Key projection.
+    pub k_proj: Linear,
+    /// Value projection.
+    pub v_proj: Linear,
+    /// Output projection.
+    pub o_proj: Linear,
+    /// Per-head query norm.
+    pub q_norm: RMSNorm,
+    /// Per-head key norm.
+    pub k_norm: RMSNorm,
+    /// Rotary embedding (local or global base).
+    #[module(skip)]
+    pub rope: RoPE,
+}
+
+impl Attention {
+    /// Python: `Attention(config, layer_idx)`.
+    pub fn new(config: &TextConfig, layer_idx: i32) -> Result<Self> {
+        let dim = config.hidden_size;
+        let (n_heads, n_kv_heads, head_dim) = (
+            config.num_attention_heads,
+            config.num_key_value_heads,
+            config.head_dim,
+        );
+        let is_sliding = (layer_idx + 1) % config.sliding_window_pattern != 0;
+        let rope = initialize_rope(
+            head_dim,
+            if is_sliding {
+                config.rope_local_base_freq
+            } else {
+                config.rope_global_base_freq
+            },
+            config.rope_traditional,
+            if is_sliding {
+                None
+            } else {
+                config.rope_scaling.as_ref()
+            },
+        )?;
+        Ok(Attention {
+            n_heads,
+            n_kv_heads,
+            head_dim,
+            scale: config.query_pre_attn_scalar.powf(-0.5),
+            is_sliding,
+            q_proj: Linear::new(dim, n_heads * head_dim, false)?,
+            k_proj: Linear::new(dim, n_kv_heads * head_dim, false)?,
+            v_proj: Linear::new(dim, n_kv_heads * head_dim, false)?,
+            o_proj: Linear::new(n_heads * head_dim, dim, false)?,
+            q_norm: RMSNorm::new(head_dim, config.rms_norm_eps)?,
+            k_norm: RMSNorm::new(head_dim, config.rms_norm_eps)?,
+            rope,
+        })
+    }
+
+    /// Python: `Attention.__call__(x, mask, cache)`; an array mask wider
+    /// than the keys keeps its last columns (the sliding window).
+    pub fn forward(
+        &self,
+        x: &Array,
+        mask: &AttentionMask,
+        cache: Option<&mut dyn Cache>,
+    ) -> Result<Array> {
+        let shape = x.shape().to_vec();
+        let [b, l, _] = shape[..] else {
+            return Err(Error::InvalidArgument(format!(
+                "Attention takes [batch, len, hidden], got {shape:?}"
+            )));
+        };
+        let heads = |a: Array, n: i32| -> Result<Array> {
+            Ok(a.reshape(&[b, l, n, -1])?.transpose([0, 2, 1, 3])?)
+        };
+        let queries = self
+            .q_norm
+            .forward(&heads(self.q_proj.forward(x)?, self.n_heads)?)?;
+        let keys = self
+            .k_norm
+            .forward(&heads(self.k_proj.forward(x)?, self.n_kv_heads)?)?;
+        let values = heads(self.v_proj.forward(x)?, self.n_kv_heads)?;
+        let (queries, keys, values) = match cache {
+            Some(cache) => {
+                let offset = cache.offset();
+                let queries = self.rope.forward(&queries, offset)?;
+                let keys = self.rope.forward(&keys, offset)?;
+                let (keys, values) = cache.update_and_fetch(&keys, &values)?;
+                (queries, keys, values)
+            }
+            None => (
+                self.rope.forward(&queries, 0)?,
+                self.rope.forward(&keys, 0)?,
+                values,
+            ),
+        };
+        let key_len = keys.shape()[2];
+        let sliced;
+        let mask = match mask {
+            AttentionMask::Array(m) if m.shape().last() != Some(&key_len) => {
+                let width = m.shape().last().copied().unwrap_or(0);
+                sliced = AttentionMask::Array(m.index(idx![mlx_rs::Ellipsis, width - key_len..])?);
+                &sliced
+            }
+            other => other,
+        };
+        let output =
+            scaled_dot_product_attention(&queries, &keys, &values, self.scale, mask, None)?;
+        let output = output.transpose([0, 2, 1, 3])?.reshape(&[b, l, -1])?;
+        Ok(self.o_proj.forward(&output)?)
+    }
+}
+
+/// Python: `MLP`: `down(gelu_approx(gate(x)) * up(x))`.
+#[derive(Debug, Clone, mlx_rs::Module)]
+pub struct MLP {
+    /// Gate projection.
+    pub gate_proj: Linear,
+    /// Down projection.
+    pub down_proj: Linear,
+    /// Up projection.
+    pub up_proj: Linear,
+}
+
+impl MLP {
+    /// Python: `MLP(dim, hidden_dim)`.
+    pub fn new(dim: i32, hidden_dim: i32) -> Result<Self> {
+        Ok(MLP {
+            gate_proj: Linear::new(dim, hidden_dim, false)?,
+            down_proj: Linear::new(hidden_dim, dim, false)?,
+            up_proj: Linear::new(dim, hidden_dim, false)?,
+        })
+    }
+
+    /// Python: `MLP.__call__`.
+    pub fn forward(&self, x: &Array) -> Result<Array> {
+        let gate = activations::gelu_approx(&self.gate_proj.forward(x)?)?;
+        let h = ops::multiply(&gate, &self.up_proj.forward(x)?)?;
+        Ok(self.down_proj.forward(&h)?)
+    }
+}
+
+/// Python: `clip_residual(x, y)`: `x + y`, computed in float32 and clipped
+/// to float16's range when `x` is float16; `y` absent: `x` clipped so.
+pub fn clip_residual(x: &Array, y: Option<&Array>) -> Result<Array> {
+    let bound = 65504.0f32;
+    if x.dtype() != Dtype::Float16 {
+        return match y {
+            Some(y) => Ok(ops::add(x, y)?),
+            None => Ok(x.clone()),
+        };
+    }
+    let sum = match y {
+        Some(y) => ops::add(&x.as_type(Dtype::Float32)?, &y.as_type(Dtype::Float32)?)?,
+        None => x.as_type(Dtype::Float32)?,
+    };
+    Ok(ops::clip(&sum, -bound, bound)?.as_type(Dtype::Float16)?)
+}
+
+/// Python: `TransformerBlock`.
+#[derive(Debug, Clone, mlx_rs::Module)]
+pub struct TransformerBlock {
+    /// Self-attention.
+    pub self_attn: Attention,
+    /// The MLP.
+    pub mlp: MLP,
+    /// Norm before attention.
+    pub input_layernorm: RMSNorm,
+    /// Norm of attention's output.
+    pub post_attention_layernorm: RMSNorm,
+    /// Norm before the MLP.
+    pub pre_feedforward_layernorm: RMSNorm,
+    /// Norm of the MLP's output.
+    pub post_feedforward_layernorm: RMSNorm,
+}
+
+impl TransformerBlock {
+    /// Python: `TransformerBlock(config, layer_idx)`.
+    pub fn new(config: &TextConfig, layer_idx: i32) -> Result<Self> {
+        let norm = || RMSNorm::new(config.hidden_size, config.rms_norm_eps);
+        Ok(TransformerBlock {
+            self_attn: Attention::new(config, layer_idx)?,
+            mlp: MLP::new(config.hidden_size, config.intermediate_size)?,
+            input_layernorm: norm()?,
+            post_attention_layernorm: norm()?,
+            pre_feedforward_layernorm: norm()?,
+            post_feedforward_layernorm: norm()?,
+        })
+    }
+
+    /// Python: `TransformerBlock.__call__(x, mask, cache)`.
+    pub fn forward(
+        &self,
+        x: &Array,
+        mask: &AttentionMask,
+        cache: Option<&mut dyn Cache>,
+    ) -> Result<Array> {
+        let x = clip_residual(x, None)?;
+        let r = self
+            .self_attn
+            .forward(&self.input_layernorm.forward(&x)?, mask, cache)?;
+        let h = self.post_attention_layernorm.forward(&r)?;
+        let h = clip_residual(&x, Some(&h))?;
+        let r = self
+            .mlp
+            .forward(&self.pre_feedforward_layernorm.forward(&h)?)?;
+        let out = self.post_feedforward_layernorm.forward(&r)?;
+        clip_residual(&h, Some(&out))
+    }
+}
+
+/// Python: `Gemma3Model`.
+#[derive(Debug, Clone, mlx_rs::Module)]
+pub struct Gemma3Model {
+    /// The text configuration.
+    #[module(skip)]
+    pub config: TextConfig,
+    /// Whether given input embeddings are scaled too (Python's
+    /// `scale_inputs_embeds`, true).
+    #[module(skip)]
+    pub scale_inputs_embeds: bool,
+    /// Token embeddings.
+    pub embed_tokens: Embedding,
+    /// The decoder layers.
+    pub layers: Vec<TransformerBlock>,
+    /// Final norm.
+    pub norm: RMSNorm,
+}
+
+impl Gemma3Model {
+    /// Python: `Gemma3Model(config, scale_inputs_embeds=True)`.
+    pub fn new(config: &TextConfig) -> Result<Self> {
+        Ok(Gemma3Model {
+            config: config.clone(),
+            scale_inputs_embeds: true,
+            embed_tokens: Embedding::new(config.vocab_size, config.hidden_size)?,
+            layers: (0..config.num_hidden_layers)
+                .map(|i| TransformerBlock::new(config, i))
+                .collect::<Result<Vec<_>>>()?,
+            norm: RMSNorm::new(config.hidden_size, config.rms_norm_eps)?,
+        })
+    }
+
+    /// Python: `Gemma3Model.__call__`: embeddings scaled by
+    /// `sqrt(hidden_size)` rounded to bfloat16 (as Python builds the
+    /// factor), the global and sliding-window masks from the layers'
+    /// caches unless `mask` is given, the layers, the final norm. An empty
+    /// `cache` is Python's `cache=None`.
+    pub fn forward(
+        &self,
+        inputs: &Array,
+        inputs_embeds: Option<&Array>,
+        mask: Option<&AttentionMask>,
+        cache: &mut [Box<dyn Cache>],
+    ) -> Result<Array> {
+        let embedded_tokens = inputs_embeds.is_none();
+        let mut h = match inputs_embeds {
+            Some(e) => e.clone(),
+            None => self.embed_tokens.forward(inputs)?,
+        };
+        if embedded_tokens || self.scale_inputs_embeds {
+            let factor = Array::scalar::<f32>((self.config.hidden_size as f32).sqrt())
+                .as_type(Dtype::Bfloat16)?
+                .as_type(h.dtype())?;
+            h = ops::multiply(&h, &factor)?;
+        }
+        if !cache.is_empty() && cache.len() != self.layers.len() {
+            return Err(Error::InvalidArgument(format!(
+                "Gemma3Model: got {} caches for {} layers; make one cache per layer",
+                cache.len(),
+                self.layers.len()
+            )));
+        }
+        let pattern = self.config.sliding_window_pattern;
+        let window = self.config.sliding_window;
+        let n = h.shape().get(1).copied().unwrap_or(1);
+        let mask_from =
+            |c: Option<&Box<dyn Cache>>, window: Option<i32>| -> Result<AttentionMask> {
+                match c {
+                    Some(c) => c.make_mask(n, window, false),
+                    None => base::create_attention_mask(&h, window, false),
+                }
+            };
+        let (global_mask, sliding_mask) = match mask {
+            Some(_) => (AttentionMask::None, AttentionMask::None),
+            None => (
+                mask_from(cache.get((pattern - 1) as usize), None)?,
+                if pattern > 1 {
+                    mask_from(cache.first(), Some(window))?
+                } else {
+                    AttentionMask::None
+                },
+            ),
+        };
+        let mut caches = cache.iter_mut();
+        for (i, layer) in self.layers.iter().enumerate() {
+            let c: Option<&mut dyn Cache> = caches.next().map(|c| &mut **c as &mut dyn Cache);
+            let local_mask = match mask {
+                Some(m) => m,
+                None if self.config.is_global_layer(i as i32) => &global_mask,
+                None => &sliding_mask,
+            };
+            h = layer.forward(&h, local_mask, c)?;
+        }
+        self.norm.forward(&h)
+    }
+}
+
+/// Python: `LanguageModel`.
+#[derive(Debug, Clone, mlx_rs::Module)]
+pub struct LanguageModel {
+    /// The text configuration.
+    #[module(skip)]
+    pub config: TextConfig,
+    /// The decoder.
+    pub model: Gemma3Model,
+    /// The output layer.
+    pub lm_head: Linear,
+}
+
+impl LanguageModel {
+    /// Python: `LanguageModel(config)`.
+    pub fn new(config: &TextConfig) -> Result<Self> {
+        Ok(LanguageModel {
+            config: config.clone(),
+            model: Gemma3Model::new(config)?,
+            lm_head: Linear::new(config.hidden_size, config.vocab_size, false)?,
+        })
+    }
+
+    /// Logits (Python: `LanguageModel.__call__`).
+    pub fn forward(
+        &self,
+        inputs: &Array,
+        inputs_embeds: Option<&Array>,
+        mask: Option<&AttentionMask>,
+        cache: &mut [Box<dyn Cache>],
+    ) -> Result<Array> {
+        let out = self.model.forward(inputs, inputs_embeds, mask, cache)?;
+        Ok(self.lm_head.forward(&out)?)
+    }
+
+    /// Python: `LanguageModel.sanitize`: the tied output layer copied from
+    /// the embeddings when the checkpoint has none; `rotary_emb.inv_freq`
+    /// dropped.
+    pub fn sanitize(
+        mut weights: std::collections::HashMap<String, Array>,
+    ) -> std::collections::HashMap<String, Array> {
+        if !weights.contains_key("lm_head.weight")
+            && !weights.contains_key("language_model.lm_head.weight")
+            && let Some(embed) = weights
+                .get("language_model.model.embed_tokens.weight")
+                .cloned()
+        {
+            weights.insert("language_model.lm_head.weight".into(), embed);
+        }
+        weights
+            .into_iter()
+            .filter(|(k, _)| !k.contains("self_attn.rotary_emb.inv_freq"))
+            .collect()
+    }
+
+    /// Python: `LanguageModel.layers`.
+    pub fn layers(&self) -> &[TransformerBlock] {
+        &self.model.layers
+    }
+
+    /// Python: `LanguageModel.make_cache`: a growing cache for the global
+    /// layers, a rotating one of `sliding_window` tokens for the others.
+    pub fn make_cache(&self) -> Vec<Box<dyn Cache>> {
+        (0..self.config.num_hidden_layers)
+            .map(|i| -> Box<dyn Cache> {
+                if self.config.is_global_layer(i) {
+                    Box::new(KvCache::new())
+                } else {
+                    Box::new(RotatingKvCache::new(self.config.sliding_window, 0))
+                }
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,103 @@
+//! Gemma 3 against Python mlx-vlm 0.7.6, language model level (goldens of
+//! `tests/fixtures/gemma3/gen_language.py`): a tiny text config whose
+//! sliding window (4) is shorter than the 11-token prompt; the prompt's
+//! logits without a cache, and with the model's own caches (rotating for
+//! sliding layers, growing for global ones) the prefill's last logits and
+//! the greedy ids and each decode step's logits, prefilled whole and in
+//! chunks of 5. The vision tower,
+//! processor and end-to-end checks come with the family's registration.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use mlx_rs::nn::{ModuleExt, Verify};
+use mlx_rs::{Array, idx, ops};
+use mlx_vlm::fixtures::tensor_values;
+use mlx_vlm::models::gemma3::config::TextConfig;
+use mlx_vlm::models::gemma3::language::LanguageModel;
+use serde_json::Value;
+
+fn max_abs_diff(a: &Array, b: &Array) -> f32 {
+    assert_eq!(a.shape(), b.shape());
+    ops::max(
+        &ops::abs(&ops::subtract(a, b).unwrap()).unwrap(),
+        None,
+        false,
+    )
+    .unwrap()
+    .item::<f32>()
+    .unwrap()
+}
+
+fn argmax_last(logits: &Array) -> u32 {
+    let last = logits.index(idx![0, -1]).unwrap();
+    ops::argmax(&last, None, false)
+        .unwrap()
+        .item::<u32>()
+        .unwrap()
+}
+
+#[test]
+fn sliding_window_language_model_matches_python() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gemma3");
+    let meta: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("language.json")).unwrap()).unwrap();
+    let g: HashMap<String, Array> = mlx_rs::io::load_safetensors(dir.join("language.safetensors"))
+        .unwrap()
+        .0;
+    let config =
+        TextConfig::from_map(meta["text_config"].as_object().unwrap(), "language.json").unwrap();
+    let mut model = LanguageModel::new(&config).unwrap();
+    let weights: BTreeMap<String, Array> = model
+        .parameters()
+        .into_iter()
+        .map(|(k, v)| {
+            let values = tensor_values(&k, v.shape());
+            let a = Array::from_vec_shaped(values, v.shape()).unwrap();
+            (k, a)
+        })
+        .collect();
+    model.update_parameters(&weights, Verify::Strict).unwrap();
+
+    let prompt: Vec<i32> = serde_json::from_value(meta["prompt"].clone()).unwrap();
+    let n = prompt.len() as i32;
+    let ids = Array::from_vec_shaped(prompt.clone(), &[1, n]).unwrap();
+    let logits = model.forward(&ids, None, None, &mut []).unwrap();
+    let diff = max_abs_diff(&logits, &g["logits"]);
+    assert!(diff <= 1e-4, "prompt logits differ by {diff}");
+
+    for (name, chunk) in [("whole", n), ("chunked", 5)] {
+        let mut cache = model.make_cache();
+        let mut logits = None;
+        let mut start = 0;
+        while start < n {
+            let end = (start + chunk).min(n);
+            let part = ids.index(idx![.., start..end]).unwrap();
+            logits = Some(model.forward(&part, None, None, &mut cache).unwrap());
+            start = end;
+        }
+        let logits = logits.unwrap();
+        let last = logits.index(idx![0, -1]).unwrap();
+        let diff = max_abs_diff(&last, &g[&format!("{name}.last_logits")]);
+        assert!(diff <= 1e-4, "{name}: prefill logits differ by {diff}");
+        let want: Vec<u32> = serde_json::from_value(meta[format!("{name}.ids")].clone()).unwrap();
+        let steps = &g[&format!("{name}.step_logits")];
+        let mut token = argmax_last(&logits);
+        let mut got = Vec::new();
+        for i in 0..want.len() {
+            got.push(token);
+            let step = Array::from_vec_shaped(vec![token as i32], &[1, 1]).unwrap();
+            let logits = model.forward(&step, None, None, &mut cache).unwrap();
+            let diff = max_abs_diff(
+                &logits.index(idx![0, -1]).unwrap(),
+                &steps.index(idx![i as i32]).unwrap(),
+            );
+            assert!(
+                diff <= 1e-4,
+                "{name}: decode step {i} logits differ by {diff}"
+            );
+            token = argmax_last(&logits);
+        }
+        assert_eq!(got, want, "{name}: greedy ids");
+    }
+}
