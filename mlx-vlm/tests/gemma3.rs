@@ -4,8 +4,10 @@
 //! logits without a cache, and with the model's own caches (rotating for
 //! sliding layers, growing for global ones) the prefill's last logits and
 //! the greedy ids and each decode step's logits, prefilled whole and in
-//! chunks of 5. The vision tower,
-//! processor and end-to-end checks come with the family's registration.
+//! chunks of 5. Model level (`gen_model.py`): two images through the SigLIP
+//! tower, the pooling projector, the merged embeddings, and the logits with
+//! the 4-D mask and as generation prefills. The processor and end-to-end
+//! checks come with the family's registration.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -13,7 +15,8 @@ use std::path::Path;
 use mlx_rs::nn::{ModuleExt, Verify};
 use mlx_rs::{Array, idx, ops};
 use mlx_vlm::fixtures::tensor_values;
-use mlx_vlm::models::gemma3::config::TextConfig;
+use mlx_vlm::models::gemma3::config::{ModelConfig, TextConfig};
+use mlx_vlm::models::gemma3::gemma3::Model;
 use mlx_vlm::models::gemma3::language::LanguageModel;
 use serde_json::Value;
 
@@ -100,4 +103,80 @@ fn sliding_window_language_model_matches_python() {
         }
         assert_eq!(got, want, "{name}: greedy ids");
     }
+}
+
+/// The generator's `hf_param`: the same key; the patch convolution
+/// channels-first.
+fn hf_param(key: &str, shape: &[i32]) -> (String, Vec<i32>) {
+    if key.ends_with("patch_embedding.weight")
+        && let &[o, kh, kw, i] = shape
+    {
+        return (key.to_string(), vec![o, i, kh, kw]);
+    }
+    (key.to_string(), shape.to_vec())
+}
+
+#[test]
+fn model_with_two_images_matches_python() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gemma3");
+    let meta: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("model.json")).unwrap()).unwrap();
+    let g: HashMap<String, Array> = mlx_rs::io::load_safetensors(dir.join("model.safetensors"))
+        .unwrap()
+        .0;
+    let config =
+        ModelConfig::from_map(meta["config"].as_object().unwrap().clone(), "model.json").unwrap();
+    let mut model = Model::new(config).unwrap();
+    let mut weights = BTreeMap::new();
+    for (key, value) in model.parameters() {
+        let (hf_key, hf_shape) = hf_param(&key, value.shape());
+        let mut v = Array::from_vec_shaped(tensor_values(&hf_key, &hf_shape), &hf_shape).unwrap();
+        if hf_shape != value.shape() {
+            v = v.transpose([0, 2, 3, 1]).unwrap();
+        }
+        weights.insert(key, v);
+    }
+    model.update_parameters(&weights, Verify::Strict).unwrap();
+
+    let ids: Vec<i32> = serde_json::from_value(meta["input_ids"].clone()).unwrap();
+    let n = ids.len() as i32;
+    let input_ids = Array::from_vec_shaped(ids, &[1, n]).unwrap();
+    let pixel_values = Array::from_vec_shaped(
+        tensor_values("pixel_values", &[2, 3, 32, 32]),
+        &[2, 3, 32, 32],
+    )
+    .unwrap();
+    let mask = ops::ones(&[1, n], mlx_rs::Dtype::Int32).unwrap();
+    let close = |what: &str, got: &Array, want: &Array| {
+        let diff = max_abs_diff(got, want);
+        assert!(diff <= 1e-4, "{what} differs by {diff}");
+    };
+
+    let (hidden, _, _) = model
+        .vision_tower
+        .forward(&pixel_values.transpose([0, 2, 3, 1]).unwrap(), true)
+        .unwrap();
+    close("vision", &hidden, &g["vision"]);
+    close(
+        "features",
+        &model.multi_modal_projector.forward(&hidden).unwrap(),
+        &g["features"],
+    );
+    let (embeds, _) = model
+        .get_input_embeddings(&input_ids, Some(&pixel_values), Some(&mask))
+        .unwrap();
+    close("merged embeddings", &embeds, &g["inputs_embeds"]);
+    let logits = model
+        .forward(&input_ids, Some(&pixel_values), Some(&mask), &mut [])
+        .unwrap();
+    close("logits (4-D mask)", &logits, &g["logits"]);
+    let prefill = model
+        .language_model
+        .forward(&input_ids, Some(&embeds), None, &mut [])
+        .unwrap();
+    close(
+        "logits (generation prefill)",
+        &prefill,
+        &g["prefill_logits"],
+    );
 }

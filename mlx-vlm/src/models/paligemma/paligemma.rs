@@ -2,7 +2,10 @@
 //! tower, its projector and the Gemma decoder.
 //!
 //! Partial port: the model's forward pieces. Its `FamilyModel`
-//! registration comes with the processor.
+//! registration comes with the processor. Note for it: Python's generate
+//! hands `attention_mask_4d` to `language_model(**kwargs)`, which ignores
+//! it, so generation prefills with `mask=None` (bidirectional: no mask);
+//! only `Model.__call__` applies the 4-D mask.
 //!
 //! Divergences from Python: a feature count that does not fill the
 //! prompt's image tokens is a typed error (Python pads or fails in a

@@ -62,6 +62,10 @@ impl EncoderLayer {
 /// The encoder layers (Python: `Encoder`).
 #[derive(Debug, Clone, mlx_rs::Module)]
 pub struct Encoder {
+    /// PaliGemma's encoder returns the first image's state (`x[0]`);
+    /// Gemma 3's copy returns the whole batch.
+    #[module(skip)]
+    pub first_image_only: bool,
     /// The layers.
     pub layers: Vec<EncoderLayer>,
 }
@@ -70,6 +74,7 @@ impl Encoder {
     /// Python: `Encoder(config)`.
     pub fn new(config: &VisionConfig) -> Result<Self> {
         Ok(Encoder {
+            first_image_only: true,
             layers: (0..config.num_hidden_layers)
                 .map(|_| EncoderLayer::new(config))
                 .collect::<Result<Vec<_>>>()?,
@@ -93,7 +98,12 @@ impl Encoder {
                 states.push(x.clone());
             }
         }
-        Ok((x.index(idx![0])?, states))
+        let h = if self.first_image_only {
+            x.index(idx![0])?
+        } else {
+            x
+        };
+        Ok((h, states))
     }
 }
 
@@ -208,16 +218,29 @@ impl VisionModel {
     /// Python: `VisionModel(config)`; fails, as Python, for another
     /// `model_type`.
     pub fn new(config: &VisionConfig) -> Result<Self> {
-        if config.model_type != "siglip_vision_model" {
+        Self::with_variant(config, &["siglip_vision_model"], true)
+    }
+
+    /// The tower for the `model_types` a family accepts; Gemma 3's copy of
+    /// this file (which accepts `gemma3` and `gemma3_vision` too) returns
+    /// every image's state rather than the first's (`first_image_only`).
+    pub fn with_variant(
+        config: &VisionConfig,
+        model_types: &[&str],
+        first_image_only: bool,
+    ) -> Result<Self> {
+        if !model_types.contains(&config.model_type.as_str()) {
             return Err(Error::UnknownModelType {
                 model_type: config.model_type.clone(),
                 file: "vision_config".into(),
-                supported: "siglip_vision_model".into(),
+                supported: model_types.join(", "),
             });
         }
+        let mut vision_model = SigLipVisionModel::new(config)?;
+        vision_model.encoder.first_image_only = first_image_only;
         Ok(VisionModel {
             model_type: config.model_type.clone(),
-            vision_model: SigLipVisionModel::new(config)?,
+            vision_model,
         })
     }
 
