@@ -1,6 +1,6 @@
 //! Images for all models: Python's `mlx_vlm.utils.load_image` (open, EXIF
-//! transpose, `convert("RGB")`) and Pillow's bicubic `Image.resize`, which
-//! the image processors call.
+//! transpose, `convert("RGB")`) and Pillow's `Image.resize` (every filter:
+//! [`resize`], [`resize_bicubic`]), which the image processors call.
 //!
 //! Both follow Pillow 13.0 to the byte: the decoded RGB values and the resized
 //! pixels are what Python gets, JPEG excepted (zune-jpeg and libjpeg-turbo
@@ -349,8 +349,107 @@ fn high_byte(v: u16) -> u8 {
 
 /// Fixed-point bits of Pillow's 8-bit resampling coefficients.
 const PRECISION_BITS: u32 = 32 - 8 - 2;
-/// Support of the bicubic kernel, in source pixels at scale 1.
-const BICUBIC_SUPPORT: f64 = 2.0;
+
+/// Pillow's resampling filters (`PIL.Image.Resampling`), which the
+/// `resample` setting of an image processor names by integer code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Filter {
+    /// `NEAREST` (0): nearest neighbour, Pillow's affine scaling.
+    Nearest,
+    /// `LANCZOS` (1): windowed sinc, support 3.
+    Lanczos,
+    /// `BILINEAR` (2): triangle, support 1.
+    Bilinear,
+    /// `BICUBIC` (3): Keys' cubic with a = -0.5, support 2.
+    Bicubic,
+    /// `BOX` (4): box, support 0.5.
+    Box,
+    /// `HAMMING` (5): Hamming-windowed sinc, support 1.
+    Hamming,
+}
+
+impl Filter {
+    /// The filter of Pillow's integer code (`PIL.Image.Resampling`), or
+    /// `None` for a code Pillow does not know.
+    pub fn from_pil(code: i64) -> Option<Self> {
+        Some(match code {
+            0 => Filter::Nearest,
+            1 => Filter::Lanczos,
+            2 => Filter::Bilinear,
+            3 => Filter::Bicubic,
+            4 => Filter::Box,
+            5 => Filter::Hamming,
+            _ => return None,
+        })
+    }
+
+    /// Pillow's integer code of the filter.
+    pub fn pil_code(self) -> i64 {
+        match self {
+            Filter::Nearest => 0,
+            Filter::Lanczos => 1,
+            Filter::Bilinear => 2,
+            Filter::Bicubic => 3,
+            Filter::Box => 4,
+            Filter::Hamming => 5,
+        }
+    }
+
+    /// Support in source pixels at scale 1 (Pillow's `struct filter`).
+    fn support(self) -> f64 {
+        match self {
+            Filter::Box | Filter::Nearest => 0.5,
+            Filter::Bilinear | Filter::Hamming => 1.0,
+            Filter::Bicubic => 2.0,
+            Filter::Lanczos => 3.0,
+        }
+    }
+
+    /// The kernel, as Pillow's `box_filter`, `bilinear_filter`, ...
+    fn eval(self, x: f64) -> f64 {
+        match self {
+            Filter::Box | Filter::Nearest => {
+                if x > -0.5 && x <= 0.5 {
+                    1.0
+                } else {
+                    0.0
+                }
+            }
+            Filter::Bilinear => {
+                let x = x.abs();
+                if x < 1.0 { 1.0 - x } else { 0.0 }
+            }
+            Filter::Hamming => {
+                let x = x.abs();
+                if x == 0.0 {
+                    1.0
+                } else if x >= 1.0 {
+                    0.0
+                } else {
+                    let x = x * std::f64::consts::PI;
+                    x.sin() / x * (0.54 + 0.46 * x.cos())
+                }
+            }
+            Filter::Bicubic => bicubic_filter(x),
+            Filter::Lanczos => {
+                if (-3.0..3.0).contains(&x) {
+                    sinc_filter(x) * sinc_filter(x / 3.0)
+                } else {
+                    0.0
+                }
+            }
+        }
+    }
+}
+
+fn sinc_filter(x: f64) -> f64 {
+    if x == 0.0 {
+        1.0
+    } else {
+        let x = x * std::f64::consts::PI;
+        x.sin() / x
+    }
+}
 
 /// Keys' cubic with a = -0.5, as Pillow's `bicubic_filter`.
 fn bicubic_filter(x: f64) -> f64 {
@@ -373,11 +472,11 @@ struct Coeffs {
     weights: Vec<i64>,
 }
 
-fn precompute_coeffs(in_size: usize, out_size: usize) -> Coeffs {
+fn precompute_coeffs(in_size: usize, out_size: usize, filter: Filter) -> Coeffs {
     // Pillow passes the box as floats; integral sizes are exact in f32.
     let scale = in_size as f64 / out_size as f64;
     let filterscale = scale.max(1.0);
-    let support = BICUBIC_SUPPORT * filterscale;
+    let support = filter.support() * filterscale;
     let ksize = support.ceil() as usize * 2 + 1;
     let mut bounds = Vec::with_capacity(out_size);
     let mut weights = vec![0i64; out_size * ksize];
@@ -392,7 +491,7 @@ fn precompute_coeffs(in_size: usize, out_size: usize) -> Coeffs {
         let mut ww = 0.0;
         for (x, w) in k.iter_mut().enumerate() {
             *w = if x < taps {
-                bicubic_filter(((x + xmin) as f64 - center + 0.5) * ss)
+                filter.eval(((x + xmin) as f64 - center + 0.5) * ss)
             } else {
                 0.0
             };
@@ -449,6 +548,18 @@ fn convolve(coeffs: &Coeffs, out: usize, src: impl Fn(usize) -> u8) -> u8 {
 /// shrinks by more than twice as many pixels as the width, as Pillow 13
 /// does), each rounded to `u8`.
 pub fn resize_bicubic(image: &RgbImage, width: u32, height: u32) -> Result<RgbImage> {
+    resize(image, width, height, Filter::Bicubic)
+}
+
+/// Resizes with one of Pillow's filters, pixel for pixel as Python gets.
+///
+/// Python: `PIL.Image.Image.resize((width, height), filter)` of an `RGB`
+/// image (Pillow's `ImagingResample`). The convolution filters run as
+/// [`resize_bicubic`] describes, with the filter's own kernel and support;
+/// [`Filter::Nearest`] is Pillow's affine nearest-neighbour scaling (source
+/// pixel `floor((x + 0.5) * in / out)`, accumulated in `f64` as Pillow
+/// does). A resize to the image's own size returns a copy, as Pillow does.
+pub fn resize(image: &RgbImage, width: u32, height: u32, filter: Filter) -> Result<RgbImage> {
     let (in_w, in_h) = image.dimensions();
     if width == 0 || height == 0 || in_w == 0 || in_h == 0 {
         return Err(Error::InvalidArgument(format!(
@@ -464,8 +575,11 @@ pub fn resize_bicubic(image: &RgbImage, width: u32, height: u32) -> Result<RgbIm
         width as usize,
         height as usize,
     );
-    let horiz = precompute_coeffs(in_w, out_w);
-    let mut vert = precompute_coeffs(in_h, out_h);
+    if filter == Filter::Nearest {
+        return resize_nearest(image, in_w, in_h, out_w, out_h);
+    }
+    let horiz = precompute_coeffs(in_w, out_w, filter);
+    let mut vert = precompute_coeffs(in_h, out_h, filter);
     let mut buf = image.as_raw().clone();
     let mut buf_w = in_w;
     // Pillow 13 (python-pillow/Pillow#9549) runs the vertical pass first
@@ -532,4 +646,44 @@ fn vertical_pass(src: &[u8], width: usize, coeffs: &Coeffs) -> Vec<u8> {
         }
     }
     out
+}
+
+/// Pillow's `ImagingScaleAffine` (what `resize` with `NEAREST` runs): the
+/// source coordinate starts at half a step and accumulates the step in
+/// `f64`, truncated to an index.
+fn resize_nearest(
+    image: &RgbImage,
+    in_w: usize,
+    in_h: usize,
+    out_w: usize,
+    out_h: usize,
+) -> Result<RgbImage> {
+    // Pillow computes the steps from a float box: integral sizes are exact.
+    let positions = |in_size: usize, out_size: usize| -> Vec<usize> {
+        let step = in_size as f64 / out_size as f64;
+        let mut at = step * 0.5;
+        (0..out_size)
+            .map(|_| {
+                let i = (at as usize).min(in_size.saturating_sub(1));
+                at += step;
+                i
+            })
+            .collect()
+    };
+    let xs = positions(in_w, out_w);
+    let ys = positions(in_h, out_h);
+    let src = image.as_raw();
+    let mut out = Vec::with_capacity(out_w * out_h * 3);
+    for &y in &ys {
+        for &x in &xs {
+            let at = (y * in_w + x) * 3;
+            out.extend_from_slice(src.get(at..at + 3).unwrap_or(&[0, 0, 0]));
+        }
+    }
+    let (w, h) = (
+        u32::try_from(out_w).unwrap_or(u32::MAX),
+        u32::try_from(out_h).unwrap_or(u32::MAX),
+    );
+    RgbImage::from_raw(w, h, out)
+        .ok_or_else(|| Error::InvalidArgument(format!("resized buffer does not hold {w}x{h}")))
 }
