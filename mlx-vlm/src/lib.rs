@@ -10,6 +10,7 @@ mod error;
 pub mod fixtures;
 pub mod generate;
 pub mod image;
+pub mod image_processing;
 pub mod models;
 pub mod preflight;
 pub mod processor;
