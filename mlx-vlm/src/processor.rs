@@ -38,6 +38,12 @@ pub struct ProcessorOptions {
     /// (Qwen2.5-VL: `second_per_grid_ts`, as the model was trained; on by
     /// default). `Some(false)` gives Python mlx-vlm 0.7.6's positions.
     pub absolute_video_time: Option<bool>,
+    /// Overrides of the image processors ported from transformers
+    /// ([`crate::image_processing`], used by PaliGemma, Gemma 3 and
+    /// Gemma 3n), such as Gemma 3's `do_pan_and_scan` (Python: the image
+    /// keyword arguments of those processors' `__call__`). Families whose
+    /// processor does not read them ignore them.
+    pub image_processor: crate::image_processing::ImageProcessorOptions,
 }
 
 impl ProcessorOptions {

@@ -296,12 +296,11 @@ fn released_gemma3_runs_at_full_size_with_per_call_pan_and_scan() {
     let out = proc.preprocess([&wide]).unwrap();
     assert_eq!(shape(&out.pixel_values), [1, 3, 896, 896]);
     assert_eq!(out.num_crops, [0]);
-    let options = ImageProcessorOptions {
-        do_pan_and_scan: Some(true),
-        ..Default::default()
-    };
+    // As a caller sets it through the processor-wide options.
+    let mut options = mlx_vlm::processor::ProcessorOptions::default();
+    options.image_processor.do_pan_and_scan = Some(true);
     let out = proc
-        .with_options(&options)
+        .with_options(&options.image_processor)
         .unwrap()
         .preprocess([&wide])
         .unwrap();
