@@ -30,6 +30,10 @@
 //!   tiny `pan_and_scan_min_crop_size`, e.g. a 9 x 2 image with crops of at
 //!   least 2 pixels) is an [`Error::Image`]; Python slices an empty crop and
 //!   fails in Pillow.
+//! - [`Gemma3ImageProcessor::with_options`] takes every setting, as
+//!   transformers' image processor does; mlx-vlm's `Gemma3Processor`
+//!   forwards only `do_convert_rgb` and the pan-and-scan keys to it (the
+//!   caller decides which to set).
 
 use std::path::Path;
 
