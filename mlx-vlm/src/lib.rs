@@ -4,6 +4,7 @@
 //!
 //! The first model is Qwen2.5-VL.
 
+pub mod audio;
 mod error;
 // Behind a feature: it runs pip. Documented by `cargo doc` either way.
 #[cfg(any(feature = "fixtures", doc))]
@@ -25,6 +26,7 @@ pub mod video;
 #[cfg(feature = "video")]
 mod video_ffmpeg;
 
+pub use audio::AudioSource;
 pub use error::{Error, Result};
 pub use image::ImageSource;
 pub use mlx_rs;
