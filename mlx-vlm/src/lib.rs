@@ -6,6 +6,7 @@
 
 pub mod audio;
 mod error;
+pub mod feature_extraction;
 // Behind a feature: it runs pip. Documented by `cargo doc` either way.
 #[cfg(any(feature = "fixtures", doc))]
 pub mod fixtures;

@@ -1,0 +1,7 @@
+//! Audio feature extractors: ports of the transformers feature extractors
+//! that Python mlx-vlm's processors delegate to (mlx-vlm 0.7.6 loads them
+//! with transformers' `AutoFeatureExtractor`).
+
+pub mod gemma3n;
+
+pub use gemma3n::{Gemma3nAudioFeatureExtractor, Gemma3nAudioFeatures, Padding};
