@@ -237,3 +237,200 @@ fn gemma3n_padding_and_truncation() {
         Err(Error::InvalidArgument(_))
     ));
 }
+
+fn audio_err(source: AudioSource) -> Error {
+    let err = load_audio(&source, 16_000).unwrap_err();
+    eprintln!("{err}");
+    err
+}
+
+/// Sources: bytes and data URIs decode like the file; missing files, URLs
+/// and bad URIs are typed errors naming the source.
+#[test]
+fn sources_bytes_data_uri_and_errors() {
+    use base64::Engine;
+    let path = fixture("stereo16k.flac");
+    let bytes = std::fs::read(&path).unwrap();
+    let from_file = load_audio(&AudioSource::Path(path), 16_000).unwrap();
+    assert_eq!(
+        load_audio(&AudioSource::Bytes(bytes.clone()), 16_000).unwrap(),
+        from_file
+    );
+    let uri = format!(
+        "data:audio/flac;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(&bytes)
+    );
+    assert_eq!(AudioSource::parse(&uri), AudioSource::DataUri(uri.clone()));
+    assert_eq!(
+        load_audio(&AudioSource::parse(&uri), 16_000).unwrap(),
+        from_file
+    );
+    let ogg = std::fs::read(fixture("stereo44k.ogg")).unwrap();
+    let from_bytes = load_audio(&AudioSource::Bytes(ogg), 16_000).unwrap();
+    let from_path = load_audio(&AudioSource::Path(fixture("stereo44k.ogg")), 16_000).unwrap();
+    assert_eq!(
+        from_bytes.len(),
+        from_path.len(),
+        "ogg from bytes vs path: lengths"
+    );
+    assert_eq!(
+        max_abs_diff(&from_bytes, &from_path),
+        0.0,
+        "ogg from bytes vs path"
+    );
+
+    let err = audio_err(AudioSource::parse("/no/such/clip.wav"));
+    assert!(matches!(err, Error::MissingFile { .. }), "{err}");
+    assert!(err.to_string().contains("/no/such/clip.wav"), "{err}");
+    let err = audio_err(AudioSource::parse("https://example.com/a.wav"));
+    assert!(
+        matches!(err, Error::Audio { .. }) && err.to_string().contains("not fetched"),
+        "{err}"
+    );
+    let err = audio_err(AudioSource::parse("data:audio/wav;base64"));
+    assert!(err.to_string().contains("missing comma"), "{err}");
+    let err = audio_err(AudioSource::parse("data:audio/wav;base64,@@@"));
+    assert!(err.to_string().contains("base64"), "{err}");
+
+    // The 16-bit samples at the source rate, as `read(dtype="int16")`.
+    let decoded = read_audio(&AudioSource::Path(fixture("stereo44k_s16.wav"))).unwrap();
+    assert_eq!(
+        (decoded.channels, decoded.sample_rate, decoded.frames()),
+        (2, 44_100, 6615)
+    );
+}
+
+/// Empty, truncated, unknown and absurd inputs are typed errors that name
+/// the file and the fix; none panics or allocates the declared length.
+#[test]
+fn bad_files_are_typed_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, data: &[u8]| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, data).unwrap();
+        p
+    };
+
+    let p = write("empty.wav", b"");
+    let err = audio_err(AudioSource::Path(p.clone()));
+    assert!(matches!(err, Error::Audio { .. }), "{err}");
+    assert!(
+        err.to_string().contains(&p.display().to_string()) && err.to_string().contains("empty"),
+        "{err}"
+    );
+
+    let wav = std::fs::read(fixture("mono16k_s16.wav")).unwrap();
+    // Cut in the middle of the samples: the header declares 2400 frames.
+    let p = write("cut.wav", &wav[..wav.len() / 2]);
+    let err = audio_err(AudioSource::Path(p.clone()));
+    assert!(
+        err.to_string().contains("truncated") && err.to_string().contains("cut.wav"),
+        "{err}"
+    );
+    // Cut inside the header.
+    let err = audio_err(AudioSource::Path(write("header.wav", &wav[..20])));
+    assert!(
+        matches!(err, Error::Audio { .. }) && err.to_string().contains("header.wav"),
+        "{err}"
+    );
+    // FLAC cut in the middle (STREAMINFO declares the frame count).
+    let flac = std::fs::read(fixture("stereo16k.flac")).unwrap();
+    let err = audio_err(AudioSource::Path(write(
+        "cut.flac",
+        &flac[..flac.len() / 2],
+    )));
+    assert!(
+        matches!(err, Error::Audio { .. }) && err.to_string().contains("cut.flac"),
+        "{err}"
+    );
+    // MP3 cut in the middle (the Xing/LAME header declares the frame count).
+    let mp3 = std::fs::read(fixture("stereo44k.mp3")).unwrap();
+    let err = audio_err(AudioSource::Path(write("cut.mp3", &mp3[..mp3.len() / 2])));
+    assert!(
+        matches!(err, Error::Audio { .. }) && err.to_string().contains("cut.mp3"),
+        "{err}"
+    );
+
+    for (name, data) in [
+        (
+            "text.wav",
+            b"this is not audio at all, just some text".to_vec(),
+        ),
+        (
+            "noise.bin",
+            (0..4096u32)
+                .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+                .collect(),
+        ),
+        (
+            "image.png",
+            b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x02\0\0\0".to_vec(),
+        ),
+    ] {
+        let err = audio_err(AudioSource::Path(write(name, &data)));
+        assert!(matches!(err, Error::Audio { .. }), "{name}: {err}");
+        let text = err.to_string();
+        assert!(
+            text.contains(name) && text.contains("supported: WAV, FLAC, MP3 and Ogg/Vorbis"),
+            "{text}"
+        );
+    }
+
+    // A WAV header declaring 2^30 frames (18.6 hours at 16 kHz) over 4 bytes
+    // of data: refused from the header, before anything is allocated.
+    let mut huge = wav[..44].to_vec();
+    huge[40..44].copy_from_slice(&0x8000_0000u32.to_le_bytes());
+    huge[4..8].copy_from_slice(&0x8000_0024u32.to_le_bytes());
+    huge.extend_from_slice(&[0, 0, 0, 0]);
+    let err = audio_err(AudioSource::Path(write("huge.wav", &huge)));
+    assert!(
+        matches!(
+            err,
+            Error::LimitExceeded {
+                limit: "audio duration",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("huge.wav") && text.contains("600 s") && text.contains("-t 30"),
+        "{text}"
+    );
+
+    // An absurd sample rate in the header.
+    let mut odd = wav.clone();
+    odd[24..28].copy_from_slice(&5u32.to_le_bytes());
+    let err = audio_err(AudioSource::Path(write("rate.wav", &odd)));
+    assert!(err.to_string().contains("sample rate 5 Hz"), "{err}");
+
+    // A header without samples.
+    let mut none = wav[..44].to_vec();
+    none[40..44].copy_from_slice(&0u32.to_le_bytes());
+    none[4..8].copy_from_slice(&36u32.to_le_bytes());
+    let err = audio_err(AudioSource::Path(write("none.wav", &none)));
+    assert!(
+        matches!(err, Error::Audio { .. }) && err.to_string().contains("none.wav"),
+        "{err}"
+    );
+}
+
+/// The resampler refuses rate pairs whose filter would be absurdly long.
+#[test]
+fn resampler_filter_limit() {
+    let x = vec![0.0f32; 16];
+    // 16 kHz to 16,001 Hz: a reduced ratio of 16001/16000, 2 million taps: fine.
+    assert_eq!(
+        mlx_vlm::audio::resample::resample_audio(&x, 16_000, 16_001)
+            .unwrap()
+            .len(),
+        17
+    );
+    // 767,999 Hz to 16 kHz: 98 million taps, refused.
+    let err = mlx_vlm::audio::resample::resample_audio(&x, 767_999, 16_000).unwrap_err();
+    assert!(
+        err.contains("-tap filter") && err.contains("-ar 16000"),
+        "{err}"
+    );
+}

@@ -163,14 +163,18 @@ pub fn read_audio(source: &AudioSource) -> Result<DecodedAudio> {
     };
     let probed = symphonia::default::get_probe()
         .format(&hint, mss, &format_options, &MetadataOptions::default())
-        .map_err(|e| {
-            audio_error(
+        .map_err(|e| match e {
+            SymphoniaError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => audio_error(
+                source,
+                "the file ends inside its header (truncated or damaged); re-encode or re-download it",
+            ),
+            e => audio_error(
                 source,
                 format!(
                     "unknown, unsupported or damaged audio format ({e}); \
                      supported: WAV, FLAC, MP3 and Ogg/Vorbis (convert others, e.g. `ffmpeg -i IN OUT.wav`)"
                 ),
-            )
+            ),
         })?;
     let mut format = probed.format;
     let Some(track) = format

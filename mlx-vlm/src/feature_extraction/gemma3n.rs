@@ -442,7 +442,7 @@ impl Gemma3nAudioFeatureExtractor {
             ));
         }
         let round_up = |n: usize| match options.pad_to_multiple_of {
-            Some(m) if n % m != 0 => (n / m + 1) * m,
+            Some(m) if !n.is_multiple_of(m) => (n / m + 1) * m,
             _ => n,
         };
         if options.truncation && options.max_length.is_none() {
@@ -625,7 +625,7 @@ fn create_fb_matrix(
             all_freqs
                 .iter()
                 .map(|&freq| {
-                    let down = (-1.0 * (f_pts[j] - freq)) / f_diff[j];
+                    let down = -(f_pts[j] - freq) / f_diff[j];
                     let up = (f_pts[j + 2] - freq) / f_diff[j + 1];
                     0f64.max(down.min(up))
                 })
