@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 
 use mlx_vlm::Error;
-use mlx_vlm::audio::{AudioSource, load_audio, read_audio};
+use mlx_vlm::audio::{AudioLimits, AudioSource, load_audio, load_audio_with, read_audio};
 use mlx_vlm::feature_extraction::gemma3n::{ExtractOptions, Gemma3nAudioFeatureExtractor, Padding};
 
 fn fixture(name: &str) -> PathBuf {
@@ -63,6 +63,34 @@ fn lossless_without_resampling_is_exact() {
 fn wav_resampled_from_44k1_matches_python() {
     // Measured: 0 (bit-identical float32 after the float64 polyphase filter).
     assert!(loaded_diff("stereo44k_s16.wav") <= 1e-6);
+}
+
+/// The resampler alone against `mlx_audio.utils.resample_audio`, for rate
+/// pairs down and up (lengths `ceil(n * up / down)`).
+#[test]
+fn resampler_matches_mlx_audio_for_common_rates() {
+    let input = &read_f32("mono16k_s16_wav.f32")[..400];
+    let golden = read_f32("resample_pairs.f32");
+    let mut offset = 0;
+    for (orig, target) in [
+        (8000, 16000),
+        (11025, 16000),
+        (22050, 16000),
+        (32000, 16000),
+        (48000, 16000),
+        (16000, 24000),
+    ] {
+        let ours = mlx_vlm::audio::resample::resample_audio(input, orig, target).unwrap();
+        let d = max_abs_diff(&ours, &golden[offset..offset + ours.len()]);
+        eprintln!(
+            "resample {orig} -> {target}: {} samples, max |rust - python| = {d:e}",
+            ours.len()
+        );
+        // Measured: 0 for every pair (bit-identical float32).
+        assert!(d <= 1e-6, "{orig} -> {target}: {d}");
+        offset += ours.len();
+    }
+    assert_eq!(offset, golden.len());
 }
 
 #[test]
@@ -398,6 +426,48 @@ fn bad_files_are_typed_errors() {
         text.contains("huge.wav") && text.contains("600 s") && text.contains("-t 30"),
         "{text}"
     );
+
+    // A lower limit: found from the MP3's Xing header, and, with that frame
+    // removed (no declared length), while decoding.
+    let limits = AudioLimits { max_seconds: 0.1 };
+    let err = load_audio_with(
+        &AudioSource::Path(fixture("stereo44k.mp3")),
+        16_000,
+        &limits,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::LimitExceeded {
+                limit: "audio duration",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("6615 frames") && err.to_string().contains("0.1 s"),
+        "{err}"
+    );
+    assert_eq!(&mp3[..3], b"ID3");
+    assert_eq!(&mp3[20..22], b"\xff\xfb");
+    let no_xing = [&mp3[..20], &mp3[437..]].concat();
+    let source = AudioSource::Path(write("no_xing.mp3", &no_xing));
+    let all = read_audio(&source).unwrap();
+    let err = load_audio_with(&source, 16_000, &limits).unwrap_err();
+    eprintln!("{err}");
+    assert!(
+        matches!(
+            err,
+            Error::LimitExceeded {
+                limit: "audio duration",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(all.frames() as f64 > 0.1 * 44_100.0);
 
     // An absurd sample rate in the header.
     let mut odd = wav.clone();

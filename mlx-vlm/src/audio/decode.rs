@@ -16,7 +16,7 @@ use symphonia::core::meta::MetadataOptions;
 use symphonia::core::probe::Hint;
 
 use super::{
-    AudioSource, MAX_AUDIO_SECONDS, MAX_CHANNELS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, audio_error,
+    AudioLimits, AudioSource, MAX_CHANNELS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, audio_error,
 };
 use crate::{Error, Result};
 
@@ -142,6 +142,11 @@ fn append(buf: &AudioBufferRef<'_>, mode: FloatTo16, out: &mut Vec<i16>) {
 /// `load_audio` calls with `dtype="float32"` (the same samples divided by
 /// 32768).
 pub fn read_audio(source: &AudioSource) -> Result<DecodedAudio> {
+    read_audio_with(source, &AudioLimits::default())
+}
+
+/// [`read_audio`] with explicit [`AudioLimits`].
+pub fn read_audio_with(source: &AudioSource, limits: &AudioLimits) -> Result<DecodedAudio> {
     let (media, len, ogg) = source.open()?;
     if len == 0 {
         return Err(audio_error(
@@ -203,7 +208,7 @@ pub fn read_audio(source: &AudioSource) -> Result<DecodedAudio> {
         check_channels(source, channels)?;
     }
     if let (Some(rate), Some(frames)) = (declared_rate, params.n_frames) {
-        check_duration(source, frames, rate)?;
+        check_duration(source, frames, rate, limits)?;
     }
     let mut decoder = symphonia::default::get_codecs()
         .make(&params, &DecoderOptions::default())
@@ -265,7 +270,7 @@ pub fn read_audio(source: &AudioSource) -> Result<DecodedAudio> {
             Some(_) => {}
         }
         let frames_after = samples.len() / buf_channels.max(1) + buf.frames();
-        check_duration(source, frames_after as u64, buf_rate)?;
+        check_duration(source, frames_after as u64, buf_rate, limits)?;
         samples.reserve(buf.frames() * buf_channels);
         append(&buf, mode, &mut samples);
     }
@@ -325,18 +330,24 @@ fn check_channels(source: &AudioSource, channels: usize) -> Result<()> {
     }
 }
 
-fn check_duration(source: &AudioSource, frames: u64, rate: u32) -> Result<()> {
-    let max_frames = MAX_AUDIO_SECONDS * u64::from(rate);
-    if frames <= max_frames {
+fn check_duration(
+    source: &AudioSource,
+    frames: u64,
+    rate: u32,
+    limits: &AudioLimits,
+) -> Result<()> {
+    let max_frames = (limits.max_seconds * f64::from(rate)).floor();
+    if frames as f64 <= max_frames {
         return Ok(());
     }
     Err(Error::LimitExceeded {
         context: format!("audio {}", source.name()),
         limit: "audio duration",
         message: format!(
-            "{frames} frames at {rate} Hz ({:.1} s) exceed the {MAX_AUDIO_SECONDS} s this loader decodes; \
+            "{frames} frames at {rate} Hz ({:.3} s) exceed the {} s this loader decodes; \
              Gemma 3n uses only the first 30 s: cut the clip first (e.g. `ffmpeg -i IN -t 30 OUT.wav`)",
-            frames as f64 / f64::from(rate)
+            frames as f64 / f64::from(rate),
+            limits.max_seconds
         ),
     })
 }

@@ -32,12 +32,13 @@
 //! - A file whose header declares more frames than it holds (truncated WAV,
 //!   FLAC, or MP3 with a Xing/LAME frame count) is an error; miniaudio
 //!   returns the frames that are there.
-//! - Limits Python lacks (each an [`Error::LimitExceeded`], checked before the
-//!   samples are allocated where the header declares a length, otherwise as
-//!   decoding goes): at most [`MAX_AUDIO_SECONDS`] seconds of audio, at most
-//!   [`MAX_CHANNELS`] channels, a sample rate from [`MIN_SAMPLE_RATE`] to
-//!   [`MAX_SAMPLE_RATE`] Hz, and a resampling filter of at most
-//!   [`resample::MAX_FILTER_TAPS`] taps. Gemma 3n's feature extractor keeps
+//! - Limits Python lacks: at most [`MAX_AUDIO_SECONDS`] seconds of audio
+//!   (an [`Error::LimitExceeded`], from the header before the samples are
+//!   allocated where it declares the length, otherwise as soon as decoding
+//!   passes it; [`AudioLimits`] changes it); at most [`MAX_CHANNELS`]
+//!   channels, a sample rate from [`MIN_SAMPLE_RATE`] to [`MAX_SAMPLE_RATE`]
+//!   Hz, and a resampling filter of at most [`resample::MAX_FILTER_TAPS`]
+//!   taps (each an [`Error::Audio`]). Gemma 3n's feature extractor keeps
 //!   only the first 30 s (480,000 samples at 16 kHz) anyway.
 //! - An empty file, a file with no audio track, and audio with no samples are
 //!   errors; Python fails later, or feeds an empty array to the processor.
@@ -53,7 +54,7 @@ use base64::Engine;
 
 use crate::{Error, Result};
 
-pub use decode::{DecodedAudio, read_audio};
+pub use decode::{DecodedAudio, read_audio, read_audio_with};
 
 /// Where an audio clip comes from: the inputs Python's
 /// `mlx_vlm.utils.load_audio` accepts, plus `data:` URIs.
@@ -181,6 +182,24 @@ impl From<Vec<u8>> for AudioSource {
 /// times the 30 s that Gemma 3n's feature extractor keeps).
 pub const MAX_AUDIO_SECONDS: u64 = 600;
 
+/// Limits on what [`read_audio_with`] and [`load_audio_with`] decode.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AudioLimits {
+    /// The longest clip decoded, in seconds of the source (default
+    /// [`MAX_AUDIO_SECONDS`]). A longer clip is an
+    /// [`Error::LimitExceeded`], found from the header where it declares the
+    /// length, otherwise as soon as decoding passes the limit.
+    pub max_seconds: f64,
+}
+
+impl Default for AudioLimits {
+    fn default() -> Self {
+        AudioLimits {
+            max_seconds: MAX_AUDIO_SECONDS as f64,
+        }
+    }
+}
+
 /// The most channels a clip may have.
 pub const MAX_CHANNELS: usize = 32;
 
@@ -207,12 +226,21 @@ pub(crate) fn audio_error(source: &AudioSource, message: impl Into<String>) -> E
 /// Python: `mlx_vlm.utils.load_audio(file, sr)`. Reads WAV (PCM, float,
 /// A-law, mu-law, ADPCM), FLAC, MP3 and Ogg/Vorbis.
 pub fn load_audio(source: &AudioSource, sample_rate: u32) -> Result<Vec<f32>> {
+    load_audio_with(source, sample_rate, &AudioLimits::default())
+}
+
+/// [`load_audio`] with explicit [`AudioLimits`].
+pub fn load_audio_with(
+    source: &AudioSource,
+    sample_rate: u32,
+    limits: &AudioLimits,
+) -> Result<Vec<f32>> {
     if !(MIN_SAMPLE_RATE..=MAX_SAMPLE_RATE).contains(&sample_rate) {
         return Err(Error::InvalidArgument(format!(
             "target sample rate {sample_rate} Hz is outside {MIN_SAMPLE_RATE}..={MAX_SAMPLE_RATE} Hz"
         )));
     }
-    let decoded = read_audio(source)?;
+    let decoded = read_audio_with(source, limits)?;
     let mono = decoded.to_mono();
     resample::resample_audio(&mono, decoded.sample_rate, sample_rate)
         .map_err(|message| audio_error(source, message))
