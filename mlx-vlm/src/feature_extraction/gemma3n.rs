@@ -145,8 +145,9 @@ pub struct Gemma3nAudioFeatureExtractor {
     /// `fft_overdrive`.
     pub fft_length: usize,
     window: Vec<f32>,
-    /// `[feature_size][fft_length / 2 + 1]`: the transposed filter bank.
-    mel_filters: Vec<Vec<f64>>,
+    /// Per mel bin, the first FFT bin of its triangle and its weights there
+    /// (the transposed filter bank without its zeros, which add nothing).
+    mel_filters: Vec<(usize, Vec<f64>)>,
 }
 
 fn config_error(file: &str, message: impl Into<String>) -> Error {
@@ -298,7 +299,14 @@ impl Gemma3nAudioFeatureExtractor {
             self.feature_size,
             self.sampling_rate,
             fft_length,
-        );
+        )
+        .into_iter()
+        .map(|row| {
+            let start = row.iter().position(|&w| w != 0.0).unwrap_or(row.len());
+            let end = row.iter().rposition(|&w| w != 0.0).map_or(start, |i| i + 1);
+            (start, row[start..end].to_vec())
+        })
+        .collect();
         self
     }
 
@@ -560,8 +568,12 @@ impl Gemma3nAudioFeatureExtractor {
                 let (re, im) = (c.re as f32, c.im as f32);
                 *m = f64::from(re.hypot(im));
             }
-            for (bin, filter) in self.mel_filters.iter().enumerate() {
-                let mel: f64 = filter.iter().zip(&magnitude).map(|(w, m)| w * m).sum();
+            for (bin, (start, filter)) in self.mel_filters.iter().enumerate() {
+                let mel: f64 = filter
+                    .iter()
+                    .zip(&magnitude[*start..])
+                    .map(|(w, m)| w * m)
+                    .sum();
                 let mut v = mel.max(self.mel_floor).ln();
                 if let Some(mean) = &self.per_bin_mean {
                     v -= mean[bin];
