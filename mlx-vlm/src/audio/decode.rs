@@ -76,6 +76,18 @@ enum FloatTo16 {
 }
 
 impl FloatTo16 {
+    /// Double-precision samples: dr_wav's `drwav_f64_to_s16` computes in
+    /// double; the other paths see float32.
+    fn convert_f64(self, x: f64) -> i16 {
+        match self {
+            FloatTo16::DrWav => {
+                let c = x.clamp(-1.0, 1.0) + 1.0;
+                ((c * 32767.5) as i32 - 32768) as i16
+            }
+            _ => self.convert(x as f32),
+        }
+    }
+
     fn convert(self, x: f32) -> i16 {
         match self {
             FloatTo16::DrWav => {
@@ -132,7 +144,7 @@ fn append(buf: &AudioBufferRef<'_>, mode: FloatTo16, out: &mut Vec<i16>) {
         }
         AudioBufferRef::S32(b) => interleave!(b, |v: i32| (v >> 16) as i16),
         AudioBufferRef::F32(b) => interleave!(b, |v: f32| mode.convert(v)),
-        AudioBufferRef::F64(b) => interleave!(b, |v: f64| mode.convert(v as f32)),
+        AudioBufferRef::F64(b) => interleave!(b, |v: f64| mode.convert_f64(v)),
     }
 }
 
