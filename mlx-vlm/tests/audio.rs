@@ -504,3 +504,49 @@ fn resampler_filter_limit() {
         "{err}"
     );
 }
+
+/// A float64 WAV becomes 16-bit samples as dr_wav's `drwav_f64_to_s16`
+/// does, in double precision (expected values from miniaudio 1.71; the
+/// first six differ when computed in float32, and 0.0 gives -1).
+#[test]
+fn float64_wav_converts_as_dr_wav() {
+    let values = [
+        0.517998004564127,
+        0.34544892042940356,
+        -0.8406653037521818,
+        -0.6208133332744146,
+        -0.49810028088498437,
+        0.519401818198274,
+        1.0,
+        -1.0,
+        1.5,
+        -2.0,
+        0.0,
+        -1e-9,
+    ];
+    let expected: [i16; 12] = [
+        16972, 11318, -27548, -20344, -16323, 17018, 32767, -32768, 32767, -32768, -1, -1,
+    ];
+    let data: Vec<u8> = values.iter().flat_map(|v: &f64| v.to_le_bytes()).collect();
+    let mut wav = b"RIFF".to_vec();
+    wav.extend_from_slice(&(4 + 24 + 8 + data.len() as u32).to_le_bytes());
+    wav.extend_from_slice(b"WAVEfmt ");
+    wav.extend_from_slice(&16u32.to_le_bytes());
+    // IEEE float, mono, 16 kHz, 8 bytes a frame, 64 bits.
+    for (v, n) in [
+        (3u32, 2),
+        (1, 2),
+        (16_000, 4),
+        (128_000, 4),
+        (8, 2),
+        (64, 2),
+    ] {
+        wav.extend_from_slice(&v.to_le_bytes()[..n]);
+    }
+    wav.extend_from_slice(b"data");
+    wav.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    wav.extend_from_slice(&data);
+    let decoded = read_audio(&AudioSource::Bytes(wav)).unwrap();
+    assert_eq!((decoded.channels, decoded.sample_rate), (1, 16_000));
+    assert_eq!(decoded.samples, expected);
+}
