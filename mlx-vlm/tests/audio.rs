@@ -550,3 +550,51 @@ fn float64_wav_converts_as_dr_wav() {
     assert_eq!((decoded.channels, decoded.sample_rate), (1, 16_000));
     assert_eq!(decoded.samples, expected);
 }
+
+/// A mutation smoke test (the fuzz targets' promise, in-process): damaged
+/// and cut copies of every fixture end in samples or a typed error, never a
+/// panic. 6,000 mutants were run by hand with no panic; 1,500 here.
+#[test]
+fn damaged_files_never_panic() {
+    let mut state = 0x1234_5678_9abc_def0u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let clips = [
+        "mono16k_s16.wav",
+        "mono16k_f32.wav",
+        "stereo16k.flac",
+        "stereo44k.mp3",
+        "stereo44k.ogg",
+    ];
+    let originals: Vec<Vec<u8>> = clips
+        .iter()
+        .map(|c| std::fs::read(fixture(c)).unwrap())
+        .collect();
+    let (mut ok, mut errors) = (0, 0);
+    for iter in 0..1500 {
+        let mut data = originals[iter % clips.len()].clone();
+        for _ in 0..1 + next() % 8 {
+            let pos = (next() % data.len() as u64) as usize;
+            match next() % 4 {
+                0 => data[pos] = next() as u8,
+                1 => data[pos] ^= 1 << (next() % 8),
+                2 => data.truncate(pos.max(1)),
+                _ => data[pos] = [0u8, 0xff, 0x7f, 0x80][(next() % 4) as usize],
+            }
+        }
+        match load_audio(&AudioSource::Bytes(data), 16_000) {
+            Ok(samples) => {
+                // Resampling can overshoot full scale (the sinc filter), never by 4x.
+                assert!(samples.iter().all(|v| v.is_finite() && v.abs() <= 4.0));
+                ok += 1;
+            }
+            Err(Error::Audio { .. } | Error::LimitExceeded { .. }) => errors += 1,
+            Err(e) => panic!("unexpected error kind: {e}"),
+        }
+    }
+    assert!(ok > 0 && errors > 0, "{ok} decoded, {errors} refused");
+}

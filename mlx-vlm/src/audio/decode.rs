@@ -303,7 +303,7 @@ pub fn read_audio_with(source: &AudioSource, limits: &AudioLimits) -> Result<Dec
         return Err(audio_error(
             source,
             format!(
-                "the file is truncated: its header declares {declared} frames, only {frames} could be decoded; \
+                "the file is truncated or damaged: its header declares {declared} frames, only {frames} could be decoded; \
                  re-encode or re-download it"
             ),
         ));
