@@ -475,6 +475,25 @@ fn bad_files_are_typed_errors() {
     let err = audio_err(AudioSource::Path(write("rate.wav", &odd)));
     assert!(err.to_string().contains("sample rate 5 Hz"), "{err}");
 
+    // A 0 Hz rate (symphonia 0.5 panics on it; found by the fuzz target).
+    let mut zero = wav.clone();
+    zero[24..28].copy_from_slice(&0u32.to_le_bytes());
+    let err = audio_err(AudioSource::Path(write("zero.wav", &zero)));
+    assert!(
+        err.to_string()
+            .contains("damaged WAV header: 1 channel(s) at 0 Hz"),
+        "{err}"
+    );
+    let crash = [
+        &b"RIFF\xe4\x12\0\0WAVEfmt \x10\0\0\0\x01\0\x01\0\0\0\0\0\0\0\0\x0d\x02\0\x10\0data\xc0\x12\0\0"[..],
+        &[3, 0, 63, 0, 112, 0],
+    ]
+    .concat();
+    assert!(matches!(
+        audio_err(AudioSource::Bytes(crash)),
+        Error::Audio { .. }
+    ));
+
     // A header without samples.
     let mut none = wav[..44].to_vec();
     none[40..44].copy_from_slice(&0u32.to_le_bytes());

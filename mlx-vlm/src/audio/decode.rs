@@ -159,13 +159,73 @@ pub fn read_audio(source: &AudioSource) -> Result<DecodedAudio> {
 
 /// [`read_audio`] with explicit [`AudioLimits`].
 pub fn read_audio_with(source: &AudioSource, limits: &AudioLimits) -> Result<DecodedAudio> {
-    let (media, len, ogg) = source.open()?;
+    let (media, len, prefix) = source.open()?;
     if len == 0 {
         return Err(audio_error(
             source,
             "the file is empty (0 bytes); pass a WAV, FLAC, MP3 or Ogg/Vorbis file",
         ));
     }
+    check_wav_header(source, &prefix)?;
+    let ogg = prefix.starts_with(b"OggS");
+    // symphonia 0.5 panics on some damaged headers; checks above catch the
+    // known ones, and this turns any other into an error.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        decode_stream(source, media, ogg, limits)
+    }))
+    .unwrap_or_else(|_| {
+        Err(audio_error(
+            source,
+            "the decoder failed on damaged data; re-encode or re-download the file",
+        ))
+    })
+}
+
+/// Refuses a RIFF/WAVE header whose format chunk declares 0 Hz or 0
+/// channels (symphonia 0.5 panics on a 0 Hz rate).
+fn check_wav_header(source: &AudioSource, prefix: &[u8]) -> Result<()> {
+    if prefix.len() < 12 || &prefix[..4] != b"RIFF" || &prefix[8..12] != b"WAVE" {
+        return Ok(());
+    }
+    let mut pos = 12usize;
+    while pos + 8 <= prefix.len() {
+        let id = &prefix[pos..pos + 4];
+        let size = u32::from_le_bytes([
+            prefix[pos + 4],
+            prefix[pos + 5],
+            prefix[pos + 6],
+            prefix[pos + 7],
+        ]);
+        if id == b"fmt " {
+            let body = &prefix[pos + 8..];
+            if body.len() >= 8 {
+                let channels = u16::from_le_bytes([body[2], body[3]]);
+                let rate = u32::from_le_bytes([body[4], body[5], body[6], body[7]]);
+                if channels == 0 || rate == 0 {
+                    return Err(audio_error(
+                        source,
+                        format!(
+                            "damaged WAV header: {channels} channel(s) at {rate} Hz; re-encode or re-download the file"
+                        ),
+                    ));
+                }
+            }
+            return Ok(());
+        }
+        // Chunks are padded to an even length.
+        pos = pos
+            .saturating_add(8)
+            .saturating_add(size as usize + (size as usize & 1));
+    }
+    Ok(())
+}
+
+fn decode_stream(
+    source: &AudioSource,
+    media: Box<dyn symphonia::core::io::MediaSource>,
+    ogg: bool,
+    limits: &AudioLimits,
+) -> Result<DecodedAudio> {
     let mss = MediaSourceStream::new(media, Default::default());
     let mut hint = Hint::new();
     let ext = source.extension();

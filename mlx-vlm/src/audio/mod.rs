@@ -46,6 +46,11 @@
 //!   Hz, and a resampling filter of at most [`resample::MAX_FILTER_TAPS`]
 //!   taps (each an [`Error::Audio`]). Gemma 3n's feature extractor keeps
 //!   only the first 30 s (480,000 samples at 16 kHz) anyway.
+//! - Damaged input never panics: a WAV header with 0 Hz or 0 channels is
+//!   refused before symphonia sees it (symphonia 0.5 panics on a 0 Hz rate;
+//!   found by the `audio` fuzz target), and any other decoder panic is
+//!   caught and returned as an [`Error::Audio`] (the panic hook still
+//!   prints it).
 //! - An empty file, a file with no audio track, and audio with no samples are
 //!   errors; Python fails later, or feeds an empty array to the processor.
 //! - `data:` URIs are decoded (Python would take one for a file path); URLs
@@ -112,9 +117,9 @@ impl AudioSource {
     }
 
     /// The encoded stream: the file (read as decoding goes), the bytes or
-    /// the data URI's payload, with its length in bytes and whether it is an
-    /// Ogg stream (magic `OggS`, which Python hands to ffmpeg).
-    fn open(&self) -> Result<(Box<dyn symphonia::core::io::MediaSource>, u64, bool)> {
+    /// the data URI's payload, with its length in bytes and its first
+    /// [`HEADER_PREFIX`] bytes (for the format checks made before decoding).
+    fn open(&self) -> Result<(Box<dyn symphonia::core::io::MediaSource>, u64, Vec<u8>)> {
         match self {
             AudioSource::Path(path) => {
                 if !path.exists() {
@@ -128,17 +133,20 @@ impl AudioSource {
                 use std::io::{Read, Seek};
                 let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
                 let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
-                let mut magic = [0u8; 4];
-                let ogg = file.read_exact(&mut magic).is_ok() && &magic == b"OggS";
+                let mut prefix = Vec::new();
+                (&mut file)
+                    .take(HEADER_PREFIX as u64)
+                    .read_to_end(&mut prefix)
+                    .map_err(|e| Error::io(path, e))?;
                 file.rewind().map_err(|e| Error::io(path, e))?;
-                Ok((Box::new(file), len, ogg))
+                Ok((Box::new(file), len, prefix))
             }
             AudioSource::Bytes(bytes) => {
-                let ogg = bytes.starts_with(b"OggS");
+                let prefix = bytes[..bytes.len().min(HEADER_PREFIX)].to_vec();
                 Ok((
                     Box::new(std::io::Cursor::new(bytes.clone())),
                     bytes.len() as u64,
-                    ogg,
+                    prefix,
                 ))
             }
             AudioSource::DataUri(uri) => {
@@ -155,8 +163,8 @@ impl AudioSource {
                     .decode(data)
                     .map_err(|e| audio_error(self, format!("invalid base64 payload: {e}")))?;
                 let len = bytes.len() as u64;
-                let ogg = bytes.starts_with(b"OggS");
-                Ok((Box::new(std::io::Cursor::new(bytes)), len, ogg))
+                let prefix = bytes[..bytes.len().min(HEADER_PREFIX)].to_vec();
+                Ok((Box::new(std::io::Cursor::new(bytes)), len, prefix))
             }
             AudioSource::Url(_) => Err(audio_error(
                 self,
@@ -183,6 +191,9 @@ impl From<Vec<u8>> for AudioSource {
         AudioSource::Bytes(bytes)
     }
 }
+
+/// How many leading bytes are read for the checks made before decoding.
+const HEADER_PREFIX: usize = 64 * 1024;
 
 /// The longest audio decoded, in seconds of the source (10 minutes, twenty
 /// times the 30 s that Gemma 3n's feature extractor keeps).
