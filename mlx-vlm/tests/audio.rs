@@ -208,6 +208,8 @@ fn gemma3n_settings_from_checkpoint_files() {
         serde_json::json!({"hop_length_ms": 0.0}),
         serde_json::json!({"feature_size": "many"}),
         serde_json::json!({"padding_side": "middle"}),
+        serde_json::json!({"feature_size": 100_000}),
+        serde_json::json!({"frame_length_ms": 100_000.0}),
         serde_json::json!([1, 2]),
     ] {
         let err =

@@ -29,7 +29,8 @@
 //! - Bad settings (a frame or hop of zero samples, per-bin statistics of the
 //!   wrong length, `truncation` without `max_length`, an empty batch) are
 //!   [`Error::Config`] or [`Error::InvalidArgument`] values where Python
-//!   raises assorted exceptions or crashes in numpy.
+//!   raises assorted exceptions or crashes in numpy; a mel filter bank over
+//!   [`MAX_FILTER_BANK`] entries, which Python would allocate, is refused.
 //! - `return_attention_mask=False` is not offered: Python's `__call__` needs
 //!   the mask (it zips over it) and fails without it.
 
@@ -39,6 +40,11 @@ use realfft::RealFftPlanner;
 use serde_json::Value;
 
 use crate::{Error, Result};
+
+/// The most entries of the mel filter bank (`feature_size` x FFT bins)
+/// that a configuration may ask for: 2^24 (128 MiB of float64; Gemma 3n's
+/// is 128 x 513).
+pub const MAX_FILTER_BANK: usize = 1 << 24;
 
 /// How a batch is padded (transformers' `PaddingStrategy`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -401,6 +407,17 @@ impl Gemma3nAudioFeatureExtractor {
         };
         let frame_length = samples(frame_length_ms, "frame_length_ms")?;
         let hop_length = samples(hop_length_ms, "hop_length_ms")?;
+        let fft_bins = frame_length.next_power_of_two() * if fft_overdrive { 2 } else { 1 } / 2 + 1;
+        if feature_size.saturating_mul(fft_bins) > MAX_FILTER_BANK {
+            return Err(config_error(
+                file,
+                format!(
+                    "feature_size {feature_size} with {fft_bins} FFT bins needs a {}-entry mel filter bank, \
+                     more than the {MAX_FILTER_BANK} allowed (Gemma 3n's is 128 x 513)",
+                    feature_size.saturating_mul(fft_bins)
+                ),
+            ));
+        }
         Ok(Gemma3nAudioFeatureExtractor {
             feature_size,
             sampling_rate,
