@@ -10,7 +10,10 @@ use mlx_vlm::feature_extraction::Gemma3nAudioFeatureExtractor;
 fuzz_target!(|data: &[u8]| {
     // A short duration limit keeps each run fast; the limit itself is
     // exercised from headers and while decoding.
-    let limits = AudioLimits { max_seconds: 2.0 };
+    let limits = AudioLimits {
+        max_seconds: 2.0,
+        ..AudioLimits::default()
+    };
     let Ok(samples) = load_audio_with(&AudioSource::Bytes(data.to_vec()), 16_000, &limits) else {
         return;
     };

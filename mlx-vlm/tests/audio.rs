@@ -431,7 +431,10 @@ fn bad_files_are_typed_errors() {
 
     // A lower limit: found from the MP3's Xing header, and, with that frame
     // removed (no declared length), while decoding.
-    let limits = AudioLimits { max_seconds: 0.1 };
+    let limits = AudioLimits {
+        max_seconds: 0.1,
+        ..AudioLimits::default()
+    };
     let err = load_audio_with(
         &AudioSource::Path(fixture("stereo44k.mp3")),
         16_000,
@@ -470,6 +473,30 @@ fn bad_files_are_typed_errors() {
         "{err}"
     );
     assert!(all.frames() as f64 > 0.1 * 44_100.0);
+
+    // A sample limit: 6615 stereo frames are 13,230 samples.
+    let limits = AudioLimits {
+        max_samples: 10_000,
+        ..AudioLimits::default()
+    };
+    let err = load_audio_with(&source, 16_000, &limits).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::LimitExceeded {
+                limit: "audio samples",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let err = load_audio_with(
+        &AudioSource::Path(fixture("stereo44k_s16.wav")),
+        16_000,
+        &limits,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("13230 samples"), "{err}");
 
     // An absurd sample rate in the header.
     let mut odd = wav.clone();

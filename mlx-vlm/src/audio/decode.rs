@@ -280,7 +280,7 @@ fn decode_stream(
         check_channels(source, channels)?;
     }
     if let (Some(rate), Some(frames)) = (declared_rate, params.n_frames) {
-        check_duration(source, frames, rate, limits)?;
+        check_duration(source, frames, rate, declared_channels.unwrap_or(1), limits)?;
     }
     let mut decoder = symphonia::default::get_codecs()
         .make(&params, &DecoderOptions::default())
@@ -342,7 +342,7 @@ fn decode_stream(
             Some(_) => {}
         }
         let frames_after = samples.len() / buf_channels.max(1) + buf.frames();
-        check_duration(source, frames_after as u64, buf_rate, limits)?;
+        check_duration(source, frames_after as u64, buf_rate, buf_channels, limits)?;
         samples.reserve(buf.frames() * buf_channels);
         append(&buf, mode, &mut samples);
     }
@@ -406,20 +406,34 @@ fn check_duration(
     source: &AudioSource,
     frames: u64,
     rate: u32,
+    channels: usize,
     limits: &AudioLimits,
 ) -> Result<()> {
     let max_frames = (limits.max_seconds * f64::from(rate)).floor();
-    if frames as f64 <= max_frames {
-        return Ok(());
-    }
-    Err(Error::LimitExceeded {
-        context: format!("audio {}", source.name()),
-        limit: "audio duration",
-        message: format!(
-            "{frames} frames at {rate} Hz ({:.3} s) exceed the {} s this loader decodes; \
+    if frames as f64 > max_frames {
+        return Err(Error::LimitExceeded {
+            context: format!("audio {}", source.name()),
+            limit: "audio duration",
+            message: format!(
+                "{frames} frames at {rate} Hz ({:.3} s) exceed the {} s this loader decodes; \
              Gemma 3n uses only the first 30 s: cut the clip first (e.g. `ffmpeg -i IN -t 30 OUT.wav`)",
-            frames as f64 / f64::from(rate),
-            limits.max_seconds
-        ),
-    })
+                frames as f64 / f64::from(rate),
+                limits.max_seconds
+            ),
+        });
+    }
+    let samples = frames.saturating_mul(channels as u64);
+    if samples > limits.max_samples {
+        return Err(Error::LimitExceeded {
+            context: format!("audio {}", source.name()),
+            limit: "audio samples",
+            message: format!(
+                "{frames} frames of {channels} channel(s) ({samples} samples) exceed the {} samples \
+                 this loader decodes; downmix, resample or cut the clip first \
+                 (e.g. `ffmpeg -i IN -ac 1 -ar 16000 -t 30 OUT.wav`)",
+                limits.max_samples
+            ),
+        });
+    }
+    Ok(())
 }

@@ -39,7 +39,7 @@
 //!   FLAC, or MP3 with a Xing/LAME frame count) is an error; miniaudio
 //!   returns the frames that are there.
 //! - Limits Python lacks: at most [`MAX_AUDIO_SECONDS`] seconds of audio
-//!   (an [`Error::LimitExceeded`], from the header before the samples are
+//!   and [`MAX_DECODED_SAMPLES`] samples (each an [`Error::LimitExceeded`], from the header before the samples are
 //!   allocated where it declares the length, otherwise as soon as decoding
 //!   passes it; [`AudioLimits`] changes it); at most [`MAX_CHANNELS`]
 //!   channels, a sample rate from [`MIN_SAMPLE_RATE`] to [`MAX_SAMPLE_RATE`]
@@ -207,15 +207,25 @@ pub struct AudioLimits {
     /// [`Error::LimitExceeded`], found from the header where it declares the
     /// length, otherwise as soon as decoding passes the limit.
     pub max_seconds: f64,
+    /// The most samples decoded, all channels counted (default
+    /// [`MAX_DECODED_SAMPLES`]); checked like `max_seconds`.
+    pub max_samples: u64,
 }
 
 impl Default for AudioLimits {
     fn default() -> Self {
         AudioLimits {
             max_seconds: MAX_AUDIO_SECONDS as f64,
+            max_samples: MAX_DECODED_SAMPLES,
         }
     }
 }
+
+/// The most samples decoded, all channels counted: [`MAX_AUDIO_SECONDS`] of
+/// 48 kHz stereo (57.6 million, 110 MiB as 16-bit integers), so that a high
+/// rate or many channels cannot multiply the memory the duration limit
+/// allows.
+pub const MAX_DECODED_SAMPLES: u64 = MAX_AUDIO_SECONDS * 48_000 * 2;
 
 /// The most channels a clip may have.
 pub const MAX_CHANNELS: usize = 32;
