@@ -60,6 +60,14 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// An audio clip could not be opened, decoded or resampled.
+    #[error("audio {source_name}: {message}")]
+    Audio {
+        /// The clip's path, `<bytes>`, `<data URI>` or URL.
+        source_name: String,
+        /// What is wrong and what would fix it.
+        message: String,
+    },
     /// The prompt's image tokens do not match the images given.
     #[error("{message}")]
     ImageTokenMismatch {

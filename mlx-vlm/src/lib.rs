@@ -4,7 +4,9 @@
 //!
 //! The first model is Qwen2.5-VL.
 
+pub mod audio;
 mod error;
+pub mod feature_extraction;
 // Behind a feature: it runs pip. Documented by `cargo doc` either way.
 #[cfg(any(feature = "fixtures", doc))]
 pub mod fixtures;
@@ -26,6 +28,7 @@ pub mod video;
 #[cfg(feature = "video")]
 mod video_ffmpeg;
 
+pub use audio::AudioSource;
 pub use error::{Error, Result};
 pub use image::ImageSource;
 pub use mlx_rs;
