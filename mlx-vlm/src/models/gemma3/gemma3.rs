@@ -22,6 +22,7 @@ use super::language::{LanguageModel, RMSNorm};
 use super::vision::{VisionModel, sanitize as sanitize_vision, vision_model};
 use crate::models::base::AttentionMask;
 use crate::models::cache::Cache;
+use crate::models::paligemma::paligemma::prefix_mask_4d;
 use crate::{Error, Result};
 
 /// Python: `Gemma3MultiModalProjector`: patches average-pooled to
@@ -201,13 +202,9 @@ impl Model {
         let gathered = ops::take(&flat, &order, 0)?;
         let image_mask = expand(ops::equal(input_ids, image_id)?)?;
         final_embedding = ops::r#where(&image_mask, &gathered, &final_embedding)?;
-        let mask_4d = ops::multiply(
-            &ops::expand_dims(attention_mask, 1)?,
-            &ops::expand_dims(attention_mask, 2)?,
-        )?;
         Ok((
             final_embedding.as_type(inputs_embeds.dtype())?,
-            ops::expand_dims(&mask_4d, 1)?,
+            prefix_mask_4d(attention_mask)?,
         ))
     }
 

@@ -9,7 +9,7 @@ use mlx_rs::nn::{Embedding, GELU, GeluApprox, Linear, Param, RoPE};
 use mlx_rs::{Array, Dtype, fast, idx, ops};
 
 use super::config::TextConfig;
-use crate::models::base::{AttentionMask, scaled_dot_product_attention};
+use crate::models::base::{self, AttentionMask, scaled_dot_product_attention};
 use crate::models::cache::Cache;
 use crate::{Error, Result};
 
@@ -396,11 +396,11 @@ impl GemmaModel {
         let causal;
         let mask = match mask {
             None if !bidirectional => {
-                causal = causal_mask(&h, offset)?;
+                causal = causal_mask(&h, cache.first().map(|c| &**c))?;
                 causal.as_ref()
             }
             Some(_) if !bidirectional && offset > 0 => {
-                causal = causal_mask(&h, offset)?;
+                causal = causal_mask(&h, cache.first().map(|c| &**c))?;
                 causal.as_ref()
             }
             other => other,
@@ -414,17 +414,18 @@ impl GemmaModel {
     }
 }
 
-/// Python's `create_attention_mask(h, cache, return_array=True)`: a boolean
-/// causal mask for `L > 1` queries after `offset` cached positions, none
-/// for one query.
-fn causal_mask(h: &Array, offset: i32) -> Result<Option<Array>> {
+/// Python's `create_attention_mask(h, cache, return_array=True)` (the
+/// cache's `make_mask`, else the base function), as an optional array.
+fn causal_mask(h: &Array, cache: Option<&dyn Cache>) -> Result<Option<Array>> {
     let n = h.shape().get(1).copied().unwrap_or(1);
-    if n == 1 {
-        return Ok(None);
-    }
-    Ok(Some(crate::models::cache::create_causal_mask(
-        n, offset, None, None, None,
-    )?))
+    let mask = match cache {
+        Some(c) => c.make_mask(n, None, true)?,
+        None => base::create_attention_mask(h, None, true)?,
+    };
+    Ok(match mask {
+        AttentionMask::Array(m) => Some(m),
+        AttentionMask::None | AttentionMask::Causal => None,
+    })
 }
 
 /// Python: `LanguageModel`.

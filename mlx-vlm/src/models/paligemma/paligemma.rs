@@ -22,6 +22,17 @@ use super::vision::VisionModel;
 use crate::models::cache::Cache;
 use crate::{Error, Result};
 
+/// The `[batch, 1, seq, seq]` outer product of a `[batch, seq]` attention
+/// mask (Python: the end of `_prepare_inputs_for_multimodal`, which Gemma 3
+/// copies).
+pub fn prefix_mask_4d(attention_mask: &Array) -> Result<Array> {
+    let mask_4d = ops::multiply(
+        &ops::expand_dims(attention_mask, 1)?,
+        &ops::expand_dims(attention_mask, 2)?,
+    )?;
+    Ok(ops::expand_dims(&mask_4d, 1)?)
+}
+
 /// Python: `PaliGemmaMultiModalProjector`.
 #[derive(Debug, Clone, mlx_rs::Module)]
 pub struct PaliGemmaMultiModalProjector {
@@ -174,11 +185,7 @@ impl Model {
             &ops::zeros_like(&final_embedding, None)?,
             &final_embedding,
         )?;
-        let mask_4d = ops::multiply(
-            &ops::expand_dims(attention_mask, 1)?,
-            &ops::expand_dims(attention_mask, 2)?,
-        )?;
-        Ok((final_embedding, ops::expand_dims(&mask_4d, 1)?))
+        Ok((final_embedding, prefix_mask_4d(attention_mask)?))
     }
 
     /// Python: `Model.__call__`: logits of the prompt.
