@@ -9,10 +9,12 @@
 //! the 4-D mask and as generation prefills. The processor and end-to-end
 //! checks come with the family's registration.
 
-use std::collections::{BTreeMap, HashMap};
+#[path = "common/siglip_weights.rs"]
+mod siglip_weights;
+
+use std::collections::HashMap;
 use std::path::Path;
 
-use mlx_rs::nn::{ModuleExt, Verify};
 use mlx_rs::{Array, idx, ops};
 use mlx_vlm::fixtures::tensor_values;
 use mlx_vlm::models::gemma3::config::{ModelConfig, TextConfig};
@@ -51,16 +53,7 @@ fn sliding_window_language_model_matches_python() {
     let config =
         TextConfig::from_map(meta["text_config"].as_object().unwrap(), "language.json").unwrap();
     let mut model = LanguageModel::new(&config).unwrap();
-    let weights: BTreeMap<String, Array> = model
-        .parameters()
-        .into_iter()
-        .map(|(k, v)| {
-            let values = tensor_values(&k, v.shape());
-            let a = Array::from_vec_shaped(values, v.shape()).unwrap();
-            (k, a)
-        })
-        .collect();
-    model.update_parameters(&weights, Verify::Strict).unwrap();
+    siglip_weights::load_tiny_weights(&mut model);
 
     let prompt: Vec<i32> = serde_json::from_value(meta["prompt"].clone()).unwrap();
     let n = prompt.len() as i32;
@@ -105,17 +98,6 @@ fn sliding_window_language_model_matches_python() {
     }
 }
 
-/// The generator's `hf_param`: the same key; the patch convolution
-/// channels-first.
-fn hf_param(key: &str, shape: &[i32]) -> (String, Vec<i32>) {
-    if key.ends_with("patch_embedding.weight")
-        && let &[o, kh, kw, i] = shape
-    {
-        return (key.to_string(), vec![o, i, kh, kw]);
-    }
-    (key.to_string(), shape.to_vec())
-}
-
 #[test]
 fn model_with_two_images_matches_python() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gemma3");
@@ -127,16 +109,7 @@ fn model_with_two_images_matches_python() {
     let config =
         ModelConfig::from_map(meta["config"].as_object().unwrap().clone(), "model.json").unwrap();
     let mut model = Model::new(config).unwrap();
-    let mut weights = BTreeMap::new();
-    for (key, value) in model.parameters() {
-        let (hf_key, hf_shape) = hf_param(&key, value.shape());
-        let mut v = Array::from_vec_shaped(tensor_values(&hf_key, &hf_shape), &hf_shape).unwrap();
-        if hf_shape != value.shape() {
-            v = v.transpose([0, 2, 3, 1]).unwrap();
-        }
-        weights.insert(key, v);
-    }
-    model.update_parameters(&weights, Verify::Strict).unwrap();
+    siglip_weights::load_tiny_weights(&mut model);
 
     let ids: Vec<i32> = serde_json::from_value(meta["input_ids"].clone()).unwrap();
     let n = ids.len() as i32;
