@@ -7,3 +7,4 @@
 //! the processor and the registration are separate work.
 
 pub mod config;
+pub mod language;
