@@ -466,3 +466,26 @@ fn model_config_reads_python_defaults() {
         Err(Error::Config { .. })
     ));
 }
+
+#[test]
+fn bad_calls_are_typed_errors() {
+    let meta = meta();
+    let model = model(&meta, Dtype::Float32);
+    let ids = prompt(&meta);
+    // Python's make_cache gives one cache per layer keeping its own KV (4).
+    let mut short = model.make_cache();
+    short.truncate(3);
+    match model.forward(Some(&ids), None, None, &mut short, None) {
+        Err(Error::InvalidArgument(message)) => assert!(message.contains("3 caches"), "{message}"),
+        other => panic!("expected InvalidArgument, got {other:?}"),
+    }
+    let embeds = ops::zeros(&[1, 2, 32], Dtype::Float32).unwrap();
+    assert!(matches!(
+        model.forward(None, Some(&embeds), None, &mut [], None),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        model.forward(None, None, None, &mut [], None),
+        Err(Error::InvalidArgument(_))
+    ));
+}

@@ -751,7 +751,7 @@ impl Gemma3Model {
     /// Python: `Gemma3Model(config)`. `config` must have passed
     /// [`TextConfig::validate`] (checked again here).
     pub fn new(config: &TextConfig) -> Result<Self> {
-        config.validate("text_config")?;
+        config.validate("config")?;
         let layers_n = config.num_hidden_layers;
         let first_kv_shared_layer_idx = config.first_kv_shared_layer_idx();
         let per_layer_width = layers_n * config.hidden_size_per_layer_input;
@@ -889,6 +889,65 @@ impl Gemma3Model {
         }
     }
 
+    /// The token embeddings times `sqrt(hidden_size)`, or the given
+    /// embeddings as they are.
+    fn embed(&self, inputs: Option<&Array>, inputs_embeds: Option<&Array>) -> Result<Array> {
+        match (inputs_embeds, inputs) {
+            (Some(embeds), _) => Ok(embeds.clone()),
+            (None, Some(ids)) => Ok(ops::multiply(
+                &self.embed_tokens.forward(ids)?,
+                f64::from(self.config.hidden_size).powf(0.5),
+            )?),
+            (None, None) => Err(Error::InvalidArgument(
+                "Gemma 3n's language model needs token ids or input embeddings".into(),
+            )),
+        }
+    }
+
+    /// This call's per-layer inputs before projection: the given ones
+    /// sliced as Python slices them, else those of `inputs`.
+    fn this_call_per_layer_inputs(
+        &self,
+        inputs: Option<&Array>,
+        per_layer_inputs: Option<&Array>,
+        len: i32,
+        cache: &[Box<dyn Cache>],
+    ) -> Result<Array> {
+        match (per_layer_inputs, inputs) {
+            (Some(given), _) => Self::slice_per_layer_inputs(given, len, cache),
+            (None, Some(ids)) => self.get_per_layer_inputs(ids),
+            (None, None) => Err(Error::InvalidArgument(
+                "Gemma 3n's language model needs token ids or per-layer inputs with its input \
+                 embeddings"
+                    .into(),
+            )),
+        }
+    }
+
+    /// The AltUp streams `[n, batch, len, hidden]` of the embeddings `h0`:
+    /// `h0` and its projections, rescaled to `h0`'s magnitude.
+    fn expand_streams(&self, h0: &Array) -> Result<Array> {
+        let target_magnitude = magnitude(h0)?;
+        let mut h_list = vec![h0.clone()];
+        for proj in &self.altup_projections {
+            h_list.push(proj.forward(h0)?);
+        }
+        rescale_streams(&ops::stack(&h_list, 0)?, &target_magnitude, h0.dtype())
+    }
+
+    /// The AltUp streams back to one: streams 1.. projected back, rescaled
+    /// to stream 0's magnitude, averaged.
+    fn collapse_streams(&self, h: &Array, dtype: Dtype) -> Result<Array> {
+        let first = h.index(idx![0])?;
+        let target_magnitude = magnitude(&first)?;
+        let mut streams = vec![first];
+        for (i, proj) in self.altup_unembed_projections.iter().enumerate() {
+            streams.push(proj.forward(&h.index(idx![i as i32 + 1])?)?);
+        }
+        let h = rescale_streams(&ops::stack(&streams, 0)?, &target_magnitude, dtype)?;
+        Ok(h.mean(0, false)?)
+    }
+
     fn run(
         &self,
         inputs: Option<&Array>,
@@ -898,19 +957,8 @@ impl Gemma3Model {
         per_layer_inputs: Option<&Array>,
         mut layer_outputs: Option<&mut Vec<Array>>,
     ) -> Result<Array> {
-        let h = match (inputs_embeds, inputs) {
-            (Some(embeds), _) => embeds.clone(),
-            (None, Some(ids)) => ops::multiply(
-                &self.embed_tokens.forward(ids)?,
-                f64::from(self.config.hidden_size).powf(0.5),
-            )?,
-            (None, None) => {
-                return Err(Error::InvalidArgument(
-                    "Gemma 3n's language model needs token ids or input embeddings".into(),
-                ));
-            }
-        };
-        let (_, len) = batch_len(&h, "Gemma3Model")?;
+        let h0 = self.embed(inputs, inputs_embeds)?;
+        let (_, len) = batch_len(&h0, "Gemma3Model")?;
         let shared_from = self.first_kv_shared_layer_idx as usize;
         if !cache.is_empty() && cache.len() < shared_from {
             return Err(Error::InvalidArgument(format!(
@@ -919,42 +967,24 @@ impl Gemma3Model {
                 cache.len()
             )));
         }
-
-        let per_layer_inputs = match (per_layer_inputs, inputs) {
-            (Some(given), _) => Self::slice_per_layer_inputs(given, len, cache)?,
-            (None, Some(ids)) => self.get_per_layer_inputs(ids)?,
-            (None, None) => {
-                return Err(Error::InvalidArgument(
-                    "Gemma 3n's language model needs token ids or per-layer inputs with its \
-                     input embeddings"
-                        .into(),
-                ));
-            }
-        };
-        let per_layer_inputs = self.project_per_layer_inputs(&h, &per_layer_inputs)?;
+        let per_layer_inputs =
+            self.this_call_per_layer_inputs(inputs, per_layer_inputs, len, cache)?;
+        let per_layer_inputs = self.project_per_layer_inputs(&h0, &per_layer_inputs)?;
 
         let (full_mask, sliding_window_mask) = match mask {
             Some(_) => (AttentionMask::None, AttentionMask::None),
             None => (
-                self.layer_mask(&h, cache, self.first_full_idx, None)?,
+                self.layer_mask(&h0, cache, self.first_full_idx, None)?,
                 self.layer_mask(
-                    &h,
+                    &h0,
                     cache,
                     self.first_sliding_idx,
                     Some(self.config.sliding_window),
                 )?,
             ),
         };
-        let h0 = h;
 
-        // Expand the hidden states into the AltUp streams.
-        let target_magnitude = magnitude(&h0)?;
-        let mut h_list = vec![h0.clone()];
-        for proj in &self.altup_projections {
-            h_list.push(proj.forward(&h0)?);
-        }
-        let mut h = rescale_streams(&ops::stack(&h_list, 0)?, &target_magnitude, h0.dtype())?;
-
+        let mut h = self.expand_streams(&h0)?;
         for (i, layer) in self.layers.iter().enumerate() {
             let per_layer_input = per_layer_inputs.index(idx![.., .., i as i32, ..])?;
             let local_mask = match mask {
@@ -962,7 +992,7 @@ impl Gemma3Model {
                 None if self.config.is_sliding(i) => &sliding_window_mask,
                 None => &full_mask,
             };
-            // Empty `cache` (Python's None) or a layer without an entry: no cache.
+            // Empty `cache` (Python's None): no cache.
             let layer_cache = self
                 .layer_idx_to_cache_idx
                 .get(i)
@@ -973,15 +1003,7 @@ impl Gemma3Model {
                 outputs.push(h.clone());
             }
         }
-
-        // The AltUp streams back to one.
-        let target_magnitude = magnitude(&h.index(idx![0])?)?;
-        let mut streams = vec![h.index(idx![0])?];
-        for (i, proj) in self.altup_unembed_projections.iter().enumerate() {
-            streams.push(proj.forward(&h.index(idx![i as i32 + 1])?)?);
-        }
-        let h = rescale_streams(&ops::stack(&streams, 0)?, &target_magnitude, h0.dtype())?;
-        let h = h.mean(0, false)?;
+        let h = self.collapse_streams(&h, h0.dtype())?;
         Ok(self.norm.forward(&h)?)
     }
 
