@@ -9,7 +9,8 @@
 //! greedy ids and each decode step's logits, prefilled whole, in chunks, and
 //! in chunks from embeddings with given per-layer inputs; bfloat16; 8-bit
 //! quantized logits and keys; `sanitize`; the small functions; the
-//! configuration's errors.
+//! configuration: transformers' `Gemma3nConfig()` read as Python reads it
+//! (`config.json`), and the typed errors of bad configs and calls.
 
 #[path = "common/siglip_weights.rs"]
 mod siglip_weights;
@@ -488,4 +489,62 @@ fn bad_calls_are_typed_errors() {
         model.forward(None, None, None, &mut [], None),
         Err(Error::InvalidArgument(_))
     ));
+}
+
+/// Whether `got` (Rust, numbers through `f32`) is Python's `want`.
+fn same_value(got: &Value, want: &Value) -> bool {
+    match (got, want) {
+        (Value::Number(g), Value::Number(w)) => {
+            let (g, w) = (g.as_f64().unwrap(), w.as_f64().unwrap());
+            (g - w).abs() <= 1e-6 * w.abs().max(1.0)
+        }
+        (Value::Array(g), Value::Array(w)) => {
+            g.len() == w.len() && g.iter().zip(w).all(|(g, w)| same_value(g, w))
+        }
+        _ => got == want,
+    }
+}
+
+/// Every field Python's config has, as Python read it.
+fn assert_fields(part: &str, got: Value, want: &Value) {
+    for (key, want) in want.as_object().unwrap() {
+        let got = &got[key.as_str()];
+        assert!(
+            same_value(got, want),
+            "{part}.{key}: Rust {got}, Python {want}"
+        );
+    }
+}
+
+#[test]
+fn transformers_default_config_reads_as_python() {
+    let fixture: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("config.json")).unwrap())
+            .unwrap();
+    let config =
+        ModelConfig::from_map(fixture["hf"].as_object().unwrap().clone(), "config.json").unwrap();
+    let python = &fixture["python"];
+    assert_fields(
+        "text_config",
+        serde_json::to_value(&config.text_config).unwrap(),
+        &python["text_config"],
+    );
+    assert_fields(
+        "vision_config",
+        serde_json::to_value(&config.vision_config).unwrap(),
+        &python["vision_config"],
+    );
+    assert_fields(
+        "audio_config",
+        serde_json::to_value(&config.audio_config).unwrap(),
+        &python["audio_config"],
+    );
+    assert_fields(
+        "model",
+        serde_json::to_value(&config).unwrap(),
+        &python["model"],
+    );
+    // 35 layers, the last 15 sharing KV: one cache per other layer.
+    let lm = config.text_config;
+    assert_eq!(lm.first_kv_shared_layer_idx(), 20);
 }
