@@ -386,6 +386,29 @@ fn sanitize_matches_python() {
     assert_eq!(got, want);
 }
 
+#[test]
+fn hugging_face_text_keys_sanitize_to_the_model_keys() {
+    let meta = meta();
+    let input: Vec<String> = serde_json::from_value(meta["hf_sanitize"]["input"].clone()).unwrap();
+    let want: Vec<String> = serde_json::from_value(meta["hf_sanitize"]["output"].clone()).unwrap();
+    let weights = input
+        .into_iter()
+        .map(|k| (k, Array::scalar::<f32>(0.0)))
+        .collect();
+    let mut got: Vec<String> = LanguageModel::sanitize(weights).into_keys().collect();
+    got.sort();
+    assert_eq!(got, want);
+    // They name exactly this model's parameters under `language_model.`.
+    let model = LanguageModel::new(&text_config(&meta)).unwrap();
+    let mut keys: Vec<String> = model
+        .parameters()
+        .into_keys()
+        .map(|k| format!("language_model.{k}"))
+        .collect();
+    keys.sort();
+    assert_eq!(got, keys);
+}
+
 /// `text_config` of the goldens with `key` set to `value`.
 fn config_with(key: &str, value: Value) -> serde_json::Map<String, Value> {
     let mut text = meta()["text_config"].as_object().unwrap().clone();

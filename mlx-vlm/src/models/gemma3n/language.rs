@@ -26,6 +26,14 @@
 //!   every decoder layer's output, for tests;
 //! - the functions Python compiles (`gelu_topk`, `logit_softcap`) are not
 //!   compiled (the same arithmetic).
+//! - [`LanguageModel::forward`] returns the logits array (Python: a
+//!   `LanguageModelOutput`); [`LanguageModel::logits`] (Rust only) is its
+//!   output layer and softcap on given hidden states;
+//!   [`LanguageModel::sanitize`] is an associated function (Python's
+//!   ignores `self`);
+//! - the layers keep the few configuration values they read instead of the
+//!   whole `config`; [`Gemma3Model::new`] checks the configuration
+//!   ([`TextConfig::validate`]) first.
 //!
 //! Python behaviours kept as they are (see `tests/gemma3n.rs`): without a
 //! cache the KV-shared layers compute their own keys and values; with one,
