@@ -56,6 +56,7 @@ families![qwen2_5_vl, qwen2_vl, qwen3_vl, qwen3_vl_moe];
 
 // Not families yet: PaliGemma's and Gemma 3's ported parts.
 pub mod gemma3;
+pub mod gemma3n;
 pub mod paligemma;
 
 /// A value of some family's type crossing the generic code: its processor
