@@ -6,9 +6,18 @@
 //! the greedy ids and each decode step's logits, prefilled whole and in
 //! chunks of 5. Model level (`gen_model.py`): two images through the SigLIP
 //! tower, the pooling projector, the merged embeddings, and the logits with
-//! the 4-D mask and as generation prefills. The processor and end-to-end
-//! checks come with the family's registration.
+//! the 4-D mask and as generation prefills. The registered family end to
+//! end (goldens of `tests/fixtures/gemma3/gen_goldens.py`: one image, two
+//! images with a system prompt, text only, a long text prompt; every prompt
+//! longer than the tiny sliding window of 8) in the Hugging Face,
+//! transformers-5 and mlx-community layouts, f32, bf16 and 4-bit.
 
+#[path = "common/family_e2e.rs"]
+#[allow(dead_code)]
+mod family_e2e;
+#[path = "common/gemma_family.rs"]
+#[allow(dead_code)]
+mod gemma_family;
 #[path = "common/siglip_weights.rs"]
 mod siglip_weights;
 
@@ -152,4 +161,55 @@ fn model_with_two_images_matches_python() {
         &prefill,
         &g["prefill_logits"],
     );
+}
+
+mod end_to_end {
+    use mlx_rs::Dtype;
+    use mlx_vlm::fixtures::Layout;
+
+    use crate::family_e2e::check_variant;
+    use crate::gemma_family::gemma3;
+
+    #[test]
+    fn f32_hugging_face_layout() {
+        check_variant(&gemma3(), "f32", Dtype::Float32, Layout::HuggingFace, None);
+    }
+
+    #[test]
+    fn f32_transformers5_layout() {
+        check_variant(
+            &gemma3(),
+            "f32",
+            Dtype::Float32,
+            Layout::Transformers5,
+            None,
+        );
+    }
+
+    #[test]
+    fn f32_mlx_community_layout() {
+        check_variant(&gemma3(), "f32", Dtype::Float32, Layout::MlxCommunity, None);
+    }
+
+    #[test]
+    fn bf16_hugging_face_layout() {
+        check_variant(
+            &gemma3(),
+            "bf16",
+            Dtype::Bfloat16,
+            Layout::HuggingFace,
+            None,
+        );
+    }
+
+    #[test]
+    fn q4_mlx_community() {
+        check_variant(
+            &gemma3(),
+            "q4",
+            Dtype::Bfloat16,
+            Layout::MlxCommunity,
+            Some((64, 4)),
+        );
+    }
 }

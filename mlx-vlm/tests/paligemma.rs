@@ -2,9 +2,16 @@
 //! `tests/fixtures/paligemma/gen_model.py`): on a tiny config with
 //! deterministic weights, fixed ids and pixel values, the SigLIP tower, the
 //! projected features, the merged embeddings, the prefix-LM mask and the
-//! prompt logits. The processor and end-to-end checks come with the
-//! family's registration.
+//! prompt logits; and the registered family end to end (goldens of
+//! `tests/fixtures/paligemma/gen_goldens.py`) in the Hugging Face,
+//! transformers-5 and mlx-community layouts, f32, bf16 and 4-bit.
 
+#[path = "common/family_e2e.rs"]
+#[allow(dead_code)]
+mod family_e2e;
+#[path = "common/gemma_family.rs"]
+#[allow(dead_code)]
+mod gemma_family;
 #[path = "common/siglip_weights.rs"]
 mod siglip_weights;
 
@@ -94,4 +101,67 @@ fn check_model(name: &str) {
         .unwrap();
     let diff = max_abs_diff(&logits, &g["logits"]);
     assert!(diff <= tol, "logits differ by {diff}");
+}
+
+mod end_to_end {
+    use mlx_rs::Dtype;
+    use mlx_vlm::fixtures::Layout;
+
+    use crate::family_e2e::check_variant;
+    use crate::gemma_family::paligemma;
+
+    #[test]
+    fn f32_hugging_face_layout() {
+        check_variant(
+            &paligemma(),
+            "f32",
+            Dtype::Float32,
+            Layout::HuggingFace,
+            None,
+        );
+    }
+
+    #[test]
+    fn f32_transformers5_layout() {
+        check_variant(
+            &paligemma(),
+            "f32",
+            Dtype::Float32,
+            Layout::Transformers5,
+            None,
+        );
+    }
+
+    #[test]
+    fn f32_mlx_community_layout() {
+        check_variant(
+            &paligemma(),
+            "f32",
+            Dtype::Float32,
+            Layout::MlxCommunity,
+            None,
+        );
+    }
+
+    #[test]
+    fn bf16_hugging_face_layout() {
+        check_variant(
+            &paligemma(),
+            "bf16",
+            Dtype::Bfloat16,
+            Layout::HuggingFace,
+            None,
+        );
+    }
+
+    #[test]
+    fn q4_mlx_community() {
+        check_variant(
+            &paligemma(),
+            "q4",
+            Dtype::Bfloat16,
+            Layout::MlxCommunity,
+            Some((64, 4)),
+        );
+    }
 }
