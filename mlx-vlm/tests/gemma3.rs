@@ -212,4 +212,101 @@ mod end_to_end {
             Some((64, 4)),
         );
     }
+
+    /// Pan-and-scan (on through `ProcessorOptions::image_processor`, with
+    /// every setting given) gives the Python processor's ids, crops
+    /// prompt and pixel values (`goldens/pan_and_scan.*`).
+    #[test]
+    fn pan_and_scan_gives_pythons_ids_and_pixels() {
+        use std::path::Path;
+
+        use mlx_vlm::fixtures::{self, CheckpointSpec};
+        use mlx_vlm::processor::{ProcessorOptions, PromptMedia};
+
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        let g: std::collections::HashMap<String, mlx_rs::Array> =
+            mlx_rs::io::load_safetensors(dir.join("gemma3/goldens/pan_and_scan.safetensors"))
+                .unwrap()
+                .0;
+        let meta: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.join("gemma3/goldens/pan_and_scan.json")).unwrap(),
+        )
+        .unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let spec = CheckpointSpec {
+            tokenizer_dir: Some(fixtures::gemma_tokenizer_dir()),
+            ..Default::default()
+        };
+        fixtures::write_tiny_checkpoint(tmp.path(), &fixtures::gemma3_tiny(), &spec).unwrap();
+        let (_, processor) =
+            mlx_vlm::load(tmp.path().to_str().unwrap(), &Default::default()).unwrap();
+        let images: Vec<mlx_vlm::ImageSource> = meta["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| {
+                dir.join("qwen2_5_vl/images")
+                    .join(i.as_str().unwrap())
+                    .into()
+            })
+            .collect();
+        let prompt = processor
+            .apply_chat_template("Compare the two images.", None, images.len())
+            .unwrap();
+        assert_eq!(prompt, meta["prompt"].as_str().unwrap());
+        let mut options = ProcessorOptions::default();
+        let o = &mut options.image_processor;
+        o.do_pan_and_scan = Some(true);
+        o.pan_and_scan_min_crop_size = Some(32);
+        o.pan_and_scan_max_num_crops = Some(4);
+        o.pan_and_scan_min_ratio_to_activate = Some(1.2);
+        let media = PromptMedia {
+            images: &images,
+            videos: &[],
+        };
+        let inputs = processor
+            .prepare_inputs_with(&prompt, media, &options)
+            .unwrap();
+        assert_eq!(
+            inputs.input_ids.to_vec_as::<i32>().unwrap(),
+            g["input_ids"].to_vec_as::<i32>().unwrap()
+        );
+        let pixels = inputs
+            .media
+            .as_ref()
+            .and_then(|m| {
+                m.downcast_ref::<mlx_vlm::models::gemma3::processing_gemma3::Gemma3Inputs>()
+            })
+            .unwrap()
+            .pixel_values
+            .clone();
+        let diff = crate::max_abs_diff(&pixels, &g["pixel_values"]);
+        assert!(diff <= 1e-6, "pixel values differ by {diff}");
+    }
+
+    /// A `<start_of_image>` count that differs from the images is a typed
+    /// error (Python: a `ValueError` with the same counts).
+    #[test]
+    fn image_token_count_mismatch_is_a_typed_error() {
+        use mlx_vlm::fixtures::{self, CheckpointSpec};
+
+        let tmp = tempfile::tempdir().unwrap();
+        let spec = CheckpointSpec {
+            tokenizer_dir: Some(fixtures::gemma_tokenizer_dir()),
+            ..Default::default()
+        };
+        fixtures::write_tiny_checkpoint(tmp.path(), &fixtures::gemma3_tiny(), &spec).unwrap();
+        let (_, processor) =
+            mlx_vlm::load(tmp.path().to_str().unwrap(), &Default::default()).unwrap();
+        let image: mlx_vlm::ImageSource = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/qwen2_5_vl/images/gradient_100x75.png")
+            .into();
+        let err = processor
+            .prepare_inputs("<start_of_image><start_of_image>Hi", &[image])
+            .expect_err("two image tokens, one image");
+        assert!(
+            matches!(err, mlx_vlm::Error::ImageTokenMismatch { .. }),
+            "{err}"
+        );
+    }
 }

@@ -164,4 +164,39 @@ mod end_to_end {
             Some((64, 4)),
         );
     }
+
+    /// The chat template refuses two images with Python's message, and the
+    /// processor a prompt whose `<image>` count differs from the images,
+    /// as typed errors.
+    #[test]
+    fn image_count_errors_are_typed() {
+        use mlx_vlm::fixtures::{self, CheckpointSpec};
+
+        let tmp = tempfile::tempdir().unwrap();
+        let spec = CheckpointSpec {
+            tokenizer_dir: Some(fixtures::gemma_tokenizer_dir()),
+            ..Default::default()
+        };
+        fixtures::write_tiny_checkpoint(tmp.path(), &fixtures::paligemma_tiny(), &spec).unwrap();
+        let (_, processor) =
+            mlx_vlm::load(tmp.path().to_str().unwrap(), &Default::default()).unwrap();
+        let err = processor
+            .apply_chat_template("caption en", None, 2)
+            .expect_err("two images");
+        assert!(
+            err.to_string()
+                .contains("Model paligemma does not support multi-image chat"),
+            "{err}"
+        );
+        let image: mlx_vlm::ImageSource = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/qwen2_5_vl/images/gradient_100x75.png")
+            .into();
+        let err = processor
+            .prepare_inputs("<image><image>caption en", &[image])
+            .expect_err("two image tokens, one image");
+        assert!(
+            matches!(err, mlx_vlm::Error::ImageTokenMismatch { .. }),
+            "{err}"
+        );
+    }
 }
