@@ -199,4 +199,56 @@ mod end_to_end {
             "{err}"
         );
     }
+
+    /// A prefill step shorter than the prompt still prefills PaliGemma in
+    /// one pass (Python's `chunked_prefill_policy`: the bidirectional
+    /// prompt cannot be split), so the ids stay Python's.
+    #[test]
+    fn a_small_prefill_step_keeps_pythons_ids() {
+        use mlx_vlm::fixtures::{self, CheckpointSpec};
+        use mlx_vlm::generate::{GenerateParams, stream_generate};
+
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/paligemma");
+        let meta: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("goldens/f32.json")).unwrap())
+                .unwrap();
+        let case = &meta["cases"]["single"];
+        let want: Vec<u32> = serde_json::from_value(case["generated_ids"].clone()).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let spec = CheckpointSpec {
+            tokenizer_dir: Some(fixtures::gemma_tokenizer_dir()),
+            ..Default::default()
+        };
+        fixtures::write_tiny_checkpoint(tmp.path(), &fixtures::paligemma_tiny(), &spec).unwrap();
+        let (model, processor) =
+            mlx_vlm::load(tmp.path().to_str().unwrap(), &Default::default()).unwrap();
+        let image = mlx_vlm::ImageSource::from(
+            dir.join("../qwen2_5_vl/images")
+                .join(case["images"][0].as_str().unwrap()),
+        );
+        let prompt = processor
+            .apply_chat_template(case["prompt"].as_str().unwrap(), None, 1)
+            .unwrap();
+        let inputs = processor.prepare_inputs(&prompt, &[image]).unwrap();
+        let params = GenerateParams {
+            max_tokens: want.len(),
+            prefill_step_size: Some(5),
+            ..Default::default()
+        };
+        let mut ids = Vec::new();
+        for r in stream_generate(
+            &*model,
+            processor.tokenizer(),
+            inputs,
+            processor.eos_token_ids(),
+            &params,
+        )
+        .unwrap()
+        {
+            if let Some(all) = r.unwrap().token_ids {
+                ids = all;
+            }
+        }
+        assert_eq!(ids, want);
+    }
 }
