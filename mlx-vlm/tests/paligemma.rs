@@ -251,4 +251,58 @@ mod end_to_end {
         }
         assert_eq!(ids, want);
     }
+
+    /// A config.json that disagrees with the weights (layer counts, widths)
+    /// is a typed error naming the key and the fix, before any module is
+    /// built, for both Gemma families.
+    #[test]
+    fn a_config_that_disagrees_with_the_weights_is_a_typed_error() {
+        use mlx_vlm::fixtures::{self, CheckpointSpec, Layout};
+
+        for (tiny, layout) in [
+            (fixtures::paligemma_tiny(), Layout::HuggingFace),
+            (fixtures::gemma3_tiny(), Layout::Transformers5),
+        ] {
+            for (section, key, value, named) in [
+                (
+                    "text_config",
+                    "num_hidden_layers",
+                    3,
+                    "text_config.num_hidden_layers",
+                ),
+                (
+                    "vision_config",
+                    "num_hidden_layers",
+                    5,
+                    "vision_config.num_hidden_layers",
+                ),
+                (
+                    "vision_config",
+                    "intermediate_size",
+                    96,
+                    "vision_config.intermediate_size",
+                ),
+            ] {
+                let tmp = tempfile::tempdir().unwrap();
+                let spec = CheckpointSpec {
+                    layout,
+                    tokenizer_dir: Some(fixtures::gemma_tokenizer_dir()),
+                    ..Default::default()
+                };
+                fixtures::write_tiny_checkpoint(tmp.path(), &tiny, &spec).unwrap();
+                let path = tmp.path().join("config.json");
+                let mut config: serde_json::Value =
+                    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+                config[section][key] = value.into();
+                std::fs::write(&path, config.to_string()).unwrap();
+                let err = mlx_vlm::load(tmp.path().to_str().unwrap(), &Default::default())
+                    .err()
+                    .expect("a config that disagrees with the weights");
+                assert!(
+                    matches!(&err, mlx_vlm::Error::Config { message, .. } if message.contains(named)),
+                    "{named}: {err}"
+                );
+            }
+        }
+    }
 }

@@ -43,9 +43,28 @@ fn create(config: &Map<String, Value>, file: &str) -> Result<Box<dyn VlmModel>> 
 fn check_weights(
     config: &Map<String, Value>,
     file: &str,
-    _tensors: &std::collections::BTreeMap<String, TensorInfo>,
+    tensors: &std::collections::BTreeMap<String, TensorInfo>,
 ) -> Result<()> {
-    // The configuration must parse; the tensors are checked by name and
-    // shape when the weights are loaded into the model.
-    ModelConfig::from_map(config.clone(), file).map(|_| ())
+    use crate::models::paligemma::weights_check::{
+        Tower::{Text, Vision},
+        check_gemma_tensors,
+    };
+
+    let config = ModelConfig::from_map(config.clone(), file)?;
+    let (t, v) = (&config.text_config, &config.vision_config);
+    let sizes = [
+        ("text_config.vocab_size", t.vocab_size, Text, "embed_tokens.weight", 0),
+        ("text_config.hidden_size", t.hidden_size, Text, "embed_tokens.weight", 1),
+        ("text_config.intermediate_size", t.intermediate_size, Text, "layers.0.mlp.gate_proj.weight", 0),
+        ("vision_config.hidden_size", v.hidden_size, Vision, "embeddings.patch_embedding.weight", 0),
+        ("vision_config.intermediate_size", v.intermediate_size, Vision, "encoder.layers.0.mlp.fc1.weight", 0),
+    ];
+    check_gemma_tensors(
+        tensors,
+        file,
+        "Gemma 3",
+        t.num_hidden_layers,
+        v.num_hidden_layers,
+        &sizes,
+    )
 }
