@@ -305,4 +305,41 @@ mod end_to_end {
             }
         }
     }
+
+    /// transformers 5's keys, also with the doubled `.model` some 5.x
+    /// versions wrote, map back to the original layout.
+    #[test]
+    fn transformers5_keys_map_back() {
+        use mlx_vlm::models::paligemma::paligemma::normalize_transformers5_layout;
+
+        let x = || mlx_rs::Array::from_slice(&[0f32], &[1]).unwrap();
+        let weights = [
+            "model.language_model.model.layers.0.mlp.up_proj.weight",
+            "model.language_model.norm.weight",
+            "model.vision_tower.vision_model.post_layernorm.weight",
+            "model.multi_modal_projector.linear.weight",
+            "lm_head.weight",
+        ]
+        .into_iter()
+        .map(|k| (k.to_string(), x()))
+        .collect::<std::collections::HashMap<_, _>>();
+        for (keep_lm_head, lm_head) in
+            [(false, None), (true, Some("language_model.lm_head.weight"))]
+        {
+            let mut keys: Vec<String> =
+                normalize_transformers5_layout(weights.clone(), keep_lm_head)
+                    .into_keys()
+                    .collect();
+            keys.sort();
+            let mut want = vec![
+                "language_model.model.layers.0.mlp.up_proj.weight",
+                "language_model.model.norm.weight",
+                "multi_modal_projector.linear.weight",
+                "vision_tower.vision_model.post_layernorm.weight",
+            ];
+            want.extend(lm_head);
+            want.sort();
+            assert_eq!(keys, want);
+        }
+    }
 }

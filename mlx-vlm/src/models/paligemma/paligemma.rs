@@ -225,7 +225,8 @@ impl Model {
 
 /// Keys of a checkpoint re-saved by transformers 5 back to the original
 /// Hugging Face layout this model's sanitize reads (Rust only): PaliGemma's
-/// and Gemma 3's `model.language_model.*` to `language_model.model.*`,
+/// and Gemma 3's `model.language_model.*` (or `model.language_model.model.*`,
+/// as transformers 5.10 to 5.23 wrote some) to `language_model.model.*`,
 /// `model.vision_tower.*` and `model.multi_modal_projector.*` to their
 /// names without `model.`, and a root `lm_head.weight` to
 /// `language_model.lm_head.weight` (Gemma 3) or dropped (`keep_lm_head`
@@ -245,7 +246,12 @@ pub fn normalize_transformers5_layout(
     weights
         .into_iter()
         .filter_map(|(key, value)| {
-            let key = if let Some(rest) = key.strip_prefix("model.language_model.") {
+            // transformers 5.10 to 5.23 saved some of these checkpoints
+            // with a doubled `.model` (its conversion_mapping.py, #45534).
+            let key = if let Some(rest) = key
+                .strip_prefix("model.language_model.model.")
+                .or_else(|| key.strip_prefix("model.language_model."))
+            {
                 format!("language_model.model.{rest}")
             } else if let Some(rest) = key.strip_prefix("model.") {
                 rest.to_string()

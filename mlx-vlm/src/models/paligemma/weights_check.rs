@@ -21,6 +21,7 @@ pub(crate) enum Tower {
 /// The tower of a checkpoint key and the key within it, in any layout.
 fn tower_key(key: &str) -> Option<(Tower, &str)> {
     const PREFIXES: &[(&str, Tower)] = &[
+        ("model.language_model.model.", Tower::Text),
         ("model.language_model.", Tower::Text),
         ("language_model.model.", Tower::Text),
         ("model.vision_tower.vision_model.", Tower::Vision),
