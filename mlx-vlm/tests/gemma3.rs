@@ -309,4 +309,64 @@ mod end_to_end {
             "{err}"
         );
     }
+
+    /// Prefilled in steps of 5 tokens (the sliding layers' rotating caches
+    /// wrap between steps), the one-image and long prompts give Python's
+    /// ids for the same steps (`goldens/chunked.json`).
+    #[test]
+    fn chunked_prefill_gives_pythons_ids() {
+        use mlx_vlm::fixtures::{self, CheckpointSpec};
+        use mlx_vlm::generate::{GenerateParams, stream_generate};
+
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        let golden: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.join("gemma3/goldens/chunked.json")).unwrap(),
+        )
+        .unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let spec = CheckpointSpec {
+            tokenizer_dir: Some(fixtures::gemma_tokenizer_dir()),
+            ..Default::default()
+        };
+        fixtures::write_tiny_checkpoint(tmp.path(), &fixtures::gemma3_tiny(), &spec).unwrap();
+        let (model, processor) =
+            mlx_vlm::load(tmp.path().to_str().unwrap(), &Default::default()).unwrap();
+        for (name, case) in golden.as_object().unwrap() {
+            let want: Vec<u32> = serde_json::from_value(case["generated_ids"].clone()).unwrap();
+            let images: Vec<mlx_vlm::ImageSource> = case["images"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| {
+                    dir.join("qwen2_5_vl/images")
+                        .join(i.as_str().unwrap())
+                        .into()
+                })
+                .collect();
+            let prompt = processor
+                .apply_chat_template(case["prompt"].as_str().unwrap(), None, images.len())
+                .unwrap();
+            let inputs = processor.prepare_inputs(&prompt, &images).unwrap();
+            let params = GenerateParams {
+                max_tokens: want.len(),
+                prefill_step_size: Some(5),
+                ..Default::default()
+            };
+            let mut ids = Vec::new();
+            for r in stream_generate(
+                &*model,
+                processor.tokenizer(),
+                inputs,
+                processor.eos_token_ids(),
+                &params,
+            )
+            .unwrap()
+            {
+                if let Some(all) = r.unwrap().token_ids {
+                    ids = all;
+                }
+            }
+            assert_eq!(ids, want, "{name}");
+        }
+    }
 }
