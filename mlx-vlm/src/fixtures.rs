@@ -34,6 +34,7 @@ use crate::Result;
 
 mod cache;
 mod checkpoint;
+mod gemma;
 mod offline_tokenizer;
 mod qwen2_vl;
 mod qwen3_vl;
@@ -46,6 +47,10 @@ pub use cache::{
     write_atomic, write_atomic_with,
 };
 pub use checkpoint::{CheckpointSpec, Layout, checkpoint_key, ensure_checkpoint, write_checkpoint};
+pub use gemma::{
+    GEMMA_TOKENIZER_VOCAB, conv_channels_first, gemma_tokenizer_dir, gemma3_hf_param, gemma3_tiny,
+    paligemma_hf_param, paligemma_tiny, paligemma_transformers5_key,
+};
 pub use offline_tokenizer::{
     FIRST_SPECIAL_ID, SPECIAL_TOKENS, offline_tokenizer_dir, write_offline_tokenizer,
 };
@@ -109,8 +114,16 @@ fn exponent_for(key: &str, shape: &[i32]) -> i32 {
     (3.0 / fan_in).sqrt().log2().round() as i32
 }
 
-/// The values of the tensor `key` (Hugging Face name) of `shape`, row-major.
+/// The values of the tensor `key` (Hugging Face name) of `shape`, row-major,
+/// for a model with the Qwen2.5-VL tokenizer ([`TOKENIZER_VOCAB`]).
 pub fn tensor_values(key: &str, shape: &[i32]) -> Vec<f32> {
+    tensor_values_for_vocab(key, shape, TOKENIZER_VOCAB)
+}
+
+/// [`tensor_values`] for a model whose tokenizer has `tokenizer_vocab`
+/// tokens: embedding (and output-layer) rows from there on are zero, so the
+/// random model never emits an id its tokenizer cannot decode.
+pub fn tensor_values_for_vocab(key: &str, shape: &[i32], tokenizer_vocab: i32) -> Vec<f32> {
     let n: usize = shape.iter().map(|&d| d as usize).product();
     let seed = fnv1a64(key) ^ SEED;
     let norm = is_norm(key);
@@ -128,7 +141,7 @@ pub fn tensor_values(key: &str, shape: &[i32]) -> Vec<f32> {
         .collect();
     if key.ends_with("embed_tokens.weight") || key == "lm_head.weight" {
         let row = shape[1] as usize;
-        let start = (TOKENIZER_VOCAB as usize * row).min(values.len());
+        let start = (tokenizer_vocab.max(0) as usize * row).min(values.len());
         values[start..].fill(0.0);
     }
     values

@@ -49,10 +49,47 @@ pub enum MessageFormat {
     ListWithImage,
     /// Content parts, images first (Python: `LIST_WITH_IMAGE_FIRST`).
     ListWithImageFirst,
+    /// A bare string, `<image>` once per image before the text (Python:
+    /// `PROMPT_WITH_IMAGE_TOKEN`; PaliGemma). Not a message object: the
+    /// family's [`PromptRules::last_message_only`] hands it to the
+    /// processor as the prompt.
+    PromptWithImageToken,
+    /// The text with `<start_of_image>` once per image after it, as one
+    /// string content (Python: `START_IMAGE_TOKEN`, `_format_with_token`
+    /// with `image_first=False`; Gemma 3).
+    StartImageToken,
+}
+
+/// How a family's messages become a prompt beyond their layout (Python:
+/// membership of `SINGLE_IMAGE_ONLY_MODELS` and the model types whose
+/// `apply_chat_template` returns the last message alone), held in the
+/// family's registration ([`crate::registry::Family::prompt_rules`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PromptRules {
+    /// A message with more than one image is an error (Python:
+    /// `SINGLE_IMAGE_ONLY_MODELS`).
+    pub single_image_only: bool,
+    /// The prompt is the last message's text, not rendered with a chat
+    /// template (Python: `if model_type in ["paligemma", ...]: return
+    /// messages[-1]`).
+    pub last_message_only: bool,
+}
+
+impl PromptRules {
+    /// Any number of images; the messages rendered with the chat template.
+    pub const DEFAULT: PromptRules = PromptRules {
+        single_image_only: false,
+        last_message_only: false,
+    };
 }
 
 fn message_format(model_type: &str) -> Option<MessageFormat> {
     crate::registry::family(&model_type.to_lowercase()).map(|family| family.message_format)
+}
+
+fn prompt_rules(model_type: &str) -> PromptRules {
+    crate::registry::family(&model_type.to_lowercase())
+        .map_or(PromptRules::DEFAULT, |family| family.prompt_rules)
 }
 
 /// Options of [`apply_chat_template`] (Python's keyword arguments).
@@ -302,6 +339,13 @@ pub fn get_message_json_with_videos(
             num_images = num_images.max(explicit);
         }
     }
+    if num_images > 1 && prompt_rules(model_name).single_image_only {
+        // Python: `format_message`'s multi-image check.
+        return Err(Error::InvalidArgument(format!(
+            "Model {} does not support multi-image chat. Please only use 1 image.",
+            model_name.to_lowercase()
+        )));
+    }
     let native_video = crate::registry::family(&model_name.to_lowercase())
         .is_some_and(|family| family.media.videos);
     if native_video && !videos.is_empty() {
@@ -322,12 +366,26 @@ pub fn get_message_json_with_videos(
         content.extend(prompt_parts);
         return Ok(json!({"role": role, "content": content}));
     }
-    // Python: `_format_list_with_image`, `image_first` per format.
+    let with_images = role == "user" && !skip_image_token;
+    // Python: `_format_list_with_image`, `image_first` per format; the
+    // token formats write the images into the text.
     let image_first = match format {
         MessageFormat::ListWithImage => false,
         MessageFormat::ListWithImageFirst => true,
+        MessageFormat::PromptWithImageToken => {
+            // Python's lambda ignores the role and the skip flag.
+            let text = extract_text_from_content(&prompt);
+            return Ok(Value::String(format!(
+                "{}{text}",
+                "<image>".repeat(num_images)
+            )));
+        }
+        MessageFormat::StartImageToken => {
+            let content =
+                format_with_token(&prompt, with_images, num_images, "<start_of_image>", false);
+            return Ok(json!({"role": role, "content": content}));
+        }
     };
-    let with_images = role == "user" && !skip_image_token;
     let (mut content, explicit) = content_parts(&prompt, with_images);
     if with_images && num_images > 0 {
         let missing = num_images.saturating_sub(explicit);
@@ -339,6 +397,36 @@ pub fn get_message_json_with_videos(
         }
     }
     Ok(json!({"role": role, "content": content}))
+}
+
+/// One message's text with `token` for each image (Python:
+/// `MessageFormatter._format_with_token` with `repeat_image_token=True`):
+/// the images the prompt places keep their place, the missing ones go
+/// before or after the text as `image_first` says.
+fn format_with_token(
+    prompt: &Value,
+    with_images: bool,
+    num_images: usize,
+    token: &str,
+    image_first: bool,
+) -> String {
+    let (parts, explicit) = content_parts(prompt, with_images);
+    let mut content: String = parts
+        .iter()
+        .map(|part| match part.get("type").and_then(Value::as_str) {
+            Some("image") => token,
+            _ => part.get("text").and_then(Value::as_str).unwrap_or(""),
+        })
+        .collect();
+    if with_images && num_images > 0 {
+        let prefix = token.repeat(num_images.saturating_sub(explicit));
+        content = if image_first {
+            format!("{prefix}{content}")
+        } else {
+            format!("{content}{prefix}")
+        };
+    }
+    content
 }
 
 /// The messages [`apply_chat_template`] renders (Python:
@@ -491,6 +579,18 @@ pub fn apply_chat_template(
     options: &ChatTemplateOptions,
 ) -> Result<String> {
     let messages = chat_messages(config, prompt, options)?;
+    let model_type = config.get("model_type").and_then(Value::as_str);
+    if model_type.is_some_and(|t| prompt_rules(t).last_message_only) {
+        // Python returns `messages[-1]` unrendered: the bare string of
+        // `PromptWithImageToken`, or (a tool message) its content's text.
+        return Ok(match messages.last() {
+            Some(Value::String(text)) => text.clone(),
+            Some(message) => {
+                extract_text_from_content(message.get("content").unwrap_or(&Value::Null))
+            }
+            None => String::new(),
+        });
+    }
     get_chat_template(
         tokenizer,
         &messages,
@@ -521,6 +621,20 @@ pub fn get_chat_template(
     kwargs
         .entry("enable_thinking")
         .or_insert(Value::Bool(false));
+    // transformers renders with the tokenizer's special tokens in the
+    // context (`**special_tokens_map`): Gemma's template starts with
+    // `{{ bos_token }}`.
+    for (name, token) in [
+        ("bos_token", tokenizer.bos_token()),
+        ("eos_token", tokenizer.eos_token()),
+        ("pad_token", tokenizer.pad_token()),
+    ] {
+        if let Some(token) = token {
+            kwargs
+                .entry(name)
+                .or_insert_with(|| Value::String(token.to_string()));
+        }
+    }
     render_chat_template(template, messages, add_generation_prompt, &kwargs)
 }
 

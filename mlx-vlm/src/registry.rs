@@ -11,7 +11,7 @@ use std::fmt;
 
 use crate::models::VlmModel;
 use crate::processor::ProcessorFactory;
-use crate::prompt_utils::MessageFormat;
+use crate::prompt_utils::{MessageFormat, PromptRules};
 use crate::utils::TensorInfo;
 use crate::{Error, Result};
 
@@ -111,6 +111,10 @@ pub struct Family {
     /// How a user message with media is laid out (Python: the family's
     /// entry of `MODEL_CONFIG` in `prompt_utils.py`).
     pub message_format: MessageFormat,
+    /// The single-image and last-message rules of its prompts (Python:
+    /// `SINGLE_IMAGE_ONLY_MODELS` and `apply_chat_template`'s list of
+    /// models that take the last message alone).
+    pub prompt_rules: PromptRules,
 }
 
 /// Every family's registration (Rust's counterpart of the packages under

@@ -1,7 +1,9 @@
 //! Chat templates and tokenization against Python mlx-vlm 0.7.6:
 //! `tests/fixtures/qwen2_5_vl/templates.json` (from
-//! `tests/fixtures/gen_templates.py`) and the prompts and input ids of
-//! `tests/fixtures/qwen2_5_vl/goldens/f32.json`.
+//! `tests/fixtures/gen_templates.py`), the prompts and input ids of
+//! `tests/fixtures/qwen2_5_vl/goldens/f32.json`, and the same template cases
+//! for PaliGemma and Gemma 3 (`tests/fixtures/{paligemma,gemma3}/templates.json`
+//! from `tests/fixtures/gemma_templates.py`).
 
 use std::fs;
 use std::path::Path;
@@ -390,4 +392,54 @@ fn checkpoint_templates_run_under_the_limits() {
         ),
         "{err:?}"
     );
+}
+
+/// PaliGemma's prompt (the last message's text, `<image>` per image, one
+/// image at most) and Gemma 3's (its chat template with
+/// `<start_of_image>` after the text) for every template case: Python's
+/// messages, prompt, or error message.
+#[test]
+fn gemma_templates_match_python() {
+    use mlx_vlm::fixtures::{self, CheckpointSpec};
+
+    for (family, tiny) in [
+        ("paligemma", fixtures::paligemma_tiny()),
+        ("gemma3", fixtures::gemma3_tiny()),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = CheckpointSpec {
+            tokenizer_dir: Some(fixtures::gemma_tokenizer_dir()),
+            ..Default::default()
+        };
+        fixtures::write_tiny_checkpoint(dir.path(), &tiny, &spec).unwrap();
+        let tokenizer = Tokenizer::from_dir(dir.path()).unwrap();
+        let config: Value =
+            serde_json::from_str(&fs::read_to_string(dir.path().join("config.json")).unwrap())
+                .unwrap();
+        let golden = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(family)
+            .join("templates.json");
+        let cases: Vec<Value> = serde_json::from_str(&fs::read_to_string(golden).unwrap()).unwrap();
+        assert!(cases.len() >= 10);
+        for case in &cases {
+            let what = format!("{family} {}", case["name"].as_str().unwrap());
+            let opts = options(&case["options"]);
+            if let Some(messages) = case.get("messages") {
+                let got = chat_messages(&config, &case["prompt"], &opts).unwrap();
+                assert_eq!(&Value::Array(got), messages, "{what}: messages");
+            }
+            let text = apply_chat_template(&tokenizer, &config, &case["prompt"], &opts);
+            match (case.get("formatted"), case.get("error")) {
+                (Some(formatted), _) => {
+                    assert_eq!(text.unwrap(), formatted.as_str().unwrap(), "{what}")
+                }
+                (None, Some(error)) => {
+                    let err = text.expect_err(&what).to_string();
+                    assert!(err.contains(error.as_str().unwrap()), "{what}: {err}");
+                }
+                (None, None) => panic!("{what}: a golden case without a result"),
+            }
+        }
+    }
 }

@@ -400,6 +400,7 @@ fn tiny_model_writer_matches_the_qwen2_5_vl_writer() {
         files: Vec::new(),
         hf_param: fixtures::qwen_hf_param,
         transformers5_key: fixtures::qwen_transformers5_key,
+        tokenizer_vocab: fixtures::TOKENIZER_VOCAB,
     };
     assert_eq!(
         tiny.hf_param_shapes().unwrap(),

@@ -6,9 +6,18 @@
 //! the greedy ids and each decode step's logits, prefilled whole and in
 //! chunks of 5. Model level (`gen_model.py`): two images through the SigLIP
 //! tower, the pooling projector, the merged embeddings, and the logits with
-//! the 4-D mask and as generation prefills. The processor and end-to-end
-//! checks come with the family's registration.
+//! the 4-D mask and as generation prefills. The registered family end to
+//! end (goldens of `tests/fixtures/gemma3/gen_goldens.py`: one image, two
+//! images with a system prompt, text only, a long text prompt; every prompt
+//! longer than the tiny sliding window of 8) in the Hugging Face,
+//! transformers-5 and mlx-community layouts, f32, bf16 and 4-bit.
 
+#[path = "common/family_e2e.rs"]
+#[allow(dead_code)]
+mod family_e2e;
+#[path = "common/gemma_family.rs"]
+#[allow(dead_code)]
+mod gemma_family;
 #[path = "common/siglip_weights.rs"]
 mod siglip_weights;
 
@@ -152,4 +161,212 @@ fn model_with_two_images_matches_python() {
         &prefill,
         &g["prefill_logits"],
     );
+}
+
+mod end_to_end {
+    use mlx_rs::Dtype;
+    use mlx_vlm::fixtures::Layout;
+
+    use crate::family_e2e::check_variant;
+    use crate::gemma_family::gemma3;
+
+    #[test]
+    fn f32_hugging_face_layout() {
+        check_variant(&gemma3(), "f32", Dtype::Float32, Layout::HuggingFace, None);
+    }
+
+    #[test]
+    fn f32_transformers5_layout() {
+        check_variant(
+            &gemma3(),
+            "f32",
+            Dtype::Float32,
+            Layout::Transformers5,
+            None,
+        );
+    }
+
+    #[test]
+    fn f32_mlx_community_layout() {
+        check_variant(&gemma3(), "f32", Dtype::Float32, Layout::MlxCommunity, None);
+    }
+
+    #[test]
+    fn bf16_hugging_face_layout() {
+        check_variant(
+            &gemma3(),
+            "bf16",
+            Dtype::Bfloat16,
+            Layout::HuggingFace,
+            None,
+        );
+    }
+
+    #[test]
+    fn q4_mlx_community() {
+        check_variant(
+            &gemma3(),
+            "q4",
+            Dtype::Bfloat16,
+            Layout::MlxCommunity,
+            Some((64, 4)),
+        );
+    }
+
+    /// Pan-and-scan (on through `ProcessorOptions::image_processor`, with
+    /// every setting given) gives the Python processor's ids, crops
+    /// prompt and pixel values (`goldens/pan_and_scan.*`).
+    #[test]
+    fn pan_and_scan_gives_pythons_ids_and_pixels() {
+        use std::path::Path;
+
+        use mlx_vlm::fixtures::{self, CheckpointSpec};
+        use mlx_vlm::processor::{ProcessorOptions, PromptMedia};
+
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        let g: std::collections::HashMap<String, mlx_rs::Array> =
+            mlx_rs::io::load_safetensors(dir.join("gemma3/goldens/pan_and_scan.safetensors"))
+                .unwrap()
+                .0;
+        let meta: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.join("gemma3/goldens/pan_and_scan.json")).unwrap(),
+        )
+        .unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let spec = CheckpointSpec {
+            tokenizer_dir: Some(fixtures::gemma_tokenizer_dir()),
+            ..Default::default()
+        };
+        fixtures::write_tiny_checkpoint(tmp.path(), &fixtures::gemma3_tiny(), &spec).unwrap();
+        let (_, processor) =
+            mlx_vlm::load(tmp.path().to_str().unwrap(), &Default::default()).unwrap();
+        let images: Vec<mlx_vlm::ImageSource> = meta["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| {
+                dir.join("qwen2_5_vl/images")
+                    .join(i.as_str().unwrap())
+                    .into()
+            })
+            .collect();
+        let prompt = processor
+            .apply_chat_template("Compare the two images.", None, images.len())
+            .unwrap();
+        assert_eq!(prompt, meta["prompt"].as_str().unwrap());
+        let mut options = ProcessorOptions::default();
+        let o = &mut options.image_processor;
+        o.do_pan_and_scan = Some(true);
+        o.pan_and_scan_min_crop_size = Some(32);
+        o.pan_and_scan_max_num_crops = Some(4);
+        o.pan_and_scan_min_ratio_to_activate = Some(1.2);
+        let media = PromptMedia {
+            images: &images,
+            videos: &[],
+        };
+        let inputs = processor
+            .prepare_inputs_with(&prompt, media, &options)
+            .unwrap();
+        assert_eq!(
+            inputs.input_ids.to_vec_as::<i32>().unwrap(),
+            g["input_ids"].to_vec_as::<i32>().unwrap()
+        );
+        let pixels = inputs
+            .media
+            .as_ref()
+            .and_then(|m| {
+                m.downcast_ref::<mlx_vlm::models::gemma3::processing_gemma3::Gemma3Inputs>()
+            })
+            .unwrap()
+            .pixel_values
+            .clone();
+        let diff = crate::max_abs_diff(&pixels, &g["pixel_values"]);
+        assert!(diff <= 1e-6, "pixel values differ by {diff}");
+    }
+
+    /// A `<start_of_image>` count that differs from the images is a typed
+    /// error (Python: a `ValueError` with the same counts).
+    #[test]
+    fn image_token_count_mismatch_is_a_typed_error() {
+        use mlx_vlm::fixtures::{self, CheckpointSpec};
+
+        let tmp = tempfile::tempdir().unwrap();
+        let spec = CheckpointSpec {
+            tokenizer_dir: Some(fixtures::gemma_tokenizer_dir()),
+            ..Default::default()
+        };
+        fixtures::write_tiny_checkpoint(tmp.path(), &fixtures::gemma3_tiny(), &spec).unwrap();
+        let (_, processor) =
+            mlx_vlm::load(tmp.path().to_str().unwrap(), &Default::default()).unwrap();
+        let image: mlx_vlm::ImageSource = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/qwen2_5_vl/images/gradient_100x75.png")
+            .into();
+        let err = processor
+            .prepare_inputs("<start_of_image><start_of_image>Hi", &[image])
+            .expect_err("two image tokens, one image");
+        assert!(
+            matches!(err, mlx_vlm::Error::ImageTokenMismatch { .. }),
+            "{err}"
+        );
+    }
+
+    /// Prefilled in steps of 5 tokens (the sliding layers' rotating caches
+    /// wrap between steps), the one-image and long prompts give Python's
+    /// ids for the same steps (`goldens/chunked.json`).
+    #[test]
+    fn chunked_prefill_gives_pythons_ids() {
+        use mlx_vlm::fixtures::{self, CheckpointSpec};
+        use mlx_vlm::generate::{GenerateParams, stream_generate};
+
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        let golden: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.join("gemma3/goldens/chunked.json")).unwrap(),
+        )
+        .unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let spec = CheckpointSpec {
+            tokenizer_dir: Some(fixtures::gemma_tokenizer_dir()),
+            ..Default::default()
+        };
+        fixtures::write_tiny_checkpoint(tmp.path(), &fixtures::gemma3_tiny(), &spec).unwrap();
+        let (model, processor) =
+            mlx_vlm::load(tmp.path().to_str().unwrap(), &Default::default()).unwrap();
+        for (name, case) in golden.as_object().unwrap() {
+            let want: Vec<u32> = serde_json::from_value(case["generated_ids"].clone()).unwrap();
+            let images: Vec<mlx_vlm::ImageSource> = case["images"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| {
+                    dir.join("qwen2_5_vl/images")
+                        .join(i.as_str().unwrap())
+                        .into()
+                })
+                .collect();
+            let prompt = processor
+                .apply_chat_template(case["prompt"].as_str().unwrap(), None, images.len())
+                .unwrap();
+            let inputs = processor.prepare_inputs(&prompt, &images).unwrap();
+            let params = GenerateParams {
+                max_tokens: want.len(),
+                prefill_step_size: Some(5),
+                ..Default::default()
+            };
+            let mut ids = Vec::new();
+            for r in stream_generate(
+                &*model,
+                processor.tokenizer(),
+                inputs,
+                processor.eos_token_ids(),
+                &params,
+            )
+            .unwrap()
+            {
+                if let Some(all) = r.unwrap().token_ids {
+                    ids = all;
+                }
+            }
+            assert_eq!(ids, want, "{name}");
+        }
+    }
 }

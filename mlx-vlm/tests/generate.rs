@@ -80,6 +80,7 @@ const MOCK_FAMILY: Family = Family {
         audio: false,
     },
     message_format: MessageFormat::ListWithImageFirst,
+    prompt_rules: mlx_vlm::prompt_utils::PromptRules::DEFAULT,
 };
 
 impl FamilyModel for MockModel {

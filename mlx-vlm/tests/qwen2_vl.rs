@@ -28,11 +28,12 @@ fn family() -> Family {
     Family {
         name: "qwen2_vl",
         tiny: fixtures::qwen2_vl_tiny(),
-        position_ids: |p: &models::PrefillArgs| {
+        tokenizer_dir: Family::qwen_tokenizer,
+        position_ids: Some(|p: &models::PrefillArgs| {
             p.downcast_ref::<PrefillArgs>()
                 .and_then(|p| p.position_ids.clone())
                 .expect("position ids")
-        },
+        }),
         vision: |model: &dyn VlmModel, inputs: &GenerateInputs| {
             let model = model
                 .as_any()
@@ -47,9 +48,11 @@ fn family() -> Family {
                     .expect("vision tower"),
             ]
         },
-        image_grid: |inputs: &GenerateInputs| -> Array {
+        image_grid: Some(|inputs: &GenerateInputs| -> Array {
             media(inputs).image_grid_thw.clone().expect("grid")
-        },
+        }),
+        pixel_values: None,
+        projector: None,
         stages,
     }
 }

@@ -52,12 +52,17 @@ macro_rules! families {
     };
 }
 
-families![qwen2_5_vl, qwen2_vl, qwen3_vl, qwen3_vl_moe];
+families![
+    gemma3,
+    paligemma,
+    qwen2_5_vl,
+    qwen2_vl,
+    qwen3_vl,
+    qwen3_vl_moe
+];
 
-// Not families yet: PaliGemma's and Gemma 3's ported parts.
-pub mod gemma3;
+// Not a family yet: Gemma 3n's ported parts.
 pub mod gemma3n;
-pub mod paligemma;
 
 /// A value of some family's type crossing the generic code: its processor
 /// inputs ([`ModelInputs`]), prefill arguments ([`PrefillArgs`]) or

@@ -2,11 +2,12 @@
 //! checkpoint (`mlx_vlm::fixtures::TinyModel`) and goldens written by its
 //! `tests/fixtures/<family>/gen_goldens.py`: the checkpoint is written in a
 //! layout and dtype, loaded through `mlx_vlm::load`, and each golden case
-//! (one image, two images with a system prompt, text only) must give
-//! Python's prompt and input ids, teacher-forced greedy ids, and in f32
-//! the free-running greedy ids and text; the one-image case also Python's
-//! grid, vision features, merged embeddings, position ids and (f32) last
-//! prompt logits.
+//! (one image, several images or a system prompt, text only, ...) must
+//! give Python's prompt and input ids, teacher-forced greedy ids, and in
+//! f32 the free-running greedy ids and text; the one-image case also
+//! Python's vision features, merged embeddings and (f32) last prompt
+//! logits, and where the family has them its grid, position ids, pixel
+//! values and projector output.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -25,17 +26,32 @@ pub struct Family {
     pub name: &'static str,
     /// The tiny checkpoint.
     pub tiny: TinyModel,
-    /// The mRoPE position ids in the family's prefill arguments.
-    pub position_ids: fn(&PrefillArgs) -> Array,
+    /// The folder of the tokenizer the checkpoint ships with.
+    pub tokenizer_dir: fn() -> PathBuf,
+    /// The mRoPE position ids in the family's prefill arguments, for
+    /// families that have them.
+    pub position_ids: Option<fn(&PrefillArgs) -> Array>,
     /// The vision tower's features of the one-image case's patches, then
     /// its deepstack features if it has any.
     pub vision: fn(&dyn VlmModel, &GenerateInputs) -> Vec<Array>,
-    /// The grid of the one-image case's image.
-    pub image_grid: fn(&GenerateInputs) -> Array,
+    /// The grid of the one-image case's image, for families with grids.
+    pub image_grid: Option<fn(&GenerateInputs) -> Array>,
+    /// The one-image case's pixel values (golden `single.pixel_values`).
+    pub pixel_values: Option<fn(&GenerateInputs) -> Array>,
+    /// The projector's output for the one-image case (golden
+    /// `single.projector`).
+    pub projector: Option<fn(&dyn VlmModel, &GenerateInputs) -> Array>,
     /// Each vision block's and decoder layer's output for the one-image
     /// case, from its inputs and `get_input_embeddings`' embeddings and
     /// prefill arguments.
     pub stages: fn(&dyn VlmModel, &GenerateInputs, &Array, &PrefillArgs) -> Stages,
+}
+
+impl Family {
+    /// The Qwen families' tokenizer (the Qwen2.5-VL one).
+    pub fn qwen_tokenizer() -> PathBuf {
+        fixtures::qwen_tokenizer_dir().unwrap()
+    }
 }
 
 /// The outputs of each stage of a forward pass (Python: what the
@@ -146,7 +162,7 @@ pub fn check_variant(
         layout,
         quantization,
         shard_bytes: (layout == Layout::HuggingFace).then_some(4 << 20),
-        tokenizer_dir: Some(fixtures::qwen_tokenizer_dir().unwrap()),
+        tokenizer_dir: Some((family.tokenizer_dir)()),
     };
     fixtures::write_tiny_checkpoint(tmp.path(), &family.tiny, &spec).unwrap();
     let (model, processor) =
@@ -196,12 +212,22 @@ pub fn check_variant(
             assert_eq!(forced, golden_ids, "{what}: teacher-forced ids");
         }
         if case == "single" {
-            assert_eq!(
-                ints(&(family.image_grid)(&inputs)),
-                ints(&g["single.image_grid_thw"]),
-                "{what}: grid"
-            );
+            if let Some(image_grid) = family.image_grid {
+                assert_eq!(
+                    ints(&image_grid(&inputs)),
+                    ints(&g["single.image_grid_thw"]),
+                    "{what}: grid"
+                );
+            }
             let tol = if dtype == Dtype::Float32 { 1e-4 } else { 2e-2 };
+            if let Some(pixel_values) = family.pixel_values {
+                let diff = max_abs_diff(&pixel_values(&inputs), &g["single.pixel_values"]);
+                assert!(diff <= 1e-6, "{what}: pixel values differ by {diff}");
+            }
+            if let Some(projector) = family.projector {
+                let diff = max_abs_diff(&projector(&*model, &inputs), &g["single.projector"]);
+                assert!(diff <= tol, "{what}: projector output differs by {diff}");
+            }
             let vision = (family.vision)(&*model, &inputs);
             let expected: Vec<&Array> = std::iter::once(&g["single.vision"])
                 .chain((0..).map_while(|k| g.get(&format!("single.deepstack.{k}"))))
@@ -217,11 +243,13 @@ pub fn check_variant(
             }
             let diff = max_abs_diff(&features.inputs_embeds, &g["single.inputs_embeds"]);
             assert!(diff <= tol, "{what}: merged embeddings differ by {diff}");
-            assert_eq!(
-                ints(&(family.position_ids)(&features.prefill)),
-                ints(&g["single.position_ids"]),
-                "{what}: position ids"
-            );
+            if let Some(position_ids) = family.position_ids {
+                assert_eq!(
+                    ints(&position_ids(&features.prefill)),
+                    ints(&g["single.position_ids"]),
+                    "{what}: position ids"
+                );
+            }
             if g.contains_key("single.layer.0") {
                 let stages =
                     (family.stages)(&*model, &inputs, &features.inputs_embeds, &features.prefill);

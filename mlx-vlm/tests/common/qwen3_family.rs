@@ -111,9 +111,12 @@ pub fn family<M: Qwen3VlVariant>(name: &'static str, tiny: TinyModel) -> Family 
     Family {
         name,
         tiny,
-        position_ids,
+        tokenizer_dir: Family::qwen_tokenizer,
+        position_ids: Some(position_ids),
         vision: vision::<M>,
-        image_grid,
+        image_grid: Some(image_grid),
+        pixel_values: None,
+        projector: None,
         stages: stages::<M>,
     }
 }

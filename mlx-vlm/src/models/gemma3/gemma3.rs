@@ -1,16 +1,19 @@
 //! `mlx_vlm/models/gemma3/gemma3.py`: the model joining the SigLIP tower,
 //! the pooling projector and the Gemma 3 decoder.
 //!
-//! Partial port: the model's forward pieces; its `FamilyModel`
-//! registration comes with the processor. Note for it: Python's generate
-//! hands `attention_mask_4d` to `language_model(**kwargs)`, which ignores
-//! it, so generation prefills with the layers' own sliding and global
-//! masks; only `Model.__call__` applies the 4-D mask.
+//! Python's generate hands `attention_mask_4d` to
+//! `language_model(**kwargs)`, which ignores it, so generation prefills
+//! with the layers' own sliding and global masks; only `Model.__call__`
+//! applies the 4-D mask. The [`FamilyModel`] impl does the same; its
+//! caches are `LanguageModel.make_cache`'s (Python's `make_prompt_cache`
+//! prefers it and so ignores `max_kv_size`).
 //!
 //! Divergences from Python: a feature count that does not match the
 //! prompt's image tokens is a typed error (Python's scatter fails or
 //! misplaces them); `masked_scatter` gathers the features in token order
-//! instead of a scatter into a flattened copy (the same result).
+//! instead of a scatter into a flattened copy (the same result);
+//! checkpoints re-saved by transformers 5 load
+//! ([`normalize_transformers5_layout`]; Python fails on them).
 
 use std::collections::HashMap;
 
@@ -20,9 +23,16 @@ use mlx_rs::{Array, Dtype, ops};
 use super::config::ModelConfig;
 use super::language::{LanguageModel, RMSNorm};
 use super::vision::{VisionModel, sanitize as sanitize_vision, vision_model};
+use super::processing_gemma3::Gemma3Inputs;
+use crate::models::FamilyModel;
 use crate::models::base::AttentionMask;
 use crate::models::cache::Cache;
-use crate::models::paligemma::paligemma::prefix_mask_4d;
+use crate::models::paligemma::paligemma::{
+    PrefillArgs, eos_ids, normalize_transformers5_layout, prefix_mask_4d, siglip_dims,
+};
+use crate::models::qwen2_5_vl::qwen2_5_vl::{TextDims, estimate_memory};
+use crate::preflight::{MemoryEstimate, MemoryRequest};
+use crate::registry::Family;
 use crate::{Error, Result};
 
 /// Python: `Gemma3MultiModalProjector`: patches average-pooled to
@@ -231,5 +241,79 @@ impl Model {
     /// `LanguageModel` sanitizers (the model has none of its own).
     pub fn sanitize(&self, weights: HashMap<String, Array>) -> Result<HashMap<String, Array>> {
         Ok(LanguageModel::sanitize(sanitize_vision(weights)?))
+    }
+}
+
+impl FamilyModel for Model {
+    type Inputs = Gemma3Inputs;
+    type Prefill = PrefillArgs;
+    type State = ();
+
+    const FAMILY: &'static Family = &super::FAMILY;
+
+    fn model_type(&self) -> &str {
+        &self.config.model_type
+    }
+
+    fn get_input_embeddings(
+        &self,
+        input_ids: &Array,
+        inputs: Option<&Gemma3Inputs>,
+        mask: Option<&Array>,
+    ) -> Result<(Array, PrefillArgs)> {
+        let pixel_values = inputs.map(|i| &i.pixel_values);
+        let (embeds, attention_mask_4d) =
+            Model::get_input_embeddings(self, input_ids, pixel_values, mask)?;
+        Ok((embeds, PrefillArgs { attention_mask_4d }))
+    }
+
+    fn language_model(
+        &self,
+        inputs: &Array,
+        inputs_embeds: Option<&Array>,
+        cache: &mut [Box<dyn Cache>],
+        _prefill: Option<&PrefillArgs>,
+        _state: &mut (),
+    ) -> Result<Array> {
+        // Python: `language_model(..., **kwargs)` drops attention_mask_4d.
+        self.language_model
+            .forward(inputs, inputs_embeds, None, cache)
+    }
+
+    fn make_cache(&self, _max_kv_size: Option<i32>) -> Vec<Box<dyn Cache>> {
+        self.language_model.make_cache()
+    }
+
+    fn sanitize(&self, weights: HashMap<String, Array>) -> Result<HashMap<String, Array>> {
+        Model::sanitize(self, normalize_transformers5_layout(weights, true))
+    }
+
+    fn eos_token_ids(&self) -> Vec<u32> {
+        eos_ids(self.config.eos_token_id.as_deref())
+    }
+
+    fn estimate_memory(&self, request: &MemoryRequest) -> Result<MemoryEstimate> {
+        let t = &self.config.text_config;
+        let v = &self.config.vision_config;
+        let projector = &self.multi_modal_projector;
+        // Each image's patch grid is pooled to tokens_per_side² tokens.
+        let merge = projector.patches_per_image / projector.tokens_per_side.max(1);
+        let vision = siglip_dims(
+            &v.siglip(),
+            t.hidden_size,
+            merge,
+            projector.mm_input_projection_weight.itemsize(),
+        );
+        let text = TextDims {
+            hidden_size: t.hidden_size,
+            num_attention_heads: t.num_attention_heads,
+            head_dim: t.head_dim,
+            kv_heads: t.num_key_value_heads,
+            intermediate_size: t.intermediate_size,
+            vocab_size: t.vocab_size,
+            layers: self.layers(),
+            itemsize: self.language_model.model.norm.weight.itemsize(),
+        };
+        Ok(estimate_memory(&vision, &text, request))
     }
 }

@@ -1,12 +1,71 @@
 //! PaliGemma: Python's `mlx_vlm/models/paligemma/`, one Rust file per
 //! Python file, in Python's order.
-//!
-//! Partial port (not yet a registered family): the configuration, the Gemma
-//! language model, the SigLIP vision tower and the model's forward pieces.
-//! The processor and the registration follow.
 
 pub mod config;
 pub mod language;
 #[allow(clippy::module_inception)]
 pub mod paligemma;
+pub mod processing_paligemma;
 pub mod vision;
+pub(crate) mod weights_check;
+
+pub use config::ModelConfig;
+pub use paligemma::Model;
+
+use serde_json::{Map, Value};
+
+use crate::Result;
+use crate::models::VlmModel;
+use crate::prompt_utils::{MessageFormat, PromptRules};
+use crate::registry::{Family, MediaKinds};
+use crate::utils::TensorInfo;
+
+/// The family's registration.
+pub const FAMILY: Family = Family {
+    model_type: "paligemma",
+    create,
+    check_weights,
+    processor: processing_paligemma::load_processor,
+    processor_name: "PaliGemmaProcessor",
+    media: MediaKinds {
+        images: true,
+        videos: false,
+        audio: false,
+    },
+    message_format: MessageFormat::PromptWithImageToken,
+    prompt_rules: PromptRules {
+        single_image_only: true,
+        last_message_only: true,
+    },
+};
+
+fn create(config: &Map<String, Value>, file: &str) -> Result<Box<dyn VlmModel>> {
+    let config = ModelConfig::from_map(config.clone(), file)?;
+    Ok(Box::new(Model::new(config)?))
+}
+
+fn check_weights(
+    config: &Map<String, Value>,
+    file: &str,
+    tensors: &std::collections::BTreeMap<String, TensorInfo>,
+) -> Result<()> {
+    use weights_check::Tower::{Text, Vision};
+
+    let config = ModelConfig::from_map(config.clone(), file)?;
+    let (t, v) = (&config.text_config, &config.vision_config);
+    let sizes = [
+        ("text_config.vocab_size", t.vocab_size, Text, "embed_tokens.weight", 0),
+        ("text_config.hidden_size", t.hidden_size, Text, "embed_tokens.weight", 1),
+        ("text_config.intermediate_size", t.intermediate_size, Text, "layers.0.mlp.gate_proj.weight", 0),
+        ("vision_config.hidden_size", v.hidden_size, Vision, "embeddings.patch_embedding.weight", 0),
+        ("vision_config.intermediate_size", v.intermediate_size, Vision, "encoder.layers.0.mlp.fc1.weight", 0),
+    ];
+    weights_check::check_gemma_tensors(
+        tensors,
+        file,
+        "PaliGemma",
+        t.num_hidden_layers,
+        v.num_hidden_layers,
+        &sizes,
+    )
+}

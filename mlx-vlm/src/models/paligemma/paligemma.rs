@@ -1,15 +1,19 @@
 //! `mlx_vlm/models/paligemma/paligemma.py`: the model joining the SigLIP
 //! tower, its projector and the Gemma decoder.
 //!
-//! Partial port: the model's forward pieces. Its `FamilyModel`
-//! registration comes with the processor. Note for it: Python's generate
-//! hands `attention_mask_4d` to `language_model(**kwargs)`, which ignores
-//! it, so generation prefills with `mask=None` (bidirectional: no mask);
-//! only `Model.__call__` applies the 4-D mask.
+//! Python's generate hands `attention_mask_4d` to
+//! `language_model(**kwargs)`, which ignores it, so generation prefills
+//! with `mask=None` (bidirectional: no mask) and, the prefix-LM mask
+//! spanning the whole prompt, in one pass (`chunked_prefill_policy`); only
+//! `Model.__call__` applies the 4-D mask. The [`FamilyModel`] impl does
+//! the same.
 //!
 //! Divergences from Python: a feature count that does not fill the
 //! prompt's image tokens is a typed error (Python pads or fails in a
-//! shape error); the cached-image-features path is not ported.
+//! shape error); the cached-image-features path is not ported;
+//! checkpoints re-saved by transformers 5 (`model.language_model.*`,
+//! `model.vision_tower.*`, `model.multi_modal_projector.*`) load
+//! ([`normalize_transformers5_layout`]; Python fails on them).
 
 use std::collections::HashMap;
 
@@ -18,8 +22,13 @@ use mlx_rs::{Array, Dtype, idx, ops};
 
 use super::config::ModelConfig;
 use super::language::LanguageModel;
+use super::processing_paligemma::PaliGemmaInputs;
 use super::vision::VisionModel;
-use crate::models::cache::Cache;
+use crate::models::FamilyModel;
+use crate::models::cache::{Cache, make_prompt_cache};
+use crate::models::qwen2_5_vl::qwen2_5_vl::{TextDims, VisionDims, estimate_memory};
+use crate::preflight::{MemoryEstimate, MemoryRequest};
+use crate::registry::Family;
 use crate::{Error, Result};
 
 /// The `[batch, 1, seq, seq]` outer product of a `[batch, seq]` attention
@@ -211,5 +220,165 @@ impl Model {
     pub fn sanitize(&self, weights: HashMap<String, Array>) -> Result<HashMap<String, Array>> {
         let weights = self.vision_tower.sanitize(weights)?;
         Ok(LanguageModel::sanitize(weights))
+    }
+}
+
+/// Keys of a checkpoint re-saved by transformers 5 back to the original
+/// Hugging Face layout this model's sanitize reads (Rust only): PaliGemma's
+/// and Gemma 3's `model.language_model.*` (or `model.language_model.model.*`,
+/// as transformers 5.10 to 5.23 wrote some) to `language_model.model.*`,
+/// `model.vision_tower.*` and `model.multi_modal_projector.*` to their
+/// names without `model.`, and a root `lm_head.weight` to
+/// `language_model.lm_head.weight` (Gemma 3) or dropped (`keep_lm_head`
+/// false: PaliGemma's output layer is the tied embedding).
+pub fn normalize_transformers5_layout(
+    weights: HashMap<String, Array>,
+    keep_lm_head: bool,
+) -> HashMap<String, Array> {
+    let is_tf5 = weights.keys().any(|k| {
+        k.starts_with("model.language_model.")
+            || k.starts_with("model.vision_tower.")
+            || k.starts_with("model.multi_modal_projector.")
+    });
+    if !is_tf5 {
+        return weights;
+    }
+    weights
+        .into_iter()
+        .filter_map(|(key, value)| {
+            // transformers 5.10 to 5.23 saved some of these checkpoints
+            // with a doubled `.model` (its conversion_mapping.py, #45534).
+            let key = if let Some(rest) = key
+                .strip_prefix("model.language_model.model.")
+                .or_else(|| key.strip_prefix("model.language_model."))
+            {
+                format!("language_model.model.{rest}")
+            } else if let Some(rest) = key.strip_prefix("model.") {
+                rest.to_string()
+            } else if key.starts_with("lm_head.") {
+                if !keep_lm_head {
+                    return None;
+                }
+                format!("language_model.{key}")
+            } else {
+                key
+            };
+            Some((key, value))
+        })
+        .collect()
+}
+
+/// What PaliGemma's `get_input_embeddings` hands to the prefill (Python:
+/// `InputEmbeddingsFeatures.attention_mask_4d`), which its language model
+/// ignores there, as Python's does.
+#[derive(Debug, Clone)]
+pub struct PrefillArgs {
+    /// The prefix-LM mask `[batch, 1, seq, seq]`, with an image.
+    pub attention_mask_4d: Option<Array>,
+}
+
+/// The SigLIP tower's memory dimensions (a fixed grid of full-attention
+/// patches, each merged `merge²` to one language token).
+pub(crate) fn siglip_dims(
+    vision: &super::config::VisionConfig,
+    out_hidden_size: i32,
+    spatial_merge_size: i32,
+    itemsize: usize,
+) -> VisionDims {
+    VisionDims {
+        in_channels: vision.num_channels,
+        temporal_patch_size: 1,
+        patch_size: vision.patch_size,
+        hidden_size: vision.hidden_size,
+        intermediate_size: vision.intermediate_size,
+        num_heads: vision.num_attention_heads,
+        out_hidden_size,
+        spatial_merge_size,
+        has_full_attention: true,
+        window_size: 0,
+        itemsize,
+    }
+}
+
+/// Negative ids dropped.
+pub(crate) fn eos_ids(ids: Option<&[i32]>) -> Vec<u32> {
+    ids.into_iter()
+        .flatten()
+        .filter_map(|&id| u32::try_from(id).ok())
+        .collect()
+}
+
+impl FamilyModel for Model {
+    type Inputs = PaliGemmaInputs;
+    type Prefill = PrefillArgs;
+    type State = ();
+
+    const FAMILY: &'static Family = &super::FAMILY;
+
+    fn model_type(&self) -> &str {
+        &self.config.model_type
+    }
+
+    fn get_input_embeddings(
+        &self,
+        input_ids: &Array,
+        inputs: Option<&PaliGemmaInputs>,
+        mask: Option<&Array>,
+    ) -> Result<(Array, PrefillArgs)> {
+        let pixel_values = inputs.map(|i| &i.pixel_values);
+        let (embeds, attention_mask_4d) =
+            Model::get_input_embeddings(self, input_ids, pixel_values, mask)?;
+        Ok((embeds, PrefillArgs { attention_mask_4d }))
+    }
+
+    fn language_model(
+        &self,
+        inputs: &Array,
+        inputs_embeds: Option<&Array>,
+        cache: &mut [Box<dyn Cache>],
+        _prefill: Option<&PrefillArgs>,
+        _state: &mut (),
+    ) -> Result<Array> {
+        // Python: `language_model(..., **kwargs)` drops attention_mask_4d.
+        self.language_model
+            .forward(inputs, inputs_embeds, None, cache)
+    }
+
+    fn make_cache(&self, max_kv_size: Option<i32>) -> Vec<Box<dyn Cache>> {
+        // Python: no `make_cache`, so `make_prompt_cache`'s default.
+        make_prompt_cache(self.layers(), max_kv_size)
+    }
+
+    fn sanitize(&self, weights: HashMap<String, Array>) -> Result<HashMap<String, Array>> {
+        Model::sanitize(self, normalize_transformers5_layout(weights, false))
+    }
+
+    fn eos_token_ids(&self) -> Vec<u32> {
+        eos_ids(self.config.eos_token_id.as_deref())
+    }
+
+    fn chunked_prefill(&self, _prefill: &PrefillArgs) -> bool {
+        Model::chunked_prefill(self)
+    }
+
+    fn estimate_memory(&self, request: &MemoryRequest) -> Result<MemoryEstimate> {
+        let t = &self.language_model.config;
+        let vision = siglip_dims(
+            &self.config.vision_config,
+            self.config.vision_config.projection_dim,
+            1,
+            self.multi_modal_projector.linear.weight.itemsize(),
+        );
+        let text = TextDims {
+            hidden_size: t.hidden_size,
+            num_attention_heads: t.num_attention_heads,
+            head_dim: self.language_model.head_dim(),
+            kv_heads: self.language_model.n_kv_heads(),
+            intermediate_size: t.intermediate_size,
+            vocab_size: t.vocab_size,
+            layers: self.layers(),
+            itemsize: self.language_model.model.norm.weight.itemsize(),
+        };
+        Ok(estimate_memory(&vision, &text, request))
     }
 }

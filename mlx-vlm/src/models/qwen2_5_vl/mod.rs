@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 
 use crate::Result;
 use crate::models::VlmModel;
-use crate::prompt_utils::MessageFormat;
+use crate::prompt_utils::{MessageFormat, PromptRules};
 use crate::registry::{Family, MediaKinds};
 use crate::utils::TensorInfo;
 
@@ -32,6 +32,7 @@ pub const FAMILY: Family = Family {
         audio: false,
     },
     message_format: MessageFormat::ListWithImageFirst,
+    prompt_rules: PromptRules::DEFAULT,
 };
 
 fn create(config: &Map<String, Value>, file: &str) -> Result<Box<dyn VlmModel>> {

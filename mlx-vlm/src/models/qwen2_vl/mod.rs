@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 
 use crate::Result;
 use crate::models::VlmModel;
-use crate::prompt_utils::MessageFormat;
+use crate::prompt_utils::{MessageFormat, PromptRules};
 use crate::registry::{Family, MediaKinds};
 use crate::utils::TensorInfo;
 
@@ -33,6 +33,7 @@ pub const FAMILY: Family = Family {
         audio: false,
     },
     message_format: MessageFormat::ListWithImage,
+    prompt_rules: PromptRules::DEFAULT,
 };
 
 fn create(config: &Map<String, Value>, file: &str) -> Result<Box<dyn VlmModel>> {

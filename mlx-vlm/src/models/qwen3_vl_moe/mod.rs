@@ -18,7 +18,7 @@ use serde_json::{Map, Value};
 use crate::Result;
 use crate::models::VlmModel;
 use crate::models::qwen3_vl::processing_qwen3_vl;
-use crate::prompt_utils::MessageFormat;
+use crate::prompt_utils::{MessageFormat, PromptRules};
 use crate::registry::{Family, MediaKinds};
 use crate::utils::TensorInfo;
 
@@ -35,6 +35,7 @@ pub const FAMILY: Family = Family {
         audio: false,
     },
     message_format: MessageFormat::ListWithImageFirst,
+    prompt_rules: PromptRules::DEFAULT,
 };
 
 fn create(config: &Map<String, Value>, file: &str) -> Result<Box<dyn VlmModel>> {
