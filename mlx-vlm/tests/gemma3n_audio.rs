@@ -2,7 +2,7 @@
 //! `tests/fixtures/gemma3n/gen_audio.py`): a tiny Conformer (16 mel bins,
 //! width 16, 3 blocks, attention chunks of 4 frames with 5 past and 1
 //! future frames of context, a softcap and gradient clipping that bite,
-//! reduction 3) on two clips of 1.5 s and 0.9 s padded to one batch.
+//! reduction 3) on two clips of 1.5 s and 0.89 s padded to one batch.
 //! Checked: the features of the Rust extractor, the subsampling output,
 //! each Conformer block's output, the encodings and the mask in float32 and
 //! with bfloat16 parameters (float32 and bfloat16 features); the cumulative
