@@ -5,10 +5,12 @@
 //! reduction 3) on two clips of 1.5 s and 0.89 s padded to one batch.
 //! Checked: the features of the Rust extractor, the subsampling output,
 //! each Conformer block's output, the encodings and the mask in float32 and
-//! with bfloat16 parameters (float32 and bfloat16 features); the cumulative
-//! group norm with and without a mask; the pad-width conversion; `sanitize`
-//! of the tiny and of the real checkpoint's Hugging Face audio keys; the
-//! typed errors of bad inputs and configs.
+//! with bfloat16 parameters (float32 and bfloat16 features), and for a
+//! one-block model with the real checkpoint's attention geometry (chunks of
+//! 12, no future context, reduction 4); the cumulative group norm with and
+//! without a mask; the pad-width conversion; `sanitize` of the tiny and of
+//! the real checkpoint's Hugging Face audio keys; the typed errors of bad
+//! inputs and configs.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -84,6 +86,11 @@ fn audio_config(meta: &Value) -> AudioConfig {
     serde_json::from_value(meta["audio_config"].clone()).unwrap()
 }
 
+/// The one-block model with the real checkpoint's attention geometry.
+fn real_geometry_config(meta: &Value) -> AudioConfig {
+    serde_json::from_value(meta["real_geometry_config"].clone()).unwrap()
+}
+
 /// The checkpoint's (PyTorch) shape of an MLX parameter: the generator's
 /// `hf_shape`.
 fn hf_shape(key: &str, shape: &[i32]) -> Vec<i32> {
@@ -134,10 +141,10 @@ fn hf_weights(model: &AudioModel) -> HashMap<String, Array> {
         .collect()
 }
 
-/// The generator's model, its parameters cast to `dtype` as Python's
-/// `set_dtype`.
-fn model(meta: &Value, dtype: Dtype) -> AudioModel {
-    let mut model = AudioModel::new(&audio_config(meta)).unwrap();
+/// The generator's model of `config`, its parameters cast to `dtype` as
+/// Python's `set_dtype`.
+fn model_of(config: &AudioConfig, dtype: Dtype) -> AudioModel {
+    let mut model = AudioModel::new(config).unwrap();
     let sanitized = load_hf(hf_weights(&model));
     let weights: BTreeMap<String, Array> = sanitized
         .into_iter()
@@ -153,6 +160,11 @@ fn model(meta: &Value, dtype: Dtype) -> AudioModel {
         })
     });
     model
+}
+
+/// The generator's tiny model.
+fn model(meta: &Value, dtype: Dtype) -> AudioModel {
+    model_of(&audio_config(meta), dtype)
 }
 
 /// The generator's clips: `tensor_values` of `gemma3n.audio.clip.N` times
@@ -210,7 +222,10 @@ fn check_run(model: &AudioModel, input_dtype: Dtype, prefix: &str, tolerance: f3
         want("subsampled"),
         tolerance,
     );
-    assert_eq!(out.block_outputs.len(), 3);
+    assert_eq!(
+        out.block_outputs.len(),
+        model.config.conf_num_hidden_layers as usize
+    );
     for (i, block) in out.block_outputs.iter().enumerate() {
         let name = format!("block.{i}");
         assert_close(&format!("{prefix}{name}"), block, want(&name), tolerance);
@@ -243,6 +258,27 @@ fn float32_outputs_match_python() {
         "",
         F32_TOLERANCE,
     );
+}
+
+#[test]
+fn real_attention_geometry_matches_python() {
+    let meta = meta();
+    let config = real_geometry_config(&meta);
+    let defaults = AudioConfig::default();
+    // Chunks of 12 frames, 12 past, none future, reduction 4, Python's
+    // softcap and clipping.
+    assert_eq!(
+        (
+            config.conf_attention_chunk_size,
+            config.conf_attention_context_left,
+            config.conf_attention_context_right,
+            config.conf_reduction_factor,
+            config.gradient_clipping,
+        ),
+        (12, 13, 0, 4, defaults.gradient_clipping)
+    );
+    let model = model_of(&config, Dtype::Float32);
+    check_run(&model, Dtype::Float32, "real_geometry.", F32_TOLERANCE);
 }
 
 #[test]

@@ -13,9 +13,14 @@
 //! Divergences from Python:
 //! - bad inputs are typed errors before any work, where Python fails deep
 //!   inside or not at all ([`AudioModel::forward`]): features not `[batch,
-//!   frames, input_feat_size]`, no clip or no frame, a mask that is not
-//!   `[batch, frames]` booleans (Python gathers from a mask of any length
-//!   and inverts an integer mask bitwise); a bad audio configuration is an
+//!   frames, input_feat_size]`, no clip or no frame (Python returns one
+//!   frame computed from the convolutions' padding alone: MLX sizes a
+//!   convolution over 2 padded frames with a 3-frame kernel as 1 frame), a
+//!   mask that is not `[batch, frames]` booleans (Python gathers from a
+//!   mask of any length and inverts an integer mask bitwise);
+//!   [`Gemma3nAudioAttention::forward`] checks its mask against its input
+//!   (Python raises `ValueError` on the extracted blocks); a bad audio
+//!   configuration is an
 //!   [`Error::Config`] in [`AudioModel::new`] ([`validate_audio_config`],
 //!   Rust only), where Python fails later with a shape error;
 //! - `AudioModel.__call__`'s two fallbacks for a mask whose length differs
@@ -35,9 +40,9 @@
 //!   `_local_causal_valid_mask`) are float32 (or bool) arrays that are not
 //!   parameters, as in Python, so a bfloat16 model computes in float32
 //!   after the first clip exactly as Python's does;
-//! - `unfold_mlx`, `_pad_dim1` and the other helpers take their Python
-//!   arguments; `unfold_mlx` slices windows with `mx.slice` semantics
-//!   (Python's basic slicing, the same arrays);
+//! - [`convert_torch_to_mlx_pad_width`] takes the number of dimensions
+//!   instead of the shape (Python reads only its length); the other
+//!   helpers (`_pad_dim1`, `unfold_mlx`, ...) take Python's arguments;
 //! - [`AudioModel::sanitize`] is an associated function (Python's ignores
 //!   `self`) and returns a `Result` (a transpose can fail).
 
