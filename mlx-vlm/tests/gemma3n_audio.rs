@@ -21,7 +21,8 @@ use mlx_vlm::Error;
 use mlx_vlm::feature_extraction::gemma3n::Gemma3nAudioFeatureExtractor;
 use mlx_vlm::fixtures::tensor_values;
 use mlx_vlm::models::gemma3n::audio::{
-    AudioModel, Gemma3nCumulativeGroupNorm, convert_torch_to_mlx_pad_width,
+    AudioModel, Gemma3nAudioSSCPConvBlock, Gemma3nCumulativeGroupNorm,
+    convert_torch_to_mlx_pad_width,
 };
 use mlx_vlm::models::gemma3n::config::AudioConfig;
 use serde_json::{Value, json};
@@ -431,6 +432,26 @@ fn bad_inputs_are_typed_errors() {
     let int_mask = ops::zeros(&[2, 20], Dtype::Int32).unwrap();
     let m = invalid_message(model.forward(&zeros(&[2, 20, 16]), &int_mask));
     assert!(m.contains("booleans") && m.contains("Int32"), "{m}");
+
+    // The public pieces check their own inputs.
+    let attention = &model.conformer[0].attention.attn;
+    let m = invalid_message(attention.unfold_mlx(&zeros(&[1, 3, 2]), 1, 4, 1));
+    assert!(m.contains("[1, 3, 2]") && m.contains("size 4"), "{m}");
+    let m = invalid_message(attention.unfold_mlx(&zeros(&[1, 8, 2]), 3, 4, 1));
+    assert!(m.contains("dimension 3"), "{m}");
+    let m = invalid_message(attention.unfold_mlx(&zeros(&[1, 8, 2]), 1, 4, 0));
+    assert!(m.contains("step 0"), "{m}");
+    let windows = attention.unfold_mlx(&zeros(&[1, 8, 2]), 1, 4, 2).unwrap();
+    assert_eq!(windows.shape(), [1, 4, 3, 2]);
+    let m = invalid_message(attention.forward(&zeros(&[2, 20, 16]), &mask(&[2, 21])));
+    assert!(m.contains("[2, 21]") && m.contains("[2, 20]"), "{m}");
+    let m = invalid_message(Gemma3nAudioSSCPConvBlock::new(
+        2,
+        16,
+        &model.config,
+        [1, 1, 0, 2],
+    ));
+    assert!(m.contains("index 2"), "{m}");
 
     // One frame is enough: Python subsamples it to one.
     let (encodings, out_mask) = model.forward(&zeros(&[1, 1, 16]), &mask(&[1, 1])).unwrap();

@@ -477,10 +477,21 @@ impl Gemma3nAudioAttention {
     }
 
     /// Python: `unfold_mlx`: the windows of `size` elements every `step`
-    /// along `dimension`, stacked on a new axis after it.
+    /// along `dimension`, stacked on a new axis after it. A dimension
+    /// shorter than one window, or a size or step below 1, is an error
+    /// (Python: `mx.stack` of no windows, or a division by zero).
     pub fn unfold_mlx(&self, x: &Array, dimension: usize, size: i32, step: i32) -> Result<Array> {
         let shape = x.shape();
-        let dim_size = shape[dimension];
+        let dim_size = match shape.get(dimension) {
+            Some(&n) if size >= 1 && step >= 1 && n >= size => n,
+            _ => {
+                return Err(invalid(format!(
+                    "unfold_mlx: no window of size {size} (step {step}) along dimension \
+                     {dimension} of shape {shape:?}; the dimension must exist and hold at least \
+                     one window, size and step be positive"
+                )));
+            }
+        };
         let num_windows = (dim_size - size) / step + 1;
         let windows = (0..num_windows)
             .map(|i| {
@@ -750,7 +761,13 @@ impl Gemma3nAudioSSCPConvBlock {
     ) -> Result<Self> {
         let in_channels = match idx {
             0 => 1,
-            _ => config.sscp_conv_channel_size[idx - 1],
+            1 => config.sscp_conv_channel_size[0],
+            _ => {
+                return Err(invalid(format!(
+                    "Gemma3nAudioSSCPConvBlock index {idx}: the audio configuration describes \
+                     subsampling blocks 0 and 1 only"
+                )));
+            }
         };
         let out_channels = config.sscp_conv_channel_size[idx];
         let [kernel_h, kernel_w] = config.sscp_conv_kernel_size[idx];
