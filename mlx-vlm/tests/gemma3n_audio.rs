@@ -21,7 +21,8 @@ use mlx_vlm::Error;
 use mlx_vlm::feature_extraction::gemma3n::Gemma3nAudioFeatureExtractor;
 use mlx_vlm::fixtures::tensor_values;
 use mlx_vlm::models::gemma3n::audio::{
-    AudioModel, Gemma3nAudioSSCPConvBlock, Gemma3nCumulativeGroupNorm,
+    AudioModel, Gemma3nAudioAttention, Gemma3nAudioSSCPConvBlock,
+    Gemma3nAudioSubSampleConvProjection, Gemma3nCumulativeGroupNorm,
     convert_torch_to_mlx_pad_width,
 };
 use mlx_vlm::models::gemma3n::config::AudioConfig;
@@ -507,6 +508,20 @@ fn bad_configs_are_typed_errors() {
             other => panic!("{key}: expected a config error, got {other:?}"),
         }
     }
+    // The pieces that divide by configured sizes check them too.
+    let mut no_heads = audio_config(&meta);
+    no_heads.conf_num_attention_heads = 0;
+    assert!(matches!(
+        Gemma3nAudioAttention::new(&no_heads),
+        Err(Error::Config { .. })
+    ));
+    let mut no_stride = audio_config(&meta);
+    no_stride.sscp_conv_stride_size[1] = [2, 0];
+    assert!(matches!(
+        Gemma3nAudioSubSampleConvProjection::new(&no_stride),
+        Err(Error::Config { .. })
+    ));
+
     let mut odd = audio_config(&meta);
     (odd.hidden_size, odd.conf_num_attention_heads) = (15, 3);
     assert!(

@@ -214,7 +214,10 @@ pub struct Gemma3nAudioRelativePositionEmbedding {
 
 impl Gemma3nAudioRelativePositionEmbedding {
     /// Python: `Gemma3nAudioRelativePositionEmbedding(config)`.
+    /// The configuration must pass [`validate_audio_config`] (checked:
+    /// the sizes it divides by).
     pub fn new(config: &AudioConfig) -> Result<Self> {
+        validate_audio_config(config)?;
         let num_heads = config.conf_num_attention_heads;
         let channels = config.hidden_size;
         let head_dim = channels / num_heads;
@@ -404,7 +407,10 @@ pub struct Gemma3nAudioAttention {
 
 impl Gemma3nAudioAttention {
     /// Python: `Gemma3nAudioAttention(config)`.
+    /// The configuration must pass [`validate_audio_config`] (checked:
+    /// the sizes it divides by).
     pub fn new(config: &AudioConfig) -> Result<Self> {
+        validate_audio_config(config)?;
         let num_heads = config.conf_num_attention_heads;
         let hidden_size = config.hidden_size;
         let head_dim = hidden_size / num_heads;
@@ -752,13 +758,15 @@ pub struct Gemma3nAudioSSCPConvBlock {
 
 impl Gemma3nAudioSSCPConvBlock {
     /// Python: `Gemma3nAudioSSCPConvBlock(idx, input_freq_dim, config,
-    /// manual_padding)`.
+    /// manual_padding)`; the configuration must pass
+    /// [`validate_audio_config`] (checked).
     pub fn new(
         idx: usize,
         input_freq_dim: i32,
         config: &AudioConfig,
         manual_padding: [i32; 4],
     ) -> Result<Self> {
+        validate_audio_config(config)?;
         let in_channels = match idx {
             0 => 1,
             1 => config.sscp_conv_channel_size[0],
@@ -830,7 +838,10 @@ pub struct Gemma3nAudioSubSampleConvProjection {
 
 impl Gemma3nAudioSubSampleConvProjection {
     /// Python: `Gemma3nAudioSubSampleConvProjection(config)`.
+    /// The configuration must pass [`validate_audio_config`] (checked:
+    /// the sizes it divides by).
     pub fn new(config: &AudioConfig) -> Result<Self> {
+        validate_audio_config(config)?;
         let mut current_f_for_block_input = config.input_feat_size;
         let mut calculated_block_padding = Vec::with_capacity(2);
         let mut calculated_f_out_dims = Vec::with_capacity(2);
@@ -914,7 +925,10 @@ pub struct Gemma3nAudioConformerAttention {
 
 impl Gemma3nAudioConformerAttention {
     /// Python: `Gemma3nAudioConformerAttention(config)`.
+    /// The configuration must pass [`validate_audio_config`] (checked:
+    /// the sizes it divides by).
     pub fn new(config: &AudioConfig) -> Result<Self> {
+        validate_audio_config(config)?;
         let head_dim = config.hidden_size / config.conf_num_attention_heads;
         Ok(Gemma3nAudioConformerAttention {
             post_in_shape: [config.conf_num_attention_heads, head_dim],
