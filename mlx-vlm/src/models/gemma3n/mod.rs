@@ -6,5 +6,6 @@
 //! activation sparsity). The vision tower (MobileNetV5), the audio encoder,
 //! the processor and the registration are separate work.
 
+pub mod audio;
 pub mod config;
 pub mod language;
