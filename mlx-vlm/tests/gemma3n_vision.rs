@@ -13,7 +13,8 @@
 //! the stem, every block, the adapter's resized concatenation and its
 //! inverted residual, the output (upsampled, pooled, normalized), the soft
 //! tokens `get_image_features` makes of it, bfloat16; a 64x64 image (no
-//! pooling, channels-first output, as Python); a 96x96 image (an error:
+//! pooling, channels-first output, as Python); a 128x64 image (the
+//! adapter's swapped axes: a [1, 8, 32, 2048] output); a 96x96 image (an error:
 //! Python fails there); the real `mobilenetv5_300m_enc`'s blocks and
 //! parameter names and shapes; `sanitize`; quantization (none, as
 //! Python's convert); typed errors.
@@ -38,9 +39,11 @@ use mlx_vlm::models::gemma3n::vision::{
 use serde_json::Value;
 
 const F32_TOLERANCE: f32 = 1e-4;
-/// bfloat16 keeps 8 significant bits; through ~15 normalized layers the
-/// output's values (magnitude ~1-3) drift by a few of its steps.
-const BF16_TOLERANCE: f32 = 0.1;
+/// bfloat16 keeps 8 significant bits. On the CPU the Rust tower runs
+/// Python's operations in Python's order and matches exactly (0); the
+/// bound (a few bfloat16 steps at the output's magnitude, ~2) leaves room
+/// for another backend's reduction order.
+const BF16_TOLERANCE: f32 = 0.05;
 const HF_PREFIX: &str = "model.vision_tower.";
 
 fn fixtures() -> PathBuf {
@@ -256,6 +259,18 @@ fn tower_matches_python_stage_by_stage() {
     let nhwc = out.transpose([0, 2, 3, 1]).unwrap();
     let diff = check(&g, "same_resolution.output", &nhwc, F32_TOLERANCE);
     eprintln!("64x64 output: max |diff| {diff:e}");
+
+    // Stage 3 at 32x16: Python's swapped axes pool [B, W, H, C] with the
+    // (2, 1) kernel computed for (H, W): [1, 8, 32, 2048].
+    let tall = image(&meta, "pixel_values.non_square", "non_square_shape");
+    let out = model.forward(&tall).unwrap();
+    assert_eq!(out.shape(), &[1, 8, 32, 2048]);
+    assert_eq!(
+        out.shape(),
+        shape_of(&meta["non_square_output_shape"]).as_slice()
+    );
+    let diff = check(&g, "non_square.output", &out, F32_TOLERANCE);
+    eprintln!("128x64 output: max |diff| {diff:e}");
 
     // Stage 3 at 24x24: Python fails (bicubic, then a broadcast error);
     // Rust says why.

@@ -42,6 +42,12 @@
 //! - `nearest_interpolate` (Python's `kernels.py`) is a private function
 //!   here, its pure-MLX path (the one Python takes without Metal; its
 //!   Metal kernel computes the same indices);
+//! - Rust only: [`VisionTower::with_blocks`] and
+//!   [`VisionModel::with_blocks`] (another block list),
+//!   [`VisionTower::stem`] (the stem, with the input's shape checked) and
+//!   [`MobileNetV5MultiScaleFusionAdapter::resize_and_concatenate`] (the
+//!   adapter's first step), so that tests can check each stage; the
+//!   `_er`/`_uir`/`_mmqa` helpers are [`er`], [`uir`], [`mmqa`];
 //! - `VisionTower.__call__`'s `output_hidden_states` (ignored by Python)
 //!   is not taken; [`VisionModel::sanitize`] is an associated function
 //!   (Python's ignores `self`) returning a typed error when the probe key
@@ -752,6 +758,8 @@ impl Conv2dSame {
 
     /// The layer around an existing convolution.
     pub fn from_conv(conv: Conv2d) -> Self {
+        // `Conv2d::new` always makes a 4-D weight; the fallback is never
+        // taken.
         let kernel_size = match conv.weight.shape() {
             [_, kh, kw, _] => [*kh, *kw],
             _ => [1, 1],
@@ -1546,8 +1554,10 @@ impl VisionTower {
     }
 
     /// Python: `VisionTower.__call__` on channels-first pixels
-    /// `[B, 3, H, W]` (see the module documentation for the output's
-    /// layout: `[B, W/32', H/32', 2048]`-like, 16x16 for 768x768 images).
+    /// `[B, 3, H, W]`: `[B, 16, 16, 2048]` when stage 3's resolution
+    /// (`H/16`, `W/16`) is a multiple of 16x16 (rows and columns swapped,
+    /// see the module documentation; 768x768 images give this), channels-first
+    /// `[B, 2048, 16, 16]` when it is 16x16, an error otherwise.
     pub fn forward(&self, x: &Array) -> Result<Array> {
         let mut x = self.stem(x)?;
         let mut intermediates = Vec::with_capacity(self.msfa_indices.len());
