@@ -34,7 +34,7 @@ use mlx_vlm::fixtures::{fnv1a64, tensor_values};
 use mlx_vlm::models::gemma3n::config::VisionConfig;
 use mlx_vlm::models::gemma3n::vision::{
     Block, BlockConfig, UniversalInvertedResidual, UniversalInvertedResidualArgs, VisionModel,
-    gemma3n_mobilenet_def, make_divisible, num_groups,
+    gemma3n_mobilenet_def, make_divisible, num_groups, uir,
 };
 use serde_json::Value;
 
@@ -467,6 +467,25 @@ fn bad_configs_are_typed_errors() {
         }
         other => panic!("expected UnknownModelType, got {other:?}"),
     }
+    // Block lists the fusion adapter cannot read, bad sizes.
+    let meta = meta();
+    let mut three_stages = tiny_def(&meta);
+    three_stages.pop();
+    let error = VisionModel::with_blocks(&VisionConfig::default(), &three_stages).unwrap_err();
+    assert!(error.to_string().contains("has 3 stages"), "{error}");
+    let mut narrow = tiny_def(&meta);
+    narrow[3].push(uir(0, 0, 640, 1, 1.0, false));
+    let error = VisionModel::with_blocks(&VisionConfig::default(), &narrow).unwrap_err();
+    assert!(error.to_string().contains("640 + 640"), "{error}");
+    let mut zero_stride = tiny_def(&meta);
+    zero_stride[1][0] = uir(3, 5, 48, 0, 6.0, false);
+    let error = VisionModel::with_blocks(&VisionConfig::default(), &zero_stride).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("block 0 of stage 2: strides is 0"),
+        "{error}"
+    );
     // Python asserts: a stride needs a depthwise kernel; group sizes divide.
     let strided = UniversalInvertedResidualArgs {
         dw_kernel_size_mid: 0,

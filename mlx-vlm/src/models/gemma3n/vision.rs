@@ -1471,6 +1471,7 @@ impl VisionTower {
                 ..Default::default()
             },
         )?;
+        check_fusion_widths(conv_stem.out_chs, definition, 1920)?;
         let (num_features, blocks) = Self::build(conv_stem.out_chs, definition)?;
         let msfa = MobileNetV5MultiScaleFusionAdapter::new(&[1920], 2048, 16, Default::default())?;
         Ok(VisionTower {
@@ -1575,6 +1576,86 @@ impl VisionTower {
             }
         }
         self.msfa.forward(&intermediates)
+    }
+}
+
+/// Checks a block definition's sizes before building it (Python fails
+/// later, inside a convolution, or never for a zero stride's division).
+fn check_block(stage: usize, index: usize, config: &BlockConfig) -> Result<()> {
+    // (name, value, least valid value): kernels may be 0 (no convolution).
+    let (limits, expand_ratio) = match config {
+        BlockConfig::EdgeResidual(c) => (
+            vec![
+                ("kernel_size", c.kernel_size, 1),
+                ("filters", c.filters, 1),
+                ("strides", c.strides, 1),
+            ],
+            c.expand_ratio,
+        ),
+        BlockConfig::UniversalInvertedResidual(c) => (
+            vec![
+                ("start_dw_kernel_size", c.start_dw_kernel_size, 0),
+                ("mid_dw_kernel_size", c.mid_dw_kernel_size, 0),
+                ("filters", c.filters, 1),
+                ("strides", c.strides, 1),
+            ],
+            c.expand_ratio,
+        ),
+        BlockConfig::MultiQueryAttention(c) => (
+            vec![
+                ("num_heads", c.num_heads, 1),
+                ("kv_dim", c.kv_dim, 1),
+                ("kv_strides", c.kv_strides, 1),
+            ],
+            1.0,
+        ),
+    };
+    let problem = match limits.iter().find(|(_, value, least)| value < least) {
+        Some((name, value, least)) => {
+            Some(format!("{name} is {value}; it must be at least {least}"))
+        }
+        None if expand_ratio.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) => Some(
+            format!("expand_ratio is {expand_ratio}; it must be positive"),
+        ),
+        None => None,
+    };
+    match problem {
+        Some(problem) => Err(invalid(format!(
+            "MobileNetV5 block {index} of stage {}: {problem}",
+            stage + 1
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Checks that `definition` has the stages 3 and 4 the fusion adapter
+/// reads and that their outputs have `fused` channels together (Python
+/// fails inside the adapter's convolution otherwise).
+fn check_fusion_widths(stem_chs: i32, definition: &[Vec<BlockConfig>], fused: i32) -> Result<()> {
+    let mut width = stem_chs;
+    let mut widths = Vec::with_capacity(definition.len());
+    for (s, stage) in definition.iter().enumerate() {
+        for (b, config) in stage.iter().enumerate() {
+            check_block(s, b, config)?;
+            match config {
+                BlockConfig::EdgeResidual(c) => width = c.filters,
+                BlockConfig::UniversalInvertedResidual(c) => width = c.filters,
+                BlockConfig::MultiQueryAttention(_) => {}
+            }
+        }
+        widths.push(width);
+    }
+    match widths.get(2..4) {
+        Some([third, fourth]) if third + fourth == fused => Ok(()),
+        Some([third, fourth]) => Err(invalid(format!(
+            "the fusion adapter takes {fused} channels from stages 3 and 4, but they end with \
+             {third} + {fourth}; change their last filters"
+        ))),
+        _ => Err(invalid(format!(
+            "the fusion adapter reads stages 3 and 4, but the block definition has {} stages; \
+             give at least 4",
+            definition.len()
+        ))),
     }
 }
 
