@@ -32,7 +32,9 @@
 //!   `*Args` structs whose `Default` is Python's defaults;
 //! - Python's `assert`s and `NotImplementedError`s (a stride without a
 //!   depthwise kernel, a group size not dividing the channels,
-//!   `use_multi_query=False`) and its failures on bad inputs (not
+//!   `use_multi_query=False`), its failures on bad block lists (sizes
+//!   below 1, fewer than 4 stages, stages 3 and 4 not ending with 1920
+//!   channels together: checked before building) and on bad inputs (not
 //!   `[B, 3, H, W]` pixels, a stage-3 resolution that is not a multiple of
 //!   the adapter's 16x16 output) are typed errors naming the value and the
 //!   fix. For the last, Python calls `bicubic_interpolate` and then fails
