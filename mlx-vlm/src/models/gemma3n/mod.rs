@@ -9,3 +9,4 @@
 pub mod audio;
 pub mod config;
 pub mod language;
+pub mod vision;
