@@ -68,6 +68,62 @@ thread_local! {
     /// be read even while the thread's other thread-locals are being
     /// destroyed.)
     static DEPTH: Cell<usize> = const { Cell::new(0) };
+    /// Whether this thread's [`ThreadTeardown`] is registered.
+    static TEARDOWN_ARMED: Cell<bool> = const { Cell::new(false) };
+    /// Destroys this thread's MLX streams when the thread ends (see
+    /// [`arm_thread_teardown`]).
+    static TEARDOWN: ThreadTeardown = const { ThreadTeardown };
+}
+
+/// Runs MLX's per-thread cleanup when its thread ends, holding the MLX
+/// lock: `clear_streams` (the thread's command encoders, with the arrays
+/// they keep, and its compile cache), as MLX asks every thread that used it
+/// to do before it ends (mlx PR #3395). Left to MLX's own thread-local
+/// destructors, the same arrays are released without the lock, while other
+/// threads may be inside MLX.
+///
+/// It does not wait for work still in flight on the thread's streams
+/// (see [`crate::async_eval`]).
+struct ThreadTeardown;
+
+impl Drop for ThreadTeardown {
+    fn drop(&mut self) {
+        // Nothing may unwind out of a thread-local destructor, and a
+        // failure here has no caller to report to: MLX's own destructors
+        // then do what they would have done anyway.
+        let _ = catch_unwind(|| {
+            locked(|| {
+                // SAFETY: no arguments; the MLX thread-locals it uses were
+                // made before this destructor was registered, so they are
+                // destroyed after it (see `arm_thread_teardown`).
+                unsafe { sys::mlx_clear_streams() };
+                LAST_ERROR.try_with(|last| last.borrow_mut().take()).ok();
+            })
+        });
+    }
+}
+
+/// Registers this thread's [`ThreadTeardown`], once, on the thread's first
+/// call into MLX, holding the lock.
+///
+/// Thread-local destructors run in the reverse order of registration, so
+/// the teardown must be registered after the MLX thread-locals that
+/// `clear_streams` uses (the CPU and GPU command encoder maps, the compile
+/// cache), or it would run after they are destroyed. MLX makes each on
+/// first use; calling `clear_streams` first makes them all (on a thread
+/// without streams it destroys nothing, and it makes no stream), and the
+/// teardown is registered right after.
+fn arm_thread_teardown() {
+    if TEARDOWN_ARMED.with(Cell::get) {
+        return;
+    }
+    TEARDOWN_ARMED.with(|armed| armed.set(true));
+    // SAFETY: no arguments; this thread has made no MLX streams yet (this
+    // is its first call into MLX through mlx-rs).
+    unsafe { sys::mlx_clear_streams() };
+    // `try_with`: during this thread's own teardown the slot may already
+    // be gone, and then there is nothing left to register.
+    let _ = TEARDOWN.try_with(|_| ());
 }
 
 /// The process-wide MLX lock (see the module docs).
@@ -97,6 +153,9 @@ pub(crate) fn locked<T>(body: impl FnOnce() -> T) -> T {
     let _guard = outermost.then(|| MLX.lock().unwrap_or_else(PoisonError::into_inner));
     DEPTH.with(|d| d.set(d.get() + 1));
     let _depth = Depth;
+    if outermost {
+        arm_thread_teardown();
+    }
     body()
 }
 

@@ -35,6 +35,11 @@ pub fn eval<'a>(arrays: impl IntoIterator<Item = &'a Array>) -> Result<()> {
 }
 
 /// Starts computing the arrays and returns at once (`mx.async_eval`).
+///
+/// Wait for the result ([`eval`], [`Array::eval`](crate::Array::eval),
+/// reading it, or [`crate::synchronize`]) before the process exits: MLX
+/// tears down its CPU allocator at exit while a kernel still in flight on
+/// its stream thread may be allocating, which corrupts the heap.
 pub fn async_eval<'a>(arrays: impl IntoIterator<Item = &'a Array>) -> Result<()> {
     let arrays = VectorArray::from_arrays(arrays);
     // SAFETY: valid vector of arrays.

@@ -558,6 +558,21 @@ impl Iterator for GenerateStep<'_> {
     }
 }
 
+/// Waits for the step the model ran ahead, if any (Rust only): a
+/// generator dropped early (`take(n)`, a stop string, an error downstream)
+/// would otherwise leave that evaluation running on MLX's stream thread
+/// after its caller is gone, and if the process then exits, MLX's CPU
+/// allocator is torn down under the running kernel (heap corruption at
+/// exit, seen in `tests/threads.rs`).
+impl Drop for GenerateStep<'_> {
+    fn drop(&mut self) {
+        if let Phase::Decode { y, logprobs, .. } = &self.phase {
+            // An error here was the step's own and has no caller left.
+            let _ = mlx_rs::eval([y, logprobs]);
+        }
+    }
+}
+
 /// Python: `StoppingCriteria` of `mlx_vlm/utils.py`: the token ids that
 /// end generation.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

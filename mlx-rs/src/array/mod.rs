@@ -48,6 +48,11 @@ use crate::ffi::check;
 /// Evaluated arrays (model weights, say) can be read and used as inputs of
 /// new graphs on any thread.
 ///
+/// A thread that used MLX through mlx-rs destroys its MLX streams when it
+/// ends (MLX's `clear_streams`, which MLX asks every such thread to call),
+/// holding the lock, so nothing is left to MLX's own thread-exit
+/// destructors, which run without it.
+///
 /// ```
 /// use mlx_rs::{Array, ops};
 ///
