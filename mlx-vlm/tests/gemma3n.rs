@@ -12,6 +12,12 @@
 //! configuration: transformers' `Gemma3nConfig()` read as Python reads it
 //! (`config.json`), and the typed errors of bad configs and calls.
 
+#[path = "common/family_e2e.rs"]
+#[allow(dead_code)]
+mod family_e2e;
+#[path = "common/gemma_family.rs"]
+#[allow(dead_code)]
+mod gemma_family;
 #[path = "common/siglip_weights.rs"]
 mod siglip_weights;
 
@@ -570,4 +576,153 @@ fn transformers_default_config_reads_as_python() {
     // 35 layers, the last 15 sharing KV: one cache per other layer.
     let lm = config.text_config;
     assert_eq!(lm.first_kv_shared_layer_idx(), 20);
+}
+
+/// The registered family end to end against Python mlx-vlm 0.7.6 (goldens
+/// of `tests/fixtures/gemma3n/gen_goldens.py`: one image, one audio clip,
+/// an image and a clip with a system prompt, text only).
+mod end_to_end {
+    use mlx_rs::Dtype;
+    use mlx_vlm::fixtures::Layout;
+
+    use crate::family_e2e::check_variant;
+    use crate::gemma_family::gemma3n;
+
+    #[test]
+    fn f32_hugging_face_layout() {
+        check_variant(&gemma3n(), "f32", Dtype::Float32, Layout::HuggingFace, None);
+    }
+
+    #[test]
+    fn f32_mlx_community_layout() {
+        check_variant(
+            &gemma3n(),
+            "f32",
+            Dtype::Float32,
+            Layout::MlxCommunity,
+            None,
+        );
+    }
+
+    #[test]
+    fn bf16_hugging_face_layout() {
+        check_variant(
+            &gemma3n(),
+            "bf16",
+            Dtype::Bfloat16,
+            Layout::HuggingFace,
+            None,
+        );
+    }
+
+    #[test]
+    fn q4_mlx_community() {
+        check_variant(
+            &gemma3n(),
+            "q4",
+            Dtype::Bfloat16,
+            Layout::MlxCommunity,
+            Some((64, 4)),
+        );
+    }
+}
+
+/// Python's `apply_chat_template(None, {"model_type": "gemma3n"}, prompt,
+/// num_images=..., num_audios=..., return_messages=True)` (printed by the
+/// Python reference, mlx-vlm 0.7.6): images before the text, audio parts
+/// after it, both on the last user message; an assistant message's content
+/// is its text.
+#[test]
+fn chat_messages_place_images_and_audio_as_python() {
+    use mlx_vlm::prompt_utils::{ChatTemplateOptions, chat_messages};
+
+    let config = json!({"model_type": "gemma3n"});
+    let options = |num_images, num_audios| ChatTemplateOptions {
+        num_images,
+        num_audios,
+        ..ChatTemplateOptions::default()
+    };
+    let one = chat_messages(&config, &json!("Hi"), &options(1, 2)).unwrap();
+    let python: Value = serde_json::from_str(
+        r#"[{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Hi", "content": "Hi"}, {"type": "audio"}, {"type": "audio"}]}]"#,
+    )
+    .unwrap();
+    assert_eq!(Value::Array(one), python);
+
+    let conversation = json!([
+        {"role": "system", "content": "S"},
+        {"role": "user", "content": "A"},
+        {"role": "assistant", "content": "B"},
+        "C"
+    ]);
+    let many = chat_messages(&config, &conversation, &options(1, 1)).unwrap();
+    let python: Value = serde_json::from_str(
+        r#"[{"role": "system", "content": [{"type": "text", "text": "S", "content": "S"}]}, {"role": "user", "content": [{"type": "text", "text": "A", "content": "A"}]}, {"role": "assistant", "content": "B"}, {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "C", "content": "C"}, {"type": "audio"}]}]"#,
+    )
+    .unwrap();
+    assert_eq!(Value::Array(many), python);
+}
+
+/// A family without audio refuses audio clips with a typed error naming
+/// what it takes (Python would add audio parts its template drops).
+#[test]
+fn a_family_without_audio_refuses_audio() {
+    use mlx_vlm::prompt_utils::{ChatTemplateOptions, chat_messages};
+
+    let options = ChatTemplateOptions {
+        num_audios: 1,
+        ..ChatTemplateOptions::default()
+    };
+    let err = chat_messages(&json!({"model_type": "gemma3"}), &json!("Hi"), &options).unwrap_err();
+    match err {
+        Error::UnsupportedMedia {
+            model_type,
+            media,
+            supported,
+        } => {
+            assert_eq!((model_type.as_str(), media.as_str()), ("gemma3", "audio"));
+            assert_eq!(supported, "text, images");
+        }
+        other => panic!("expected UnsupportedMedia, got {other:?}"),
+    }
+}
+
+/// The processor refuses a prompt whose soft tokens do not number the
+/// media (Python expands them and fails later in the model's merge).
+#[test]
+fn soft_token_counts_must_match_the_media() {
+    use mlx_vlm::feature_extraction::gemma3n::Gemma3nAudioFeatureExtractor;
+    use mlx_vlm::image_processing::siglip::SiglipImageProcessor;
+    use mlx_vlm::models::gemma3n::processing_gemma3n::{Gemma3nProcessor, MediaTokens};
+
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/fixtures/gemma");
+    let tokens = MediaTokens::from_pretrained(&dir).unwrap();
+    let processor = Gemma3nProcessor::new(
+        Gemma3nAudioFeatureExtractor::new(),
+        SiglipImageProcessor::default(),
+        &tokens,
+        2,
+        3,
+    );
+    let prompt = "<image_soft_token> and <audio_soft_token>";
+    let expanded = processor.expand_prompt(prompt, 1, 1).unwrap();
+    assert_eq!(
+        expanded,
+        "\n\n<start_of_image><image_soft_token><image_soft_token><image_soft_token><end_of_image>\n\n and \
+         \n\n<start_of_audio><audio_soft_token><audio_soft_token><end_of_audio>\n\n"
+    );
+    for (images, clips) in [(2, 1), (1, 2)] {
+        let err = processor.expand_prompt(prompt, images, clips).unwrap_err();
+        assert!(matches!(err, Error::ImageTokenMismatch { .. }), "{err:?}");
+    }
+}
+
+/// The example's clip is the goldens' clip, byte for byte.
+#[test]
+fn the_generated_clip_is_the_goldens_clip() {
+    let committed = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gemma3n/audio/tone.wav"),
+    )
+    .unwrap();
+    assert_eq!(mlx_vlm::fixtures::tone_wav(), committed);
 }
