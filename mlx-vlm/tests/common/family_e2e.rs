@@ -50,8 +50,11 @@ pub struct Family {
     pub stages: fn(&dyn VlmModel, &GenerateInputs, &Array, &PrefillArgs) -> Stages,
     /// For families with audio: the `audio` case's named stage outputs
     /// (goldens `audio.<name>`; those a variant lacks are skipped).
-    pub audio_stages: Option<fn(&dyn VlmModel, &GenerateInputs) -> Vec<(&'static str, Array)>>,
+    pub audio_stages: Option<AudioStages>,
 }
+
+/// A family's named audio stage outputs for a case's inputs.
+pub type AudioStages = fn(&dyn VlmModel, &GenerateInputs) -> Vec<(&'static str, Array)>;
 
 impl Family {
     /// The Qwen families' tokenizer (the Qwen2.5-VL one).
