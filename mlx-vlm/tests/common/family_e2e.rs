@@ -278,6 +278,7 @@ pub fn check_variant(
                     continue;
                 };
                 let diff = max_abs_diff(got, want);
+                eprintln!("{what}: audio {name} max |diff| {diff:e}");
                 assert!(diff <= tol, "{what}: audio {name} differs by {diff}");
                 checked += 1;
             }
@@ -313,9 +314,11 @@ pub fn check_variant(
             );
             for (k, (got, want)) in vision.iter().zip(expected).enumerate() {
                 let diff = max_abs_diff(got, want);
+                eprintln!("{what}: vision output {k} max |diff| {diff:e}");
                 assert!(diff <= tol, "{what}: vision output {k} differs by {diff}");
             }
             let diff = max_abs_diff(&features.inputs_embeds, &g["single.inputs_embeds"]);
+            eprintln!("{what}: merged embeddings max |diff| {diff:e}");
             assert!(diff <= tol, "{what}: merged embeddings differ by {diff}");
             if let Some(position_ids) = family.position_ids {
                 assert_eq!(
@@ -337,12 +340,14 @@ pub fn check_variant(
                     assert_eq!(got.len(), want.len(), "{what}: {name} count");
                     for (i, (got, want)) in got.iter().zip(want).enumerate() {
                         let diff = max_abs_diff(got, want);
+                        eprintln!("{what}: {name} {i} max |diff| {diff:e}");
                         assert!(diff <= tol, "{what}: {name} {i} differs by {diff}");
                     }
                 }
             }
             if let Some(expected) = g.get("single.logits.last") {
                 let diff = max_abs_diff(&last_logits, expected);
+                eprintln!("{what}: last logits max |diff| {diff:e}");
                 assert!(diff <= 1e-4, "{what}: last logits differ by {diff}");
             }
         }

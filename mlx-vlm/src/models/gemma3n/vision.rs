@@ -13,8 +13,9 @@
 //! Python's `VisionTower` hard-codes its widths (stem 64, adapter 1920 ->
 //! 2048 at 16x16) and takes its blocks from [`gemma3n_mobilenet_def`];
 //! [`VisionTower::with_blocks`] (Rust only) takes another block list, as
-//! the tests do to build a small tower (Python's generator replaces the
-//! module function).
+//! the tests do to build a small tower, and so does a config's
+//! `vision_config.block_definition` (Rust only: the tiny end-to-end
+//! checkpoint's; Python's generators replace the module function).
 //!
 //! Divergences from Python:
 //! - the block definitions are a [`BlockConfig`] enum over `config.rs`'s
