@@ -726,3 +726,89 @@ fn the_generated_clip_is_the_goldens_clip() {
     .unwrap();
     assert_eq!(mlx_vlm::fixtures::tone_wav(), committed);
 }
+
+/// Generation prefilled in steps of 5 tokens gives Python's greedy ids for
+/// the image, audio and image+audio cases (`goldens/chunked.json`): every
+/// chunk reads the whole prompt's per-layer inputs at the rotating cache's
+/// write index, as Python's language model slices them.
+#[test]
+fn chunked_prefill_gives_pythons_ids() {
+    use mlx_vlm::audio::AudioSource;
+    use mlx_vlm::fixtures::{self, CheckpointSpec};
+    use mlx_vlm::generate::{GenerateParams, stream_generate};
+    use mlx_vlm::processor::{ProcessorOptions, PromptMedia};
+    use mlx_vlm::prompt_utils::ChatTemplateOptions;
+
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let golden: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("gemma3n/goldens/chunked.json")).unwrap(),
+    )
+    .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = CheckpointSpec {
+        tokenizer_dir: Some(fixtures::gemma_tokenizer_dir()),
+        ..Default::default()
+    };
+    fixtures::write_tiny_checkpoint(tmp.path(), &fixtures::gemma3n_tiny(), &spec).unwrap();
+    let (model, processor) =
+        mlx_vlm::load(tmp.path().to_str().unwrap(), &Default::default()).unwrap();
+    let names = |key: &str, case: &Value| -> Vec<PathBuf> {
+        let folder = if key == "images" {
+            dir.join("qwen2_5_vl/images")
+        } else {
+            dir.join("gemma3n/audio")
+        };
+        case[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| folder.join(n.as_str().unwrap()))
+            .collect()
+    };
+    for (name, case) in golden.as_object().unwrap() {
+        let want: Vec<u32> = serde_json::from_value(case["generated_ids"].clone()).unwrap();
+        let images: Vec<mlx_vlm::ImageSource> =
+            names("images", case).into_iter().map(Into::into).collect();
+        let audio: Vec<AudioSource> = names("audio", case).into_iter().map(Into::into).collect();
+        let template = ChatTemplateOptions {
+            num_images: images.len(),
+            num_audios: audio.len(),
+            ..ChatTemplateOptions::default()
+        };
+        let prompt = processor
+            .apply_chat_template_with(
+                case["prompt"].as_str().unwrap(),
+                case["system"].as_str(),
+                &template,
+            )
+            .unwrap();
+        let media = PromptMedia {
+            images: &images,
+            audio: &audio,
+            ..PromptMedia::default()
+        };
+        let inputs = processor
+            .prepare_inputs_with(&prompt, media, &ProcessorOptions::default())
+            .unwrap();
+        let params = GenerateParams {
+            max_tokens: want.len(),
+            prefill_step_size: Some(5),
+            ..Default::default()
+        };
+        let mut ids = Vec::new();
+        for r in stream_generate(
+            &*model,
+            processor.tokenizer(),
+            inputs,
+            processor.eos_token_ids(),
+            &params,
+        )
+        .unwrap()
+        {
+            if let Some(all) = r.unwrap().token_ids {
+                ids = all;
+            }
+        }
+        assert_eq!(ids, want, "{name}");
+    }
+}
