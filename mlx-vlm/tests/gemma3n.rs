@@ -812,3 +812,49 @@ fn chunked_prefill_gives_pythons_ids() {
         assert_eq!(ids, want, "{name}");
     }
 }
+
+/// A `config.json` disagreeing with the weights is refused before any
+/// module is built, naming the key, the tensor and the fix, in both
+/// layouts (Rust only: Python fails while loading).
+#[test]
+fn config_disagreeing_with_the_weights_is_named() {
+    use mlx_vlm::fixtures::{self, CheckpointSpec, Layout};
+
+    for layout in [Layout::HuggingFace, Layout::MlxCommunity] {
+        let tmp = tempfile::tempdir().unwrap();
+        let spec = CheckpointSpec {
+            layout,
+            tokenizer_dir: Some(fixtures::gemma_tokenizer_dir()),
+            ..Default::default()
+        };
+        fixtures::write_tiny_checkpoint(tmp.path(), &fixtures::gemma3n_tiny(), &spec).unwrap();
+        let file = tmp.path().join("config.json");
+        let original: Value =
+            serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        for (pointer, value, expected) in [
+            (
+                "/audio_config/conf_num_hidden_layers",
+                json!(3),
+                "audio_config.conf_num_hidden_layers is 3, but the Gemma 3n weights hold 2",
+            ),
+            (
+                "/text_config/vocab_size",
+                json!(657),
+                "text_config.vocab_size is 657, but",
+            ),
+        ] {
+            let mut config = original.clone();
+            *config.pointer_mut(pointer).unwrap() = value;
+            std::fs::write(&file, serde_json::to_string(&config).unwrap()).unwrap();
+            let err = match mlx_vlm::load(tmp.path().to_str().unwrap(), &Default::default()) {
+                Ok(_) => panic!("{layout:?} {pointer}: loaded"),
+                Err(e) => e.to_string(),
+            };
+            assert!(err.contains(expected), "{layout:?} {pointer}: {err}");
+            assert!(
+                err.contains("use the config.json that came with these weights"),
+                "{err}"
+            );
+        }
+    }
+}
