@@ -858,3 +858,50 @@ fn config_disagreeing_with_the_weights_is_named() {
         }
     }
 }
+
+/// A clip giving more soft tokens than `audio_soft_tokens_per_image` is a
+/// typed error naming the key and the fix (Python's `broadcast_to` fails
+/// on the negative padding length).
+#[test]
+fn a_clip_longer_than_the_soft_tokens_is_a_typed_error() {
+    use mlx_vlm::audio::AudioSource;
+    use mlx_vlm::fixtures::{self, CheckpointSpec};
+    use mlx_vlm::processor::{ProcessorOptions, PromptMedia};
+    use mlx_vlm::prompt_utils::ChatTemplateOptions;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = CheckpointSpec {
+        tokenizer_dir: Some(fixtures::gemma_tokenizer_dir()),
+        ..Default::default()
+    };
+    fixtures::write_tiny_checkpoint(tmp.path(), &fixtures::gemma3n_tiny(), &spec).unwrap();
+    let (model, processor) =
+        mlx_vlm::load(tmp.path().to_str().unwrap(), &Default::default()).unwrap();
+    // 3 s at 16 kHz: 8 soft tokens take about 1.3 s.
+    let samples: Vec<i16> = (0..48_000)
+        .map(|i| ((i * 7919) % 2000 - 1000) as i16)
+        .collect();
+    let audio = [AudioSource::from(fixtures::pcm16_wav(&samples, 16_000))];
+    let template = ChatTemplateOptions {
+        num_audios: 1,
+        ..ChatTemplateOptions::default()
+    };
+    let prompt = processor
+        .apply_chat_template_with("Hi", None, &template)
+        .unwrap();
+    let media = PromptMedia {
+        audio: &audio,
+        ..PromptMedia::default()
+    };
+    let inputs = processor
+        .prepare_inputs_with(&prompt, media, &ProcessorOptions::default())
+        .unwrap();
+    let err = model
+        .get_input_embeddings(&inputs.input_ids, inputs.media.as_ref(), None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("more than config.json's audio_soft_tokens_per_image (8)"),
+        "{err}"
+    );
+}
