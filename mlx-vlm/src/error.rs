@@ -68,6 +68,20 @@ pub enum Error {
         /// What is wrong and what would fix it.
         message: String,
     },
+    /// Media of a kind the model's family does not take (for example audio
+    /// for a family without an audio encoder).
+    #[error(
+        "{model_type} takes no {media} (it takes {supported}); remove the {media} or use a \
+         model whose family takes {media} (mlx-vlm info lists each family's media)"
+    )]
+    UnsupportedMedia {
+        /// The model type.
+        model_type: String,
+        /// The kind refused (`audio`, `videos`, ...).
+        media: String,
+        /// What the family takes ([`crate::registry::MediaKinds`]).
+        supported: String,
+    },
     /// The prompt's image tokens do not match the images given.
     #[error("{message}")]
     ImageTokenMismatch {

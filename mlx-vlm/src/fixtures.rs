@@ -49,7 +49,8 @@ pub use cache::{
 pub use checkpoint::{CheckpointSpec, Layout, checkpoint_key, ensure_checkpoint, write_checkpoint};
 pub use gemma::{
     GEMMA_TOKENIZER_VOCAB, conv_channels_first, gemma_tokenizer_dir, gemma3_hf_param, gemma3_tiny,
-    paligemma_hf_param, paligemma_tiny, paligemma_transformers5_key,
+    gemma3n_hf_param, gemma3n_tiny, paligemma_hf_param, paligemma_tiny,
+    paligemma_transformers5_key, pcm16_wav, tone_wav,
 };
 pub use offline_tokenizer::{
     FIRST_SPECIAL_ID, SPECIAL_TOKENS, offline_tokenizer_dir, write_offline_tokenizer,

@@ -14,6 +14,7 @@ use image::RgbImage;
 use mlx_rs::Array;
 use serde_json::{Value, json};
 
+use crate::audio::AudioSource;
 use crate::generate::GenerateInputs;
 use crate::image::ImageSource;
 use crate::models::VlmModel;
@@ -65,6 +66,10 @@ pub struct PromptMedia<'a> {
     pub images: &'a [ImageSource],
     /// The videos, decoded and sampled.
     pub videos: &'a [Video],
+    /// The audio clips, for families that take audio
+    /// ([`crate::registry::MediaKinds::audio`]); others refuse them with
+    /// [`Error::UnsupportedMedia`].
+    pub audio: &'a [AudioSource],
 }
 
 /// A decoded video: its sampled frames and where they came from (Python:
@@ -244,6 +249,23 @@ impl Processor {
         apply_chat_template(&self.tokenizer, &self.config, &prompt, &options)
     }
 
+    /// [`Processor::apply_chat_template`] with every option of Python's
+    /// `apply_chat_template` (`num_images`, `num_audios`, videos, template
+    /// variables). Fails with [`Error::UnsupportedMedia`] on audio for a
+    /// family without audio.
+    pub fn apply_chat_template_with(
+        &self,
+        prompt: &str,
+        system: Option<&str>,
+        options: &ChatTemplateOptions,
+    ) -> Result<String> {
+        let prompt = match system {
+            Some(system) => json!([{"role": "system", "content": system}, prompt]),
+            None => Value::String(prompt.to_string()),
+        };
+        apply_chat_template(&self.tokenizer, &self.config, &prompt, options)
+    }
+
     /// Loads and preprocesses `images`, expands the prompt's image tokens
     /// and tokenizes it (Python: `prepare_inputs`).
     pub fn prepare_inputs(&self, prompt: &str, images: &[ImageSource]) -> Result<GenerateInputs> {
@@ -265,6 +287,13 @@ impl Processor {
         media: PromptMedia<'_>,
         options: &ProcessorOptions,
     ) -> Result<GenerateInputs> {
+        if !media.audio.is_empty() && !self.family.media.audio {
+            return Err(Error::UnsupportedMedia {
+                model_type: self.family.model_type.to_string(),
+                media: "audio".into(),
+                supported: self.family.media.to_string(),
+            });
+        }
         if *options == ProcessorOptions::default() {
             return self
                 .processor

@@ -58,6 +58,12 @@ pub enum MessageFormat {
     /// string content (Python: `START_IMAGE_TOKEN`, `_format_with_token`
     /// with `image_first=False`; Gemma 3).
     StartImageToken,
+    /// Content parts with text parts `{"type": "text", "text", "content"}`,
+    /// images before the text and audio clips after it (Python:
+    /// `LIST_WITH_IMAGE_TYPE_TEXT`, `_format_list_with_image_type` with
+    /// `message_type="text"`; Gemma 3n). An assistant message's content is
+    /// its first part's text.
+    ListWithImageTypeText,
 }
 
 /// How a family's messages become a prompt beyond their layout (Python:
@@ -100,6 +106,10 @@ pub struct ChatTemplateOptions {
     pub add_generation_prompt: bool,
     /// Images that go with the prompt (Python: `num_images`).
     pub num_images: usize,
+    /// Audio clips that go with the prompt (Python: `num_audios`); they
+    /// go to the last user message. Only families whose registration
+    /// lists audio ([`crate::registry::MediaKinds::audio`]) take them.
+    pub num_audios: usize,
     /// Videos that go with the prompt, by path (Python: the `video`
     /// keyword); used by families with native video.
     pub videos: Vec<String>,
@@ -116,6 +126,7 @@ impl Default for ChatTemplateOptions {
         ChatTemplateOptions {
             add_generation_prompt: true,
             num_images: 0,
+            num_audios: 0,
             videos: Vec::new(),
             fps: None,
             kwargs: Map::new(),
@@ -236,6 +247,11 @@ impl MessageBuilder {
         json!({"type": "image"})
     }
 
+    /// `{"type": "audio"}` (Python: `MessageBuilder.audio_message`).
+    pub fn audio_message() -> Value {
+        json!({"type": "audio"})
+    }
+
     /// `{"type": "video", "video": path, "max_pixels": .., "fps": ..}`
     /// (Python: `MessageBuilder.video_message`; `fps` `None` is Python's
     /// `fps=None`).
@@ -319,6 +335,44 @@ pub fn get_message_json_with_videos(
     videos: &[String],
     fps: Option<f64>,
 ) -> Result<Value> {
+    let media = MessageMedia {
+        skip_image_token,
+        num_images,
+        num_audios: 0,
+        videos,
+        fps,
+    };
+    format_message(model_name, prompt, role, &media)
+}
+
+/// The media of one message (Python: `format_message`'s keyword
+/// arguments).
+struct MessageMedia<'a> {
+    skip_image_token: bool,
+    num_images: usize,
+    /// Audio clips of this message (Python: `num_audios`, with
+    /// `skip_audio_token` as `num_audios == 0`).
+    num_audios: usize,
+    videos: &'a [String],
+    fps: Option<f64>,
+}
+
+/// Python: `MessageFormatter.format_message`.
+fn format_message(
+    model_name: &str,
+    prompt: &Value,
+    role: &str,
+    media: &MessageMedia<'_>,
+) -> Result<Value> {
+    let MessageMedia {
+        skip_image_token,
+        num_images,
+        num_audios,
+        videos,
+        fps,
+    } = *media;
+    let with_audio = role == "user" && num_audios > 0;
+    let audios = || vec![MessageBuilder::audio_message(); num_audios];
     let format = message_format(model_name).ok_or_else(|| {
         Error::InvalidArgument(format!(
             "unsupported model {model_name:?} for chat messages; supported: {}",
@@ -363,6 +417,9 @@ pub fn get_message_json_with_videos(
                 .iter()
                 .map(|v| MessageBuilder::video_message(v, 224 * 224, fps)),
         );
+        if with_audio {
+            content.extend(audios());
+        }
         content.extend(prompt_parts);
         return Ok(json!({"role": role, "content": content}));
     }
@@ -385,6 +442,25 @@ pub fn get_message_json_with_videos(
                 format_with_token(&prompt, with_images, num_images, "<start_of_image>", false);
             return Ok(json!({"role": role, "content": content}));
         }
+        MessageFormat::ListWithImageTypeText => {
+            // Python: `_format_list_with_image_type(message_type="text")`.
+            let (mut content, explicit) = content_parts(&prompt, with_images);
+            if role == "user" {
+                if with_images && num_images > 0 {
+                    let missing = num_images.saturating_sub(explicit);
+                    content.splice(0..0, vec![MessageBuilder::image_message(); missing]);
+                }
+                if with_audio {
+                    content.extend(audios());
+                }
+            }
+            if role == "assistant" {
+                let first = content.first().cloned().unwrap_or(Value::Null);
+                let text = first.get("content").or_else(|| first.get("text"));
+                return Ok(json!({"role": role, "content": text}));
+            }
+            return Ok(json!({"role": role, "content": content}));
+        }
     };
     let (mut content, explicit) = content_parts(&prompt, with_images);
     if with_images && num_images > 0 {
@@ -394,6 +470,15 @@ pub fn get_message_json_with_videos(
             content.splice(0..0, images);
         } else {
             content.extend(images);
+        }
+    }
+    if with_audio {
+        // Python: `_format_list_with_image`'s audio parts, on the images'
+        // side.
+        if image_first {
+            content.splice(0..0, audios());
+        } else {
+            content.extend(audios());
         }
     }
     Ok(json!({"role": role, "content": content}))
@@ -448,15 +533,23 @@ pub fn chat_messages(
     if message_format(model_type).is_none() {
         return Ok(text_only_messages(prompt));
     }
+    check_audio_support(model_type, options.num_audios)?;
+    let media = |skip_image_token, num_images, num_audios, videos| MessageMedia {
+        skip_image_token,
+        num_images,
+        num_audios,
+        videos,
+        fps,
+    };
+    let num_audios = options.num_audios;
     let is_tool = |p: &Value, role: &str| {
         p.get("tool_calls").is_some() || p.get("tool_call_id").is_some() || role == "tool"
     };
     let mut messages = Vec::new();
     match prompt {
         Value::String(_) => {
-            messages.push(get_message_json_with_videos(
-                model_type, prompt, "user", false, num_images, videos, fps,
-            )?);
+            let m = media(false, num_images, num_audios, videos);
+            messages.push(format_message(model_type, prompt, "user", &m)?);
         }
         Value::Object(object) => {
             let role = object.get("role").and_then(Value::as_str).unwrap_or("user");
@@ -469,14 +562,13 @@ pub fn chat_messages(
                             .into(),
                     )
                 })?;
-                messages.push(get_message_json_with_videos(
-                    model_type, content, role, false, num_images, videos, fps,
-                )?);
+                let m = media(false, num_images, num_audios, videos);
+                messages.push(format_message(model_type, content, role, &m)?);
             }
         }
         Value::Array(items) => {
             // Images a message places itself stay there; the rest go to the
-            // last user message.
+            // last user message, as every audio clip does.
             let mut last_user = None;
             let mut image_counts = vec![0usize; items.len()];
             for (i, item) in items.iter().enumerate() {
@@ -498,42 +590,52 @@ pub fn chat_messages(
                 *slot += remaining;
             }
             for (i, (item, &count)) in items.iter().zip(&image_counts).enumerate() {
-                let videos = if last_user == Some(i) { videos } else { &[] };
+                let last = last_user == Some(i);
+                let videos = if last { videos } else { &[] };
+                let audios = if last { num_audios } else { 0 };
                 if item.is_string() {
-                    messages.push(get_message_json_with_videos(
-                        model_type,
-                        item,
-                        "user",
-                        count == 0,
-                        count,
-                        videos,
-                        fps,
-                    )?);
+                    let m = media(count == 0, count, audios, videos);
+                    messages.push(format_message(model_type, item, "user", &m)?);
                 } else if let Some((role, content)) = get_role_content(item) {
                     if is_tool(item, &role) {
                         messages.push(normalize_tool_message(item));
                     } else {
                         let skip = count == 0 || matches!(role.as_str(), "system" | "assistant");
-                        messages.push(get_message_json_with_videos(
-                            model_type, &content, &role, skip, count, videos, fps,
-                        )?);
+                        let audios = if matches!(role.as_str(), "system" | "assistant") {
+                            0
+                        } else {
+                            audios
+                        };
+                        let m = media(skip, count, audios, videos);
+                        messages.push(format_message(model_type, &content, &role, &m)?);
                     }
                 }
             }
         }
         other => {
-            messages.push(get_message_json_with_videos(
-                model_type,
-                &Value::String(python_str(other)),
-                "user",
-                false,
-                num_images,
-                videos,
-                fps,
-            )?);
+            let m = media(false, num_images, num_audios, videos);
+            let text = Value::String(python_str(other));
+            messages.push(format_message(model_type, &text, "user", &m)?);
         }
     }
     Ok(messages)
+}
+
+/// Refuses audio clips for a family whose registration lists none (Python
+/// would add audio parts its template or processor then drops or fails
+/// on).
+fn check_audio_support(model_type: &str, num_audios: usize) -> Result<()> {
+    let Some(family) = crate::registry::family(&model_type.to_lowercase()) else {
+        return Ok(());
+    };
+    if num_audios > 0 && !family.media.audio {
+        return Err(Error::UnsupportedMedia {
+            model_type: family.model_type.to_string(),
+            media: "audio".into(),
+            supported: family.media.to_string(),
+        });
+    }
+    Ok(())
 }
 
 /// Messages of a model without a message format: plain text contents

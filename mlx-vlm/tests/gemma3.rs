@@ -263,6 +263,7 @@ mod end_to_end {
         let media = PromptMedia {
             images: &images,
             videos: &[],
+            audio: &[],
         };
         let inputs = processor
             .prepare_inputs_with(&prompt, media, &options)

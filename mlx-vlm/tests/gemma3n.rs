@@ -12,6 +12,12 @@
 //! configuration: transformers' `Gemma3nConfig()` read as Python reads it
 //! (`config.json`), and the typed errors of bad configs and calls.
 
+#[path = "common/family_e2e.rs"]
+#[allow(dead_code)]
+mod family_e2e;
+#[path = "common/gemma_family.rs"]
+#[allow(dead_code)]
+mod gemma_family;
 #[path = "common/siglip_weights.rs"]
 mod siglip_weights;
 
@@ -570,4 +576,332 @@ fn transformers_default_config_reads_as_python() {
     // 35 layers, the last 15 sharing KV: one cache per other layer.
     let lm = config.text_config;
     assert_eq!(lm.first_kv_shared_layer_idx(), 20);
+}
+
+/// The registered family end to end against Python mlx-vlm 0.7.6 (goldens
+/// of `tests/fixtures/gemma3n/gen_goldens.py`: one image, one audio clip,
+/// an image and a clip with a system prompt, text only).
+mod end_to_end {
+    use mlx_rs::Dtype;
+    use mlx_vlm::fixtures::Layout;
+
+    use crate::family_e2e::check_variant;
+    use crate::gemma_family::gemma3n;
+
+    #[test]
+    fn f32_hugging_face_layout() {
+        check_variant(&gemma3n(), "f32", Dtype::Float32, Layout::HuggingFace, None);
+    }
+
+    #[test]
+    fn f32_mlx_community_layout() {
+        check_variant(
+            &gemma3n(),
+            "f32",
+            Dtype::Float32,
+            Layout::MlxCommunity,
+            None,
+        );
+    }
+
+    #[test]
+    fn bf16_hugging_face_layout() {
+        check_variant(
+            &gemma3n(),
+            "bf16",
+            Dtype::Bfloat16,
+            Layout::HuggingFace,
+            None,
+        );
+    }
+
+    #[test]
+    fn q4_mlx_community() {
+        check_variant(
+            &gemma3n(),
+            "q4",
+            Dtype::Bfloat16,
+            Layout::MlxCommunity,
+            Some((64, 4)),
+        );
+    }
+}
+
+/// Python's `apply_chat_template(None, {"model_type": "gemma3n"}, prompt,
+/// num_images=..., num_audios=..., return_messages=True)` (printed by the
+/// Python reference, mlx-vlm 0.7.6): images before the text, audio parts
+/// after it, both on the last user message; an assistant message's content
+/// is its text.
+#[test]
+fn chat_messages_place_images_and_audio_as_python() {
+    use mlx_vlm::prompt_utils::{ChatTemplateOptions, chat_messages};
+
+    let config = json!({"model_type": "gemma3n"});
+    let options = |num_images, num_audios| ChatTemplateOptions {
+        num_images,
+        num_audios,
+        ..ChatTemplateOptions::default()
+    };
+    let one = chat_messages(&config, &json!("Hi"), &options(1, 2)).unwrap();
+    let python: Value = serde_json::from_str(
+        r#"[{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Hi", "content": "Hi"}, {"type": "audio"}, {"type": "audio"}]}]"#,
+    )
+    .unwrap();
+    assert_eq!(Value::Array(one), python);
+
+    let conversation = json!([
+        {"role": "system", "content": "S"},
+        {"role": "user", "content": "A"},
+        {"role": "assistant", "content": "B"},
+        "C"
+    ]);
+    let many = chat_messages(&config, &conversation, &options(1, 1)).unwrap();
+    let python: Value = serde_json::from_str(
+        r#"[{"role": "system", "content": [{"type": "text", "text": "S", "content": "S"}]}, {"role": "user", "content": [{"type": "text", "text": "A", "content": "A"}]}, {"role": "assistant", "content": "B"}, {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "C", "content": "C"}, {"type": "audio"}]}]"#,
+    )
+    .unwrap();
+    assert_eq!(Value::Array(many), python);
+}
+
+/// A family without audio refuses audio clips with a typed error naming
+/// what it takes (Python would add audio parts its template drops).
+#[test]
+fn a_family_without_audio_refuses_audio() {
+    use mlx_vlm::prompt_utils::{ChatTemplateOptions, chat_messages};
+
+    let options = ChatTemplateOptions {
+        num_audios: 1,
+        ..ChatTemplateOptions::default()
+    };
+    let err = chat_messages(&json!({"model_type": "gemma3"}), &json!("Hi"), &options).unwrap_err();
+    match err {
+        Error::UnsupportedMedia {
+            model_type,
+            media,
+            supported,
+        } => {
+            assert_eq!((model_type.as_str(), media.as_str()), ("gemma3", "audio"));
+            assert_eq!(supported, "text, images");
+        }
+        other => panic!("expected UnsupportedMedia, got {other:?}"),
+    }
+}
+
+/// The processor refuses a prompt whose soft tokens do not number the
+/// media (Python expands them and fails later in the model's merge).
+#[test]
+fn soft_token_counts_must_match_the_media() {
+    use mlx_vlm::feature_extraction::gemma3n::Gemma3nAudioFeatureExtractor;
+    use mlx_vlm::image_processing::siglip::SiglipImageProcessor;
+    use mlx_vlm::models::gemma3n::processing_gemma3n::{Gemma3nProcessor, MediaTokens};
+
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/fixtures/gemma");
+    let tokens = MediaTokens::from_pretrained(&dir).unwrap();
+    let processor = Gemma3nProcessor::new(
+        Gemma3nAudioFeatureExtractor::new(),
+        SiglipImageProcessor::default(),
+        &tokens,
+        2,
+        3,
+    );
+    let prompt = "<image_soft_token> and <audio_soft_token>";
+    let expanded = processor.expand_prompt(prompt, 1, 1).unwrap();
+    assert_eq!(
+        expanded,
+        "\n\n<start_of_image><image_soft_token><image_soft_token><image_soft_token><end_of_image>\n\n and \
+         \n\n<start_of_audio><audio_soft_token><audio_soft_token><end_of_audio>\n\n"
+    );
+    for (images, clips) in [(2, 1), (1, 2)] {
+        let err = processor.expand_prompt(prompt, images, clips).unwrap_err();
+        assert!(matches!(err, Error::ImageTokenMismatch { .. }), "{err:?}");
+    }
+}
+
+/// The example's clip is the goldens' clip, byte for byte.
+#[test]
+fn the_generated_clip_is_the_goldens_clip() {
+    let committed = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gemma3n/audio/tone.wav"),
+    )
+    .unwrap();
+    assert_eq!(mlx_vlm::fixtures::tone_wav(), committed);
+}
+
+/// Generation prefilled in steps of 5 tokens gives Python's greedy ids for
+/// the image, audio and image+audio cases (`goldens/chunked.json`): every
+/// chunk reads the whole prompt's per-layer inputs at the rotating cache's
+/// write index, as Python's language model slices them.
+#[test]
+fn chunked_prefill_gives_pythons_ids() {
+    use mlx_vlm::audio::AudioSource;
+    use mlx_vlm::fixtures::{self, CheckpointSpec};
+    use mlx_vlm::generate::{GenerateParams, stream_generate};
+    use mlx_vlm::processor::{ProcessorOptions, PromptMedia};
+    use mlx_vlm::prompt_utils::ChatTemplateOptions;
+
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let golden: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("gemma3n/goldens/chunked.json")).unwrap(),
+    )
+    .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = CheckpointSpec {
+        tokenizer_dir: Some(fixtures::gemma_tokenizer_dir()),
+        ..Default::default()
+    };
+    fixtures::write_tiny_checkpoint(tmp.path(), &fixtures::gemma3n_tiny(), &spec).unwrap();
+    let (model, processor) =
+        mlx_vlm::load(tmp.path().to_str().unwrap(), &Default::default()).unwrap();
+    let names = |key: &str, case: &Value| -> Vec<PathBuf> {
+        let folder = if key == "images" {
+            dir.join("qwen2_5_vl/images")
+        } else {
+            dir.join("gemma3n/audio")
+        };
+        case[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| folder.join(n.as_str().unwrap()))
+            .collect()
+    };
+    for (name, case) in golden.as_object().unwrap() {
+        let want: Vec<u32> = serde_json::from_value(case["generated_ids"].clone()).unwrap();
+        let images: Vec<mlx_vlm::ImageSource> =
+            names("images", case).into_iter().map(Into::into).collect();
+        let audio: Vec<AudioSource> = names("audio", case).into_iter().map(Into::into).collect();
+        let template = ChatTemplateOptions {
+            num_images: images.len(),
+            num_audios: audio.len(),
+            ..ChatTemplateOptions::default()
+        };
+        let prompt = processor
+            .apply_chat_template_with(
+                case["prompt"].as_str().unwrap(),
+                case["system"].as_str(),
+                &template,
+            )
+            .unwrap();
+        let media = PromptMedia {
+            images: &images,
+            audio: &audio,
+            ..PromptMedia::default()
+        };
+        let inputs = processor
+            .prepare_inputs_with(&prompt, media, &ProcessorOptions::default())
+            .unwrap();
+        let params = GenerateParams {
+            max_tokens: want.len(),
+            prefill_step_size: Some(5),
+            ..Default::default()
+        };
+        let mut ids = Vec::new();
+        for r in stream_generate(
+            &*model,
+            processor.tokenizer(),
+            inputs,
+            processor.eos_token_ids(),
+            &params,
+        )
+        .unwrap()
+        {
+            if let Some(all) = r.unwrap().token_ids {
+                ids = all;
+            }
+        }
+        assert_eq!(ids, want, "{name}");
+    }
+}
+
+/// A `config.json` disagreeing with the weights is refused before any
+/// module is built, naming the key, the tensor and the fix, in both
+/// layouts (Rust only: Python fails while loading).
+#[test]
+fn config_disagreeing_with_the_weights_is_named() {
+    use mlx_vlm::fixtures::{self, CheckpointSpec, Layout};
+
+    for layout in [Layout::HuggingFace, Layout::MlxCommunity] {
+        let tmp = tempfile::tempdir().unwrap();
+        let spec = CheckpointSpec {
+            layout,
+            tokenizer_dir: Some(fixtures::gemma_tokenizer_dir()),
+            ..Default::default()
+        };
+        fixtures::write_tiny_checkpoint(tmp.path(), &fixtures::gemma3n_tiny(), &spec).unwrap();
+        let file = tmp.path().join("config.json");
+        let original: Value =
+            serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        for (pointer, value, expected) in [
+            (
+                "/audio_config/conf_num_hidden_layers",
+                json!(3),
+                "audio_config.conf_num_hidden_layers is 3, but the Gemma 3n weights hold 2",
+            ),
+            (
+                "/text_config/vocab_size",
+                json!(657),
+                "text_config.vocab_size is 657, but",
+            ),
+        ] {
+            let mut config = original.clone();
+            *config.pointer_mut(pointer).unwrap() = value;
+            std::fs::write(&file, serde_json::to_string(&config).unwrap()).unwrap();
+            let err = match mlx_vlm::load(tmp.path().to_str().unwrap(), &Default::default()) {
+                Ok(_) => panic!("{layout:?} {pointer}: loaded"),
+                Err(e) => e.to_string(),
+            };
+            assert!(err.contains(expected), "{layout:?} {pointer}: {err}");
+            assert!(
+                err.contains("use the config.json that came with these weights"),
+                "{err}"
+            );
+        }
+    }
+}
+
+/// A clip giving more soft tokens than `audio_soft_tokens_per_image` is a
+/// typed error naming the key and the fix (Python's `broadcast_to` fails
+/// on the negative padding length).
+#[test]
+fn a_clip_longer_than_the_soft_tokens_is_a_typed_error() {
+    use mlx_vlm::audio::AudioSource;
+    use mlx_vlm::fixtures::{self, CheckpointSpec};
+    use mlx_vlm::processor::{ProcessorOptions, PromptMedia};
+    use mlx_vlm::prompt_utils::ChatTemplateOptions;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = CheckpointSpec {
+        tokenizer_dir: Some(fixtures::gemma_tokenizer_dir()),
+        ..Default::default()
+    };
+    fixtures::write_tiny_checkpoint(tmp.path(), &fixtures::gemma3n_tiny(), &spec).unwrap();
+    let (model, processor) =
+        mlx_vlm::load(tmp.path().to_str().unwrap(), &Default::default()).unwrap();
+    // 3 s at 16 kHz: 8 soft tokens take about 1.3 s.
+    let samples: Vec<i16> = (0..48_000)
+        .map(|i| ((i * 7919) % 2000 - 1000) as i16)
+        .collect();
+    let audio = [AudioSource::from(fixtures::pcm16_wav(&samples, 16_000))];
+    let template = ChatTemplateOptions {
+        num_audios: 1,
+        ..ChatTemplateOptions::default()
+    };
+    let prompt = processor
+        .apply_chat_template_with("Hi", None, &template)
+        .unwrap();
+    let media = PromptMedia {
+        audio: &audio,
+        ..PromptMedia::default()
+    };
+    let inputs = processor
+        .prepare_inputs_with(&prompt, media, &ProcessorOptions::default())
+        .unwrap();
+    let err = model
+        .get_input_embeddings(&inputs.input_ids, inputs.media.as_ref(), None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("more than config.json's audio_soft_tokens_per_image (8)"),
+        "{err}"
+    );
 }

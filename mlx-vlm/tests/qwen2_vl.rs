@@ -53,6 +53,7 @@ fn family() -> Family {
         }),
         pixel_values: None,
         projector: None,
+        audio_stages: None,
         stages,
     }
 }

@@ -134,6 +134,7 @@ fn surplus_video_tokens_are_typed_errors() {
     let media = PromptMedia {
         images: &[],
         videos: &videos,
+        audio: &[],
     };
     let options = ProcessorOptions::default();
 

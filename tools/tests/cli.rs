@@ -772,19 +772,30 @@ fn an_image_too_large_for_memory_is_downsized_or_refused() {
     );
 }
 
-/// `generate --json` on the tiny PaliGemma and Gemma 3 (f32, Hugging Face
-/// layout) gives Python's prompt ids, generated ids and text for every
-/// golden case (`mlx-vlm/tests/fixtures/{paligemma,gemma3}/gen_goldens.py`),
-/// and `info` names the family's processor.
+/// `generate --json` on the tiny PaliGemma, Gemma 3 and Gemma 3n (f32,
+/// Hugging Face layout) gives Python's prompt ids, generated ids and text
+/// for every golden case
+/// (`mlx-vlm/tests/fixtures/{paligemma,gemma3,gemma3n}/gen_goldens.py`;
+/// Gemma 3n's with `--audio` clips too), `info` names the family's
+/// processor and media, and a family without audio refuses `--audio`
+/// naming what it takes.
 #[test]
 fn gemma_families_generate_pythons_ids() {
-    for (family, tiny, processor) in [
+    let media = "text, images";
+    for (family, tiny, processor, media) in [
         (
             "paligemma",
             fixtures::paligemma_tiny(),
             "PaliGemmaProcessor",
+            media,
         ),
-        ("gemma3", fixtures::gemma3_tiny(), "Gemma3Processor"),
+        ("gemma3", fixtures::gemma3_tiny(), "Gemma3Processor", media),
+        (
+            "gemma3n",
+            fixtures::gemma3n_tiny(),
+            "Gemma3nProcessor",
+            "text, images, audio",
+        ),
     ] {
         let tmp = tempfile::tempdir().unwrap();
         let spec = CheckpointSpec {
@@ -821,6 +832,21 @@ fn gemma_families_generate_pythons_ids() {
             for image in &images {
                 args.extend(["--image", image]);
             }
+            let clips: Vec<String> = case["audio"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|c| {
+                    dir.join(family)
+                        .join("audio")
+                        .join(c.as_str().unwrap())
+                        .display()
+                        .to_string()
+                })
+                .collect();
+            for clip in &clips {
+                args.extend(["--audio", clip]);
+            }
             let out = mlx_vlm(&args);
             assert!(
                 out.status.success(),
@@ -845,9 +871,28 @@ fn gemma_families_generate_pythons_ids() {
             "{stdout}"
         );
         assert!(
-            stdout.contains(&format!("Processor: {processor}\nInputs: text, images\n")),
+            stdout.contains(&format!("Processor: {processor}\nInputs: {media}\n")),
             "{stdout}"
         );
+
+        if !media.contains("audio") {
+            let clip = dir.join("gemma3n/audio/tone.wav");
+            let out = mlx_vlm(&[
+                "generate",
+                "--model",
+                model,
+                "--prompt",
+                "Hi",
+                "--audio",
+                clip.to_str().unwrap(),
+            ]);
+            assert!(!out.status.success(), "{family}: audio accepted");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                stderr.contains(&format!("{family} takes no audio (it takes {media})")),
+                "{family}: {stderr}"
+            );
+        }
     }
 }
 

@@ -4,7 +4,10 @@
 use std::io::Write;
 use std::path::PathBuf;
 
+use mlx_vlm::AudioSource;
 use mlx_vlm::generate::{GenerateParams, stream_generate};
+use mlx_vlm::processor::{ProcessorOptions, PromptMedia};
+use mlx_vlm::prompt_utils::ChatTemplateOptions;
 use mlx_vlm::{ImageSource, LoadOptions, fixtures};
 
 use std::path::Path;
@@ -13,15 +16,18 @@ use std::path::Path;
 pub struct Args {
     model: Option<String>,
     images: Vec<String>,
+    audio: Vec<String>,
     prompt: String,
     max_tokens: usize,
 }
 
-/// Reads `--model`, `--image` (repeatable), `--prompt`, `--max-tokens`.
+/// Reads `--model`, `--image` and `--audio` (repeatable), `--prompt`,
+/// `--max-tokens`.
 pub fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         model: None,
         images: Vec::new(),
+        audio: Vec::new(),
         prompt: "Describe this image.".into(),
         max_tokens: 64,
     };
@@ -31,6 +37,7 @@ pub fn parse_args() -> Result<Args, String> {
         match flag.as_str() {
             "--model" => args.model = Some(value()?),
             "--image" => args.images.push(value()?),
+            "--audio" => args.audio.push(value()?),
             "--prompt" => args.prompt = value()?,
             "--max-tokens" => {
                 args.max_tokens = value()?.parse().map_err(|e| format!("--max-tokens: {e}"))?
@@ -43,7 +50,7 @@ pub fn parse_args() -> Result<Args, String> {
 
 /// Runs the example: `--model`, or the tiny generated checkpoint of
 /// `family` (named in the message) that `tiny` writes into a cache folder
-/// holding `gradient.png`.
+/// holding `gradient.png` (and `tone.wav` for families with audio).
 pub fn run(
     family: &str,
     tiny: impl FnOnce() -> Result<PathBuf, Box<dyn std::error::Error>>,
@@ -57,6 +64,10 @@ pub fn run(
                 args.images
                     .push(dir.join("gradient.png").display().to_string());
             }
+            let clip = dir.join("tone.wav");
+            if args.audio.is_empty() && clip.is_file() {
+                args.audio.push(clip.display().to_string());
+            }
             println!(
                 "No --model given: running the tiny generated {family} checkpoint in {} \
                  (random weights, so the text is meaningless).",
@@ -68,8 +79,19 @@ pub fn run(
 
     let (model, processor) = mlx_vlm::load(&model_path, &LoadOptions::default())?;
     let images: Vec<ImageSource> = args.images.iter().map(|s| ImageSource::parse(s)).collect();
-    let prompt = processor.apply_chat_template(&args.prompt, None, images.len())?;
-    let inputs = processor.prepare_inputs(&prompt, &images)?;
+    let audio: Vec<AudioSource> = args.audio.iter().map(|s| AudioSource::parse(s)).collect();
+    let template = ChatTemplateOptions {
+        num_images: images.len(),
+        num_audios: audio.len(),
+        ..ChatTemplateOptions::default()
+    };
+    let prompt = processor.apply_chat_template_with(&args.prompt, None, &template)?;
+    let media = PromptMedia {
+        images: &images,
+        audio: &audio,
+        ..PromptMedia::default()
+    };
+    let inputs = processor.prepare_inputs_with(&prompt, media, &ProcessorOptions::default())?;
     let params = GenerateParams {
         max_tokens: args.max_tokens,
         ..Default::default()

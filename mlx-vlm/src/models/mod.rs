@@ -54,15 +54,13 @@ macro_rules! families {
 
 families![
     gemma3,
+    gemma3n,
     paligemma,
     qwen2_5_vl,
     qwen2_vl,
     qwen3_vl,
     qwen3_vl_moe
 ];
-
-// Not a family yet: Gemma 3n's ported parts.
-pub mod gemma3n;
 
 /// A value of some family's type crossing the generic code: its processor
 /// inputs ([`ModelInputs`]), prefill arguments ([`PrefillArgs`]) or
@@ -192,8 +190,14 @@ pub trait FamilyModel: Module + Send + Sync + 'static {
         state: &mut Self::State,
     ) -> Result<Array>;
 
-    /// One cache per decoder layer (Python: `make_prompt_cache`), rotating
-    /// when `max_kv_size` is given.
+    /// The prompt caches the language model takes (Python:
+    /// `make_prompt_cache`): one per decoder layer, rotating when
+    /// `max_kv_size` is given, unless the model makes its own (Python: a
+    /// `make_cache` method, which `make_prompt_cache` prefers, ignoring
+    /// `max_kv_size`). Generic code passes them whole to
+    /// [`FamilyModel::language_model`] and never assumes one per layer:
+    /// Gemma 3n makes one per layer keeping its own keys and values, fewer
+    /// than its layers.
     fn make_cache(&self, max_kv_size: Option<i32>) -> Vec<Box<dyn Cache>>;
 
     /// Renames and reshapes checkpoint weights into this model's keys
@@ -263,7 +267,8 @@ pub trait VlmModel: Module + Send + Sync {
         state: &mut RequestState,
     ) -> Result<Array>;
 
-    /// One cache per decoder layer, rotating when `max_kv_size` is given.
+    /// The prompt caches ([`FamilyModel::make_cache`]): as many as the
+    /// family's language model takes, not necessarily one per layer.
     fn make_cache(&self, max_kv_size: Option<i32>) -> Vec<Box<dyn Cache>>;
 
     /// Renames and reshapes checkpoint weights into this model's keys.

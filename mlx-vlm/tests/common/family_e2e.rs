@@ -13,10 +13,13 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use mlx_rs::{Array, Dtype, ops};
+use mlx_vlm::audio::AudioSource;
 use mlx_vlm::fixtures::{self, CheckpointSpec, Layout, TinyModel};
 use mlx_vlm::generate::{GenerateInputs, GenerateParams, stream_generate};
 use mlx_vlm::image::ImageSource;
 use mlx_vlm::models::{InputEmbeddings, PrefillArgs, VlmModel};
+use mlx_vlm::processor::{ProcessorOptions, PromptMedia};
+use mlx_vlm::prompt_utils::ChatTemplateOptions;
 use mlx_vlm::utils::LoadOptions;
 use serde_json::Value;
 
@@ -45,7 +48,13 @@ pub struct Family {
     /// case, from its inputs and `get_input_embeddings`' embeddings and
     /// prefill arguments.
     pub stages: fn(&dyn VlmModel, &GenerateInputs, &Array, &PrefillArgs) -> Stages,
+    /// For families with audio: the `audio` case's named stage outputs
+    /// (goldens `audio.<name>`; those a variant lacks are skipped).
+    pub audio_stages: Option<AudioStages>,
 }
+
+/// A family's named audio stage outputs for a case's inputs.
+pub type AudioStages = fn(&dyn VlmModel, &GenerateInputs) -> Vec<(&'static str, Array)>;
 
 impl Family {
     /// The Qwen families' tokenizer (the Qwen2.5-VL one).
@@ -111,10 +120,31 @@ fn teacher_forced(
         .unwrap();
     let mut cache = model.make_cache(None);
     let mut state = model.new_request_state();
+    // As generation prefills (`generate_step` with its default step): all
+    // but the last token first, where the model allows chunks, then the
+    // last. Gemma 3n's per-layer inputs make the two differ from one call.
+    let (mut ids, mut embeds) = (inputs.input_ids.clone(), features.inputs_embeds.clone());
+    let step = GenerateParams::default().prefill_step_size.unwrap();
+    if model.chunked_prefill(&features.prefill) {
+        while ids.shape()[1] > 1 {
+            let n = step.min(ids.shape()[1] - 1);
+            model
+                .language_model(
+                    &ids.index(mlx_rs::idx![.., ..n]).unwrap(),
+                    Some(&embeds.index(mlx_rs::idx![.., ..n]).unwrap()),
+                    &mut cache,
+                    Some(&features.prefill),
+                    &mut state,
+                )
+                .unwrap();
+            ids = ids.index(mlx_rs::idx![.., n..]).unwrap();
+            embeds = embeds.index(mlx_rs::idx![.., n..]).unwrap();
+        }
+    }
     let logits = model
         .language_model(
-            &inputs.input_ids,
-            Some(&features.inputs_embeds),
+            &ids,
+            Some(&embeds),
             &mut cache,
             Some(&features.prefill),
             &mut state,
@@ -183,11 +213,30 @@ pub fn check_variant(
             .iter()
             .map(|i| ImageSource::from(images_dir.join(i.as_str().unwrap())))
             .collect();
+        let audio: Vec<AudioSource> = meta["audio"]
+            .as_array()
+            .map(|clips| {
+                clips
+                    .iter()
+                    .map(|c| {
+                        let path = fixture_dir(family.name)
+                            .join("audio")
+                            .join(c.as_str().unwrap());
+                        AudioSource::from(path)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let template = ChatTemplateOptions {
+            num_images: images.len(),
+            num_audios: audio.len(),
+            ..ChatTemplateOptions::default()
+        };
         let prompt = processor
-            .apply_chat_template(
+            .apply_chat_template_with(
                 meta["prompt"].as_str().unwrap(),
                 meta["system"].as_str(),
-                images.len(),
+                &template,
             )
             .unwrap();
         assert_eq!(
@@ -195,21 +244,48 @@ pub fn check_variant(
             meta["formatted_prompt"].as_str().unwrap(),
             "{what}: prompt"
         );
-        let inputs = processor.prepare_inputs(&prompt, &images).unwrap();
+        let media = PromptMedia {
+            images: &images,
+            audio: &audio,
+            ..PromptMedia::default()
+        };
+        let inputs = processor
+            .prepare_inputs_with(&prompt, media, &ProcessorOptions::default())
+            .unwrap();
         assert_eq!(
             ints(&inputs.input_ids),
             ints(&g[&format!("{case}.input_ids")]),
             "{what}: input ids"
         );
-        assert_eq!(inputs.media.is_some(), !images.is_empty(), "{what}: media");
+        assert_eq!(
+            inputs.media.is_some(),
+            !images.is_empty() || !audio.is_empty(),
+            "{what}: media"
+        );
 
         let golden_ids = ints(&g[&format!("{case}.gen.token_ids")]);
         let (forced, last_logits, features) = teacher_forced(&*model, &inputs, &golden_ids);
         // See qwen2_5_vl_end_to_end.rs: another BLAS moves the quantized
         // tiny model's near-tied logits.
         let blas_differs = mlx_sys::OPENBLAS && quantization.is_some();
-        if !blas_differs {
-            assert_eq!(forced, golden_ids, "{what}: teacher-forced ids");
+        let tol = if dtype == Dtype::Float32 { 1e-4 } else { 2e-2 };
+        if let (Some(audio_stages), "audio") = (family.audio_stages, case.as_str()) {
+            let stages = audio_stages(&*model, &inputs);
+            let embeds = ("inputs_embeds", features.inputs_embeds.clone());
+            let mut checked = 0;
+            for (name, got) in stages.iter().chain(std::iter::once(&embeds)) {
+                let Some(want) = g.get(&format!("audio.{name}")) else {
+                    continue;
+                };
+                let diff = max_abs_diff(got, want);
+                eprintln!("{what}: audio {name} max |diff| {diff:e}");
+                assert!(diff <= tol, "{what}: audio {name} differs by {diff}");
+                checked += 1;
+            }
+            assert!(
+                checked >= 2,
+                "{what}: only {checked} audio stages had goldens"
+            );
         }
         if case == "single" {
             if let Some(image_grid) = family.image_grid {
@@ -219,7 +295,6 @@ pub fn check_variant(
                     "{what}: grid"
                 );
             }
-            let tol = if dtype == Dtype::Float32 { 1e-4 } else { 2e-2 };
             if let Some(pixel_values) = family.pixel_values {
                 let diff = max_abs_diff(&pixel_values(&inputs), &g["single.pixel_values"]);
                 assert!(diff <= 1e-6, "{what}: pixel values differ by {diff}");
@@ -239,9 +314,11 @@ pub fn check_variant(
             );
             for (k, (got, want)) in vision.iter().zip(expected).enumerate() {
                 let diff = max_abs_diff(got, want);
+                eprintln!("{what}: vision output {k} max |diff| {diff:e}");
                 assert!(diff <= tol, "{what}: vision output {k} differs by {diff}");
             }
             let diff = max_abs_diff(&features.inputs_embeds, &g["single.inputs_embeds"]);
+            eprintln!("{what}: merged embeddings max |diff| {diff:e}");
             assert!(diff <= tol, "{what}: merged embeddings differ by {diff}");
             if let Some(position_ids) = family.position_ids {
                 assert_eq!(
@@ -263,14 +340,21 @@ pub fn check_variant(
                     assert_eq!(got.len(), want.len(), "{what}: {name} count");
                     for (i, (got, want)) in got.iter().zip(want).enumerate() {
                         let diff = max_abs_diff(got, want);
+                        eprintln!("{what}: {name} {i} max |diff| {diff:e}");
                         assert!(diff <= tol, "{what}: {name} {i} differs by {diff}");
                     }
                 }
             }
             if let Some(expected) = g.get("single.logits.last") {
                 let diff = max_abs_diff(&last_logits, expected);
+                eprintln!("{what}: last logits max |diff| {diff:e}");
                 assert!(diff <= 1e-4, "{what}: last logits differ by {diff}");
             }
+        }
+
+        // After the stages, which say where a difference starts.
+        if !blas_differs {
+            assert_eq!(forced, golden_ids, "{what}: teacher-forced ids");
         }
 
         if dtype == Dtype::Float32 {

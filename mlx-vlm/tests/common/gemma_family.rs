@@ -1,7 +1,8 @@
 //! The end-to-end harness's descriptions of the Gemma families (PaliGemma,
-//! Gemma 3): both run SigLIP, so the vision stages are shared; the decoder
-//! stages follow each language model's `__call__` on generation's path (no
-//! 4-D mask).
+//! Gemma 3, Gemma 3n): the first two run SigLIP, so their vision stages are
+//! shared; Gemma 3n's MobileNetV5 output is checked sampled, and its audio
+//! stages too; the decoder stages follow each language model's `__call__`
+//! on generation's path (no 4-D mask).
 
 use std::path::PathBuf;
 
@@ -10,7 +11,7 @@ use mlx_vlm::fixtures;
 use mlx_vlm::generate::GenerateInputs;
 use mlx_vlm::models::base::AttentionMask;
 use mlx_vlm::models::paligemma::vision::VisionModel;
-use mlx_vlm::models::{self, VlmModel, gemma3, paligemma};
+use mlx_vlm::models::{self, VlmModel, gemma3, gemma3n, paligemma};
 
 use crate::family_e2e::{Family, Stages};
 
@@ -115,6 +116,7 @@ pub fn paligemma() -> Family {
         image_grid: None,
         pixel_values: Some(pixel_values),
         projector: Some(paligemma_projector),
+        audio_stages: None,
         stages: paligemma_stages,
     }
 }
@@ -200,6 +202,112 @@ pub fn gemma3() -> Family {
         image_grid: None,
         pixel_values: Some(pixel_values),
         projector: Some(gemma3_projector),
+        audio_stages: None,
         stages: gemma3_stages,
+    }
+}
+
+fn gemma3n_model(model: &dyn VlmModel) -> &gemma3n::Model {
+    model.as_any().downcast_ref().expect("a Gemma 3n model")
+}
+
+fn gemma3n_inputs(inputs: &GenerateInputs) -> &gemma3n::processing_gemma3n::Gemma3nInputs {
+    inputs
+        .media
+        .as_ref()
+        .expect("media")
+        .downcast_ref()
+        .expect("Gemma 3n inputs")
+}
+
+/// Every `step`-th index below `n`.
+fn every(n: i32, step: usize) -> Array {
+    let i: Vec<i32> = (0..n).step_by(step).collect();
+    Array::from_slice(&i, &[i.len() as i32]).unwrap()
+}
+
+/// The MobileNetV5 tower's output, every 128th channel (the generator's
+/// `out[..., ::128]`; the whole output is 2 MB).
+fn gemma3n_vision(model: &dyn VlmModel, inputs: &GenerateInputs) -> Vec<Array> {
+    let pixel_values = gemma3n_inputs(inputs)
+        .pixel_values
+        .as_ref()
+        .expect("pixels");
+    let out = gemma3n_model(model)
+        .vision_tower
+        .forward(pixel_values)
+        .unwrap();
+    vec![ops::take(&out, &every(out.shape()[3], 128), 3).unwrap()]
+}
+
+/// The decoder layers' AltUp streams at the prompt's last 4 positions, on
+/// generation's path (the model's own caches and the prompt's per-layer
+/// inputs).
+fn gemma3n_stages(
+    model: &dyn VlmModel,
+    inputs: &GenerateInputs,
+    inputs_embeds: &Array,
+    prefill: &models::PrefillArgs,
+) -> Stages {
+    let model = gemma3n_model(model);
+    let prefill: &gemma3n::gemma3n::Gemma3nPrefill = prefill.downcast_ref().unwrap();
+    let mut cache = model.make_cache();
+    let (_, layers) = model
+        .language_model
+        .model
+        .forward_with_layer_outputs(
+            Some(&inputs.input_ids),
+            Some(inputs_embeds),
+            None,
+            &mut cache,
+            Some(&prefill.per_layer_inputs),
+        )
+        .unwrap();
+    let len = inputs_embeds.shape()[1];
+    let last = Array::from_slice(&(len - 4..len).collect::<Vec<_>>(), &[4]).unwrap();
+    Stages {
+        vision_blocks: Vec::new(),
+        layers: layers
+            .iter()
+            .map(|l| ops::take(l, &last, 2).unwrap())
+            .collect(),
+    }
+}
+
+/// The audio case's features, their mask, and the encoder's soft tokens
+/// and mask (Python: `get_audio_features(input_features,
+/// ~input_features_mask)`).
+fn gemma3n_audio_stages(
+    model: &dyn VlmModel,
+    inputs: &GenerateInputs,
+) -> Vec<(&'static str, Array)> {
+    let media = gemma3n_inputs(inputs);
+    let features = media.input_features.clone().expect("features");
+    let mask = media.input_features_mask.clone().expect("mask");
+    let (audio_features, audio_mask) = gemma3n_model(model)
+        .get_audio_features(&features, &ops::logical_not(&mask).unwrap())
+        .unwrap();
+    let int = |a: &Array| a.as_type(Dtype::Int32).unwrap();
+    vec![
+        ("input_features", features.clone()),
+        ("input_features_mask", int(&mask)),
+        ("audio_mask", int(&audio_mask)),
+        ("audio_features", audio_features),
+    ]
+}
+
+/// Gemma 3n with its tiny checkpoint (images and audio).
+pub fn gemma3n() -> Family {
+    Family {
+        name: "gemma3n",
+        tiny: fixtures::gemma3n_tiny(),
+        tokenizer_dir: gemma_tokenizer,
+        position_ids: None,
+        vision: gemma3n_vision,
+        image_grid: None,
+        pixel_values: None,
+        projector: None,
+        audio_stages: Some(gemma3n_audio_stages),
+        stages: gemma3n_stages,
     }
 }

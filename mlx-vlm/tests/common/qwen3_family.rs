@@ -117,6 +117,7 @@ pub fn family<M: Qwen3VlVariant>(name: &'static str, tiny: TinyModel) -> Family 
         image_grid: Some(image_grid),
         pixel_values: None,
         projector: None,
+        audio_stages: None,
         stages: stages::<M>,
     }
 }

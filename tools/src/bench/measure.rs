@@ -70,6 +70,7 @@ pub fn measure(args: &MeasureArgs) -> mlx_vlm::Result<Measurement> {
     let media = PromptMedia {
         images: &images,
         videos: &videos,
+        ..PromptMedia::default()
     };
     let inputs = processor.prepare_inputs_with(&prompt, media, &ProcessorOptions::default())?;
     let params = GenerateParams {

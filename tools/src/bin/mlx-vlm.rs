@@ -19,11 +19,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use clap::{Args, Parser, Subcommand};
+use mlx_vlm::audio::AudioSource;
 use mlx_vlm::generate::{GenerateParams, GenerationResult, stream_generate};
 use mlx_vlm::mlx_rs::Dtype;
 use mlx_vlm::mlx_rs::nn::{Module, ModuleExt};
 use mlx_vlm::preflight::{self, MemoryRequest};
 use mlx_vlm::processor::{ProcessorOptions, PromptMedia};
+use mlx_vlm::prompt_utils::ChatTemplateOptions;
 use mlx_vlm::sample_utils::LogitsProcessorArgs;
 use mlx_vlm::video::{VideoSampling, frames_as_images, load_video};
 use mlx_vlm::{ImageSource, LoadOptions, registry, utils};
@@ -71,6 +73,11 @@ struct GenerateArgs {
     /// Python sends them.
     #[arg(long = "video", num_args = 1..)]
     videos: Vec<String>,
+    /// Audio clip: a path or `data:` URI (WAV, FLAC, MP3, Ogg/Vorbis);
+    /// repeat for several. Only families that take audio (`mlx-vlm info`)
+    /// accept it.
+    #[arg(long = "audio", num_args = 1..)]
+    audio: Vec<String>,
     /// Frames per second to sample from --video (default 2.0; a frame
     /// folder is taken as recorded at this rate).
     #[arg(long, allow_negative_numbers = true)]
@@ -351,16 +358,23 @@ fn generate(args: GenerateArgs) -> Result<ExitCode, Failure> {
             videos.clear();
             video_names.clear();
         }
-        let prompt = processor.apply_chat_template_with_videos(
+        let audio: Vec<AudioSource> = args.audio.iter().map(|s| AudioSource::parse(s)).collect();
+        let template_options = ChatTemplateOptions {
+            num_images: images.len(),
+            num_audios: audio.len(),
+            videos: video_names.clone(),
+            fps: args.fps,
+            ..ChatTemplateOptions::default()
+        };
+        let prompt = processor.apply_chat_template_with(
             &args.prompt,
             args.system.as_deref(),
-            images.len(),
-            &video_names,
-            args.fps,
+            &template_options,
         )?;
         let media = |images| PromptMedia {
             images,
             videos: &videos,
+            audio: &audio,
         };
         let mut call_options = ProcessorOptions::default();
         if args.no_absolute_video_time {

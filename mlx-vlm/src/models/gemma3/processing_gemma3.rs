@@ -59,8 +59,15 @@ pub struct Gemma3Processor {
     patches_per_side: i32,
 }
 
-/// The string `key` of the tokenizer's configuration, or an error naming it.
-fn token(config: &Value, key: &str, file: &Path, example: &str) -> Result<String> {
+/// The string `key` of the tokenizer's configuration, or an error naming it
+/// (and `processor`, the processor that needs it).
+pub(crate) fn token(
+    config: &Value,
+    key: &str,
+    file: &Path,
+    example: &str,
+    processor: &str,
+) -> Result<String> {
     config
         .get(key)
         .and_then(Value::as_str)
@@ -68,10 +75,12 @@ fn token(config: &Value, key: &str, file: &Path, example: &str) -> Result<String
         .ok_or_else(|| Error::Config {
             file: file.display().to_string(),
             message: format!(
-                "Gemma 3's processor needs the tokenizer's {key}; add \"{key}\": \"{example}\""
+                "{processor} needs the tokenizer's {key}; add \"{key}\": \"{example}\""
             ),
         })
 }
+
+const GEMMA3: &str = "Gemma 3's processor";
 
 impl Gemma3Processor {
     /// Python: `Gemma3Processor.__init__`.
@@ -120,9 +129,9 @@ impl Gemma3Processor {
         };
         let tok_file = dir.join("tokenizer_config.json");
         let tok_cfg = crate::utils::read_json_if_exists(&tok_file)?.unwrap_or(Value::Null);
-        let boi = token(&tok_cfg, "boi_token", &tok_file, "<start_of_image>")?;
-        let image = token(&tok_cfg, "image_token", &tok_file, "<image_soft_token>")?;
-        let eoi = token(&tok_cfg, "eoi_token", &tok_file, "<end_of_image>")?;
+        let boi = token(&tok_cfg, "boi_token", &tok_file, "<start_of_image>", GEMMA3)?;
+        let image = token(&tok_cfg, "image_token", &tok_file, "<image_soft_token>", GEMMA3)?;
+        let eoi = token(&tok_cfg, "eoi_token", &tok_file, "<end_of_image>", GEMMA3)?;
         Ok(Self::new(
             image_processor,
             image_seq_length,

@@ -17,6 +17,8 @@
 //!   cutoff);
 //! - sizes are positive, the query heads a multiple of the key/value heads,
 //!   `altup_active_idx` one of the `altup_num_inputs` streams;
+//! - `vision_config.block_definition` (Rust only) replaces the vision
+//!   tower's hard-coded block list, for small test checkpoints;
 //! - `intermediate_size` may be one integer as well as Python's per-layer
 //!   list (Python indexes `intermediate_size[0]` and fails on an integer).
 
@@ -157,6 +159,13 @@ pub struct VisionConfig {
     pub vocab_size: i32,
     /// First vision token id: the text vocabulary (262144).
     pub vocab_offset: i32,
+    /// Rust only (Python has no such key and ignores it): the tower's
+    /// stages in place of `gemma3n_mobilenet_def()`, which Python
+    /// hard-codes, so a small test checkpoint can be built from its
+    /// config (its Python goldens replace that function by the same list).
+    /// `None` (released checkpoints) is the real `mobilenetv5_300m_enc`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub block_definition: Option<Vec<Vec<crate::models::gemma3n::vision::BlockConfig>>>,
 }
 
 impl Default for VisionConfig {
@@ -173,6 +182,7 @@ impl Default for VisionConfig {
             rms_norm_eps: 1e-6,
             vocab_size: 128,
             vocab_offset: 262_144,
+            block_definition: None,
         }
     }
 }

@@ -13,8 +13,9 @@
 //! Python's `VisionTower` hard-codes its widths (stem 64, adapter 1920 ->
 //! 2048 at 16x16) and takes its blocks from [`gemma3n_mobilenet_def`];
 //! [`VisionTower::with_blocks`] (Rust only) takes another block list, as
-//! the tests do to build a small tower (Python's generator replaces the
-//! module function).
+//! the tests do to build a small tower, and so does a config's
+//! `vision_config.block_definition` (Rust only: the tiny end-to-end
+//! checkpoint's; Python's generators replace the module function).
 //!
 //! Divergences from Python:
 //! - the block definitions are a [`BlockConfig`] enum over `config.rs`'s
@@ -1302,7 +1303,7 @@ pub fn make_divisible(v: f64, divisor: i32, min_value: Option<i32>, round_limit:
 /// One block of a MobileNetV5 stage definition (Python: the dataclass
 /// instances of `gemma3n_mobilenet_def`'s lists). Deserializes from an
 /// object whose `kind` is Python's class name.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(tag = "kind")]
 pub enum BlockConfig {
     /// An [`EdgeResidual`].
@@ -1450,9 +1451,13 @@ pub struct VisionTower {
 }
 
 impl VisionTower {
-    /// Python: `VisionTower(config)`: `mobilenetv5_300m_enc`.
+    /// Python: `VisionTower(config)`: `mobilenetv5_300m_enc`, or the
+    /// config's `block_definition` (Rust only) when it has one.
     pub fn new(config: &VisionConfig) -> Result<Self> {
-        Self::with_blocks(config, &gemma3n_mobilenet_def())
+        match &config.block_definition {
+            Some(definition) => Self::with_blocks(config, definition),
+            None => Self::with_blocks(config, &gemma3n_mobilenet_def()),
+        }
     }
 
     /// The tower with the stages `definition` instead of
@@ -1682,7 +1687,10 @@ impl VisionModel {
     /// Python: `VisionModel(config)`; fails on a `model_type` Python
     /// rejects.
     pub fn new(config: &VisionConfig) -> Result<Self> {
-        Self::with_blocks(config, &gemma3n_mobilenet_def())
+        match &config.block_definition {
+            Some(definition) => Self::with_blocks(config, definition),
+            None => Self::with_blocks(config, &gemma3n_mobilenet_def()),
+        }
     }
 
     /// [`VisionModel::new`] with the stages `definition` (see
