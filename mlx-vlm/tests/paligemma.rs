@@ -343,3 +343,37 @@ mod end_to_end {
         }
     }
 }
+
+/// Gemma's `RMSNorm` keeps a bf16 model bf16, as Python's `1.0 +
+/// self.weight` (a weak scalar) does: an f32 `1` made the norm's output,
+/// and every activation after it, f32 (each bf16 weight then promoted to
+/// an f32 copy in its product: 2.6x Python's peak memory on a 13-token
+/// text prompt of a Gemma-3-4B-shaped bf16 checkpoint, 1.75x with an
+/// image; BENCHMARKS.md, "Gemma 3").
+#[test]
+fn gemma_rms_norm_keeps_the_weight_dtype() {
+    use mlx_rs::{Dtype, fast};
+    use mlx_vlm::models::paligemma::language::RMSNorm;
+    let mut norm = RMSNorm::new(8, 1e-6).unwrap();
+    let w: Vec<f32> = (0..8).map(|i| 0.1 * i as f32 - 0.3).collect();
+    let w = Array::from_slice(&w, &[8])
+        .unwrap()
+        .as_type(Dtype::Bfloat16)
+        .unwrap();
+    norm.weight.set(w.clone());
+    let x: Vec<f32> = (0..16).map(|i| (i as f32 * 0.37).sin()).collect();
+    let x = Array::from_slice(&x, &[2, 8])
+        .unwrap()
+        .as_type(Dtype::Bfloat16)
+        .unwrap();
+    let y = norm.forward(&x).unwrap();
+    assert_eq!(y.dtype(), Dtype::Bfloat16);
+    // Python: mx.fast.rms_norm(x, 1.0 + w, eps), the sum in bf16.
+    let one = Array::from_slice(&[1.0f32], &[1])
+        .unwrap()
+        .as_type(Dtype::Bfloat16)
+        .unwrap();
+    let expected = fast::rms_norm(&x, Some(&ops::add(&w, &one).unwrap()), 1e-6).unwrap();
+    let f32 = |a: &Array| a.as_type(Dtype::Float32).unwrap();
+    assert_eq!(max_abs_diff(&f32(&y), &f32(&expected)), 0.0);
+}

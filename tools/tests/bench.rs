@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 
 use mlx_vlm::fixtures::{self, CheckpointSpec};
-use mlx_vlm_tools::bench::{Measurement, stats};
+use mlx_vlm_tools::bench::{Measurement, checkpoints, stats};
 use serde_json::Value;
 
 fn bench(args: &[&str]) -> String {
@@ -143,4 +143,85 @@ fn measure_and_run_on_the_tiny_checkpoint() {
     let table = bench(&[&table_args[..], &common].concat());
     assert!(table.contains("| metric | Rust (median) | Python (median) | Rust/Python |"));
     assert!(table.contains("token ids: MISMATCH"), "{table}");
+}
+
+#[test]
+fn measure_on_the_tiny_gemma3_checkpoint() {
+    // Another family through the same tool: Gemma 3's chat template, its
+    // image tokens and the small Gemma tokenizer.
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("gemma3");
+    let spec = CheckpointSpec {
+        tokenizer_dir: Some(fixtures::gemma_tokenizer_dir()),
+        ..Default::default()
+    };
+    fixtures::write_tiny_checkpoint(&model, &fixtures::gemma3_tiny(), &spec).unwrap();
+    let image = dir.path().join("image.png");
+    fixtures::gradient_image(48, 40).save(&image).unwrap();
+    let stdout = bench(&[
+        "measure",
+        "--model",
+        model.to_str().unwrap(),
+        "--image",
+        image.to_str().unwrap(),
+        "--max-tokens",
+        "4",
+    ]);
+    let m = Measurement::from_json(&serde_json::from_str(&stdout).unwrap()).unwrap();
+    assert_eq!(m.implementation, "rust");
+    // The 4 image tokens of the tiny model, its begin/end markers and the text.
+    assert!(m.prompt_tokens > 6, "{m:?}");
+    assert!((1..=4).contains(&m.generation_tokens), "{m:?}");
+    assert_eq!(m.token_ids.len() as u64, m.generation_tokens);
+    assert!(
+        m.token_ids
+            .iter()
+            .all(|&id| id < fixtures::GEMMA_TOKENIZER_VOCAB as u64),
+        "{m:?}"
+    );
+}
+
+#[test]
+fn the_gemma3_4b_shape_is_consistent() {
+    let model = checkpoints::gemma3_4b_model(2);
+    let c = &model.config;
+    let (text, vision) = (&c["text_config"], &c["vision_config"]);
+    assert_eq!(text["hidden_size"], 2560);
+    assert_eq!(text["num_hidden_layers"], 2);
+    // One sliding-window layer and one global one (Python needs at least
+    // `sliding_window_pattern` layers).
+    assert_eq!(text["sliding_window_pattern"], 2);
+    assert_eq!(text["vocab_size"], 262208);
+    assert_eq!(vision["hidden_size"], 1152);
+    // 896 / 14 = 64 patches a side, pooled 4x4 to 16 x 16 = 256 tokens.
+    let side = vision["image_size"].as_i64().unwrap() / vision["patch_size"].as_i64().unwrap();
+    assert_eq!(side, 64);
+    assert_eq!(c["mm_tokens_per_image"], 256);
+    let file = |name: &str| -> Value {
+        let (_, text) = model.files.iter().find(|(n, _)| *n == name).unwrap();
+        serde_json::from_str(text).unwrap()
+    };
+    assert_eq!(file("processor_config.json")["image_seq_length"], 256);
+    let pre = file("preprocessor_config.json");
+    assert_eq!(pre["image_seq_length"], 256);
+    assert_eq!(pre["size"]["height"], 896);
+    assert_eq!(pre["size"]["width"], 896);
+    // The other files are the tiny model's (the chat template).
+    assert!(model.files.iter().any(|(n, _)| *n == "chat_template.json"));
+    let shapes = model.hf_param_shapes().unwrap();
+    assert_eq!(
+        shapes["language_model.model.embed_tokens.weight"],
+        vec![262208, 2560]
+    );
+    let planned: Vec<_> = checkpoints::plan(Path::new("/qwen-tokenizer"))
+        .into_iter()
+        .filter(|p| p.name.starts_with("gemma3-"))
+        .map(|p| (p.name, p.spec.tokenizer_dir.unwrap()))
+        .collect();
+    assert_eq!(planned.len(), 4, "{planned:?}");
+    assert!(
+        planned
+            .iter()
+            .all(|(_, t)| *t == fixtures::gemma_tokenizer_dir())
+    );
 }

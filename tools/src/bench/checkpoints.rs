@@ -1,6 +1,7 @@
-//! The benchmark checkpoints: the tiny test models and Qwen2.5-VL-3B- and
-//! Qwen3-VL-4B-shaped models (the real widths, two decoder layers, two
-//! vision blocks) with the deterministic weights of [`mlx_vlm::fixtures`].
+//! The benchmark checkpoints: the tiny test models and Qwen2.5-VL-3B-,
+//! Qwen3-VL-4B- and Gemma-3-4B-shaped models (the real widths, two decoder
+//! layers, two vision blocks) with the deterministic weights of
+//! [`mlx_vlm::fixtures`].
 
 use std::path::{Path, PathBuf};
 
@@ -11,6 +12,10 @@ use serde_json::{Value, json};
 
 /// Name of the 448x448 test image written next to the checkpoints.
 pub const IMAGE_NAME: &str = "image-448.png";
+
+/// Name of the 896x896 test image written next to the checkpoints (Gemma
+/// 3's input size: its processor takes it without resizing).
+pub const IMAGE_896_NAME: &str = "image-896.png";
 
 /// The tiny config with Qwen2.5-VL-3B-Instruct's widths, `layers` decoder
 /// layers, and a vision tower of two blocks, the second full-attention.
@@ -87,6 +92,90 @@ pub fn qwen3_vl_4b_config(layers: u32) -> Value {
     config
 }
 
+/// The tiny Gemma 3 with google/gemma-3-4b-it's widths (text hidden 2560,
+/// MLP 10240, 8 heads and 4 KV heads of 256, query scale 256, sliding
+/// window 1024, vocabulary 262208; SigLIP width 1152, MLP 4304, 16 heads,
+/// 896x896 images in patches of 14 pooled to 256 image tokens), `layers`
+/// decoder layers and two vision layers.
+///
+/// The real model makes every sixth layer global (`sliding_window_pattern`
+/// 6); with fewer layers than that Python mlx-vlm 0.7.6 fails (its
+/// `Gemma3Model` indexes `cache[sliding_window_pattern - 1]`), so the
+/// pattern is `min(6, layers)`: with two layers, one sliding-window layer
+/// (rotating cache) and one global layer, the two kinds the real model
+/// interleaves.
+pub fn gemma3_4b_config(layers: u32) -> Value {
+    let mut config = fixtures::gemma3_tiny().config;
+    let top = [("mm_tokens_per_image", json!(256))];
+    let text = [
+        ("hidden_size", json!(2560)),
+        ("intermediate_size", json!(10240)),
+        ("num_attention_heads", json!(8)),
+        ("num_key_value_heads", json!(4)),
+        ("head_dim", json!(256)),
+        ("query_pre_attn_scalar", json!(256)),
+        ("num_hidden_layers", json!(layers)),
+        ("sliding_window", json!(1024)),
+        ("sliding_window_pattern", json!(layers.clamp(1, 6))),
+        ("vocab_size", json!(262208)),
+        ("mm_tokens_per_image", json!(256)),
+    ];
+    let vision = [
+        ("hidden_size", json!(1152)),
+        ("intermediate_size", json!(4304)),
+        ("num_attention_heads", json!(16)),
+        ("num_hidden_layers", json!(2)),
+        ("image_size", json!(896)),
+        ("patch_size", json!(14)),
+    ];
+    if let Value::Object(map) = &mut config {
+        for (k, v) in top {
+            map.insert(k.into(), v);
+        }
+    }
+    for (section, entries) in [("text_config", &text[..]), ("vision_config", &vision[..])] {
+        if let Some(Value::Object(map)) = config.get_mut(section) {
+            for (k, v) in entries {
+                map.insert((*k).into(), v.clone());
+            }
+        }
+    }
+    config
+}
+
+/// The tiny Gemma 3 model with [`gemma3_4b_config`] and the processor
+/// files of google/gemma-3-4b-it (896x896 images, 256 image tokens; in
+/// `tools/bench/gemma3_4b/`), its other files the tiny model's.
+pub fn gemma3_4b_model(layers: u32) -> fixtures::TinyModel {
+    let tiny = fixtures::gemma3_tiny();
+    let replaced = [
+        (
+            "preprocessor_config.json",
+            include_str!("../../bench/gemma3_4b/preprocessor_config.json"),
+        ),
+        (
+            "processor_config.json",
+            include_str!("../../bench/gemma3_4b/processor_config.json"),
+        ),
+    ];
+    let files = tiny
+        .files
+        .iter()
+        .map(|&(name, text)| {
+            let text = replaced
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map_or(text, |&(_, t)| t);
+            (name, text)
+        })
+        .collect();
+    fixtures::TinyModel {
+        config: gemma3_4b_config(layers),
+        files,
+        ..tiny
+    }
+}
+
 /// One checkpoint to write: folder name, model and spec.
 pub struct Planned {
     /// Folder name under the output folder.
@@ -105,20 +194,15 @@ pub enum Model {
     Tiny(fixtures::TinyModel),
 }
 
-/// The benchmark's checkpoints, using the tokenizer files in `tokenizer_dir`.
+/// The benchmark's checkpoints: the Qwen ones with the tokenizer files in
+/// `tokenizer_dir`, the Gemma ones with the small Gemma tokenizer
+/// ([`fixtures::gemma_tokenizer_dir`]).
 pub fn plan(tokenizer_dir: &Path) -> Vec<Planned> {
-    let spec = |dtype, quantization: Option<(i32, i32)>| CheckpointSpec {
-        dtype,
-        layout: if quantization.is_some() {
-            Layout::MlxCommunity
-        } else {
-            Layout::HuggingFace
-        },
-        quantization,
-        tokenizer_dir: Some(tokenizer_dir.to_path_buf()),
-        ..Default::default()
-    };
+    let gemma_tokenizer = fixtures::gemma_tokenizer_dir();
+    let spec = |dtype, quantization| spec_with(tokenizer_dir, dtype, quantization);
+    let gemma_spec = |dtype, quantization| spec_with(&gemma_tokenizer, dtype, quantization);
     let big = qwen2_5_vl_3b_config(2);
+    let gemma_big = gemma3_4b_model(2);
     vec![
         Planned {
             name: "tiny-f32",
@@ -158,10 +242,51 @@ pub fn plan(tokenizer_dir: &Path) -> Vec<Planned> {
             }),
             spec: spec(Dtype::Bfloat16, None),
         },
+        Planned {
+            name: "gemma3-tiny-f32",
+            model: Model::Tiny(fixtures::gemma3_tiny()),
+            spec: gemma_spec(Dtype::Float32, None),
+        },
+        Planned {
+            name: "gemma3-4b-shape-2l-f32",
+            model: Model::Tiny(gemma_big.clone()),
+            spec: gemma_spec(Dtype::Float32, None),
+        },
+        Planned {
+            name: "gemma3-4b-shape-2l-bf16",
+            model: Model::Tiny(gemma_big.clone()),
+            spec: gemma_spec(Dtype::Bfloat16, None),
+        },
+        Planned {
+            name: "gemma3-4b-shape-2l-4bit",
+            model: Model::Tiny(gemma_big),
+            spec: gemma_spec(Dtype::Bfloat16, Some((64, 4))),
+        },
     ]
 }
 
-/// Writes every checkpoint of [`plan`] and the test image into `out`,
+/// Dtype, layout (mlx-community when quantized, else Hugging Face) and
+/// tokenizer of a benchmark checkpoint.
+fn spec_with(
+    tokenizer_dir: &Path,
+    dtype: Dtype,
+    quantization: Option<(i32, i32)>,
+) -> CheckpointSpec {
+    CheckpointSpec {
+        dtype,
+        layout: if quantization.is_some() {
+            Layout::MlxCommunity
+        } else {
+            Layout::HuggingFace
+        },
+        quantization,
+        tokenizer_dir: Some(tokenizer_dir.to_path_buf()),
+        ..Default::default()
+    }
+}
+
+/// Writes the checkpoints of [`plan`] whose names contain one of `only`
+/// (every one when `only` is empty) and the test images into `out`,
 /// keeping complete folders unless `force`. Returns the paths written or
 /// kept.
 ///
@@ -170,11 +295,14 @@ pub fn plan(tokenizer_dir: &Path) -> Vec<Planned> {
 /// share one generation and a run killed while writing leaves no half
 /// checkpoint; a folder found incomplete (or from older inputs) is
 /// rewritten.
-pub fn write_all(out: &Path, force: bool) -> Result<Vec<PathBuf>> {
+pub fn write_all(out: &Path, force: bool, only: &[String]) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let tokenizer_dir = fixtures::qwen_tokenizer_dir()?;
     let mut written = Vec::new();
-    for planned in plan(&tokenizer_dir) {
+    let selected = plan(&tokenizer_dir)
+        .into_iter()
+        .filter(|p| only.is_empty() || only.iter().any(|o| p.name.contains(o.as_str())));
+    for planned in selected {
         let dir = out.join(planned.name);
         if force {
             fixtures::remove_generated(&dir)?;
@@ -194,8 +322,10 @@ pub fn write_all(out: &Path, force: bool) -> Result<Vec<PathBuf>> {
         );
         written.push(dir);
     }
-    let image = out.join(IMAGE_NAME);
-    fixtures::save_png(&fixtures::gradient_image(448, 448), &image)?;
-    written.push(image);
+    for (name, side) in [(IMAGE_NAME, 448), (IMAGE_896_NAME, 896)] {
+        let image = out.join(name);
+        fixtures::save_png(&fixtures::gradient_image(side, side), &image)?;
+        written.push(image);
+    }
     Ok(written)
 }

@@ -31,7 +31,8 @@ enum Command {
     Run(RunCli),
     /// One in-process Rust run; prints one JSON line.
     Measure(MeasureCli),
-    /// Write the benchmark checkpoints and the 448x448 test image.
+    /// Write the benchmark checkpoints and the 448x448 and 896x896 test
+    /// images.
     Checkpoints {
         /// Output folder.
         #[arg(long)]
@@ -39,6 +40,10 @@ enum Command {
         /// Rewrite checkpoints that already exist.
         #[arg(long)]
         force: bool,
+        /// Write only the checkpoints whose names contain this (`gemma3`,
+        /// `tiny`); repeat for several. Default: every one.
+        #[arg(long)]
+        only: Vec<String>,
     },
     /// Time per small op (scalar adds), Rust vs Python.
     Overhead {
@@ -134,11 +139,12 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run(args),
         Command::Measure(args) => measure_cmd(args),
-        Command::Checkpoints { out, force } => checkpoints::write_all(&out, force).map(|paths| {
-            for p in paths {
-                println!("{}", p.display());
-            }
-        }),
+        Command::Checkpoints { out, force, only } => checkpoints::write_all(&out, force, &only)
+            .map(|paths| {
+                for p in paths {
+                    println!("{}", p.display());
+                }
+            }),
         Command::Overhead {
             n,
             batch,

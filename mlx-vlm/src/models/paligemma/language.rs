@@ -52,8 +52,14 @@ impl RMSNorm {
     }
 
     /// Python: `RMSNorm.__call__`.
+    ///
+    /// Python's `1.0 + self.weight` adds a weak Python scalar, so the sum
+    /// keeps the weight's dtype; the one here is cast to it for the same
+    /// reason (an f32 scalar array would make a bf16 weight, and with it
+    /// the norm's output and every later activation, f32).
     pub fn forward(&self, x: &Array) -> Result<Array> {
-        let scale = ops::add(&*self.weight, Array::scalar::<f32>(1.0))?;
+        let one = Array::scalar::<f32>(1.0).as_type(self.weight.dtype())?;
+        let scale = ops::add(&*self.weight, &one)?;
         Ok(fast::rms_norm(x, Some(&scale), self.eps)?)
     }
 }
