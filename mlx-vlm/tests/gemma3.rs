@@ -371,3 +371,38 @@ mod end_to_end {
         }
     }
 }
+
+/// Python's `LanguageModel.sanitize` ties the output layer to the
+/// embeddings unless the checkpoint has an unprefixed `lm_head.weight`:
+/// a saved `language_model.lm_head.weight` (mlx-community conversions keep
+/// one) is replaced, an unprefixed one is kept.
+#[test]
+fn sanitize_ties_the_output_layer_as_python_does() {
+    let embed = Array::from_slice(&[1.0f32, 2.0], &[1, 2]).unwrap();
+    let saved = Array::from_slice(&[7.0f32, 8.0], &[1, 2]).unwrap();
+    let weights = HashMap::from([
+        (
+            "language_model.model.embed_tokens.weight".to_string(),
+            embed.clone(),
+        ),
+        ("language_model.lm_head.weight".to_string(), saved.clone()),
+    ]);
+    let out = LanguageModel::sanitize(weights);
+    assert_eq!(
+        out["language_model.lm_head.weight"]
+            .to_vec::<f32>()
+            .unwrap(),
+        [1.0, 2.0]
+    );
+
+    let weights = HashMap::from([
+        (
+            "language_model.model.embed_tokens.weight".to_string(),
+            embed,
+        ),
+        ("lm_head.weight".to_string(), saved),
+    ]);
+    let out = LanguageModel::sanitize(weights);
+    assert!(!out.contains_key("language_model.lm_head.weight"));
+    assert_eq!(out["lm_head.weight"].to_vec::<f32>().unwrap(), [7.0, 8.0]);
+}

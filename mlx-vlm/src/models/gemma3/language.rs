@@ -379,14 +379,19 @@ impl LanguageModel {
         Ok(self.lm_head.forward(&out)?)
     }
 
-    /// Python: `LanguageModel.sanitize`: the tied output layer copied from
-    /// the embeddings when the checkpoint has none; `rotary_emb.inv_freq`
-    /// dropped.
+    /// Python: `LanguageModel.sanitize`: the output layer's weight tied to
+    /// the embeddings unless the checkpoint has an unprefixed
+    /// `lm_head.weight`; `rotary_emb.inv_freq` dropped.
+    ///
+    /// As in Python, a `language_model.lm_head.weight` the checkpoint holds
+    /// (mlx-community conversions save the tied copy) is replaced by the
+    /// embedding, so the two share one array: keeping the copy cost the
+    /// 4B-shaped 4-bit benchmark 0.34 GB and a longer load (BENCHMARKS.md).
+    /// Gemma 3 always ties its output layer to the embeddings.
     pub fn sanitize(
         mut weights: std::collections::HashMap<String, Array>,
     ) -> std::collections::HashMap<String, Array> {
         if !weights.contains_key("lm_head.weight")
-            && !weights.contains_key("language_model.lm_head.weight")
             && let Some(embed) = weights
                 .get("language_model.model.embed_tokens.weight")
                 .cloned()
