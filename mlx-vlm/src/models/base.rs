@@ -109,3 +109,32 @@ pub fn check_array_shape(arr: &Array) -> bool {
         _ => false,
     }
 }
+
+/// The [`crate::Error::Config`] for `file` (shared by the families'
+/// `config.rs`).
+pub(crate) fn config_error(file: &str, message: String) -> crate::Error {
+    crate::Error::Config {
+        file: file.to_string(),
+        message,
+    }
+}
+
+/// A JSON int or list of ints, as `config.json` writes `eos_token_id`.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+pub(crate) enum OneOrMany {
+    /// One int.
+    One(i32),
+    /// A list.
+    Many(Vec<i32>),
+}
+
+impl OneOrMany {
+    /// The ints as a list.
+    pub(crate) fn into_vec(self) -> Vec<i32> {
+        match self {
+            OneOrMany::One(id) => vec![id],
+            OneOrMany::Many(ids) => ids,
+        }
+    }
+}

@@ -12,14 +12,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::error::{Error, Result};
-
-fn config_error(file: &str, message: String) -> Error {
-    Error::Config {
-        file: file.to_string(),
-        message,
-    }
-}
+use crate::error::Result;
+use crate::models::base::{config_error, OneOrMany};
 
 /// Python: `TextConfig`. `model_type`, `hidden_size`, `num_hidden_layers`
 /// and `intermediate_size` are required, as in Python; the rest have
@@ -278,13 +272,6 @@ impl Default for RootFields {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum OneOrMany {
-    One(i32),
-    Many(Vec<i32>),
-}
-
 impl ModelConfig {
     /// Builds the config from the parsed `config.json` object; `file` names
     /// it in errors.
@@ -354,10 +341,7 @@ impl ModelConfig {
             image_token_index: fields.image_token_index,
             hidden_size: fields.hidden_size,
             pad_token_id: fields.pad_token_id,
-            eos_token_id: fields.eos_token_id.map(|e| match e {
-                OneOrMany::One(id) => vec![id],
-                OneOrMany::Many(ids) => ids,
-            }),
+            eos_token_id: fields.eos_token_id.map(OneOrMany::into_vec),
         })
     }
 }

@@ -25,14 +25,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::error::{Error, Result};
-
-fn config_error(file: &str, message: String) -> Error {
-    Error::Config {
-        file: file.to_string(),
-        message,
-    }
-}
+use crate::error::Result;
+use crate::models::base::{config_error, OneOrMany};
 
 /// Deserializes the object `value` (the configuration `key` of `file`).
 fn from_object<T: for<'de> Deserialize<'de>>(
@@ -628,13 +622,6 @@ impl Default for RootFields {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum OneOrMany {
-    One(i32),
-    Many(Vec<i32>),
-}
-
 impl ModelConfig {
     /// Builds the config from the parsed `config.json` object; `file` names
     /// it in errors. `text_config` is required; a missing `vision_config`
@@ -672,10 +659,7 @@ impl ModelConfig {
             pad_token_id: fields.pad_token_id,
             vision_soft_tokens_per_image: fields.vision_soft_tokens_per_image,
             audio_soft_tokens_per_image: fields.audio_soft_tokens_per_image,
-            eos_token_id: fields.eos_token_id.map(|e| match e {
-                OneOrMany::One(id) => vec![id],
-                OneOrMany::Many(ids) => ids,
-            }),
+            eos_token_id: fields.eos_token_id.map(OneOrMany::into_vec),
         })
     }
 }

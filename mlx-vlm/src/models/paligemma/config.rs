@@ -9,14 +9,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::error::{Error, Result};
-
-fn config_error(file: &str, message: String) -> Error {
-    Error::Config {
-        file: file.to_string(),
-        message,
-    }
-}
+use crate::error::Result;
+use crate::models::base::{config_error, OneOrMany};
 
 /// Python: `TextConfig` (the Gemma decoder), with Python's defaults.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -220,13 +214,6 @@ impl Default for RootFields {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum OneOrMany {
-    One(i32),
-    Many(Vec<i32>),
-}
-
 /// The keys of `fields` (a default-serialised config) as a set.
 fn field_names(fields: &Value) -> Vec<String> {
     fields
@@ -307,10 +294,7 @@ impl ModelConfig {
             image_token_index: fields.image_token_index,
             hidden_size: fields.hidden_size,
             pad_token_id: fields.pad_token_id,
-            eos_token_id: fields.eos_token_id.map(|e| match e {
-                OneOrMany::One(id) => vec![id],
-                OneOrMany::Many(ids) => ids,
-            }),
+            eos_token_id: fields.eos_token_id.map(OneOrMany::into_vec),
         };
         config.check(file)?;
         Ok(config)

@@ -34,6 +34,8 @@ use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
 use crate::utils::TensorInfo;
+pub(crate) use crate::models::base::config_error;
+use crate::models::base::OneOrMany;
 
 /// `VisionConfig`: the vision tower, with Python's defaults.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -282,14 +284,6 @@ impl Default for RootFields {
     }
 }
 
-/// A JSON int or list of ints.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum OneOrMany {
-    One(i32),
-    Many(Vec<i32>),
-}
-
 impl ModelConfig {
     /// Reads `config.json` text; `file` names it in errors
     /// (`ModelConfig.from_dict(json.load(f))`).
@@ -362,10 +356,7 @@ impl ModelConfig {
             vision_feature_layer: fields.vision_feature_layer,
             // transformers 5 keeps it under text_config only.
             vocab_size,
-            eos_token_id: fields.eos_token_id.map(|e| match e {
-                OneOrMany::One(id) => vec![id],
-                OneOrMany::Many(ids) => ids,
-            }),
+            eos_token_id: fields.eos_token_id.map(OneOrMany::into_vec),
         })
     }
 }
@@ -543,13 +534,6 @@ pub(crate) fn positive(file: &str, key: &str, value: i32) -> Result<()> {
 }
 
 /// An [`Error::Config`] of `file`.
-pub(crate) fn config_error(file: &str, message: String) -> Error {
-    Error::Config {
-        file: file.to_string(),
-        message,
-    }
-}
-
 /// Python's field defaults that serde needs as functions.
 mod defaults {
     pub fn max_position_embeddings() -> Option<i32> {

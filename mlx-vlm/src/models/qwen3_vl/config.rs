@@ -22,6 +22,7 @@ use serde_json::{Map, Value};
 use crate::error::Result;
 use crate::models::qwen2_5_vl::config::{SizeCheck, Tower, check_tensors, config_error, positive};
 use crate::utils::TensorInfo;
+use crate::models::base::OneOrMany;
 
 /// `VisionConfig`: the vision tower, with Python's defaults.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -287,13 +288,6 @@ impl Default for RootFields {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum OneOrMany {
-    One(i32),
-    Many(Vec<i32>),
-}
-
 impl ModelConfig {
     /// Builds the config from the parsed `config.json` object; `file` names
     /// it in errors.
@@ -381,10 +375,7 @@ impl ModelConfig {
             vision_start_token_id: fields.vision_start_token_id,
             vision_end_token_id: fields.vision_end_token_id,
             vocab_size: fields.vocab_size,
-            eos_token_id: fields.eos_token_id.map(|e| match e {
-                OneOrMany::One(id) => vec![id],
-                OneOrMany::Many(ids) => ids,
-            }),
+            eos_token_id: fields.eos_token_id.map(OneOrMany::into_vec),
         })
     }
 

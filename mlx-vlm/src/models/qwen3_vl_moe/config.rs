@@ -19,10 +19,11 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::models::qwen2_5_vl::config::{SizeCheck, Tower, check_tensors};
 use crate::models::qwen3_vl;
 use crate::utils::TensorInfo;
+use crate::models::base::config_error;
 
 /// `rope_scaling` of the text model: multimodal RoPE sections.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -123,13 +124,6 @@ pub const TEXT_REQUIRED: &[&str] = &[
     "rope_theta",
     "max_position_embeddings",
 ];
-
-fn config_error(file: &str, message: String) -> Error {
-    Error::Config {
-        file: file.to_string(),
-        message,
-    }
-}
 
 impl TextConfig {
     /// Reads `text_config` (Python: `TextConfig(**kwargs)` through
