@@ -4,7 +4,7 @@
 //! `VisionConfig` keeps PaliGemma's tower fields (the tower is shared);
 //! the fields Python requires are required here too.
 //!
-//! Divergences from Python (stricter checks, each an [`Error::Config`]
+//! Divergences from Python (stricter checks, each an [`Error::Config`](crate::Error::Config)
 //! naming the key): sizes must be positive, `sliding_window_pattern` and
 //! `sliding_window` too, and the query heads a multiple of the key/value
 //! heads (Python fails later in a reshape or a modulo by zero).

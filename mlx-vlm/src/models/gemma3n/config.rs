@@ -5,7 +5,7 @@
 //! (`vision_config`, `audio_config`) is its defaults, as the loader makes it
 //! in Python. Unknown keys are ignored, as `from_dict` does.
 //!
-//! Divergences from Python (each an [`Error::Config`] naming the file and
+//! Divergences from Python (each an [`Error::Config`](crate::Error::Config) naming the file and
 //! the key, where Python fails later, while building the model, with a
 //! `TypeError`, `ValueError` or `IndexError`, or not at all):
 //! - `text_config.layer_types` is required, one `sliding_attention` or

@@ -1,7 +1,7 @@
 //! `mlx_vlm/models/paligemma/config.py`: the configuration of PaliGemma
 //! checkpoints.
 //!
-//! Divergences from Python (stricter checks, each an [`Error::Config`]
+//! Divergences from Python (stricter checks, each an [`Error::Config`](crate::Error::Config)
 //! naming the file and key): sizes must be positive and
 //! `vision_config.hidden_size` a multiple of its heads (Python fails later
 //! in a reshape); `image_size` must be a multiple of `patch_size`.

@@ -6,7 +6,7 @@
 //! (`model_type` default `qwen3_vl_moe` aside): [`ModelConfig`] holds
 //! Qwen3-VL's, read from the same file, next to this [`TextConfig`].
 //!
-//! Divergences from Python (stricter checks, each an [`Error::Config`]
+//! Divergences from Python (stricter checks, each an [`Error::Config`](crate::Error::Config)
 //! naming the file and key): a missing required field is named (Python
 //! keeps the plain dict and fails later); `num_experts_per_tok` must lie in
 //! `1..=num_experts` when `num_experts > 0`, and `decoder_sparse_step` must
