@@ -1,7 +1,8 @@
 //! Chat messages and their rendering: Python's `mlx_vlm/prompt_utils.py`
 //! (`extract_text_from_content`, `MessageBuilder`, `MessageFormatter`,
-//! `get_message_json`, `get_chat_template`, `apply_chat_template`) for the
-//! message formats of the ported families, rendered with minijinja as transformers
+//! `get_message_json`, `get_chat_template`, `apply_chat_template`) with
+//! Python's whole table of message formats (`MODEL_CONFIG`, every model
+//! type it lists, ported or not), rendered with minijinja as transformers
 //! renders chat templates with Jinja2.
 //!
 //! Prompts are JSON values, as Python's are plain objects: a string, one
@@ -39,32 +40,215 @@ pub use crate::template_growth::check_template_growth;
 use crate::tokenizer::Tokenizer;
 use crate::{Error, Result};
 
-/// How a model wants a user message laid out (Python: `MessageFormat`;
-/// only the formats of ported families). Each family's registration
-/// ([`crate::registry::Family::message_format`]) names its own (Python:
-/// `MODEL_CONFIG`).
+/// How a model wants a user message laid out (Python: `MessageFormat`,
+/// every member). Each family's registration
+/// ([`crate::registry::Family::message_format`]) names its own; model
+/// types this crate does not port take theirs from [`MODEL_CONFIG`], as
+/// in Python.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MessageFormat {
     /// Content parts, images after the text (Python: `LIST_WITH_IMAGE`).
     ListWithImage,
     /// Content parts, images first (Python: `LIST_WITH_IMAGE_FIRST`).
     ListWithImageFirst,
+    /// Content parts, images first as `{"type": "image_url"}` (Python:
+    /// `LIST_WITH_IMAGE_URL_FIRST`).
+    ListWithImageUrlFirst,
+    /// Content parts with text parts `{"type": "text", "text", "content"}`,
+    /// images before the text and audio clips after it; an assistant
+    /// message's content is its first part's text (Python:
+    /// `LIST_WITH_IMAGE_TYPE`, `_format_list_with_image_type`).
+    ListWithImageType,
+    /// As [`MessageFormat::ListWithImageType`] (Python:
+    /// `LIST_WITH_IMAGE_TYPE_TEXT`, the same parts with
+    /// `message_type="text"`; Gemma 3n).
+    ListWithImageTypeText,
+    /// As [`MessageFormat::ListWithImageTypeText`], images after the text
+    /// (Python: `LIST_WITH_IMAGE_TYPE_TEXT_IMAGE_LAST`).
+    ListWithImageTypeTextImageLast,
+    /// One string content, `<image>` once per image before the text
+    /// (Python: `IMAGE_TOKEN`).
+    ImageToken,
+    /// As [`MessageFormat::ImageToken`] with `<|image|>` (Python:
+    /// `IMAGE_TOKEN_PIPE`).
+    ImageTokenPipe,
+    /// As [`MessageFormat::ImageToken`] with `<im_patch>` (Python:
+    /// `IMAGE_PATCH_TOKEN`).
+    ImagePatchToken,
+    /// The text with `<start_of_image>` once per image after it, as one
+    /// string content (Python: `START_IMAGE_TOKEN`; Gemma 3).
+    StartImageToken,
+    /// As [`MessageFormat::ImageToken`] with `<image>\n` (Python:
+    /// `IMAGE_TOKEN_NEWLINE`).
+    ImageTokenNewline,
+    /// One `<image>` before the text whatever the number of images
+    /// (Python: `SINGLE_IMAGE_TOKEN`).
+    SingleImageToken,
+    /// As [`MessageFormat::ImageToken`] with `(<image>./</image>)\n`
+    /// (Python: `IMAGE_TOKEN_WRAPPED`).
+    ImageTokenWrapped,
+    /// `<|image_1|><|image_2|>...` then `<|audio_1|>...` before the text
+    /// (Python: `NUMBERED_IMAGE_TOKENS`).
+    NumberedImageTokens,
+    /// The bare text, not a message object (Python: `PROMPT_ONLY`).
+    PromptOnly,
+    /// A message whose content is the text alone (Python: `TEXT_ONLY`).
+    TextOnly,
     /// A bare string, `<image>` once per image before the text (Python:
     /// `PROMPT_WITH_IMAGE_TOKEN`; PaliGemma). Not a message object: the
     /// family's [`PromptRules::last_message_only`] hands it to the
     /// processor as the prompt.
     PromptWithImageToken,
-    /// The text with `<start_of_image>` once per image after it, as one
-    /// string content (Python: `START_IMAGE_TOKEN`, `_format_with_token`
-    /// with `image_first=False`; Gemma 3).
-    StartImageToken,
-    /// Content parts with text parts `{"type": "text", "text", "content"}`,
-    /// images before the text and audio clips after it (Python:
-    /// `LIST_WITH_IMAGE_TYPE_TEXT`, `_format_list_with_image_type` with
-    /// `message_type="text"`; Gemma 3n). An assistant message's content is
-    /// its first part's text.
-    ListWithImageTypeText,
+    /// A bare string, the text then `<start_of_image>` once per image
+    /// (Python: `PROMPT_WITH_START_IMAGE_TOKEN`).
+    PromptWithStartImageToken,
+    /// The videos' entries, then the text (Python: `VIDEO_WITH_TEXT`,
+    /// `_format_video_message`); a message without videos is an error, as
+    /// Python's `kwargs["video"]` is.
+    VideoWithText,
 }
+
+/// The message format of every model type Python mlx-vlm 0.7.6 lists
+/// (Python: `MODEL_CONFIG`, copied whole and in its order, so a model type
+/// formats its messages as in Python whether or not this crate ports it).
+/// A registered family's [`crate::registry::Family::message_format`] is
+/// its entry here (a test checks it).
+pub const MODEL_CONFIG: &[(&str, MessageFormat)] = {
+    use MessageFormat::*;
+    &[
+        ("jina_vlm", ImageTokenPipe),
+        ("jvlm", ImageTokenPipe),
+        ("idefics2", ListWithImage),
+        ("idefics3", ListWithImageFirst),
+        ("lfm2-vl", ListWithImageFirst),
+        ("lfm2_vl", ListWithImageFirst),
+        ("aya_vision", ListWithImage),
+        ("cohere2_vision", ListWithImage),
+        ("cohere_compass", ListWithImageFirst),
+        ("paddleocr_vl", ListWithImageFirst),
+        ("qwen2_vl", ListWithImage),
+        ("qwen2_5_vl", ListWithImageFirst),
+        ("mimo_v2", ListWithImageFirst),
+        ("zaya1_vl", ListWithImageFirst),
+        ("qwen3_vl", ListWithImageFirst),
+        ("qwen3_vl_moe", ListWithImageFirst),
+        ("mage_vl", ListWithImageFirst),
+        ("qwen3_5", ListWithImageFirst),
+        ("prism_hadamard_qwen35", ListWithImageFirst),
+        ("qwen3_5_moe", ListWithImageFirst),
+        ("qwen4_exp", ListWithImageFirst),
+        ("qwen3_omni_moe", ListWithImageFirst),
+        ("minicpmo", ImageToken),
+        ("minicpmv4_6", ImageTokenWrapped),
+        ("mistral3", ListWithImageFirst),
+        ("glm4v", ListWithImageFirst),
+        ("glm4v_moe", ListWithImageFirst),
+        ("glm5_next", ListWithImageFirst),
+        ("glm_ocr", ListWithImageFirst),
+        ("dots_ocr", ListWithImageFirst),
+        ("ernie4_5_moe_vl", ListWithImageUrlFirst),
+        ("internvl_chat", ListWithImageType),
+        ("internvl", ListWithImageType),
+        ("llmjpvl", ImageToken),
+        ("nemotron_h_nano_omni", ListWithImageType),
+        ("nemotronh_nano_omni_reasoning_v3", ListWithImageType),
+        ("kimi_vl", ListWithImage),
+        ("kimi_k25", ListWithImage),
+        ("kimi_k3", ListWithImage),
+        ("locateanything", ListWithImageFirst),
+        ("gemma3", StartImageToken),
+        ("gemma3n", ListWithImageTypeText),
+        ("gemma4", ListWithImageTypeText),
+        ("gemma4_unified", ListWithImageTypeText),
+        ("diffusion_gemma", ListWithImageTypeText),
+        ("llama4", ListWithImage),
+        ("smolvlm", ListWithImageFirst),
+        ("llava", ListWithImage),
+        ("llava_next", ListWithImage),
+        ("llava_onevision", ListWithImage),
+        ("granite_vision", ListWithImage),
+        ("granite4_vision", ListWithImage),
+        ("mllama", ListWithImage),
+        ("pixtral", ListWithImageTypeText),
+        ("molmo2", ListWithImageFirst),
+        ("molmo_point", ListWithImageFirst),
+        ("step3p7", ImagePatchToken),
+        ("minimax_m3_vl", ListWithImageFirst),
+        ("muse_glimmer", ListWithImageFirst),
+        ("llava-qwen2", ImageTokenNewline),
+        ("llava_qwen2", ImageTokenNewline),
+        ("bunny-llama", ImageTokenNewline),
+        ("phi3_v", NumberedImageTokens),
+        ("phi4mm", NumberedImageTokens),
+        ("multi_modality", ImageToken),
+        ("deepseek_vl_v2", ImageTokenNewline),
+        ("deepseekocr_2", ImageTokenNewline),
+        ("deepseekocr", ImageTokenNewline),
+        ("unlimited-ocr", SingleImageToken),
+        ("phi4-siglip", ImageTokenNewline),
+        ("hunyuan_vl", ListWithImageFirst),
+        ("youtu_vl", ListWithImageFirst),
+        ("inkling", ListWithImageFirst),
+        ("inkling_mm_model", ListWithImageFirst),
+        ("florence2", PromptOnly),
+        ("plamo2vl", PromptOnly),
+        ("molmo", TextOnly),
+        ("moondream2", PromptOnly),
+        ("moondream3", PromptOnly),
+        ("falcon_ocr", PromptOnly),
+        ("paligemma", PromptWithImageToken),
+        ("laguna", TextOnly),
+        ("nemotron_labs_diffusion", TextOnly),
+        ("deepseek_v4", ListWithImageFirst),
+        ("deepseek_v41", ListWithImageFirst),
+        ("hrm_text", TextOnly),
+        ("minimax_m3", TextOnly),
+        ("qwen3_5_text", TextOnly),
+        ("limite", TextOnly),
+    ]
+};
+
+/// Model types that take one image per message (Python:
+/// `SINGLE_IMAGE_ONLY_MODELS`); a registered family says so in its
+/// [`PromptRules::single_image_only`] (a test checks they agree).
+pub const SINGLE_IMAGE_ONLY_MODELS: &[&str] = &[
+    "llava_next",
+    "llava-qwen2",
+    "bunny-llama",
+    "paligemma",
+    "multi_modality",
+    "mllama",
+    "falcon_ocr",
+];
+
+/// Model types whose prompt is the last message, unrendered (Python:
+/// `apply_chat_template`'s `if model_type in ["paligemma", "florence2",
+/// "falcon_ocr"]: return messages[-1]`); a registered family says so in
+/// its [`PromptRules::last_message_only`].
+pub const LAST_MESSAGE_ONLY_MODELS: &[&str] = &["paligemma", "florence2", "falcon_ocr"];
+
+/// Model types whose messages carry video entries when videos are given
+/// (Python: the list in `MessageFormatter.format_message`).
+pub const VIDEO_MESSAGE_MODELS: &[&str] = &[
+    "qwen2_vl",
+    "qwen2_5_vl",
+    "mimo_v2",
+    "qwen3_vl",
+    "mage_vl",
+    "qwen3_vl_moe",
+    "qwen3_5",
+    "prism_hadamard_qwen35",
+    "qwen3_5_moe",
+    "qwen4_exp",
+    "qwen3_omni_moe",
+    "gemma4",
+    "gemma4_unified",
+    "diffusion_gemma",
+    "minicpmv4_6",
+    "minimax_m3_vl",
+    "llava_onevision",
+    "glm5_next",
+];
 
 /// How a family's messages become a prompt beyond their layout (Python:
 /// membership of `SINGLE_IMAGE_ONLY_MODELS` and the model types whose
@@ -89,13 +273,32 @@ impl PromptRules {
     };
 }
 
-fn message_format(model_type: &str) -> Option<MessageFormat> {
-    crate::registry::family(&model_type.to_lowercase()).map(|family| family.message_format)
+/// The message format of `model_type`: its registration's, else its
+/// [`MODEL_CONFIG`] entry (Python: `MODEL_CONFIG.get(model_name.lower())`).
+pub fn message_format(model_type: &str) -> Option<MessageFormat> {
+    let model_type = model_type.to_lowercase();
+    crate::registry::family(&model_type)
+        .map(|family| family.message_format)
+        .or_else(|| {
+            MODEL_CONFIG
+                .iter()
+                .find(|(name, _)| *name == model_type)
+                .map(|(_, format)| *format)
+        })
 }
 
-fn prompt_rules(model_type: &str) -> PromptRules {
-    crate::registry::family(&model_type.to_lowercase())
-        .map_or(PromptRules::DEFAULT, |family| family.prompt_rules)
+/// The prompt rules of `model_type`: its registration's, else its
+/// membership of [`SINGLE_IMAGE_ONLY_MODELS`] and
+/// [`LAST_MESSAGE_ONLY_MODELS`].
+pub fn prompt_rules(model_type: &str) -> PromptRules {
+    let model_type = model_type.to_lowercase();
+    crate::registry::family(&model_type).map_or_else(
+        || PromptRules {
+            single_image_only: SINGLE_IMAGE_ONLY_MODELS.contains(&model_type.as_str()),
+            last_message_only: LAST_MESSAGE_ONLY_MODELS.contains(&model_type.as_str()),
+        },
+        |family| family.prompt_rules,
+    )
 }
 
 /// Options of [`apply_chat_template`] (Python's keyword arguments).
@@ -260,32 +463,34 @@ impl MessageBuilder {
     }
 }
 
+/// One part of a message's content, before the format renders it (Python:
+/// what `MessageFormatter._content_parts` hands its builders).
+enum Part {
+    Text(String),
+    /// The `n`-th image the prompt places itself, from 0.
+    Image(usize),
+}
+
 /// The content parts of `prompt`, text and images in order, and the number
-/// of images among them (Python: `MessageFormatter._content_parts`).
-fn content_parts(prompt: &Value, include_images: bool) -> (Vec<Value>, usize) {
+/// of images among them (Python: `MessageFormatter._content_parts`): the
+/// prompt's text alone unless it is a list and `include_images`.
+fn content_parts(prompt: &Value, include_images: bool) -> (Vec<Part>, usize) {
     let items = match prompt.as_array() {
         Some(items) if include_images => items,
-        _ => {
-            return (
-                vec![MessageBuilder::text_message(&extract_text_from_content(
-                    prompt,
-                ))],
-                0,
-            );
-        }
+        _ => return (vec![Part::Text(extract_text_from_content(prompt))], 0),
     };
     let (mut parts, mut images) = (Vec::new(), 0);
     for item in items.iter().filter(|i| i.is_object()) {
         match item.get("type").and_then(Value::as_str) {
             Some(t) if IMAGE_TYPES.contains(&t) => {
-                parts.push(MessageBuilder::image_message());
+                parts.push(Part::Image(images));
                 images += 1;
             }
             Some("text" | "input_text" | "output_text") => {
                 if let Some(text) =
                     truthy_str(item.get("text")).or_else(|| truthy_str(item.get("content")))
                 {
-                    parts.push(MessageBuilder::text_message(text));
+                    parts.push(Part::Text(text.to_string()));
                 }
             }
             _ => {}
@@ -294,224 +499,297 @@ fn content_parts(prompt: &Value, include_images: bool) -> (Vec<Value>, usize) {
     (parts, images)
 }
 
+/// The media of one message (Python: `get_message_json`'s keyword
+/// arguments `skip_image_token`, `skip_audio_token`, `num_images`,
+/// `num_audios`, `video` and `fps`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MessageMedia<'a> {
+    /// Adds no image parts or tokens (Python: `skip_image_token`).
+    pub skip_image_token: bool,
+    /// Adds no audio parts or tokens (Python: `skip_audio_token`).
+    pub skip_audio_token: bool,
+    /// Images that go with the message (Python: `num_images`); those the
+    /// prompt places itself count towards it.
+    pub num_images: usize,
+    /// Audio clips that go with the message (Python: `num_audios`).
+    pub num_audios: usize,
+    /// Videos, by path (Python: the `video` keyword). Only the model types
+    /// of [`VIDEO_MESSAGE_MODELS`] and [`MessageFormat::VideoWithText`]
+    /// write them into the message.
+    ///
+    /// Give them to one message only: Python adds the video entries to
+    /// every message of a conversation (system and assistant turns too), so
+    /// a `--system` prompt with a video gets two video placeholders and
+    /// fails in its processor; [`chat_messages`] gives them to the message
+    /// that takes the side-channel images (the last user message).
+    pub videos: &'a [String],
+    /// The videos' sampling rate (Python: the `fps` keyword, `None` when
+    /// not given).
+    pub fps: Option<f64>,
+}
+
 /// One message in the layout `model_name` wants (Python: `get_message_json`
-/// through `MessageFormatter.format_message`): a list of content parts with
-/// `num_images` image parts before or after the text, as the family's
-/// [`MessageFormat`] says, unless the prompt places its own.
-pub fn get_message_json(
-    model_name: &str,
-    prompt: &Value,
-    role: &str,
-    skip_image_token: bool,
-    num_images: usize,
-) -> Result<Value> {
-    get_message_json_with_videos(
-        model_name,
-        prompt,
-        role,
-        skip_image_token,
-        num_images,
-        &[],
-        None,
-    )
-}
-
-/// [`get_message_json`] with the `video` and `fps` keywords: for a family
-/// with native video and a user message that takes media, the videos'
-/// entries follow the images and precede the text (Python:
-/// `_format_video_message`).
+/// through `MessageFormatter.format_message`): a message object, or for the
+/// prompt-only formats a bare string, with the images and audio clips of
+/// `media` laid out as the model type's [`MessageFormat`] says.
 ///
-/// The caller passes `videos` to one message only: Python adds the video
-/// entries to every message of a conversation (system and assistant turns
-/// too), so a `--system` prompt with a video gets two video placeholders
-/// and fails in its processor; [`chat_messages`] gives them to the message
-/// that takes the side-channel images (the last user message).
-pub fn get_message_json_with_videos(
-    model_name: &str,
-    prompt: &Value,
-    role: &str,
-    skip_image_token: bool,
-    num_images: usize,
-    videos: &[String],
-    fps: Option<f64>,
-) -> Result<Value> {
-    let media = MessageMedia {
-        skip_image_token,
-        num_images,
-        num_audios: 0,
-        videos,
-        fps,
-    };
-    format_message(model_name, prompt, role, &media)
-}
-
-/// The media of one message (Python: `format_message`'s keyword
-/// arguments).
-struct MessageMedia<'a> {
-    skip_image_token: bool,
-    num_images: usize,
-    /// Audio clips of this message (Python: `num_audios`, with
-    /// `skip_audio_token` as `num_audios == 0`).
-    num_audios: usize,
-    videos: &'a [String],
-    fps: Option<f64>,
-}
-
-/// Python: `MessageFormatter.format_message`.
-fn format_message(
+/// An error for a model type without a format (Python: `ValueError:
+/// Unsupported model`), for more than one image to a single-image model
+/// type, and for [`MessageFormat::VideoWithText`] without videos.
+pub fn get_message_json(
     model_name: &str,
     prompt: &Value,
     role: &str,
     media: &MessageMedia<'_>,
 ) -> Result<Value> {
-    let MessageMedia {
-        skip_image_token,
-        num_images,
-        num_audios,
-        videos,
-        fps,
-    } = *media;
-    let with_audio = role == "user" && num_audios > 0;
-    let audios = || vec![MessageBuilder::audio_message(); num_audios];
-    let format = message_format(model_name).ok_or_else(|| {
+    let model_name = model_name.to_lowercase();
+    let format = message_format(&model_name).ok_or_else(|| {
         Error::InvalidArgument(format!(
             "unsupported model {model_name:?} for chat messages; supported: {}",
-            crate::registry::FAMILIES
+            MODEL_CONFIG
                 .iter()
-                .map(|family| family.model_type)
+                .map(|(name, _)| *name)
                 .collect::<Vec<_>>()
                 .join(", ")
         ))
     })?;
-    let mut num_images = num_images;
+    let mut media = *media;
     let mut prompt = prompt.clone();
     if prompt.is_array() {
         let explicit = content_media_count(&prompt, IMAGE_TYPES);
         if explicit == 0 {
             prompt = Value::String(extract_text_from_content(&prompt));
-        } else if role == "user" && !skip_image_token {
-            num_images = num_images.max(explicit);
+        } else if role == "user" && !media.skip_image_token {
+            media.num_images = media.num_images.max(explicit);
         }
     }
-    if num_images > 1 && prompt_rules(model_name).single_image_only {
+    if media.num_images > 1 && prompt_rules(&model_name).single_image_only {
         // Python: `format_message`'s multi-image check.
         return Err(Error::InvalidArgument(format!(
-            "Model {} does not support multi-image chat. Please only use 1 image.",
-            model_name.to_lowercase()
+            "Model {model_name} does not support multi-image chat. Please only use 1 image."
         )));
     }
-    let native_video = crate::registry::family(&model_name.to_lowercase())
-        .is_some_and(|family| family.media.videos);
-    if native_video && !videos.is_empty() {
-        // Python: `_format_video_message` (its default `max_pixels`).
-        let with_images = role == "user" && !skip_image_token;
-        let (prompt_parts, explicit) = content_parts(&prompt, with_images);
-        let images = if with_images {
-            num_images.saturating_sub(explicit)
+    let formatter = MessageFormatter {
+        role,
+        with_images: role == "user" && !media.skip_image_token,
+        with_audio: role == "user" && !media.skip_audio_token && media.num_audios > 0,
+        media: &media,
+    };
+    if VIDEO_MESSAGE_MODELS.contains(&model_name.as_str()) && !media.videos.is_empty() {
+        return Ok(formatter.video_message(&prompt));
+    }
+    use MessageFormat::*;
+    Ok(match format {
+        ListWithImage => formatter.list_with_image(&prompt, false, false),
+        ListWithImageFirst => formatter.list_with_image(&prompt, true, false),
+        ListWithImageUrlFirst => formatter.list_with_image(&prompt, true, true),
+        ListWithImageType | ListWithImageTypeText => formatter.list_with_image_type(&prompt, true),
+        ListWithImageTypeTextImageLast => formatter.list_with_image_type(&prompt, false),
+        ImageToken => formatter.with_token(&prompt, "<image>", true, true),
+        ImageTokenPipe => formatter.with_token(&prompt, "<|image|>", true, true),
+        ImagePatchToken => formatter.with_token(&prompt, "<im_patch>", true, true),
+        StartImageToken => formatter.with_token(&prompt, "<start_of_image>", false, true),
+        ImageTokenNewline => formatter.with_token(&prompt, "<image>\n", true, true),
+        SingleImageToken => formatter.with_token(&prompt, "<image>", true, false),
+        ImageTokenWrapped => formatter.with_token(&prompt, "(<image>./</image>)\n", true, true),
+        NumberedImageTokens => formatter.numbered_tokens(&prompt),
+        PromptOnly => Value::String(extract_text_from_content(&prompt)),
+        TextOnly => json!({"role": role, "content": extract_text_from_content(&prompt)}),
+        // Python's lambdas ignore the role and the skip flags.
+        PromptWithImageToken => Value::String(format!(
+            "{}{}",
+            "<image>".repeat(media.num_images),
+            extract_text_from_content(&prompt)
+        )),
+        PromptWithStartImageToken => Value::String(format!(
+            "{}{}",
+            extract_text_from_content(&prompt),
+            "<start_of_image>".repeat(media.num_images)
+        )),
+        VideoWithText => {
+            if media.videos.is_empty() {
+                return Err(Error::InvalidArgument(format!(
+                    "model {model_name} formats its messages around videos; give at least one video"
+                )));
+            }
+            formatter.video_message(&prompt)
+        }
+    })
+}
+
+/// One message's formatting (Python: `MessageFormatter`'s `_format_*`
+/// methods, with the flags they all compute first).
+struct MessageFormatter<'a> {
+    role: &'a str,
+    /// A user message that takes image parts.
+    with_images: bool,
+    /// A user message that takes audio parts.
+    with_audio: bool,
+    media: &'a MessageMedia<'a>,
+}
+
+impl MessageFormatter<'_> {
+    /// The images to add besides the `explicit` ones the prompt places.
+    fn missing_images(&self, explicit: usize) -> usize {
+        if self.with_images && self.media.num_images > 0 {
+            self.media.num_images.saturating_sub(explicit)
+        } else {
+            0
+        }
+    }
+
+    fn audio_parts(&self) -> Vec<Value> {
+        let n = if self.with_audio {
+            self.media.num_audios
         } else {
             0
         };
-        let mut content = vec![MessageBuilder::image_message(); images];
+        vec![MessageBuilder::audio_message(); n]
+    }
+
+    fn parts_to_values(parts: Vec<Part>, image: &Value) -> Vec<Value> {
+        parts
+            .into_iter()
+            .map(|part| match part {
+                Part::Text(text) => MessageBuilder::text_message(&text),
+                Part::Image(_) => image.clone(),
+            })
+            .collect()
+    }
+
+    /// Python: `_format_list_with_image`.
+    fn list_with_image(&self, prompt: &Value, image_first: bool, use_image_url: bool) -> Value {
+        let image = if use_image_url {
+            json!({"type": "image_url"})
+        } else {
+            MessageBuilder::image_message()
+        };
+        let (parts, explicit) = content_parts(prompt, self.with_images);
+        let mut content = Self::parts_to_values(parts, &image);
+        let images = vec![image; self.missing_images(explicit)];
+        let audios = self.audio_parts();
+        for added in [images, audios] {
+            if image_first {
+                content.splice(0..0, added);
+            } else {
+                content.extend(added);
+            }
+        }
+        json!({"role": self.role, "content": content})
+    }
+
+    /// Python: `_format_list_with_image_type` (`message_type` "content"
+    /// and "text" build the same text parts).
+    fn list_with_image_type(&self, prompt: &Value, image_first: bool) -> Value {
+        let image = MessageBuilder::image_message();
+        let (parts, explicit) = content_parts(prompt, self.with_images);
+        let mut content = Self::parts_to_values(parts, &image);
+        if self.role == "user" {
+            let images = vec![image; self.missing_images(explicit)];
+            if image_first {
+                content.splice(0..0, images);
+            } else {
+                content.extend(images);
+            }
+            content.extend(self.audio_parts());
+        }
+        if self.role == "assistant" {
+            let first = content.first().cloned().unwrap_or(Value::Null);
+            let text = first.get("content").or_else(|| first.get("text"));
+            return json!({"role": self.role, "content": text});
+        }
+        json!({"role": self.role, "content": content})
+    }
+
+    /// Python: `_format_with_token`: the text with `token` for each image,
+    /// the images the prompt places kept in place, the missing ones before
+    /// or after the text as `image_first` says (with `repeat_image_token`
+    /// false, one token for all), and `<|audio_N|>` before it all.
+    fn with_token(&self, prompt: &Value, token: &str, image_first: bool, repeat: bool) -> Value {
+        let (parts, explicit) = content_parts(prompt, self.with_images);
+        let mut content: String = parts
+            .iter()
+            .map(|part| match part {
+                Part::Text(text) => text.as_str(),
+                Part::Image(i) if repeat || *i == 0 => token,
+                Part::Image(_) => "",
+            })
+            .collect();
+        if self.with_images && self.media.num_images > 0 {
+            let prefix = match (repeat, explicit) {
+                (true, _) => token.repeat(self.media.num_images.saturating_sub(explicit)),
+                (false, 0) => token.to_string(),
+                (false, _) => String::new(),
+            };
+            content = if image_first {
+                format!("{prefix}{content}")
+            } else {
+                format!("{content}{prefix}")
+            };
+        }
+        if self.with_audio {
+            content = format!("{}{content}", numbered("audio", 0, self.media.num_audios));
+        }
+        json!({"role": self.role, "content": content})
+    }
+
+    /// Python: `_format_numbered_tokens`: `<|image_N|>` for each image (the
+    /// prompt's own numbered after the missing ones, which go first), then
+    /// `<|audio_N|>`, before the text.
+    fn numbered_tokens(&self, prompt: &Value) -> Value {
+        let placed = content_media_count(prompt, IMAGE_TYPES);
+        let missing_before = self.media.num_images.saturating_sub(placed);
+        let (parts, explicit) = content_parts(prompt, self.with_images);
+        let mut content: String = parts
+            .iter()
+            .map(|part| match part {
+                Part::Text(text) => text.clone(),
+                Part::Image(i) => format!("<|image_{}|>", missing_before + i + 1),
+            })
+            .collect();
+        if self.role == "user" {
+            let mut prefix = String::new();
+            if !self.media.skip_image_token && self.media.num_images > 0 {
+                let missing = self.media.num_images.saturating_sub(explicit);
+                prefix.push_str(&numbered("image", 0, missing));
+            }
+            if self.with_audio {
+                prefix.push_str(&numbered("audio", 0, self.media.num_audios));
+            }
+            content = format!("{prefix}{content}");
+        }
+        json!({"role": self.role, "content": content})
+    }
+
+    /// Python: `_format_video_message`: the missing images, the videos'
+    /// entries (Python's default `max_pixels`), the audio clips, then the
+    /// prompt's parts.
+    fn video_message(&self, prompt: &Value) -> Value {
+        let image = MessageBuilder::image_message();
+        let (parts, explicit) = content_parts(prompt, self.with_images);
+        let images = if self.with_images {
+            self.media.num_images.saturating_sub(explicit)
+        } else {
+            0
+        };
+        let mut content = vec![image.clone(); images];
         content.extend(
-            videos
+            self.media
+                .videos
                 .iter()
-                .map(|v| MessageBuilder::video_message(v, 224 * 224, fps)),
+                .map(|v| MessageBuilder::video_message(v, 224 * 224, self.media.fps)),
         );
-        if with_audio {
-            content.extend(audios());
-        }
-        content.extend(prompt_parts);
-        return Ok(json!({"role": role, "content": content}));
+        content.extend(self.audio_parts());
+        content.extend(Self::parts_to_values(parts, &image));
+        json!({"role": self.role, "content": content})
     }
-    let with_images = role == "user" && !skip_image_token;
-    // Python: `_format_list_with_image`, `image_first` per format; the
-    // token formats write the images into the text.
-    let image_first = match format {
-        MessageFormat::ListWithImage => false,
-        MessageFormat::ListWithImageFirst => true,
-        MessageFormat::PromptWithImageToken => {
-            // Python's lambda ignores the role and the skip flag.
-            let text = extract_text_from_content(&prompt);
-            return Ok(Value::String(format!(
-                "{}{text}",
-                "<image>".repeat(num_images)
-            )));
-        }
-        MessageFormat::StartImageToken => {
-            let content =
-                format_with_token(&prompt, with_images, num_images, "<start_of_image>", false);
-            return Ok(json!({"role": role, "content": content}));
-        }
-        MessageFormat::ListWithImageTypeText => {
-            // Python: `_format_list_with_image_type(message_type="text")`.
-            let (mut content, explicit) = content_parts(&prompt, with_images);
-            if role == "user" {
-                if with_images && num_images > 0 {
-                    let missing = num_images.saturating_sub(explicit);
-                    content.splice(0..0, vec![MessageBuilder::image_message(); missing]);
-                }
-                if with_audio {
-                    content.extend(audios());
-                }
-            }
-            if role == "assistant" {
-                let first = content.first().cloned().unwrap_or(Value::Null);
-                let text = first.get("content").or_else(|| first.get("text"));
-                return Ok(json!({"role": role, "content": text}));
-            }
-            return Ok(json!({"role": role, "content": content}));
-        }
-    };
-    let (mut content, explicit) = content_parts(&prompt, with_images);
-    if with_images && num_images > 0 {
-        let missing = num_images.saturating_sub(explicit);
-        let images = vec![MessageBuilder::image_message(); missing];
-        if image_first {
-            content.splice(0..0, images);
-        } else {
-            content.extend(images);
-        }
-    }
-    if with_audio {
-        // Python: `_format_list_with_image`'s audio parts, on the images'
-        // side.
-        if image_first {
-            content.splice(0..0, audios());
-        } else {
-            content.extend(audios());
-        }
-    }
-    Ok(json!({"role": role, "content": content}))
 }
 
-/// One message's text with `token` for each image (Python:
-/// `MessageFormatter._format_with_token` with `repeat_image_token=True`):
-/// the images the prompt places keep their place, the missing ones go
-/// before or after the text as `image_first` says.
-fn format_with_token(
-    prompt: &Value,
-    with_images: bool,
-    num_images: usize,
-    token: &str,
-    image_first: bool,
-) -> String {
-    let (parts, explicit) = content_parts(prompt, with_images);
-    let mut content: String = parts
-        .iter()
-        .map(|part| match part.get("type").and_then(Value::as_str) {
-            Some("image") => token,
-            _ => part.get("text").and_then(Value::as_str).unwrap_or(""),
-        })
-        .collect();
-    if with_images && num_images > 0 {
-        let prefix = token.repeat(num_images.saturating_sub(explicit));
-        content = if image_first {
-            format!("{prefix}{content}")
-        } else {
-            format!("{content}{prefix}")
-        };
-    }
-    content
+/// `<|{kind}_{first+1}|>...<|{kind}_{first+count}|>`.
+fn numbered(kind: &str, first: usize, count: usize) -> String {
+    (first + 1..=first + count)
+        .map(|n| format!("<|{kind}_{n}|>"))
+        .collect()
 }
 
 /// The messages [`apply_chat_template`] renders (Python:
@@ -534,8 +812,10 @@ pub fn chat_messages(
         return Ok(text_only_messages(prompt));
     }
     check_audio_support(model_type, options.num_audios)?;
-    let media = |skip_image_token, num_images, num_audios, videos| MessageMedia {
+    // Python: `skip_audio_token` is true exactly where `num_audios` is 0.
+    let media = |skip_image_token, num_images, num_audios: usize, videos| MessageMedia {
         skip_image_token,
+        skip_audio_token: num_audios == 0,
         num_images,
         num_audios,
         videos,
@@ -549,7 +829,7 @@ pub fn chat_messages(
     match prompt {
         Value::String(_) => {
             let m = media(false, num_images, num_audios, videos);
-            messages.push(format_message(model_type, prompt, "user", &m)?);
+            messages.push(get_message_json(model_type, prompt, "user", &m)?);
         }
         Value::Object(object) => {
             let role = object.get("role").and_then(Value::as_str).unwrap_or("user");
@@ -563,7 +843,7 @@ pub fn chat_messages(
                     )
                 })?;
                 let m = media(false, num_images, num_audios, videos);
-                messages.push(format_message(model_type, content, role, &m)?);
+                messages.push(get_message_json(model_type, content, role, &m)?);
             }
         }
         Value::Array(items) => {
@@ -595,7 +875,7 @@ pub fn chat_messages(
                 let audios = if last { num_audios } else { 0 };
                 if item.is_string() {
                     let m = media(count == 0, count, audios, videos);
-                    messages.push(format_message(model_type, item, "user", &m)?);
+                    messages.push(get_message_json(model_type, item, "user", &m)?);
                 } else if let Some((role, content)) = get_role_content(item) {
                     if is_tool(item, &role) {
                         messages.push(normalize_tool_message(item));
@@ -607,7 +887,7 @@ pub fn chat_messages(
                             audios
                         };
                         let m = media(skip, count, audios, videos);
-                        messages.push(format_message(model_type, &content, &role, &m)?);
+                        messages.push(get_message_json(model_type, &content, &role, &m)?);
                     }
                 }
             }
@@ -615,7 +895,7 @@ pub fn chat_messages(
         other => {
             let m = media(false, num_images, num_audios, videos);
             let text = Value::String(python_str(other));
-            messages.push(format_message(model_type, &text, "user", &m)?);
+            messages.push(get_message_json(model_type, &text, "user", &m)?);
         }
     }
     Ok(messages)

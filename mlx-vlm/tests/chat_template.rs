@@ -443,3 +443,94 @@ fn gemma_templates_match_python() {
         }
     }
 }
+
+/// Every model type of Python's `MODEL_CONFIG` (ported or not) formats each
+/// case of `tests/fixtures/message_formats/message_formats.json` (from its
+/// `gen_message_formats.py`) as Python's `get_message_json` does: the same
+/// message or string, or an error where Python raises one.
+#[test]
+fn every_model_types_message_format_matches_python() {
+    use mlx_vlm::prompt_utils::{MessageMedia, get_message_json};
+
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/message_formats/message_formats.json"
+    );
+    let golden: Value = serde_json::from_str(&fs::read_to_string(path).unwrap()).unwrap();
+    let cases = golden["cases"].as_array().unwrap();
+    let results = golden["results"].as_array().unwrap();
+    let models = golden["models"].as_object().unwrap();
+    assert_eq!(models.len(), 90, "Python's 89 model types and one unknown");
+    let mut checked = 0;
+    for (model_type, row) in models {
+        for (case, index) in cases.iter().zip(row.as_array().unwrap()) {
+            let expected = &results[index.as_u64().unwrap() as usize];
+            let flag = |key: &str| case.get(key).and_then(Value::as_bool).unwrap_or(false);
+            let count = |key: &str| case[key].as_u64().unwrap() as usize;
+            let videos: Vec<String> = case
+                .get("video")
+                .map(|v| serde_json::from_value(v.clone()).unwrap())
+                .unwrap_or_default();
+            let media = MessageMedia {
+                skip_image_token: flag("skip_image_token"),
+                skip_audio_token: flag("skip_audio_token"),
+                num_images: count("num_images"),
+                num_audios: count("num_audios"),
+                videos: &videos,
+                fps: case.get("fps").and_then(Value::as_f64),
+            };
+            let role = case["role"].as_str().unwrap();
+            let got = get_message_json(model_type, &case["prompt"], role, &media);
+            let context = format!("{model_type} {case}");
+            match expected.get("error").and_then(Value::as_str) {
+                Some(error) if error.starts_with("ValueError: Unsupported model") => {
+                    let message = got.expect_err(&context).to_string();
+                    assert!(
+                        message.contains("unsupported model"),
+                        "{context}: {message}"
+                    );
+                }
+                Some(error) => {
+                    let message = got.expect_err(&context).to_string();
+                    let python = error.trim_start_matches("ValueError: ");
+                    assert!(message.contains(python), "{context}: {message} vs {python}");
+                }
+                None => assert_eq!(&got.expect(&context), expected, "{context}"),
+            }
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 90 * cases.len());
+}
+
+/// Each registered family's message format, single-image and last-message
+/// rules and video messages are its model type's entries in Python's
+/// tables.
+#[test]
+fn family_registrations_agree_with_pythons_prompt_tables() {
+    use mlx_vlm::prompt_utils::{
+        LAST_MESSAGE_ONLY_MODELS, MODEL_CONFIG, SINGLE_IMAGE_ONLY_MODELS, VIDEO_MESSAGE_MODELS,
+    };
+
+    for family in mlx_vlm::registry::FAMILIES {
+        let name = family.model_type;
+        let entry = MODEL_CONFIG.iter().find(|(t, _)| *t == name);
+        assert_eq!(entry.map(|e| e.1), Some(family.message_format), "{name}");
+        let rules = family.prompt_rules;
+        assert_eq!(
+            rules.single_image_only,
+            SINGLE_IMAGE_ONLY_MODELS.contains(&name),
+            "{name}"
+        );
+        assert_eq!(
+            rules.last_message_only,
+            LAST_MESSAGE_ONLY_MODELS.contains(&name),
+            "{name}"
+        );
+        assert_eq!(
+            family.media.videos,
+            VIDEO_MESSAGE_MODELS.contains(&name),
+            "{name}"
+        );
+    }
+}
