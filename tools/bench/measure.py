@@ -3,8 +3,9 @@
 Prints one JSON line (the fields of `mlx-vlm-bench measure`):
 
     load_s          time of `mlx_vlm.load`
-    ttft_s          from just before the chat template, image (and video)
-                    loading and processing to the first streamed token
+    ttft_s          from just before the chat template, image (and video,
+                    audio) loading and processing to the first streamed
+                    token
     prompt_tokens, prompt_tps, generation_tokens, generation_tps
                     as the last streamed response reports them
     peak_memory_gb  mx.get_peak_memory() / 1e9
@@ -49,6 +50,8 @@ def main():
         args.image = [args.image]
     if isinstance(args.video, str):
         args.video = [args.video]
+    if isinstance(args.audio, str):
+        args.audio = [args.audio]
     if args.seed is not None:
         mx.random.seed(args.seed)
 
@@ -72,6 +75,7 @@ def main():
             prompt if isinstance(prompt, list) else [prompt]
         )
     num_images = len(args.image) if args.image is not None else 0
+    num_audios = len(args.audio) if args.audio is not None else 0
     chat_template_kwargs = {"enable_thinking": args.enable_thinking}
     if args.thinking_mode is not None:
         chat_template_kwargs["thinking_mode"] = args.thinking_mode
@@ -80,11 +84,16 @@ def main():
         chat_template_kwargs["video"] = args.video
         chat_template_kwargs["fps"] = args.fps
     prompt = apply_chat_template(
-        processor, config, prompt, num_images=num_images, **chat_template_kwargs
+        processor,
+        config,
+        prompt,
+        num_images=num_images,
+        num_audios=num_audios,
+        **chat_template_kwargs,
     )
     gen_kwargs = {
         "image": args.image,
-        "audio": None,
+        "audio": args.audio,
         "video": args.video,
         **_video_sampling_kwargs(args),
         "temperature": args.temperature,

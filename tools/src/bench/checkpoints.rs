@@ -1,7 +1,9 @@
 //! The benchmark checkpoints: the tiny test models and Qwen2.5-VL-3B-,
 //! Qwen3-VL-4B- and Gemma-3-4B-shaped models (the real widths, two decoder
-//! layers, two vision blocks) with the deterministic weights of
-//! [`mlx_vlm::fixtures`].
+//! layers, two vision blocks) and a Gemma-3n-E2B-shaped one (the real
+//! widths and audio and vision towers, two decoder layers), with the
+//! deterministic weights of [`mlx_vlm::fixtures`], and the test image
+//! and audio clip.
 
 use std::path::{Path, PathBuf};
 
@@ -16,6 +18,32 @@ pub const IMAGE_NAME: &str = "image-448.png";
 /// Name of the 896x896 test image written next to the checkpoints (Gemma
 /// 3's input size: its processor takes it without resizing).
 pub const IMAGE_896_NAME: &str = "image-896.png";
+
+/// Name of the audio clip written next to the checkpoints
+/// ([`AUDIO_SECONDS`] of [`tones_wav`]).
+pub const AUDIO_NAME: &str = "audio-5s.wav";
+
+/// Length of the benchmark clip: below Gemma 3n's limit (188 soft tokens,
+/// about 7.5 s at its 40 ms per token).
+pub const AUDIO_SECONDS: u32 = 5;
+
+/// `seconds` of 16 kHz mono 16-bit PCM WAV: 440 Hz and 1250 Hz tones
+/// over white noise from a 32-bit LCG (the test clip's recipe, longer).
+pub fn tones_wav(seconds: u32) -> Vec<u8> {
+    const RATE: u32 = 16_000;
+    let mut state: u64 = 12345;
+    let samples: Vec<i16> = (0..(RATE * seconds) as usize)
+        .map(|i| {
+            state = (1_103_515_245 * state + 12345) % (1 << 32);
+            let noise = state as f64 / 4_294_967_296.0 - 0.5;
+            let t = i as f64 / f64::from(RATE);
+            let tau = 2.0 * std::f64::consts::PI;
+            let x = 0.4 * (tau * 440.0 * t).sin() + 0.2 * (tau * 1250.0 * t).sin() + 0.3 * noise;
+            (x * 32767.0).round() as i16
+        })
+        .collect();
+    fixtures::pcm16_wav(&samples, RATE)
+}
 
 /// The tiny config with Qwen2.5-VL-3B-Instruct's widths, `layers` decoder
 /// layers, and a vision tower of two blocks, the second full-attention.
@@ -158,8 +186,127 @@ pub fn gemma3_4b_model(layers: u32) -> fixtures::TinyModel {
             include_str!("../../bench/gemma3_4b/processor_config.json"),
         ),
     ];
-    let files = tiny
-        .files
+    let files = replace_files(&tiny.files, &replaced);
+    fixtures::TinyModel {
+        config: gemma3_4b_config(layers),
+        files,
+        ..tiny
+    }
+}
+
+/// The tiny Gemma 3n with google/gemma-3n-E2B-it's widths: text hidden
+/// 2048, MLP 8192, 8 heads and 2 KV heads of 256, per-layer inputs of 256
+/// over a vocabulary of 262144, Laurel rank 64, AltUp over 4 inputs, the
+/// real vocabulary of 262400; the real audio encoder (width 1536, 12
+/// Conformer layers of 8 heads, subsampling channels 128 and 32, 188 soft
+/// tokens); the real MobileNetV5-300M vision tower (no
+/// `block_definition`, so Python builds it too), `text_layers` decoder
+/// layers: the first sliding-window with activation sparsity 0.95, the
+/// last global, none KV-shared (the real model shares its last 10 of
+/// 30).
+pub fn gemma3n_e2b_config(text_layers: u32) -> Value {
+    let mut config = fixtures::gemma3n_tiny().config;
+    let n = text_layers.max(1) as usize;
+    let layer_types: Vec<&str> = (0..n)
+        .map(|i| {
+            if i + 1 == n {
+                "full_attention"
+            } else {
+                "sliding_attention"
+            }
+        })
+        .collect();
+    let sparsity: Vec<f64> = (0..n).map(|i| if i == 0 { 0.95 } else { 0.0 }).collect();
+    let top = [
+        ("audio_soft_tokens_per_image", json!(188)),
+        ("vision_soft_tokens_per_image", json!(256)),
+    ];
+    let text = [
+        ("hidden_size", json!(2048)),
+        ("num_hidden_layers", json!(n)),
+        ("intermediate_size", json!(vec![8192; n])),
+        ("num_attention_heads", json!(8)),
+        ("num_key_value_heads", json!(2)),
+        ("head_dim", json!(256)),
+        ("query_pre_attn_scalar", json!(256)),
+        ("vocab_size", json!(262400)),
+        ("vocab_size_per_layer_input", json!(262144)),
+        ("hidden_size_per_layer_input", json!(256)),
+        ("laurel_rank", json!(64)),
+        ("sliding_window", json!(512)),
+        ("num_kv_shared_layers", json!(0)),
+        ("layer_types", json!(layer_types)),
+        ("activation_sparsity_pattern", json!(sparsity)),
+    ];
+    let audio = [
+        ("hidden_size", json!(1536)),
+        ("conf_num_hidden_layers", json!(12)),
+        ("conf_num_attention_heads", json!(8)),
+        ("conf_attention_chunk_size", json!(12)),
+        ("conf_attention_context_left", json!(13)),
+        ("conf_attention_context_right", json!(0)),
+        ("sscp_conv_channel_size", json!([128, 32])),
+        ("vocab_size", json!(128)),
+        ("vocab_offset", json!(262272)),
+    ];
+    let vision = [
+        ("hidden_size", json!(2048)),
+        ("vocab_size", json!(128)),
+        ("vocab_offset", json!(262144)),
+    ];
+    if let Value::Object(map) = &mut config {
+        for (k, v) in top {
+            map.insert(k.into(), v);
+        }
+    }
+    for (section, entries) in [
+        ("text_config", &text[..]),
+        ("audio_config", &audio[..]),
+        ("vision_config", &vision[..]),
+    ] {
+        if let Some(Value::Object(map)) = config.get_mut(section) {
+            for (k, v) in entries {
+                map.insert((*k).into(), v.clone());
+            }
+            if section == "vision_config" {
+                map.remove("block_definition");
+            }
+        }
+    }
+    config
+}
+
+/// The tiny Gemma 3n model with [`gemma3n_e2b_config`] and the processor
+/// files of google/gemma-3n-E2B-it (768x768 images, 188 audio soft tokens;
+/// in `tools/bench/gemma3n_e2b/`), its other files the tiny model's.
+pub fn gemma3n_e2b_model(text_layers: u32) -> fixtures::TinyModel {
+    let tiny = fixtures::gemma3n_tiny();
+    let files = replace_files(
+        &tiny.files,
+        &[
+            (
+                "preprocessor_config.json",
+                include_str!("../../bench/gemma3n_e2b/preprocessor_config.json"),
+            ),
+            (
+                "processor_config.json",
+                include_str!("../../bench/gemma3n_e2b/processor_config.json"),
+            ),
+        ],
+    );
+    fixtures::TinyModel {
+        config: gemma3n_e2b_config(text_layers),
+        files,
+        ..tiny
+    }
+}
+
+/// `files` with the contents of those named in `replaced` swapped in.
+fn replace_files(
+    files: &[(&'static str, &'static str)],
+    replaced: &[(&'static str, &'static str)],
+) -> Vec<(&'static str, &'static str)> {
+    files
         .iter()
         .map(|&(name, text)| {
             let text = replaced
@@ -168,12 +315,7 @@ pub fn gemma3_4b_model(layers: u32) -> fixtures::TinyModel {
                 .map_or(text, |&(_, t)| t);
             (name, text)
         })
-        .collect();
-    fixtures::TinyModel {
-        config: gemma3_4b_config(layers),
-        files,
-        ..tiny
-    }
+        .collect()
 }
 
 /// One checkpoint to write: folder name, model and spec.
@@ -262,6 +404,11 @@ pub fn plan(tokenizer_dir: &Path) -> Vec<Planned> {
             model: Model::Tiny(gemma_big),
             spec: gemma_spec(Dtype::Bfloat16, Some((64, 4))),
         },
+        Planned {
+            name: "gemma3n-e2b-shape-2l-bf16",
+            model: Model::Tiny(gemma3n_e2b_model(2)),
+            spec: gemma_spec(Dtype::Bfloat16, None),
+        },
     ]
 }
 
@@ -327,5 +474,8 @@ pub fn write_all(out: &Path, force: bool, only: &[String]) -> Result<Vec<PathBuf
         fixtures::save_png(&fixtures::gradient_image(side, side), &image)?;
         written.push(image);
     }
+    let clip = out.join(AUDIO_NAME);
+    std::fs::write(&clip, tones_wav(AUDIO_SECONDS)).map_err(|e| Error::io(&clip, e))?;
+    written.push(clip);
     Ok(written)
 }

@@ -17,6 +17,8 @@ pub struct RunArgs {
     pub images: Vec<String>,
     /// Video paths (a file, or for the Rust side also a frames folder).
     pub videos: Vec<String>,
+    /// Audio clip paths.
+    pub audio: Vec<String>,
     /// The user message.
     pub prompt: String,
     /// Most tokens to generate.
@@ -62,6 +64,9 @@ fn common_args(args: &RunArgs) -> Vec<String> {
     }
     for video in &args.videos {
         out.extend(["--video".to_string(), video.clone()]);
+    }
+    for clip in &args.audio {
+        out.extend(["--audio".to_string(), clip.clone()]);
     }
     out
 }
@@ -160,11 +165,12 @@ impl RunReport {
     /// The markdown summary: the table, then token agreement and failures.
     pub fn markdown(&self, args: &RunArgs) -> String {
         let mut out = format!(
-            "model `{}`, images {:?}, videos {:?}, max tokens {}, {} Rust and {} Python \
-             runs\n\n",
+            "model `{}`, images {:?}, videos {:?}, audio {:?}, max tokens {}, {} Rust and {} \
+             Python runs\n\n",
             args.model,
             args.images,
             args.videos,
+            args.audio,
             args.max_tokens,
             self.rust.len(),
             self.python.len()
@@ -205,6 +211,7 @@ impl RunReport {
             "model": args.model,
             "images": args.images,
             "videos": args.videos,
+            "audio": args.audio,
             "prompt": args.prompt,
             "max_tokens": args.max_tokens,
             "reps": args.reps,

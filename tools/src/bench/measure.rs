@@ -5,8 +5,10 @@ use std::time::Instant;
 
 use std::path::Path;
 
+use mlx_vlm::audio::AudioSource;
 use mlx_vlm::generate::{GenerateParams, stream_generate};
 use mlx_vlm::processor::{ProcessorOptions, PromptMedia};
+use mlx_vlm::prompt_utils::ChatTemplateOptions;
 use mlx_vlm::video::{VideoSampling, load_video};
 use mlx_vlm::{ImageSource, LoadOptions};
 
@@ -22,6 +24,8 @@ pub struct MeasureArgs {
     /// Video files or frame folders, sampled with the default settings
     /// (2 fps), for families with native video.
     pub videos: Vec<String>,
+    /// Audio clips (paths or URIs), for families that take audio.
+    pub audio: Vec<String>,
     /// The user message.
     pub prompt: String,
     /// A system message placed before the prompt.
@@ -50,9 +54,9 @@ pub fn measure(args: &MeasureArgs) -> mlx_vlm::Result<Measurement> {
     )?;
     let load_s = tic.elapsed().as_secs_f64();
 
-    // As in Python, the clock starts before the template and the image
-    // and video loading and processing, which happen before the first
-    // prefill.
+    // As in Python, the clock starts before the template and the image,
+    // video and audio loading and processing, which happen before the
+    // first prefill.
     let tic = Instant::now();
     let images: Vec<ImageSource> = args.images.iter().map(|s| ImageSource::parse(s)).collect();
     let videos = args
@@ -60,17 +64,21 @@ pub fn measure(args: &MeasureArgs) -> mlx_vlm::Result<Measurement> {
         .iter()
         .map(|v| load_video(Path::new(v), &VideoSampling::default()))
         .collect::<mlx_vlm::Result<Vec<_>>>()?;
-    let prompt = processor.apply_chat_template_with_videos(
+    let audio: Vec<AudioSource> = args.audio.iter().map(|s| AudioSource::parse(s)).collect();
+    let prompt = processor.apply_chat_template_with(
         &args.prompt,
         args.system.as_deref(),
-        images.len(),
-        &args.videos,
-        None,
+        &ChatTemplateOptions {
+            num_images: images.len(),
+            num_audios: audio.len(),
+            videos: args.videos.clone(),
+            ..ChatTemplateOptions::default()
+        },
     )?;
     let media = PromptMedia {
         images: &images,
         videos: &videos,
-        ..PromptMedia::default()
+        audio: &audio,
     };
     let inputs = processor.prepare_inputs_with(&prompt, media, &ProcessorOptions::default())?;
     let params = GenerateParams {

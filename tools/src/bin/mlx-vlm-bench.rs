@@ -81,6 +81,9 @@ struct Common {
     /// Give each side its own with `--rust-args`/`--python-args`.
     #[arg(long = "video")]
     videos: Vec<String>,
+    /// Audio clip path, for families that take audio; repeat for several.
+    #[arg(long = "audio")]
+    audio: Vec<String>,
     /// The user message.
     #[arg(long, default_value = "Describe this image.")]
     prompt: String,
@@ -168,6 +171,7 @@ fn measure_cmd(args: MeasureCli) -> mlx_vlm::Result<()> {
         model: args.common.model,
         images: args.common.images,
         videos: args.common.videos,
+        audio: args.common.audio,
         prompt: args.common.prompt,
         system: args.system,
         max_tokens: args.common.max_tokens,
@@ -185,6 +189,7 @@ fn run(args: RunCli) -> mlx_vlm::Result<()> {
         model: args.common.model,
         images: args.common.images,
         videos: args.common.videos,
+        audio: args.common.audio,
         prompt: args.common.prompt,
         max_tokens: args.common.max_tokens,
         reps: args.reps,
