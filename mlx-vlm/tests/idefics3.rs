@@ -112,3 +112,203 @@ mod smolvlm_end_to_end {
         );
     }
 }
+
+/// Processor and model edge cases against `goldens/edge.*` (and the
+/// one-image case's pixel mask), for both families.
+mod edge_cases {
+    use std::collections::HashMap;
+    use std::path::{Path, PathBuf};
+
+    use mlx_rs::Array;
+    use mlx_vlm::fixtures::{self, CheckpointSpec, TinyModel};
+    use mlx_vlm::image::ImageSource;
+    use mlx_vlm::models::VlmModel;
+    use mlx_vlm::processor::Processor;
+    use serde_json::Value;
+
+    use crate::family_e2e::max_abs_diff;
+    use crate::idefics3_family::inputs;
+
+    fn fixture(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name)
+    }
+
+    fn goldens(name: &str, file: &str) -> (HashMap<String, Array>, Value) {
+        let dir = fixture(name).join("goldens");
+        let g = mlx_rs::io::load_safetensors(dir.join(format!("{file}.safetensors")))
+            .unwrap()
+            .0;
+        let meta = serde_json::from_str(
+            &std::fs::read_to_string(dir.join(format!("{file}.json"))).unwrap(),
+        )
+        .unwrap();
+        (g, meta)
+    }
+
+    fn load(tiny: &TinyModel) -> (tempfile::TempDir, Box<dyn VlmModel>, Processor) {
+        let tmp = tempfile::tempdir().unwrap();
+        let spec = CheckpointSpec {
+            tokenizer_dir: Some(fixtures::smollm_tokenizer_dir()),
+            ..Default::default()
+        };
+        fixtures::write_tiny_checkpoint(tmp.path(), tiny, &spec).unwrap();
+        let (model, processor) =
+            mlx_vlm::load(tmp.path().to_str().unwrap(), &Default::default()).unwrap();
+        (tmp, model, processor)
+    }
+
+    fn families() -> [(&'static str, TinyModel); 2] {
+        [
+            ("idefics3", fixtures::idefics3_tiny()),
+            ("smolvlm", fixtures::smolvlm_tiny()),
+        ]
+    }
+
+    fn image(name: &str, file: &str) -> ImageSource {
+        fixture(name).join("images").join(file).into()
+    }
+
+    fn ints(a: &Array) -> Vec<i64> {
+        a.to_vec_as::<i64>().unwrap()
+    }
+
+    /// The one-image case's pixel mask is Python's (all ones: every tile
+    /// is whole).
+    #[test]
+    fn pixel_attention_mask_is_pythons() {
+        for (name, tiny) in families() {
+            let (g, meta) = goldens(name, "f32");
+            let (_tmp, _, processor) = load(&tiny);
+            let case = &meta["cases"]["single"];
+            let file = case["images"][0].as_str().unwrap();
+            let prompt = processor
+                .apply_chat_template(case["prompt"].as_str().unwrap(), None, 1)
+                .unwrap();
+            let got = processor
+                .prepare_inputs(&prompt, &[image(name, file)])
+                .unwrap();
+            assert_eq!(
+                ints(&inputs(&got).pixel_attention_mask),
+                ints(&g["single.pixel_attention_mask"]),
+                "{name}"
+            );
+            assert_eq!(
+                inputs(&got).pixel_attention_mask.shape(),
+                g["single.pixel_attention_mask"].shape(),
+                "{name}"
+            );
+        }
+    }
+
+    /// A 1 x 1 image has no minimum size in Python: it is upsampled to
+    /// size.longest_edge and tiled (Idefics3: 4 x 4 tiles and the global
+    /// view); the same ids, pixels and mask here.
+    #[test]
+    fn one_pixel_image_is_tiled_as_python_does() {
+        for (name, tiny) in families() {
+            let (g, meta) = goldens(name, "edge");
+            let (_tmp, _, processor) = load(&tiny);
+            let prompt = processor
+                .apply_chat_template(meta["tiny"]["prompt"].as_str().unwrap(), None, 1)
+                .unwrap();
+            assert_eq!(prompt, meta["tiny"]["formatted_prompt"].as_str().unwrap());
+            let got = processor
+                .prepare_inputs(&prompt, &[image(name, "pixel_1x1.png")])
+                .unwrap();
+            assert_eq!(ints(&got.input_ids), ints(&g["tiny.input_ids"]), "{name}");
+            let diff = max_abs_diff(&inputs(&got).pixel_values, &g["tiny.pixel_values"]);
+            assert!(diff <= 1e-6, "{name}: pixel values differ by {diff}");
+            assert_eq!(
+                ints(&inputs(&got).pixel_attention_mask),
+                ints(&g["tiny.pixel_attention_mask"]),
+                "{name}"
+            );
+        }
+    }
+
+    /// `<image>` typed into a text-only prompt: Python tokenizes it as the
+    /// image token and merges nothing (no pixel values); the same here.
+    #[test]
+    fn typed_image_token_without_images_is_text() {
+        for (name, tiny) in families() {
+            let (g, meta) = goldens(name, "edge");
+            let (_tmp, model, processor) = load(&tiny);
+            let prompt = processor
+                .apply_chat_template(meta["typed"]["prompt"].as_str().unwrap(), None, 0)
+                .unwrap();
+            assert_eq!(prompt, meta["typed"]["formatted_prompt"].as_str().unwrap());
+            let got = processor.prepare_inputs(&prompt, &[]).unwrap();
+            assert_eq!(ints(&got.input_ids), ints(&g["typed.input_ids"]), "{name}");
+            assert!(got.media.is_none());
+            model
+                .get_input_embeddings(&got.input_ids, None, None)
+                .unwrap();
+        }
+    }
+
+    /// `<image>` typed next to an image: Python raises a `ValueError`
+    /// (2 image tokens, 1 image); here an `ImageTokenMismatch`.
+    #[test]
+    fn typed_image_token_next_to_an_image_is_a_typed_error() {
+        for (name, tiny) in families() {
+            let (_, meta) = goldens(name, "edge");
+            let case = &meta["typed_with_image"];
+            let python = case["python_error"].as_str().unwrap();
+            assert!(
+                python.contains("Found 2") || python.contains("[2]"),
+                "{python}"
+            );
+            let (_tmp, _, processor) = load(&tiny);
+            let prompt = processor
+                .apply_chat_template(case["prompt"].as_str().unwrap(), None, 1)
+                .unwrap();
+            let err = processor
+                .prepare_inputs(&prompt, &[image(name, "pixel_1x1.png")])
+                .expect_err("two <image>, one image");
+            assert!(
+                matches!(err, mlx_vlm::Error::ImageTokenMismatch { .. }),
+                "{name}: {err}"
+            );
+            assert!(
+                err.to_string().contains("[2]") || err.to_string().contains("found 2"),
+                "{err}"
+            );
+        }
+    }
+
+    /// Image tokens that do not match the features (one dropped from the
+    /// prompt) are an `ImageTokenMismatch` naming both counts (Python: a
+    /// `ValueError` with the same counts).
+    #[test]
+    fn image_tokens_not_matching_features_is_a_typed_error() {
+        for (name, tiny) in families() {
+            let (_tmp, model, processor) = load(&tiny);
+            let prompt = processor.apply_chat_template("Hi", None, 1).unwrap();
+            let got = processor
+                .prepare_inputs(&prompt, &[image(name, "pixel_1x1.png")])
+                .unwrap();
+            let mut ids: Vec<i32> = got.input_ids.to_vec_as().unwrap();
+            let image_token = 4;
+            let at = ids.iter().position(|&t| t == image_token).unwrap();
+            let tokens = ids.iter().filter(|&&t| t == image_token).count();
+            ids.remove(at);
+            let n = ids.len() as i32;
+            let ids = Array::from_slice(&ids, &[1, n]).unwrap();
+            let err = model
+                .get_input_embeddings(&ids, got.media.as_ref(), None)
+                .expect_err("one image token short");
+            assert!(
+                matches!(err, mlx_vlm::Error::ImageTokenMismatch { .. }),
+                "{name}: {err}"
+            );
+            let message = err.to_string();
+            assert!(
+                message.contains(&format!("tokens: {}", tokens - 1))
+                    && message.contains(&format!("features {tokens}")),
+                "{name}: {message}"
+            );
+        }
+    }
+}
