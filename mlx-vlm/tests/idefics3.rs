@@ -311,4 +311,37 @@ mod edge_cases {
             );
         }
     }
+
+    /// With neither the tokenizer's EOS nor the generation config naming
+    /// `<end_of_utterance>`, Idefics3's processor still stops on it
+    /// (Python's `additional_eos_token_ids`), SmolVLM's does not: the stop
+    /// tokens are Python's.
+    #[test]
+    fn stop_tokens_are_pythons() {
+        for (name, tiny) in families() {
+            let (_, meta) = goldens(name, "edge");
+            let tmp = tempfile::tempdir().unwrap();
+            let spec = CheckpointSpec {
+                tokenizer_dir: Some(fixtures::smollm_tokenizer_dir()),
+                ..Default::default()
+            };
+            fixtures::write_tiny_checkpoint(tmp.path(), &tiny, &spec).unwrap();
+            std::fs::write(
+                tmp.path().join("generation_config.json"),
+                r#"{"eos_token_id": [2]}"#,
+            )
+            .unwrap();
+            let file = tmp.path().join("tokenizer_config.json");
+            let mut tok: Value =
+                serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+            tok["eos_token"] = "<|im_end|>".into();
+            std::fs::write(&file, tok.to_string()).unwrap();
+            let (_, processor) =
+                mlx_vlm::load(tmp.path().to_str().unwrap(), &Default::default()).unwrap();
+            let mut got = processor.eos_token_ids().to_vec();
+            got.sort_unstable();
+            let want: Vec<u32> = serde_json::from_value(meta["stop_tokens"].clone()).unwrap();
+            assert_eq!(got, want, "{name}");
+        }
+    }
 }

@@ -335,7 +335,19 @@ impl ModelProcessor for Idefics3Processor {
     ) -> Result<GenerateInputs> {
         self.inner.prepare(tokenizer, prompt, media)
     }
+
+    /// Python: `additional_eos_token_ids`: `<end_of_utterance>` ends
+    /// generation too.
+    fn additional_eos_token_ids(&self, tokenizer: &Tokenizer) -> Vec<u32> {
+        tokenizer
+            .token_to_id(END_OF_UTTERANCE)
+            .into_iter()
+            .collect()
+    }
 }
+
+/// Python: the processor's `end_of_utterance_token`.
+pub const END_OF_UTTERANCE: &str = "<end_of_utterance>";
 
 /// The family's processor factory: [`Idefics3Processor::from_pretrained`],
 /// with the tile's patch grid of `config` for the memory pre-flight.
