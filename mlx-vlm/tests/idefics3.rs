@@ -344,4 +344,134 @@ mod edge_cases {
             assert_eq!(got, want, "{name}");
         }
     }
+
+    /// Image splitting off in `preprocessor_config.json` (one tile); an
+    /// `image_processor` object in `processor_config.json` (which
+    /// transformers 5 takes whole in place of `preprocessor_config.json`);
+    /// a named `global_image_token` in the tokenizer's
+    /// `extra_special_tokens` (SmolVLM's processor uses it, Idefics3's has
+    /// its tokens fixed): Python's ids and pixels.
+    #[test]
+    fn processor_settings_are_read_as_python_reads_them() {
+        for (name, tiny) in families() {
+            let (g, meta) = goldens(name, "edge");
+            for variant in ["unsplit", "override", "named"] {
+                let case = &meta[variant];
+                let tmp = tempfile::tempdir().unwrap();
+                let spec = CheckpointSpec {
+                    tokenizer_dir: Some(fixtures::smollm_tokenizer_dir()),
+                    ..Default::default()
+                };
+                fixtures::write_tiny_checkpoint(tmp.path(), &tiny, &spec).unwrap();
+                let file = tmp.path().join(case["edit"].as_str().unwrap());
+                let mut cfg: Value =
+                    serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+                for (key, value) in case["setting"].as_object().unwrap() {
+                    cfg[key] = value.clone();
+                }
+                std::fs::write(&file, cfg.to_string()).unwrap();
+                let (_, processor) =
+                    mlx_vlm::load(tmp.path().to_str().unwrap(), &Default::default()).unwrap();
+                let prompt = processor
+                    .apply_chat_template(case["prompt"].as_str().unwrap(), None, 1)
+                    .unwrap();
+                let image_file = case["images"][0].as_str().unwrap();
+                let got = processor
+                    .prepare_inputs(&prompt, &[image(name, image_file)])
+                    .unwrap();
+                let what = format!("{name} {variant}");
+                assert_eq!(
+                    ints(&got.input_ids),
+                    ints(&g[&format!("{variant}.input_ids")]),
+                    "{what}"
+                );
+                let diff = max_abs_diff(
+                    &inputs(&got).pixel_values,
+                    &g[&format!("{variant}.pixel_values")],
+                );
+                assert!(diff <= 1e-6, "{what}: pixel values differ by {diff}");
+            }
+        }
+    }
+
+    /// Prefilled in steps of 7 tokens (the tiles' tokens split across
+    /// steps, each step's causal mask offset by the cache), the one-image
+    /// prompt gives Python's greedy ids for the same steps.
+    #[test]
+    fn chunked_prefill_gives_pythons_ids() {
+        use mlx_vlm::generate::{GenerateParams, stream_generate};
+
+        for (name, tiny) in families() {
+            let (_, meta) = goldens(name, "edge");
+            let case = &meta["chunked"];
+            let want: Vec<u32> = serde_json::from_value(case["generated_ids"].clone()).unwrap();
+            let (_tmp, model, processor) = load(&tiny);
+            let prompt = processor
+                .apply_chat_template(case["prompt"].as_str().unwrap(), None, 1)
+                .unwrap();
+            let file = case["images"][0].as_str().unwrap();
+            let inputs = processor
+                .prepare_inputs(&prompt, &[image(name, file)])
+                .unwrap();
+            let params = GenerateParams {
+                max_tokens: want.len(),
+                prefill_step_size: Some(case["prefill_step_size"].as_i64().unwrap() as i32),
+                ..Default::default()
+            };
+            let mut ids = Vec::new();
+            for r in stream_generate(
+                &*model,
+                processor.tokenizer(),
+                inputs,
+                processor.eos_token_ids(),
+                &params,
+            )
+            .unwrap()
+            {
+                if let Some(all) = r.unwrap().token_ids {
+                    ids = all;
+                }
+            }
+            assert_eq!(ids, want, "{name}");
+        }
+    }
+
+    /// Padding the processor never makes for one prompt, through the
+    /// model: a tile whose pixel mask keeps only its top-left 8 x 12 pixels
+    /// (positions bucketed from a 2 x 3 patch grid, the others' position
+    /// embeddings zeroed) and an all-zero tile (dropped as padding): the
+    /// merged embeddings are Python's.
+    #[test]
+    fn padded_and_masked_tiles_merge_as_python_does() {
+        use mlx_vlm::models::ModelInputs;
+        use mlx_vlm::models::idefics3::processing_idefics3::Idefics3Inputs;
+
+        for (name, tiny) in families() {
+            let (g, _) = goldens(name, "edge");
+            let (_tmp, model, _) = load(&tiny);
+            let t = tiny.config["vision_config"]["image_size"].as_i64().unwrap() as i32;
+            let shape = [1, 3, 3, t, t];
+            let mut pixels = fixtures::tensor_values("pixel_values", &shape);
+            let plane = (3 * t * t) as usize;
+            pixels[2 * plane..].fill(0.0);
+            let mut mask = vec![0i32; (3 * t * t) as usize];
+            let side = t as usize;
+            mask[..side * side].fill(1);
+            for y in 0..8 {
+                let row = side * side + y * side;
+                mask[row..row + 12].fill(1);
+            }
+            let inputs = Idefics3Inputs {
+                pixel_values: Array::from_slice(&pixels, &shape).unwrap(),
+                pixel_attention_mask: Array::from_slice(&mask, &[1, 3, t, t]).unwrap(),
+            };
+            let media = ModelInputs::new(inputs, Vec::new());
+            let got = model
+                .get_input_embeddings(&g["padded.input_ids"], Some(&media), None)
+                .unwrap();
+            let diff = max_abs_diff(&got.inputs_embeds, &g["padded.inputs_embeds"]);
+            eprintln!("{name}: padded tiles' merged embeddings max |diff| {diff:e}");
+            assert!(diff <= 1e-5, "{name}: merged embeddings differ by {diff}");
+        }
+    }
 }

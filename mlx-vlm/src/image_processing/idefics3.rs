@@ -190,20 +190,24 @@ impl Idefics3ImageProcessor {
     /// `processor_config.json`'s `image_processor.size` over it when given
     /// (SmolVLM's `ip_overrides`; Idefics3 passes `None`).
     pub fn from_config(raw: &Value, processor_config: Option<&Value>) -> Result<Self> {
-        const FILE: &str = "preprocessor_config.json";
+        Self::parse(raw, processor_config, "preprocessor_config.json")
+    }
+
+    /// [`Idefics3ImageProcessor::from_config`] of settings read from `file`.
+    fn parse(raw: &Value, processor_config: Option<&Value>, file: &str) -> Result<Self> {
         let raw = with_processor_overrides(raw, processor_config);
         let mut base = raw.clone();
         if let Value::Object(map) = &mut base {
             map.remove("size");
         }
-        let settings = BaseSettings::read(&base, &DEFAULTS, FILE)?;
-        let size = read_size(&raw, "size", Size::LongestEdge(4 * 364), FILE)?;
-        let max_image_size = match read_size(&raw, "max_image_size", Size::LongestEdge(364), FILE)?
+        let settings = BaseSettings::read(&base, &DEFAULTS, file)?;
+        let size = read_size(&raw, "size", Size::LongestEdge(4 * 364), file)?;
+        let max_image_size = match read_size(&raw, "max_image_size", Size::LongestEdge(364), file)?
         {
             Size::LongestEdge(n) => n,
             Size::Exact(..) => {
                 return Err(config_error(
-                    FILE,
+                    file,
                     "max_image_size",
                     "expected {\"longest_edge\": N} (the side of a tile)",
                 ));
@@ -213,17 +217,27 @@ impl Idefics3ImageProcessor {
             settings,
             size,
             max_image_size,
-            do_image_splitting: read_flag(&raw, "do_image_splitting", true, FILE)?,
-            do_pad: read_flag(&raw, "do_pad", true, FILE)?,
+            do_image_splitting: read_flag(&raw, "do_image_splitting", true, file)?,
+            do_pad: read_flag(&raw, "do_pad", true, file)?,
         })
     }
 
-    /// The processor of the checkpoint folder `dir`; `overrides` says
-    /// whether `processor_config.json`'s `image_processor.size` applies
-    /// (SmolVLM) or not (Idefics3). Errors name the file in `dir`.
+    /// The processor of the checkpoint folder `dir`: its settings are
+    /// `processor_config.json`'s `image_processor` object when there is one
+    /// (transformers 5's `get_image_processor_dict` prefers the nested
+    /// config, whole), else `preprocessor_config.json`'s; `overrides` says
+    /// whether `processor_config.json`'s `image_processor.size` is applied
+    /// over them (SmolVLM's `ip_overrides`) or not (Idefics3). Errors name
+    /// the file in `dir`.
     pub fn from_pretrained(dir: &Path, overrides: bool) -> Result<Self> {
         read_pretrained(dir, |raw, proc_cfg| {
-            Self::from_config(raw, if overrides { proc_cfg } else { None })
+            let overrides = if overrides { proc_cfg } else { None };
+            match proc_cfg.and_then(|c| c.get("image_processor")) {
+                Some(nested @ Value::Object(_)) => {
+                    Self::parse(nested, overrides, "processor_config.json")
+                }
+                _ => Self::parse(raw, overrides, "preprocessor_config.json"),
+            }
         })
     }
 

@@ -4,7 +4,8 @@
 //! shared here; it differs from Idefics3's in where it reads things:
 //! the image tokens are the tokenizer's `fake_image_token`, `image_token`
 //! and `global_image_token` attributes (here: those keys of
-//! `tokenizer_config.json`, else the defaults), and
+//! `tokenizer_config.json` or of its `extra_special_tokens` object, as
+//! transformers 5 sets them, else the defaults), and
 //! `processor_config.json`'s `image_processor.size` overrides the image
 //! processor's (`ip_overrides`).
 //!
@@ -39,9 +40,12 @@ impl SmolVLMProcessor {
         let tok_file = dir.join("tokenizer_config.json");
         let tok_cfg = crate::utils::read_json_if_exists(&tok_file)?.unwrap_or(Value::Null);
         let defaults = ImageTokens::default();
+        // transformers 5 makes both top-level keys and the keys of an
+        // `extra_special_tokens` object tokenizer attributes.
         let named = |key: &str, default: String| {
             tok_cfg
                 .get(key)
+                .or_else(|| tok_cfg.get("extra_special_tokens")?.get(key))
                 .and_then(Value::as_str)
                 .map_or(default, str::to_string)
         };
