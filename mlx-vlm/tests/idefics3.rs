@@ -7,8 +7,13 @@
 //! bf16 and 4-bit teacher-forced, stage goldens of the one-image case
 //! (pixel values, vision blocks, vision and connector outputs, merged
 //! embeddings, decoder layers, last logits), in the Hugging Face and
-//! mlx-community layouts. Then the processor's pixel mask, and bad input
-//! as typed errors.
+//! mlx-community layouts. Then, against `goldens/edge.*`: the pixel mask,
+//! a 1 x 1 image (tiled: Python has no minimum size), `<image>` typed into
+//! the prompt (text-only: tokenized as is; next to an image: a typed
+//! error, Python's `ValueError`), image tokens not matching the features
+//! (a typed error), the stop tokens, splitting off and the other ways
+//! settings are read, chunked prefill, and padded or partly masked tiles
+//! through the model.
 
 #[path = "common/family_e2e.rs"]
 #[allow(dead_code)]
