@@ -108,10 +108,10 @@ impl VisionEmbeddings {
                 "patch_attention_mask must be [batch, patches_h, patches_w], got {shape:?}"
             )));
         };
-        if b != batch_size || ph * pw < seq_len {
+        if b != batch_size || ph * pw < seq_len || ph * pw == 0 {
             return Err(Error::InvalidArgument(format!(
                 "patch_attention_mask {shape:?} does not cover the {batch_size} tiles of \
-                 {seq_len} patches"
+                 {seq_len} patches (tiles must be at least one patch wide and high)"
             )));
         }
         let n = self.num_patches_per_side;
