@@ -35,6 +35,7 @@ use crate::Result;
 mod cache;
 mod checkpoint;
 mod gemma;
+mod idefics3;
 mod offline_tokenizer;
 mod qwen2_vl;
 mod qwen3_vl;
@@ -51,6 +52,10 @@ pub use gemma::{
     GEMMA_TOKENIZER_VOCAB, conv_channels_first, gemma_tokenizer_dir, gemma3_hf_param, gemma3_tiny,
     gemma3n_hf_param, gemma3n_tiny, paligemma_hf_param, paligemma_tiny,
     paligemma_transformers5_key, pcm16_wav, tone_wav,
+};
+pub use idefics3::{
+    SMOLLM_TOKENIZER_VOCAB, idefics3_hf_param, idefics3_tiny, idefics3_transformers5_key,
+    smollm_tokenizer_dir, smolvlm_tiny,
 };
 pub use offline_tokenizer::{
     FIRST_SPECIAL_ID, SPECIAL_TOKENS, offline_tokenizer_dir, write_offline_tokenizer,

@@ -121,6 +121,13 @@ pub trait ModelProcessor: fmt::Debug + Send + Sync {
         prompt: &str,
         media: PromptMedia<'_>,
     ) -> Result<GenerateInputs>;
+
+    /// Token ids that end generation besides the tokenizer's and the
+    /// configs' (Python: the processor's `additional_eos_token_ids`, which
+    /// `load_processor` adds to the stopping criteria); none by default.
+    fn additional_eos_token_ids(&self, _tokenizer: &Tokenizer) -> Vec<u32> {
+        Vec::new()
+    }
 }
 
 /// Builds a family's processor from the checkpoint folder and its parsed
@@ -149,7 +156,12 @@ impl Processor {
         let processor = (family.processor)(model_path, &config)?.with_options(
             &ProcessorOptions::pixels(options.min_pixels, options.max_pixels),
         )?;
-        let eos_token_ids = tokenizer.eos_token_ids();
+        let mut eos_token_ids = tokenizer.eos_token_ids();
+        for id in processor.additional_eos_token_ids(&tokenizer) {
+            if !eos_token_ids.contains(&id) {
+                eos_token_ids.push(id);
+            }
+        }
         Ok(Processor {
             tokenizer,
             family,

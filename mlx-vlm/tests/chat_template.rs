@@ -400,18 +400,49 @@ fn checkpoint_templates_run_under_the_limits() {
 /// messages, prompt, or error message.
 #[test]
 fn gemma_templates_match_python() {
+    use mlx_vlm::fixtures;
+
+    family_templates_match_python(
+        &[
+            ("paligemma", fixtures::paligemma_tiny()),
+            ("gemma3", fixtures::gemma3_tiny()),
+        ],
+        fixtures::gemma_tokenizer_dir(),
+    );
+}
+
+/// Idefics3's and SmolVLM's prompts (SmolVLM's chat template, images
+/// first in each message) for every template case: Python's messages and
+/// prompt.
+#[test]
+fn idefics3_templates_match_python() {
+    use mlx_vlm::fixtures;
+
+    family_templates_match_python(
+        &[
+            ("idefics3", fixtures::idefics3_tiny()),
+            ("smolvlm", fixtures::smolvlm_tiny()),
+        ],
+        fixtures::smollm_tokenizer_dir(),
+    );
+}
+
+/// Every case of `tests/fixtures/<family>/templates.json` (written by
+/// `gemma_templates.py`) for the tiny checkpoints of `families` with the
+/// tokenizer of `tokenizer_dir`.
+fn family_templates_match_python(
+    families: &[(&str, mlx_vlm::fixtures::TinyModel)],
+    tokenizer_dir: std::path::PathBuf,
+) {
     use mlx_vlm::fixtures::{self, CheckpointSpec};
 
-    for (family, tiny) in [
-        ("paligemma", fixtures::paligemma_tiny()),
-        ("gemma3", fixtures::gemma3_tiny()),
-    ] {
+    for (family, tiny) in families {
         let dir = tempfile::tempdir().unwrap();
         let spec = CheckpointSpec {
-            tokenizer_dir: Some(fixtures::gemma_tokenizer_dir()),
+            tokenizer_dir: Some(tokenizer_dir.clone()),
             ..Default::default()
         };
-        fixtures::write_tiny_checkpoint(dir.path(), &tiny, &spec).unwrap();
+        fixtures::write_tiny_checkpoint(dir.path(), tiny, &spec).unwrap();
         let tokenizer = Tokenizer::from_dir(dir.path()).unwrap();
         let config: Value =
             serde_json::from_str(&fs::read_to_string(dir.path().join("config.json")).unwrap())

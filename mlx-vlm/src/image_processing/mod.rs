@@ -12,6 +12,8 @@
 //! | PaliGemma | `SiglipImageProcessor` | `SiglipImageProcessorPil` | [`siglip::SiglipImageProcessor`] |
 //! | Gemma 3 | `Gemma3ImageProcessor` | `Gemma3ImageProcessorPil` | [`gemma3::Gemma3ImageProcessor`] |
 //! | Gemma 3n | `SiglipImageProcessorFast` | `SiglipImageProcessorPil` | [`siglip::SiglipImageProcessor`] |
+//! | Idefics3 | `Idefics3ImageProcessor` | `Idefics3ImageProcessorPil` | [`idefics3::Idefics3ImageProcessor`] |
+//! | SmolVLM | `SmolVLMImageProcessor` | `SmolVLMImageProcessorPil` (the same code) | [`idefics3::Idefics3ImageProcessor`] |
 //!
 //! Each file mirrors one transformers processor; this one holds what they
 //! share (transformers' `PilBackend`): settings read from
@@ -56,6 +58,7 @@
 //!   are an [`Error::InvalidArgument`] (Python returns a list).
 
 pub mod gemma3;
+pub mod idefics3;
 pub mod siglip;
 
 use image::{DynamicImage, RgbImage};

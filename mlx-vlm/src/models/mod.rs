@@ -55,11 +55,13 @@ macro_rules! families {
 families![
     gemma3,
     gemma3n,
+    idefics3,
     paligemma,
     qwen2_5_vl,
     qwen2_vl,
     qwen3_vl,
-    qwen3_vl_moe
+    qwen3_vl_moe,
+    smolvlm
 ];
 
 /// A value of some family's type crossing the generic code: its processor

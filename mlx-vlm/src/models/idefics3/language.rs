@@ -1,0 +1,236 @@
+//! `mlx_vlm/models/idefics3/language.py`: the Llama decoder of Idefics3
+//! and SmolVLM (pre-norm attention with RoPE and grouped key/value heads,
+//! a SwiGLU MLP), its embeddings and output layer held directly by
+//! [`LanguageModel`] (Python has no inner `model`).
+//!
+//! As in Python, the head width is `hidden_size / num_attention_heads`
+//! (a `head_dim` in the file is ignored) and RoPE has no scaling (a
+//! `rope_scaling` in the file is ignored).
+//!
+//! Divergences from Python: a cache list whose length is not the layer
+//! count is a typed error (Python's `zip` would skip layers).
+
+use mlx_rs::nn::{Embedding, Linear, RMSNorm, RoPE};
+use mlx_rs::{Array, ops};
+
+use super::config::TextConfig;
+use crate::models::base::{self, AttentionMask, scaled_dot_product_attention};
+use crate::models::cache::Cache;
+use crate::models::mlp::SwiGLUMLP as MLP;
+use crate::{Error, Result};
+
+/// Python: `Attention`.
+#[derive(Debug, Clone, mlx_rs::Module)]
+pub struct Attention {
+    /// Query heads.
+    #[module(skip)]
+    pub n_heads: i32,
+    /// Key/value heads.
+    #[module(skip)]
+    pub n_kv_heads: i32,
+    /// `head_dim ** -0.5`.
+    #[module(skip)]
+    pub scale: f32,
+    /// Query projection.
+    pub q_proj: Linear,
+    /// Key projection.
+    pub k_proj: Linear,
+    /// Value projection.
+    pub v_proj: Linear,
+    /// Output projection.
+    pub o_proj: Linear,
+    /// Rotary embedding.
+    #[module(skip)]
+    pub rope: RoPE,
+}
+
+impl Attention {
+    /// Python: `Attention(config)`.
+    pub fn new(config: &TextConfig) -> Result<Self> {
+        let dim = config.hidden_size;
+        let (n_heads, n_kv_heads) = (config.num_attention_heads, config.num_key_value_heads);
+        let head_dim = config.head_dim();
+        Ok(Attention {
+            n_heads,
+            n_kv_heads,
+            scale: (head_dim as f32).powf(-0.5),
+            q_proj: Linear::new(dim, n_heads * head_dim, false)?,
+            k_proj: Linear::new(dim, n_kv_heads * head_dim, false)?,
+            v_proj: Linear::new(dim, n_kv_heads * head_dim, false)?,
+            o_proj: Linear::new(n_heads * head_dim, dim, false)?,
+            rope: RoPE::new(head_dim, config.rope_traditional, config.rope_theta, 1.0),
+        })
+    }
+
+    /// Python: `Attention.__call__(x, mask, cache)`.
+    pub fn forward(
+        &self,
+        x: &Array,
+        mask: &AttentionMask,
+        cache: Option<&mut dyn Cache>,
+    ) -> Result<Array> {
+        let shape = x.shape().to_vec();
+        let [b, l, _] = shape[..] else {
+            return Err(Error::InvalidArgument(format!(
+                "Attention takes [batch, len, hidden], got {shape:?}"
+            )));
+        };
+        let heads = |a: Array, n: i32| -> Result<Array> {
+            Ok(a.reshape(&[b, l, n, -1])?.transpose([0, 2, 1, 3])?)
+        };
+        let queries = heads(self.q_proj.forward(x)?, self.n_heads)?;
+        let keys = heads(self.k_proj.forward(x)?, self.n_kv_heads)?;
+        let values = heads(self.v_proj.forward(x)?, self.n_kv_heads)?;
+        let (queries, keys, values) = match cache {
+            Some(cache) => {
+                let offset = cache.offset();
+                let queries = self.rope.forward(&queries, offset)?;
+                let keys = self.rope.forward(&keys, offset)?;
+                let (keys, values) = cache.update_and_fetch(&keys, &values)?;
+                (queries, keys, values)
+            }
+            None => (
+                self.rope.forward(&queries, 0)?,
+                self.rope.forward(&keys, 0)?,
+                values,
+            ),
+        };
+        let output =
+            scaled_dot_product_attention(&queries, &keys, &values, self.scale, mask, None)?;
+        let output = output.transpose([0, 2, 1, 3])?.reshape(&[b, l, -1])?;
+        Ok(self.o_proj.forward(&output)?)
+    }
+}
+
+/// Python: `TransformerBlock`.
+#[derive(Debug, Clone, mlx_rs::Module)]
+pub struct TransformerBlock {
+    /// Self-attention.
+    pub self_attn: Attention,
+    /// The SwiGLU MLP (Python: `SwiGLUMLP as MLP`).
+    pub mlp: MLP,
+    /// Norm before attention.
+    pub input_layernorm: RMSNorm,
+    /// Norm before the MLP.
+    pub post_attention_layernorm: RMSNorm,
+}
+
+impl TransformerBlock {
+    /// Python: `TransformerBlock(config)`.
+    pub fn new(config: &TextConfig) -> Result<Self> {
+        let norm = || RMSNorm::new(config.hidden_size, config.rms_norm_eps);
+        Ok(TransformerBlock {
+            self_attn: Attention::new(config)?,
+            mlp: MLP::new(config.hidden_size, config.intermediate_size, false)?,
+            input_layernorm: norm()?,
+            post_attention_layernorm: norm()?,
+        })
+    }
+
+    /// Python: `TransformerBlock.__call__(x, mask, cache)`.
+    pub fn forward(
+        &self,
+        x: &Array,
+        mask: &AttentionMask,
+        cache: Option<&mut dyn Cache>,
+    ) -> Result<Array> {
+        let r = self
+            .self_attn
+            .forward(&self.input_layernorm.forward(x)?, mask, cache)?;
+        let h = ops::add(x, &r)?;
+        let r = self
+            .mlp
+            .forward(&self.post_attention_layernorm.forward(&h)?)?;
+        Ok(ops::add(&h, &r)?)
+    }
+}
+
+/// Python: `LanguageModel`.
+#[derive(Debug, Clone, mlx_rs::Module)]
+pub struct LanguageModel {
+    /// The text configuration.
+    #[module(skip)]
+    pub config: TextConfig,
+    /// Token embeddings.
+    pub embed_tokens: Embedding,
+    /// The decoder layers.
+    pub layers: Vec<TransformerBlock>,
+    /// Final norm.
+    pub norm: RMSNorm,
+    /// The output layer.
+    pub lm_head: Linear,
+}
+
+impl LanguageModel {
+    /// Python: `LanguageModel(config)`.
+    pub fn new(config: &TextConfig) -> Result<Self> {
+        Ok(LanguageModel {
+            config: config.clone(),
+            embed_tokens: Embedding::new(config.vocab_size, config.hidden_size)?,
+            layers: (0..config.num_hidden_layers)
+                .map(|_| TransformerBlock::new(config))
+                .collect::<Result<Vec<_>>>()?,
+            norm: RMSNorm::new(config.hidden_size, config.rms_norm_eps)?,
+            lm_head: Linear::new(config.hidden_size, config.vocab_size, false)?,
+        })
+    }
+
+    /// Logits (Python: `LanguageModel.__call__`): given embeddings are cast
+    /// to the norm's dtype; without a `mask`, Python's
+    /// `create_attention_mask(h, cache)` (one token: none, else causal). An
+    /// empty `cache` is Python's `cache=None`.
+    pub fn forward(
+        &self,
+        inputs: &Array,
+        inputs_embeds: Option<&Array>,
+        mask: Option<&AttentionMask>,
+        cache: &mut [Box<dyn Cache>],
+    ) -> Result<Array> {
+        let mut h = match inputs_embeds {
+            None => self.embed_tokens.forward(inputs)?,
+            Some(e) => e.as_type(self.norm.weight.dtype())?,
+        };
+        if !cache.is_empty() && cache.len() != self.layers.len() {
+            return Err(Error::InvalidArgument(format!(
+                "Idefics3 LanguageModel: got {} caches for {} layers; make one cache per layer",
+                cache.len(),
+                self.layers.len()
+            )));
+        }
+        let own_mask;
+        let mask = match mask {
+            Some(m) => m,
+            None => {
+                own_mask = base::create_attention_mask(&h, None, false)?;
+                &own_mask
+            }
+        };
+        let mut caches = cache.iter_mut();
+        for layer in &self.layers {
+            let c: Option<&mut dyn Cache> = caches.next().map(|c| &mut **c as &mut dyn Cache);
+            h = layer.forward(&h, mask, c)?;
+        }
+        Ok(self.lm_head.forward(&self.norm.forward(&h)?)?)
+    }
+
+    /// Python: `LanguageModel.sanitize`: precomputed rotary frequencies
+    /// dropped.
+    pub fn sanitize(
+        weights: std::collections::HashMap<String, Array>,
+    ) -> std::collections::HashMap<String, Array> {
+        weights
+            .into_iter()
+            .filter(|(k, _)| !k.contains("self_attn.rotary_emb.inv_freq"))
+            .collect()
+    }
+
+    /// Python: `LanguageModel.head_dim`.
+    pub fn head_dim(&self) -> i32 {
+        self.config.head_dim()
+    }
+
+    /// Python: `LanguageModel.n_kv_heads`.
+    pub fn n_kv_heads(&self) -> i32 {
+        self.config.num_key_value_heads
+    }
+}
