@@ -14,15 +14,17 @@
 //! Scalar parameters (`alpha`, `negative_slope`...) are weak scalars, as
 //! Python's floats are: a bfloat16 input gives a bfloat16 result.
 //!
-//! Python wraps most of these in `mx.compile(shapeless=True)`; here they
-//! are plain ops, which compute the same values, except [`gelu`], which is
-//! compiled as in Python: MLX's fused CPU kernel (compiled at run time
-//! where a C++ compiler is found) computes `erf` differently from the
-//! `erf` primitive, by one float32 ulp on about a third of the values
-//! (measured with MLX 0.32.2 on x86-64), so the plain ops would not give
-//! Python's values. For every other function here the compiled and plain
-//! forms gave identical float32 and bfloat16 values on a million normal
-//! samples.
+//! Python wraps most of these in `mx.compile(shapeless=True)`. Here
+//! [`gelu`], [`gelu_approx`], [`gelu_fast_approx`] and [`silu`], the
+//! activations of the ported models, are compiled too; the rest are plain
+//! ops. Compiling `gelu` is needed for Python's values: MLX's fused CPU
+//! kernel (compiled at run time where a C++ compiler is found) computes
+//! `erf` differently from the `erf` primitive, by one float32 ulp on about
+//! a third of the values (measured with MLX 0.32.2 on x86-64). For every
+//! other function here the compiled and plain forms gave identical
+//! float32 and bfloat16 values on a million normal samples; the other
+//! three are compiled because one fused kernel costs less a call than
+//! their three to eight ops, which matters in small models' decoding.
 //!
 //! The layer classes (`nn.ReLU`, `nn.GELU`, `nn.PReLU`...) come with the
 //! `Module` trait.
@@ -33,6 +35,49 @@ use crate::array::Array;
 use crate::error::{Error, Result};
 use crate::ops::{self, Axes};
 use crate::transforms::{self, Function};
+
+/// `$graph(x)` through a shapeless compiled function, one per thread (a
+/// [`Function`] is not `Send`), made on first use: Python's
+/// `@partial(mx.compile, shapeless=True)`.
+macro_rules! compiled {
+    ($graph:ident, $x:expr) => {{
+        thread_local! {
+            static COMPILED: OnceCell<Function> = const { OnceCell::new() };
+        }
+        COMPILED.with(|cell| apply_compiled(cell, $graph, stringify!($graph), $x))
+    }};
+}
+
+/// Applies the compiled form of `graph` kept in `cell`, compiling it first
+/// if the cell is empty.
+fn apply_compiled(
+    cell: &OnceCell<Function>,
+    graph: fn(&Array) -> Result<Array>,
+    name: &str,
+    x: &Array,
+) -> Result<Array> {
+    let compiled = match cell.get() {
+        Some(compiled) => compiled,
+        None => {
+            let compiled = transforms::compile(
+                move |args: &[Array]| match args {
+                    [x] => Ok(vec![graph(x)?]),
+                    _ => Err(Error::invalid(format!(
+                        "an activation takes one array, got {}",
+                        args.len()
+                    ))),
+                },
+                true,
+            )?;
+            cell.get_or_init(|| compiled)
+        }
+    };
+    compiled
+        .apply(std::slice::from_ref(x))?
+        .into_iter()
+        .next()
+        .ok_or_else(|| Error::invalid(format!("compiled {name} returned no array")))
+}
 
 /// The logistic sigmoid `1 / (1 + exp(-x))` (`nn.sigmoid`).
 pub fn sigmoid(x: &Array) -> Result<Array> {
@@ -114,6 +159,10 @@ pub fn celu(x: &Array, alpha: f32) -> Result<Array> {
 
 /// The Sigmoid Linear Unit (Swish) `x * sigmoid(x)` (`nn.silu`).
 pub fn silu(x: &Array) -> Result<Array> {
+    compiled!(silu_graph, x)
+}
+
+fn silu_graph(x: &Array) -> Result<Array> {
     ops::multiply(x, ops::sigmoid(x)?)
 }
 
@@ -127,36 +176,10 @@ pub fn log_sigmoid(x: &Array) -> Result<Array> {
 /// Python's values where MLX fuses it (the module docs say why). See
 /// [`gelu_approx`] and [`gelu_fast_approx`] for faster approximations.
 pub fn gelu(x: &Array) -> Result<Array> {
-    thread_local! {
-        // One compiled function per thread: a `Function` is not `Send`.
-        static COMPILED: OnceCell<Function> = const { OnceCell::new() };
-    }
-    COMPILED.with(|cell| {
-        let compiled = match cell.get() {
-            Some(compiled) => compiled,
-            None => {
-                let compiled = transforms::compile(
-                    |args: &[Array]| match args {
-                        [x] => Ok(vec![gelu_graph(x)?]),
-                        _ => Err(Error::invalid(format!(
-                            "gelu takes one array, got {}",
-                            args.len()
-                        ))),
-                    },
-                    true,
-                )?;
-                cell.get_or_init(|| compiled)
-            }
-        };
-        compiled
-            .apply(std::slice::from_ref(x))?
-            .into_iter()
-            .next()
-            .ok_or_else(|| Error::invalid("compiled gelu returned no array"))
-    })
+    compiled!(gelu_graph, x)
 }
 
-/// The ops of [`gelu`], as Python's `gelu` body writes them.
+/// The ops of [`gelu`], as Python's body writes them.
 fn gelu_graph(x: &Array) -> Result<Array> {
     let cdf = ops::add(1, ops::erf(&ops::divide(x, std::f64::consts::SQRT_2)?)?)?;
     ops::divide(ops::multiply(x, cdf)?, 2)
@@ -166,6 +189,10 @@ fn gelu_graph(x: &Array) -> Result<Array> {
 /// `0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x^3)))`
 /// (`nn.gelu_approx`; absolute error under 0.0005 on `[-6, 6]`).
 pub fn gelu_approx(x: &Array) -> Result<Array> {
+    compiled!(gelu_approx_graph, x)
+}
+
+fn gelu_approx_graph(x: &Array) -> Result<Array> {
     let sqrt_2_over_pi = (2.0 / std::f64::consts::PI).sqrt();
     let cube = ops::multiply(0.044715, ops::power(x, 3)?)?;
     let inner = ops::multiply(sqrt_2_over_pi, ops::add(x, cube)?)?;
@@ -176,6 +203,10 @@ pub fn gelu_approx(x: &Array) -> Result<Array> {
 /// The sigmoid approximation of [`gelu`], `x * sigmoid(1.702 * x)`
 /// (`nn.gelu_fast_approx`; absolute error under 0.015 on `[-6, 6]`).
 pub fn gelu_fast_approx(x: &Array) -> Result<Array> {
+    compiled!(gelu_fast_approx_graph, x)
+}
+
+fn gelu_fast_approx_graph(x: &Array) -> Result<Array> {
     ops::multiply(x, ops::sigmoid(&ops::multiply(1.702, x)?)?)
 }
 
