@@ -35,6 +35,7 @@ use crate::Result;
 mod cache;
 mod checkpoint;
 mod gemma;
+mod kimi_vl;
 mod offline_tokenizer;
 mod qwen2_vl;
 mod qwen3_vl;
@@ -52,6 +53,7 @@ pub use gemma::{
     gemma3n_hf_param, gemma3n_tiny, paligemma_hf_param, paligemma_tiny,
     paligemma_transformers5_key, pcm16_wav, tone_wav,
 };
+pub use kimi_vl::{KIMI_TOKENIZER_VOCAB, kimi_vl_hf_param, kimi_vl_tiny, kimi_vl_tokenizer_dir};
 pub use offline_tokenizer::{
     FIRST_SPECIAL_ID, SPECIAL_TOKENS, offline_tokenizer_dir, write_offline_tokenizer,
 };

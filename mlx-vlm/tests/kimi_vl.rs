@@ -1,0 +1,431 @@
+//! Kimi-VL against Python mlx-vlm 0.7.6 (goldens of
+//! `tests/fixtures/kimi_vl/gen_goldens.py`): the tiny checkpoint end to end
+//! (one square image, two images (wide and tall) with a system prompt, text
+//! only, one wide image, one tall image) in the Hugging Face and
+//! mlx-community layouts, f32 (free-running greedy ids and text exact),
+//! bf16 and 4-bit (teacher-forced ids; the 4-bit experts through
+//! `gather_qmm`); the processor's input ids, grids and pixel values of
+//! every image case; the stages of the one-image case (vision blocks, the
+//! merged tower output, the projector, the merged embeddings, every decoder
+//! layer incl. the MoE ones, the multi-head-latent-attention cache contents
+//! after the prefill, the last logits); and bad input as typed errors.
+//!
+//! bf16: MLX's CPU `gather_mm` takes only float32, so the bf16 goldens come
+//! from Python with `SwitchLinear.__call__` multiplying in float32, as the
+//! Rust port does on the CPU (see the generator).
+
+#[path = "common/family_e2e.rs"]
+#[allow(dead_code)]
+mod family_e2e;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use family_e2e::{Family, Stages, check_variant, max_abs_diff};
+use mlx_rs::{Array, Dtype};
+use mlx_vlm::fixtures::{self, CheckpointSpec, Layout};
+use mlx_vlm::generate::GenerateInputs;
+use mlx_vlm::image::ImageSource;
+use mlx_vlm::models::kimi_vl::processing_kimi_vl::KimiVLInputs;
+use mlx_vlm::models::kimi_vl::{Model, ModelConfig};
+use mlx_vlm::models::{PrefillArgs, VlmModel};
+use mlx_vlm::processor::{ProcessorOptions, PromptMedia};
+use mlx_vlm::utils::LoadOptions;
+use mlx_vlm::{Error, load};
+
+fn fixture_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kimi_vl")
+}
+
+fn goldens(variant: &str) -> HashMap<String, Array> {
+    mlx_rs::io::load_safetensors(fixture_dir().join(format!("goldens/{variant}.safetensors")))
+        .unwrap()
+        .0
+}
+
+fn media(inputs: &GenerateInputs) -> &KimiVLInputs {
+    inputs
+        .media
+        .as_ref()
+        .and_then(|m| m.downcast_ref::<KimiVLInputs>())
+        .expect("Kimi-VL inputs")
+}
+
+fn kimi(model: &dyn VlmModel) -> &Model {
+    model
+        .as_any()
+        .downcast_ref::<Model>()
+        .expect("a Kimi-VL model")
+}
+
+/// The tower's merged output as the generator records it: the channels-last
+/// pixel values in the tower's dtype, every image's tokens concatenated.
+fn vision(model: &dyn VlmModel, inputs: &GenerateInputs) -> Vec<Array> {
+    let model = kimi(model);
+    let m = media(inputs);
+    let dtype = model.vision_tower.patch_embed.proj.weight.dtype();
+    let pixels = m
+        .pixel_values
+        .transpose([0, 2, 3, 1])
+        .unwrap()
+        .as_type(dtype)
+        .unwrap();
+    let merged = model.vision_tower.forward(&pixels, &m.grid_hws).unwrap();
+    vec![mlx_rs::ops::concatenate(&merged, 0).unwrap()]
+}
+
+fn projector(model: &dyn VlmModel, inputs: &GenerateInputs) -> Array {
+    kimi(model).image_features(media(inputs)).unwrap()
+}
+
+fn pixel_values(inputs: &GenerateInputs) -> Array {
+    media(inputs).pixel_values.clone()
+}
+
+/// Each vision block's output (on get_input_embeddings' path: float32
+/// pixels) and each decoder layer's (the prompt prefilled whole with a
+/// fresh cache, as the generator records it).
+fn stages(
+    model: &dyn VlmModel,
+    inputs: &GenerateInputs,
+    embeds: &Array,
+    _prefill: &PrefillArgs,
+) -> Stages {
+    let model = kimi(model);
+    let m = media(inputs);
+    let pixels = m.pixel_values.transpose([0, 2, 3, 1]).unwrap();
+    let tower = &model.vision_tower;
+    let (mut h, freqs, mask) = tower.embed(&pixels, &m.grid_hws).unwrap();
+    let mut vision_blocks = Vec::new();
+    for blk in &tower.blocks {
+        h = blk.forward(&h, &freqs, &mask).unwrap();
+        vision_blocks.push(h.clone());
+    }
+    let lm = &model.language_model.model;
+    let mut cache = model_cache(model);
+    let n = embeds.shape()[1];
+    let layer_mask = cache[0].make_mask(n, None, false).unwrap();
+    let mut h = embeds.clone();
+    let mut layers = Vec::new();
+    for (layer, c) in lm.layers.iter().zip(cache.iter_mut()) {
+        h = layer.forward(&h, &layer_mask, Some(&mut **c)).unwrap();
+        layers.push(h.clone());
+    }
+    Stages {
+        vision_blocks,
+        layers,
+    }
+}
+
+fn model_cache(model: &Model) -> Vec<Box<dyn mlx_vlm::models::Cache>> {
+    mlx_vlm::models::FamilyModel::make_cache(model, None)
+}
+
+fn family() -> Family {
+    Family {
+        name: "kimi_vl",
+        tiny: fixtures::kimi_vl_tiny(),
+        tokenizer_dir: fixtures::kimi_vl_tokenizer_dir,
+        position_ids: None,
+        vision,
+        image_grid: None,
+        pixel_values: Some(pixel_values),
+        projector: Some(projector),
+        stages,
+        audio_stages: None,
+    }
+}
+
+/// The tiny checkpoint written in `layout` and `dtype` into a temporary
+/// folder, loaded.
+fn load_tiny(
+    layout: Layout,
+    dtype: Dtype,
+) -> (
+    tempfile::TempDir,
+    Box<dyn VlmModel>,
+    mlx_vlm::processor::Processor,
+) {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = CheckpointSpec {
+        dtype,
+        layout,
+        tokenizer_dir: Some(fixtures::kimi_vl_tokenizer_dir()),
+        ..Default::default()
+    };
+    fixtures::write_tiny_checkpoint(tmp.path(), &fixtures::kimi_vl_tiny(), &spec).unwrap();
+    let (model, processor) = load(tmp.path().to_str().unwrap(), &LoadOptions::default()).unwrap();
+    (tmp, model, processor)
+}
+
+mod end_to_end {
+    use super::*;
+
+    #[test]
+    fn f32_hugging_face_layout() {
+        check_variant(&family(), "f32", Dtype::Float32, Layout::HuggingFace, None);
+    }
+
+    #[test]
+    fn f32_mlx_community_layout() {
+        check_variant(&family(), "f32", Dtype::Float32, Layout::MlxCommunity, None);
+    }
+
+    #[test]
+    fn bf16_hugging_face_layout() {
+        check_variant(
+            &family(),
+            "bf16",
+            Dtype::Bfloat16,
+            Layout::HuggingFace,
+            None,
+        );
+    }
+
+    #[test]
+    fn q4_mlx_community() {
+        check_variant(
+            &family(),
+            "q4",
+            Dtype::Bfloat16,
+            Layout::MlxCommunity,
+            Some((64, 4)),
+        );
+    }
+}
+
+/// Every image case's grid and pixel values (square, wide, tall, two
+/// images) as Python's processor makes them, and its input ids.
+#[test]
+fn processor_matches_python_for_square_wide_and_tall_images() {
+    let g = goldens("f32");
+    let meta: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture_dir().join("goldens/f32.json")).unwrap(),
+    )
+    .unwrap();
+    let (_tmp, _model, processor) = load_tiny(Layout::HuggingFace, Dtype::Float32);
+    let mut checked = 0;
+    for (case, m) in meta["cases"].as_object().unwrap() {
+        let images: Vec<ImageSource> = m["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| ImageSource::from(fixture_dir().join("images").join(i.as_str().unwrap())))
+            .collect();
+        if images.is_empty() {
+            continue;
+        }
+        let prompt = m["formatted_prompt"].as_str().unwrap();
+        let inputs = processor
+            .prepare_inputs_with(
+                prompt,
+                PromptMedia {
+                    images: &images,
+                    ..PromptMedia::default()
+                },
+                &ProcessorOptions::default(),
+            )
+            .unwrap();
+        let ids = inputs.input_ids.to_vec_as::<i64>().unwrap();
+        let want = g[&format!("{case}.input_ids")].to_vec_as::<i64>().unwrap();
+        assert_eq!(ids, want, "{case}: input ids");
+        let grids: Vec<i64> = media(&inputs)
+            .grid_hws
+            .iter()
+            .flat_map(|&(h, w)| [i64::from(h), i64::from(w)])
+            .collect();
+        let want = g[&format!("{case}.image_grid_hws")]
+            .to_vec_as::<i64>()
+            .unwrap();
+        assert_eq!(grids, want, "{case}: grids");
+        let diff = max_abs_diff(
+            &media(&inputs).pixel_values,
+            &g[&format!("{case}.pixel_values")],
+        );
+        eprintln!("{case}: pixel values max |diff| {diff:e}");
+        // 1/255 before normalisation is at least 1/255/0.2758 after.
+        assert!(diff <= 1e-6, "{case}: pixel values differ by {diff}");
+        checked += 1;
+    }
+    assert_eq!(checked, 4, "image cases checked");
+}
+
+/// The multi-head-latent-attention cache after the one-image prefill:
+/// every layer's keys (each head's non-rotary key with the shared rotary
+/// key) and values, as Python's cache holds them.
+#[test]
+fn mla_cache_after_prefill_matches_python() {
+    let g = goldens("f32");
+    let meta: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture_dir().join("goldens/f32.json")).unwrap(),
+    )
+    .unwrap();
+    let (_tmp, model, processor) = load_tiny(Layout::HuggingFace, Dtype::Float32);
+    let case = &meta["cases"]["single"];
+    let images: Vec<ImageSource> = vec![ImageSource::from(
+        fixture_dir()
+            .join("images")
+            .join(case["images"][0].as_str().unwrap()),
+    )];
+    let inputs = processor
+        .prepare_inputs(case["formatted_prompt"].as_str().unwrap(), &images)
+        .unwrap();
+    let features = model
+        .get_input_embeddings(&inputs.input_ids, inputs.media.as_ref(), None)
+        .unwrap();
+    let mut cache = model.make_cache(None);
+    let mut state = model.new_request_state();
+    model
+        .language_model(
+            &inputs.input_ids,
+            Some(&features.inputs_embeds),
+            &mut cache,
+            Some(&features.prefill),
+            &mut state,
+        )
+        .unwrap();
+    assert_eq!(cache.len(), 3);
+    for (i, c) in cache.iter().enumerate() {
+        // The cache's buffers grow in steps; Python's `state` is the
+        // filled part.
+        let filled = mlx_rs::idx![.., .., ..c.offset()];
+        let state: Vec<Array> = c
+            .state()
+            .iter()
+            .map(|a| a.index(filled.clone()).unwrap())
+            .collect();
+        for (name, got) in [("keys", &state[0]), ("values", &state[1])] {
+            let want = &g[&format!("single.cache.{i}.{name}")];
+            let diff = max_abs_diff(got, want);
+            eprintln!("layer {i} cache {name} max |diff| {diff:e}");
+            assert!(diff <= 1e-4, "layer {i} cache {name} differs by {diff}");
+        }
+    }
+}
+
+/// Released checkpoints hold each routed expert on its own
+/// (`mlp.experts.{e}.{gate,up,down}_proj.weight`): sanitize stacks them
+/// into the `switch_mlp` the tiny checkpoint holds, in expert order.
+#[test]
+fn sanitize_stacks_per_expert_weights() {
+    let (_tmp, model, _processor) = load_tiny(Layout::HuggingFace, Dtype::Float32);
+    let hf = fixtures::kimi_vl_tiny().hf_weights(Dtype::Float32).unwrap();
+    let mut split: HashMap<String, Array> = HashMap::new();
+    for (key, value) in &hf {
+        if let Some(prefix) = key.strip_suffix(".weight")
+            && let Some((layer, proj)) = prefix.split_once(".mlp.switch_mlp.")
+        {
+            for e in 0..value.shape()[0] {
+                split.insert(
+                    format!("{layer}.mlp.experts.{e}.{proj}.weight"),
+                    value.index(mlx_rs::idx![e]).unwrap(),
+                );
+            }
+        } else {
+            split.insert(key.clone(), value.clone());
+        }
+    }
+    assert!(split.len() > hf.len(), "the checkpoint has stacked experts");
+    let sanitized = model.sanitize(split).unwrap();
+    let stacked = "language_model.model.layers.1.mlp.switch_mlp.down_proj.weight";
+    let diff = max_abs_diff(&sanitized[stacked], &hf[stacked]);
+    assert_eq!(diff, 0.0, "{stacked} restacked");
+    assert!(!sanitized.keys().any(|k| k.contains(".experts.")));
+
+    // One expert missing is a typed error naming it.
+    let mut broken = HashMap::new();
+    for (key, value) in &hf {
+        if let Some(prefix) = key.strip_suffix(".weight")
+            && let Some((layer, proj)) = prefix.split_once(".mlp.switch_mlp.")
+        {
+            for e in 0..value.shape()[0] - 1 {
+                broken.insert(
+                    format!("{layer}.mlp.experts.{e}.{proj}.weight"),
+                    value.index(mlx_rs::idx![e]).unwrap(),
+                );
+            }
+        }
+    }
+    let err = model.sanitize(broken).unwrap_err();
+    assert!(
+        matches!(&err, Error::Weights { path, .. } if path.contains("experts.7")),
+        "{err}"
+    );
+}
+
+fn config_with(edit: impl FnOnce(&mut serde_json::Value)) -> mlx_vlm::Result<ModelConfig> {
+    let mut config = fixtures::kimi_vl_tiny().config;
+    edit(&mut config);
+    ModelConfig::from_map(config.as_object().unwrap().clone(), "config.json")
+}
+
+/// Router settings that do not fit are typed configuration errors naming
+/// the key.
+#[test]
+fn router_settings_that_do_not_fit_are_typed_errors() {
+    assert!(config_with(|_| {}).is_ok());
+    let cases: [(&str, serde_json::Value, &str); 5] = [
+        ("n_group", 3.into(), "n_group"),
+        ("topk_group", 3.into(), "topk_group"),
+        ("num_experts_per_tok", 5.into(), "num_experts_per_tok"),
+        ("n_group", 8.into(), "at least two"),
+        ("topk_method", "greedy".into(), "noaux_tc"),
+    ];
+    for (key, value, needle) in cases {
+        let err = config_with(|c| c["text_config"][key] = value.clone()).unwrap_err();
+        assert!(
+            matches!(&err, Error::Config { message, .. } if message.contains(needle)),
+            "{key} = {value}: {err}"
+        );
+    }
+    let err = config_with(|c| {
+        c["text_config"]["num_experts_per_tok"] = serde_json::Value::Null;
+    })
+    .unwrap_err();
+    assert!(err.to_string().contains("num_experts_per_tok"), "{err}");
+    let err = config_with(|c| c["vision_config"]["num_heads"] = 3.into()).unwrap_err();
+    assert!(err.to_string().contains("num_heads"), "{err}");
+}
+
+/// An image smaller than one merge window, and a prompt whose image tokens
+/// do not match the images, are typed errors; so are features that do not
+/// match the prompt's image tokens.
+#[test]
+fn bad_images_and_prompts_are_typed_errors() {
+    let (_tmp, model, processor) = load_tiny(Layout::HuggingFace, Dtype::Float32);
+    let tiny = image::RgbImage::from_pixel(20, 40, image::Rgb([10, 20, 30]));
+    let mut png = Vec::new();
+    tiny.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    let prompt = processor
+        .apply_chat_template("Describe this image.", None, 1)
+        .unwrap();
+    let err = processor
+        .prepare_inputs(&prompt, &[ImageSource::Bytes(png)])
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Image { message, .. } if message.contains("20x40")),
+        "{err}"
+    );
+
+    let square = ImageSource::from(fixture_dir().join("images/gradient_90x90.png"));
+    let err = processor
+        .prepare_inputs(&prompt, &[square.clone(), square.clone()])
+        .unwrap_err();
+    assert!(matches!(err, Error::ImageTokenMismatch { .. }), "{err}");
+
+    // Features for 9 tokens against a prompt that lost one of them.
+    let inputs = processor.prepare_inputs(&prompt, &[square]).unwrap();
+    let mut ids = inputs.input_ids.to_vec_as::<i32>().unwrap();
+    let pad = ids.iter().position(|&t| t == 481).unwrap();
+    ids.remove(pad);
+    let n = ids.len() as i32;
+    let ids = Array::from_vec_shaped(ids, &[1, n]).unwrap();
+    let err = model
+        .get_input_embeddings(&ids, inputs.media.as_ref(), None)
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::ImageTokenMismatch { message } if message.contains("8 image tokens")),
+        "{err}"
+    );
+}
