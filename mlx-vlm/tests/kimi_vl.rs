@@ -289,11 +289,7 @@ fn mla_cache_after_prefill_matches_python() {
         // The cache's buffers grow in steps; Python's `state` is the
         // filled part.
         let filled = mlx_rs::idx![.., .., ..c.offset()];
-        let state: Vec<Array> = c
-            .state()
-            .iter()
-            .map(|a| a.index(filled.clone()).unwrap())
-            .collect();
+        let state: Vec<Array> = c.state().iter().map(|a| a.index(filled).unwrap()).collect();
         for (name, got) in [("keys", &state[0]), ("values", &state[1])] {
             let want = &g[&format!("single.cache.{i}.{name}")];
             let diff = max_abs_diff(got, want);

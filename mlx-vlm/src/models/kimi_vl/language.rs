@@ -519,9 +519,9 @@ impl DeepseekV3MoE {
 #[derive(Debug, Clone)]
 pub enum DecoderMlp {
     /// `DeepseekV3MLP(config)`.
-    Dense(DeepseekMLP),
+    Dense(Box<DeepseekMLP>),
     /// `DeepseekV3MoE(config)`.
-    Moe(DeepseekV3MoE),
+    Moe(Box<DeepseekV3MoE>),
 }
 
 impl DecoderMlp {
@@ -568,9 +568,12 @@ impl DeepseekV3DecoderLayer {
     pub fn new(config: &TextConfig, layer_idx: i32, moe: Option<MoeSettings>) -> Result<Self> {
         let mlp = match moe {
             Some(settings) if config.is_moe_layer(layer_idx) => {
-                DecoderMlp::Moe(DeepseekV3MoE::new(config, settings)?)
+                DecoderMlp::Moe(Box::new(DeepseekV3MoE::new(config, settings)?))
             }
-            _ => DecoderMlp::Dense(deepseek_mlp(config.hidden_size, config.intermediate_size)?),
+            _ => DecoderMlp::Dense(Box::new(deepseek_mlp(
+                config.hidden_size,
+                config.intermediate_size,
+            )?)),
         };
         Ok(DeepseekV3DecoderLayer {
             self_attn: DeepseekV3Attention::new(config)?,

@@ -37,8 +37,12 @@ use crate::tokenizer::Tokenizer;
 use crate::{Error, Result};
 
 /// CLIP's mean (Python: `OPENAI_DATASET_MEAN`).
+#[allow(clippy::excessive_precision)]
 pub const OPENAI_DATASET_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
 /// CLIP's std (Python: `OPENAI_DATASET_STD`).
+// Python's literals, rounded to f32 as `mx.array(..., dtype=mx.float32)`
+// rounds them.
+#[allow(clippy::excessive_precision)]
 pub const OPENAI_DATASET_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
 
 /// Largest patch grid side the tower's position embedding takes (Python:
