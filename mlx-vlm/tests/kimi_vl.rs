@@ -8,7 +8,10 @@
 //! every image case; the stages of the one-image case (vision blocks, the
 //! merged tower output, the projector, the merged embeddings, every decoder
 //! layer incl. the MoE ones, the multi-head-latent-attention cache contents
-//! after the prefill, the last logits); and bad input as typed errors.
+//! after the prefill, the last logits); the language model alone on the
+//! paths the checkpoint does not take (`gen_language.py`: one query
+//! projection, plain RoPE, one expert group, top-1 routing, every group
+//! kept); and bad input as typed errors.
 //!
 //! bf16: MLX's CPU `gather_mm` takes only float32, so the bf16 goldens come
 //! from Python with `SwitchLinear.__call__` multiplying in float32, as the
@@ -17,6 +20,8 @@
 #[path = "common/family_e2e.rs"]
 #[allow(dead_code)]
 mod family_e2e;
+#[path = "common/siglip_weights.rs"]
+mod siglip_weights;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -424,4 +429,66 @@ fn bad_images_and_prompts_are_typed_errors() {
         matches!(&err, Error::ImageTokenMismatch { message } if message.contains("8 image tokens")),
         "{err}"
     );
+}
+
+/// The language model on `gen_language.py`'s configs: the prompt's logits
+/// without a cache, and with one the prefill's last logits and 4 greedy
+/// decode steps (ids exact, logits within 1e-4).
+#[test]
+fn language_model_paths_match_python() {
+    use mlx_vlm::models::kimi_vl::config::TextConfig;
+    use mlx_vlm::models::kimi_vl::language::LanguageModel;
+
+    let meta: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture_dir().join("language.json")).unwrap(),
+    )
+    .unwrap();
+    let g: HashMap<String, Array> =
+        mlx_rs::io::load_safetensors(fixture_dir().join("language.safetensors"))
+            .unwrap()
+            .0;
+    let prompt: Vec<i32> = serde_json::from_value(meta["prompt"].clone()).unwrap();
+    let n = prompt.len() as i32;
+    let ids = Array::from_vec_shaped(prompt, &[1, n]).unwrap();
+    let configs = meta["configs"].as_object().unwrap();
+    assert_eq!(configs.len(), 2);
+    for (name, c) in configs {
+        let text = c["text_config"].as_object().unwrap();
+        let config = TextConfig::from_map(text, "language.json").unwrap();
+        let mut model = LanguageModel::new(&config).unwrap();
+        siglip_weights::load_tiny_weights(&mut model);
+        let logits = model.forward(&ids, None, &mut [], None).unwrap();
+        let logits = logits.index(mlx_rs::idx![0]).unwrap();
+        let diff = max_abs_diff(&logits, &g[&format!("{name}.logits")]);
+        eprintln!("{name}: prompt logits max |diff| {diff:e}");
+        assert!(diff <= 1e-4, "{name}: prompt logits differ by {diff}");
+
+        let mut cache = mlx_vlm::models::cache::make_prompt_cache(model.layers().len(), None);
+        let last = model.forward(&ids, None, &mut cache, None).unwrap();
+        let last = last.index(mlx_rs::idx![0, -1]).unwrap();
+        let diff = max_abs_diff(&last, &g[&format!("{name}.last_logits")]);
+        assert!(diff <= 1e-4, "{name}: prefill logits differ by {diff}");
+        let argmax = |a: &Array| {
+            mlx_rs::ops::argmax(a, None, false)
+                .unwrap()
+                .item_as::<i64>()
+                .unwrap()
+        };
+        let mut token = argmax(&last);
+        let (mut out, mut steps) = (Vec::new(), Vec::new());
+        for _ in 0..4 {
+            out.push(token);
+            let t = Array::from_slice(&[token as i32], &[1, 1]).unwrap();
+            let logits = model.forward(&t, None, &mut cache, None).unwrap();
+            let logits = logits.index(mlx_rs::idx![0, -1]).unwrap();
+            token = argmax(&logits);
+            steps.push(logits);
+        }
+        let want: Vec<i64> = serde_json::from_value(c["ids"].clone()).unwrap();
+        assert_eq!(out, want, "{name}: greedy ids");
+        let steps = mlx_rs::ops::stack(&steps, 0).unwrap();
+        let diff = max_abs_diff(&steps, &g[&format!("{name}.step_logits")]);
+        eprintln!("{name}: decode logits max |diff| {diff:e}");
+        assert!(diff <= 1e-4, "{name}: decode logits differ by {diff}");
+    }
 }
