@@ -11,7 +11,8 @@
 //! after the prefill, the last logits); the language model alone on the
 //! paths the checkpoint does not take (`gen_language.py`: one query
 //! projection, plain RoPE, one expert group, top-1 routing, every group
-//! kept); and bad input as typed errors.
+//! kept); the image processor's downscale and padding paths
+//! (`gen_processor.py`); and bad input as typed errors.
 //!
 //! bf16: MLX's CPU `gather_mm` takes only float32, so the bf16 goldens come
 //! from Python with `SwitchLinear.__call__` multiplying in float32, as the
@@ -490,5 +491,53 @@ fn language_model_paths_match_python() {
         let diff = max_abs_diff(&steps, &g[&format!("{name}.step_logits")]);
         eprintln!("{name}: decode logits max |diff| {diff:e}");
         assert!(diff <= 1e-4, "{name}: decode logits differ by {diff}");
+    }
+}
+
+/// The image processor's downscale (over `in_token_limit`, Pillow's
+/// bicubic) and padding (`pad_input`) paths give Python's grids and pixel
+/// values (`gen_processor.py`).
+#[test]
+fn image_processor_resize_and_pad_match_python() {
+    use mlx_vlm::models::kimi_vl::processing_kimi_vl::KimiVLImageProcessor;
+
+    let g: HashMap<String, Array> =
+        mlx_rs::io::load_safetensors(fixture_dir().join("processor.safetensors"))
+            .unwrap()
+            .0;
+    let cases = [
+        (
+            "resize",
+            "gradient_120x90.png",
+            KimiVLImageProcessor {
+                in_token_limit: 16,
+                ..Default::default()
+            },
+        ),
+        (
+            "pad",
+            "gradient_40x70.png",
+            KimiVLImageProcessor {
+                pad_input: true,
+                ..Default::default()
+            },
+        ),
+    ];
+    for (name, file, processor) in cases {
+        let source = ImageSource::from(fixture_dir().join("images").join(file));
+        let image = mlx_vlm::image::load_image(&source).unwrap();
+        let out = processor.preprocess(&[image], &[file.to_string()]).unwrap();
+        let grid: Vec<i64> = out
+            .grid_hws
+            .iter()
+            .flat_map(|&(h, w)| [i64::from(h), i64::from(w)])
+            .collect();
+        let want = g[&format!("{name}.image_grid_hws")]
+            .to_vec_as::<i64>()
+            .unwrap();
+        assert_eq!(grid, want, "{name}: grid");
+        let diff = max_abs_diff(&out.pixel_values, &g[&format!("{name}.pixel_values")]);
+        eprintln!("{name}: pixel values max |diff| {diff:e}");
+        assert!(diff <= 1e-6, "{name}: pixel values differ by {diff}");
     }
 }

@@ -15,9 +15,9 @@
 //! - `n_group` absent is one group (Python compares `None > 1` and fails);
 //!   router settings that do not fit are typed errors at load
 //!   ([`TextConfig::moe_settings`]).
-//! - `LanguageModel.sanitize` also stacks per-expert weights whose layer
-//!   index is out of range or whose experts are incomplete into a typed
-//!   error instead of a `KeyError`.
+//! - `LanguageModel.sanitize`: a layer whose per-expert weights are
+//!   incomplete is a typed error naming the first missing key (Python: a
+//!   `KeyError`).
 //! - Pipeline-parallel fields (`start_idx`, `end_idx`) are not ported.
 
 use std::collections::HashMap;
