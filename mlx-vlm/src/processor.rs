@@ -121,6 +121,14 @@ pub trait ModelProcessor: fmt::Debug + Send + Sync {
         prompt: &str,
         media: PromptMedia<'_>,
     ) -> Result<GenerateInputs>;
+
+    /// Ids that end generation besides the checkpoint's EOS (Python: the
+    /// processor's `additional_eos_token_ids`, which `load_processor` hands
+    /// to the `StoppingCriteria`); none unless the family's processor has
+    /// them.
+    fn additional_eos_token_ids(&self, _tokenizer: &Tokenizer) -> Vec<u32> {
+        Vec::new()
+    }
 }
 
 /// Builds a family's processor from the checkpoint folder and its parsed
@@ -149,7 +157,12 @@ impl Processor {
         let processor = (family.processor)(model_path, &config)?.with_options(
             &ProcessorOptions::pixels(options.min_pixels, options.max_pixels),
         )?;
-        let eos_token_ids = tokenizer.eos_token_ids();
+        let mut eos_token_ids = tokenizer.eos_token_ids();
+        for id in processor.additional_eos_token_ids(&tokenizer) {
+            if !eos_token_ids.contains(&id) {
+                eos_token_ids.push(id);
+            }
+        }
         Ok(Processor {
             tokenizer,
             family,
@@ -181,7 +194,8 @@ impl Processor {
     }
 
     /// Ids that end generation: `generation_config.json`'s, `config.json`'s
-    /// and the tokenizer's EOS.
+    /// and the tokenizer's EOS, then the family processor's additional ones
+    /// ([`ModelProcessor::additional_eos_token_ids`]).
     pub fn eos_token_ids(&self) -> &[u32] {
         &self.eos_token_ids
     }

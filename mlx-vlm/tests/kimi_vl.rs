@@ -541,3 +541,17 @@ fn image_processor_resize_and_pad_match_python() {
         assert!(diff <= 1e-6, "{name}: pixel values differ by {diff}");
     }
 }
+
+/// Generation stops on the ids Python's stopping criteria hold after
+/// `load` (`goldens/eos.json`): the config's and tokenizer's EOS, then the
+/// processor's `additional_eos_token_ids` (`<|im_assistant|>`).
+#[test]
+fn eos_ids_include_the_processors_additional_ones() {
+    let golden: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture_dir().join("goldens/eos.json")).unwrap(),
+    )
+    .unwrap();
+    let want: Vec<u32> = serde_json::from_value(golden["eos_token_ids"].clone()).unwrap();
+    let (_tmp, _model, processor) = load_tiny(Layout::HuggingFace, Dtype::Float32);
+    assert_eq!(processor.eos_token_ids(), want.as_slice());
+}

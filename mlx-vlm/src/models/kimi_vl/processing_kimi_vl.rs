@@ -318,6 +318,13 @@ impl KimiVLProcessor {
 }
 
 impl ModelProcessor for KimiVLProcessor {
+    /// Python: `additional_eos_token_ids`: `<|im_assistant|>` (a model
+    /// that starts the next assistant turn is done), when the tokenizer
+    /// has it.
+    fn additional_eos_token_ids(&self, tokenizer: &Tokenizer) -> Vec<u32> {
+        tokenizer.token_to_id("<|im_assistant|>").into_iter().collect()
+    }
+
     /// Kimi-VL's processor has no size options (`min_pixels`,
     /// `max_pixels` and the transformers image-processor overrides are
     /// ignored, as other families that do not read them do).
