@@ -555,3 +555,35 @@ fn eos_ids_include_the_processors_additional_ones() {
     let (_tmp, _model, processor) = load_tiny(Layout::HuggingFace, Dtype::Float32);
     assert_eq!(processor.eos_token_ids(), want.as_slice());
 }
+
+/// A `config.json` whose vocabulary or expert count disagrees with the
+/// weights is refused before the model is built, naming the tensor and the
+/// key.
+#[test]
+fn config_that_disagrees_with_the_weights_is_a_typed_error() {
+    for (key, value, needle) in [
+        ("vocab_size", 500, "text_config.vocab_size 500"),
+        ("n_routed_experts", 4, "text_config.n_routed_experts 4"),
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut tiny = fixtures::kimi_vl_tiny();
+        let spec = CheckpointSpec {
+            tokenizer_dir: Some(fixtures::kimi_vl_tokenizer_dir()),
+            ..Default::default()
+        };
+        fixtures::write_tiny_checkpoint(tmp.path(), &tiny, &spec).unwrap();
+        tiny.config["text_config"][key] = value.into();
+        std::fs::write(
+            tmp.path().join("config.json"),
+            serde_json::to_string(&tiny.config).unwrap(),
+        )
+        .unwrap();
+        let err = load(tmp.path().to_str().unwrap(), &LoadOptions::default())
+            .err()
+            .expect("the mismatched config loads");
+        assert!(
+            matches!(&err, Error::Weights { message, .. } if message.contains(needle)),
+            "{key}: {err}"
+        );
+    }
+}
