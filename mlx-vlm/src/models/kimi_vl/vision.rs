@@ -68,7 +68,7 @@ impl Learnable2DInterpPosEmb {
     /// Python: `_get_pos_emb(shape)`: `[h * w, dim]`.
     pub fn get_pos_emb(&self, (h, w): (i32, i32)) -> Result<Array> {
         let shape = self.weight.shape();
-        if shape[0] == h && shape[1] == w {
+        if shape.len() == 3 && shape[0] == h && shape[1] == w {
             return Ok(self.weight.flatten(0, 1)?);
         }
         let grid = ops::expand_dims(&self.weight.transpose([2, 0, 1])?, 0)?;
@@ -247,7 +247,7 @@ impl Attention {
 
     /// Python: `Attention.__call__(x, rotary_pos_emb=..., attention_mask=...)`.
     pub fn forward(&self, x: &Array, freqs: &FreqsCis, attention_mask: &Array) -> Result<Array> {
-        let seq = x.shape()[0];
+        let seq = x.shape().first().copied().unwrap_or(0);
         let qkv = self
             .wqkv
             .forward(x)?
