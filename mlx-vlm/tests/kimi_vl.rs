@@ -587,3 +587,47 @@ fn config_that_disagrees_with_the_weights_is_a_typed_error() {
         );
     }
 }
+
+/// With `max_kv_size` 16 (rotating caches shorter than the 39-token
+/// prompt, wrapping in the prefill and at every step) greedy generation
+/// gives Python's ids (`goldens/rotating.json`).
+#[test]
+fn rotating_cache_generation_matches_python() {
+    use mlx_vlm::generate::{GenerateParams, stream_generate};
+
+    let golden: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture_dir().join("goldens/rotating.json")).unwrap(),
+    )
+    .unwrap();
+    let want: Vec<u32> = serde_json::from_value(golden["generated_ids"].clone()).unwrap();
+    let (_tmp, model, processor) = load_tiny(Layout::HuggingFace, Dtype::Float32);
+    let image = ImageSource::from(
+        fixture_dir()
+            .join("images")
+            .join(golden["images"][0].as_str().unwrap()),
+    );
+    let prompt = processor
+        .apply_chat_template(golden["prompt"].as_str().unwrap(), None, 1)
+        .unwrap();
+    let inputs = processor.prepare_inputs(&prompt, &[image]).unwrap();
+    let params = GenerateParams {
+        max_tokens: want.len(),
+        max_kv_size: Some(16),
+        ..Default::default()
+    };
+    let mut ids = Vec::new();
+    for r in stream_generate(
+        &*model,
+        processor.tokenizer(),
+        inputs,
+        processor.eos_token_ids(),
+        &params,
+    )
+    .unwrap()
+    {
+        if let Some(all) = r.unwrap().token_ids {
+            ids = all;
+        }
+    }
+    assert_eq!(ids, want);
+}
