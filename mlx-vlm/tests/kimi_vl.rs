@@ -12,7 +12,12 @@
 //! paths the checkpoint does not take (`gen_language.py`: one query
 //! projection, plain RoPE, one expert group, top-1 routing, every group
 //! kept); the image processor's downscale and padding paths
-//! (`gen_processor.py`); and bad input as typed errors.
+//! (`gen_processor.py`); generation with a rotating cache shorter than the
+//! prompt and the ids generation stops on (`<|im_assistant|>` included, as
+//! Python's processor adds it); and bad input as typed errors (router
+//! settings, a config that disagrees with the weights, an image smaller
+//! than a merge window, image tokens that do not match the images or
+//! features, incomplete per-expert weights).
 //!
 //! bf16: MLX's CPU `gather_mm` takes only float32, so the bf16 goldens come
 //! from Python with `SwitchLinear.__call__` multiplying in float32, as the
