@@ -36,6 +36,7 @@ mod cache;
 mod checkpoint;
 mod gemma;
 mod idefics3;
+mod kimi_vl;
 mod offline_tokenizer;
 mod qwen2_vl;
 mod qwen3_vl;
@@ -57,6 +58,7 @@ pub use idefics3::{
     SMOLLM_TOKENIZER_VOCAB, idefics3_hf_param, idefics3_tiny, idefics3_transformers5_key,
     smollm_tokenizer_dir, smolvlm_tiny,
 };
+pub use kimi_vl::{KIMI_TOKENIZER_VOCAB, kimi_vl_hf_param, kimi_vl_tiny, kimi_vl_tokenizer_dir};
 pub use offline_tokenizer::{
     FIRST_SPECIAL_ID, SPECIAL_TOKENS, offline_tokenizer_dir, write_offline_tokenizer,
 };

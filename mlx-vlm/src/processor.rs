@@ -193,7 +193,8 @@ impl Processor {
     }
 
     /// Ids that end generation: `generation_config.json`'s, `config.json`'s
-    /// and the tokenizer's EOS.
+    /// and the tokenizer's EOS, then the family processor's additional ones
+    /// ([`ModelProcessor::additional_eos_token_ids`]).
     pub fn eos_token_ids(&self) -> &[u32] {
         &self.eos_token_ids
     }

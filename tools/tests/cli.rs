@@ -896,6 +896,66 @@ fn gemma_families_generate_pythons_ids() {
     }
 }
 
+/// `generate --json` on the tiny Kimi-VL (f32, Hugging Face layout) gives
+/// Python's prompt ids, generated ids and text for every golden case of
+/// `mlx-vlm/tests/fixtures/kimi_vl/gen_goldens.py` (a square, a wide and a
+/// tall image, two images with a system prompt, text only), and `info`
+/// names its processor and media.
+#[test]
+fn kimi_vl_generates_pythons_ids() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = CheckpointSpec {
+        tokenizer_dir: Some(fixtures::kimi_vl_tokenizer_dir()),
+        ..Default::default()
+    };
+    fixtures::write_tiny_checkpoint(tmp.path(), &fixtures::kimi_vl_tiny(), &spec).unwrap();
+    let model = tmp.path().to_str().unwrap();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../mlx-vlm/tests/fixtures/kimi_vl");
+    let golden: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("goldens/f32.json")).unwrap())
+            .unwrap();
+    for (name, case) in golden["cases"].as_object().unwrap() {
+        let max_tokens = case["generated_ids"].as_array().unwrap().len().to_string();
+        let mut args = vec!["generate", "--model", model, "--json", "--temperature", "0"];
+        args.extend(["--max-tokens", &max_tokens]);
+        args.extend(["--prompt", case["prompt"].as_str().unwrap()]);
+        if let Some(system) = case["system"].as_str() {
+            args.extend(["--system", system]);
+        }
+        let images: Vec<String> = case["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| {
+                dir.join("images")
+                    .join(i.as_str().unwrap())
+                    .display()
+                    .to_string()
+            })
+            .collect();
+        for image in &images {
+            args.extend(["--image", image]);
+        }
+        let out = mlx_vlm(&args);
+        assert!(
+            out.status.success(),
+            "kimi_vl {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(out["prompt_tokens"], case["input_ids"], "kimi_vl {name}");
+        assert_eq!(out["tokens"], case["generated_ids"], "kimi_vl {name}");
+        assert_eq!(out["text"], case["generated_text"], "kimi_vl {name}");
+    }
+    let out = mlx_vlm(&["info", "--model", model]);
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.contains("Model type: kimi_vl"), "{stdout}");
+    assert!(
+        stdout.contains("Processor: KimiVLProcessor\nInputs: text, images\n"),
+        "{stdout}"
+    );
+}
+
 /// PaliGemma takes one image: two are refused with Python's message.
 #[test]
 fn paligemma_refuses_two_images() {

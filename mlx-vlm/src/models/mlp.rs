@@ -1,5 +1,5 @@
 //! The feed-forward blocks of Python's `mlx_vlm/models/mlp.py` (so far
-//! `SwiGLUMLP` and `GELUMLP`).
+//! `SwiGLUMLP`, `GELUMLP` and `DeepseekMLP`).
 
 use mlx_rs::nn::{GELU, GeluApprox, Linear, activations};
 use mlx_rs::{Array, ops};
@@ -66,4 +66,15 @@ impl GELUMLP {
         let x = self.activation_fn.forward(&self.fc1.forward(x)?)?;
         Ok(self.fc2.forward(&x)?)
     }
+}
+
+/// Python: `DeepseekMLP(config, hidden_size=None, intermediate_size=None)`:
+/// `down_proj(swiglu(gate_proj(x), up_proj(x)))` without biases, the same
+/// layers and arithmetic as [`SwiGLUMLP`].
+pub type DeepseekMLP = SwiGLUMLP;
+
+/// Python: `DeepseekMLP(config, hidden_size, intermediate_size)` with the
+/// sizes resolved (the config's unless given).
+pub fn deepseek_mlp(hidden_size: i32, intermediate_size: i32) -> Result<DeepseekMLP> {
+    SwiGLUMLP::new(hidden_size, intermediate_size, false)
 }

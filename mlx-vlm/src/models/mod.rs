@@ -35,6 +35,7 @@ use crate::{Error, Result};
 pub mod attention;
 pub mod base;
 pub mod cache;
+pub mod kernels;
 pub mod mlp;
 pub mod rope_utils;
 pub mod switch_layers;
@@ -56,6 +57,7 @@ families![
     gemma3,
     gemma3n,
     idefics3,
+    kimi_vl,
     paligemma,
     qwen2_5_vl,
     qwen2_vl,

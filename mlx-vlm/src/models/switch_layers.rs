@@ -307,20 +307,41 @@ pub struct SwitchGLU {
     pub up_proj: SwitchLinear,
     /// `hidden_dims → input_dims`.
     pub down_proj: SwitchLinear,
-    /// Python: `activation` (`SwiGLU()`).
+    /// Python: `activation(x_up, x_gate)` (`SwiGLU()` unless given).
     #[module(skip)]
-    pub activation: SwiGLU,
+    pub activation: GluActivation,
+}
+
+/// A gated activation `f(x, gate)` as [`SwitchGLU`] takes it (Python: any
+/// callable, e.g. `SwiGLU()` or Kimi-VL's `clipped_silu`).
+pub type GluActivation = fn(&Array, &Array) -> Result<Array>;
+
+/// [`SwiGLU`] as a [`GluActivation`].
+fn swiglu(x: &Array, gate: &Array) -> Result<Array> {
+    SwiGLU.forward(x, gate)
 }
 
 impl SwitchGLU {
     /// Python: `SwitchGLU.__init__(input_dims, hidden_dims, num_experts,
     /// activation=SwiGLU(), bias)`.
     pub fn new(input_dims: i32, hidden_dims: i32, num_experts: i32, bias: bool) -> Result<Self> {
+        Self::with_activation(input_dims, hidden_dims, num_experts, swiglu, bias)
+    }
+
+    /// Python: `SwitchGLU.__init__(input_dims, hidden_dims, num_experts,
+    /// activation, bias)`.
+    pub fn with_activation(
+        input_dims: i32,
+        hidden_dims: i32,
+        num_experts: i32,
+        activation: GluActivation,
+        bias: bool,
+    ) -> Result<Self> {
         Ok(SwitchGLU {
             gate_proj: SwitchLinear::new(input_dims, hidden_dims, num_experts, bias)?,
             up_proj: SwitchLinear::new(input_dims, hidden_dims, num_experts, bias)?,
             down_proj: SwitchLinear::new(hidden_dims, input_dims, num_experts, bias)?,
-            activation: SwiGLU,
+            activation,
         })
     }
 
@@ -343,9 +364,9 @@ impl SwitchGLU {
         };
         let x_up = self.up_proj.forward(&x, &idx, do_sort)?;
         let x_gate = self.gate_proj.forward(&x, &idx, do_sort)?;
-        let mut y =
-            self.down_proj
-                .forward(&self.activation.forward(&x_up, &x_gate)?, &idx, do_sort)?;
+        let mut y = self
+            .down_proj
+            .forward(&(self.activation)(&x_up, &x_gate)?, &idx, do_sort)?;
         if let Some(inv) = inv_order {
             y = scatter_unsort(&y, &inv, Some(indices.shape()))?;
         }
@@ -373,7 +394,7 @@ impl SwitchGLU {
                     .gate_proj
                     .forward(&projected, indices, false)?
                     .squeeze(-2)?;
-                let activated = self.activation.forward(&up, &gate)?;
+                let activated = (self.activation)(&up, &gate)?;
                 let down = &self.down_proj;
                 if down.native_quantized()
                     && activated.shape().last().copied() == Some(down.input_dims())
