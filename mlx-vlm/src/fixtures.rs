@@ -35,6 +35,7 @@ use crate::Result;
 mod cache;
 mod checkpoint;
 mod gemma;
+mod llava;
 mod offline_tokenizer;
 mod qwen2_vl;
 mod qwen3_vl;
@@ -51,6 +52,9 @@ pub use gemma::{
     GEMMA_TOKENIZER_VOCAB, conv_channels_first, gemma_tokenizer_dir, gemma3_hf_param, gemma3_tiny,
     gemma3n_hf_param, gemma3n_tiny, paligemma_hf_param, paligemma_tiny,
     paligemma_transformers5_key, pcm16_wav, tone_wav,
+};
+pub use llava::{
+    LLAMA_TOKENIZER_VOCAB, llama_tokenizer_dir, llava_hf_param, llava_next_tiny, llava_tiny,
 };
 pub use offline_tokenizer::{
     FIRST_SPECIAL_ID, SPECIAL_TOKENS, offline_tokenizer_dir, write_offline_tokenizer,

@@ -12,6 +12,8 @@
 //! | PaliGemma | `SiglipImageProcessor` | `SiglipImageProcessorPil` | [`siglip::SiglipImageProcessor`] |
 //! | Gemma 3 | `Gemma3ImageProcessor` | `Gemma3ImageProcessorPil` | [`gemma3::Gemma3ImageProcessor`] |
 //! | Gemma 3n | `SiglipImageProcessorFast` | `SiglipImageProcessorPil` | [`siglip::SiglipImageProcessor`] |
+//! | LLaVA | `CLIPImageProcessor` | `CLIPImageProcessorPil` | [`clip::ClipImageProcessor`] |
+//! | LLaVA-NeXT | `LlavaNextImageProcessor` | `LlavaNextImageProcessorPil` | [`llava_next::LlavaNextImageProcessor`] |
 //!
 //! Each file mirrors one transformers processor; this one holds what they
 //! share (transformers' `PilBackend`): settings read from
@@ -55,7 +57,9 @@
 //! - With `do_resize` off, images of different sizes cannot be stacked and
 //!   are an [`Error::InvalidArgument`] (Python returns a list).
 
+pub mod clip;
 pub mod gemma3;
+pub mod llava_next;
 pub mod siglip;
 
 use image::{DynamicImage, RgbImage};

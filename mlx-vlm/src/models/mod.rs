@@ -55,6 +55,8 @@ macro_rules! families {
 families![
     gemma3,
     gemma3n,
+    llava,
+    llava_next,
     paligemma,
     qwen2_5_vl,
     qwen2_vl,
