@@ -156,7 +156,7 @@ fn teacher_forced(
     // bf16 near-tie of two logits can become an exact tie that the first
     // id wins.
     let argmax = |a: &Array| {
-        let logprobs = ops::subtract(a, &ops::logsumexp(a, -1, true).unwrap()).unwrap();
+        let logprobs = ops::subtract(a, ops::logsumexp(a, -1, true).unwrap()).unwrap();
         ops::argmax(&logprobs, None, false)
             .unwrap()
             .item_as::<i64>()

@@ -152,7 +152,7 @@ impl VisionEmbeddings {
         let embeddings = match &self.class_embedding {
             Some(class) => {
                 let embed_dim = patches.shape()[2];
-                let cls = ops::broadcast_to(&**class, &[batch_size, 1, embed_dim])?;
+                let cls = ops::broadcast_to(class, &[batch_size, 1, embed_dim])?;
                 ops::concatenate(&[cls, patches], 1)?
             }
             None => patches,
