@@ -293,3 +293,49 @@ fn image_token_count_not_matching_features_is_a_typed_error() {
         assert!(matches!(err, Error::ImageTokenMismatch { .. }), "{err}");
     }
 }
+
+/// Configurations Python fails on late (or silently follows): an unknown
+/// feature strategy, a feature layer outside the tower, a list of layers
+/// for LLaVA-NeXT, a text model type the family does not take: typed
+/// errors naming the key when the model is built.
+#[test]
+fn bad_configs_are_typed_errors() {
+    let cases: [(TinyModel, &str, Value, &str); 4] = [
+        (
+            fixtures::llava_tiny(),
+            "/vision_feature_select_strategy",
+            Value::from("cls"),
+            "vision_feature_select_strategy",
+        ),
+        (
+            fixtures::llava_tiny(),
+            "/vision_feature_layer",
+            Value::from(-5),
+            "vision_feature_layer",
+        ),
+        (
+            fixtures::llava_next_tiny(),
+            "/vision_feature_layer",
+            serde_json::json!([-2, -1]),
+            "one layer index",
+        ),
+        (
+            fixtures::llava_next_tiny(),
+            "/text_config/model_type",
+            Value::from("qwen2"),
+            "mistral, llama",
+        ),
+    ];
+    for (tiny, pointer, value, says) in cases {
+        let mut config = tiny.config.clone();
+        *config.pointer_mut(pointer).unwrap() = value.clone();
+        let err = mlx_vlm::registry::create_model(&config, "config.json")
+            .err()
+            .expect("bad config");
+        assert!(
+            matches!(err, Error::Config { .. } | Error::UnknownModelType { .. }),
+            "{pointer} = {value}: {err}"
+        );
+        assert!(err.to_string().contains(says), "{pointer} = {value}: {err}");
+    }
+}
