@@ -1,7 +1,8 @@
 //! Image processors of transformers that Python mlx-vlm delegates to.
 //!
-//! Python mlx-vlm 0.7.6's PaliGemma, Gemma 3 and Gemma 3n processors
-//! (`mlx_vlm/models/{paligemma,gemma3,gemma3n}/processing_*.py`) build their
+//! Python mlx-vlm 0.7.6's PaliGemma, Gemma 3, Gemma 3n, LLaVA and
+//! LLaVA-NeXT processors (`mlx_vlm/models/{paligemma,gemma3,gemma3n,llava,
+//! llava_next}/processing_*.py`) build their
 //! image processor with `AutoImageProcessor.from_pretrained(path,
 //! use_fast=False)`. In transformers 5.23 that is the PIL backend
 //! (`PilBackend`: Pillow resizing, numpy arithmetic), whatever the
@@ -32,7 +33,8 @@
 //! Divergences from transformers 5.23 / Python mlx-vlm 0.7.6 (every file of
 //! this module lists its own too):
 //!
-//! - Only images of one output size are batched: `size` must be
+//! - SigLIP and Gemma 3 (CLIP and LLaVA-NeXT read `shortest_edge`, see
+//!   [`clip`]): only images of one output size are batched: `size` must be
 //!   `{"height", "width"}`, a `[height, width]` list or an integer the class
 //!   reads as a square (Gemma 3; SigLIP only with `default_to_square`).
 //!   Aspect-preserving sizes (`shortest_edge`, `longest_edge`,

@@ -12,7 +12,10 @@
 //! ways (Python raises for more features, and fails in an array
 //! assignment for fewer); a batch of more than one prompt is refused
 //! (Python's merge assumes one: it takes the positions of every row as the
-//! first row's); the cached-image-features path is not ported.
+//! first row's); the cached-image-features path is not ported; with a
+//! list `vision_feature_layer` the projector's `linear_1` takes the
+//! concatenated width (`vision hidden_size * layers`), where Python builds
+//! it for one layer and fails in its first matmul.
 
 use std::collections::HashMap;
 

@@ -19,8 +19,8 @@
 //!   typed in the user's text, or a template that drops one) is an
 //!   [`Error::ImageTokenMismatch`]. Python expands every `<image>` of the
 //!   text, so a typed one doubles the image tokens and the model then
-//!   fails in an array assignment (more tokens than features) or raises
-//!   "supports only one image" (fewer).
+//!   fails in its array assignment (`[broadcast_shapes] Shapes (16,64) and
+//!   (1,32,64) cannot be broadcast` on the tiny model).
 //! - `patch_size` missing from `processor_config.json` is an
 //!   [`Error::Config`] naming the key (Python fails with a `TypeError` on
 //!   `None`); `vision_feature_select_strategy` missing is read from

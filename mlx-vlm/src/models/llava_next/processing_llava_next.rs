@@ -14,8 +14,9 @@
 //!   lists the family in `SINGLE_IMAGE_ONLY_MODELS`.
 //! - An `<image>` count that differs from the images given (an `<image>`
 //!   typed in the user's text) is an [`Error::ImageTokenMismatch`]; Python
-//!   raises `StopIteration` for more `<image>`s than images and leaves
-//!   extra images without tokens.
+//!   raises `StopIteration` for more `<image>`s than images (reported by
+//!   `prepare_inputs` as "Failed to process inputs with error: " and no
+//!   message) and leaves extra images without tokens.
 //! - `batch_decode`, `decode` and `model_input_names` are the tokenizer's
 //!   and the model's business here.
 
