@@ -339,3 +339,32 @@ fn bad_configs_are_typed_errors() {
         assert!(err.to_string().contains(says), "{pointer} = {value}: {err}");
     }
 }
+
+/// CLIP's center crop of an image narrower than the crop, without
+/// resizing (`do_resize` off per call): Python's zero padding around it
+/// (golden `crop_pad.pixel_values` of `goldens/processor.*`).
+#[test]
+fn clip_center_crop_pads_as_python() {
+    use mlx_vlm::image_processing::ImageProcessorOptions;
+    use mlx_vlm::image_processing::clip::ClipImageProcessor;
+
+    let dir = fixture_dir("llava");
+    let g: HashMap<String, Array> =
+        mlx_rs::io::load_safetensors(dir.join("goldens/processor.safetensors"))
+            .unwrap()
+            .0;
+    let tmp = checkpoint(&fixtures::llava_tiny());
+    let processor = ClipImageProcessor::from_pretrained(tmp.path())
+        .unwrap()
+        .with_options(&ImageProcessorOptions {
+            do_resize: Some(false),
+            ..Default::default()
+        })
+        .unwrap();
+    let image = image::open(dir.join("images/gradient_21x50.png"))
+        .unwrap()
+        .to_rgb8();
+    let got = processor.preprocess([&image]).unwrap().pixel_values;
+    let diff = max_abs_diff(&got, &g["crop_pad.pixel_values"]);
+    assert!(diff <= 1e-6, "pixel values differ by {diff}");
+}
