@@ -368,3 +368,26 @@ fn clip_center_crop_pads_as_python() {
     let diff = max_abs_diff(&got, &g["crop_pad.pixel_values"]);
     assert!(diff <= 1e-6, "pixel values differ by {diff}");
 }
+
+/// A `config.json` that does not belong to the weights (a wider
+/// vocabulary than the embedding) is named before any module is built.
+#[test]
+fn config_disagreeing_with_the_weights_is_named() {
+    for tiny in [fixtures::llava_tiny(), fixtures::llava_next_tiny()] {
+        let tmp = checkpoint(&tiny);
+        let path = tmp.path().join("config.json");
+        let mut config: Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        config["text_config"]["vocab_size"] = Value::from(600);
+        std::fs::write(&path, config.to_string()).unwrap();
+        let err = mlx_vlm::load(tmp.path().to_str().unwrap(), &Default::default())
+            .err()
+            .expect("mismatched config");
+        let text = err.to_string();
+        assert!(matches!(err, Error::Config { .. }), "{text}");
+        assert!(
+            text.contains("text_config.vocab_size is 600") && text.contains("embed_tokens.weight"),
+            "{text}"
+        );
+    }
+}
