@@ -37,6 +37,7 @@ mod checkpoint;
 mod gemma;
 mod idefics3;
 mod kimi_vl;
+mod llava;
 mod offline_tokenizer;
 mod qwen2_vl;
 mod qwen3_vl;
@@ -59,6 +60,9 @@ pub use idefics3::{
     smollm_tokenizer_dir, smolvlm_tiny,
 };
 pub use kimi_vl::{KIMI_TOKENIZER_VOCAB, kimi_vl_hf_param, kimi_vl_tiny, kimi_vl_tokenizer_dir};
+pub use llava::{
+    LLAMA_TOKENIZER_VOCAB, llama_tokenizer_dir, llava_hf_param, llava_next_tiny, llava_tiny,
+};
 pub use offline_tokenizer::{
     FIRST_SPECIAL_ID, SPECIAL_TOKENS, offline_tokenizer_dir, write_offline_tokenizer,
 };

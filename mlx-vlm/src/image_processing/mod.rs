@@ -1,7 +1,8 @@
 //! Image processors of transformers that Python mlx-vlm delegates to.
 //!
-//! Python mlx-vlm 0.7.6's PaliGemma, Gemma 3 and Gemma 3n processors
-//! (`mlx_vlm/models/{paligemma,gemma3,gemma3n}/processing_*.py`) build their
+//! Python mlx-vlm 0.7.6's PaliGemma, Gemma 3, Gemma 3n, LLaVA and
+//! LLaVA-NeXT processors (`mlx_vlm/models/{paligemma,gemma3,gemma3n,llava,
+//! llava_next}/processing_*.py`) build their
 //! image processor with `AutoImageProcessor.from_pretrained(path,
 //! use_fast=False)`. In transformers 5.23 that is the PIL backend
 //! (`PilBackend`: Pillow resizing, numpy arithmetic), whatever the
@@ -14,6 +15,8 @@
 //! | Gemma 3n | `SiglipImageProcessorFast` | `SiglipImageProcessorPil` | [`siglip::SiglipImageProcessor`] |
 //! | Idefics3 | `Idefics3ImageProcessor` | `Idefics3ImageProcessorPil` | [`idefics3::Idefics3ImageProcessor`] |
 //! | SmolVLM | `SmolVLMImageProcessor` | `SmolVLMImageProcessorPil` (the same code) | [`idefics3::Idefics3ImageProcessor`] |
+//! | LLaVA | `CLIPImageProcessor` | `CLIPImageProcessorPil` | [`clip::ClipImageProcessor`] |
+//! | LLaVA-NeXT | `LlavaNextImageProcessor` | `LlavaNextImageProcessorPil` | [`llava_next::LlavaNextImageProcessor`] |
 //!
 //! Each file mirrors one transformers processor; this one holds what they
 //! share (transformers' `PilBackend`): settings read from
@@ -32,7 +35,8 @@
 //! Divergences from transformers 5.23 / Python mlx-vlm 0.7.6 (every file of
 //! this module lists its own too):
 //!
-//! - Only images of one output size are batched: `size` must be
+//! - SigLIP and Gemma 3 (CLIP and LLaVA-NeXT read `shortest_edge`, see
+//!   [`clip`]): only images of one output size are batched: `size` must be
 //!   `{"height", "width"}`, a `[height, width]` list or an integer the class
 //!   reads as a square (Gemma 3; SigLIP only with `default_to_square`).
 //!   Aspect-preserving sizes (`shortest_edge`, `longest_edge`,
@@ -57,8 +61,10 @@
 //! - With `do_resize` off, images of different sizes cannot be stacked and
 //!   are an [`Error::InvalidArgument`] (Python returns a list).
 
+pub mod clip;
 pub mod gemma3;
 pub mod idefics3;
+pub mod llava_next;
 pub mod siglip;
 
 use image::{DynamicImage, RgbImage};

@@ -1,5 +1,5 @@
 //! The feed-forward blocks of Python's `mlx_vlm/models/mlp.py` (so far
-//! `SwiGLUMLP`, `GELUMLP` and `DeepseekMLP`).
+//! `SwiGLUMLP`, `GELUMLP`, `FastGELUMLP` and `DeepseekMLP`).
 
 use mlx_rs::nn::{GELU, GeluApprox, Linear, activations};
 use mlx_rs::{Array, ops};
@@ -33,6 +33,39 @@ impl SwiGLUMLP {
         let gate = activations::silu(&self.gate_proj.forward(x)?)?;
         let h = ops::multiply(&gate, &self.up_proj.forward(x)?)?;
         Ok(self.down_proj.forward(&h)?)
+    }
+}
+
+/// `fc2(gelu(fc1(x)))` with the sigmoid approximation of GELU
+/// (`x * sigmoid(1.702 x)`, MLX's "fast") (Python: `FastGELUMLP`, CLIP's
+/// `quick_gelu`).
+#[derive(Debug, Clone, mlx_rs::Module)]
+pub struct FastGELUMLP {
+    /// Python: `nn.GELU(approx="fast")`.
+    pub activation_fn: GELU,
+    /// `hidden_size → intermediate_size`.
+    pub fc1: Linear,
+    /// `intermediate_size → hidden_size`.
+    pub fc2: Linear,
+}
+
+impl FastGELUMLP {
+    /// Python: `FastGELUMLP(config)` with the config's `hidden_size` and
+    /// `intermediate_size`.
+    pub fn new(hidden_size: i32, intermediate_size: i32) -> Result<Self> {
+        Ok(FastGELUMLP {
+            activation_fn: GELU {
+                approx: GeluApprox::Fast,
+            },
+            fc1: Linear::new(hidden_size, intermediate_size, true)?,
+            fc2: Linear::new(intermediate_size, hidden_size, true)?,
+        })
+    }
+
+    /// Python: `FastGELUMLP.__call__`.
+    pub fn forward(&self, x: &Array) -> Result<Array> {
+        let x = self.activation_fn.forward(&self.fc1.forward(x)?)?;
+        Ok(self.fc2.forward(&x)?)
     }
 }
 

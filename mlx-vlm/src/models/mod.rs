@@ -58,6 +58,8 @@ families![
     gemma3n,
     idefics3,
     kimi_vl,
+    llava,
+    llava_next,
     paligemma,
     qwen2_5_vl,
     qwen2_vl,

@@ -151,8 +151,13 @@ fn teacher_forced(
         )
         .unwrap();
     let last = logits.index(mlx_rs::idx![0, -1]).unwrap();
+    // Greedy as generation picks: the argmax of the log-probabilities in
+    // the logits' dtype (Python: `logits - logsumexp(logits)`), where a
+    // bf16 near-tie of two logits can become an exact tie that the first
+    // id wins.
     let argmax = |a: &Array| {
-        ops::argmax(a, None, false)
+        let logprobs = ops::subtract(a, ops::logsumexp(a, -1, true).unwrap()).unwrap();
+        ops::argmax(&logprobs, None, false)
             .unwrap()
             .item_as::<i64>()
             .unwrap()

@@ -1,0 +1,312 @@
+//! `mlx_vlm/models/llava/language.py`: the Llama decoder of LLaVA (also
+//! Qwen2-shaped, with biased query/key/value projections, for
+//! `text_config.model_type` `qwen2`).
+//!
+//! Divergences from Python: an unsupported text `model_type` is a typed
+//! error naming the supported ones (Python raises a `ValueError`); a cache
+//! list whose length is not the number of layers is a typed error (Python's
+//! `zip` would skip layers).
+
+use std::collections::HashMap;
+
+use mlx_rs::Array;
+use mlx_rs::nn::{Embedding, Linear, RMSNorm, RoPE};
+
+use super::config::TextConfig;
+use crate::models::base::{self, AttentionMask, scaled_dot_product_attention};
+use crate::models::cache::Cache;
+use crate::models::mlp::SwiGLUMLP as MLP;
+use crate::{Error, Result};
+
+/// Python: `Attention`.
+#[derive(Debug, Clone, mlx_rs::Module)]
+pub struct Attention {
+    /// Query heads.
+    #[module(skip)]
+    pub n_heads: i32,
+    /// Key/value heads.
+    #[module(skip)]
+    pub n_kv_heads: i32,
+    /// Query heads per key/value head.
+    #[module(skip)]
+    pub repeats: i32,
+    /// `head_dim ** -0.5`.
+    #[module(skip)]
+    pub scale: f32,
+    /// Query projection (biased for `qwen2`).
+    pub q_proj: Linear,
+    /// Key projection (biased for `qwen2`).
+    pub k_proj: Linear,
+    /// Value projection (biased for `qwen2`).
+    pub v_proj: Linear,
+    /// Output projection.
+    pub o_proj: Linear,
+    /// Rotary embedding (linear `rope_scaling` scales positions by
+    /// `1 / factor`).
+    #[module(skip)]
+    pub rope: RoPE,
+}
+
+impl Attention {
+    /// Python: `Attention(config)`; `attention_bias` is Python's
+    /// `config.model_type == "qwen2"` (LLaVA-NeXT's copy: never).
+    pub fn new(config: &TextConfig, attention_bias: bool) -> Result<Self> {
+        let dim = config.hidden_size;
+        let n_heads = config.num_attention_heads;
+        let n_kv_heads = config.kv_heads();
+        let head_dim = dim / n_heads;
+        Ok(Attention {
+            n_heads,
+            n_kv_heads,
+            repeats: n_heads / n_kv_heads,
+            scale: (head_dim as f32).powf(-0.5),
+            q_proj: Linear::new(dim, n_heads * head_dim, attention_bias)?,
+            k_proj: Linear::new(dim, n_kv_heads * head_dim, attention_bias)?,
+            v_proj: Linear::new(dim, n_kv_heads * head_dim, attention_bias)?,
+            o_proj: Linear::new(n_heads * head_dim, dim, false)?,
+            rope: RoPE::new(
+                head_dim,
+                config.rope_traditional,
+                config.rope_theta,
+                config.rope_scale(),
+            ),
+        })
+    }
+
+    /// Python: `Attention.__call__(x, mask, cache)`.
+    pub fn forward(
+        &self,
+        x: &Array,
+        mask: &AttentionMask,
+        cache: Option<&mut dyn Cache>,
+    ) -> Result<Array> {
+        let shape = x.shape().to_vec();
+        let [b, l, _] = shape[..] else {
+            return Err(Error::InvalidArgument(format!(
+                "Attention takes [batch, len, hidden], got {shape:?}"
+            )));
+        };
+        let heads = |a: Array, n: i32| -> Result<Array> {
+            Ok(a.reshape(&[b, l, n, -1])?.transpose([0, 2, 1, 3])?)
+        };
+        let queries = heads(self.q_proj.forward(x)?, self.n_heads)?;
+        let keys = heads(self.k_proj.forward(x)?, self.n_kv_heads)?;
+        let values = heads(self.v_proj.forward(x)?, self.n_kv_heads)?;
+        let (queries, keys, values) = match cache {
+            Some(cache) => {
+                let offset = cache.offset();
+                let queries = self.rope.forward(&queries, offset)?;
+                let keys = self.rope.forward(&keys, offset)?;
+                let (keys, values) = cache.update_and_fetch(&keys, &values)?;
+                (queries, keys, values)
+            }
+            None => (
+                self.rope.forward(&queries, 0)?,
+                self.rope.forward(&keys, 0)?,
+                values,
+            ),
+        };
+        let output =
+            scaled_dot_product_attention(&queries, &keys, &values, self.scale, mask, None)?;
+        let output = output.transpose([0, 2, 1, 3])?.reshape(&[b, l, -1])?;
+        Ok(self.o_proj.forward(&output)?)
+    }
+}
+
+/// Python: `TransformerBlock`.
+#[derive(Debug, Clone, mlx_rs::Module)]
+pub struct TransformerBlock {
+    /// Heads.
+    #[module(skip)]
+    pub num_attention_heads: i32,
+    /// Width.
+    #[module(skip)]
+    pub hidden_size: i32,
+    /// Self-attention.
+    pub self_attn: Attention,
+    /// The SwiGLU MLP.
+    pub mlp: MLP,
+    /// Norm before attention.
+    pub input_layernorm: RMSNorm,
+    /// Norm before the MLP.
+    pub post_attention_layernorm: RMSNorm,
+}
+
+impl TransformerBlock {
+    /// Python: `TransformerBlock(config)`.
+    pub fn new(config: &TextConfig, attention_bias: bool) -> Result<Self> {
+        Ok(TransformerBlock {
+            num_attention_heads: config.num_attention_heads,
+            hidden_size: config.hidden_size,
+            self_attn: Attention::new(config, attention_bias)?,
+            mlp: MLP::new(config.hidden_size, config.intermediate_size, false)?,
+            input_layernorm: RMSNorm::new(config.hidden_size, config.rms_norm_eps)?,
+            post_attention_layernorm: RMSNorm::new(config.hidden_size, config.rms_norm_eps)?,
+        })
+    }
+
+    /// Python: `TransformerBlock.__call__(x, mask, cache)`.
+    pub fn forward(
+        &self,
+        x: &Array,
+        mask: &AttentionMask,
+        cache: Option<&mut dyn Cache>,
+    ) -> Result<Array> {
+        let r = self
+            .self_attn
+            .forward(&self.input_layernorm.forward(x)?, mask, cache)?;
+        let h = mlx_rs::ops::add(x, &r)?;
+        let r = self
+            .mlp
+            .forward(&self.post_attention_layernorm.forward(&h)?)?;
+        Ok(mlx_rs::ops::add(&h, &r)?)
+    }
+}
+
+/// Python: `Llama`.
+#[derive(Debug, Clone, mlx_rs::Module)]
+pub struct Llama {
+    /// Vocabulary size.
+    #[module(skip)]
+    pub vocab_size: i32,
+    /// Token embeddings.
+    pub embed_tokens: Embedding,
+    /// The decoder layers.
+    pub layers: Vec<TransformerBlock>,
+    /// Final norm.
+    pub norm: RMSNorm,
+}
+
+impl Llama {
+    /// Python: `Llama(config)`.
+    pub fn new(config: &TextConfig, attention_bias: bool) -> Result<Self> {
+        Ok(Llama {
+            vocab_size: config.vocab_size,
+            embed_tokens: Embedding::new(config.vocab_size, config.hidden_size)?,
+            layers: (0..config.num_hidden_layers)
+                .map(|_| TransformerBlock::new(config, attention_bias))
+                .collect::<Result<Vec<_>>>()?,
+            norm: RMSNorm::new(config.hidden_size, config.rms_norm_eps)?,
+        })
+    }
+
+    /// Python: `Llama.__call__`: the embeddings (or the merged ones given),
+    /// the causal mask of the first cache (Python's
+    /// `create_attention_mask(h, cache)` with the list of caches, which has
+    /// no `make_mask`: `"causal"`, none for one token), the layers, the
+    /// final norm. An empty `cache` is Python's `cache=None`.
+    pub fn forward(
+        &self,
+        inputs: &Array,
+        inputs_embeds: Option<&Array>,
+        mask: Option<&AttentionMask>,
+        cache: &mut [Box<dyn Cache>],
+    ) -> Result<Array> {
+        let mut h = match inputs_embeds {
+            Some(e) => e.clone(),
+            None => self.embed_tokens.forward(inputs)?,
+        };
+        if !cache.is_empty() && cache.len() != self.layers.len() {
+            return Err(Error::InvalidArgument(format!(
+                "Llama: got {} caches for {} layers; make one cache per layer",
+                cache.len(),
+                self.layers.len()
+            )));
+        }
+        let mask = match mask {
+            Some(m) => m.clone(),
+            None => base::create_attention_mask(&h, None, false)?,
+        };
+        let mut caches = cache.iter_mut();
+        for layer in &self.layers {
+            let c: Option<&mut dyn Cache> = caches.next().map(|c| &mut **c as &mut dyn Cache);
+            h = layer.forward(&h, &mask, c)?;
+        }
+        Ok(self.norm.forward(&h)?)
+    }
+}
+
+/// Python: `LanguageModel`.
+#[derive(Debug, Clone, mlx_rs::Module)]
+pub struct LanguageModel {
+    /// The text configuration.
+    #[module(skip)]
+    pub config: TextConfig,
+    /// `llama`, `qwen2` or `mistral`.
+    #[module(skip)]
+    pub model_type: String,
+    /// The decoder.
+    pub model: Llama,
+    /// The output layer (absent when tied to the embedding).
+    pub lm_head: Option<Linear>,
+}
+
+impl LanguageModel {
+    /// Python: `LanguageModel(config)`: `llama` or `qwen2` text models,
+    /// the output layer tied when `tie_word_embeddings`.
+    pub fn new(config: &TextConfig) -> Result<Self> {
+        Self::with_variant(config, &["llama", "qwen2"], config.tie_word_embeddings)
+    }
+
+    /// The decoder for the text `model_types` a family accepts, tied or
+    /// not (LLaVA-NeXT's copy of this file: `mistral` or `llama`, never
+    /// tied, no biases).
+    pub fn with_variant(config: &TextConfig, model_types: &[&str], tied: bool) -> Result<Self> {
+        if !model_types.contains(&config.model_type.as_str()) {
+            return Err(Error::UnknownModelType {
+                model_type: config.model_type.clone(),
+                file: "text_config".into(),
+                supported: model_types.join(", "),
+            });
+        }
+        let attention_bias = config.model_type == "qwen2";
+        Ok(LanguageModel {
+            config: config.clone(),
+            model_type: config.model_type.clone(),
+            model: Llama::new(config, attention_bias)?,
+            lm_head: if tied {
+                None
+            } else {
+                Some(Linear::new(config.hidden_size, config.vocab_size, false)?)
+            },
+        })
+    }
+
+    /// Logits (Python: `LanguageModel.__call__`).
+    pub fn forward(
+        &self,
+        inputs: &Array,
+        inputs_embeds: Option<&Array>,
+        mask: Option<&AttentionMask>,
+        cache: &mut [Box<dyn Cache>],
+    ) -> Result<Array> {
+        let out = self.model.forward(inputs, inputs_embeds, mask, cache)?;
+        match &self.lm_head {
+            Some(head) => Ok(head.forward(&out)?),
+            None => Ok(self.model.embed_tokens.as_linear(&out)?),
+        }
+    }
+
+    /// Python: `LanguageModel.sanitize`: drops `rotary_emb.inv_freq`.
+    pub fn sanitize(weights: HashMap<String, Array>) -> HashMap<String, Array> {
+        weights
+            .into_iter()
+            .filter(|(k, _)| !k.contains("self_attn.rotary_emb.inv_freq"))
+            .collect()
+    }
+
+    /// Python: `LanguageModel.layers`.
+    pub fn layers(&self) -> &[TransformerBlock] {
+        &self.model.layers
+    }
+
+    /// Python: `LanguageModel.head_dim`.
+    pub fn head_dim(&self) -> i32 {
+        self.config.hidden_size / self.config.num_attention_heads
+    }
+
+    /// Python: `LanguageModel.n_kv_heads`.
+    pub fn n_kv_heads(&self) -> i32 {
+        self.config.kv_heads()
+    }
+}
