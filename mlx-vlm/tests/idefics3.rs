@@ -480,3 +480,29 @@ mod edge_cases {
         }
     }
 }
+
+/// SmolVLM-Instruct's SigLIP tiles (384 pixels in patches of 14: 27 whole
+/// patches a side, floored as Python's convolution and mask arithmetic
+/// floor them) with pixel shuffle by 3 are accepted: 81 tokens a tile;
+/// by 2 (27 is odd) they are a typed error naming the settings.
+#[test]
+fn tiles_with_a_partial_patch_are_floored_as_python_does() {
+    use mlx_vlm::models::idefics3::config::ModelConfig;
+
+    let config = |scale_factor: i32| {
+        let mut root = mlx_vlm::fixtures::smolvlm_tiny().config;
+        root["scale_factor"] = serde_json::json!(scale_factor);
+        root["vision_config"]["image_size"] = serde_json::json!(384);
+        root["vision_config"]["patch_size"] = serde_json::json!(14);
+        let serde_json::Value::Object(map) = root else {
+            unreachable!("the tiny config is an object")
+        };
+        ModelConfig::from_map(map, "config.json")
+    };
+    assert_eq!(config(3).unwrap().image_seq_len(), 81);
+    let message = config(2).unwrap_err().to_string();
+    assert!(
+        message.contains("image_size 384") && message.contains("scale_factor 2"),
+        "{message}"
+    );
+}

@@ -9,9 +9,9 @@
 //! Divergences from Python (stricter checks, each an
 //! [`Error::Config`](crate::Error::Config) naming the key): sizes must be
 //! positive, the heads must divide the widths, the query heads must be a
-//! multiple of the key/value heads, the tile (`vision_config.image_size`)
-//! a whole number of patches and the patches per side a multiple of
-//! `scale_factor` (Python fails later in a reshape).
+//! multiple of the key/value heads, the whole patches per side of a tile
+//! (`vision_config.image_size / patch_size`, floored as Python floors it)
+//! a multiple of `scale_factor` (Python fails later in a reshape).
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -291,9 +291,12 @@ impl ModelConfig {
                 ),
             ));
         }
+        // Whole patches per side, floored as the patch convolution and
+        // Python's mask arithmetic floor them (SmolVLM's SigLIP has 384
+        // pixels in patches of 14: 27 a side, the last 6 pixels unused).
         let per_side = v.image_size / v.patch_size;
         if v.hidden_size % v.num_attention_heads != 0
-            || v.image_size % v.patch_size != 0
+            || per_side < 1
             || per_side % self.scale_factor != 0
         {
             return Err(config_error(
@@ -301,8 +304,8 @@ impl ModelConfig {
                 format!(
                     "vision_config (hidden_size {}, heads {}, image_size {}, patch_size {}) and \
                      scale_factor {} do not fit: the hidden size must be a multiple of the \
-                     heads, the tile a whole number of patches, and the patches per side a \
-                     multiple of scale_factor",
+                     heads, and the whole patches per side (image_size / patch_size, floored) \
+                     at least one and a multiple of scale_factor",
                     v.hidden_size, v.num_attention_heads, v.image_size, v.patch_size,
                     self.scale_factor
                 ),
