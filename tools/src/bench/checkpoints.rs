@@ -1,9 +1,9 @@
-//! The benchmark checkpoints: the tiny test models and Qwen2.5-VL-3B-,
-//! Qwen3-VL-4B- and Gemma-3-4B-shaped models (the real widths, two decoder
-//! layers, two vision blocks) and a Gemma-3n-E2B-shaped one (the real
-//! widths and audio and vision towers, two decoder layers), with the
-//! deterministic weights of [`mlx_vlm::fixtures`], and the test image
-//! and audio clip.
+//! The benchmark checkpoints: the tiny test models; Qwen2.5-VL-3B-,
+//! Qwen3-VL-4B-, Gemma-3-4B-, SmolVLM-2B- and LLaVA-1.5-7B-shaped models
+//! (the real widths, two decoder layers, two vision blocks); a
+//! Gemma-3n-E2B-shaped one (the real widths and audio and vision towers,
+//! two decoder layers). Their weights are the deterministic ones of
+//! [`mlx_vlm::fixtures`]. Also the test images and audio clip.
 
 use std::path::{Path, PathBuf};
 
@@ -301,6 +301,126 @@ pub fn gemma3n_e2b_model(text_layers: u32) -> fixtures::TinyModel {
     }
 }
 
+/// The tiny SmolVLM with HuggingFaceTB/SmolVLM-Instruct's widths (text
+/// hidden 2048, MLP 8192, 32 heads of 64, vocabulary 49155, RoPE base
+/// 273768; SigLIP width 1152, MLP 4304, 16 heads, 384x384 tiles in
+/// patches of 14, pixel shuffle by 3: 81 tokens a tile), `layers` decoder
+/// layers and two vision layers, with its processor settings (tiles of
+/// 384, images up to 1536 on the longest edge; `tools/bench/smolvlm_2b/`).
+pub fn smolvlm_2b_model(layers: u32) -> fixtures::TinyModel {
+    let tiny = fixtures::smolvlm_tiny();
+    let mut config = tiny.config.clone();
+    let top = [("vocab_size", json!(49155))];
+    let text = [
+        ("hidden_size", json!(2048)),
+        ("intermediate_size", json!(8192)),
+        ("num_attention_heads", json!(32)),
+        ("num_key_value_heads", json!(32)),
+        ("head_dim", json!(64)),
+        ("num_hidden_layers", json!(layers)),
+        ("rope_theta", json!(273768.0)),
+        ("vocab_size", json!(49155)),
+        ("max_position_embeddings", json!(16384)),
+    ];
+    let vision = [
+        ("hidden_size", json!(1152)),
+        ("intermediate_size", json!(4304)),
+        ("num_attention_heads", json!(16)),
+        ("num_hidden_layers", json!(2)),
+        ("image_size", json!(384)),
+        ("patch_size", json!(14)),
+    ];
+    if let Value::Object(map) = &mut config {
+        for (k, v) in top {
+            map.insert(k.into(), v);
+        }
+    }
+    for (section, entries) in [("text_config", &text[..]), ("vision_config", &vision[..])] {
+        if let Some(Value::Object(map)) = config.get_mut(section) {
+            for (k, v) in entries {
+                map.insert((*k).into(), v.clone());
+            }
+        }
+    }
+    let files = replace_files(
+        &tiny.files,
+        &[
+            (
+                "preprocessor_config.json",
+                include_str!("../../bench/smolvlm_2b/preprocessor_config.json"),
+            ),
+            (
+                "processor_config.json",
+                include_str!("../../bench/smolvlm_2b/processor_config.json"),
+            ),
+        ],
+    );
+    fixtures::TinyModel {
+        config,
+        files,
+        ..tiny
+    }
+}
+
+/// The tiny LLaVA with llava-hf/llava-1.5-7b-hf's widths (text hidden
+/// 4096, MLP 11008, 32 heads and 32 KV heads, vocabulary 32064; CLIP
+/// ViT-L/14 at 336: width 1024, MLP 4096, 16 heads, 576 image tokens),
+/// `layers` decoder layers and two vision layers, with its processor
+/// settings (shortest edge 336, center crop 336; `tools/bench/llava_7b/`).
+pub fn llava_7b_model(layers: u32) -> fixtures::TinyModel {
+    let tiny = fixtures::llava_tiny();
+    let mut config = tiny.config.clone();
+    let top = [("vocab_size", json!(32064))];
+    let text = [
+        ("hidden_size", json!(4096)),
+        ("intermediate_size", json!(11008)),
+        ("num_attention_heads", json!(32)),
+        ("num_key_value_heads", json!(32)),
+        ("num_hidden_layers", json!(layers)),
+        ("vocab_size", json!(32064)),
+    ];
+    let vision = [
+        ("hidden_size", json!(1024)),
+        ("intermediate_size", json!(4096)),
+        ("num_attention_heads", json!(16)),
+        ("num_hidden_layers", json!(2)),
+        ("image_size", json!(336)),
+        ("patch_size", json!(14)),
+        ("projection_dim", json!(768)),
+        ("vocab_size", json!(32064)),
+    ];
+    if let Value::Object(map) = &mut config {
+        for (k, v) in top {
+            map.insert(k.into(), v);
+        }
+    }
+    for (section, entries) in [("text_config", &text[..]), ("vision_config", &vision[..])] {
+        if let Some(Value::Object(map)) = config.get_mut(section) {
+            for (k, v) in entries {
+                map.insert((*k).into(), v.clone());
+            }
+        }
+    }
+    let files = replace_files(
+        &tiny.files,
+        &[
+            (
+                "preprocessor_config.json",
+                include_str!("../../bench/llava_7b/preprocessor_config.json"),
+            ),
+            (
+                "processor_config.json",
+                include_str!("../../bench/llava_7b/processor_config.json"),
+            ),
+        ],
+    );
+    fixtures::TinyModel {
+        config,
+        files,
+        ..tiny
+    }
+}
+
 /// `files` with the contents of those named in `replaced` swapped in.
 fn replace_files(
     files: &[(&'static str, &'static str)],
@@ -338,11 +458,17 @@ pub enum Model {
 
 /// The benchmark's checkpoints: the Qwen ones with the tokenizer files in
 /// `tokenizer_dir`, the Gemma ones with the small Gemma tokenizer
-/// ([`fixtures::gemma_tokenizer_dir`]).
+/// ([`fixtures::gemma_tokenizer_dir`]), the SmolVLM one with the small
+/// SmolLM tokenizer ([`fixtures::smollm_tokenizer_dir`]), the LLaVA one
+/// with the small Llama tokenizer ([`fixtures::llama_tokenizer_dir`]).
 pub fn plan(tokenizer_dir: &Path) -> Vec<Planned> {
     let gemma_tokenizer = fixtures::gemma_tokenizer_dir();
     let spec = |dtype, quantization| spec_with(tokenizer_dir, dtype, quantization);
     let gemma_spec = |dtype, quantization| spec_with(&gemma_tokenizer, dtype, quantization);
+    let smollm_tokenizer = fixtures::smollm_tokenizer_dir();
+    let smollm_spec = |dtype, quantization| spec_with(&smollm_tokenizer, dtype, quantization);
+    let llama_tokenizer = fixtures::llama_tokenizer_dir();
+    let llama_spec = |dtype, quantization| spec_with(&llama_tokenizer, dtype, quantization);
     let big = qwen2_5_vl_3b_config(2);
     let gemma_big = gemma3_4b_model(2);
     vec![
@@ -403,6 +529,16 @@ pub fn plan(tokenizer_dir: &Path) -> Vec<Planned> {
             name: "gemma3-4b-shape-2l-4bit",
             model: Model::Tiny(gemma_big),
             spec: gemma_spec(Dtype::Bfloat16, Some((64, 4))),
+        },
+        Planned {
+            name: "smolvlm-2b-shape-2l-bf16",
+            model: Model::Tiny(smolvlm_2b_model(2)),
+            spec: smollm_spec(Dtype::Bfloat16, None),
+        },
+        Planned {
+            name: "llava-7b-shape-2l-bf16",
+            model: Model::Tiny(llava_7b_model(2)),
+            spec: llama_spec(Dtype::Bfloat16, None),
         },
         Planned {
             name: "gemma3n-e2b-shape-2l-bf16",
