@@ -32,6 +32,23 @@ def peak_rss_mb():
     return rss / 1e6 if sys.platform == "darwin" else rss / 1e3
 
 
+def patch_llava_processor():
+    """Python mlx-vlm 0.7.6's LlavaProcessor hands the tokenizer's
+    `padding=True` to transformers 5.23's CLIPImageProcessor, which refuses
+    it: every LLaVA image prompt fails. Drop that one keyword, as the
+    goldens do (mlx-vlm/tests/fixtures/llava/gen_goldens.py) and as
+    LlavaNextProcessor does itself; for one prompt it changes nothing."""
+    from mlx_vlm.models.llava.processing_llava import LlavaProcessor
+
+    original = LlavaProcessor.__call__
+
+    def call(self, images=None, text=None, **kwargs):
+        kwargs.pop("padding", None)
+        return original(self, images=images, text=text, **kwargs)
+
+    LlavaProcessor.__call__ = call
+
+
 def main():
     import mlx.core as mx
     from mlx_vlm import load
@@ -67,6 +84,8 @@ def main():
     )
     load_s = time.perf_counter() - tic
     config = model.config
+    if config.model_type == "llava":
+        patch_llava_processor()
 
     tic = time.perf_counter()
     prompt = args.prompt

@@ -363,21 +363,27 @@ pub fn smolvlm_2b_model(layers: u32) -> fixtures::TinyModel {
 }
 
 /// The tiny LLaVA with llava-hf/llava-1.5-7b-hf's widths (text hidden
-/// 4096, MLP 11008, 32 heads and 32 KV heads, vocabulary 32064; CLIP
-/// ViT-L/14 at 336: width 1024, MLP 4096, 16 heads, 576 image tokens),
-/// `layers` decoder layers and two vision layers, with its processor
-/// settings (shortest edge 336, center crop 336; `tools/bench/llava_7b/`).
+/// 4096, MLP 11008, 32 heads and 32 KV heads; CLIP ViT-L/14 at 336: width
+/// 1024, MLP 4096, 16 heads, 576 image tokens), `layers` decoder layers
+/// and two vision layers, with its processor settings (shortest edge 336,
+/// center crop 336; `tools/bench/llava_7b/`).
+///
+/// The vocabulary is the test tokenizer's 514, not the real 32064: LLaVA's
+/// output layer is not tied, the fixture writer zeroes no rows of it, so
+/// greedy decoding would emit ids the small tokenizer lacks, on which
+/// Python's detokenizer fails (`IndexError` in `add_token`).
 pub fn llava_7b_model(layers: u32) -> fixtures::TinyModel {
     let tiny = fixtures::llava_tiny();
     let mut config = tiny.config.clone();
-    let top = [("vocab_size", json!(32064))];
+    let vocab = fixtures::LLAMA_TOKENIZER_VOCAB;
+    let top = [("vocab_size", json!(vocab))];
     let text = [
         ("hidden_size", json!(4096)),
         ("intermediate_size", json!(11008)),
         ("num_attention_heads", json!(32)),
         ("num_key_value_heads", json!(32)),
         ("num_hidden_layers", json!(layers)),
-        ("vocab_size", json!(32064)),
+        ("vocab_size", json!(vocab)),
     ];
     let vision = [
         ("hidden_size", json!(1024)),
@@ -387,7 +393,7 @@ pub fn llava_7b_model(layers: u32) -> fixtures::TinyModel {
         ("image_size", json!(336)),
         ("patch_size", json!(14)),
         ("projection_dim", json!(768)),
-        ("vocab_size", json!(32064)),
+        ("vocab_size", json!(vocab)),
     ];
     if let Value::Object(map) = &mut config {
         for (k, v) in top {
