@@ -1141,3 +1141,27 @@ fn llava_families_generate_pythons_ids() {
         );
     }
 }
+
+/// `info` without `--model` lists every registered model type with its
+/// processor, inputs and message format, one line each.
+#[test]
+fn info_without_a_model_lists_every_supported_model_type() {
+    let out = mlx_vlm(&["info"]);
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.starts_with("Supported model types:\n"), "{stdout}");
+    for family in mlx_vlm::registry::FAMILIES {
+        let line = stdout
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(family.model_type))
+            .unwrap_or_else(|| panic!("{} not listed:\n{stdout}", family.model_type));
+        assert!(line.contains(family.processor_name), "{line}");
+        assert!(line.contains(&family.media.to_string()), "{line}");
+        assert!(
+            line.contains(&format!("{:?}", family.message_format)),
+            "{line}"
+        );
+    }
+    let llava_next = stdout.lines().find(|l| l.contains("llava_next")).unwrap();
+    assert!(llava_next.contains("one image per prompt"), "{llava_next}");
+}

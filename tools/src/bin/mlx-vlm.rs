@@ -51,11 +51,12 @@ enum Command {
     /// Generate text from a prompt and images (Python: `mlx_vlm generate`).
     Generate(GenerateArgs),
     /// Print a checkpoint's model type, parameter count, dtypes and
-    /// quantization.
+    /// quantization; without `--model`, every supported model type with
+    /// its processor, inputs and message format.
     Info {
         /// Local folder or Hugging Face repo id.
         #[arg(long)]
-        model: String,
+        model: Option<String>,
     },
 }
 
@@ -192,7 +193,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Generate(args) => generate(args),
-        Command::Info { model } => info(&model),
+        Command::Info { model: Some(model) } => info(&model),
+        Command::Info { model: None } => {
+            print!("{}", supported_models());
+            Ok(ExitCode::SUCCESS)
+        }
     };
     match result {
         Ok(code) => code,
@@ -523,6 +528,34 @@ fn generate(args: GenerateArgs) -> Result<ExitCode, Failure> {
 /// Model type, its processor and the media it accepts, parameter count
 /// (quantized weights counted unpacked), the dtypes of the parameters and
 /// the quantization.
+/// Every model type `config.json` may name: each registered family with
+/// its processor, inputs and message format, then the aliases that lead to
+/// them (Python: the packages under `mlx_vlm/models/` and
+/// `MODEL_REMAPPING`).
+fn supported_models() -> String {
+    let mut out = String::from("Supported model types:\n");
+    for family in registry::FAMILIES {
+        let single = if family.prompt_rules.single_image_only {
+            " (one image per prompt)"
+        } else {
+            ""
+        };
+        out.push_str(&format!(
+            "  {:<14} {:<22} {}{single}; messages {:?}\n",
+            family.model_type, family.processor_name, family.media, family.message_format
+        ));
+    }
+    let aliases: Vec<String> = registry::MODEL_REMAPPING
+        .iter()
+        .filter(|(alias, target)| alias != target && registry::family(target).is_some())
+        .map(|(alias, target)| format!("{alias} -> {target}"))
+        .collect();
+    if !aliases.is_empty() {
+        out.push_str(&format!("Aliases: {}\n", aliases.join(", ")));
+    }
+    out
+}
+
 fn info(model: &str) -> Result<ExitCode, Failure> {
     let path = utils::get_model_path(model, None)?;
     let config = utils::load_config(&path)?;
