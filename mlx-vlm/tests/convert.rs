@@ -5,7 +5,7 @@
 //! `-q --q-bits 8 --q-group-size 32`. Each output must have Python's
 //! tensor keys with bit-identical tensors (dtype, shape, sha256 of the
 //! bytes), Python's `config.json` and `model.safetensors.index.json`
-//! (parsed) and Python's file names (less a `processor_config.json` that
+//! (parsed), Python's bits per weight and Python's file names (less a `processor_config.json` that
 //! transformers' `save_pretrained` makes up, see `convert.rs`); the plain
 //! and 4-bit outputs, loaded with `mlx_vlm::load`, must generate Python's
 //! greedy ids. Then bad input: each a typed error naming what is at fault.
@@ -228,7 +228,23 @@ fn check_family(family: &str) {
         }
         assert_eq!(file_names(&out), want_files, "{what}: files");
 
+        assert_eq!(
+            report.quantization.is_some(),
+            want.get("bits_per_weight").is_some(),
+            "{what}: quantized"
+        );
         if let Some(q) = &report.quantization {
+            let bpw = want["bits_per_weight"].as_f64().unwrap();
+            eprintln!(
+                "{what}: {} bits per weight (Python {bpw})",
+                q.bits_per_weight
+            );
+            // Python's bytes also count private arrays (`_inv_freq`), not
+            // parameters: 128 bytes in 6.5 MB for Qwen2.5-VL.
+            assert!(
+                (q.bits_per_weight - bpw).abs() <= 1e-4 * bpw,
+                "{what}: bits per weight"
+            );
             assert!(!q.quantized.is_empty(), "{what}: nothing quantized");
             assert!(
                 q.quantized
