@@ -10,9 +10,14 @@
 //!   key to its shard either way. A first tensor larger than a shard does
 //!   not leave an empty first shard as Python's `make_shards` does.
 //! - JSON is written by `serde_json`: the same layout (indent 4, no
-//!   trailing newline) and values, but non-ASCII text is written as UTF-8
-//!   rather than `\u` escapes, and floats in Rust's shortest form (`1e-6`
-//!   where Python writes `1e-06`).
+//!   trailing newline) and values, so the index file is byte-identical, but
+//!   in `config.json` the keys of nested objects are sorted too (Python
+//!   keeps the source file's order; its `quantization` entry lists
+//!   `group_size` before `bits`), non-ASCII text is written as UTF-8 rather
+//!   than `\u` escapes, and floats in Rust's shortest form (`1e-6` where
+//!   Python writes `1e-06`). Parsed, the files are equal.
+//! - Each shard's tensors are bit-identical to Python's, but the file's
+//!   header lists them in another order, so the files' bytes differ.
 //! - [`create_model_card`] writes the card's metadata itself (Python uses
 //!   `huggingface_hub.ModelCard`); for a hub repository it does not read
 //!   the original card, so only `base_model` is carried over.
