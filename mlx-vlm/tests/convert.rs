@@ -338,6 +338,15 @@ fn source_without_config_or_weights_is_a_typed_error() {
         matches!(err, Error::MissingFile { ref path, .. } if path == &hf.join("config.json")),
         "{err}"
     );
+    // A file where the folder should be.
+    let file = tmp.path().join("model.safetensors");
+    fs::write(&file, b"").unwrap();
+    let err = convert(&options(&file, &tmp.path().join("out")), &mut |_| {}).unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains(&file.display().to_string()) && message.contains("not a folder"),
+        "{message}"
+    );
     fs::write(hf.join("config.json"), r#"{"model_type": "gemma3"}"#).unwrap();
     let err = convert(&options(&hf, &tmp.path().join("out")), &mut |_| {}).unwrap_err();
     assert!(err.to_string().contains("safetensors"), "{err}");
