@@ -192,6 +192,15 @@ pub fn convert(
     }
     on_step(ConvertStep::Loading(model_path.clone()));
     let mut config = load_config(&model_path)?;
+    if quantization.is_some() && config.get("quantization").is_some() {
+        // Checked by `quantize_model` too; here before the weights load.
+        return Err(Error::Config {
+            file: model_path.join("config.json").display().to_string(),
+            message: "the checkpoint is already quantized (it has a \"quantization\" entry); \
+                      convert a float checkpoint, or drop --quantize to re-save it as is"
+                .into(),
+        });
+    }
     let dtype = options
         .dtype
         .clone()
