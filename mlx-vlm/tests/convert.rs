@@ -430,7 +430,12 @@ fn quantizing_a_quantized_checkpoint_is_refused() {
         ..options(&q4, &tmp.path().join("again"))
     };
     let err = convert(&again, &mut |_| {}).unwrap_err();
-    assert!(err.to_string().contains("already quantized"), "{err}");
+    let message = err.to_string();
+    assert!(
+        message.contains("already quantized")
+            && message.contains(&q4.join("config.json").display().to_string()),
+        "{message}"
+    );
     // Without --quantize it is re-saved as is, as Python does.
     convert(&options(&q4, &tmp.path().join("resaved")), &mut |_| {}).unwrap();
     assert_eq!(
