@@ -49,6 +49,7 @@ use mlx_rs::nn::{Module, ModuleExt};
 use serde_json::Value;
 
 use crate::quant_utils::{QuantizeReport, get_quantization_params, quantize_model};
+use crate::utils::python_json::KeyOrder;
 use crate::utils::save::{
     MODEL_CONVERSION_DTYPES, create_model_card, save_config, save_weights, skip_multimodal_module,
 };
@@ -248,7 +249,8 @@ pub fn convert(
 
     on_step(ConvertStep::Copying);
     copy_checkpoint_files(&model_path, &options.mlx_path)?;
-    save_config(&config, &options.mlx_path.join("config.json"))?;
+    let order = config_key_order(&model_path, &config)?;
+    save_config(&config, &options.mlx_path.join("config.json"), &order)?;
     let hf_repo = (!Path::new(&options.hf_path).exists()).then_some(options.hf_path.as_str());
     create_model_card(&options.mlx_path, hf_repo)?;
     Ok(ConvertReport {
@@ -257,6 +259,32 @@ pub fn convert(
         dtype,
         quantization: report,
     })
+}
+
+/// The key order of the config Python's `convert` saves: `config.json`'s,
+/// with `generation_config.json`'s for the `generation_config` that
+/// `load_config` merged in, and `quantization` entries as
+/// `get_quantization_params` builds them.
+fn config_key_order(model_path: &Path, config: &Value) -> Result<KeyOrder> {
+    let parse = |file: &Path| -> Result<KeyOrder> {
+        let text = fs::read_to_string(file).map_err(|e| Error::io(file, e))?;
+        KeyOrder::parse(&text).map_err(|e| Error::Config {
+            file: file.display().to_string(),
+            message: format!("not valid JSON: {e}"),
+        })
+    };
+    let mut order = parse(&model_path.join("config.json"))?;
+    if config.get("generation_config").is_some() {
+        let generation = parse(&model_path.join("generation_config.json"))?;
+        order = order.with_field("generation_config", generation);
+    }
+    let quantization = KeyOrder::of_keys(&["group_size", "bits", "mode"]);
+    for key in ["quantization", "quantization_config"] {
+        if config.get(key).is_some() {
+            order = order.with_field(key, quantization.clone());
+        }
+    }
+    Ok(order)
 }
 
 /// The string at `path` in `config`, if any.

@@ -33,6 +33,7 @@ use crate::registry;
 use crate::tokenizer::Tokenizer;
 use crate::{Error, Result};
 
+pub mod python_json;
 pub mod save;
 
 /// The files [`get_model_path`] fetches from the hub (Python's default

@@ -5,8 +5,9 @@
 //! `-q --q-bits 8 --q-group-size 32`. Each output must have Python's
 //! tensor keys with bit-identical tensors (dtype, shape, sha256 of the
 //! bytes), Python's `config.json` and `model.safetensors.index.json`
-//! (parsed), Python's bits per weight and Python's file names (less a `processor_config.json` that
-//! transformers' `save_pretrained` makes up, see `convert.rs`); the plain
+//! (parsed, and byte for byte), Python's bits per weight and Python's file
+//! names (less a `processor_config.json` that transformers'
+//! `save_pretrained` makes up, see `convert.rs`); the plain
 //! and 4-bit outputs, loaded with `mlx_vlm::load`, must generate Python's
 //! greedy ids. Then bad input: each a typed error naming what is at fault.
 
@@ -18,6 +19,7 @@ use std::sync::OnceLock;
 use mlx_vlm::convert::{ConvertOptions, ConvertReport, convert};
 use mlx_vlm::fixtures::{self, CheckpointSpec, Layout};
 use mlx_vlm::generate::{GenerateParams, stream_generate};
+use mlx_vlm::utils::python_json::{self, KeyOrder};
 use mlx_vlm::{Error, LoadOptions, utils};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -80,6 +82,16 @@ fn write_hf(family: &str, dir: &Path) {
         }
         other => panic!("unknown family {other}"),
     }
+    // The generator writes config.json in the committed file's key order
+    // (`json.dumps` of the loaded dict, `torch_dtype` added), which
+    // `convert` keeps in nested objects; the fixture writer sorts.
+    let committed = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("src/fixtures")
+        .join(family)
+        .join("config.json");
+    let order = KeyOrder::parse(&fs::read_to_string(committed).unwrap()).unwrap();
+    let config = read_json(&dir.join("config.json"));
+    fs::write(dir.join("config.json"), python_json::dumps(&config, &order)).unwrap();
 }
 
 /// The Python dtype name of a safetensors dtype.
@@ -216,6 +228,11 @@ fn check_family(family: &str) {
             want["index"],
             "{what}: index"
         );
+        for (name, sha) in want["json_sha256"].as_object().unwrap() {
+            let bytes = fs::read(out.join(name)).unwrap();
+            let got = format!("{:x}", Sha256::digest(&bytes));
+            assert_eq!(&got, sha.as_str().unwrap(), "{what}: {name} bytes");
+        }
         let mut want_files: BTreeSet<String> = want["files"]
             .as_array()
             .unwrap()

@@ -9,13 +9,9 @@
 //!   tensors are spread over the shards differently; the index maps each
 //!   key to its shard either way. A first tensor larger than a shard does
 //!   not leave an empty first shard as Python's `make_shards` does.
-//! - JSON is written by `serde_json`: the same layout (indent 4, no
-//!   trailing newline) and values, so the index file is byte-identical, but
-//!   in `config.json` the keys of nested objects are sorted too (Python
-//!   keeps the source file's order; its `quantization` entry lists
-//!   `group_size` before `bits`), non-ASCII text is written as UTF-8 rather
-//!   than `\u` escapes, and floats in Rust's shortest form (`1e-6` where
-//!   Python writes `1e-06`). Parsed, the files are equal.
+//! - JSON is written as Python writes it ([`super::python_json`]), but
+//!   the key order of `config.json`'s objects is the caller's to give
+//!   ([`KeyOrder`]: `serde_json::Value` keeps none).
 //! - Each shard's tensors are bit-identical to Python's, but the file's
 //!   header lists them in another order, so the files' bytes differ.
 //! - [`create_model_card`] writes the card's metadata itself (Python uses
@@ -27,8 +23,9 @@ use std::fs;
 use std::path::Path;
 
 use mlx_rs::Array;
-use serde::Serialize;
 use serde_json::{Value, json};
+
+use super::python_json::{KeyOrder, dumps};
 
 use crate::{Error, Result};
 
@@ -138,41 +135,33 @@ pub fn save_weights(
         })?;
     }
     let index = json!({"metadata": {"total_size": total_size}, "weight_map": weight_map});
-    write_json(&save_path.join("model.safetensors.index.json"), &index)
+    let order = KeyOrder::of_keys(&["metadata", "weight_map"]);
+    write_json(
+        &save_path.join("model.safetensors.index.json"),
+        &index,
+        &order,
+    )
 }
 
 /// Writes the model configuration to `config_path` without
 /// `_name_or_path` and `torch_dtype`, its top-level keys sorted (Python:
-/// `save_config`).
-pub fn save_config(config: &Value, config_path: &Path) -> Result<()> {
+/// `save_config`); nested objects keep the key order `order` gives (the
+/// Python dict's: see [`KeyOrder`]).
+pub fn save_config(config: &Value, config_path: &Path, order: &KeyOrder) -> Result<()> {
     let Value::Object(map) = config else {
         return Err(Error::Config {
             file: config_path.display().to_string(),
             message: "expected a JSON object at the top".into(),
         });
     };
-    let mut sorted: Vec<(&String, &Value)> = map
-        .iter()
-        .filter(|(k, _)| k.as_str() != "_name_or_path" && k.as_str() != "torch_dtype")
-        .collect();
-    sorted.sort_by(|a, b| a.0.cmp(b.0));
-    let config: serde_json::Map<String, Value> = sorted
-        .into_iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    write_json(config_path, &Value::Object(config))
+    let mut map = map.clone();
+    map.remove("_name_or_path");
+    map.remove("torch_dtype");
+    let order = order.clone().sorted(map.keys());
+    write_json(config_path, &Value::Object(map), &order)
 }
 
-/// `json.dump(value, f, indent=4)`'s layout.
-fn write_json(path: &Path, value: &Value) -> Result<()> {
-    let mut out = Vec::new();
-    let formatter = serde_json::ser::PrettyFormatter::with_indent(b"    ");
-    let mut serializer = serde_json::Serializer::with_formatter(&mut out, formatter);
-    value
-        .serialize(&mut serializer)
-        .map_err(|e| Error::Config {
-            file: path.display().to_string(),
-            message: format!("could not serialize: {e}"),
-        })?;
-    fs::write(path, out).map_err(|e| Error::io(path, e))
+/// `json.dump(value, f, indent=4)`.
+fn write_json(path: &Path, value: &Value, order: &KeyOrder) -> Result<()> {
+    fs::write(path, dumps(value, order)).map_err(|e| Error::io(path, e))
 }
