@@ -5,6 +5,7 @@
 //! The first model is Qwen2.5-VL.
 
 pub mod audio;
+pub mod convert;
 mod error;
 pub mod feature_extraction;
 // Behind a feature: it runs pip. Documented by `cargo doc` either way.
@@ -17,6 +18,7 @@ pub mod models;
 pub mod preflight;
 pub mod processor;
 pub mod prompt_utils;
+pub mod quant_utils;
 pub mod registry;
 pub mod sample_utils;
 mod template_growth;

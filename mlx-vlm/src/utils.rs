@@ -1,6 +1,6 @@
 //! Loading a checkpoint: the loading half of Python's `mlx_vlm/utils.py`
 //! (`get_model_path`, `load_model`, `_load_safetensors`, `sanitize_weights`,
-//! `load`, `load_config`), in that order.
+//! `load`, `load_config`), in that order; the saving half is [`save`].
 //!
 //! Divergences from Python (stricter checks, before any module is built):
 //!
@@ -32,6 +32,9 @@ use crate::models::VlmModel;
 use crate::registry;
 use crate::tokenizer::Tokenizer;
 use crate::{Error, Result};
+
+pub mod python_json;
+pub mod save;
 
 /// The files [`get_model_path`] fetches from the hub (Python's default
 /// `allow_patterns` of `get_model_path`).

@@ -6,6 +6,8 @@
 //! sampling parameter before any work (exit 2), an error mid-generation
 //! after printing what was generated (exit 1), a closed stdout quietly
 //! (exit 0), SIGTERM and SIGINT after printing the partial result (143, 130).
+//! `convert` writes a checkpoint that generates Python's converted
+//! checkpoint's ids and refuses the flags it does not port.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -1164,4 +1166,92 @@ fn info_without_a_model_lists_every_supported_model_type() {
     }
     let llava_next = stdout.lines().find(|l| l.contains("llava_next")).unwrap();
     assert!(llava_next.contains("one image per prompt"), "{llava_next}");
+}
+
+/// `convert -q` on the tiny Hugging Face checkpoint: the output generates
+/// the greedy ids Python's `mlx_vlm.convert` output does (goldens of
+/// `mlx-vlm/tests/fixtures/convert/gen_goldens.py`, which
+/// `mlx-vlm/tests/convert.rs` checks tensor by tensor); flags not ported,
+/// unsupported bits and a non-empty output folder are usage errors (exit
+/// 2) naming the flag or folder, a missing source a failure (exit 1).
+#[test]
+fn convert_quantizes_as_python_and_refuses_what_it_lacks() {
+    let goldens: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../mlx-vlm/tests/fixtures/convert/goldens.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let hf = tmp.path().join("hf");
+    checkpoint(&hf, None);
+    let out_dir = tmp.path().join("q4");
+    let (hf_arg, out_arg) = (hf.to_str().unwrap(), out_dir.to_str().unwrap());
+    let out = mlx_vlm(&["convert", "--hf-path", hf_arg, "--mlx-path", out_arg, "-q"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("Quantized"), "{stdout}");
+
+    let q4 = &goldens["families"]["qwen2_5_vl"]["q4"];
+    let max_tokens = goldens["max_tokens"].to_string();
+    let out = mlx_vlm(&[
+        "generate",
+        "--model",
+        out_arg,
+        "--json",
+        "--temperature",
+        "0",
+        "--max-tokens",
+        &max_tokens,
+        "--prompt",
+        goldens["prompt"].as_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let generated: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(generated["tokens"], q4["greedy_ids"]);
+
+    for (extra, needle) in [
+        (vec!["--quant-predicate", "mixed_3_6"], "--quant-predicate"),
+        (vec!["--q-mode", "mxfp4"], "--q-mode mxfp4"),
+        (vec!["--dequantize"], "--dequantize"),
+        (vec!["-q", "--q-bits", "7"], "--q-bits 7"),
+    ] {
+        let fresh = tmp.path().join("fresh");
+        let mut args = vec!["convert", "--hf-path", hf_arg, "--mlx-path"];
+        args.push(fresh.to_str().unwrap());
+        args.extend(extra);
+        let out = mlx_vlm(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(needle), "{stderr}");
+        assert!(!fresh.exists(), "{needle}: output written");
+    }
+    let out = mlx_vlm(&["convert", "--hf-path", hf_arg, "--mlx-path", out_arg]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(out_arg) && stderr.contains("not empty"),
+        "{stderr}"
+    );
+    let missing = tmp.path().join("missing");
+    let out = mlx_vlm(&[
+        "convert",
+        "--hf-path",
+        missing.to_str().unwrap(),
+        "--mlx-path",
+        tmp.path().join("x").to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("missing"), "{stderr}");
 }

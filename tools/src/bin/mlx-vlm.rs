@@ -1,5 +1,5 @@
-//! `mlx-vlm`: the command line of Python's `python -m mlx_vlm generate`,
-//! plus `info`.
+//! `mlx-vlm`: the command line of Python's `python -m mlx_vlm generate`
+//! and `convert`, plus `info`.
 //!
 //! Exit codes: 0 on success, also when stdout is closed early (a broken
 //! pipe ends generation quietly, as ripgrep and other Rust CLIs do); 1 when
@@ -58,6 +58,67 @@ enum Command {
         #[arg(long)]
         model: Option<String>,
     },
+    /// Convert a Hugging Face checkpoint to the MLX (mlx-community) layout,
+    /// optionally cast or quantized (Python: `mlx_vlm convert`).
+    Convert(ConvertArgs),
+}
+
+/// The flags of Python's `convert` (see `mlx_vlm::convert` for what is
+/// ported); the unported ones are accepted only to be refused by name.
+#[derive(Args)]
+struct ConvertArgs {
+    /// Local folder or Hugging Face repo id of the checkpoint.
+    #[arg(long, alias = "model")]
+    hf_path: String,
+    /// Hugging Face revision (branch), when converting from the hub.
+    #[arg(long)]
+    revision: Option<String>,
+    /// Output folder (must be new or empty).
+    #[arg(long, default_value = "mlx_model")]
+    mlx_path: std::path::PathBuf,
+    /// Generate a quantized model.
+    #[arg(short = 'q', long)]
+    quantize: bool,
+    /// Group size for quantization (default 64).
+    #[arg(long)]
+    q_group_size: Option<i32>,
+    /// Bits per weight for quantization (default 4).
+    #[arg(long)]
+    q_bits: Option<i32>,
+    /// Type to save the parameters in: float16, bfloat16 or float32
+    /// (default: config.json's `torch_dtype`).
+    #[arg(long)]
+    dtype: Option<String>,
+    /// Not ported: only `affine` is accepted.
+    #[arg(long, default_value = "affine")]
+    q_mode: String,
+    /// Not ported: only `rtn` is accepted (no AWQ).
+    #[arg(long, default_value = "rtn")]
+    quant_method: String,
+    /// Not ported (AWQ calibration).
+    #[arg(long)]
+    calibration: Option<String>,
+    /// Not ported (AWQ calibration).
+    #[arg(long)]
+    calibration_data: Option<String>,
+    /// Not ported (the mixed_* recipes).
+    #[arg(long)]
+    quant_predicate: Option<String>,
+    /// Not ported (no uploads).
+    #[arg(long)]
+    upload_repo: Option<String>,
+    /// Not ported.
+    #[arg(short = 'd', long)]
+    dequantize: bool,
+    /// Accepted and ignored: no Python code is run.
+    #[arg(long)]
+    trust_remote_code: bool,
+    /// Not ported (MTP drafters).
+    #[arg(long)]
+    mtp: bool,
+    /// Not ported (MTP drafters).
+    #[arg(long)]
+    mtp_output: Option<String>,
 }
 
 #[derive(Args)]
@@ -198,6 +259,7 @@ fn main() -> ExitCode {
             print!("{}", supported_models());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Convert(args) => convert(args),
     };
     match result {
         Ok(code) => code,
@@ -603,4 +665,110 @@ fn info(model: &str) -> Result<ExitCode, Failure> {
         Err(e) => Err(Failure::Failed(format!("writing to stdout: {e}"))),
         Ok(()) => Ok(ExitCode::SUCCESS),
     }
+}
+
+/// The first flag of Python's `convert` given that this port lacks.
+fn unported_convert_flag(args: &ConvertArgs) -> Option<String> {
+    let flags = [
+        (args.q_mode != "affine", format!("--q-mode {}", args.q_mode)),
+        (
+            args.quant_method != "rtn",
+            format!("--quant-method {}", args.quant_method),
+        ),
+        (args.calibration.is_some(), "--calibration".into()),
+        (args.calibration_data.is_some(), "--calibration-data".into()),
+        (args.quant_predicate.is_some(), "--quant-predicate".into()),
+        (args.upload_repo.is_some(), "--upload-repo".into()),
+        (args.dequantize, "--dequantize".into()),
+        (args.mtp || args.mtp_output.is_some(), "--mtp".into()),
+    ];
+    flags
+        .into_iter()
+        .find(|(set, _)| *set)
+        .map(|(_, flag)| flag)
+}
+
+/// `mlx-vlm convert`: [`mlx_vlm::convert::convert`] with a progress bar.
+fn convert(args: ConvertArgs) -> Result<ExitCode, Failure> {
+    use indicatif::{ProgressBar, ProgressStyle};
+    use mlx_vlm::convert::{ConvertOptions, ConvertStep};
+
+    if let Some(flag) = unported_convert_flag(&args) {
+        return Err(Failure::Usage(format!(
+            "{flag} is not ported: this convert supports --hf-path, --revision, --mlx-path, \
+             -q/--quantize, --q-group-size, --q-bits (affine) and --dtype; use Python's \
+             mlx_vlm.convert for AWQ, mixed-bit recipes, other --q-mode values, \
+             --dequantize, --upload-repo and --mtp"
+        )));
+    }
+    let options = ConvertOptions {
+        hf_path: args.hf_path,
+        mlx_path: args.mlx_path,
+        quantize: args.quantize,
+        q_group_size: args.q_group_size,
+        q_bits: args.q_bits,
+        dtype: args.dtype,
+        revision: args.revision,
+    };
+    // One step per stage: load, cast, quantize, each shard, copy; the
+    // length grows as the stages become known (the shards' count with the
+    // first of them).
+    let bar = ProgressBar::new(1);
+    bar.set_style(
+        ProgressStyle::with_template("Converting {wide_bar} {pos}/{len} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let result = mlx_vlm::convert::convert(&options, &mut |step| {
+        let done = bar.position();
+        // This step and, until the last, the copy after it.
+        let mut length = bar.length().unwrap_or(1).max(done + 2);
+        match step {
+            ConvertStep::Loading(path) => bar.set_message(format!("loading {}", path.display())),
+            ConvertStep::Casting(dtype) => bar.set_message(format!("casting to {dtype}")),
+            ConvertStep::Quantizing => bar.set_message("quantizing"),
+            ConvertStep::Saving {
+                shard,
+                shards,
+                file,
+            } => {
+                if shard == 0 {
+                    length = done + shards as u64 + 1;
+                }
+                bar.set_message(format!("writing {file}"));
+            }
+            ConvertStep::Copying => {
+                length = done + 1;
+                bar.set_message("copying files");
+            }
+        }
+        bar.set_length(length);
+        bar.inc(1);
+    });
+    bar.finish_and_clear();
+    let report = match result {
+        Ok(report) => report,
+        Err(e @ mlx_vlm::Error::InvalidArgument(_)) => return Err(Failure::Usage(e.to_string())),
+        Err(e) => return Err(e.into()),
+    };
+    let mut out = io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "Converted {} to {}",
+        report.model_path.display(),
+        report.mlx_path.display()
+    );
+    if let Some(dtype) = &report.dtype {
+        let _ = writeln!(out, "dtype: {dtype}");
+    }
+    if let Some(q) = &report.quantization {
+        let _ = writeln!(
+            out,
+            "Quantized {} layers ({} left in float: the group size does not divide their \
+             input width), {:.3} bits per weight",
+            q.quantized.len(),
+            q.skipped_width.len(),
+            q.bits_per_weight
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
