@@ -70,16 +70,10 @@ pub fn qwen2_5_vl_3b_config(layers: u32) -> Value {
         ("out_hidden_size", json!(2048)),
         ("fullatt_block_indexes", json!([1])),
     ];
-    if let Value::Object(map) = &mut config {
-        for (k, v) in text {
-            map.insert(k.into(), v);
-        }
-        if let Some(Value::Object(v_map)) = map.get_mut("vision_config") {
-            for (k, v) in vision {
-                v_map.insert(k.into(), v);
-            }
-        }
-    }
+    set_entries(
+        &mut config,
+        &[("", &text[..]), ("vision_config", &vision[..])],
+    );
     config
 }
 
@@ -110,13 +104,10 @@ pub fn qwen3_vl_4b_config(layers: u32) -> Value {
         ("num_position_embeddings", json!(2304)),
         ("deepstack_visual_indexes", json!([0, 1])),
     ];
-    for (section, entries) in [("text_config", &text[..]), ("vision_config", &vision[..])] {
-        if let Some(Value::Object(map)) = config.get_mut(section) {
-            for (k, v) in entries {
-                map.insert((*k).into(), v.clone());
-            }
-        }
-    }
+    set_entries(
+        &mut config,
+        &[("text_config", &text[..]), ("vision_config", &vision[..])],
+    );
     config
 }
 
@@ -156,18 +147,14 @@ pub fn gemma3_4b_config(layers: u32) -> Value {
         ("image_size", json!(896)),
         ("patch_size", json!(14)),
     ];
-    if let Value::Object(map) = &mut config {
-        for (k, v) in top {
-            map.insert(k.into(), v);
-        }
-    }
-    for (section, entries) in [("text_config", &text[..]), ("vision_config", &vision[..])] {
-        if let Some(Value::Object(map)) = config.get_mut(section) {
-            for (k, v) in entries {
-                map.insert((*k).into(), v.clone());
-            }
-        }
-    }
+    set_entries(
+        &mut config,
+        &[
+            ("", &top[..]),
+            ("text_config", &text[..]),
+            ("vision_config", &vision[..]),
+        ],
+    );
     config
 }
 
@@ -254,24 +241,17 @@ pub fn gemma3n_e2b_config(text_layers: u32) -> Value {
         ("vocab_size", json!(128)),
         ("vocab_offset", json!(262144)),
     ];
-    if let Value::Object(map) = &mut config {
-        for (k, v) in top {
-            map.insert(k.into(), v);
-        }
-    }
-    for (section, entries) in [
-        ("text_config", &text[..]),
-        ("audio_config", &audio[..]),
-        ("vision_config", &vision[..]),
-    ] {
-        if let Some(Value::Object(map)) = config.get_mut(section) {
-            for (k, v) in entries {
-                map.insert((*k).into(), v.clone());
-            }
-            if section == "vision_config" {
-                map.remove("block_definition");
-            }
-        }
+    set_entries(
+        &mut config,
+        &[
+            ("", &top[..]),
+            ("text_config", &text[..]),
+            ("audio_config", &audio[..]),
+            ("vision_config", &vision[..]),
+        ],
+    );
+    if let Some(Value::Object(map)) = config.get_mut("vision_config") {
+        map.remove("block_definition");
     }
     config
 }
@@ -330,18 +310,14 @@ pub fn smolvlm_2b_model(layers: u32) -> fixtures::TinyModel {
         ("image_size", json!(384)),
         ("patch_size", json!(14)),
     ];
-    if let Value::Object(map) = &mut config {
-        for (k, v) in top {
-            map.insert(k.into(), v);
-        }
-    }
-    for (section, entries) in [("text_config", &text[..]), ("vision_config", &vision[..])] {
-        if let Some(Value::Object(map)) = config.get_mut(section) {
-            for (k, v) in entries {
-                map.insert((*k).into(), v.clone());
-            }
-        }
-    }
+    set_entries(
+        &mut config,
+        &[
+            ("", &top[..]),
+            ("text_config", &text[..]),
+            ("vision_config", &vision[..]),
+        ],
+    );
     let files = replace_files(
         &tiny.files,
         &[
@@ -395,18 +371,14 @@ pub fn llava_7b_model(layers: u32) -> fixtures::TinyModel {
         ("projection_dim", json!(768)),
         ("vocab_size", json!(vocab)),
     ];
-    if let Value::Object(map) = &mut config {
-        for (k, v) in top {
-            map.insert(k.into(), v);
-        }
-    }
-    for (section, entries) in [("text_config", &text[..]), ("vision_config", &vision[..])] {
-        if let Some(Value::Object(map)) = config.get_mut(section) {
-            for (k, v) in entries {
-                map.insert((*k).into(), v.clone());
-            }
-        }
-    }
+    set_entries(
+        &mut config,
+        &[
+            ("", &top[..]),
+            ("text_config", &text[..]),
+            ("vision_config", &vision[..]),
+        ],
+    );
     let files = replace_files(
         &tiny.files,
         &[
@@ -424,6 +396,23 @@ pub fn llava_7b_model(layers: u32) -> fixtures::TinyModel {
         config,
         files,
         ..tiny
+    }
+}
+
+/// Sets each section's `(key, value)` entries in `config`: the top level
+/// for section `""`, else the named object (skipped when missing).
+fn set_entries(config: &mut Value, sections: &[(&str, &[(&str, Value)])]) {
+    for (section, entries) in sections {
+        let target = if section.is_empty() {
+            Some(&mut *config)
+        } else {
+            config.get_mut(*section)
+        };
+        if let Some(Value::Object(map)) = target {
+            for (key, value) in entries.iter() {
+                map.insert((*key).into(), value.clone());
+            }
+        }
     }
 }
 
