@@ -17,8 +17,8 @@
 //! Apple (BNNS). See [`Product`].
 
 use std::ops::Range;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 use crate::stream::{Device, DeviceType, Stream, ThreadLocalStream, with_stream};
 use crate::{Array, Dtype, Result, ops};
@@ -83,7 +83,15 @@ pub fn set_cpu_parallelism(streams: usize) {
 /// [`set_cpu_parallelism`]).
 pub fn cpu_parallelism() -> usize {
     match PARALLELISM.load(Ordering::Relaxed) {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        0 => {
+            // Read once: `available_parallelism` opens and reads cgroup
+            // files on Linux on every call, and this runs for every
+            // `Linear` call (measured: a third of the tiny Gemma 3's decode
+            // step was that reading). A later change of the process's CPU
+            // affinity or quota is not seen.
+            static CORES: OnceLock<usize> = OnceLock::new();
+            *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        }
         n => n,
     }
 }
