@@ -325,12 +325,20 @@ impl Cache for QuantizedKvCache {
         })
     }
 
+    /// Python: `state`: the six arrays up to `offset` (keys' data, scales,
+    /// biases, then the values'); empty before the first update.
     fn state(&self) -> Vec<Array> {
-        self.keys
-            .iter()
-            .chain(self.values.iter())
-            .flat_map(|q| q.parts().into_iter().cloned())
-            .collect()
+        match self.quantized_state() {
+            Ok(Some((k, v))) => k
+                .parts()
+                .into_iter()
+                .chain(v.parts())
+                .cloned()
+                .collect(),
+            // Slicing a 4-D buffer this cache built itself cannot fail;
+            // nothing to evaluate either way.
+            _ => Vec::new(),
+        }
     }
 }
 
