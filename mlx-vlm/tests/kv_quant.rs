@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use mlx_rs::{Array, Dtype, Index, idx, ops};
+use mlx_rs::{Array, Dtype, idx, ops};
 use mlx_vlm::fixtures::{self, CheckpointSpec, Layout};
 use mlx_vlm::generate::{GenerateParams, maybe_quantize_kv_cache, stream_generate};
 use mlx_vlm::utils::LoadOptions;
@@ -121,7 +121,10 @@ fn run_variant(variant: &str, dtype: Dtype) {
                     assert_eq!(got.dtype(), want.dtype(), "{key} {part}: dtype");
                     if got.dtype() == Dtype::Uint32 {
                         let eq = ops::array_equal(got, want, false).unwrap();
-                        assert!(eq.item::<bool>().unwrap(), "{key} {part}: packed data differs");
+                        assert!(
+                            eq.item::<bool>().unwrap(),
+                            "{key} {part}: packed data differs"
+                        );
                     } else {
                         let d = ops::abs(
                             &(got.as_type(Dtype::Float32).unwrap()
@@ -151,7 +154,11 @@ fn bf16_ids_and_state_as_python() {
 
 #[test]
 fn bad_kv_params_are_typed_errors() {
-    for (bits, group, name) in [(3.5, 64, "kv_bits"), (7.0, 64, "kv_bits"), (4.0, 16, "kv_group_size")] {
+    for (bits, group, name) in [
+        (3.5, 64, "kv_bits"),
+        (7.0, 64, "kv_bits"),
+        (4.0, 16, "kv_group_size"),
+    ] {
         let params = GenerateParams {
             kv_bits: Some(bits),
             kv_group_size: group,

@@ -79,8 +79,8 @@ pub fn create_attention_mask(
 /// head_dim]` and keys/values `[batch, kv_heads, kv_len, head_dim]`
 /// (Python: `scaled_dot_product_attention`, the plain-cache path).
 ///
-/// Python's quantized and TurboQuant cache branches are not ported: the
-/// caches of this crate hand back plain arrays.
+/// Python's quantized-cache branch is [`scaled_dot_product_attention_cached`];
+/// its TurboQuant branch is not ported (refused by `GenerateParams::validate`).
 pub fn scaled_dot_product_attention(
     queries: &Array,
     keys: &Array,
@@ -138,7 +138,10 @@ pub fn quantized_scaled_dot_product_attention(
     };
     let n_kv_heads = q_keys.data.shape().get(1).copied().unwrap_or(1).max(1);
     let n_repeats = n_q_heads / n_kv_heads;
-    let mut queries = ops::multiply(queries, Array::from_f32(scale).as_type(queries.dtype())?)?;
+    let mut queries = ops::multiply(
+        queries,
+        Array::scalar::<f32>(scale).as_type(queries.dtype())?,
+    )?;
     let expand = |q: &QuantizedArrays| -> Result<QuantizedArrays> {
         Ok(QuantizedArrays {
             data: ops::expand_dims(&q.data, &[-3][..])?,
@@ -181,7 +184,8 @@ pub fn quantized_scaled_dot_product_attention(
     if let Some(mask) = mask {
         let mask = align_attention_mask_to_scores(&mask, &scores)?;
         if mask.dtype() == mlx_rs::Dtype::Bool {
-            let min = Array::from_f32(finfo_min(scores.dtype()) as f32).as_type(scores.dtype())?;
+            let min =
+                Array::scalar::<f32>(finfo_min(scores.dtype()) as f32).as_type(scores.dtype())?;
             scores = ops::r#where(&mask, &scores, &min)?;
         } else {
             scores = ops::add(&scores, &mask)?;

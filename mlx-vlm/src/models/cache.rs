@@ -242,7 +242,8 @@ impl QuantizedKvCache {
         let (Some(k), Some(v)) = (&self.keys, &self.values) else {
             return Ok(None);
         };
-        let visible = |x: &Array| -> Result<Array> { Ok(x.index(idx![.., .., ..self.offset, ..])?) };
+        let visible =
+            |x: &Array| -> Result<Array> { Ok(x.index(idx![.., .., ..self.offset, ..])?) };
         Ok(Some((k.map(visible)?, v.map(visible)?)))
     }
 }
@@ -281,7 +282,9 @@ impl Cache for QuantizedKvCache {
                 let s = x.shape();
                 Ok(ops::zeros(&[s[0], s[1], new_steps, s[3]], x.dtype())?)
             };
-            let grow = |old: Option<&QuantizedArrays>, like: &QuantizedArrays| -> Result<QuantizedArrays> {
+            let grow = |old: Option<&QuantizedArrays>,
+                        like: &QuantizedArrays|
+             -> Result<QuantizedArrays> {
                 match old {
                     Some(old) => old.map(|x| {
                         let x = if prev % Self::STEP != 0 {
@@ -329,12 +332,7 @@ impl Cache for QuantizedKvCache {
     /// biases, then the values'); empty before the first update.
     fn state(&self) -> Vec<Array> {
         match self.quantized_state() {
-            Ok(Some((k, v))) => k
-                .parts()
-                .into_iter()
-                .chain(v.parts())
-                .cloned()
-                .collect(),
+            Ok(Some((k, v))) => k.parts().into_iter().chain(v.parts()).cloned().collect(),
             // Slicing a 4-D buffer this cache built itself cannot fail;
             // nothing to evaluate either way.
             _ => Vec::new(),
