@@ -140,6 +140,38 @@ fn run_variant(variant: &str, dtype: Dtype) {
         }
     }
     assert_eq!(checked, 4);
+
+    // Python: `RotatingKVCache.to_quantized` raises NotImplementedError
+    // ("RotatingKVCache Quantization NYI") once the offset reaches
+    // quantized_kv_start; here a typed error naming kv_bits.
+    let params = GenerateParams {
+        max_tokens: 2,
+        kv_bits: Some(4.0),
+        kv_group_size: group_size,
+        quantized_kv_start: 0,
+        max_kv_size: Some(64),
+        ..Default::default()
+    };
+    let err = stream_generate(
+        &*model,
+        processor.tokenizer(),
+        inputs.clone(),
+        processor.eos_token_ids(),
+        &params,
+    )
+    .unwrap()
+    .find_map(|r| r.err())
+    .expect("kv_bits with max_kv_size must fail as in Python");
+    match err {
+        mlx_vlm::Error::InvalidParameter { name, message, .. } => {
+            assert_eq!(name, "kv_bits");
+            assert!(
+                message.contains("RotatingKVCache Quantization NYI"),
+                "{message}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]
