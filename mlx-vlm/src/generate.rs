@@ -101,6 +101,45 @@ pub struct GenerateParams {
     pub max_kv_size: Option<i32>,
     /// Token ids that also end generation (`eos_tokens`, none).
     pub eos_tokens: Vec<u32>,
+    /// Bits of the uniform quantized KV cache (`kv_bits`, none: plain
+    /// cache). Python's fractional bits select TurboQuant, not ported:
+    /// refused by [`GenerateParams::validate`].
+    pub kv_bits: Option<f64>,
+    /// Elements per KV quantization group (`kv_group_size`, 64).
+    pub kv_group_size: i32,
+    /// Cache offset from which the cache is quantized
+    /// (`quantized_kv_start`, 5000).
+    pub quantized_kv_start: i32,
+}
+
+/// Python: `DEFAULT_KV_GROUP_SIZE`.
+pub const DEFAULT_KV_GROUP_SIZE: i32 = 64;
+/// Python: `DEFAULT_QUANTIZED_KV_START`.
+pub const DEFAULT_QUANTIZED_KV_START: i32 = 5000;
+/// The bit widths `mx.quantize` takes in its affine mode.
+const KV_BITS: [i32; 6] = [2, 3, 4, 5, 6, 8];
+
+/// Python: `maybe_quantize_kv_cache` with the default `"uniform"` scheme:
+/// every cache with `to_quantized` whose offset reached
+/// `quantized_kv_start` is replaced by its quantized form (a rotating
+/// cache fails there, as Python's raises `NotImplementedError`).
+pub fn maybe_quantize_kv_cache(
+    prompt_cache: &mut [Box<dyn Cache>],
+    quantized_kv_start: i32,
+    kv_group_size: i32,
+    kv_bits: Option<i32>,
+) -> Result<()> {
+    let Some(bits) = kv_bits else {
+        return Ok(());
+    };
+    for layer_cache in prompt_cache.iter_mut() {
+        if layer_cache.offset() >= quantized_kv_start
+            && let Some(quantized) = layer_cache.to_quantized(kv_group_size, bits)
+        {
+            *layer_cache = quantized?;
+        }
+    }
+    Ok(())
 }
 
 impl GenerateParams {
@@ -190,7 +229,37 @@ impl GenerateParams {
                 ),
             ));
         }
+        if let Some(bits) = self.kv_bits {
+            let whole = bits.fract() == 0.0 && KV_BITS.contains(&(bits as i32));
+            if !whole {
+                return Err(invalid_parameter(
+                    "kv_bits",
+                    py_float(bits),
+                    format!(
+                        "kv_bits must be one of 2, 3, 4, 5, 6, 8 (the uniform quantized KV cache), \
+                         got {}; fractional bits select Python's TurboQuant scheme, which is \
+                         not ported",
+                        py_float(bits)
+                    ),
+                ));
+            }
+            if !matches!(self.kv_group_size, 32 | 64 | 128) {
+                return Err(invalid_parameter(
+                    "kv_group_size",
+                    self.kv_group_size.to_string(),
+                    format!(
+                        "kv_group_size must be 32, 64 or 128 (what mx.quantize takes), got {}",
+                        self.kv_group_size
+                    ),
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// `kv_bits` as the integer width the uniform cache uses (validated).
+    fn kv_bits_int(&self) -> Option<i32> {
+        self.kv_bits.map(|b| b as i32)
     }
 }
 
@@ -207,6 +276,9 @@ impl Default for GenerateParams {
             prefill_step_size: Some(DEFAULT_PREFILL_STEP_SIZE),
             max_kv_size: None,
             eos_tokens: Vec::new(),
+            kv_bits: None,
+            kv_group_size: DEFAULT_KV_GROUP_SIZE,
+            quantized_kv_start: DEFAULT_QUANTIZED_KV_START,
         }
     }
 }
@@ -358,6 +430,8 @@ pub struct GenerateStep<'a> {
     target_sample_position: u64,
     max_tokens: usize,
     prefill_step_size: Option<i32>,
+    /// `kv_bits`, `kv_group_size`, `quantized_kv_start`.
+    kv_quant: (Option<i32>, i32, i32),
     phase: Phase,
 }
 
@@ -404,6 +478,11 @@ pub fn generate_step<'a>(
         target_sample_position: 0,
         max_tokens: params.max_tokens,
         prefill_step_size: params.prefill_step_size,
+        kv_quant: (
+            params.kv_bits_int(),
+            params.kv_group_size,
+            params.quantized_kv_start,
+        ),
         phase: Phase::Done,
     }
     .starting(inputs))
@@ -423,6 +502,12 @@ impl<'a> GenerateStep<'a> {
     fn eval_cache(&self) -> Result<()> {
         let states: Vec<Array> = self.prompt_cache.iter().flat_map(|c| c.state()).collect();
         Ok(mlx_rs::eval(&states)?)
+    }
+
+    /// Python: `quantize_cache_fn(prompt_cache)`.
+    fn quantize_cache(&mut self) -> Result<()> {
+        let (bits, group_size, start) = self.kv_quant;
+        maybe_quantize_kv_cache(&mut self.prompt_cache, start, group_size, bits)
     }
 
     /// Python: `_step`: one forward pass, logits processors, log-softmax and
@@ -449,6 +534,7 @@ impl<'a> GenerateStep<'a> {
                 logits = processor(&self.tokens, &logits)?;
             }
         }
+        self.quantize_cache()?;
         let logprobs = ops::subtract(&logits, &ops::logsumexp(&logits, -1, true)?)?;
         let y = self
             .sampler
@@ -494,6 +580,7 @@ impl<'a> GenerateStep<'a> {
                     Some(&prefill),
                     &mut self.state,
                 )?;
+                self.quantize_cache()?;
                 self.eval_cache()?;
                 inputs_embeds = inputs_embeds.index(idx![.., n_to_process..])?;
                 input_ids = input_ids.index(idx![.., n_to_process..])?;

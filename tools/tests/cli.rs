@@ -1255,3 +1255,50 @@ fn convert_quantizes_as_python_and_refuses_what_it_lacks() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("missing"), "{stderr}");
 }
+
+/// `generate --kv-bits 4 --quantized-kv-start 0 --json` gives Python's ids
+/// (goldens of `mlx-vlm/tests/fixtures/kv_quant/gen_goldens.py`, on the
+/// tiny checkpoint reshaped to head_dim 32).
+#[test]
+fn generate_kv_bits_gives_pythons_ids() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../mlx-vlm/tests/fixtures/kv_quant");
+    let meta: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("goldens.json")).unwrap()).unwrap();
+    let mut config = fixtures::tiny_config();
+    for (k, v) in meta["config_override"].as_object().unwrap() {
+        config[k] = v.clone();
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = CheckpointSpec {
+        tokenizer_dir: Some(fixtures::qwen_tokenizer_dir().unwrap()),
+        ..Default::default()
+    };
+    fixtures::write_checkpoint(tmp.path(), &config, &spec).unwrap();
+    let max_tokens = meta["max_tokens"].to_string();
+    let group = meta["kv_group_size"].to_string();
+    let out = mlx_vlm(&[
+        "generate",
+        "--model",
+        tmp.path().to_str().unwrap(),
+        "--json",
+        "--temperature",
+        "0",
+        "--max-tokens",
+        &max_tokens,
+        "--prompt",
+        meta["prompt"].as_str().unwrap(),
+        "--kv-bits",
+        "4",
+        "--kv-group-size",
+        &group,
+        "--quantized-kv-start",
+        "0",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out["tokens"], meta["f32.kv4.start0"]["generated_ids"]);
+}

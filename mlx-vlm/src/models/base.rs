@@ -6,7 +6,7 @@ use mlx_rs::Array;
 use mlx_rs::fast::{self, AttentionOptions};
 
 use crate::Result;
-use crate::models::cache::create_causal_mask;
+use crate::models::cache::{CachedKv, QuantizedArrays, create_causal_mask};
 
 /// What a model's `get_input_embeddings` returns (Python:
 /// `InputEmbeddingsFeatures`; the fields of the ported families).
@@ -79,8 +79,8 @@ pub fn create_attention_mask(
 /// head_dim]` and keys/values `[batch, kv_heads, kv_len, head_dim]`
 /// (Python: `scaled_dot_product_attention`, the plain-cache path).
 ///
-/// Python's quantized and TurboQuant cache branches are not ported: the
-/// caches of this crate hand back plain arrays.
+/// Python's quantized-cache branch is [`scaled_dot_product_attention_cached`];
+/// its TurboQuant branch is not ported (refused by `GenerateParams::validate`).
 pub fn scaled_dot_product_attention(
     queries: &Array,
     keys: &Array,
@@ -96,6 +96,145 @@ pub fn scaled_dot_product_attention(
     Ok(fast::scaled_dot_product_attention(
         queries, keys, values, scale, options,
     )?)
+}
+
+/// Python's `mx.finfo(dtype).min` for the float dtypes attention runs in.
+fn finfo_min(dtype: mlx_rs::Dtype) -> f64 {
+    match dtype {
+        mlx_rs::Dtype::Float16 => -65504.0,
+        mlx_rs::Dtype::Bfloat16 => -3.3895313892515355e38,
+        _ => f64::from(f32::MIN),
+    }
+}
+
+/// Python: `align_attention_mask_to_scores`: size-1 axes inserted before
+/// the last two until the mask has the scores' rank.
+fn align_attention_mask_to_scores(mask: &Array, scores: &Array) -> Result<Array> {
+    let mut mask = mask.clone();
+    while mask.ndim() < scores.ndim() {
+        let at = (mask.ndim() as i32 - 2).max(0);
+        mask = mlx_rs::ops::expand_dims(&mask, &[at][..])?;
+    }
+    Ok(mask)
+}
+
+/// Python: `quantized_scaled_dot_product_attention`: attention over
+/// quantized keys/values with `mx.quantized_matmul`.
+pub fn quantized_scaled_dot_product_attention(
+    queries: &Array,
+    q_keys: &QuantizedArrays,
+    q_values: &QuantizedArrays,
+    scale: f32,
+    mask: &AttentionMask,
+    group_size: i32,
+    bits: i32,
+) -> Result<Array> {
+    use mlx_rs::ops;
+    let shape = queries.shape().to_vec();
+    let [b, n_q_heads, l, d] = shape[..] else {
+        return Err(crate::Error::InvalidArgument(format!(
+            "quantized attention takes queries [batch, heads, len, head_dim], got {shape:?}"
+        )));
+    };
+    let n_kv_heads = q_keys.data.shape().get(1).copied().unwrap_or(1).max(1);
+    let n_repeats = n_q_heads / n_kv_heads;
+    let mut queries = ops::multiply(
+        queries,
+        Array::scalar::<f32>(scale).as_type(queries.dtype())?,
+    )?;
+    let expand = |q: &QuantizedArrays| -> Result<QuantizedArrays> {
+        Ok(QuantizedArrays {
+            data: ops::expand_dims(&q.data, &[-3][..])?,
+            scales: ops::expand_dims(&q.scales, &[-3][..])?,
+            biases: ops::expand_dims(&q.biases, &[-3][..])?,
+        })
+    };
+    let (q_keys, q_values) = if n_repeats > 1 {
+        queries = queries.reshape(&[b, n_kv_heads, n_repeats, l, d])?;
+        (expand(q_keys)?, expand(q_values)?)
+    } else {
+        (q_keys.clone(), q_values.clone())
+    };
+    let qmm = |x: &Array, q: &QuantizedArrays, transpose: bool| -> Result<Array> {
+        Ok(ops::quantized_matmul(
+            x,
+            &q.data,
+            &q.scales,
+            Some(&q.biases),
+            ops::QuantizedMatmulOptions {
+                transpose,
+                group_size: Some(group_size),
+                bits: Some(bits),
+                ..Default::default()
+            },
+        )?)
+    };
+    let mut scores = qmm(&queries, &q_keys, true)?;
+    let mask = match mask {
+        AttentionMask::None => None,
+        AttentionMask::Causal => {
+            let s = scores.shape();
+            let (ql, kl) = (s[s.len() - 2], s[s.len() - 1]);
+            let q_indices = ops::arange(kl - ql, kl, 1, None)?.reshape(&[-1, 1])?;
+            let k_indices = ops::arange(0, kl, 1, None)?.reshape(&[1, -1])?;
+            Some(ops::greater_equal(&q_indices, &k_indices)?)
+        }
+        AttentionMask::Array(m) => Some(m.clone()),
+    };
+    if let Some(mask) = mask {
+        let mask = align_attention_mask_to_scores(&mask, &scores)?;
+        if mask.dtype() == mlx_rs::Dtype::Bool {
+            let min =
+                Array::scalar::<f32>(finfo_min(scores.dtype()) as f32).as_type(scores.dtype())?;
+            scores = ops::r#where(&mask, &scores, &min)?;
+        } else {
+            scores = ops::add(&scores, &mask)?;
+        }
+    }
+    let scores = ops::softmax(&scores, -1, true)?;
+    let mut out = qmm(&scores, &q_values, false)?;
+    if n_repeats > 1 {
+        out = out.reshape(&[b, n_q_heads, l, d])?;
+    }
+    Ok(out)
+}
+
+/// Python: `scaled_dot_product_attention(queries, keys, values, cache, ...)`:
+/// the quantized path when the cache handed back quantized keys/values,
+/// the plain one otherwise.
+pub fn scaled_dot_product_attention_cached(
+    queries: &Array,
+    cached: &CachedKv,
+    scale: f32,
+    mask: &AttentionMask,
+    sinks: Option<&Array>,
+) -> Result<Array> {
+    match cached {
+        CachedKv::Plain(keys, values) => {
+            scaled_dot_product_attention(queries, keys, values, scale, mask, sinks)
+        }
+        CachedKv::Quantized {
+            keys,
+            values,
+            group_size,
+            bits,
+        } => {
+            if sinks.is_some() {
+                return Err(crate::Error::InvalidArgument(
+                    "Quantized SDPA does not support attention sinks.".into(),
+                ));
+            }
+            quantized_scaled_dot_product_attention(
+                queries,
+                keys,
+                values,
+                scale,
+                mask,
+                *group_size,
+                *bits,
+            )
+        }
+    }
 }
 
 /// Python: `check_array_shape`: whether a convolution weight is already in

@@ -120,6 +120,224 @@ pub trait Cache: Send {
     fn make_mask(&self, n: i32, window_size: Option<i32>, return_array: bool) -> Result<Mask> {
         create_attention_mask(n, self.offset(), return_array, window_size)
     }
+
+    /// Appends `keys`/`values` and returns what attention reads, plain or
+    /// quantized (Python: `update_and_fetch`, whose result the shared
+    /// `scaled_dot_product_attention` dispatches on by cache type).
+    fn update_and_fetch_kv(&mut self, keys: &Array, values: &Array) -> Result<CachedKv> {
+        let (k, v) = self.update_and_fetch(keys, values)?;
+        Ok(CachedKv::Plain(k, v))
+    }
+
+    /// Python: `to_quantized(group_size, bits)`; `None` where Python's
+    /// cache has no such method (`maybe_quantize_kv_cache` leaves it).
+    fn to_quantized(&self, _group_size: i32, _bits: i32) -> Option<Result<Box<dyn Cache>>> {
+        None
+    }
+}
+
+/// Packed `uint32` data, scales and biases of `mx.quantize` (Python: the
+/// `(w, scales, biases)` tuples `QuantizedKVCache` holds).
+#[derive(Debug, Clone)]
+pub struct QuantizedArrays {
+    /// Packed values `[batch, kv_heads, seq, dim * bits / 32]`.
+    pub data: Array,
+    /// Per-group scales `[batch, kv_heads, seq, dim / group_size]`.
+    pub scales: Array,
+    /// Per-group biases, shaped as `scales`.
+    pub biases: Array,
+}
+
+impl QuantizedArrays {
+    fn quantize(x: &Array, group_size: i32, bits: i32) -> Result<Self> {
+        let q = ops::quantize(
+            x,
+            ops::QuantizeOptions {
+                group_size: Some(group_size),
+                bits: Some(bits),
+                ..Default::default()
+            },
+        )?;
+        let Some(biases) = q.biases else {
+            return Err(Error::InvalidArgument(
+                "affine mx.quantize returned no biases".into(),
+            ));
+        };
+        Ok(Self {
+            data: q.weights,
+            scales: q.scales,
+            biases,
+        })
+    }
+
+    fn map(&self, f: impl Fn(&Array) -> Result<Array>) -> Result<Self> {
+        Ok(Self {
+            data: f(&self.data)?,
+            scales: f(&self.scales)?,
+            biases: f(&self.biases)?,
+        })
+    }
+
+    fn parts(&self) -> [&Array; 3] {
+        [&self.data, &self.scales, &self.biases]
+    }
+}
+
+/// What attention reads from a cache after an update.
+#[derive(Debug, Clone)]
+pub enum CachedKv {
+    /// Plain keys and values `[batch, kv_heads, seq, head_dim]`.
+    Plain(Array, Array),
+    /// Quantized keys and values of a [`QuantizedKvCache`].
+    Quantized {
+        /// Keys.
+        keys: QuantizedArrays,
+        /// Values.
+        values: QuantizedArrays,
+        /// Elements per quantization group.
+        group_size: i32,
+        /// Bits per element.
+        bits: i32,
+    },
+}
+
+/// A cache holding keys and values quantized with `mx.quantize`, growing in
+/// steps of 256 tokens (Python: `QuantizedKVCache`).
+#[derive(Debug)]
+pub struct QuantizedKvCache {
+    keys: Option<QuantizedArrays>,
+    values: Option<QuantizedArrays>,
+    offset: i32,
+    group_size: i32,
+    bits: i32,
+}
+
+impl QuantizedKvCache {
+    /// Growth step in tokens (Python: `QuantizedKVCache.step`).
+    pub const STEP: i32 = 256;
+
+    /// An empty cache (Python: `QuantizedKVCache(group_size, bits)`).
+    pub fn new(group_size: i32, bits: i32) -> Self {
+        Self {
+            keys: None,
+            values: None,
+            offset: 0,
+            group_size,
+            bits,
+        }
+    }
+
+    /// Elements per quantization group (Python: `group_size`).
+    pub fn group_size(&self) -> i32 {
+        self.group_size
+    }
+
+    /// Bits per element (Python: `bits`).
+    pub fn bits(&self) -> i32 {
+        self.bits
+    }
+
+    /// The quantized keys and values up to `offset` (Python: `state`).
+    pub fn quantized_state(&self) -> Result<Option<(QuantizedArrays, QuantizedArrays)>> {
+        let (Some(k), Some(v)) = (&self.keys, &self.values) else {
+            return Ok(None);
+        };
+        let visible =
+            |x: &Array| -> Result<Array> { Ok(x.index(idx![.., .., ..self.offset, ..])?) };
+        Ok(Some((k.map(visible)?, v.map(visible)?)))
+    }
+}
+
+impl Cache for QuantizedKvCache {
+    fn offset(&self) -> i32 {
+        self.offset
+    }
+
+    fn update_and_fetch(&mut self, _keys: &Array, _values: &Array) -> Result<(Array, Array)> {
+        Err(Error::InvalidParameter {
+            name: "kv_bits",
+            value: self.bits.to_string(),
+            message: "this model's attention reads plain keys and values and was not ported \
+                      with Python's quantized attention path; generate without kv_bits"
+                .into(),
+        })
+    }
+
+    fn update_and_fetch_kv(&mut self, keys: &Array, values: &Array) -> Result<CachedKv> {
+        let num_steps = seq_len(keys, "keys")?;
+        seq_len(values, "values")?;
+        let prev = self.offset;
+        let capacity = match &self.keys {
+            Some(k) => seq_len(&k.data, "buffer")?,
+            None => 0,
+        };
+        if self.keys.is_none() || prev + num_steps > capacity {
+            let new_steps = (Self::STEP + num_steps - 1) / Self::STEP * Self::STEP;
+            let (kq, vq) = (
+                QuantizedArrays::quantize(keys, self.group_size, self.bits)?,
+                QuantizedArrays::quantize(values, self.group_size, self.bits)?,
+            );
+            // Zeros of the packed/scales/biases widths and dtypes.
+            let fresh = |x: &Array| -> Result<Array> {
+                let s = x.shape();
+                Ok(ops::zeros(&[s[0], s[1], new_steps, s[3]], x.dtype())?)
+            };
+            let grow = |old: Option<&QuantizedArrays>,
+                        like: &QuantizedArrays|
+             -> Result<QuantizedArrays> {
+                match old {
+                    Some(old) => old.map(|x| {
+                        let x = if prev % Self::STEP != 0 {
+                            x.index(idx![.., .., ..prev, ..])?
+                        } else {
+                            x.clone()
+                        };
+                        Ok(ops::concatenate(&[x.clone(), fresh(&x)?], 2)?)
+                    }),
+                    None => like.map(fresh),
+                }
+            };
+            self.keys = Some(grow(self.keys.as_ref(), &kq)?);
+            self.values = Some(grow(self.values.as_ref(), &vq)?);
+        }
+        self.offset += num_steps;
+        let keys = QuantizedArrays::quantize(keys, self.group_size, self.bits)?;
+        let values = QuantizedArrays::quantize(values, self.group_size, self.bits)?;
+        let window: &[Index] = idx![.., .., prev..self.offset, ..];
+        let (Some(k), Some(v)) = (self.keys.as_mut(), self.values.as_mut()) else {
+            return Err(missing_buffer());
+        };
+        for (buf, new) in [
+            (&mut k.data, &keys.data),
+            (&mut k.scales, &keys.scales),
+            (&mut k.biases, &keys.biases),
+            (&mut v.data, &values.data),
+            (&mut v.scales, &values.scales),
+            (&mut v.biases, &values.biases),
+        ] {
+            buf.index_put(window, new)?;
+        }
+        let Some((keys, values)) = self.quantized_state()? else {
+            return Err(missing_buffer());
+        };
+        Ok(CachedKv::Quantized {
+            keys,
+            values,
+            group_size: self.group_size,
+            bits: self.bits,
+        })
+    }
+
+    /// Python: `state`: the six arrays up to `offset` (keys' data, scales,
+    /// biases, then the values'); empty before the first update.
+    fn state(&self) -> Vec<Array> {
+        match self.quantized_state() {
+            Ok(Some((k, v))) => k.parts().into_iter().chain(v.parts()).cloned().collect(),
+            // Slicing a 4-D buffer this cache built itself cannot fail;
+            // nothing to evaluate either way.
+            _ => Vec::new(),
+        }
+    }
 }
 
 /// A cache that grows in steps of 256 tokens (Python: `KVCache`).
@@ -218,6 +436,20 @@ impl Cache for KvCache {
             .chain(self.values.iter())
             .cloned()
             .collect()
+    }
+
+    fn to_quantized(&self, group_size: i32, bits: i32) -> Option<Result<Box<dyn Cache>>> {
+        let build = || -> Result<Box<dyn Cache>> {
+            let mut quant = QuantizedKvCache::new(group_size, bits);
+            quant.offset = self.offset;
+            if let (Some(k), Some(v)) = (&self.keys, &self.values) {
+                // Python quantizes the whole buffer, unused tail included.
+                quant.keys = Some(QuantizedArrays::quantize(k, group_size, bits)?);
+                quant.values = Some(QuantizedArrays::quantize(v, group_size, bits)?);
+            }
+            Ok(Box::new(quant))
+        };
+        Some(build())
     }
 }
 
@@ -401,6 +633,17 @@ impl Cache for RotatingKvCache {
             .chain(self.values.iter())
             .cloned()
             .collect()
+    }
+
+    fn to_quantized(&self, _group_size: i32, bits: i32) -> Option<Result<Box<dyn Cache>>> {
+        // Python raises NotImplementedError("RotatingKVCache Quantization NYI").
+        Some(Err(Error::InvalidParameter {
+            name: "kv_bits",
+            value: bits.to_string(),
+            message: "RotatingKVCache Quantization NYI (as in Python): kv_bits cannot be \
+                      combined with max_kv_size or a model's sliding-window caches; drop one"
+                .into(),
+        }))
     }
 
     fn max_size(&self) -> Option<i32> {
