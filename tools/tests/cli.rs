@@ -995,73 +995,13 @@ fn paligemma_refuses_two_images() {
 /// the family, its processor and media.
 #[test]
 fn idefics3_families_generate_pythons_ids() {
-    for (family, tiny, processor) in [
-        ("idefics3", fixtures::idefics3_tiny(), "Idefics3Processor"),
-        ("smolvlm", fixtures::smolvlm_tiny(), "SmolVLMProcessor"),
-    ] {
-        let tmp = tempfile::tempdir().unwrap();
-        let spec = CheckpointSpec {
-            tokenizer_dir: Some(fixtures::smollm_tokenizer_dir()),
-            ..Default::default()
-        };
-        fixtures::write_tiny_checkpoint(tmp.path(), &tiny, &spec).unwrap();
-        let model = tmp.path().to_str().unwrap();
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../mlx-vlm/tests/fixtures")
-            .join(family);
-        let golden: Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("goldens/f32.json")).unwrap())
-                .unwrap();
-        for (name, case) in golden["cases"].as_object().unwrap() {
-            let max_tokens = case["generated_ids"].as_array().unwrap().len().to_string();
-            let mut args = vec!["generate", "--model", model, "--json", "--temperature", "0"];
-            args.extend(["--max-tokens", &max_tokens]);
-            args.extend(["--prompt", case["prompt"].as_str().unwrap()]);
-            if let Some(system) = case["system"].as_str() {
-                args.extend(["--system", system]);
-            }
-            let images: Vec<String> = case["images"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|i| {
-                    dir.join("images")
-                        .join(i.as_str().unwrap())
-                        .display()
-                        .to_string()
-                })
-                .collect();
-            for image in &images {
-                args.extend(["--image", image]);
-            }
-            let out = mlx_vlm(&args);
-            assert!(
-                out.status.success(),
-                "{family} {name}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let out: Value = serde_json::from_slice(&out.stdout).unwrap();
-            assert_eq!(out["prompt_tokens"], case["input_ids"], "{family} {name}");
-            assert_eq!(out["tokens"], case["generated_ids"], "{family} {name}");
-            assert_eq!(out["text"], case["generated_text"], "{family} {name}");
-        }
-
-        let out = mlx_vlm(&["info", "--model", model]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let stdout = String::from_utf8(out.stdout).unwrap();
-        assert!(
-            stdout.contains(&format!("Model type: {family}")),
-            "{stdout}"
-        );
-        assert!(
-            stdout.contains(&format!("Processor: {processor}\nInputs: text, images\n")),
-            "{stdout}"
-        );
-    }
+    family_generates_pythons_ids(
+        vec![
+            ("idefics3", fixtures::idefics3_tiny(), "Idefics3Processor"),
+            ("smolvlm", fixtures::smolvlm_tiny(), "SmolVLMProcessor"),
+        ],
+        fixtures::smollm_tokenizer_dir(),
+    );
 }
 
 /// `generate --json` on the tiny LLaVA and LLaVA-NeXT (f32, Hugging Face
@@ -1071,17 +1011,32 @@ fn idefics3_families_generate_pythons_ids() {
 /// `info` names the family's processor and media.
 #[test]
 fn llava_families_generate_pythons_ids() {
-    for (family, tiny, processor) in [
-        ("llava", fixtures::llava_tiny(), "LlavaProcessor"),
-        (
-            "llava_next",
-            fixtures::llava_next_tiny(),
-            "LlavaNextProcessor",
-        ),
-    ] {
+    family_generates_pythons_ids(
+        vec![
+            ("llava", fixtures::llava_tiny(), "LlavaProcessor"),
+            (
+                "llava_next",
+                fixtures::llava_next_tiny(),
+                "LlavaNextProcessor",
+            ),
+        ],
+        fixtures::llama_tokenizer_dir(),
+    );
+}
+
+/// `generate --json` on each family's tiny checkpoint (f32, Hugging Face
+/// layout, the tokenizer in `tokenizer_dir`) gives Python's prompt ids,
+/// generated ids and text for every case of
+/// `mlx-vlm/tests/fixtures/<family>/goldens/f32.json`, and `info` names
+/// the family, its processor and its media.
+fn family_generates_pythons_ids(
+    families: Vec<(&str, fixtures::TinyModel, &str)>,
+    tokenizer_dir: PathBuf,
+) {
+    for (family, tiny, processor) in families {
         let tmp = tempfile::tempdir().unwrap();
         let spec = CheckpointSpec {
-            tokenizer_dir: Some(fixtures::llama_tokenizer_dir()),
+            tokenizer_dir: Some(tokenizer_dir.clone()),
             ..Default::default()
         };
         fixtures::write_tiny_checkpoint(tmp.path(), &tiny, &spec).unwrap();
