@@ -799,82 +799,15 @@ fn gemma_families_generate_pythons_ids() {
             "text, images, audio",
         ),
     ] {
-        let tmp = tempfile::tempdir().unwrap();
-        let spec = CheckpointSpec {
-            tokenizer_dir: Some(fixtures::gemma_tokenizer_dir()),
-            ..Default::default()
-        };
-        fixtures::write_tiny_checkpoint(tmp.path(), &tiny, &spec).unwrap();
+        let tmp = tiny_checkpoint(&tiny, fixtures::gemma_tokenizer_dir());
         let model = tmp.path().to_str().unwrap();
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../mlx-vlm/tests/fixtures");
-        let golden: Value = serde_json::from_str(
-            &std::fs::read_to_string(dir.join(family).join("goldens/f32.json")).unwrap(),
-        )
-        .unwrap();
-        for (name, case) in golden["cases"].as_object().unwrap() {
-            let max_tokens = case["generated_ids"].as_array().unwrap().len().to_string();
-            let mut args = vec!["generate", "--model", model, "--json", "--temperature", "0"];
-            args.extend(["--max-tokens", &max_tokens]);
-            args.extend(["--prompt", case["prompt"].as_str().unwrap()]);
-            if let Some(system) = case["system"].as_str() {
-                args.extend(["--system", system]);
-            }
-            let images: Vec<String> = case["images"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|i| {
-                    fixture_dir()
-                        .join("images")
-                        .join(i.as_str().unwrap())
-                        .display()
-                        .to_string()
-                })
-                .collect();
-            for image in &images {
-                args.extend(["--image", image]);
-            }
-            let clips: Vec<String> = case["audio"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|c| {
-                    dir.join(family)
-                        .join("audio")
-                        .join(c.as_str().unwrap())
-                        .display()
-                        .to_string()
-                })
-                .collect();
-            for clip in &clips {
-                args.extend(["--audio", clip]);
-            }
-            let out = mlx_vlm(&args);
-            assert!(
-                out.status.success(),
-                "{family} {name}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let out: Value = serde_json::from_slice(&out.stdout).unwrap();
-            assert_eq!(out["prompt_tokens"], case["input_ids"], "{family} {name}");
-            assert_eq!(out["tokens"], case["generated_ids"], "{family} {name}");
-            assert_eq!(out["text"], case["generated_text"], "{family} {name}");
-        }
-
-        let out = mlx_vlm(&["info", "--model", model]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let stdout = String::from_utf8(out.stdout).unwrap();
-        assert!(
-            stdout.contains(&format!("Model type: {family}")),
-            "{stdout}"
-        );
-        assert!(
-            stdout.contains(&format!("Processor: {processor}\nInputs: {media}\n")),
-            "{stdout}"
+        generates_pythons_ids(
+            family,
+            model,
+            processor,
+            media,
+            &fixture_dir().join("images"),
         );
 
         if !media.contains("audio") {
@@ -905,56 +838,15 @@ fn gemma_families_generate_pythons_ids() {
 /// names its processor and media.
 #[test]
 fn kimi_vl_generates_pythons_ids() {
-    let tmp = tempfile::tempdir().unwrap();
-    let spec = CheckpointSpec {
-        tokenizer_dir: Some(fixtures::kimi_vl_tokenizer_dir()),
-        ..Default::default()
-    };
-    fixtures::write_tiny_checkpoint(tmp.path(), &fixtures::kimi_vl_tiny(), &spec).unwrap();
-    let model = tmp.path().to_str().unwrap();
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../mlx-vlm/tests/fixtures/kimi_vl");
-    let golden: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("goldens/f32.json")).unwrap())
-            .unwrap();
-    for (name, case) in golden["cases"].as_object().unwrap() {
-        let max_tokens = case["generated_ids"].as_array().unwrap().len().to_string();
-        let mut args = vec!["generate", "--model", model, "--json", "--temperature", "0"];
-        args.extend(["--max-tokens", &max_tokens]);
-        args.extend(["--prompt", case["prompt"].as_str().unwrap()]);
-        if let Some(system) = case["system"].as_str() {
-            args.extend(["--system", system]);
-        }
-        let images: Vec<String> = case["images"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|i| {
-                dir.join("images")
-                    .join(i.as_str().unwrap())
-                    .display()
-                    .to_string()
-            })
-            .collect();
-        for image in &images {
-            args.extend(["--image", image]);
-        }
-        let out = mlx_vlm(&args);
-        assert!(
-            out.status.success(),
-            "kimi_vl {name}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let out: Value = serde_json::from_slice(&out.stdout).unwrap();
-        assert_eq!(out["prompt_tokens"], case["input_ids"], "kimi_vl {name}");
-        assert_eq!(out["tokens"], case["generated_ids"], "kimi_vl {name}");
-        assert_eq!(out["text"], case["generated_text"], "kimi_vl {name}");
-    }
-    let out = mlx_vlm(&["info", "--model", model]);
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    assert!(stdout.contains("Model type: kimi_vl"), "{stdout}");
-    assert!(
-        stdout.contains("Processor: KimiVLProcessor\nInputs: text, images\n"),
-        "{stdout}"
+    let tmp = tiny_checkpoint(&fixtures::kimi_vl_tiny(), fixtures::kimi_vl_tokenizer_dir());
+    let images =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../mlx-vlm/tests/fixtures/kimi_vl/images");
+    generates_pythons_ids(
+        "kimi_vl",
+        tmp.path().to_str().unwrap(),
+        "KimiVLProcessor",
+        "text, images",
+        &images,
     );
 }
 
@@ -1024,79 +916,104 @@ fn llava_families_generate_pythons_ids() {
     );
 }
 
-/// `generate --json` on each family's tiny checkpoint (f32, Hugging Face
-/// layout, the tokenizer in `tokenizer_dir`) gives Python's prompt ids,
-/// generated ids and text for every case of
-/// `mlx-vlm/tests/fixtures/<family>/goldens/f32.json`, and `info` names
-/// the family, its processor and its media.
+/// [`generates_pythons_ids`] for each `(family, tiny model, processor)`,
+/// with the tokenizer in `tokenizer_dir` and the family's own images.
 fn family_generates_pythons_ids(
     families: Vec<(&str, fixtures::TinyModel, &str)>,
     tokenizer_dir: PathBuf,
 ) {
     for (family, tiny, processor) in families {
-        let tmp = tempfile::tempdir().unwrap();
-        let spec = CheckpointSpec {
-            tokenizer_dir: Some(tokenizer_dir.clone()),
-            ..Default::default()
-        };
-        fixtures::write_tiny_checkpoint(tmp.path(), &tiny, &spec).unwrap();
-        let model = tmp.path().to_str().unwrap();
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        let tmp = tiny_checkpoint(&tiny, tokenizer_dir.clone());
+        let images = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../mlx-vlm/tests/fixtures")
-            .join(family);
-        let golden: Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("goldens/f32.json")).unwrap())
-                .unwrap();
-        for (name, case) in golden["cases"].as_object().unwrap() {
-            let max_tokens = case["generated_ids"].as_array().unwrap().len().to_string();
-            let mut args = vec!["generate", "--model", model, "--json", "--temperature", "0"];
-            args.extend(["--max-tokens", &max_tokens]);
-            args.extend(["--prompt", case["prompt"].as_str().unwrap()]);
-            if let Some(system) = case["system"].as_str() {
-                args.extend(["--system", system]);
-            }
-            let images: Vec<String> = case["images"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|i| {
-                    dir.join("images")
-                        .join(i.as_str().unwrap())
-                        .display()
-                        .to_string()
-                })
-                .collect();
-            for image in &images {
-                args.extend(["--image", image]);
-            }
-            let out = mlx_vlm(&args);
-            assert!(
-                out.status.success(),
-                "{family} {name}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let out: Value = serde_json::from_slice(&out.stdout).unwrap();
-            assert_eq!(out["prompt_tokens"], case["input_ids"], "{family} {name}");
-            assert_eq!(out["tokens"], case["generated_ids"], "{family} {name}");
-            assert_eq!(out["text"], case["generated_text"], "{family} {name}");
-        }
+            .join(family)
+            .join("images");
+        let model = tmp.path().to_str().unwrap();
+        generates_pythons_ids(family, model, processor, "text, images", &images);
+    }
+}
 
-        let out = mlx_vlm(&["info", "--model", model]);
+/// `generate --json` on the tiny checkpoint at `model` gives Python's
+/// prompt ids, generated ids and text for every case of
+/// `mlx-vlm/tests/fixtures/<family>/goldens/f32.json` (images from
+/// `images_dir`, audio clips from the family's `audio/`), and `info` names
+/// the family, its `processor` and its `media`.
+fn generates_pythons_ids(
+    family: &str,
+    model: &str,
+    processor: &str,
+    media: &str,
+    images_dir: &Path,
+) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../mlx-vlm/tests/fixtures")
+        .join(family);
+    let golden: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("goldens/f32.json")).unwrap())
+            .unwrap();
+    let paths = |case: &Value, key: &str, folder: &Path| -> Vec<String> {
+        case[key]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|f| folder.join(f.as_str().unwrap()).display().to_string())
+            .collect()
+    };
+    for (name, case) in golden["cases"].as_object().unwrap() {
+        let max_tokens = case["generated_ids"].as_array().unwrap().len().to_string();
+        let mut args = vec!["generate", "--model", model, "--json", "--temperature", "0"];
+        args.extend(["--max-tokens", &max_tokens]);
+        args.extend(["--prompt", case["prompt"].as_str().unwrap()]);
+        if let Some(system) = case["system"].as_str() {
+            args.extend(["--system", system]);
+        }
+        let images = paths(case, "images", images_dir);
+        for image in &images {
+            args.extend(["--image", image]);
+        }
+        let clips = paths(case, "audio", &dir.join("audio"));
+        for clip in &clips {
+            args.extend(["--audio", clip]);
+        }
+        let out = mlx_vlm(&args);
         assert!(
             out.status.success(),
-            "{}",
+            "{family} {name}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let stdout = String::from_utf8(out.stdout).unwrap();
-        assert!(
-            stdout.contains(&format!("Model type: {family}")),
-            "{stdout}"
-        );
-        assert!(
-            stdout.contains(&format!("Processor: {processor}\nInputs: text, images\n")),
-            "{stdout}"
-        );
+        let out: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(out["prompt_tokens"], case["input_ids"], "{family} {name}");
+        assert_eq!(out["tokens"], case["generated_ids"], "{family} {name}");
+        assert_eq!(out["text"], case["generated_text"], "{family} {name}");
     }
+
+    let out = mlx_vlm(&["info", "--model", model]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        stdout.contains(&format!("Model type: {family}")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("Processor: {processor}\nInputs: {media}\n")),
+        "{stdout}"
+    );
+}
+
+/// The tiny checkpoint of `tiny` with the tokenizer in `tokenizer_dir`
+/// (f32, Hugging Face layout), in a new temporary folder.
+fn tiny_checkpoint(tiny: &fixtures::TinyModel, tokenizer_dir: PathBuf) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = CheckpointSpec {
+        tokenizer_dir: Some(tokenizer_dir),
+        ..Default::default()
+    };
+    fixtures::write_tiny_checkpoint(tmp.path(), tiny, &spec).unwrap();
+    tmp
 }
 
 /// `info` without `--model` lists every registered model type with its
