@@ -163,22 +163,12 @@ pub fn gemma3_4b_config(layers: u32) -> Value {
 /// `tools/bench/gemma3_4b/`), its other files the tiny model's.
 pub fn gemma3_4b_model(layers: u32) -> fixtures::TinyModel {
     let tiny = fixtures::gemma3_tiny();
-    let replaced = [
-        (
-            "preprocessor_config.json",
-            include_str!("../../bench/gemma3_4b/preprocessor_config.json"),
-        ),
-        (
-            "processor_config.json",
-            include_str!("../../bench/gemma3_4b/processor_config.json"),
-        ),
-    ];
-    let files = replace_files(&tiny.files, &replaced);
-    fixtures::TinyModel {
-        config: gemma3_4b_config(layers),
-        files,
-        ..tiny
-    }
+    with_processor_files(
+        tiny,
+        gemma3_4b_config(layers),
+        include_str!("../../bench/gemma3_4b/preprocessor_config.json"),
+        include_str!("../../bench/gemma3_4b/processor_config.json"),
+    )
 }
 
 /// The tiny Gemma 3n with google/gemma-3n-E2B-it's widths: text hidden
@@ -261,24 +251,12 @@ pub fn gemma3n_e2b_config(text_layers: u32) -> Value {
 /// in `tools/bench/gemma3n_e2b/`), its other files the tiny model's.
 pub fn gemma3n_e2b_model(text_layers: u32) -> fixtures::TinyModel {
     let tiny = fixtures::gemma3n_tiny();
-    let files = replace_files(
-        &tiny.files,
-        &[
-            (
-                "preprocessor_config.json",
-                include_str!("../../bench/gemma3n_e2b/preprocessor_config.json"),
-            ),
-            (
-                "processor_config.json",
-                include_str!("../../bench/gemma3n_e2b/processor_config.json"),
-            ),
-        ],
-    );
-    fixtures::TinyModel {
-        config: gemma3n_e2b_config(text_layers),
-        files,
-        ..tiny
-    }
+    with_processor_files(
+        tiny,
+        gemma3n_e2b_config(text_layers),
+        include_str!("../../bench/gemma3n_e2b/preprocessor_config.json"),
+        include_str!("../../bench/gemma3n_e2b/processor_config.json"),
+    )
 }
 
 /// The tiny SmolVLM with HuggingFaceTB/SmolVLM-Instruct's widths (text
@@ -318,24 +296,12 @@ pub fn smolvlm_2b_model(layers: u32) -> fixtures::TinyModel {
             ("vision_config", &vision[..]),
         ],
     );
-    let files = replace_files(
-        &tiny.files,
-        &[
-            (
-                "preprocessor_config.json",
-                include_str!("../../bench/smolvlm_2b/preprocessor_config.json"),
-            ),
-            (
-                "processor_config.json",
-                include_str!("../../bench/smolvlm_2b/processor_config.json"),
-            ),
-        ],
-    );
-    fixtures::TinyModel {
+    with_processor_files(
+        tiny,
         config,
-        files,
-        ..tiny
-    }
+        include_str!("../../bench/smolvlm_2b/preprocessor_config.json"),
+        include_str!("../../bench/smolvlm_2b/processor_config.json"),
+    )
 }
 
 /// The tiny LLaVA with llava-hf/llava-1.5-7b-hf's widths (text hidden
@@ -379,24 +345,12 @@ pub fn llava_7b_model(layers: u32) -> fixtures::TinyModel {
             ("vision_config", &vision[..]),
         ],
     );
-    let files = replace_files(
-        &tiny.files,
-        &[
-            (
-                "preprocessor_config.json",
-                include_str!("../../bench/llava_7b/preprocessor_config.json"),
-            ),
-            (
-                "processor_config.json",
-                include_str!("../../bench/llava_7b/processor_config.json"),
-            ),
-        ],
-    );
-    fixtures::TinyModel {
+    with_processor_files(
+        tiny,
         config,
-        files,
-        ..tiny
-    }
+        include_str!("../../bench/llava_7b/preprocessor_config.json"),
+        include_str!("../../bench/llava_7b/processor_config.json"),
+    )
 }
 
 /// Sets each section's `(key, value)` entries in `config`: the top level
@@ -416,21 +370,28 @@ fn set_entries(config: &mut Value, sections: &[(&str, &[(&str, Value)])]) {
     }
 }
 
-/// `files` with the contents of those named in `replaced` swapped in.
-fn replace_files(
-    files: &[(&'static str, &'static str)],
-    replaced: &[(&'static str, &'static str)],
-) -> Vec<(&'static str, &'static str)> {
-    files
+/// `tiny` with `config` and the given `preprocessor_config.json` and
+/// `processor_config.json`, its other files kept.
+fn with_processor_files(
+    tiny: fixtures::TinyModel,
+    config: Value,
+    preprocessor: &'static str,
+    processor: &'static str,
+) -> fixtures::TinyModel {
+    let files = tiny
+        .files
         .iter()
-        .map(|&(name, text)| {
-            let text = replaced
-                .iter()
-                .find(|(n, _)| *n == name)
-                .map_or(text, |&(_, t)| t);
-            (name, text)
+        .map(|&(name, text)| match name {
+            "preprocessor_config.json" => (name, preprocessor),
+            "processor_config.json" => (name, processor),
+            _ => (name, text),
         })
-        .collect()
+        .collect();
+    fixtures::TinyModel {
+        config,
+        files,
+        ..tiny
+    }
 }
 
 /// One checkpoint to write: folder name, model and spec.
