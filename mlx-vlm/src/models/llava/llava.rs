@@ -332,10 +332,6 @@ impl FamilyModel for Model {
         eos_ids(self.config.eos_token_id.as_deref())
     }
 
-    fn chunked_prefill(&self, _prefill: &()) -> bool {
-        true
-    }
-
     fn estimate_memory(&self, request: &MemoryRequest) -> Result<MemoryEstimate> {
         let itemsize = self.multi_modal_projector.linear_2.weight.itemsize();
         let (vision, text) = memory_dims(&self.config, &self.language_model, itemsize);
