@@ -578,54 +578,10 @@ fn transformers_default_config_reads_as_python() {
     assert_eq!(lm.first_kv_shared_layer_idx(), 20);
 }
 
-/// The registered family end to end against Python mlx-vlm 0.7.6 (goldens
-/// of `tests/fixtures/gemma3n/gen_goldens.py`: one image, one audio clip,
-/// an image and a clip with a system prompt, text only).
-mod end_to_end {
-    use mlx_rs::Dtype;
-    use mlx_vlm::fixtures::Layout;
-
-    use crate::family_e2e::check_variant;
-    use crate::gemma_family::gemma3n;
-
-    #[test]
-    fn f32_hugging_face_layout() {
-        check_variant(&gemma3n(), "f32", Dtype::Float32, Layout::HuggingFace, None);
-    }
-
-    #[test]
-    fn f32_mlx_community_layout() {
-        check_variant(
-            &gemma3n(),
-            "f32",
-            Dtype::Float32,
-            Layout::MlxCommunity,
-            None,
-        );
-    }
-
-    #[test]
-    fn bf16_hugging_face_layout() {
-        check_variant(
-            &gemma3n(),
-            "bf16",
-            Dtype::Bfloat16,
-            Layout::HuggingFace,
-            None,
-        );
-    }
-
-    #[test]
-    fn q4_mlx_community() {
-        check_variant(
-            &gemma3n(),
-            "q4",
-            Dtype::Bfloat16,
-            Layout::MlxCommunity,
-            Some((64, 4)),
-        );
-    }
-}
+// The registered family end to end against Python mlx-vlm 0.7.6 (goldens
+// of `tests/fixtures/gemma3n/gen_goldens.py`: one image, one audio clip,
+// an image and a clip with a system prompt, text only).
+crate::end_to_end_tests!(end_to_end, crate::gemma_family::gemma3n());
 
 /// Python's `apply_chat_template(None, {"model_type": "gemma3n"}, prompt,
 /// num_images=..., num_audios=..., return_messages=True)` (printed by the

@@ -32,7 +32,7 @@ mod siglip_weights;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use family_e2e::{Family, Stages, check_variant, max_abs_diff};
+use family_e2e::{Family, Stages, max_abs_diff};
 use mlx_rs::{Array, Dtype};
 use mlx_vlm::fixtures::{self, CheckpointSpec, Layout};
 use mlx_vlm::generate::GenerateInputs;
@@ -169,41 +169,7 @@ fn load_tiny(
     (tmp, model, processor)
 }
 
-mod end_to_end {
-    use super::*;
-
-    #[test]
-    fn f32_hugging_face_layout() {
-        check_variant(&family(), "f32", Dtype::Float32, Layout::HuggingFace, None);
-    }
-
-    #[test]
-    fn f32_mlx_community_layout() {
-        check_variant(&family(), "f32", Dtype::Float32, Layout::MlxCommunity, None);
-    }
-
-    #[test]
-    fn bf16_hugging_face_layout() {
-        check_variant(
-            &family(),
-            "bf16",
-            Dtype::Bfloat16,
-            Layout::HuggingFace,
-            None,
-        );
-    }
-
-    #[test]
-    fn q4_mlx_community() {
-        check_variant(
-            &family(),
-            "q4",
-            Dtype::Bfloat16,
-            Layout::MlxCommunity,
-            Some((64, 4)),
-        );
-    }
-}
+crate::end_to_end_tests!(end_to_end, crate::family());
 
 /// Every image case's grid and pixel values (square, wide, tall, two
 /// images) as Python's processor makes them, and its input ids.

@@ -16,13 +16,12 @@ mod llava_family;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use mlx_rs::{Array, Dtype};
-use mlx_vlm::fixtures::{self, CheckpointSpec, Layout, TinyModel};
+use mlx_rs::Array;
+use mlx_vlm::fixtures::{self, CheckpointSpec, TinyModel};
 use mlx_vlm::{Error, ImageSource};
 use serde_json::Value;
 
-use family_e2e::{check_variant, max_abs_diff};
-use llava_family::{llava, llava_next};
+use family_e2e::max_abs_diff;
 
 fn fixture_dir(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -42,79 +41,8 @@ fn checkpoint(tiny: &TinyModel) -> tempfile::TempDir {
     tmp
 }
 
-mod end_to_end {
-    use super::*;
-
-    #[test]
-    fn llava_f32_hugging_face_layout() {
-        check_variant(&llava(), "f32", Dtype::Float32, Layout::HuggingFace, None);
-    }
-
-    #[test]
-    fn llava_f32_mlx_community_layout() {
-        check_variant(&llava(), "f32", Dtype::Float32, Layout::MlxCommunity, None);
-    }
-
-    #[test]
-    fn llava_bf16_hugging_face_layout() {
-        check_variant(&llava(), "bf16", Dtype::Bfloat16, Layout::HuggingFace, None);
-    }
-
-    #[test]
-    fn llava_q4_mlx_community() {
-        check_variant(
-            &llava(),
-            "q4",
-            Dtype::Bfloat16,
-            Layout::MlxCommunity,
-            Some((64, 4)),
-        );
-    }
-
-    #[test]
-    fn llava_next_f32_hugging_face_layout() {
-        check_variant(
-            &llava_next(),
-            "f32",
-            Dtype::Float32,
-            Layout::HuggingFace,
-            None,
-        );
-    }
-
-    #[test]
-    fn llava_next_f32_mlx_community_layout() {
-        check_variant(
-            &llava_next(),
-            "f32",
-            Dtype::Float32,
-            Layout::MlxCommunity,
-            None,
-        );
-    }
-
-    #[test]
-    fn llava_next_bf16_hugging_face_layout() {
-        check_variant(
-            &llava_next(),
-            "bf16",
-            Dtype::Bfloat16,
-            Layout::HuggingFace,
-            None,
-        );
-    }
-
-    #[test]
-    fn llava_next_q4_mlx_community() {
-        check_variant(
-            &llava_next(),
-            "q4",
-            Dtype::Bfloat16,
-            Layout::MlxCommunity,
-            Some((64, 4)),
-        );
-    }
-}
+crate::end_to_end_tests!(llava_end_to_end, crate::llava_family::llava());
+crate::end_to_end_tests!(llava_next_end_to_end, crate::llava_family::llava_next());
 
 /// Each family's processor alone on the square, wide and tall images
 /// (`goldens/processor.*`): Python's input ids exactly, its pixel values

@@ -15,45 +15,14 @@ mod processing;
 #[path = "common/qwen3_family.rs"]
 mod qwen3_family;
 
-use family_e2e::{Family, check_variant};
-use mlx_rs::Dtype;
-use mlx_vlm::fixtures::{self, Layout};
+use family_e2e::Family;
+use mlx_vlm::fixtures::{self};
 
 fn family() -> Family {
     qwen3_family::family::<mlx_vlm::models::mlp::SwiGLUMLP>("qwen3_vl", fixtures::qwen3_vl_tiny())
 }
 
-#[test]
-fn f32_hugging_face_layout() {
-    check_variant(&family(), "f32", Dtype::Float32, Layout::HuggingFace, None);
-}
-
-#[test]
-fn f32_mlx_community_layout() {
-    check_variant(&family(), "f32", Dtype::Float32, Layout::MlxCommunity, None);
-}
-
-#[test]
-fn bf16_hugging_face_layout() {
-    check_variant(
-        &family(),
-        "bf16",
-        Dtype::Bfloat16,
-        Layout::HuggingFace,
-        None,
-    );
-}
-
-#[test]
-fn q4_mlx_community() {
-    check_variant(
-        &family(),
-        "q4",
-        Dtype::Bfloat16,
-        Layout::MlxCommunity,
-        Some((64, 4)),
-    );
-}
+crate::end_to_end_tests!(end_to_end, crate::family());
 
 /// A prompt prefilled in chunks of 7 tokens (the deepstack features cut to
 /// each chunk's window, as Python does) gives Python's greedy ids.

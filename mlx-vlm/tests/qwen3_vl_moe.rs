@@ -19,8 +19,7 @@ mod qwen3_family;
 #[path = "qwen3_vl_moe/switch_layers.rs"]
 mod switch_layers;
 
-use family_e2e::{Family, check_variant};
-use mlx_rs::Dtype;
+use family_e2e::Family;
 use mlx_vlm::fixtures::{self, Layout};
 
 fn family() -> Family {
@@ -30,37 +29,8 @@ fn family() -> Family {
     )
 }
 
-#[test]
-fn f32_hugging_face_layout() {
-    check_variant(&family(), "f32", Dtype::Float32, Layout::HuggingFace, None);
-}
-
-#[test]
-fn f32_mlx_community_layout() {
-    check_variant(&family(), "f32", Dtype::Float32, Layout::MlxCommunity, None);
-}
-
-#[test]
-fn bf16_hugging_face_layout() {
-    check_variant(
-        &family(),
-        "bf16",
-        Dtype::Bfloat16,
-        Layout::HuggingFace,
-        None,
-    );
-}
-
-#[test]
-fn q4_mlx_community() {
-    check_variant(
-        &family(),
-        "q4",
-        Dtype::Bfloat16,
-        Layout::MlxCommunity,
-        Some((32, 4)),
-    );
-}
+// 4-bit with group 32, as the generator converts it.
+crate::end_to_end_tests!(end_to_end, crate::family(), 32);
 
 /// A config whose expert sizes disagree with the weights is refused before
 /// any module is built, naming the key, in both layouts.

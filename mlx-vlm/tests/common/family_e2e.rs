@@ -392,3 +392,44 @@ pub fn check_variant(
         }
     }
 }
+
+/// The four end-to-end tests of a family's goldens, in a module `$module`:
+/// f32 in the Hugging Face and mlx-community layouts, bf16 in the Hugging
+/// Face layout, 4-bit in the mlx-community layout (group 64 unless
+/// `$group` says as the family's generator does), each [`check_variant`]
+/// of the [`Family`] `$family` builds.
+#[macro_export]
+macro_rules! end_to_end_tests {
+    ($module:ident, $family:expr) => {
+        $crate::end_to_end_tests!($module, $family, 64);
+    };
+    ($module:ident, $family:expr, $group:expr) => {
+        mod $module {
+            use mlx_rs::Dtype;
+            use mlx_vlm::fixtures::Layout;
+
+            use $crate::family_e2e::check_variant;
+
+            #[test]
+            fn f32_hugging_face_layout() {
+                check_variant(&$family, "f32", Dtype::Float32, Layout::HuggingFace, None);
+            }
+
+            #[test]
+            fn f32_mlx_community_layout() {
+                check_variant(&$family, "f32", Dtype::Float32, Layout::MlxCommunity, None);
+            }
+
+            #[test]
+            fn bf16_hugging_face_layout() {
+                check_variant(&$family, "bf16", Dtype::Bfloat16, Layout::HuggingFace, None);
+            }
+
+            #[test]
+            fn q4_mlx_community() {
+                let q4 = Some(($group, 4));
+                check_variant(&$family, "q4", Dtype::Bfloat16, Layout::MlxCommunity, q4);
+            }
+        }
+    };
+}
