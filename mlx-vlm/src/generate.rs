@@ -3,8 +3,9 @@
 //! `mlx_vlm/generate/dispatch.py`, with the defaults of `generate/common.py`
 //! and the stopping criteria of `mlx_vlm/utils.py`).
 //!
-//! Only the plain path is ported: no speculative decoding, prompt cache or
-//! APC reuse, KV quantization, batching or thinking budget. Preparing
+//! Only the plain path and the uniform quantized KV cache are ported: no
+//! speculative decoding, prompt cache or APC reuse, TurboQuant, batching
+//! or thinking budget. Preparing
 //! `input_ids` and `pixel_values` from a prompt and images happens before.
 
 use std::time::Instant;
@@ -14,7 +15,7 @@ use mlx_rs::random::{self, CategoricalSamples};
 use mlx_rs::{Array, Dtype, idx};
 use tokenizers::Tokenizer;
 
-use crate::models::{Cache, ModelInputs, PrefillArgs, RequestState, VlmModel};
+use crate::models::{Cache, KvQuantization, ModelInputs, PrefillArgs, RequestState, VlmModel};
 use crate::sample_utils::{
     LogitsProcessor, LogitsProcessorArgs, Sampler, SamplerArgs, apply_top_k, clamp_temperature,
     invalid_parameter, make_logits_processors, make_sampler, py_float, top_p_sampling,
@@ -140,6 +141,94 @@ pub fn maybe_quantize_kv_cache(
         }
     }
     Ok(())
+}
+
+/// Checks before any work that the quantized KV cache `params` asks for
+/// (`kv_bits`) works with `model` on a prompt of `prompt_tokens` tokens;
+/// [`generate_step`] calls it, and so should any other generation loop.
+///
+/// Python converts the caches after each forward pass whose cache offset
+/// reached `quantized_kv_start`, the last of them at `prompt_tokens +
+/// max_tokens`; a request ending earlier never converts and is not
+/// checked, nor, for an attention that cannot read a quantized cache, one
+/// converting only after its last forward pass. One that may fail fails
+/// here, where Python fails at the conversion or the next attention call,
+/// mid-generation for a start inside the run (a stop token may end
+/// Python's run before that):
+///
+/// - a cache that cannot be quantized (`max_kv_size`'s rotating caches, a
+///   model's sliding-window caches): the cache's own error, Python's
+///   `NotImplementedError("RotatingKVCache Quantization NYI")`, on
+///   `kv_bits`;
+/// - a `kv_group_size` that does not divide the cached keys' or values'
+///   width (Python: `mx.quantize`'s "The last dimension of the matrix
+///   needs to be divisible by the quantization group size"), on
+///   `kv_group_size`;
+/// - an attention that cannot read a quantized cache
+///   ([`KvQuantization::Unsupported`]; Python: a `TypeError` there), on
+///   `kv_bits`.
+pub fn check_kv_quantization(
+    model: &dyn VlmModel,
+    prompt_tokens: usize,
+    params: &GenerateParams,
+) -> Result<()> {
+    let Some(bits) = params.kv_bits_int() else {
+        return Ok(());
+    };
+    // The offset after the last forward pass, the last conversion.
+    let reach = i64::try_from(prompt_tokens.saturating_add(params.max_tokens)).unwrap_or(i64::MAX);
+    let start = i64::from(params.quantized_kv_start);
+    if reach < start {
+        return Ok(());
+    }
+    let group = params.kv_group_size;
+    // Python converts the layers in order: the first that cannot fails.
+    for cache in model.make_cache(params.max_kv_size) {
+        if let Some(Err(e)) = cache.to_quantized(group, bits) {
+            return Err(e);
+        }
+    }
+    match model.kv_quantization() {
+        KvQuantization::HeadDims { keys, values } => {
+            if keys % group == 0 && values % group == 0 {
+                return Ok(());
+            }
+            let fits: Vec<String> = [32, 64, 128]
+                .into_iter()
+                .filter(|g| keys % g == 0 && values % g == 0)
+                .map(|g| g.to_string())
+                .collect();
+            let fix = if fits.is_empty() {
+                "no group size mx.quantize takes (32, 64, 128) divides them: generate \
+                 without kv_bits"
+                    .to_string()
+            } else {
+                format!("use kv_group_size {}", fits.join(" or "))
+            };
+            Err(invalid_parameter(
+                "kv_group_size",
+                group.to_string(),
+                format!(
+                    "kv_group_size {group} does not divide this {} model's cached key width \
+                     {keys} and value width {values} (Python's mx.quantize fails when the cache \
+                     is converted: the last dimension must be divisible by the quantization \
+                     group size); {fix}",
+                    model.model_type()
+                ),
+            ))
+        }
+        // A cache converted after the last forward pass is never read.
+        KvQuantization::Unsupported(_) if reach - 1 < start => Ok(()),
+        KvQuantization::Unsupported(why) => Err(invalid_parameter(
+            "kv_bits",
+            bits.to_string(),
+            format!(
+                "this {} model cannot use a quantized KV cache: {why}; generate without kv_bits",
+                model.model_type()
+            ),
+        )),
+        KvQuantization::Unchecked => Ok(()),
+    }
 }
 
 impl GenerateParams {
@@ -444,6 +533,7 @@ pub fn generate_step<'a>(
     params: &GenerateParams,
 ) -> Result<GenerateStep<'a>> {
     params.validate()?;
+    check_kv_quantization(model, inputs.input_ids.size(), params)?;
     // Before the vision tower, the prompt and the cache allocate anything.
     crate::preflight::check(
         model,

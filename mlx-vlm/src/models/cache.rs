@@ -700,3 +700,29 @@ impl Cache for RotatingKvCache {
         }
     }
 }
+
+/// What a model's attention can read from [`QuantizedKvCache`]s, for the
+/// up-front `kv_bits` check ([`crate::generate::check_kv_quantization`]).
+///
+/// Rust only: Python finds out when `maybe_quantize_kv_cache` converts the
+/// cache (an `mx.quantize` error for a group size that does not divide the
+/// head dim) or at the next attention call (a family whose attention reads
+/// the keys as arrays), both mid-generation when `quantized_kv_start` lies
+/// inside the run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KvQuantization {
+    /// The attention reads quantized caches; their keys and values have
+    /// these last-axis widths, which `kv_group_size` must divide.
+    HeadDims {
+        /// Width of a cached key (`head_dim`; MLA: `qk_nope + qk_rope`).
+        keys: i32,
+        /// Width of a cached value (`head_dim`; MLA: `v_head_dim`).
+        values: i32,
+    },
+    /// The attention cannot read a quantized cache: why, and what Python
+    /// does instead.
+    Unsupported(String),
+    /// Not stated by the model (the default): nothing is checked up front,
+    /// failures come when the cache is converted, as in Python.
+    Unchecked,
+}

@@ -40,7 +40,7 @@ pub mod mlp;
 pub mod rope_utils;
 pub mod switch_layers;
 
-pub use cache::{Cache, KvCache};
+pub use cache::{Cache, KvCache, KvQuantization};
 
 /// Declares the model families: one `pub mod` and one entry of
 /// [`FAMILIES`] per folder name.
@@ -222,6 +222,13 @@ pub trait FamilyModel: Module + Send + Sync + 'static {
     /// The bytes `request` adds on top of the weights at its peak, from
     /// the shapes alone (Rust only: see [`crate::preflight`]).
     fn estimate_memory(&self, request: &MemoryRequest) -> Result<MemoryEstimate>;
+
+    /// What the language model's attention can read from a quantized KV
+    /// cache (`kv_bits`), for the check before generation (Rust only; see
+    /// [`KvQuantization`]). Unchecked unless the family says.
+    fn kv_quantization(&self) -> KvQuantization {
+        KvQuantization::Unchecked
+    }
 }
 
 /// A vision-language model as the loader and the generation engine see it:
@@ -288,6 +295,10 @@ pub trait VlmModel: Module + Send + Sync {
 
     /// The bytes `request` adds on top of the weights at its peak.
     fn estimate_memory(&self, request: &MemoryRequest) -> Result<MemoryEstimate>;
+
+    /// What the attention can read from a quantized KV cache
+    /// ([`FamilyModel::kv_quantization`]).
+    fn kv_quantization(&self) -> KvQuantization;
 }
 
 impl<M: FamilyModel> VlmModel for M {
@@ -366,5 +377,9 @@ impl<M: FamilyModel> VlmModel for M {
 
     fn estimate_memory(&self, request: &MemoryRequest) -> Result<MemoryEstimate> {
         FamilyModel::estimate_memory(self, request)
+    }
+
+    fn kv_quantization(&self) -> KvQuantization {
+        FamilyModel::kv_quantization(self)
     }
 }
