@@ -13,7 +13,12 @@ use std::path::{Path, PathBuf};
 
 use mlx_rs::{Array, Dtype, idx, ops};
 use mlx_vlm::fixtures::{self, CheckpointSpec, Layout, TinyModel};
-use mlx_vlm::generate::{GenerateParams, maybe_quantize_kv_cache, stream_generate};
+use mlx_vlm::generate::{
+    GenerateInputs, GenerateParams, GenerationResponse, StreamGenerate, maybe_quantize_kv_cache,
+    stream_generate,
+};
+use mlx_vlm::models::VlmModel;
+use mlx_vlm::processor::Processor;
 use mlx_vlm::utils::LoadOptions;
 use serde_json::Value;
 
@@ -49,16 +54,63 @@ fn ints(a: &Array) -> Vec<i64> {
     a.to_vec_as::<i64>().unwrap()
 }
 
-fn run_variant(variant: &str, dtype: Dtype) {
-    let (g, meta) = goldens();
-    let tmp = tempfile::tempdir().unwrap();
-    write(tmp.path(), dtype, &meta);
-    let (model, processor) =
-        mlx_vlm::load(tmp.path().to_str().unwrap(), &LoadOptions::default()).unwrap();
+/// The checkpoint in `dir` loaded, and the generator's prompt prepared.
+fn load_with_prompt(dir: &Path, meta: &Value) -> (Box<dyn VlmModel>, Processor, GenerateInputs) {
+    let (model, processor) = mlx_vlm::load(dir.to_str().unwrap(), &LoadOptions::default()).unwrap();
     let prompt = processor
         .apply_chat_template(meta["prompt"].as_str().unwrap(), None, 0)
         .unwrap();
     let inputs = processor.prepare_inputs(&prompt, &[]).unwrap();
+    (model, processor, inputs)
+}
+
+/// Greedy `stream_generate` with `kv` = (`kv_bits`, `kv_group_size`,
+/// `quantized_kv_start`).
+fn generate_kv<'a>(
+    model: &'a dyn VlmModel,
+    processor: &'a Processor,
+    inputs: &GenerateInputs,
+    max_tokens: usize,
+    (bits, group_size, start): (f64, i32, i32),
+) -> mlx_vlm::Result<StreamGenerate<'a>> {
+    let params = GenerateParams {
+        max_tokens,
+        kv_bits: Some(bits),
+        kv_group_size: group_size,
+        quantized_kv_start: start,
+        ..Default::default()
+    };
+    stream_generate(
+        model,
+        processor.tokenizer(),
+        inputs.clone(),
+        processor.eos_token_ids(),
+        &params,
+    )
+}
+
+/// The generated ids and the last step's log-probabilities of a stream.
+fn collect(
+    stream: impl Iterator<Item = mlx_vlm::Result<GenerationResponse>>,
+    key: &str,
+) -> (Vec<i64>, Option<Array>) {
+    let mut ids = Vec::new();
+    let mut logprobs = None;
+    for r in stream {
+        let r = r.unwrap_or_else(|e| panic!("{key}: {e}"));
+        logprobs = r.logprobs.or(logprobs);
+        if let Some(all) = r.token_ids {
+            ids = all.into_iter().map(i64::from).collect();
+        }
+    }
+    (ids, logprobs)
+}
+
+fn run_variant(variant: &str, dtype: Dtype) {
+    let (g, meta) = goldens();
+    let tmp = tempfile::tempdir().unwrap();
+    write(tmp.path(), dtype, &meta);
+    let (model, processor, inputs) = load_with_prompt(tmp.path(), &meta);
     let group_size = meta["kv_group_size"].as_i64().unwrap() as i32;
     let mut checked = 0;
     for bits in [4, 8] {
@@ -66,27 +118,10 @@ fn run_variant(variant: &str, dtype: Dtype) {
         for start in [0, n_prompt + 3] {
             let key = format!("{variant}.kv{bits}.start{start}");
             let want = ints(&g[&format!("{key}.token_ids")]);
-            let params = GenerateParams {
-                max_tokens: meta["max_tokens"].as_u64().unwrap() as usize,
-                kv_bits: Some(bits as f64),
-                kv_group_size: group_size,
-                quantized_kv_start: start,
-                ..Default::default()
-            };
-            let mut ids = Vec::new();
-            for r in stream_generate(
-                &*model,
-                processor.tokenizer(),
-                inputs.clone(),
-                processor.eos_token_ids(),
-                &params,
-            )
-            .unwrap()
-            {
-                if let Some(all) = r.unwrap().token_ids {
-                    ids = all.into_iter().map(i64::from).collect();
-                }
-            }
+            let max_tokens = meta["max_tokens"].as_u64().unwrap() as usize;
+            let kv = (bits as f64, group_size, start);
+            let stream = generate_kv(&*model, &processor, &inputs, max_tokens, kv);
+            let (ids, _) = collect(stream.unwrap(), &key);
             assert_eq!(ids, want, "{key}: greedy ids");
             checked += 1;
 
@@ -278,12 +313,7 @@ fn run_family(family: &str) {
             ..Default::default()
         };
         fixtures::write_tiny_checkpoint(tmp.path(), &tiny, &spec).unwrap();
-        let (model, processor) =
-            mlx_vlm::load(tmp.path().to_str().unwrap(), &LoadOptions::default()).unwrap();
-        let prompt = processor
-            .apply_chat_template(meta["prompt"].as_str().unwrap(), None, 0)
-            .unwrap();
-        let inputs = processor.prepare_inputs(&prompt, &[]).unwrap();
+        let (model, processor, inputs) = load_with_prompt(tmp.path(), &meta);
         let mut worst = 0f32;
         for key in keys {
             let golden = &meta[key.as_str()];
@@ -293,20 +323,8 @@ fn run_family(family: &str) {
                 "{key}: prompt tokens"
             );
             let (bits, start) = bits_and_start(key);
-            let params = GenerateParams {
-                max_tokens,
-                kv_bits: Some(bits),
-                kv_group_size: group_size,
-                quantized_kv_start: start,
-                ..Default::default()
-            };
-            let stream = stream_generate(
-                &*model,
-                processor.tokenizer(),
-                inputs.clone(),
-                processor.eos_token_ids(),
-                &params,
-            );
+            let kv = (bits, group_size, start);
+            let stream = generate_kv(&*model, &processor, &inputs, max_tokens, kv);
             if let Some(python) = golden["error"].as_str() {
                 let flag = if python.starts_with("ValueError: [quantize]") {
                     "kv_group_size"
@@ -324,21 +342,9 @@ fn run_family(family: &str) {
                     Ok(_) => panic!("{key}: Python raises {python}; Rust must refuse up front"),
                 }
             } else {
-                let mut ids = Vec::new();
-                let mut logprobs = None;
-                for r in stream.unwrap() {
-                    let r = r.unwrap_or_else(|e| panic!("{key}: {e}"));
-                    logprobs = r.logprobs.or(logprobs);
-                    if let Some(all) = r.token_ids {
-                        ids = all.into_iter().map(i64::from).collect();
-                    }
-                }
-                let want: Vec<i64> = golden["generated_ids"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|v| v.as_i64().unwrap())
-                    .collect();
+                let (ids, logprobs) = collect(stream.unwrap(), key);
+                let want: Vec<i64> = serde_json::from_value(golden["generated_ids"].clone())
+                    .unwrap_or_else(|e| panic!("{key}: generated_ids: {e}"));
                 assert_eq!(ids, want, "{key}: greedy ids");
                 if let Some(want) = g.get(&format!("{key}.logprobs")) {
                     let vocab = want.shape()[0];
