@@ -1229,15 +1229,10 @@ fn chat_keeps_the_conversation_and_its_cache() {
             max_tokens: 8,
             ..Default::default()
         };
-        generate(
-            &*model,
-            processor.tokenizer(),
-            inputs,
-            processor.eos_token_ids(),
-            &params,
-        )
-        .unwrap()
-        .text
+        let (tokenizer, eos) = (processor.tokenizer(), processor.eos_token_ids());
+        generate(&*model, tokenizer, inputs, eos, &params)
+            .unwrap()
+            .text
     };
     let user = |text: &str, with_image: bool| {
         let mut content = if with_image {
