@@ -3,10 +3,12 @@
 //! `mlx_vlm/generate/dispatch.py`, with the defaults of `generate/common.py`
 //! and the stopping criteria of `mlx_vlm/utils.py`).
 //!
-//! Only the plain path and the uniform quantized KV cache are ported: no
-//! speculative decoding, prompt cache or APC reuse, TurboQuant, batching
-//! or thinking budget. Preparing
-//! `input_ids` and `pixel_values` from a prompt and images happens before.
+//! Ported: the plain path, the uniform quantized KV cache (`kv_bits`),
+//! and the per-conversation prompt cache
+//! ([`stream_generate_with_prompt_cache`], see [`crate::prompt_cache`]);
+//! not ported: speculative decoding, APC, TurboQuant, batching, thinking
+//! budget. Preparing `input_ids` and `pixel_values` from a prompt and
+//! images happens before.
 
 use std::time::Instant;
 
@@ -16,6 +18,7 @@ use mlx_rs::{Array, Dtype, idx};
 use tokenizers::Tokenizer;
 
 use crate::models::{Cache, KvQuantization, ModelInputs, PrefillArgs, RequestState, VlmModel};
+use crate::prompt_cache::{CachedPrefix, PromptCacheState};
 use crate::sample_utils::{
     LogitsProcessor, LogitsProcessorArgs, Sampler, SamplerArgs, apply_top_k, clamp_temperature,
     invalid_parameter, make_logits_processors, make_sampler, py_float, top_p_sampling,
@@ -68,6 +71,9 @@ pub struct GenerationResult {
     pub finish_reason: Option<String>,
     /// Every generated token, on the last item only.
     pub token_ids: Option<Vec<u32>>,
+    /// Prompt tokens a prompt cache already held, not prefilled again
+    /// (Python: `cached_tokens`).
+    pub cached_tokens: usize,
 }
 
 /// The items of [`stream_generate`] (Python yields `GenerationResult`s).
@@ -521,6 +527,8 @@ pub struct GenerateStep<'a> {
     prefill_step_size: Option<i32>,
     /// `kv_bits`, `kv_group_size`, `quantized_kv_start`.
     kv_quant: (Option<i32>, i32, i32),
+    /// The cache already held the prompt's first tokens.
+    continues_prefix: bool,
     phase: Phase,
 }
 
@@ -532,8 +540,33 @@ pub fn generate_step<'a>(
     inputs: GenerateInputs,
     params: &GenerateParams,
 ) -> Result<GenerateStep<'a>> {
+    let prompt_cache = model.make_cache(params.max_kv_size);
+    generate_step_with_cache(
+        model,
+        inputs,
+        params,
+        prompt_cache,
+        model.new_request_state(),
+    )
+}
+
+/// [`generate_step`] continuing `prompt_cache` and `state` (Python:
+/// `generate_step(..., prompt_cache=...)`), which may already hold the
+/// prompt's first tokens: `inputs` are then the rest, text only, prefilled
+/// without the suffix's prefill arguments so the model places them from
+/// the cache and `state` (see [`crate::prompt_cache`]).
+pub fn generate_step_with_cache<'a>(
+    model: &'a dyn VlmModel,
+    inputs: GenerateInputs,
+    params: &GenerateParams,
+    prompt_cache: Vec<Box<dyn Cache>>,
+    state: RequestState,
+) -> Result<GenerateStep<'a>> {
     params.validate()?;
-    check_kv_quantization(model, inputs.input_ids.size(), params)?;
+    // A continued cache already holds its offset's tokens.
+    let cached = prompt_cache.iter().map(|c| c.offset()).max().unwrap_or(0);
+    let cached = usize::try_from(cached).unwrap_or(0);
+    check_kv_quantization(model, cached + inputs.input_ids.size(), params)?;
     // Before the vision tower, the prompt and the cache allocate anything.
     crate::preflight::check(
         model,
@@ -562,8 +595,9 @@ pub fn generate_step<'a>(
         model,
         sampler,
         processors,
-        prompt_cache: model.make_cache(params.max_kv_size),
-        state: model.new_request_state(),
+        continues_prefix: prompt_cache.iter().any(|c| c.offset() > 0),
+        prompt_cache,
+        state,
         tokens: Array::from_slice::<i32>(&[], &[0])?,
         target_sample_position: 0,
         max_tokens: params.max_tokens,
@@ -651,6 +685,10 @@ impl<'a> GenerateStep<'a> {
                 .get_input_embeddings(&input_ids, media.as_ref(), mask.as_ref())?;
         let mut inputs_embeds = embedding_output.inputs_embeds;
         let prefill = embedding_output.prefill;
+        // A reused prefix: the suffix's own prefill arguments (Qwen's
+        // suffix-local positions) would misplace it; the model continues
+        // from the cache and the kept request state instead.
+        let prefill_arg = (!self.continues_prefix).then_some(&prefill);
         // Python: `_chunked_prefill_enabled` asks the model's policy.
         let step_size = self
             .prefill_step_size
@@ -667,7 +705,7 @@ impl<'a> GenerateStep<'a> {
                     &input_ids.index(idx![.., ..n_to_process])?,
                     Some(&inputs_embeds.index(idx![.., ..n_to_process])?),
                     &mut self.prompt_cache,
-                    Some(&prefill),
+                    prefill_arg,
                     &mut self.state,
                 )?;
                 self.quantize_cache()?;
@@ -678,7 +716,7 @@ impl<'a> GenerateStep<'a> {
             }
             input_ids = input_ids.index(idx![.., -1..])?;
         }
-        self.step(&input_ids, Some(&inputs_embeds), Some(&prefill))
+        self.step(&input_ids, Some(&inputs_embeds), prefill_arg)
     }
 
     fn advance(&mut self) -> Result<Option<(u32, Array)>> {
@@ -792,6 +830,9 @@ pub struct StreamGenerate<'a> {
     generated_tokens: Vec<u32>,
     last: Option<(u32, Array)>,
     done: bool,
+    /// Where the finished conversation goes, with the prompt's ids.
+    prompt_cache_state: Option<(&'a mut PromptCacheState, Vec<u32>)>,
+    cached_tokens: usize,
 }
 
 /// Streams generated text (Python: `stream_generate` with prepared
@@ -817,13 +858,82 @@ pub fn stream_generate<'a>(
     params: &GenerateParams,
 ) -> Result<StreamGenerate<'a>> {
     params.validate()?;
+    let gen_steps = generate_step(model, inputs, params)?;
+    stream_from_steps(model, tokenizer, gen_steps, eos_token_ids, params, None, 0)
+}
+
+/// [`stream_generate`] reusing a conversation's cache (Python:
+/// `stream_generate(..., prompt_cache_state=...)`): when the prompt
+/// shares a prefix with `prompt_cache_state`'s ids, the caches can go back
+/// to it and the rest is text only
+/// ([`PromptCacheState::take_reusable`]), only the rest is prefilled
+/// (the items' `cached_tokens` say how many were not); otherwise the
+/// prompt is prefilled cold. When generation finishes, the state holds
+/// the prompt and generated ids with their caches, for the next turn.
+pub fn stream_generate_with_prompt_cache<'a>(
+    model: &'a dyn VlmModel,
+    tokenizer: &'a Tokenizer,
+    inputs: GenerateInputs,
+    eos_token_ids: &[u32],
+    params: &GenerateParams,
+    prompt_cache_state: &'a mut PromptCacheState,
+) -> Result<StreamGenerate<'a>> {
+    params.validate()?;
+    let full_input_ids = inputs.input_ids.to_vec_as::<u32>()?;
+    let reuse = prompt_cache_state.take_reusable(&full_input_ids, inputs.media.is_some());
+    let (gen_steps, cached_tokens) = match reuse {
+        Some(CachedPrefix {
+            prefix_len,
+            cache,
+            request_state,
+        }) => {
+            let start = i32::try_from(prefix_len).map_err(|_| {
+                Error::InvalidArgument(format!("a prefix of {prefix_len} tokens exceeds int32"))
+            })?;
+            // The suffix is text only: its media inputs are dropped (Python
+            // sets pixel_values to None), its mask is the suffix's part.
+            let suffix = GenerateInputs {
+                input_ids: inputs.input_ids.index(idx![.., start..])?,
+                mask: inputs
+                    .mask
+                    .as_ref()
+                    .map(|m| m.index(idx![.., start..]))
+                    .transpose()?,
+                media: None,
+            };
+            let steps = generate_step_with_cache(model, suffix, params, cache, request_state)?;
+            (steps, prefix_len)
+        }
+        None => (generate_step(model, inputs, params)?, 0),
+    };
+    stream_from_steps(
+        model,
+        tokenizer,
+        gen_steps,
+        eos_token_ids,
+        params,
+        Some((prompt_cache_state, full_input_ids)),
+        cached_tokens,
+    )
+}
+
+/// The stream around `gen_steps` (the shared tail of [`stream_generate`]
+/// and [`stream_generate_with_prompt_cache`]).
+fn stream_from_steps<'a>(
+    model: &'a dyn VlmModel,
+    tokenizer: &'a Tokenizer,
+    gen_steps: GenerateStep<'a>,
+    eos_token_ids: &[u32],
+    params: &GenerateParams,
+    prompt_cache_state: Option<(&'a mut PromptCacheState, Vec<u32>)>,
+    cached_tokens: usize,
+) -> Result<StreamGenerate<'a>> {
     let mut stopping_criteria = StoppingCriteria::new(eos_token_ids);
     stopping_criteria.add_eos_token_ids(&model.eos_token_ids());
     stopping_criteria.add_eos_token_ids(&params.eos_tokens);
-    let total_prompt_tokens = inputs.input_ids.size();
+    let total_prompt_tokens = cached_tokens + gen_steps_prompt_len(&gen_steps);
     let mut detokenizer = make_streaming_detokenizer(tokenizer)?;
     detokenizer.reset();
-    let gen_steps = generate_step(model, inputs, params)?;
     Ok(StreamGenerate {
         gen_steps,
         detokenizer,
@@ -834,7 +944,17 @@ pub fn stream_generate<'a>(
         generated_tokens: Vec::new(),
         last: None,
         done: false,
+        prompt_cache_state,
+        cached_tokens,
     })
+}
+
+/// Prompt tokens `gen_steps` will prefill.
+fn gen_steps_prompt_len(gen_steps: &GenerateStep<'_>) -> usize {
+    match &gen_steps.phase {
+        Phase::Start(inputs) => inputs.input_ids.size(),
+        _ => 0,
+    }
 }
 
 impl StreamGenerate<'_> {
@@ -864,7 +984,23 @@ impl StreamGenerate<'_> {
             peak_memory: mlx_rs::memory::get_peak_memory()? as f64 / 1e9,
             finish_reason: None,
             token_ids: None,
+            cached_tokens: self.cached_tokens,
         })
+    }
+
+    /// Python: `prompt_cache_state.update(all_ids, tracked_cache)` after
+    /// the last item: the prompt and generated ids with their caches (the
+    /// model ran every yielded token through them).
+    fn store_prompt_cache(&mut self) {
+        let Some((state, prompt_ids)) = self.prompt_cache_state.take() else {
+            return;
+        };
+        let model = self.gen_steps.model;
+        let cache = std::mem::take(&mut self.gen_steps.prompt_cache);
+        let request_state = std::mem::replace(&mut self.gen_steps.state, model.new_request_state());
+        let mut all_ids = prompt_ids;
+        all_ids.extend_from_slice(&self.generated_tokens);
+        state.update(all_ids, cache, request_state);
     }
 
     /// The last item: what the detokenizer held back, and the totals.
@@ -887,6 +1023,7 @@ impl StreamGenerate<'_> {
         let mut response = self.response(text, self.last.clone())?;
         response.finish_reason = Some(finish_reason.into());
         response.token_ids = Some(self.generated_tokens.clone());
+        self.store_prompt_cache();
         mlx_rs::memory::clear_cache()?;
         Ok(response)
     }

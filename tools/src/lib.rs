@@ -2,6 +2,7 @@
 //! the `mlx-vlm-bench` benchmarks against Python mlx-vlm.
 
 pub mod bench;
+pub mod chat;
 
 pub use mlx_vlm;
 

@@ -134,6 +134,27 @@ pub trait Cache: Send {
     fn to_quantized(&self, _group_size: i32, _bits: i32) -> Option<Result<Box<dyn Cache>>> {
         None
     }
+
+    /// Whether [`Cache::trim`] can drop trailing tokens (Python:
+    /// `is_trimmable`; `_BaseCache`'s false by default).
+    fn is_trimmable(&self) -> bool {
+        false
+    }
+
+    /// Drops the last `n` tokens (at most all of them) and returns how many
+    /// were dropped (Python: `trim`); the buffers stay, later writes
+    /// overwrite them. A cache that cannot trim drops none.
+    fn trim(&mut self, _n: i32) -> i32 {
+        0
+    }
+
+    /// Whether the cache still holds its whole sequence from position 0,
+    /// so it can be rolled back to any earlier prefix (Python:
+    /// `_cache_fully_retained` of `generate/dispatch.py`; true for the
+    /// caches that keep every token).
+    fn fully_retained(&self) -> bool {
+        true
+    }
 }
 
 /// Packed `uint32` data, scales and biases of `mx.quantize` (Python: the
@@ -251,6 +272,16 @@ impl QuantizedKvCache {
 impl Cache for QuantizedKvCache {
     fn offset(&self) -> i32 {
         self.offset
+    }
+
+    fn is_trimmable(&self) -> bool {
+        true
+    }
+
+    fn trim(&mut self, n: i32) -> i32 {
+        let n = n.min(self.offset).max(0);
+        self.offset -= n;
+        n
     }
 
     fn update_and_fetch(&mut self, _keys: &Array, _values: &Array) -> Result<(Array, Array)> {
@@ -389,6 +420,16 @@ fn missing_buffer() -> Error {
 impl Cache for KvCache {
     fn offset(&self) -> i32 {
         self.offset
+    }
+
+    fn is_trimmable(&self) -> bool {
+        true
+    }
+
+    fn trim(&mut self, n: i32) -> i32 {
+        let n = n.min(self.offset).max(0);
+        self.offset -= n;
+        n
     }
 
     fn update_and_fetch(&mut self, keys: &Array, values: &Array) -> Result<(Array, Array)> {
@@ -648,6 +689,23 @@ impl Cache for RotatingKvCache {
 
     fn max_size(&self) -> Option<i32> {
         Some(self.max_size)
+    }
+
+    /// Python: true until the window has been filled.
+    fn is_trimmable(&self) -> bool {
+        self.offset < self.max_size
+    }
+
+    fn trim(&mut self, n: i32) -> i32 {
+        let n = n.min(self.offset).max(0);
+        self.offset -= n;
+        self.idx -= n;
+        n
+    }
+
+    /// Python: reusable until the window wraps (`offset <= max_size`).
+    fn fully_retained(&self) -> bool {
+        self.offset <= self.max_size
     }
 
     fn size(&self) -> i32 {

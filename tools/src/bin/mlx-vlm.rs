@@ -61,6 +61,10 @@ enum Command {
     /// Convert a Hugging Face checkpoint to the MLX (mlx-community) layout,
     /// optionally cast or quantized (Python: `mlx_vlm convert`).
     Convert(ConvertArgs),
+    /// Chat in the terminal, several turns, with images and audio
+    /// (Python: `mlx_vlm.chat`); the conversation's KV cache is kept
+    /// between turns.
+    Chat(mlx_vlm_tools::chat::ChatArgs),
 }
 
 /// The flags of Python's `convert` (see `mlx_vlm::convert` for what is
@@ -270,6 +274,7 @@ fn main() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }
         Command::Convert(args) => convert(args),
+        Command::Chat(args) => Ok(mlx_vlm_tools::chat::chat(args)),
     };
     match result {
         Ok(code) => code,
