@@ -61,6 +61,9 @@ enum Command {
     /// Convert a Hugging Face checkpoint to the MLX (mlx-community) layout,
     /// optionally cast or quantized (Python: `mlx_vlm convert`).
     Convert(ConvertArgs),
+    /// Serve the model over OpenAI- and Anthropic-compatible HTTP APIs
+    /// (Python: `mlx_vlm.server`).
+    Serve(mlx_vlm_tools::server::ServeArgs),
 }
 
 /// The flags of Python's `convert` (see `mlx_vlm::convert` for what is
@@ -270,6 +273,7 @@ fn main() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }
         Command::Convert(args) => convert(args),
+        Command::Serve(args) => mlx_vlm_tools::server::run(args).map(|()| ExitCode::SUCCESS).map_err(Failure::Failed),
     };
     match result {
         Ok(code) => code,
