@@ -104,6 +104,11 @@ pub struct EngineHandle {
 }
 
 impl EngineHandle {
+    /// Requests accepted and not yet finished (queued or generating).
+    pub fn in_flight(&self) -> usize {
+        self.pending.load(Ordering::SeqCst)
+    }
+
     /// Queues `job`, or 503 when `max_pending` requests are in flight.
     pub fn submit(&self, job: Job) -> Result<(), ApiError> {
         let taken = self

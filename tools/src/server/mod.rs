@@ -251,6 +251,7 @@ async fn health(State(state): State<AppState>) -> Response {
         "loaded_models": [info.id],
         "loaded_context_size": info.context_length,
         "continuous_batching_enabled": true,
+        "requests_in_flight": state.engine.in_flight(),
     }))
     .into_response()
 }
