@@ -73,8 +73,9 @@ def main():
     out["openai_models"] = [m.id for m in client.models.list()]
 
     claude = anthropic.Anthropic(base_url=base_url, api_key=api_key)
+    # The server's default temperature is 0 (greedy), as Python's.
     message = claude.messages.create(
-        model=model, messages=messages, max_tokens=max_tokens, temperature=0
+        model=model, messages=messages, max_tokens=max_tokens
     )
     out["anthropic"] = {
         "text": "".join(b.text for b in message.content if b.type == "text"),
@@ -84,7 +85,7 @@ def main():
 
     events = []
     with claude.messages.stream(
-        model=model, messages=messages, max_tokens=max_tokens, temperature=0
+        model=model, messages=messages, max_tokens=max_tokens
     ) as stream:
         for event in stream:
             if event.type not in events:

@@ -273,7 +273,9 @@ fn main() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }
         Command::Convert(args) => convert(args),
-        Command::Serve(args) => mlx_vlm_tools::server::run(args).map(|()| ExitCode::SUCCESS).map_err(Failure::Failed),
+        Command::Serve(args) => mlx_vlm_tools::server::run(args)
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(Failure::Failed),
     };
     match result {
         Ok(code) => code,

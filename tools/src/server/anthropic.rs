@@ -49,7 +49,10 @@ fn event(kind: &str, data: Value) -> Event {
 }
 
 /// `POST /v1/messages`.
-pub async fn messages(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
+pub async fn messages(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     match run(state, body).await {
         Ok(response) => response,
         Err(e) => e.in_dialect(Dialect::Anthropic).into_response(),
@@ -68,7 +71,10 @@ async fn run(state: AppState, body: Result<Bytes, BytesRejection>) -> Result<Res
         if !matches!(m.role.as_str(), "user" | "assistant") {
             return Err(ApiError::bad_param(
                 "messages",
-                format!("messages[{i}].role must be user or assistant, got {:?}", m.role),
+                format!(
+                    "messages[{i}].role must be user or assistant, got {:?}",
+                    m.role
+                ),
             ));
         }
         messages.push(ChatMessage {

@@ -409,14 +409,38 @@ fn prepare(
         num_audios: job.prompt.audio.len(),
         ..ChatTemplateOptions::default()
     };
+    // Everything here reads the request's own inputs (its messages, image
+    // and audio paths or bytes): a failure is the request's (400), but for
+    // MLX's own errors.
+    let request_error = |e: mlx_vlm::Error| {
+        let internal = matches!(e, mlx_vlm::Error::Mlx(_));
+        let mut error = ApiError::from(e);
+        if !internal {
+            error.status = axum::http::StatusCode::BAD_REQUEST;
+        }
+        error
+    };
     let messages = Value::Array(job.prompt.messages.clone());
-    let prompt = apply_chat_template(processor.chat_tokenizer(), config, &messages, &template)?;
-    let images: Vec<ImageSource> = job.prompt.images.iter().map(|s| ImageSource::parse(s)).collect();
-    let audio: Vec<AudioSource> = job.prompt.audio.iter().map(|s| AudioSource::parse(s)).collect();
+    let prompt = apply_chat_template(processor.chat_tokenizer(), config, &messages, &template)
+        .map_err(request_error)?;
+    let images: Vec<ImageSource> = job
+        .prompt
+        .images
+        .iter()
+        .map(|s| ImageSource::parse(s))
+        .collect();
+    let audio: Vec<AudioSource> = job
+        .prompt
+        .audio
+        .iter()
+        .map(|s| AudioSource::parse(s))
+        .collect();
     let media = PromptMedia {
         images: &images,
         videos: &[],
         audio: &audio,
     };
-    Ok(processor.prepare_inputs_with(&prompt, media, &ProcessorOptions::default())?)
+    processor
+        .prepare_inputs_with(&prompt, media, &ProcessorOptions::default())
+        .map_err(request_error)
 }

@@ -119,13 +119,16 @@ async fn chat(
     let token_ids = wants_token_ids(&headers);
     if !request.stream {
         let done = collect(first, &mut updates).await?;
+        // Python answers null content for empty text.
+        let content = if done.text.is_empty() {
+            Value::Null
+        } else {
+            Value::String(done.text)
+        };
         let mut choice = json!({
             "index": 0,
             "finish_reason": done.finish_reason,
-            "message": {
-                "role": "assistant",
-                "content": if done.text.is_empty() { Value::Null } else { done.text.into() },
-            },
+            "message": {"role": "assistant", "content": content},
             "logprobs": null,
         });
         if token_ids {

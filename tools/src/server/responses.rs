@@ -65,7 +65,10 @@ fn response_object(
 }
 
 /// `POST /v1/responses`.
-pub async fn create(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
+pub async fn create(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     match run(state, body).await {
         Ok(response) => response,
         Err(e) => e.into_response(),
@@ -118,8 +121,14 @@ async fn run(state: AppState, body: Result<Bytes, BytesRejection>) -> Result<Res
         let done = match update {
             Update::Started { prompt_tokens: n } => {
                 prompt_tokens = n;
-                push("response.created", json!({"response": object("", None, (n, 0))}));
-                push("response.in_progress", json!({"response": object("", None, (n, 0))}));
+                push(
+                    "response.created",
+                    json!({"response": object("", None, (n, 0))}),
+                );
+                push(
+                    "response.in_progress",
+                    json!({"response": object("", None, (n, 0))}),
+                );
                 push(
                     "response.output_item.added",
                     json!({"output_index": 0, "item": {
@@ -174,13 +183,19 @@ async fn run(state: AppState, body: Result<Bytes, BytesRejection>) -> Result<Res
                     "response.completed"
                 };
                 let tokens = (prompt_tokens, completion_tokens);
-                push(kind, json!({"response": object(&text, Some(finish_reason), tokens)}));
+                push(
+                    kind,
+                    json!({"response": object(&text, Some(finish_reason), tokens)}),
+                );
                 true
             }
             Update::Failed(e) => {
                 let body = e.body();
-                push("error", json!({"code": body["error"]["code"],
-                                     "message": body["error"]["message"], "param": null}));
+                push(
+                    "error",
+                    json!({"code": body["error"]["code"],
+                                     "message": body["error"]["message"], "param": null}),
+                );
                 true
             }
         };

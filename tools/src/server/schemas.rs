@@ -144,7 +144,10 @@ impl Sampling {
 
     /// The stop strings.
     pub fn stop(&self) -> Vec<String> {
-        self.stop.clone().map(OneOrMany::into_vec).unwrap_or_default()
+        self.stop
+            .clone()
+            .map(OneOrMany::into_vec)
+            .unwrap_or_default()
     }
 }
 

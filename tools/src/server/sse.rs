@@ -13,7 +13,9 @@ use super::errors::ApiError;
 
 /// The first update: a failure before any text (a bad image, a prompt
 /// too long) is answered as an error status instead of a stream.
-pub async fn first_update(updates: &mut mpsc::UnboundedReceiver<Update>) -> Result<Update, ApiError> {
+pub async fn first_update(
+    updates: &mut mpsc::UnboundedReceiver<Update>,
+) -> Result<Update, ApiError> {
     match updates.recv().await {
         Some(Update::Failed(e)) => Err(e),
         Some(update) => Ok(update),
@@ -28,7 +30,11 @@ pub async fn first_update(updates: &mut mpsc::UnboundedReceiver<Update>) -> Resu
 /// `first`; `render` returns the events and whether the stream is done.
 /// A client that disconnects drops the stream, which closes `updates`:
 /// the engine then cancels the generation.
-pub fn stream<F>(first: Update, mut updates: mpsc::UnboundedReceiver<Update>, mut render: F) -> Response
+pub fn stream<F>(
+    first: Update,
+    mut updates: mpsc::UnboundedReceiver<Update>,
+    mut render: F,
+) -> Response
 where
     F: FnMut(Update) -> (Vec<Event>, bool) + Send + 'static,
 {

@@ -171,14 +171,4 @@ impl<'a> BatchGenerator<'a> {
     pub fn is_idle(&self) -> bool {
         self.queue.is_empty() && self.active.is_empty()
     }
-
-    /// Requests generating.
-    pub fn num_active(&self) -> usize {
-        self.active.len()
-    }
-
-    /// Requests waiting.
-    pub fn num_queued(&self) -> usize {
-        self.queue.len()
-    }
 }
