@@ -23,16 +23,16 @@
 //!   log-probabilities, prompt-batch timings, speculative decoding, APC
 //!   or thinking budgets.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use mlx_rs::{Array, idx};
+use mlx_rs::{Array, idx, ops};
 
 use crate::generate::{
     DEFAULT_CACHE_EVAL_INTERVAL, DEFAULT_PREFILL_STEP_SIZE, GenerateInputs, GenerateParams,
     PromptPrefill, RequestRun, StoppingCriteria,
 };
-use crate::models::VlmModel;
+use crate::models::{BatchKvCache, Cache, RequestState, VlmModel};
 use crate::{Error, Result};
 
 /// The generator-wide settings (Python: `BatchGenerator`'s keyword
@@ -153,6 +153,24 @@ struct Sequence {
     prompt_tokens: usize,
     generated: usize,
     phase: Option<Phase>,
+    /// Whether it may join the decode batch: the family decodes in
+    /// batches and its caches are plain (no `max_kv_size`, no `kv_bits`).
+    batchable: bool,
+    /// Whether its caches live in the [`DecodeBatch`] (its own
+    /// `run.prompt_cache` is then empty).
+    batched: bool,
+}
+
+/// The decoding requests of a family with batched decode, sharing one
+/// forward per step (Python: `GenerationBatch`).
+#[derive(Default)]
+struct DecodeBatch {
+    /// One left-padded cache per layer.
+    caches: Vec<BatchKvCache>,
+    /// The request of each row.
+    rows: Vec<RequestId>,
+    /// Batched forwards run, for the cache evaluation interval.
+    steps: usize,
 }
 
 /// Continuous batching over one shared model (Python: `BatchGenerator`).
@@ -169,6 +187,8 @@ pub struct BatchGenerator {
     active: Vec<Sequence>,
     /// Events of [`BatchGenerator::cancel`], reported by the next step.
     pending: Vec<BatchEvent>,
+    batch: DecodeBatch,
+    largest_batch: usize,
 }
 
 impl BatchGenerator {
@@ -185,6 +205,8 @@ impl BatchGenerator {
             queue: VecDeque::new(),
             active: Vec::new(),
             pending: Vec::new(),
+            batch: DecodeBatch::default(),
+            largest_batch: 0,
         }
     }
 
@@ -229,6 +251,9 @@ impl BatchGenerator {
                 .map(|(_, r)| (r.inputs.input_ids.size(), 0))
         } else if let Some(i) = self.active.iter().position(|s| s.id == id) {
             let seq = self.active.remove(i);
+            if seq.batched {
+                self.drop_rows(&[id]);
+            }
             Some((seq.prompt_tokens, seq.generated))
         } else {
             None
@@ -269,11 +294,24 @@ impl BatchGenerator {
     pub fn next(&mut self) -> Vec<BatchEvent> {
         let mut events = std::mem::take(&mut self.pending);
         self.admit(&mut events);
+        self.decode_batch(&mut events);
         let model = Arc::clone(&self.model);
         let mut i = 0;
         while i < self.active.len() {
             let seq = &mut self.active[i];
-            match seq.advance(&*model, &mut events) {
+            if seq.batched {
+                i += 1;
+                continue;
+            }
+            let outcome = seq.advance(&*model, &mut events).and_then(|going_on| {
+                // A request whose first token came joins the decode batch,
+                // and decodes with it from the next step on.
+                if going_on && seq.batchable && matches!(seq.phase, Some(Phase::Decode { .. })) {
+                    self.batch.join(seq)?;
+                }
+                Ok(going_on)
+            });
+            match outcome {
                 Ok(true) => i += 1,
                 Ok(false) => {
                     self.active.remove(i);
@@ -286,6 +324,76 @@ impl BatchGenerator {
             }
         }
         events
+    }
+
+    /// Requests decoding in the shared batch now.
+    pub fn num_batched(&self) -> usize {
+        self.batch.rows.len()
+    }
+
+    /// The most rows one batched forward has run so far (0 for a family
+    /// without batched decode): shows the batched path is taken.
+    pub fn largest_batch(&self) -> usize {
+        self.largest_batch
+    }
+
+    /// One batched forward over the decode batch, then each row's own
+    /// logits processors and sampler; finished rows leave the batch. A
+    /// failing forward fails every row.
+    fn decode_batch(&mut self, events: &mut Vec<BatchEvent>) {
+        if self.batch.rows.is_empty() {
+            return;
+        }
+        self.largest_batch = self.largest_batch.max(self.batch.rows.len());
+        let mut by_id: HashMap<RequestId, &mut Sequence> = self
+            .active
+            .iter_mut()
+            .filter(|s| s.batched)
+            .map(|s| (s.id, s))
+            .collect();
+        let mut seqs: Vec<&mut Sequence> = Vec::with_capacity(self.batch.rows.len());
+        for id in &self.batch.rows {
+            match by_id.remove(id) {
+                Some(seq) => seqs.push(seq),
+                None => unreachable!("every batch row is an active batched request"),
+            }
+        }
+        let done = match step_rows(&*self.model, &mut self.batch, &mut seqs, events) {
+            Ok(done) => done,
+            Err(error) => {
+                for seq in &seqs {
+                    events.push(BatchEvent::Failed {
+                        id: seq.id,
+                        error: Error::InvalidArgument(format!(
+                            "the batched decode step failed: {error}"
+                        )),
+                    });
+                }
+                seqs.iter().map(|s| s.id).collect()
+            }
+        };
+        drop(seqs);
+        if !done.is_empty() {
+            self.drop_rows(&done);
+            self.active.retain(|s| !done.contains(&s.id));
+        }
+    }
+
+    /// Removes the rows of `ids` from the decode batch.
+    fn drop_rows(&mut self, ids: &[RequestId]) {
+        let keep: Vec<usize> = (0..self.batch.rows.len())
+            .filter(|&r| !ids.contains(&self.batch.rows[r]))
+            .collect();
+        self.batch.rows = keep.iter().map(|&r| self.batch.rows[r]).collect();
+        for cache in &mut self.batch.caches {
+            // Indices come from the batch itself, so `filter` cannot fail.
+            if cache.filter(&keep).is_err() {
+                unreachable!("rows kept are rows of the batch");
+            }
+        }
+        if self.batch.rows.is_empty() {
+            self.batch = DecodeBatch::default();
+        }
     }
 
     /// Moves queued requests into the active set, up to `max_num_seqs`.
@@ -316,7 +424,82 @@ impl BatchGenerator {
             prompt_tokens: inputs.input_ids.size(),
             generated: 0,
             phase: Some(Phase::Admitted(inputs)),
+            batchable: self.model.batched_decode()
+                && params.kv_bits.is_none()
+                && params.max_kv_size.is_none(),
+            batched: false,
         })
+    }
+}
+
+/// One batched forward over `seqs` (the batch's rows, in order) and each
+/// row's sample; returns the requests that finished.
+fn step_rows(
+    model: &dyn VlmModel,
+    batch: &mut DecodeBatch,
+    seqs: &mut [&mut Sequence],
+    events: &mut Vec<BatchEvent>,
+) -> Result<Vec<RequestId>> {
+    let mut last = Vec::with_capacity(seqs.len());
+    for seq in seqs.iter() {
+        match &seq.phase {
+            Some(Phase::Decode { y }) => last.push(y.reshape(&[1, 1])?),
+            _ => unreachable!("a batched request is decoding"),
+        }
+    }
+    let inputs = ops::concatenate(&last, 0)?;
+    let logits = {
+        let mut states: Vec<&mut RequestState> =
+            seqs.iter_mut().map(|s| &mut s.run.state).collect();
+        model.decode_batch(&inputs, &mut batch.caches, &mut states)?
+    };
+    batch.steps += 1;
+    if batch.steps.is_multiple_of(DEFAULT_CACHE_EVAL_INTERVAL) {
+        let states: Vec<Array> = batch.caches.iter().flat_map(|c| c.state()).collect();
+        mlx_rs::eval(&states)?;
+    }
+    let mut done = Vec::new();
+    for (row, (seq, y)) in seqs.iter_mut().zip(&last).enumerate() {
+        let r = row as i32;
+        let (next, _) = seq.run.sample(y, logits.index(idx![r..r + 1, -1, ..])?)?;
+        if !seq.emit(next, events)? {
+            done.push(seq.id);
+        }
+    }
+    Ok(done)
+}
+
+impl DecodeBatch {
+    /// Moves `seq`'s caches into the batch, as a new last row (Python:
+    /// `GenerationBatch.extend` with the merged prompt caches).
+    fn join(&mut self, seq: &mut Sequence) -> Result<()> {
+        let mut joined = Vec::with_capacity(seq.run.prompt_cache.len());
+        for cache in &seq.run.prompt_cache {
+            let Some(kv) = cache.plain_kv() else {
+                // Not a plain cache (a family's own kind): decode alone.
+                seq.batchable = false;
+                return Ok(());
+            };
+            joined.push(BatchKvCache::merge(&[kv?])?);
+        }
+        if self.rows.is_empty() {
+            self.caches = joined;
+        } else {
+            if self.caches.len() != joined.len() {
+                return Err(Error::InvalidArgument(format!(
+                    "a request with {} caches cannot join a decode batch of {}",
+                    joined.len(),
+                    self.caches.len()
+                )));
+            }
+            for (cache, row) in self.caches.iter_mut().zip(joined) {
+                cache.extend(row)?;
+            }
+        }
+        self.rows.push(seq.id);
+        seq.run.prompt_cache = Vec::new();
+        seq.batched = true;
+        Ok(())
     }
 }
 

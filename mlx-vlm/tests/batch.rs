@@ -231,6 +231,8 @@ fn staggered_requests_give_their_single_run_ids() {
         assert_single_run(&*model, &tokenizer, &outcomes, i, qwen_request(i), &options);
         assert_eq!(outcomes[&i].tokens.len(), 6 + 2 * i, "request {i}");
     }
+    // Qwen2.5-VL decodes in batches: forwards ran several rows at once.
+    assert!(batcher.largest_batch() >= 2, "{}", batcher.largest_batch());
     let distinct: std::collections::HashSet<_> = outcomes.values().map(|o| &o.tokens).collect();
     assert!(
         distinct.len() > 3,
@@ -437,6 +439,8 @@ fn a_family_without_batched_decode_runs_per_request() {
     ];
     let (outcomes, most_active) = drive(&mut batcher, arrivals, |_, _, _| {});
     assert_eq!(most_active, 3);
+    // Gemma 3 has no batched decode: every request decoded on its own.
+    assert_eq!(batcher.largest_batch(), 0);
     for i in 0..3 {
         assert_single_run(&*model, &tokenizer, &outcomes, i, request(i), &options);
     }
