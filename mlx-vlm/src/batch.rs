@@ -4,24 +4,40 @@
 //!
 //! Requests are queued by [`BatchGenerator::insert`] and admitted in FIFO
 //! order up to [`BatchOptions::max_num_seqs`]; each
-//! [`BatchGenerator::next`] is one scheduling step: every admitted request
-//! still prefilling runs one prompt chunk, every decoding request gets one
-//! token. A new request's chunks thus run between the decode steps of the
-//! others, which never stall for a long prompt.
+//! [`BatchGenerator::next`] is one scheduling step: one batched forward
+//! gives every request in the decode batch its next token, then every
+//! admitted request still prefilling runs one prompt chunk. A new
+//! request's chunks thus run between the decode steps of the others,
+//! which never stall for a long prompt.
+//!
+//! Prompts are prefilled per request (the chunks of `generate_step`).
+//! Once its first token is sampled, a request of a family with batched
+//! decode ([`crate::models::FamilyModel::batched_decode`], e.g.
+//! Qwen2.5-VL) moves its caches into the decode batch (one left-padded
+//! [`BatchKvCache`] per layer) and decodes with the others in one forward;
+//! finished rows leave it. Families without batched decode (the default),
+//! and requests with a rotating (`max_kv_size`) or quantized (`kv_bits`)
+//! cache, decode one by one, each with its own forward.
 //!
 //! Each request keeps its own sampler, logits processors, stop ids,
-//! `max_tokens`, caches and [`crate::models::RequestState`], exactly as
+//! `max_tokens` and [`crate::models::RequestState`], exactly as
 //! [`crate::generate::generate_step`] keeps them (the same code), so a
-//! request's greedy ids equal its single-request run.
+//! request's greedy ids equal its single-request run (`tests/batch.rs`:
+//! batched logits equal single-row ones bit for bit in f32).
 //!
 //! Divergences from Python:
 //! - Prompts are prefilled one request at a time (Python pads up to
 //!   `prefill_batch_size` prompts into one prefill batch); the chunk
 //!   boundaries are those of `generate_step`, so a request's numerics do
 //!   not depend on what it shares the batch with.
+//! - The decode batch masks the left padding (Python's Qwen decode does
+//!   not: see [`crate::models::qwen2_5_vl::language::LanguageModel::decode_batch`]).
 //! - The events are typed ([`BatchEvent`]); there are no per-token
 //!   log-probabilities, prompt-batch timings, speculative decoding, APC
-//!   or thinking budgets.
+//!   or thinking budgets; Python's one-step-ahead `async_eval` pipelining
+//!   is not ported.
+//! - Memory is checked per request at [`BatchGenerator::insert`]
+//!   ([`crate::preflight::check`]), not for the requests running together.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;

@@ -5,7 +5,7 @@
 //!
 //! Only the plain path is ported: no speculative decoding, prompt cache or
 //! APC reuse, or thinking budget; continuous batching is [`crate::batch`],
-//! which shares [`RequestRun`] and [`PromptPrefill`]. Preparing
+//! which shares its per-request state and chunked prefill. Preparing
 //! `input_ids` and `pixel_values` from a prompt and images happens before.
 
 use std::time::Instant;

@@ -9,12 +9,12 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use mlx_rs::{Array, Dtype, ops};
+use mlx_rs::{Array, Dtype, idx, ops};
 use mlx_vlm::batch::{BatchEvent, BatchGenerator, BatchOptions, BatchRequest, FinishReason};
 use mlx_vlm::fixtures::{self, CheckpointSpec};
 use mlx_vlm::generate::{GenerateInputs, GenerateParams, generate};
 use mlx_vlm::models::qwen3_vl::processing_qwen3_vl::QwenVlInputs;
-use mlx_vlm::models::{ModelInputs, VlmModel};
+use mlx_vlm::models::{BatchKvCache, ModelInputs, VlmModel};
 use mlx_vlm::{Error, LoadOptions, utils};
 
 const IMAGE_TOKEN: i32 = 151_655;
@@ -240,6 +240,54 @@ fn staggered_requests_give_their_single_run_ids() {
     );
 }
 
+/// Six requests at once, text and images of different sizes, a
+/// repetition penalty and a seeded sampler among them.
+fn mixed_requests() -> Vec<BatchRequest> {
+    let mut requests: Vec<BatchRequest> = (0..4).map(qwen_request).collect();
+    let mut penalised = qwen_request(5);
+    penalised.params.logits_processors.repetition_penalty = Some(1.3);
+    requests.push(penalised);
+    let mut sampled = qwen_request(3);
+    sampled.params.temperature = 0.8;
+    sampled.params.top_p = 0.9;
+    sampled.params.seed = Some(7);
+    requests.push(sampled);
+    // Long enough that all six are decoding once the longest prompt is in.
+    for (i, r) in requests.iter_mut().enumerate() {
+        r.params.max_tokens = 16 + i;
+    }
+    requests
+}
+
+/// All of `mixed_requests` decode in one batch and give their own runs'
+/// ids in `dtype`.
+fn one_batch_gives_single_run_ids(dtype: Dtype) {
+    let (_dir, model) = qwen(dtype);
+    let tokenizer = qwen_tokenizer();
+    let options = small_chunks(8);
+    let mut batcher = BatchGenerator::new(Arc::clone(&model), Vec::new(), options.clone());
+    let arrivals = vec![mixed_requests().into_iter().enumerate().collect()];
+    let (outcomes, _) = drive(&mut batcher, arrivals, |_, _, _| {});
+    assert_eq!(
+        batcher.largest_batch(),
+        6,
+        "every request decoded in the batch"
+    );
+    for (i, request) in mixed_requests().into_iter().enumerate() {
+        assert_single_run(&*model, &tokenizer, &outcomes, i, request, &options);
+    }
+}
+
+#[test]
+fn one_batch_of_six_gives_single_run_ids_in_f32() {
+    one_batch_gives_single_run_ids(Dtype::Float32);
+}
+
+#[test]
+fn one_batch_of_six_gives_single_run_ids_in_bf16() {
+    one_batch_gives_single_run_ids(Dtype::Bfloat16);
+}
+
 #[test]
 fn max_num_seqs_queues_the_rest_in_order() {
     let (_dir, model) = qwen(Dtype::Float32);
@@ -443,5 +491,66 @@ fn a_family_without_batched_decode_runs_per_request() {
     assert_eq!(batcher.largest_batch(), 0);
     for i in 0..3 {
         assert_single_run(&*model, &tokenizer, &outcomes, i, request(i), &options);
+    }
+}
+
+#[test]
+fn a_batched_step_gives_each_rows_single_step_logits() {
+    let (_dir, model) = qwen(Dtype::Float32);
+    let mut caches = Vec::new();
+    let mut states = Vec::new();
+    let mut last = Vec::new();
+    // Prompts of 23, 14 and 45 tokens: rows with 22, 31 and 0 padding.
+    for i in [0, 3, 2] {
+        let inputs = qwen_request(i).inputs;
+        let embeddings = model
+            .get_input_embeddings(&inputs.input_ids, inputs.media.as_ref(), None)
+            .unwrap();
+        let mut cache = model.make_cache(None);
+        let mut state = model.new_request_state();
+        let logits = model
+            .language_model(
+                &inputs.input_ids,
+                Some(&embeddings.inputs_embeds),
+                &mut cache,
+                Some(&embeddings.prefill),
+                &mut state,
+            )
+            .unwrap();
+        let y = ops::argmax(&logits.index(idx![.., -1, ..]).unwrap(), Some(-1), false).unwrap();
+        last.push(y.reshape(&[1, 1]).unwrap());
+        caches.push(cache);
+        states.push(state);
+    }
+    // The batch, from the three caches as they are now.
+    let layers = caches[0].len();
+    let mut batch: Vec<BatchKvCache> = (0..layers)
+        .map(|l| {
+            let rows: Vec<_> = caches
+                .iter()
+                .map(|c| c[l].plain_kv().unwrap().unwrap())
+                .collect();
+            BatchKvCache::merge(&rows).unwrap()
+        })
+        .collect();
+    assert_eq!(batch[0].left_padding(), &[22, 31, 0]);
+    let inputs = ops::concatenate(&last, 0).unwrap();
+    let batched = {
+        let mut refs: Vec<_> = states.iter_mut().collect();
+        model.decode_batch(&inputs, &mut batch, &mut refs).unwrap()
+    };
+    assert_eq!(batched.shape(), &[3, 1, batched.dim(-1).unwrap()]);
+    for (row, ((cache, state), y)) in caches.iter_mut().zip(&mut states).zip(&last).enumerate() {
+        let single = model.language_model(y, None, cache, None, state).unwrap();
+        let r = row as i32;
+        let got = batched.index(idx![r..r + 1, .., ..]).unwrap();
+        let diff = ops::abs(&ops::subtract(&got, &single).unwrap())
+            .unwrap()
+            .max(None::<i32>, false)
+            .unwrap()
+            .item_as::<f32>()
+            .unwrap();
+        println!("row {row}: largest |batched - single| logit difference {diff:e}");
+        assert!(diff <= 1e-5, "row {row}: {diff}");
     }
 }
