@@ -263,6 +263,12 @@ fn mixed_requests() -> Vec<BatchRequest> {
 /// ids in `dtype`.
 fn one_batch_gives_single_run_ids(dtype: Dtype) {
     let (_dir, model) = qwen(dtype);
+    assert_one_batch(model);
+}
+
+/// `mixed_requests` on `model` decode in one batch, each with its own
+/// run's ids.
+fn assert_one_batch(model: Arc<dyn VlmModel>) {
     let tokenizer = qwen_tokenizer();
     let options = small_chunks(8);
     let mut batcher = BatchGenerator::new(Arc::clone(&model), Vec::new(), options.clone());
@@ -286,6 +292,17 @@ fn one_batch_of_six_gives_single_run_ids_in_f32() {
 #[test]
 fn one_batch_of_six_gives_single_run_ids_in_bf16() {
     one_batch_gives_single_run_ids(Dtype::Bfloat16);
+}
+
+#[test]
+fn qwen2_vl_decodes_in_batches_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = CheckpointSpec {
+        dtype: Dtype::Float32,
+        ..Default::default()
+    };
+    fixtures::write_tiny_checkpoint(dir.path(), &fixtures::qwen2_vl_tiny(), &spec).unwrap();
+    assert_one_batch(load(dir.path()));
 }
 
 #[test]
