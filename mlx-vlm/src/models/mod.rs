@@ -34,12 +34,14 @@ use crate::{Error, Result};
 
 pub mod attention;
 pub mod base;
+pub mod batch_cache;
 pub mod cache;
 pub mod kernels;
 pub mod mlp;
 pub mod rope_utils;
 pub mod switch_layers;
 
+pub use batch_cache::BatchKvCache;
 pub use cache::{Cache, KvCache};
 
 /// Declares the model families: one `pub mod` and one entry of
@@ -222,6 +224,31 @@ pub trait FamilyModel: Module + Send + Sync + 'static {
     /// The bytes `request` adds on top of the weights at its peak, from
     /// the shapes alone (Rust only: see [`crate::preflight`]).
     fn estimate_memory(&self, request: &MemoryRequest) -> Result<MemoryEstimate>;
+
+    /// Whether [`FamilyModel::decode_batch`] runs one forward over several
+    /// decoding requests (continuous batching, [`crate::batch`]). False by
+    /// default: the batch generator then decodes each request on its own.
+    fn batched_decode(&self) -> bool {
+        false
+    }
+
+    /// Logits `[batch, 1, vocab]` of one decode step of several requests
+    /// at once (Python: `GenerationBatch._step`'s language-model call):
+    /// `inputs` `[batch, 1]` holds each row's last token, `cache` one
+    /// left-padded [`BatchKvCache`] per layer (made from the caches of
+    /// [`FamilyModel::make_cache`]) and `states` each row's state. Only
+    /// called when [`FamilyModel::batched_decode`] is true.
+    fn decode_batch(
+        &self,
+        _inputs: &Array,
+        _cache: &mut [BatchKvCache],
+        _states: &mut [&mut Self::State],
+    ) -> Result<Array> {
+        Err(Error::InvalidArgument(format!(
+            "{} has no batched decode; decode its requests one by one",
+            Self::FAMILY.model_type
+        )))
+    }
 }
 
 /// A vision-language model as the loader and the generation engine see it:
@@ -288,6 +315,20 @@ pub trait VlmModel: Module + Send + Sync {
 
     /// The bytes `request` adds on top of the weights at its peak.
     fn estimate_memory(&self, request: &MemoryRequest) -> Result<MemoryEstimate>;
+
+    /// Whether [`VlmModel::decode_batch`] is implemented
+    /// ([`FamilyModel::batched_decode`]).
+    fn batched_decode(&self) -> bool;
+
+    /// One decode step of several requests in one forward
+    /// ([`FamilyModel::decode_batch`]). Fails on a state of another
+    /// family.
+    fn decode_batch(
+        &self,
+        inputs: &Array,
+        cache: &mut [BatchKvCache],
+        states: &mut [&mut RequestState],
+    ) -> Result<Array>;
 }
 
 impl<M: FamilyModel> VlmModel for M {
@@ -366,5 +407,29 @@ impl<M: FamilyModel> VlmModel for M {
 
     fn estimate_memory(&self, request: &MemoryRequest) -> Result<MemoryEstimate> {
         FamilyModel::estimate_memory(self, request)
+    }
+
+    fn batched_decode(&self) -> bool {
+        FamilyModel::batched_decode(self)
+    }
+
+    fn decode_batch(
+        &self,
+        inputs: &Array,
+        cache: &mut [BatchKvCache],
+        states: &mut [&mut RequestState],
+    ) -> Result<Array> {
+        let model_type = M::FAMILY.model_type;
+        let mut typed = Vec::with_capacity(states.len());
+        for state in states.iter_mut() {
+            let any: &mut dyn Any = &mut *state.0;
+            typed.push(any.downcast_mut::<M::State>().ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "a request state of another model family was given to a {model_type} \
+                     model; make it with this model's new_request_state"
+                ))
+            })?);
+        }
+        FamilyModel::decode_batch(self, inputs, cache, &mut typed)
     }
 }
