@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::thread::JoinHandle;
 
+use mlx_vlm::batch::{BatchEvent, BatchGenerator, BatchOptions, BatchRequest, FinishReason};
 use mlx_vlm::generate::GenerateParams;
 use mlx_vlm::processor::{ProcessorOptions, PromptMedia};
 use mlx_vlm::prompt_utils::{ChatTemplateOptions, apply_chat_template};
@@ -22,7 +23,6 @@ use tokio::sync::mpsc;
 
 use super::errors::ApiError;
 use super::normalize::NormalizedPrompt;
-use super::standin::{BatchEvent, BatchGenerator, BatchOptions, BatchRequest, FinishReason};
 use super::stop::StopMatcher;
 
 /// One generation request.
@@ -91,6 +91,10 @@ pub struct EngineOptions {
     pub max_num_seqs: usize,
     /// Requests accepted (queued or generating) before 503.
     pub max_pending: usize,
+    /// Prompt tokens per prefill chunk (`--prefill-step-size`).
+    pub prefill_step_size: Option<i32>,
+    /// Bound of each request's rotating KV cache (`--max-kv-size`).
+    pub max_kv_size: Option<i32>,
 }
 
 /// The handlers' side of the engine.
@@ -223,10 +227,12 @@ fn run(
     let mut eos = processor.eos_token_ids().to_vec();
     eos.extend(model.eos_token_ids());
     let mut batch = BatchGenerator::new(
-        &*model,
+        Arc::clone(&model),
         processor.eos_token_ids().to_vec(),
         BatchOptions {
             max_num_seqs: options.max_num_seqs,
+            prefill_step_size: options.prefill_step_size,
+            max_kv_size: options.max_kv_size,
         },
     );
     let mut live: std::collections::HashMap<u64, Live> = std::collections::HashMap::new();
@@ -376,9 +382,11 @@ fn run(
                     }
                     l.send(Update::Done {
                         finish_reason: match reason {
-                            FinishReason::Stop => "stop",
-                            FinishReason::Length if stopped.is_some() => "stop",
-                            FinishReason::Length => "length",
+                            _ if stopped.is_some() => "stop",
+                            // Only the engine cancels, and it forgets the
+                            // request first; kept for completeness.
+                            FinishReason::Cancelled => "stop",
+                            other => other.as_str(),
                         },
                         prompt_tokens,
                         completion_tokens: generation_tokens,

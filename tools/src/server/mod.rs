@@ -28,7 +28,6 @@ pub mod openai;
 pub mod responses;
 pub mod schemas;
 pub mod sse;
-mod standin;
 pub mod stop;
 
 use std::hash::{BuildHasher, Hasher};
@@ -342,6 +341,8 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         load,
         max_num_seqs: usize::try_from(args.max_num_seqs).unwrap_or(usize::MAX),
         max_pending: usize::try_from(args.max_queued_requests).unwrap_or(usize::MAX),
+        prefill_step_size: params.prefill_step_size,
+        max_kv_size: params.max_kv_size,
     })?;
     let state = AppState {
         engine,
