@@ -421,30 +421,22 @@ fn errors_have_the_apis_status_and_shape() {
     let missing_field = post(port, "/v1/chat/completions", &json!({"model": model}));
     assert_eq!(missing_field.status, 400, "{}", missing_field.body);
 
-    let bad_image = post(
-        port,
-        "/v1/chat/completions",
-        &chat_body(
-            json!([{"role": "user", "content": [
-        {"type": "image_url", "image_url": {"url": "data:image/png;base64,bm90IGFuIGltYWdl"}},
-        {"type": "text", "text": "hi"}]}]),
-            4,
-            false,
-        ),
-    );
-    assert_eq!(bad_image.status, 400, "{}", bad_image.body);
-    let stream_bad_image = post(
-        port,
-        "/v1/chat/completions",
-        &chat_body(
-            json!([{"role": "user", "content": [
-        {"type": "image_url", "image_url": {"url": "/no/such/image.png"}},
-        {"type": "text", "text": "hi"}]}]),
-            4,
-            true,
-        ),
-    );
-    assert_eq!(stream_bad_image.status, 400, "{}", stream_bad_image.body);
+    // Undecodable bytes, and a path that does not exist, plain and streaming.
+    for (url, stream) in [
+        ("data:image/png;base64,bm90IGFuIGltYWdl", false),
+        ("/no/such/image.png", true),
+    ] {
+        let messages = json!([{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": url}},
+            {"type": "text", "text": "hi"}]}]);
+        let bad_image = post(
+            port,
+            "/v1/chat/completions",
+            &chat_body(messages, 4, stream),
+        );
+        assert_eq!(bad_image.status, 400, "{}", bad_image.body);
+        assert_eq!(bad_image.json()["error"]["type"], "invalid_request_error");
+    }
 
     let bad_param = post(port, "/v1/chat/completions", &{
         let mut b = chat_body(user("hi"), 4, false);

@@ -14,7 +14,7 @@ use axum::response::sse::Event;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::engine::Update;
+use super::engine::{Finish, Update};
 use super::errors::{ApiError, Dialect};
 use super::normalize::{anthropic_content, chat_prompt};
 use super::openai::refuse_unported;
@@ -23,10 +23,10 @@ use super::sse::{collect, first_update, stream};
 use super::{AppState, body_bytes, random_id};
 
 /// Python: `_anthropic_stop_reason`.
-fn stop_reason(finish_reason: &str, stop_sequence: &Option<String>) -> &'static str {
-    if stop_sequence.is_some() {
+fn stop_reason(finish: &Finish) -> &'static str {
+    if finish.stop_sequence.is_some() {
         "stop_sequence"
-    } else if finish_reason == "length" {
+    } else if finish.finish_reason == "length" {
         "max_tokens"
     } else {
         "end_turn"
@@ -100,9 +100,9 @@ async fn run(state: AppState, body: Result<Bytes, BytesRejection>) -> Result<Res
             "role": "assistant",
             "model": model,
             "content": [{"type": "text", "text": done.text}],
-            "stop_reason": stop_reason(done.finish_reason, &done.stop_sequence),
-            "stop_sequence": done.stop_sequence,
-            "usage": usage(done.prompt_tokens, done.completion_tokens),
+            "stop_reason": stop_reason(&done.finish),
+            "stop_sequence": done.finish.stop_sequence,
+            "usage": usage(done.finish.prompt_tokens, done.finish.completion_tokens),
         }))
         .into_response());
     }
@@ -144,13 +144,8 @@ async fn run(state: AppState, body: Result<Bytes, BytesRejection>) -> Result<Res
                 }
                 (events, false)
             }
-            Update::Done {
-                finish_reason,
-                prompt_tokens,
-                completion_tokens,
-                stop_sequence,
-            } => {
-                start(prompt_tokens);
+            Update::Done(finish) => {
+                start(finish.prompt_tokens);
                 events.push(event(
                     "content_block_stop",
                     json!({"type": "content_block_stop", "index": 0}),
@@ -158,9 +153,9 @@ async fn run(state: AppState, body: Result<Bytes, BytesRejection>) -> Result<Res
                 events.push(event(
                     "message_delta",
                     json!({"type": "message_delta",
-                           "delta": {"stop_reason": stop_reason(finish_reason, &stop_sequence),
-                                     "stop_sequence": stop_sequence},
-                           "usage": {"output_tokens": completion_tokens}}),
+                           "delta": {"stop_reason": stop_reason(&finish),
+                                     "stop_sequence": finish.stop_sequence},
+                           "usage": {"output_tokens": finish.completion_tokens}}),
                 ));
                 events.push(event("message_stop", json!({"type": "message_stop"})));
                 (events, true)

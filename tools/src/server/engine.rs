@@ -53,18 +53,22 @@ pub enum Update {
         tokens: Vec<u32>,
     },
     /// Generation ended.
-    Done {
-        /// `"stop"` (EOS or a stop sequence) or `"length"`.
-        finish_reason: &'static str,
-        /// The prompt's tokens.
-        prompt_tokens: usize,
-        /// Tokens generated (the EOS token included, as Python counts).
-        completion_tokens: usize,
-        /// The stop sequence that ended it, if one did.
-        stop_sequence: Option<String>,
-    },
+    Done(Finish),
     /// The request failed; nothing more follows.
     Failed(ApiError),
+}
+
+/// How a request ended.
+#[derive(Debug, Clone, Default)]
+pub struct Finish {
+    /// `"stop"` (EOS or a stop sequence) or `"length"`.
+    pub finish_reason: &'static str,
+    /// The prompt's tokens.
+    pub prompt_tokens: usize,
+    /// Tokens generated (the EOS token included, as Python counts).
+    pub completion_tokens: usize,
+    /// The stop sequence that ended it, if one did.
+    pub stop_sequence: Option<String>,
 }
 
 /// What the engine serves, for `/v1/models` and `/health`.
@@ -329,12 +333,12 @@ fn run(
                                 tokens: vec![token],
                             });
                             if stopped.is_some() {
-                                l.send(Update::Done {
+                                l.send(Update::Done(Finish {
                                     finish_reason: "stop",
                                     prompt_tokens: l.prompt_tokens,
                                     completion_tokens: l.generated,
                                     stop_sequence: stopped,
-                                });
+                                }));
                                 batch.cancel(id);
                                 live.remove(&id);
                                 release(1);
@@ -380,7 +384,7 @@ fn run(
                             tokens: Vec::new(),
                         });
                     }
-                    l.send(Update::Done {
+                    l.send(Update::Done(Finish {
                         finish_reason: match reason {
                             _ if stopped.is_some() => "stop",
                             // Only the engine cancels, and it forgets the
@@ -391,7 +395,7 @@ fn run(
                         prompt_tokens,
                         completion_tokens: generation_tokens,
                         stop_sequence: stopped,
-                    });
+                    }));
                     release(1);
                 }
                 BatchEvent::Failed { id, error } => {

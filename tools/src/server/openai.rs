@@ -127,7 +127,7 @@ async fn chat(
         };
         let mut choice = json!({
             "index": 0,
-            "finish_reason": done.finish_reason,
+            "finish_reason": done.finish.finish_reason,
             "message": {"role": "assistant", "content": content},
             "logprobs": null,
         });
@@ -140,7 +140,7 @@ async fn chat(
             "created": created,
             "model": model,
             "choices": [choice],
-            "usage": usage(done.prompt_tokens, done.completion_tokens),
+            "usage": usage(done.finish.prompt_tokens, done.finish.completion_tokens),
         }))
         .into_response());
     }
@@ -202,15 +202,10 @@ async fn chat(
                 }
                 (events, false)
             }
-            Update::Done {
-                finish_reason,
-                prompt_tokens,
-                completion_tokens,
-                ..
-            } => {
-                events.push(chunk(json!({}), finish_reason.into(), None));
+            Update::Done(finish) => {
+                events.push(chunk(json!({}), finish.finish_reason.into(), None));
                 if include_usage {
-                    events.push(usage_chunk(prompt_tokens, completion_tokens));
+                    events.push(usage_chunk(finish.prompt_tokens, finish.completion_tokens));
                 }
                 events.push(Event::default().data("[DONE]"));
                 (events, true)

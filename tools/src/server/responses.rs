@@ -12,7 +12,7 @@ use axum::response::sse::Event;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::engine::Update;
+use super::engine::{Finish, Update};
 use super::errors::ApiError;
 use super::normalize::{chat_prompt, responses_input};
 use super::openai::refuse_unported;
@@ -98,8 +98,8 @@ async fn run(state: AppState, body: Result<Bytes, BytesRejection>) -> Result<Res
             &model,
             created,
             &done.text,
-            Some(done.finish_reason),
-            (done.prompt_tokens, done.completion_tokens),
+            Some(done.finish.finish_reason),
+            (done.finish.prompt_tokens, done.finish.completion_tokens),
         );
         object["output_text"] = done.text.into();
         return Ok(axum::Json(object).into_response());
@@ -154,11 +154,11 @@ async fn run(state: AppState, body: Result<Bytes, BytesRejection>) -> Result<Res
                 }
                 false
             }
-            Update::Done {
+            Update::Done(Finish {
                 finish_reason,
                 completion_tokens,
                 ..
-            } => {
+            }) => {
                 let part = json!({"type": "output_text", "text": text, "annotations": []});
                 push(
                     "response.output_text.done",

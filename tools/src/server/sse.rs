@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::engine::Update;
+use super::engine::{Finish, Update};
 use super::errors::ApiError;
 
 /// The first update: a failure before any text (a bad image, a prompt
@@ -72,14 +72,8 @@ pub struct Collected {
     pub text: String,
     /// The generated tokens (the EOS token included).
     pub tokens: Vec<u32>,
-    /// `"stop"` or `"length"`.
-    pub finish_reason: &'static str,
-    /// Prompt tokens.
-    pub prompt_tokens: usize,
-    /// Generated tokens.
-    pub completion_tokens: usize,
-    /// The stop sequence that ended generation, if one did.
-    pub stop_sequence: Option<String>,
+    /// How it ended.
+    pub finish: Finish,
 }
 
 /// Reads updates until the request ends.
@@ -96,16 +90,8 @@ pub async fn collect(
                 out.text.push_str(&text);
                 out.tokens.extend(tokens);
             }
-            Update::Done {
-                finish_reason,
-                prompt_tokens,
-                completion_tokens,
-                stop_sequence,
-            } => {
-                out.finish_reason = finish_reason;
-                out.prompt_tokens = prompt_tokens;
-                out.completion_tokens = completion_tokens;
-                out.stop_sequence = stop_sequence;
+            Update::Done(finish) => {
+                out.finish = finish;
                 return Ok(out);
             }
             Update::Failed(e) => return Err(e),
