@@ -247,41 +247,23 @@ fn assert_completion(answer: &Answer, expected: &Value) {
     assert_eq!(choice["finish_reason"], reason);
 }
 
-#[test]
-fn chat_completions_equal_single_greedy_runs() {
-    let server = Server::start(&[]);
-    let port = server.port;
-
-    // Plain text.
-    let expected = generate("Describe a cat.", &[], MAX_TOKENS);
-    let answer = post(
-        port,
-        "/v1/chat/completions",
-        &chat_body(user("Describe a cat."), MAX_TOKENS, false),
-    );
-    assert_completion(&answer, &expected);
-
-    // Streaming: role chunk, content chunks, finish chunk, usage chunk, [DONE].
-    let answer = post(
-        port,
-        "/v1/chat/completions",
-        &chat_body(user("Describe a cat."), MAX_TOKENS, true),
-    );
+/// The JSON chunks of a streamed completion (its `[DONE]` checked and
+/// dropped).
+fn stream_chunks(answer: &Answer) -> Vec<Value> {
     assert_eq!(answer.status, 200, "{}", answer.body);
     let data = answer.sse_data();
     assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
-    let chunks: Vec<Value> = data[..data.len() - 1]
+    data[..data.len() - 1]
         .iter()
         .map(|d| serde_json::from_str(d).unwrap())
-        .collect();
-    assert!(
-        chunks
-            .iter()
-            .all(|c| c["object"] == "chat.completion.chunk")
-    );
-    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+        .collect()
+}
+
+/// Checks a streamed completion's text and ids against the single run.
+fn assert_streamed(chunks: &[Value], expected: &Value) {
     let (mut text, mut ids) = (String::new(), Vec::new());
-    for c in &chunks {
+    for c in chunks {
+        assert_eq!(c["object"], "chat.completion.chunk");
         if let Some(choice) = c["choices"].get(0) {
             text.push_str(choice["delta"]["content"].as_str().unwrap_or(""));
             ids.extend(choice["token_ids"].as_array().cloned().unwrap_or_default());
@@ -289,6 +271,33 @@ fn chat_completions_equal_single_greedy_runs() {
     }
     assert_eq!(text, expected["text"].as_str().unwrap());
     assert_eq!(Value::from(ids), expected["tokens"]);
+}
+
+/// A one-message completion of `prompt` equals `generate`'s.
+fn assert_chat_equals_generate(port: u16, prompt: &str) {
+    let expected = generate(prompt, &[], MAX_TOKENS);
+    let body = chat_body(user(prompt), MAX_TOKENS, false);
+    assert_completion(&post(port, "/v1/chat/completions", &body), &expected);
+}
+
+#[test]
+fn chat_completions_equal_single_greedy_runs() {
+    let server = Server::start(&[]);
+    let port = server.port;
+
+    // Plain text.
+    assert_chat_equals_generate(port, "Describe a cat.");
+
+    // Streaming: role chunk, content chunks, finish chunk, usage chunk, [DONE].
+    let answer = post(
+        port,
+        "/v1/chat/completions",
+        &chat_body(user("Describe a cat."), MAX_TOKENS, true),
+    );
+    let chunks = stream_chunks(&answer);
+    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+    let expected = generate("Describe a cat.", &[], MAX_TOKENS);
+    assert_streamed(&chunks, &expected);
     let finish = &chunks[chunks.len() - 2];
     assert_eq!(finish["choices"][0]["finish_reason"], "length");
     let usage = &chunks[chunks.len() - 1];
@@ -542,13 +551,7 @@ fn a_client_leaving_mid_stream_cancels_its_generation() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let expected = generate("Describe a cat.", &[], MAX_TOKENS);
-    let answer = post(
-        port,
-        "/v1/chat/completions",
-        &chat_body(user("Describe a cat."), MAX_TOKENS, false),
-    );
-    assert_completion(&answer, &expected);
+    assert_chat_equals_generate(port, "Describe a cat.");
 }
 
 #[test]
@@ -575,24 +578,7 @@ fn sixty_four_requests_from_sixteen_clients_equal_their_single_runs() {
                     let body = chat_body(user(prompts[i]), MAX_TOKENS, stream);
                     let answer = post(port, "/v1/chat/completions", &body);
                     if stream {
-                        assert_eq!(answer.status, 200, "{}", answer.body);
-                        let data = answer.sse_data();
-                        assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
-                        let ids: Vec<Value> = data[..data.len() - 1]
-                            .iter()
-                            .map(|d| serde_json::from_str::<Value>(d).unwrap())
-                            .flat_map(|c| {
-                                c["choices"]
-                                    .get(0)
-                                    .and_then(|ch| ch["token_ids"].as_array().cloned())
-                                    .unwrap_or_default()
-                            })
-                            .collect();
-                        assert_eq!(
-                            Value::from(ids),
-                            expected[i]["tokens"],
-                            "client {client} request {k}"
-                        );
+                        assert_streamed(&stream_chunks(&answer), &expected[i]);
                     } else {
                         assert_completion(&answer, &expected[i]);
                     }
