@@ -434,6 +434,8 @@ fn errors_have_the_apis_status_and_shape() {
     for (url, stream) in [
         ("data:image/png;base64,bm90IGFuIGltYWdl", false),
         ("/no/such/image.png", true),
+        // No HTTP client is linked: URLs are refused, not fetched.
+        ("https://example.com/cat.png", false),
     ] {
         let messages = json!([{"role": "user", "content": [
             {"type": "image_url", "image_url": {"url": url}},
@@ -521,11 +523,11 @@ fn in_flight(port: u16) -> u64 {
         .unwrap()
 }
 
-#[test]
-fn a_client_leaving_mid_stream_cancels_its_generation() {
-    let server = Server::start(&[]);
-    let port = server.port;
-    let body = chat_body(user("Tell a long story."), 100_000, true).to_string();
+/// Opens a streamed completion of `max_tokens` and reads until its first
+/// content chunk (the request is then generating); returns the connection
+/// and what it read.
+fn open_stream(port: u16, max_tokens: usize) -> (TcpStream, Vec<u8>) {
+    let body = chat_body(user("Tell a long story."), max_tokens, true).to_string();
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
     write!(
         stream,
@@ -541,7 +543,12 @@ fn a_client_leaving_mid_stream_cancels_its_generation() {
         assert!(n > 0, "the stream ended early");
         seen.extend_from_slice(&buf[..n]);
     }
-    assert_eq!(in_flight(port), 1);
+    (stream, seen)
+}
+
+/// Disconnects `stream` and waits until the server has cancelled its
+/// generation.
+fn leave_and_wait_for_cancel(port: u16, stream: TcpStream) {
     drop(stream);
     let deadline = Instant::now() + Duration::from_secs(30);
     while in_flight(port) != 0 {
@@ -551,6 +558,31 @@ fn a_client_leaving_mid_stream_cancels_its_generation() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+#[test]
+fn a_client_leaving_mid_stream_cancels_its_generation() {
+    let server = Server::start(&[]);
+    let port = server.port;
+    let (stream, _) = open_stream(port, 100_000);
+    assert_eq!(in_flight(port), 1);
+    leave_and_wait_for_cancel(port, stream);
+    assert_chat_equals_generate(port, "Describe a cat.");
+}
+
+#[test]
+fn a_full_queue_answers_503_and_frees_up() {
+    let server = Server::start(&["--max-num-seqs", "1", "--max-queued-requests", "1"]);
+    let port = server.port;
+    let (stream, _) = open_stream(port, 100_000);
+    let full = post(
+        port,
+        "/v1/chat/completions",
+        &chat_body(user("hi"), 2, false),
+    );
+    assert_eq!(full.status, 503, "{}", full.body);
+    assert_eq!(full.json()["error"]["type"], "server_overloaded");
+    leave_and_wait_for_cancel(port, stream);
     assert_chat_equals_generate(port, "Describe a cat.");
 }
 
@@ -593,23 +625,23 @@ fn sixty_four_requests_from_sixteen_clients_equal_their_single_runs() {
 fn sigterm_finishes_the_request_in_flight_then_exits_0() {
     let mut server = Server::start(&[]);
     let port = server.port;
-    let tokens = 400;
-    let body = chat_body(user("Describe a cat."), tokens, false);
-    let request = std::thread::spawn(move || post(port, "/v1/chat/completions", &body));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while in_flight(port) == 0 {
-        assert!(Instant::now() < deadline, "the request never started");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let tokens = 1500;
+    let (mut stream, mut raw) = open_stream(port, tokens);
     // SAFETY: `kill` only sends a signal to the server spawned above.
     assert_eq!(unsafe { libc::kill(server.pid(), libc::SIGTERM) }, 0);
-    let answer = request.join().unwrap();
-    assert_eq!(answer.status, 200, "{}", answer.body);
-    let v = answer.json();
-    let generated = v["usage"]["completion_tokens"].as_u64().unwrap();
+    stream.read_to_end(&mut raw).unwrap();
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let answer = Answer {
+        status: 200,
+        body: String::from_utf8(dechunk(&raw[split + 4..])).unwrap(),
+    };
+    // The request in flight ran to its end: every token, then [DONE].
+    let chunks = stream_chunks(&answer);
+    let usage = &chunks[chunks.len() - 1]["usage"];
+    let finish = &chunks[chunks.len() - 2]["choices"][0]["finish_reason"];
     assert!(
-        generated == tokens as u64 || v["choices"][0]["finish_reason"] == "stop",
-        "{v}"
+        usage["completion_tokens"] == tokens || *finish == "stop",
+        "{usage} {finish}"
     );
     let status = server.child.wait().unwrap();
     assert_eq!(status.code(), Some(0));
