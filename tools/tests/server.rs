@@ -689,6 +689,9 @@ fn the_openai_and_anthropic_python_clients_get_the_single_run() {
     let prompt = "Describe a cat.";
     let expected = generate(prompt, &[], MAX_TOKENS);
     let text = expected["text"].as_str().unwrap();
+    let url = image_data_url();
+    let with_image = generate("What is this?", &[&url], MAX_TOKENS);
+    let image = url.strip_prefix("data:image/png;base64,").unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/server_clients.py");
     let model = checkpoint().to_str().unwrap();
     let out = Command::new(clients_python())
@@ -699,6 +702,7 @@ fn the_openai_and_anthropic_python_clients_get_the_single_run() {
             KEY,
             prompt,
             &MAX_TOKENS.to_string(),
+            image,
         ])
         .output()
         .unwrap();
@@ -723,6 +727,24 @@ fn the_openai_and_anthropic_python_clients_get_the_single_run() {
     );
     assert_eq!(v["openai_responses"]["text"], text);
     assert_eq!(v["openai_responses"]["status"], "incomplete");
+    assert_eq!(v["openai_responses_stream"]["text"], text);
+    assert_eq!(v["openai_responses_stream"]["status"], "incomplete");
+    assert_eq!(
+        v["openai_responses_stream"]["events"],
+        json!([
+            "response.created",
+            "response.in_progress",
+            "response.output_item.added",
+            "response.content_part.added",
+            "response.output_text.delta",
+            "response.output_text.done",
+            "response.content_part.done",
+            "response.output_item.done",
+            "response.incomplete"
+        ]),
+        "{v}"
+    );
+    assert_eq!(v["anthropic_image"], with_image["text"]);
     assert_eq!(v["openai_404"], 404);
     assert_eq!(v["openai_401"], 401);
     assert_eq!(v["openai_models"], json!([model]));

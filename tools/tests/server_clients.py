@@ -3,7 +3,8 @@ clients (pinned in vendor/server-clients-requirements.txt) and prints one
 JSON object of what they received; tools/tests/server.rs checks it against
 `mlx-vlm generate`.
 
-Usage: server_clients.py BASE_URL MODEL API_KEY PROMPT MAX_TOKENS
+Usage: server_clients.py BASE_URL MODEL API_KEY PROMPT MAX_TOKENS IMAGE_PNG_BASE64
+(the image goes with the prompt "What is this?" in the image requests).
 """
 
 import json
@@ -14,7 +15,7 @@ import openai
 
 
 def main():
-    base_url, model, api_key, prompt, max_tokens = sys.argv[1:6]
+    base_url, model, api_key, prompt, max_tokens, image = sys.argv[1:7]
     max_tokens = int(max_tokens)
     messages = [{"role": "user", "content": prompt}]
     out = {}
@@ -57,6 +58,18 @@ def main():
     )
     out["openai_responses"] = {"text": response.output_text, "status": response.status}
 
+    text, kinds, status = "", [], None
+    for event in client.responses.create(
+        model=model, input=prompt, max_output_tokens=max_tokens, stream=True
+    ):
+        if event.type not in kinds:
+            kinds.append(event.type)
+        if event.type == "response.output_text.delta":
+            text += event.delta
+        if event.type in ("response.completed", "response.incomplete"):
+            status = event.response.status
+    out["openai_responses_stream"] = {"text": text, "status": status, "events": kinds}
+
     try:
         client.chat.completions.create(model="not-served", messages=messages)
         out["openai_404"] = None
@@ -82,6 +95,30 @@ def main():
         "stop_reason": message.stop_reason,
         "usage": [message.usage.input_tokens, message.usage.output_tokens],
     }
+
+    with_image = claude.messages.create(
+        model=model,
+        max_tokens=max_tokens,
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "image",
+                        "source": {
+                            "type": "base64",
+                            "media_type": "image/png",
+                            "data": image,
+                        },
+                    },
+                    {"type": "text", "text": "What is this?"},
+                ],
+            }
+        ],
+    )
+    out["anthropic_image"] = "".join(
+        b.text for b in with_image.content if b.type == "text"
+    )
 
     events = []
     with claude.messages.stream(
