@@ -209,6 +209,54 @@ fn image_data_url() -> String {
     )
 }
 
+/// The gradient PNG's bytes.
+fn image_png() -> Vec<u8> {
+    let url = image_data_url();
+    let payload = url.strip_prefix("data:image/png;base64,").unwrap();
+    base64::engine::general_purpose::STANDARD
+        .decode(payload)
+        .unwrap()
+}
+
+/// A local HTTP server for image URLs: `/cat.png` is the gradient PNG,
+/// `/huge.png` declares a body over the server's limit, the rest are 404.
+fn image_host() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let png = image_png();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+                head.push(byte[0]);
+            }
+            let head = String::from_utf8_lossy(&head).to_string();
+            let path = head.split_whitespace().nth(1).unwrap_or("");
+            let _ = match path {
+                "/cat.png" => stream
+                    .write_all(
+                        format!(
+                            "HTTP/1.1 200 OK\r\nContent-Type: image/png\r\n\
+                             Content-Length: {}\r\nConnection: close\r\n\r\n",
+                            png.len()
+                        )
+                        .as_bytes(),
+                    )
+                    .and_then(|()| stream.write_all(&png)),
+                "/huge.png" => stream.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 999999999\r\nConnection: close\r\n\r\n",
+                ),
+                _ => stream.write_all(
+                    b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                ),
+            };
+        }
+    });
+    port
+}
+
 fn chat_body(messages: Value, max_tokens: usize, stream: bool) -> Value {
     json!({
         "model": checkpoint().to_str().unwrap(),
@@ -309,6 +357,19 @@ fn chat_completions_equal_single_greedy_runs() {
     let expected = generate("What is this?", &[&url], MAX_TOKENS);
     let messages = json!([{"role": "user", "content": [
         {"type": "image_url", "image_url": {"url": url}},
+        {"type": "text", "text": "What is this?"},
+    ]}]);
+    let answer = post(
+        port,
+        "/v1/chat/completions",
+        &chat_body(messages, MAX_TOKENS, false),
+    );
+    assert_completion(&answer, &expected);
+
+    // The same image from an http:// URL, fetched by the server.
+    let host = image_host();
+    let messages = json!([{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": format!("http://127.0.0.1:{host}/cat.png")}},
         {"type": "text", "text": "What is this?"},
     ]}]);
     let answer = post(
@@ -430,12 +491,22 @@ fn errors_have_the_apis_status_and_shape() {
     let missing_field = post(port, "/v1/chat/completions", &json!({"model": model}));
     assert_eq!(missing_field.status, 400, "{}", missing_field.body);
 
-    // Undecodable bytes, and a path that does not exist, plain and streaming.
-    for (url, stream) in [
-        ("data:image/png;base64,bm90IGFuIGltYWdl", false),
-        ("/no/such/image.png", true),
-        // No HTTP client is linked: URLs are refused, not fetched.
-        ("https://example.com/cat.png", false),
+    // Undecodable bytes, a path that does not exist, a URL that is 404 and
+    // one over the size limit, plain and streaming.
+    let host = image_host();
+    for (url, stream, says) in [
+        (
+            "data:image/png;base64,bm90IGFuIGltYWdl".to_string(),
+            false,
+            "<data URI>",
+        ),
+        ("/no/such/image.png".to_string(), true, "/no/such/image.png"),
+        (format!("http://127.0.0.1:{host}/missing.png"), false, "404"),
+        (
+            format!("http://127.0.0.1:{host}/huge.png"),
+            true,
+            "over the limit",
+        ),
     ] {
         let messages = json!([{"role": "user", "content": [
             {"type": "image_url", "image_url": {"url": url}},
@@ -446,7 +517,9 @@ fn errors_have_the_apis_status_and_shape() {
             &chat_body(messages, 4, stream),
         );
         assert_eq!(bad_image.status, 400, "{}", bad_image.body);
-        assert_eq!(bad_image.json()["error"]["type"], "invalid_request_error");
+        let error = &bad_image.json()["error"];
+        assert_eq!(error["type"], "invalid_request_error");
+        assert!(error["message"].as_str().unwrap().contains(says), "{error}");
     }
 
     let bad_param = post(port, "/v1/chat/completions", &{

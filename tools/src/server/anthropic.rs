@@ -88,7 +88,9 @@ async fn run(state: AppState, body: Result<Bytes, BytesRejection>) -> Result<Res
         other => Some(mlx_vlm::prompt_utils::extract_text_from_content(other)),
     };
     let prompt = chat_prompt(&messages, system.as_deref())?;
-    let mut updates = state.submit(prompt, params, request.sampling.stop())?;
+    let mut updates = state
+        .submit(prompt, params, request.sampling.stop())
+        .await?;
     let first = first_update(&mut updates).await?;
     let id = random_id("msg_");
     let model = request.model.clone();

@@ -17,7 +17,7 @@ use mlx_vlm::generate::GenerateParams;
 use mlx_vlm::processor::{ProcessorOptions, PromptMedia};
 use mlx_vlm::prompt_utils::{ChatTemplateOptions, apply_chat_template};
 use mlx_vlm::tokenizer_utils::{StreamingDetokenizer, make_streaming_detokenizer};
-use mlx_vlm::{AudioSource, ImageSource, LoadOptions};
+use mlx_vlm::{AudioSource, LoadOptions};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
@@ -435,12 +435,7 @@ fn prepare(
     let messages = Value::Array(job.prompt.messages.clone());
     let prompt = apply_chat_template(processor.chat_tokenizer(), config, &messages, &template)
         .map_err(request_error)?;
-    let images: Vec<ImageSource> = job
-        .prompt
-        .images
-        .iter()
-        .map(|s| ImageSource::parse(s))
-        .collect();
+    let images = &job.prompt.images;
     let audio: Vec<AudioSource> = job
         .prompt
         .audio
@@ -448,7 +443,7 @@ fn prepare(
         .map(|s| AudioSource::parse(s))
         .collect();
     let media = PromptMedia {
-        images: &images,
+        images,
         videos: &[],
         audio: &audio,
     };

@@ -23,6 +23,7 @@
 pub mod anthropic;
 pub mod engine;
 pub mod errors;
+pub mod fetch;
 pub mod normalize;
 pub mod openai;
 pub mod responses;
@@ -148,13 +149,15 @@ impl AppState {
         &self.defaults
     }
 
-    /// Queues a generation and returns its updates.
-    pub fn submit(
+    /// Fetches the prompt's image URLs, then queues the generation and
+    /// returns its updates.
+    pub async fn submit(
         &self,
-        prompt: NormalizedPrompt,
+        mut prompt: NormalizedPrompt,
         params: GenerateParams,
         stop: Vec<String>,
     ) -> Result<mpsc::UnboundedReceiver<Update>, ApiError> {
+        fetch::fetch_urls(&mut prompt.images).await?;
         let (updates, receiver) = mpsc::unbounded_channel();
         self.engine.submit(Job {
             prompt,

@@ -3,10 +3,11 @@
 //! `server/request_normalization.py` and the message loop of
 //! `chat_completions_endpoint`).
 //!
-//! Images are `data:` URLs or local paths; `http(s)` URLs are refused with
-//! a 400 by the image loader (no HTTP client is linked). Anthropic and
-//! Responses content blocks are mapped to the OpenAI parts first.
+//! Images are `data:` URLs, local paths or `http(s)` URLs (fetched by
+//! [`super::fetch`] before the request is queued). Anthropic and Responses
+//! content blocks are mapped to the OpenAI parts first.
 
+use mlx_vlm::ImageSource;
 use mlx_vlm::prompt_utils::extract_text_from_content;
 use serde_json::{Value, json};
 
@@ -22,8 +23,8 @@ const MISSING_INPUT: &str =
 pub struct NormalizedPrompt {
     /// `{"role", "content"}` messages; image parts are `{"type": "image"}`.
     pub messages: Vec<Value>,
-    /// The images' `data:` URLs or paths, in order.
-    pub images: Vec<String>,
+    /// The images, in order.
+    pub images: Vec<ImageSource>,
     /// The audio clips' `data:` URLs or paths, in order.
     pub audio: Vec<String>,
 }
@@ -122,7 +123,7 @@ pub fn chat_prompt(
             for part in parts {
                 match part.get("type").and_then(Value::as_str) {
                     Some("image_url" | "input_image" | "image") => {
-                        out.images.push(image_url(part).ok_or_else(|| {
+                        let url = image_url(part).ok_or_else(|| {
                             ApiError::bad_param(
                                 "messages",
                                 format!(
@@ -131,7 +132,8 @@ pub fn chat_prompt(
                                      \"data:image/png;base64,...\"}}}}"
                                 ),
                             )
-                        })?)
+                        })?;
+                        out.images.push(ImageSource::parse(&url));
                     }
                     Some("input_audio") => out.audio.push(input_audio(part)?),
                     _ => {}

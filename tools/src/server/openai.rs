@@ -111,7 +111,9 @@ async fn chat(
     }
     let params = request.sampling.params(state.defaults())?;
     let prompt = chat_prompt(&request.messages, None)?;
-    let mut updates = state.submit(prompt, params, request.sampling.stop())?;
+    let mut updates = state
+        .submit(prompt, params, request.sampling.stop())
+        .await?;
     let first = first_update(&mut updates).await?;
     let id = random_id("chatcmpl-");
     let created = unix_time();

@@ -84,7 +84,9 @@ async fn run(state: AppState, body: Result<Bytes, BytesRejection>) -> Result<Res
     let params = request.sampling.params(state.defaults())?;
     let messages = responses_input(&request.input)?;
     let prompt = chat_prompt(&messages, request.instructions.as_deref())?;
-    let mut updates = state.submit(prompt, params, request.sampling.stop())?;
+    let mut updates = state
+        .submit(prompt, params, request.sampling.stop())
+        .await?;
     let first = first_update(&mut updates).await?;
     let id = random_id("resp_");
     let message_id = random_id("msg_");
