@@ -46,7 +46,11 @@ struct Server {
 
 impl Server {
     fn start(extra: &[&str]) -> Server {
-        let model = checkpoint().to_str().unwrap();
+        Server::start_model(checkpoint(), extra)
+    }
+
+    fn start_model(model: &Path, extra: &[&str]) -> Server {
+        let model = model.to_str().unwrap();
         let mut args = vec!["serve", "--model", model, "--port", "0", "--api-key", KEY];
         args.extend(extra);
         let mut child = Command::new(env!("CARGO_BIN_EXE_mlx-vlm"))
@@ -169,7 +173,16 @@ fn post(port: u16, path: &str, body: &Value) -> Answer {
 
 /// `mlx-vlm generate --json --temperature 0`: the single-request run.
 fn generate(prompt: &str, images: &[&str], max_tokens: usize) -> Value {
-    let model = checkpoint().to_str().unwrap();
+    let mut media = Vec::new();
+    for image in images {
+        media.extend(["--image", image]);
+    }
+    generate_with(checkpoint(), prompt, &media, max_tokens)
+}
+
+/// [`generate`] on `model` with media flags (`--image X`, `--audio Y`).
+fn generate_with(model: &Path, prompt: &str, media: &[&str], max_tokens: usize) -> Value {
+    let model = model.to_str().unwrap();
     let max = max_tokens.to_string();
     let mut args = vec![
         "generate",
@@ -183,9 +196,7 @@ fn generate(prompt: &str, images: &[&str], max_tokens: usize) -> Value {
         "--prompt",
         prompt,
     ];
-    for image in images {
-        args.extend(["--image", image]);
-    }
+    args.extend(media);
     let out = Command::new(env!("CARGO_BIN_EXE_mlx-vlm"))
         .args(&args)
         .output()
@@ -719,6 +730,33 @@ fn sigterm_finishes_the_request_in_flight_then_exits_0() {
     let status = server.child.wait().unwrap();
     assert_eq!(status.code(), Some(0));
     assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
+}
+
+#[test]
+fn input_audio_equals_the_single_run_on_gemma3n() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = CheckpointSpec {
+        tokenizer_dir: Some(fixtures::gemma_tokenizer_dir()),
+        ..Default::default()
+    };
+    fixtures::write_tiny_checkpoint(dir.path(), &fixtures::gemma3n_tiny(), &spec).unwrap();
+    let clip = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../mlx-vlm/tests/fixtures/gemma3n/audio/tone.wav");
+    let expected = generate_with(
+        dir.path(),
+        "Transcribe.",
+        &["--audio", clip.to_str().unwrap()],
+        MAX_TOKENS,
+    );
+    let server = Server::start_model(dir.path(), &[]);
+    let data = base64::engine::general_purpose::STANDARD.encode(std::fs::read(&clip).unwrap());
+    let messages = json!([{"role": "user", "content": [
+        {"type": "input_audio", "input_audio": {"data": data, "format": "wav"}},
+        {"type": "text", "text": "Transcribe."},
+    ]}]);
+    let mut body = chat_body(messages, MAX_TOKENS, false);
+    body["model"] = json!(dir.path().to_str().unwrap());
+    assert_completion(&post(server.port, "/v1/chat/completions", &body), &expected);
 }
 
 /// A venv with the pinned `openai` and `anthropic` clients, made once.
