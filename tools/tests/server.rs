@@ -410,7 +410,11 @@ fn chat_completions_equal_single_greedy_runs() {
 }
 
 /// The library's greedy run of a conversation (the CLI takes one message).
-fn library_generate(messages: &Value, images: &[String]) -> (Vec<u32>, usize) {
+fn library_generate(
+    messages: &Value,
+    images: &[String],
+    params: &mlx_vlm::generate::GenerateParams,
+) -> (Vec<u32>, usize) {
     use mlx_vlm::processor::{ProcessorOptions, PromptMedia};
     use mlx_vlm::prompt_utils::{ChatTemplateOptions, apply_chat_template};
     let (model, processor) =
@@ -431,16 +435,12 @@ fn library_generate(messages: &Value, images: &[String]) -> (Vec<u32>, usize) {
         .prepare_inputs_with(&prompt, media, &ProcessorOptions::default())
         .unwrap();
     let prompt_tokens = inputs.input_ids.size();
-    let params = mlx_vlm::generate::GenerateParams {
-        max_tokens: MAX_TOKENS,
-        ..Default::default()
-    };
     let result = mlx_vlm::generate::generate(
         &*model,
         processor.tokenizer(),
         inputs,
         processor.eos_token_ids(),
-        &params,
+        params,
     )
     .unwrap();
     (result.token_ids.unwrap(), prompt_tokens)
@@ -472,9 +472,52 @@ fn multi_turn_with_an_earlier_image_equals_the_library_run() {
         {"role": "assistant", "content": "A gradient."},
         {"role": "user", "content": "Which colours?"},
     ]);
-    let (ids, prompt_tokens) = library_generate(&normalized, &[url]);
+    let params = mlx_vlm::generate::GenerateParams {
+        max_tokens: MAX_TOKENS,
+        ..Default::default()
+    };
+    let (ids, prompt_tokens) = library_generate(&normalized, &[url], &params);
     assert_eq!(v["choices"][0]["token_ids"], json!(ids), "{v}");
     assert_eq!(v["usage"]["prompt_tokens"], prompt_tokens);
+}
+
+#[test]
+fn sampling_fields_map_to_the_librarys_parameters() {
+    let server = Server::start(&[]);
+    let mut body = chat_body(user("Describe a cat."), MAX_TOKENS, false);
+    for (key, value) in [
+        ("temperature", json!(0.8)),
+        ("top_p", json!(0.9)),
+        ("top_k", json!(40)),
+        ("seed", json!(7)),
+        ("logit_bias", json!({"100": 5.0, "200": -3.0})),
+        ("repetition_penalty", json!(1.3)),
+        ("presence_penalty", json!(0.5)),
+        ("frequency_penalty", json!(0.25)),
+    ] {
+        body[key] = value;
+    }
+    let v = post(server.port, "/v1/chat/completions", &body).json();
+    let params = mlx_vlm::generate::GenerateParams {
+        max_tokens: MAX_TOKENS,
+        temperature: 0.8,
+        top_p: 0.9,
+        top_k: 40,
+        seed: Some(7),
+        logits_processors: mlx_vlm::sample_utils::LogitsProcessorArgs {
+            logit_bias: Some([(100, 5.0), (200, -3.0)].into_iter().collect()),
+            repetition_penalty: Some(1.3),
+            presence_penalty: Some(0.5),
+            frequency_penalty: Some(0.25),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let (ids, _) = library_generate(&user("Describe a cat."), &[], &params);
+    assert_eq!(v["choices"][0]["token_ids"], json!(ids), "{v}");
+    // Without the fields the run is greedy: a different answer.
+    let greedy = generate("Describe a cat.", &[], MAX_TOKENS);
+    assert_ne!(json!(ids), greedy["tokens"]);
 }
 
 #[test]
