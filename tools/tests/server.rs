@@ -363,32 +363,23 @@ fn chat_completions_equal_single_greedy_runs() {
     assert_eq!(usage["choices"], json!([]));
     assert_eq!(usage["usage"]["completion_tokens"], MAX_TOKENS);
 
-    // An image as a data URL.
+    // An image as a data URL, and the same image from an http:// URL that
+    // the server fetches.
     let url = image_data_url();
     let expected = generate("What is this?", &[&url], MAX_TOKENS);
-    let messages = json!([{"role": "user", "content": [
-        {"type": "image_url", "image_url": {"url": url}},
-        {"type": "text", "text": "What is this?"},
-    ]}]);
-    let answer = post(
-        port,
-        "/v1/chat/completions",
-        &chat_body(messages, MAX_TOKENS, false),
-    );
-    assert_completion(&answer, &expected);
-
-    // The same image from an http:// URL, fetched by the server.
     let host = image_host();
-    let messages = json!([{"role": "user", "content": [
-        {"type": "image_url", "image_url": {"url": format!("http://127.0.0.1:{host}/cat.png")}},
-        {"type": "text", "text": "What is this?"},
-    ]}]);
-    let answer = post(
-        port,
-        "/v1/chat/completions",
-        &chat_body(messages, MAX_TOKENS, false),
-    );
-    assert_completion(&answer, &expected);
+    for image in [url.clone(), format!("http://127.0.0.1:{host}/cat.png")] {
+        let messages = json!([{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": image}},
+            {"type": "text", "text": "What is this?"},
+        ]}]);
+        let answer = post(
+            port,
+            "/v1/chat/completions",
+            &chat_body(messages, MAX_TOKENS, false),
+        );
+        assert_completion(&answer, &expected);
+    }
 
     // A stop sequence cuts the text before it and ends with "stop".
     let full = generate("Describe a cat.", &[], MAX_TOKENS)["text"]
