@@ -18,7 +18,7 @@
 //! - The default host is 127.0.0.1, not Python's 0.0.0.0: serving the
 //!   network is opt-in.
 //! - SIGINT/SIGTERM stop accepting connections, finish the requests in
-//!   flight and exit 0.
+//!   flight and exit 0; a second signal exits at once (130 or 143).
 
 pub mod anthropic;
 pub mod engine;
@@ -310,7 +310,21 @@ async fn shutdown_signal() {
         () = ctrl_c => {},
         () = term => {},
     }
-    eprintln!("mlx-vlm serve: shutting down after the requests in flight");
+    eprintln!(
+        "mlx-vlm serve: shutting down after the requests in flight (signal again to stop now)"
+    );
+    // A second signal ends the process at once, as the CLI's does.
+    tokio::spawn(async {
+        let _ = tokio::signal::ctrl_c().await;
+        std::process::exit(130);
+    });
+    #[cfg(unix)]
+    if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        tokio::spawn(async move {
+            s.recv().await;
+            std::process::exit(143);
+        });
+    }
 }
 
 /// Runs the server until SIGINT/SIGTERM; `Err` is a message for stderr.
