@@ -398,6 +398,18 @@ fn chat_completions_equal_single_greedy_runs() {
         "{v}"
     );
     assert_eq!(v["choices"][0]["finish_reason"], "stop");
+    // Anthropic's `stop_sequences`: the same cut, and which one stopped it.
+    let body = json!({
+        "model": checkpoint().to_str().unwrap(),
+        "messages": user("Describe a cat."),
+        "max_tokens": MAX_TOKENS,
+        "stop_sequences": [stop],
+    });
+    let v = post(port, "/v1/messages", &body).json();
+    assert_eq!(v["type"], "message");
+    assert_eq!(v["content"][0]["text"], before, "{v}");
+    assert_eq!(v["stop_reason"], "stop_sequence");
+    assert_eq!(v["stop_sequence"], stop.as_str());
 }
 
 /// The library's greedy run of a conversation (the CLI takes one message).
