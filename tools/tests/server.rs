@@ -587,30 +587,22 @@ fn errors_have_the_apis_status_and_shape() {
     assert_eq!(bad_param.status, 400, "{}", bad_param.body);
     assert_eq!(bad_param.json()["error"]["param"], "temperature");
 
-    let no_key = http(port, "GET", "/v1/models", &[], b"");
-    assert_eq!(no_key.status, 401);
-    assert_eq!(no_key.json()["error"]["type"], "authentication_error");
-    let wrong_key = http(
-        port,
-        "GET",
-        "/v1/models",
-        &[("Authorization", "Bearer nope")],
-        b"",
-    );
-    assert_eq!(wrong_key.status, 401);
-    let anthropic_wrong = http(
-        port,
-        "POST",
-        "/v1/messages",
-        &[("x-api-key", "nope")],
-        b"{}",
-    );
-    assert_eq!(anthropic_wrong.status, 401);
-    assert_eq!(anthropic_wrong.json()["type"], "error");
-    assert_eq!(
-        anthropic_wrong.json()["error"]["type"],
-        "authentication_error"
-    );
+    // Missing and wrong keys, in each API's error shape.
+    let bearer_nope = [("Authorization", "Bearer nope")];
+    let x_nope = [("x-api-key", "nope")];
+    for (method, path, headers) in [
+        ("GET", "/v1/models", &[][..]),
+        ("GET", "/v1/models", &bearer_nope[..]),
+        ("POST", "/v1/messages", &x_nope[..]),
+    ] {
+        let answer = http(port, method, path, headers, b"{}");
+        assert_eq!(answer.status, 401, "{path} {headers:?}");
+        let v = answer.json();
+        assert_eq!(v["error"]["type"], "authentication_error", "{v}");
+        if path == "/v1/messages" {
+            assert_eq!(v["type"], "error");
+        }
+    }
     let x_api_key = http(port, "GET", "/v1/models", &[("x-api-key", KEY)], b"");
     assert_eq!(x_api_key.status, 200);
     let models = x_api_key.json();
