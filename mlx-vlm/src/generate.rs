@@ -6,9 +6,10 @@
 //! Ported: the plain path, the uniform quantized KV cache (`kv_bits`),
 //! and the per-conversation prompt cache
 //! ([`stream_generate_with_prompt_cache`], see [`crate::prompt_cache`]);
-//! not ported: speculative decoding, APC, TurboQuant, batching, thinking
-//! budget. Preparing `input_ids` and `pixel_values` from a prompt and
-//! images happens before.
+//! continuous batching is [`crate::batch`], which shares the per-request
+//! state and chunked prefill. Not ported: speculative decoding, APC,
+//! TurboQuant, thinking budget. Preparing `input_ids` and `pixel_values`
+//! from a prompt and images happens before.
 
 use std::time::Instant;
 
@@ -353,7 +354,7 @@ impl GenerateParams {
     }
 
     /// `kv_bits` as the integer width the uniform cache uses (validated).
-    fn kv_bits_int(&self) -> Option<i32> {
+    pub(crate) fn kv_bits_int(&self) -> Option<i32> {
         self.kv_bits.map(|b| b as i32)
     }
 }
@@ -509,6 +510,232 @@ enum Phase {
     Done,
 }
 
+/// One request's own state across `generate_step`'s model calls: its
+/// caches, the family's [`RequestState`], the sampler, the logits
+/// processors with the tokens they see, and the KV quantization settings
+/// (Python: the locals of `generate_step`). Shared with
+/// [`crate::batch::BatchGenerator`], which keeps one per request.
+pub(crate) struct RequestRun {
+    sampler: StepSampler,
+    processors: Vec<LogitsProcessor>,
+    /// The per-layer caches (Python: `prompt_cache`).
+    pub(crate) prompt_cache: Vec<Box<dyn Cache>>,
+    /// The family's per-request state.
+    pub(crate) state: RequestState,
+    tokens: Array,
+    target_sample_position: u64,
+    /// `kv_bits`, `kv_group_size`, `quantized_kv_start`.
+    kv_quant: (Option<i32>, i32, i32),
+}
+
+impl RequestRun {
+    /// The state of a new request with (validated) `params`.
+    pub(crate) fn new(model: &dyn VlmModel, params: &GenerateParams) -> Result<Self> {
+        let prompt_cache = model.make_cache(params.max_kv_size);
+        Self::with_cache(params, prompt_cache, model.new_request_state())
+    }
+
+    /// [`RequestRun::new`] continuing `prompt_cache` and `state`, which may
+    /// already hold the prompt's first tokens (a reused prefix).
+    pub(crate) fn with_cache(
+        params: &GenerateParams,
+        prompt_cache: Vec<Box<dyn Cache>>,
+        state: RequestState,
+    ) -> Result<Self> {
+        let temperature = clamp_temperature(params.temperature);
+        let sampler = match params.seed {
+            Some(seed) if temperature > 0.0 && params.min_p == DEFAULT_MIN_P => {
+                StepSampler::Positioned(PositionedTargetSampler::new(
+                    temperature,
+                    params.top_p,
+                    params.top_k,
+                    seed,
+                ))
+            }
+            _ => StepSampler::Plain(make_sampler(SamplerArgs {
+                temp: temperature,
+                top_p: params.top_p,
+                min_p: params.min_p,
+                top_k: params.top_k,
+                ..Default::default()
+            })),
+        };
+        Ok(Self {
+            sampler,
+            processors: make_logits_processors(&params.logits_processors)?,
+            prompt_cache,
+            state,
+            tokens: Array::from_slice::<i32>(&[], &[0])?,
+            target_sample_position: 0,
+            kv_quant: (
+                params.kv_bits_int(),
+                params.kv_group_size,
+                params.quantized_kv_start,
+            ),
+        })
+    }
+
+    /// Evaluates the caches (between prefill chunks and every
+    /// [`DEFAULT_CACHE_EVAL_INTERVAL`] tokens).
+    pub(crate) fn eval_cache(&self) -> Result<()> {
+        let states: Vec<Array> = self.prompt_cache.iter().flat_map(|c| c.state()).collect();
+        Ok(mlx_rs::eval(&states)?)
+    }
+
+    /// Python: `quantize_cache_fn(prompt_cache)`.
+    pub(crate) fn quantize_cache(&mut self) -> Result<()> {
+        let (bits, group_size, start) = self.kv_quant;
+        maybe_quantize_kv_cache(&mut self.prompt_cache, start, group_size, bits)
+    }
+
+    /// Python: `_step`: one forward pass, then [`RequestRun::sample`].
+    pub(crate) fn step(
+        &mut self,
+        model: &dyn VlmModel,
+        y: &Array,
+        inputs_embeds: Option<&Array>,
+        prefill: Option<&PrefillArgs>,
+    ) -> Result<(Array, Array)> {
+        let outputs = model.language_model(
+            y,
+            inputs_embeds,
+            &mut self.prompt_cache,
+            prefill,
+            &mut self.state,
+        )?;
+        self.quantize_cache()?;
+        self.sample(y, outputs.index(idx![.., -1, ..])?)
+    }
+
+    /// The rest of Python's `_step` once the model ran on `y`: the logits
+    /// processors (which see `y` appended to the request's tokens),
+    /// log-softmax and a sample. `logits` is `[batch, vocab]`. Returns the
+    /// token `[batch]` and log-probabilities (`[vocab]` for one row).
+    pub(crate) fn sample(&mut self, y: &Array, mut logits: Array) -> Result<(Array, Array)> {
+        if !self.processors.is_empty() && y.ndim() > 0 && y.dim(0)? > 0 {
+            let flat = ops::flatten(y, 0, -1)?.as_type(Dtype::Int32)?;
+            self.tokens = ops::concatenate(&[&self.tokens, &flat], 0)?;
+            for processor in &self.processors {
+                logits = processor(&self.tokens, &logits)?;
+            }
+        }
+        let logprobs = ops::subtract(&logits, &ops::logsumexp(&logits, -1, true)?)?;
+        let y = self
+            .sampler
+            .sample(&logprobs, self.target_sample_position)?;
+        let batch = logprobs.dim(0)?;
+        self.target_sample_position += u64::try_from(batch).unwrap_or(0);
+        let logprobs = if batch == 1 {
+            ops::squeeze(&logprobs, 0)?
+        } else {
+            logprobs
+        };
+        Ok((y, logprobs))
+    }
+}
+
+/// A prompt being prefilled: its embeddings and the tokens not yet run
+/// (Python: the chunked prefill loop of `generate_step`). Shared with
+/// [`crate::batch::BatchGenerator`], which runs one chunk per step.
+pub(crate) struct PromptPrefill {
+    input_ids: Array,
+    inputs_embeds: Array,
+    prefill: PrefillArgs,
+    /// The chunk size, `None` when the prompt goes in at once.
+    step_size: Option<i32>,
+    /// The caches already hold a prefix of this prompt, whose tokens these
+    /// are the rest of: the prompt's own prefill arguments (Qwen's
+    /// suffix-local positions) would misplace them, so the model continues
+    /// from the cache and the kept request state instead.
+    continues_prefix: bool,
+}
+
+impl PromptPrefill {
+    /// Encodes the media and embeds the prompt (Python:
+    /// `model.get_input_embeddings`), and asks the model's chunking policy.
+    pub(crate) fn new(
+        model: &dyn VlmModel,
+        inputs: GenerateInputs,
+        prefill_step_size: Option<i32>,
+    ) -> Result<Self> {
+        let GenerateInputs {
+            input_ids,
+            mask,
+            media,
+        } = inputs;
+        let embedding_output =
+            model.get_input_embeddings(&input_ids, media.as_ref(), mask.as_ref())?;
+        let prefill = embedding_output.prefill;
+        // Python: `_chunked_prefill_enabled` asks the model's policy.
+        let step_size = prefill_step_size.filter(|_| model.chunked_prefill(&prefill));
+        Ok(Self {
+            input_ids,
+            inputs_embeds: embedding_output.inputs_embeds,
+            prefill,
+            step_size,
+            continues_prefix: false,
+        })
+    }
+
+    /// Marks the prompt as the rest of a prefix the caches already hold
+    /// (see the field's docs).
+    pub(crate) fn continuing_prefix(mut self, continues_prefix: bool) -> Self {
+        self.continues_prefix = continues_prefix;
+        self
+    }
+
+    /// The prefill arguments the model calls take.
+    fn prefill_args(&self) -> Option<&PrefillArgs> {
+        (!self.continues_prefix).then_some(&self.prefill)
+    }
+
+    /// Runs the next chunk into `run`'s caches and returns true, or
+    /// returns false when only the last step (which samples) is left.
+    pub(crate) fn chunk(&mut self, model: &dyn VlmModel, run: &mut RequestRun) -> Result<bool> {
+        let Some(step_size) = self.step_size else {
+            return Ok(false);
+        };
+        let len = self.inputs_embeds.dim(1)?;
+        if len <= 1 {
+            return Ok(false);
+        }
+        // `GenerateParams::validate` checked `step_size >= 1`, so every
+        // chunk shortens the prompt.
+        let n_to_process = step_size.min(len - 1);
+        // The chunk's logits are never read, so never computed.
+        model.language_model(
+            &self.input_ids.index(idx![.., ..n_to_process])?,
+            Some(&self.inputs_embeds.index(idx![.., ..n_to_process])?),
+            &mut run.prompt_cache,
+            self.prefill_args(),
+            &mut run.state,
+        )?;
+        run.quantize_cache()?;
+        run.eval_cache()?;
+        self.inputs_embeds = self.inputs_embeds.index(idx![.., n_to_process..])?;
+        self.input_ids = self.input_ids.index(idx![.., n_to_process..])?;
+        mlx_rs::memory::clear_cache()?;
+        if self.inputs_embeds.dim(1)? <= 1 {
+            self.input_ids = self.input_ids.index(idx![.., -1..])?;
+        }
+        Ok(true)
+    }
+
+    /// The last step: the remaining tokens and the first sample.
+    pub(crate) fn finish(
+        self,
+        model: &dyn VlmModel,
+        run: &mut RequestRun,
+    ) -> Result<(Array, Array)> {
+        run.step(
+            model,
+            &self.input_ids,
+            Some(&self.inputs_embeds),
+            self.prefill_args(),
+        )
+    }
+}
+
 /// Tokens and their log-probabilities, one per step (Python:
 /// `generate_step`).
 ///
@@ -517,16 +744,9 @@ enum Phase {
 /// Like Python, the model runs one step ahead of the tokens yielded.
 pub struct GenerateStep<'a> {
     model: &'a dyn VlmModel,
-    sampler: StepSampler,
-    processors: Vec<LogitsProcessor>,
-    prompt_cache: Vec<Box<dyn Cache>>,
-    state: RequestState,
-    tokens: Array,
-    target_sample_position: u64,
+    run: RequestRun,
     max_tokens: usize,
     prefill_step_size: Option<i32>,
-    /// `kv_bits`, `kv_group_size`, `quantized_kv_start`.
-    kv_quant: (Option<i32>, i32, i32),
     /// The cache already held the prompt's first tokens.
     continues_prefix: bool,
     phase: Phase,
@@ -572,151 +792,28 @@ pub fn generate_step_with_cache<'a>(
         model,
         &crate::preflight::MemoryRequest::new(&inputs, params)?,
     )?;
-    let temperature = clamp_temperature(params.temperature);
-    let sampler = match params.seed {
-        Some(seed) if temperature > 0.0 && params.min_p == DEFAULT_MIN_P => {
-            StepSampler::Positioned(PositionedTargetSampler::new(
-                temperature,
-                params.top_p,
-                params.top_k,
-                seed,
-            ))
-        }
-        _ => StepSampler::Plain(make_sampler(SamplerArgs {
-            temp: temperature,
-            top_p: params.top_p,
-            min_p: params.min_p,
-            top_k: params.top_k,
-            ..Default::default()
-        })),
-    };
-    let processors = make_logits_processors(&params.logits_processors)?;
     Ok(GenerateStep {
         model,
-        sampler,
-        processors,
         continues_prefix: prompt_cache.iter().any(|c| c.offset() > 0),
-        prompt_cache,
-        state,
-        tokens: Array::from_slice::<i32>(&[], &[0])?,
-        target_sample_position: 0,
+        run: RequestRun::with_cache(params, prompt_cache, state)?,
         max_tokens: params.max_tokens,
         prefill_step_size: params.prefill_step_size,
-        kv_quant: (
-            params.kv_bits_int(),
-            params.kv_group_size,
-            params.quantized_kv_start,
-        ),
-        phase: Phase::Done,
-    }
-    .starting(inputs))
+        phase: Phase::Start(inputs),
+    })
 }
 
-impl<'a> GenerateStep<'a> {
-    fn starting(mut self, inputs: GenerateInputs) -> Self {
-        self.phase = Phase::Start(inputs);
-        self
-    }
-
+impl GenerateStep<'_> {
     /// The per-layer caches (Python: `prompt_cache`).
     pub fn prompt_cache(&self) -> &[Box<dyn Cache>] {
-        &self.prompt_cache
-    }
-
-    fn eval_cache(&self) -> Result<()> {
-        let states: Vec<Array> = self.prompt_cache.iter().flat_map(|c| c.state()).collect();
-        Ok(mlx_rs::eval(&states)?)
-    }
-
-    /// Python: `quantize_cache_fn(prompt_cache)`.
-    fn quantize_cache(&mut self) -> Result<()> {
-        let (bits, group_size, start) = self.kv_quant;
-        maybe_quantize_kv_cache(&mut self.prompt_cache, start, group_size, bits)
-    }
-
-    /// Python: `_step`: one forward pass, logits processors, log-softmax and
-    /// a sample. Returns the token `[batch]` and log-probabilities
-    /// (`[vocab]` for one row).
-    fn step(
-        &mut self,
-        y: &Array,
-        inputs_embeds: Option<&Array>,
-        prefill: Option<&PrefillArgs>,
-    ) -> Result<(Array, Array)> {
-        let outputs = self.model.language_model(
-            y,
-            inputs_embeds,
-            &mut self.prompt_cache,
-            prefill,
-            &mut self.state,
-        )?;
-        let mut logits = outputs.index(idx![.., -1, ..])?;
-        if !self.processors.is_empty() && y.ndim() > 0 && y.dim(0)? > 0 {
-            let flat = ops::flatten(y, 0, -1)?.as_type(Dtype::Int32)?;
-            self.tokens = ops::concatenate(&[&self.tokens, &flat], 0)?;
-            for processor in &self.processors {
-                logits = processor(&self.tokens, &logits)?;
-            }
-        }
-        self.quantize_cache()?;
-        let logprobs = ops::subtract(&logits, &ops::logsumexp(&logits, -1, true)?)?;
-        let y = self
-            .sampler
-            .sample(&logprobs, self.target_sample_position)?;
-        let batch = logprobs.dim(0)?;
-        self.target_sample_position += u64::try_from(batch).unwrap_or(0);
-        let logprobs = if batch == 1 {
-            ops::squeeze(&logprobs, 0)?
-        } else {
-            logprobs
-        };
-        Ok((y, logprobs))
+        &self.run.prompt_cache
     }
 
     /// The embeddings, the chunked prefill and the first sample.
     fn prefill(&mut self, inputs: GenerateInputs) -> Result<(Array, Array)> {
-        let GenerateInputs {
-            mut input_ids,
-            mask,
-            media,
-        } = inputs;
-        let embedding_output =
-            self.model
-                .get_input_embeddings(&input_ids, media.as_ref(), mask.as_ref())?;
-        let mut inputs_embeds = embedding_output.inputs_embeds;
-        let prefill = embedding_output.prefill;
-        // A reused prefix: the suffix's own prefill arguments (Qwen's
-        // suffix-local positions) would misplace it; the model continues
-        // from the cache and the kept request state instead.
-        let prefill_arg = (!self.continues_prefix).then_some(&prefill);
-        // Python: `_chunked_prefill_enabled` asks the model's policy.
-        let step_size = self
-            .prefill_step_size
-            .filter(|_| self.model.chunked_prefill(&prefill));
-        if let Some(step_size) = step_size
-            && inputs_embeds.dim(1)? > 1
-        {
-            // `generate_step` validated `step_size >= 1`, so every chunk
-            // shortens the prompt.
-            while inputs_embeds.dim(1)? > 1 {
-                let n_to_process = step_size.min(inputs_embeds.dim(1)? - 1);
-                // The chunk's logits are never read, so never computed.
-                self.model.language_model(
-                    &input_ids.index(idx![.., ..n_to_process])?,
-                    Some(&inputs_embeds.index(idx![.., ..n_to_process])?),
-                    &mut self.prompt_cache,
-                    prefill_arg,
-                    &mut self.state,
-                )?;
-                self.quantize_cache()?;
-                self.eval_cache()?;
-                inputs_embeds = inputs_embeds.index(idx![.., n_to_process..])?;
-                input_ids = input_ids.index(idx![.., n_to_process..])?;
-                mlx_rs::memory::clear_cache()?;
-            }
-            input_ids = input_ids.index(idx![.., -1..])?;
-        }
-        self.step(&input_ids, Some(&inputs_embeds), prefill_arg)
+        let mut prompt = PromptPrefill::new(self.model, inputs, self.prefill_step_size)?
+            .continuing_prefix(self.continues_prefix);
+        while prompt.chunk(self.model, &mut self.run)? {}
+        prompt.finish(self.model, &mut self.run)
     }
 
     fn advance(&mut self) -> Result<Option<(u32, Array)>> {
@@ -731,7 +828,8 @@ impl<'a> GenerateStep<'a> {
         };
         let next = if n != self.max_tokens {
             let (next_y, next_logprobs) =
-                self.step(&y.index(idx![mlx_rs::NewAxis])?, None, None)?;
+                self.run
+                    .step(self.model, &y.index(idx![mlx_rs::NewAxis])?, None, None)?;
             mlx_rs::async_eval([&next_y, &next_logprobs])?;
             Some((next_y, next_logprobs))
         } else {
@@ -744,7 +842,7 @@ impl<'a> GenerateStep<'a> {
             return Ok(None);
         };
         if (n + 1) % DEFAULT_CACHE_EVAL_INTERVAL == 0 {
-            self.eval_cache()?;
+            self.run.eval_cache()?;
         }
         let token = y.item_as::<u32>()?;
         if n % 256 == 0 {
@@ -996,8 +1094,9 @@ impl StreamGenerate<'_> {
             return;
         };
         let model = self.gen_steps.model;
-        let cache = std::mem::take(&mut self.gen_steps.prompt_cache);
-        let request_state = std::mem::replace(&mut self.gen_steps.state, model.new_request_state());
+        let cache = std::mem::take(&mut self.gen_steps.run.prompt_cache);
+        let request_state =
+            std::mem::replace(&mut self.gen_steps.run.state, model.new_request_state());
         let mut all_ids = prompt_ids;
         all_ids.extend_from_slice(&self.generated_tokens);
         state.update(all_ids, cache, request_state);

@@ -5,6 +5,7 @@
 //! The first model is Qwen2.5-VL.
 
 pub mod audio;
+pub mod batch;
 pub mod convert;
 mod error;
 pub mod feature_extraction;

@@ -155,6 +155,14 @@ pub trait Cache: Send {
     fn fully_retained(&self) -> bool {
         true
     }
+
+    /// The keys and values seen so far, `[1, kv_heads, offset, head_dim]`
+    /// each, of a plain cache a [`crate::models::batch_cache::BatchKvCache`]
+    /// can take in (Python: what `BatchKVCache.merge` reads of a
+    /// `KVCache`); `None` for every other cache, and for an empty one.
+    fn plain_kv(&self) -> Option<Result<(Array, Array)>> {
+        None
+    }
 }
 
 /// Packed `uint32` data, scales and biases of `mx.quantize` (Python: the
@@ -477,6 +485,13 @@ impl Cache for KvCache {
             .chain(self.values.iter())
             .cloned()
             .collect()
+    }
+
+    fn plain_kv(&self) -> Option<Result<(Array, Array)>> {
+        let (k, v) = (self.keys.as_ref()?, self.values.as_ref()?);
+        let visible: &[Index] = idx![.., .., ..self.offset, ..];
+        let pair = || -> Result<(Array, Array)> { Ok((k.index(visible)?, v.index(visible)?)) };
+        Some(pair())
     }
 
     fn to_quantized(&self, group_size: i32, bits: i32) -> Option<Result<Box<dyn Cache>>> {

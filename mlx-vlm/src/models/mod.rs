@@ -34,12 +34,14 @@ use crate::{Error, Result};
 
 pub mod attention;
 pub mod base;
+pub mod batch_cache;
 pub mod cache;
 pub mod kernels;
 pub mod mlp;
 pub mod rope_utils;
 pub mod switch_layers;
 
+pub use batch_cache::BatchKvCache;
 pub use cache::{Cache, KvCache, KvQuantization};
 
 /// Declares the model families: one `pub mod` and one entry of
@@ -229,6 +231,31 @@ pub trait FamilyModel: Module + Send + Sync + 'static {
     fn kv_quantization(&self) -> KvQuantization {
         KvQuantization::Unchecked
     }
+
+    /// Whether [`FamilyModel::decode_batch`] runs one forward over several
+    /// decoding requests (continuous batching, [`crate::batch`]). False by
+    /// default: the batch generator then decodes each request on its own.
+    fn batched_decode(&self) -> bool {
+        false
+    }
+
+    /// Logits `[batch, 1, vocab]` of one decode step of several requests
+    /// at once (Python: `GenerationBatch._step`'s language-model call):
+    /// `inputs` `[batch, 1]` holds each row's last token, `cache` one
+    /// left-padded [`BatchKvCache`] per layer (made from the caches of
+    /// [`FamilyModel::make_cache`]) and `states` each row's state. Only
+    /// called when [`FamilyModel::batched_decode`] is true.
+    fn decode_batch(
+        &self,
+        _inputs: &Array,
+        _cache: &mut [BatchKvCache],
+        _states: &mut [&mut Self::State],
+    ) -> Result<Array> {
+        Err(Error::InvalidArgument(format!(
+            "{} has no batched decode; decode its requests one by one",
+            Self::FAMILY.model_type
+        )))
+    }
 }
 
 /// A vision-language model as the loader and the generation engine see it:
@@ -299,6 +326,20 @@ pub trait VlmModel: Module + Send + Sync {
     /// What the attention can read from a quantized KV cache
     /// ([`FamilyModel::kv_quantization`]).
     fn kv_quantization(&self) -> KvQuantization;
+
+    /// Whether [`VlmModel::decode_batch`] is implemented
+    /// ([`FamilyModel::batched_decode`]).
+    fn batched_decode(&self) -> bool;
+
+    /// One decode step of several requests in one forward
+    /// ([`FamilyModel::decode_batch`]). Fails on a state of another
+    /// family.
+    fn decode_batch(
+        &self,
+        inputs: &Array,
+        cache: &mut [BatchKvCache],
+        states: &mut [&mut RequestState],
+    ) -> Result<Array>;
 }
 
 impl<M: FamilyModel> VlmModel for M {
@@ -381,5 +422,29 @@ impl<M: FamilyModel> VlmModel for M {
 
     fn kv_quantization(&self) -> KvQuantization {
         FamilyModel::kv_quantization(self)
+    }
+
+    fn batched_decode(&self) -> bool {
+        FamilyModel::batched_decode(self)
+    }
+
+    fn decode_batch(
+        &self,
+        inputs: &Array,
+        cache: &mut [BatchKvCache],
+        states: &mut [&mut RequestState],
+    ) -> Result<Array> {
+        let model_type = M::FAMILY.model_type;
+        let mut typed = Vec::with_capacity(states.len());
+        for state in states.iter_mut() {
+            let any: &mut dyn Any = &mut *state.0;
+            typed.push(any.downcast_mut::<M::State>().ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "a request state of another model family was given to a {model_type} \
+                     model; make it with this model's new_request_state"
+                ))
+            })?);
+        }
+        FamilyModel::decode_batch(self, inputs, cache, &mut typed)
     }
 }

@@ -13,6 +13,7 @@ use mlx_rs::{Array, Dtype, Index, idx, ops};
 
 use super::config::{ModelConfig, TextConfig};
 use crate::models::base::{self, AttentionMask};
+use crate::models::batch_cache::BatchKvCache;
 use crate::models::cache::{Cache, CachedKv};
 use crate::models::mlp::SwiGLUMLP;
 use crate::models::rope_utils::{self, MRoPERotaryEmbedding, MRoPEStyle};
@@ -228,17 +229,24 @@ impl Attention {
             }
         };
 
-        let key_len = keys.shape().get(2).copied().unwrap_or(0);
+        let cached = match cache {
+            Some(c) => c.update_and_fetch_kv(&keys, &values)?,
+            None => CachedKv::Plain(keys, values),
+        };
+
+        // Python slices an array mask to the new keys' length, before the
+        // cache update; here to the keys attention reads, after it, so the
+        // batched decode's padding mask (`[batch, 1, 1, cached + 1]`) keeps
+        // its width. No single-request call passes an array mask.
+        let key_len = match &cached {
+            CachedKv::Plain(k, _) => k.shape().get(2).copied().unwrap_or(0),
+            CachedKv::Quantized { keys, .. } => keys.data.shape().get(2).copied().unwrap_or(0),
+        };
         let mask = match mask {
             AttentionMask::Array(m) => {
                 AttentionMask::Array(m.index(idx![Index::Ellipsis, ..key_len])?)
             }
             other => other.clone(),
-        };
-
-        let cached = match cache {
-            Some(c) => c.update_and_fetch_kv(&keys, &values)?,
-            None => CachedKv::Plain(keys, values),
         };
 
         let output =
@@ -353,7 +361,7 @@ impl Qwen2Model {
         cache: &mut [Box<dyn Cache>],
         position_ids: Option<&Array>,
     ) -> Result<Array> {
-        let mut h = match inputs_embeds {
+        let h = match inputs_embeds {
             Some(e) => e.clone(),
             None => self.embed_tokens.forward(inputs)?,
         };
@@ -369,17 +377,27 @@ impl Qwen2Model {
             Some(m) => m,
             None => base::create_attention_mask(&h, None, false)?,
         };
+        let caches = cache.iter_mut().map(|c| &mut **c as &mut dyn Cache);
+        self.forward_layers(h, &mask, caches, position_ids)
+    }
 
+    /// The layers and the final norm over `h` (the second half of Python's
+    /// `Qwen2Model.__call__`), with one cache per layer from `caches` while
+    /// it lasts: shared by [`Qwen2Model::forward`] and the batched decode.
+    pub fn forward_layers<'c>(
+        &self,
+        mut h: Array,
+        mask: &AttentionMask,
+        mut caches: impl Iterator<Item = &'c mut dyn Cache>,
+        position_ids: Option<&Array>,
+    ) -> Result<Array> {
         let position_embeddings = match (position_ids, self.layers.first()) {
             (Some(p), Some(layer)) => Some(layer.self_attn.rotary_emb.forward(&h, p)?),
             _ => None,
         };
         let pe = position_embeddings.as_ref().map(|(c, s)| (c, s));
-
-        let mut caches = cache.iter_mut();
         for layer in &self.layers {
-            let c: Option<&mut dyn Cache> = caches.next().map(|c| &mut **c as &mut dyn Cache);
-            h = layer.forward(&h, &mask, c, position_ids, pe)?;
+            h = layer.forward(&h, mask, caches.next(), position_ids, pe)?;
         }
         Ok(self.norm.forward(&h)?)
     }
@@ -576,6 +594,68 @@ impl LanguageModel {
         let out = self
             .model
             .forward(inputs, inputs_embeds, None, cache, position_ids.as_ref())?;
+        match &self.lm_head {
+            Some(lm_head) => Ok(lm_head.forward(&out)?),
+            None => Ok(self.model.embed_tokens.as_linear(&out)?),
+        }
+    }
+
+    /// Logits `[batch, 1, vocab]` of one decode step of several requests
+    /// (Python: `LanguageModel.__call__` on a list of `BatchKVCache`s with
+    /// each row's `rope_deltas`): row `b`'s token sits at position
+    /// `offsets[b] + rope_deltas[b]` on every mRoPE axis, as in its own
+    /// decode step.
+    ///
+    /// Divergence: Python's `Qwen2Model` builds its mask from the cache
+    /// list, which has no `make_mask`, so its batched decode attends to
+    /// the zero keys of the left padding; here the padding is masked
+    /// ([`BatchKvCache::make_mask`]), so each row computes what its single
+    /// run does.
+    pub fn decode_batch(
+        &self,
+        inputs: &Array,
+        cache: &mut [BatchKvCache],
+        states: &mut [&mut RequestState],
+    ) -> Result<Array> {
+        let rows = states.len();
+        if inputs.shape() != [rows as i32, 1] || cache.len() != self.model.layers.len() {
+            return Err(Error::InvalidArgument(format!(
+                "LanguageModel::decode_batch: needs inputs [{rows}, 1] (one token per state) \
+                 and one cache per layer ({}), got inputs {:?} and {} caches",
+                self.model.layers.len(),
+                inputs.shape(),
+                cache.len()
+            )));
+        }
+        let Some(first) = cache.first() else {
+            return Err(Error::InvalidArgument(
+                "LanguageModel::decode_batch: a model without layers".into(),
+            ));
+        };
+        let offsets = first.offsets();
+        if offsets.len() != rows {
+            return Err(Error::InvalidArgument(format!(
+                "LanguageModel::decode_batch: a cache of {} rows for {rows} states",
+                offsets.len()
+            )));
+        }
+        let mut positions = Vec::with_capacity(rows);
+        for (offset, state) in offsets.iter().zip(states.iter()) {
+            let delta = match &state.rope_deltas {
+                Some(d) => d.as_type(Dtype::Int32)?.reshape(&[-1])?.item_as::<i32>()?,
+                None => 0,
+            };
+            positions.push(offset + delta);
+        }
+        let rows = rows as i32;
+        let position_ids = Array::from_slice(&positions, &[1, rows, 1])?;
+        let position_ids = ops::broadcast_to(&position_ids, &[3, rows, 1])?;
+        let mask = first.make_mask(1, None, true)?;
+        let h = self.model.embed_tokens.forward(inputs)?;
+        let caches = cache.iter_mut().map(|c| c as &mut dyn Cache);
+        let out = self
+            .model
+            .forward_layers(h, &mask, caches, Some(&position_ids))?;
         match &self.lm_head {
             Some(lm_head) => Ok(lm_head.forward(&out)?),
             None => Ok(self.model.embed_tokens.as_linear(&out)?),

@@ -1,0 +1,591 @@
+//! Continuous batching (Python: `BatchGenerator` of
+//! `mlx_vlm/generate/ar.py`, with its `PromptProcessingBatch` and
+//! `GenerationBatch`).
+//!
+//! Requests are queued by [`BatchGenerator::insert`] and admitted in FIFO
+//! order up to [`BatchOptions::max_num_seqs`]; each
+//! [`BatchGenerator::next`] is one scheduling step: one batched forward
+//! gives every request in the decode batch its next token, then every
+//! admitted request still prefilling runs one prompt chunk. A new
+//! request's chunks thus run between the decode steps of the others,
+//! which never stall for a long prompt.
+//!
+//! Prompts are prefilled per request (the chunks of `generate_step`).
+//! Once its first token is sampled, a request of a family with batched
+//! decode ([`crate::models::FamilyModel::batched_decode`], e.g.
+//! Qwen2.5-VL) moves its caches into the decode batch (one left-padded
+//! [`BatchKvCache`] per layer) and decodes with the others in one forward;
+//! finished rows leave it. Families without batched decode (the default),
+//! and requests with a rotating (`max_kv_size`) or quantized (`kv_bits`)
+//! cache, decode one by one, each with its own forward.
+//!
+//! Each request keeps its own sampler, logits processors, stop ids,
+//! `max_tokens` and [`crate::models::RequestState`], exactly as
+//! [`crate::generate::generate_step`] keeps them (the same code), so a
+//! request's greedy ids equal its single-request run (`tests/batch.rs`:
+//! batched logits equal single-row ones bit for bit in f32).
+//!
+//! Divergences from Python:
+//! - Prompts are prefilled one request at a time (Python pads up to
+//!   `prefill_batch_size` prompts into one prefill batch); the chunk
+//!   boundaries are those of `generate_step`, so a request's numerics do
+//!   not depend on what it shares the batch with.
+//! - The decode batch masks the left padding (Python's Qwen decode does
+//!   not: see [`crate::models::qwen2_5_vl::language::LanguageModel::decode_batch`]).
+//! - The events are typed ([`BatchEvent`]); there are no per-token
+//!   log-probabilities, prompt-batch timings, speculative decoding, APC
+//!   or thinking budgets; Python's one-step-ahead `async_eval` pipelining
+//!   is not ported.
+//! - Memory is checked per request at [`BatchGenerator::insert`]
+//!   ([`crate::preflight::check`]), not for the requests running together.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use mlx_rs::{Array, idx, ops};
+
+use crate::generate::{
+    DEFAULT_CACHE_EVAL_INTERVAL, DEFAULT_PREFILL_STEP_SIZE, GenerateInputs, GenerateParams,
+    PromptPrefill, RequestRun, StoppingCriteria,
+};
+use crate::models::{BatchKvCache, Cache, RequestState, VlmModel};
+use crate::{Error, Result};
+
+/// The generator-wide settings (Python: `BatchGenerator`'s keyword
+/// arguments and the server's `--max-num-seqs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchOptions {
+    /// Most requests admitted (prefilling or decoding) at once; the rest
+    /// wait in the queue (Python's server: `--max-num-seqs`, unbounded by
+    /// default, here `usize::MAX`).
+    pub max_num_seqs: usize,
+    /// Prompt tokens per prefill chunk, `None` to prefill a prompt in one
+    /// call (Python: `prefill_step_size`, 2048). Replaces every request's
+    /// [`GenerateParams::prefill_step_size`].
+    pub prefill_step_size: Option<i32>,
+    /// Bound of a rotating KV cache, `None` for unbounded caches (Python:
+    /// `max_kv_size`, none). Replaces every request's
+    /// [`GenerateParams::max_kv_size`].
+    pub max_kv_size: Option<i32>,
+}
+
+impl Default for BatchOptions {
+    fn default() -> Self {
+        Self {
+            max_num_seqs: usize::MAX,
+            prefill_step_size: Some(DEFAULT_PREFILL_STEP_SIZE),
+            max_kv_size: None,
+        }
+    }
+}
+
+/// One request: its prepared inputs and generation parameters (Python:
+/// a prompt of `BatchGenerator.insert` with its per-request settings).
+#[derive(Debug, Clone)]
+pub struct BatchRequest {
+    /// The prompt ids `[1, L]` and media, made by the model's processor.
+    pub inputs: GenerateInputs,
+    /// Sampling, logits processors, `max_tokens`, stop ids and KV
+    /// quantization of this request (`prefill_step_size` and `max_kv_size`
+    /// come from [`BatchOptions`]).
+    pub params: GenerateParams,
+}
+
+/// The handle [`BatchGenerator::insert`] gives a request (Python: `uid`).
+pub type RequestId = u64;
+
+/// Why a request finished (Python: `finish_reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishReason {
+    /// It sampled a stop id (`"stop"`).
+    Stop,
+    /// It generated `max_tokens` tokens (`"length"`).
+    Length,
+    /// [`BatchGenerator::cancel`] removed it.
+    Cancelled,
+}
+
+impl FinishReason {
+    /// Python's string: `"stop"`, `"length"` or `"cancelled"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+            FinishReason::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// What one [`BatchGenerator::next`] reports about a request.
+#[derive(Debug)]
+pub enum BatchEvent {
+    /// The request sampled `token`. A stop token is reported too (as
+    /// `generate`'s `token_ids` hold it), right before its
+    /// [`BatchEvent::Finished`].
+    Token {
+        /// The request.
+        id: RequestId,
+        /// The sampled id.
+        token: u32,
+    },
+    /// The request is done and dropped.
+    Finished {
+        /// The request.
+        id: RequestId,
+        /// Why.
+        reason: FinishReason,
+        /// Tokens of its prompt.
+        prompt_tokens: usize,
+        /// Tokens it generated, a stop token included.
+        generation_tokens: usize,
+    },
+    /// The request failed (a model error, e.g. an image its family
+    /// rejects) and is dropped; the others go on.
+    Failed {
+        /// The request.
+        id: RequestId,
+        /// What went wrong.
+        error: Error,
+    },
+}
+
+/// Where an admitted request is.
+enum Phase {
+    /// Admitted; the media are not encoded yet.
+    Admitted(GenerateInputs),
+    /// Prefilling its prompt, one chunk per step.
+    Prefill(PromptPrefill),
+    /// Decoding: `y` `[1]` is the last token, already reported.
+    Decode { y: Array },
+}
+
+/// One admitted request.
+struct Sequence {
+    id: RequestId,
+    run: RequestRun,
+    stop: StoppingCriteria,
+    max_tokens: usize,
+    prefill_step_size: Option<i32>,
+    prompt_tokens: usize,
+    generated: usize,
+    phase: Option<Phase>,
+    /// Whether it may join the decode batch: the family decodes in
+    /// batches and its caches are plain (no `max_kv_size`, no `kv_bits`).
+    batchable: bool,
+    /// Whether its caches live in the [`DecodeBatch`] (its own
+    /// `run.prompt_cache` is then empty).
+    batched: bool,
+}
+
+/// The decoding requests of a family with batched decode, sharing one
+/// forward per step (Python: `GenerationBatch`).
+#[derive(Default)]
+struct DecodeBatch {
+    /// One left-padded cache per layer.
+    caches: Vec<BatchKvCache>,
+    /// The request of each row.
+    rows: Vec<RequestId>,
+    /// Batched forwards run, for the cache evaluation interval.
+    steps: usize,
+}
+
+/// Continuous batching over one shared model (Python: `BatchGenerator`).
+///
+/// Not `Sync`: one thread drives it (e.g. a server's generation loop),
+/// inserting requests and calling [`BatchGenerator::next`] while
+/// [`BatchGenerator::is_idle`] is false. It is `Send`.
+pub struct BatchGenerator {
+    model: Arc<dyn VlmModel>,
+    eos_token_ids: Vec<u32>,
+    options: BatchOptions,
+    next_id: RequestId,
+    queue: VecDeque<(RequestId, BatchRequest)>,
+    active: Vec<Sequence>,
+    /// Events of [`BatchGenerator::cancel`], reported by the next step.
+    pending: Vec<BatchEvent>,
+    batch: DecodeBatch,
+    largest_batch: usize,
+}
+
+impl BatchGenerator {
+    /// A generator stopping every request on `eos_token_ids` (the
+    /// tokenizer's, e.g. [`crate::tokenizer::Tokenizer::eos_token_ids`]),
+    /// the model's own and the request's `eos_tokens`, as
+    /// [`crate::generate::stream_generate`] does.
+    pub fn new(model: Arc<dyn VlmModel>, eos_token_ids: Vec<u32>, options: BatchOptions) -> Self {
+        Self {
+            model,
+            eos_token_ids,
+            options,
+            next_id: 0,
+            queue: VecDeque::new(),
+            active: Vec::new(),
+            pending: Vec::new(),
+            batch: DecodeBatch::default(),
+            largest_batch: 0,
+        }
+    }
+
+    /// The generator's settings.
+    pub fn options(&self) -> &BatchOptions {
+        &self.options
+    }
+
+    /// Queues a request and returns its id. Its parameters are checked
+    /// first ([`GenerateParams::validate`], with the options'
+    /// `prefill_step_size` and `max_kv_size`), then its prompt shape and
+    /// memory ([`crate::preflight::check`]); a bad request fails here and
+    /// is not queued.
+    pub fn insert(&mut self, request: BatchRequest) -> Result<RequestId> {
+        let BatchRequest { inputs, mut params } = request;
+        params.prefill_step_size = self.options.prefill_step_size;
+        params.max_kv_size = self.options.max_kv_size;
+        params.validate()?;
+        let shape = inputs.input_ids.shape();
+        if shape.len() != 2 || shape[0] != 1 || shape[1] < 1 {
+            return Err(Error::InvalidArgument(format!(
+                "a batch request's input_ids must be [1, L] with L >= 1 (one prompt of at \
+                 least one token), got shape {shape:?}; insert each prompt as its own request"
+            )));
+        }
+        crate::generate::check_kv_quantization(&*self.model, inputs.input_ids.size(), &params)?;
+        crate::preflight::check(
+            &*self.model,
+            &crate::preflight::MemoryRequest::new(&inputs, &params)?,
+        )?;
+        let id = self.next_id;
+        self.next_id += 1;
+        self.queue.push_back((id, BatchRequest { inputs, params }));
+        Ok(id)
+    }
+
+    /// Removes a queued or running request; the next step reports it
+    /// [`FinishReason::Cancelled`]. An unknown or finished id is ignored.
+    pub fn cancel(&mut self, id: RequestId) {
+        let found = if let Some(i) = self.queue.iter().position(|(q, _)| *q == id) {
+            self.queue
+                .remove(i)
+                .map(|(_, r)| (r.inputs.input_ids.size(), 0))
+        } else if let Some(i) = self.active.iter().position(|s| s.id == id) {
+            let seq = self.active.remove(i);
+            if seq.batched {
+                self.drop_rows(&[id]);
+            }
+            Some((seq.prompt_tokens, seq.generated))
+        } else {
+            None
+        };
+        if let Some((prompt_tokens, generation_tokens)) = found {
+            self.pending.push(BatchEvent::Finished {
+                id,
+                reason: FinishReason::Cancelled,
+                prompt_tokens,
+                generation_tokens,
+            });
+        }
+    }
+
+    /// Whether nothing is queued, running or left to report.
+    pub fn is_idle(&self) -> bool {
+        self.queue.is_empty() && self.active.is_empty() && self.pending.is_empty()
+    }
+
+    /// Requests admitted (prefilling or decoding).
+    pub fn num_active(&self) -> usize {
+        self.active.len()
+    }
+
+    /// Requests waiting for admission.
+    pub fn num_queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// One scheduling step (Python: `BatchGenerator.next`): admits queued
+    /// requests up to `max_num_seqs`, runs one prompt chunk of every
+    /// prefilling request and one token of every decoding one, and
+    /// reports what happened. A request that fails yields
+    /// [`BatchEvent::Failed`] and is dropped; the others go on.
+    // Python's name; not an iterator: a step may report nothing while
+    // work remains, so `None` could not mean "done".
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> Vec<BatchEvent> {
+        let mut events = std::mem::take(&mut self.pending);
+        self.admit(&mut events);
+        self.decode_batch(&mut events);
+        let model = Arc::clone(&self.model);
+        let mut i = 0;
+        while i < self.active.len() {
+            let seq = &mut self.active[i];
+            if seq.batched {
+                i += 1;
+                continue;
+            }
+            let outcome = seq.advance(&*model, &mut events).and_then(|going_on| {
+                // A request whose first token came joins the decode batch,
+                // and decodes with it from the next step on.
+                if going_on && seq.batchable && matches!(seq.phase, Some(Phase::Decode { .. })) {
+                    self.batch.join(seq)?;
+                }
+                Ok(going_on)
+            });
+            match outcome {
+                Ok(true) => i += 1,
+                Ok(false) => {
+                    self.active.remove(i);
+                }
+                Err(error) => {
+                    let id = seq.id;
+                    self.active.remove(i);
+                    events.push(BatchEvent::Failed { id, error });
+                }
+            }
+        }
+        events
+    }
+
+    /// Requests decoding in the shared batch now.
+    pub fn num_batched(&self) -> usize {
+        self.batch.rows.len()
+    }
+
+    /// The most rows one batched forward has run so far (0 for a family
+    /// without batched decode): shows the batched path is taken.
+    pub fn largest_batch(&self) -> usize {
+        self.largest_batch
+    }
+
+    /// One batched forward over the decode batch, then each row's own
+    /// logits processors and sampler; finished rows leave the batch. A
+    /// failing forward fails every row.
+    fn decode_batch(&mut self, events: &mut Vec<BatchEvent>) {
+        if self.batch.rows.is_empty() {
+            return;
+        }
+        self.largest_batch = self.largest_batch.max(self.batch.rows.len());
+        let mut by_id: HashMap<RequestId, &mut Sequence> = self
+            .active
+            .iter_mut()
+            .filter(|s| s.batched)
+            .map(|s| (s.id, s))
+            .collect();
+        let mut seqs: Vec<&mut Sequence> = Vec::with_capacity(self.batch.rows.len());
+        for id in &self.batch.rows {
+            match by_id.remove(id) {
+                Some(seq) => seqs.push(seq),
+                None => unreachable!("every batch row is an active batched request"),
+            }
+        }
+        let done = match step_rows(&*self.model, &mut self.batch, &mut seqs, events) {
+            Ok(done) => done,
+            Err(error) => {
+                for seq in &seqs {
+                    events.push(BatchEvent::Failed {
+                        id: seq.id,
+                        error: Error::InvalidArgument(format!(
+                            "the batched decode step failed: {error}"
+                        )),
+                    });
+                }
+                seqs.iter().map(|s| s.id).collect()
+            }
+        };
+        drop(seqs);
+        if !done.is_empty() {
+            self.drop_rows(&done);
+            self.active.retain(|s| !done.contains(&s.id));
+        }
+    }
+
+    /// Removes the rows of `ids` from the decode batch.
+    fn drop_rows(&mut self, ids: &[RequestId]) {
+        let keep: Vec<usize> = (0..self.batch.rows.len())
+            .filter(|&r| !ids.contains(&self.batch.rows[r]))
+            .collect();
+        self.batch.rows = keep.iter().map(|&r| self.batch.rows[r]).collect();
+        for cache in &mut self.batch.caches {
+            // Indices come from the batch itself, so `filter` cannot fail.
+            if cache.filter(&keep).is_err() {
+                unreachable!("rows kept are rows of the batch");
+            }
+        }
+        if self.batch.rows.is_empty() {
+            self.batch = DecodeBatch::default();
+        }
+    }
+
+    /// Moves queued requests into the active set, up to `max_num_seqs`.
+    fn admit(&mut self, events: &mut Vec<BatchEvent>) {
+        while self.active.len() < self.options.max_num_seqs {
+            let Some((id, request)) = self.queue.pop_front() else {
+                break;
+            };
+            match self.sequence(id, request) {
+                Ok(seq) => self.active.push(seq),
+                Err(error) => events.push(BatchEvent::Failed { id, error }),
+            }
+        }
+    }
+
+    /// The admitted state of a request.
+    fn sequence(&self, id: RequestId, request: BatchRequest) -> Result<Sequence> {
+        let BatchRequest { inputs, params } = request;
+        let mut stop = StoppingCriteria::new(&self.eos_token_ids);
+        stop.add_eos_token_ids(&self.model.eos_token_ids());
+        stop.add_eos_token_ids(&params.eos_tokens);
+        Ok(Sequence {
+            id,
+            run: RequestRun::new(&*self.model, &params)?,
+            stop,
+            max_tokens: params.max_tokens,
+            prefill_step_size: params.prefill_step_size,
+            prompt_tokens: inputs.input_ids.size(),
+            generated: 0,
+            phase: Some(Phase::Admitted(inputs)),
+            batchable: self.model.batched_decode()
+                && params.kv_bits.is_none()
+                && params.max_kv_size.is_none(),
+            batched: false,
+        })
+    }
+}
+
+/// One batched forward over `seqs` (the batch's rows, in order) and each
+/// row's sample; returns the requests that finished.
+fn step_rows(
+    model: &dyn VlmModel,
+    batch: &mut DecodeBatch,
+    seqs: &mut [&mut Sequence],
+    events: &mut Vec<BatchEvent>,
+) -> Result<Vec<RequestId>> {
+    let mut last = Vec::with_capacity(seqs.len());
+    for seq in seqs.iter() {
+        match &seq.phase {
+            Some(Phase::Decode { y }) => last.push(y.reshape(&[1, 1])?),
+            _ => unreachable!("a batched request is decoding"),
+        }
+    }
+    let inputs = ops::concatenate(&last, 0)?;
+    let logits = {
+        let mut states: Vec<&mut RequestState> =
+            seqs.iter_mut().map(|s| &mut s.run.state).collect();
+        model.decode_batch(&inputs, &mut batch.caches, &mut states)?
+    };
+    batch.steps += 1;
+    if batch.steps.is_multiple_of(DEFAULT_CACHE_EVAL_INTERVAL) {
+        let states: Vec<Array> = batch.caches.iter().flat_map(|c| c.state()).collect();
+        mlx_rs::eval(&states)?;
+    }
+    let mut done = Vec::new();
+    for (row, (seq, y)) in seqs.iter_mut().zip(&last).enumerate() {
+        let r = row as i32;
+        let (next, _) = seq.run.sample(y, logits.index(idx![r..r + 1, -1, ..])?)?;
+        if !seq.emit(next, events)? {
+            done.push(seq.id);
+        }
+    }
+    Ok(done)
+}
+
+impl DecodeBatch {
+    /// Moves `seq`'s caches into the batch, as a new last row (Python:
+    /// `GenerationBatch.extend` with the merged prompt caches).
+    fn join(&mut self, seq: &mut Sequence) -> Result<()> {
+        let mut joined = Vec::with_capacity(seq.run.prompt_cache.len());
+        for cache in &seq.run.prompt_cache {
+            let Some(kv) = cache.plain_kv() else {
+                // Not a plain cache (a family's own kind): decode alone.
+                seq.batchable = false;
+                return Ok(());
+            };
+            joined.push(BatchKvCache::merge(&[kv?])?);
+        }
+        if self.rows.is_empty() {
+            self.caches = joined;
+        } else {
+            if self.caches.len() != joined.len() {
+                return Err(Error::InvalidArgument(format!(
+                    "a request with {} caches cannot join a decode batch of {}",
+                    joined.len(),
+                    self.caches.len()
+                )));
+            }
+            for (cache, row) in self.caches.iter_mut().zip(joined) {
+                cache.extend(row)?;
+            }
+        }
+        self.rows.push(seq.id);
+        seq.run.prompt_cache = Vec::new();
+        seq.batched = true;
+        Ok(())
+    }
+}
+
+impl Sequence {
+    /// One step of this request; false once it finished (its event
+    /// pushed).
+    fn advance(&mut self, model: &dyn VlmModel, events: &mut Vec<BatchEvent>) -> Result<bool> {
+        if self.max_tokens == 0 {
+            // `generate` yields nothing (its prefill is skipped here: no
+            // token would read it).
+            self.finish(FinishReason::Length, events);
+            return Ok(false);
+        }
+        let y = match self.phase.take() {
+            Some(Phase::Admitted(inputs)) => {
+                let prompt = PromptPrefill::new(model, inputs, self.prefill_step_size)?;
+                return self.prefill(model, prompt, events);
+            }
+            Some(Phase::Prefill(prompt)) => return self.prefill(model, prompt, events),
+            Some(Phase::Decode { y }) => y,
+            None => return Ok(false),
+        };
+        let (y, _) = self
+            .run
+            .step(model, &y.index(idx![mlx_rs::NewAxis])?, None, None)?;
+        if (self.generated + 1).is_multiple_of(DEFAULT_CACHE_EVAL_INTERVAL) {
+            self.run.eval_cache()?;
+        }
+        self.emit(y, events)
+    }
+
+    /// One chunk of the prompt, or its last step and first token.
+    fn prefill(
+        &mut self,
+        model: &dyn VlmModel,
+        mut prompt: PromptPrefill,
+        events: &mut Vec<BatchEvent>,
+    ) -> Result<bool> {
+        if prompt.chunk(model, &mut self.run)? {
+            self.phase = Some(Phase::Prefill(prompt));
+            return Ok(true);
+        }
+        let (y, _) = prompt.finish(model, &mut self.run)?;
+        self.emit(y, events)
+    }
+
+    /// Reports the sampled `y` `[1]` and decides whether to go on.
+    fn emit(&mut self, y: Array, events: &mut Vec<BatchEvent>) -> Result<bool> {
+        let token = y.item_as::<u32>()?;
+        self.generated += 1;
+        events.push(BatchEvent::Token { id: self.id, token });
+        if self.stop.call(token) {
+            self.finish(FinishReason::Stop, events);
+            return Ok(false);
+        }
+        if self.generated >= self.max_tokens {
+            self.finish(FinishReason::Length, events);
+            return Ok(false);
+        }
+        self.phase = Some(Phase::Decode { y });
+        Ok(true)
+    }
+
+    fn finish(&self, reason: FinishReason, events: &mut Vec<BatchEvent>) {
+        events.push(BatchEvent::Finished {
+            id: self.id,
+            reason,
+            prompt_tokens: self.prompt_tokens,
+            generation_tokens: self.generated,
+        });
+    }
+}

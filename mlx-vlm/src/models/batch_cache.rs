@@ -1,0 +1,243 @@
+//! The batched key/value cache of continuous batching (Python:
+//! `BatchKVCache` of `mlx_vlm/models/cache.py`).
+//!
+//! Rows are left-padded: every row's last token sits in the same column,
+//! `left_padding[b]` columns of zeros before row `b`'s first token, and
+//! [`BatchKvCache::make_mask`] hides them.
+//!
+//! Divergences from Python:
+//! - The buffer grows by concatenation, not in 256-token steps written in
+//!   place (Rust's `index_put` copies); only decode steps of one token
+//!   update it.
+//! - Python's `offset` is an array; here [`Cache::offset`] is the column
+//!   count (Python's `_idx`, what Python's `make_mask` and `size` use) and
+//!   the per-row counts are [`BatchKvCache::offsets`].
+//! - No `prepare`/`finalize` (right padding), `trim` or `extract`: prompts
+//!   are prefilled per request and join through [`BatchKvCache::merge`].
+
+use mlx_rs::{Array, ops};
+
+use super::cache::{Cache, Mask, create_causal_mask};
+use crate::{Error, Result};
+
+/// One decoder layer's cache for a batch of rows (Python: `BatchKVCache`).
+#[derive(Debug, Default)]
+pub struct BatchKvCache {
+    /// `[batch, kv_heads, idx, head_dim]`, left-padded; `None` when empty.
+    keys: Option<Array>,
+    values: Option<Array>,
+    /// Padding columns before each row's first token.
+    left_padding: Vec<i32>,
+    /// Columns filled (Python: `_idx`).
+    idx: i32,
+}
+
+/// `[b, h, len, d]` of a cache operand.
+fn dims(a: &Array, what: &str) -> Result<[i32; 4]> {
+    match a.shape() {
+        &[b, h, l, d] => Ok([b, h, l, d]),
+        shape => Err(Error::InvalidArgument(format!(
+            "BatchKvCache: {what} must be [batch, kv_heads, seq, head_dim], got shape {shape:?}"
+        ))),
+    }
+}
+
+/// Pads `a` `[b, h, l, d]` with `left` and `right` zero columns.
+fn pad_columns(a: &Array, left: i32, right: i32) -> Result<Array> {
+    if left == 0 && right == 0 {
+        return Ok(a.clone());
+    }
+    let widths = [(0, 0), (0, 0), (left, right), (0, 0)];
+    Ok(ops::pad(a, widths, ops::PadOptions::default())?)
+}
+
+impl BatchKvCache {
+    /// One row per `(keys, values)` pair `[1, kv_heads, len, head_dim]`,
+    /// left-padded to the longest (Python: `BatchKVCache.merge` of
+    /// `KVCache`s).
+    pub fn merge(rows: &[(Array, Array)]) -> Result<Self> {
+        let mut lengths = Vec::with_capacity(rows.len());
+        for (k, v) in rows {
+            let [b, _, l, _] = dims(k, "keys")?;
+            let [bv, _, lv, _] = dims(v, "values")?;
+            if b != 1 || bv != 1 || l != lv {
+                return Err(Error::InvalidArgument(format!(
+                    "BatchKvCache::merge: each row must be one sequence with as many keys as \
+                     values, got keys {:?} and values {:?}",
+                    k.shape(),
+                    v.shape()
+                )));
+            }
+            lengths.push(l);
+        }
+        let max_length = lengths.iter().copied().max().unwrap_or(0);
+        let left_padding: Vec<i32> = lengths.iter().map(|l| max_length - l).collect();
+        if max_length == 0 {
+            return Ok(Self {
+                keys: None,
+                values: None,
+                left_padding,
+                idx: 0,
+            });
+        }
+        let mut keys = Vec::with_capacity(rows.len());
+        let mut values = Vec::with_capacity(rows.len());
+        for ((k, v), &pad) in rows.iter().zip(&left_padding) {
+            keys.push(pad_columns(k, pad, 0)?);
+            values.push(pad_columns(v, pad, 0)?);
+        }
+        Ok(Self {
+            keys: Some(ops::concatenate(&keys, 0)?),
+            values: Some(ops::concatenate(&values, 0)?),
+            left_padding,
+            idx: max_length,
+        })
+    }
+
+    /// Rows in the batch (Python: `batch_size`).
+    pub fn batch_size(&self) -> usize {
+        self.left_padding.len()
+    }
+
+    /// Padding columns before each row's first token (Python:
+    /// `left_padding`).
+    pub fn left_padding(&self) -> &[i32] {
+        &self.left_padding
+    }
+
+    /// Tokens each row holds (Python: `offset`, `_idx - left_padding`).
+    pub fn offsets(&self) -> Vec<i32> {
+        self.left_padding.iter().map(|p| self.idx - p).collect()
+    }
+
+    /// Keeps only the rows `keep` (indices into the batch, in the new
+    /// order) and drops the padding columns every kept row has (Python:
+    /// `filter`).
+    pub fn filter(&mut self, keep: &[usize]) -> Result<()> {
+        if let Some(&bad) = keep.iter().find(|&&i| i >= self.batch_size()) {
+            return Err(Error::InvalidArgument(format!(
+                "BatchKvCache::filter: row {bad} is out of range for a batch of {}",
+                self.batch_size()
+            )));
+        }
+        let rows: Vec<i32> = keep.iter().map(|&i| i as i32).collect();
+        let rows = Array::from_slice(&rows, &[rows.len() as i32])?;
+        self.left_padding = keep.iter().map(|&i| self.left_padding[i]).collect();
+        let min_pad = self.left_padding.iter().copied().min().unwrap_or(0);
+        let shift = |a: &Array| -> Result<Array> {
+            let a = ops::take(a, &rows, 0)?;
+            Ok(if min_pad > 0 {
+                let cols = ops::arange(min_pad, self.idx, 1, None)?;
+                ops::take(&a, &cols, 2)?
+            } else {
+                a
+            })
+        };
+        if let (Some(k), Some(v)) = (&self.keys, &self.values) {
+            let (k, v) = (shift(k)?, shift(v)?);
+            self.keys = Some(k);
+            self.values = Some(v);
+        }
+        if min_pad > 0 {
+            self.idx -= min_pad;
+            for p in &mut self.left_padding {
+                *p -= min_pad;
+            }
+        }
+        if keep.is_empty() {
+            *self = Self::default();
+        }
+        Ok(())
+    }
+
+    /// Appends the rows of `other`, right-aligning both so every row's
+    /// last token shares the last column (Python: `extend`).
+    pub fn extend(&mut self, other: BatchKvCache) -> Result<()> {
+        if other.batch_size() == 0 {
+            return Ok(());
+        }
+        if self.batch_size() == 0 {
+            *self = other;
+            return Ok(());
+        }
+        let max_idx = self.idx.max(other.idx);
+        let parts = |c: &BatchKvCache| -> Result<Option<(Array, Array, i32)>> {
+            match (&c.keys, &c.values) {
+                (Some(k), Some(v)) => {
+                    let left = max_idx - c.idx;
+                    Ok(Some((
+                        pad_columns(k, left, 0)?,
+                        pad_columns(v, left, 0)?,
+                        left,
+                    )))
+                }
+                _ => Ok(None),
+            }
+        };
+        let (Some((k1, v1, l1)), Some((k2, v2, l2))) = (parts(self)?, parts(&other)?) else {
+            return Err(Error::InvalidArgument(
+                "BatchKvCache::extend: both caches must hold keys (prefill before joining)".into(),
+            ));
+        };
+        self.keys = Some(ops::concatenate(&[k1, k2], 0)?);
+        self.values = Some(ops::concatenate(&[v1, v2], 0)?);
+        let mut left_padding: Vec<i32> = self.left_padding.iter().map(|p| p + l1).collect();
+        left_padding.extend(other.left_padding.iter().map(|p| p + l2));
+        self.left_padding = left_padding;
+        self.idx = max_idx;
+        Ok(())
+    }
+}
+
+impl Cache for BatchKvCache {
+    /// Columns filled (Python: `_idx`); the per-row counts are
+    /// [`BatchKvCache::offsets`].
+    fn offset(&self) -> i32 {
+        self.idx
+    }
+
+    fn update_and_fetch(&mut self, keys: &Array, values: &Array) -> Result<(Array, Array)> {
+        let [b, _, l, _] = dims(keys, "keys")?;
+        dims(values, "values")?;
+        if usize::try_from(b).ok() != Some(self.batch_size()) {
+            return Err(Error::InvalidArgument(format!(
+                "BatchKvCache: {b} rows of keys for a batch of {}",
+                self.batch_size()
+            )));
+        }
+        let (k, v) = match (&self.keys, &self.values) {
+            (Some(k0), Some(v0)) => (
+                ops::concatenate(&[k0, keys], 2)?,
+                ops::concatenate(&[v0, values], 2)?,
+            ),
+            _ => (keys.clone(), values.clone()),
+        };
+        self.keys = Some(k.clone());
+        self.values = Some(v.clone());
+        self.idx += l;
+        Ok((k, v))
+    }
+
+    fn state(&self) -> Vec<Array> {
+        self.keys
+            .iter()
+            .chain(self.values.iter())
+            .cloned()
+            .collect()
+    }
+
+    /// Python: `create_causal_mask(N, offset=_idx,
+    /// left_padding=left_padding)`: `[batch, 1, n, idx + n]`, false on
+    /// each row's padding.
+    fn make_mask(&self, n: i32, window_size: Option<i32>, _return_array: bool) -> Result<Mask> {
+        let left_padding =
+            Array::from_slice(&self.left_padding, &[self.left_padding.len() as i32])?;
+        Ok(Mask::Array(create_causal_mask(
+            n,
+            self.idx,
+            window_size,
+            None,
+            Some(&left_padding),
+        )?))
+    }
+}

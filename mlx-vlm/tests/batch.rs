@@ -1,0 +1,573 @@
+//! Continuous batching (`mlx_vlm::batch::BatchGenerator`) on the tiny
+//! Qwen2.5-VL checkpoint and, for a family without batched decode, the
+//! tiny Gemma 3: requests arriving between steps, prompts of different
+//! lengths with and without images, different `max_tokens`, stop ids,
+//! cancellation, a failing request among good ones and `max_num_seqs`
+//! admission, each request's ids equal to its own `generate` run.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use mlx_rs::{Array, Dtype, idx, ops};
+use mlx_vlm::batch::{BatchEvent, BatchGenerator, BatchOptions, BatchRequest, FinishReason};
+use mlx_vlm::fixtures::{self, CheckpointSpec};
+use mlx_vlm::generate::{GenerateInputs, GenerateParams, generate};
+use mlx_vlm::models::qwen3_vl::processing_qwen3_vl::QwenVlInputs;
+use mlx_vlm::models::{BatchKvCache, ModelInputs, VlmModel};
+use mlx_vlm::{Error, LoadOptions, utils};
+
+const IMAGE_TOKEN: i32 = 151_655;
+const VISION_START: i32 = 151_652;
+const VISION_END: i32 = 151_653;
+
+/// Loads a tiny checkpoint written in `dir`.
+fn load(dir: &Path) -> Arc<dyn VlmModel> {
+    Arc::from(utils::load_model(dir, &LoadOptions::default()).unwrap())
+}
+
+/// The tiny Qwen2.5-VL model in `dtype`.
+fn qwen(dtype: Dtype) -> (tempfile::TempDir, Arc<dyn VlmModel>) {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = CheckpointSpec {
+        dtype,
+        ..Default::default()
+    };
+    fixtures::write_checkpoint(dir.path(), &fixtures::tiny_config(), &spec).unwrap();
+    let model = load(dir.path());
+    (dir, model)
+}
+
+fn qwen_tokenizer() -> tokenizers::Tokenizer {
+    let dir = fixtures::qwen_tokenizer_dir().unwrap();
+    tokenizers::Tokenizer::from_file(dir.join("tokenizer.json")).unwrap()
+}
+
+/// A Qwen prompt of `text` ids, with one `h`x`w`-patch image first when
+/// `image` is set (pixel values vary with its third field). `image_tokens`
+/// overrides the number of image placeholders (a wrong one fails in the
+/// model).
+fn qwen_inputs(
+    text: &[i32],
+    image: Option<(i32, i32, f32)>,
+    image_tokens: Option<usize>,
+) -> GenerateInputs {
+    let mut ids = Vec::new();
+    let mut media = None;
+    if let Some((h, w, seed)) = image {
+        ids.push(VISION_START);
+        let n_tokens = image_tokens.unwrap_or((h * w / 4) as usize);
+        ids.extend(std::iter::repeat_n(IMAGE_TOKEN, n_tokens));
+        ids.push(VISION_END);
+        let n = h * w * 1176;
+        let ramp = ops::arange(0, n, 1, Some(Dtype::Float32)).unwrap();
+        let values = ops::sin(&ops::multiply(&ramp, seed).unwrap()).unwrap();
+        let pixel_values = values.reshape(&[h * w, 1176]).unwrap();
+        let qwen = QwenVlInputs::images(pixel_values, &[[1, h, w]]).unwrap();
+        media = Some(ModelInputs::new(qwen, vec![[1, h, w]]));
+    }
+    ids.extend_from_slice(text);
+    let n = ids.len() as i32;
+    GenerateInputs {
+        input_ids: Array::from_slice(&ids, &[1, n]).unwrap(),
+        mask: None,
+        media,
+    }
+}
+
+/// Request `i` of the Qwen tests: `5 + 3i` text tokens, an image on even
+/// `i`, `max_tokens` varying with `i`.
+fn qwen_request(i: usize) -> BatchRequest {
+    let text: Vec<i32> = (0..5 + 3 * i as i32)
+        .map(|t| 300 + 37 * t + i as i32)
+        .collect();
+    let image = i
+        .is_multiple_of(2)
+        .then_some((8, 8 + 4 * (i as i32 % 3), 0.01 * (i as f32 + 1.0)));
+    BatchRequest {
+        inputs: qwen_inputs(&text, image, None),
+        params: GenerateParams {
+            max_tokens: 6 + 2 * i,
+            ..Default::default()
+        },
+    }
+}
+
+/// What a request ended with in the batch.
+#[derive(Debug, Clone, PartialEq)]
+struct Outcome {
+    tokens: Vec<u32>,
+    reason: Option<FinishReason>,
+    generation_tokens: usize,
+    error: Option<String>,
+}
+
+/// Runs `batcher` until idle, inserting `arrivals[k]` before step `k`;
+/// returns each request's outcome by arrival index, and the most requests
+/// active after any step.
+fn drive(
+    batcher: &mut BatchGenerator,
+    mut arrivals: Vec<Vec<(usize, BatchRequest)>>,
+    mut on_step: impl FnMut(usize, &mut BatchGenerator, &HashMap<u64, usize>),
+) -> (HashMap<usize, Outcome>, usize) {
+    let mut index_of: HashMap<u64, usize> = HashMap::new();
+    let mut outcomes: HashMap<usize, Outcome> = HashMap::new();
+    let mut most_active = 0;
+    arrivals.reverse();
+    let mut step = 0;
+    while !arrivals.is_empty() || !batcher.is_idle() {
+        if let Some(now) = arrivals.pop() {
+            for (index, request) in now {
+                let id = batcher.insert(request).unwrap();
+                index_of.insert(id, index);
+            }
+        }
+        on_step(step, batcher, &index_of);
+        for event in batcher.next() {
+            let id = match &event {
+                BatchEvent::Token { id, .. }
+                | BatchEvent::Finished { id, .. }
+                | BatchEvent::Failed { id, .. } => *id,
+            };
+            let outcome = outcomes.entry(index_of[&id]).or_insert(Outcome {
+                tokens: Vec::new(),
+                reason: None,
+                generation_tokens: 0,
+                error: None,
+            });
+            assert!(
+                outcome.reason.is_none() && outcome.error.is_none(),
+                "an event after the end: {event:?}"
+            );
+            match event {
+                BatchEvent::Token { token, .. } => outcome.tokens.push(token),
+                BatchEvent::Finished {
+                    reason,
+                    generation_tokens,
+                    ..
+                } => {
+                    outcome.reason = Some(reason);
+                    outcome.generation_tokens = generation_tokens;
+                }
+                BatchEvent::Failed { error, .. } => outcome.error = Some(error.to_string()),
+            }
+        }
+        most_active = most_active.max(batcher.num_active());
+        step += 1;
+        assert!(step < 10_000, "the generator never became idle");
+    }
+    (outcomes, most_active)
+}
+
+/// The ids of a request's own `generate` run and its finish reason.
+fn single_run(
+    model: &dyn VlmModel,
+    tokenizer: &tokenizers::Tokenizer,
+    request: BatchRequest,
+    options: &BatchOptions,
+) -> (Vec<u32>, FinishReason) {
+    let params = GenerateParams {
+        prefill_step_size: options.prefill_step_size,
+        max_kv_size: options.max_kv_size,
+        ..request.params
+    };
+    let result = generate(model, tokenizer, request.inputs, &[], &params).unwrap();
+    let reason = match result.finish_reason.as_deref() {
+        Some("stop") => FinishReason::Stop,
+        _ => FinishReason::Length,
+    };
+    (result.token_ids.unwrap_or_default(), reason)
+}
+
+/// Asserts that request `index` of the batch gave its single run's ids.
+fn assert_single_run(
+    model: &dyn VlmModel,
+    tokenizer: &tokenizers::Tokenizer,
+    outcomes: &HashMap<usize, Outcome>,
+    index: usize,
+    request: BatchRequest,
+    options: &BatchOptions,
+) {
+    let (ids, reason) = single_run(model, tokenizer, request, options);
+    let got = &outcomes[&index];
+    assert_eq!(got.error, None, "request {index}");
+    assert_eq!(got.tokens, ids, "request {index}: batch ids vs its own run");
+    assert_eq!(got.reason, Some(reason), "request {index}");
+    assert_eq!(got.generation_tokens, ids.len(), "request {index}");
+}
+
+fn small_chunks(max_num_seqs: usize) -> BatchOptions {
+    BatchOptions {
+        max_num_seqs,
+        // Prompts of 6 to 40 tokens take one to ten chunks.
+        prefill_step_size: Some(4),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn staggered_requests_give_their_single_run_ids() {
+    let (_dir, model) = qwen(Dtype::Float32);
+    let tokenizer = qwen_tokenizer();
+    let options = small_chunks(3);
+    let mut batcher = BatchGenerator::new(Arc::clone(&model), Vec::new(), options.clone());
+    // Two at once, then one each few steps, while the first ones decode.
+    let arrivals = vec![
+        vec![(0, qwen_request(0)), (1, qwen_request(1))],
+        vec![],
+        vec![(2, qwen_request(2))],
+        vec![],
+        vec![],
+        vec![(3, qwen_request(3)), (4, qwen_request(4))],
+        vec![],
+        vec![(5, qwen_request(5))],
+    ];
+    let (outcomes, most_active) = drive(&mut batcher, arrivals, |_, batcher, _| {
+        assert!(batcher.num_active() <= 3, "max_num_seqs 3 exceeded");
+    });
+    assert_eq!(most_active, 3, "admission should fill max_num_seqs");
+    assert_eq!(outcomes.len(), 6);
+    for i in 0..6 {
+        assert_single_run(&*model, &tokenizer, &outcomes, i, qwen_request(i), &options);
+        assert_eq!(outcomes[&i].tokens.len(), 6 + 2 * i, "request {i}");
+    }
+    // Qwen2.5-VL decodes in batches: forwards ran several rows at once.
+    assert!(batcher.largest_batch() >= 2, "{}", batcher.largest_batch());
+    let distinct: std::collections::HashSet<_> = outcomes.values().map(|o| &o.tokens).collect();
+    assert!(
+        distinct.len() > 3,
+        "the requests should differ: {outcomes:?}"
+    );
+}
+
+/// Six requests at once, text and images of different sizes, a
+/// repetition penalty and a seeded sampler among them.
+fn mixed_requests() -> Vec<BatchRequest> {
+    let mut requests: Vec<BatchRequest> = (0..4).map(qwen_request).collect();
+    let mut penalised = qwen_request(5);
+    penalised.params.logits_processors.repetition_penalty = Some(1.3);
+    requests.push(penalised);
+    let mut sampled = qwen_request(3);
+    sampled.params.temperature = 0.8;
+    sampled.params.top_p = 0.9;
+    sampled.params.seed = Some(7);
+    requests.push(sampled);
+    // Long enough that all six are decoding once the longest prompt is in.
+    for (i, r) in requests.iter_mut().enumerate() {
+        r.params.max_tokens = 16 + i;
+    }
+    requests
+}
+
+/// All of `mixed_requests` decode in one batch and give their own runs'
+/// ids in `dtype`.
+fn one_batch_gives_single_run_ids(dtype: Dtype) {
+    let (_dir, model) = qwen(dtype);
+    assert_one_batch(model);
+}
+
+/// `mixed_requests` on `model` decode in one batch, each with its own
+/// run's ids.
+fn assert_one_batch(model: Arc<dyn VlmModel>) {
+    let tokenizer = qwen_tokenizer();
+    let options = small_chunks(8);
+    let mut batcher = BatchGenerator::new(Arc::clone(&model), Vec::new(), options.clone());
+    let arrivals = vec![mixed_requests().into_iter().enumerate().collect()];
+    let (outcomes, _) = drive(&mut batcher, arrivals, |_, _, _| {});
+    assert_eq!(
+        batcher.largest_batch(),
+        6,
+        "every request decoded in the batch"
+    );
+    for (i, request) in mixed_requests().into_iter().enumerate() {
+        assert_single_run(&*model, &tokenizer, &outcomes, i, request, &options);
+    }
+}
+
+#[test]
+fn one_batch_of_six_gives_single_run_ids_in_f32() {
+    one_batch_gives_single_run_ids(Dtype::Float32);
+}
+
+#[test]
+fn one_batch_of_six_gives_single_run_ids_in_bf16() {
+    one_batch_gives_single_run_ids(Dtype::Bfloat16);
+}
+
+#[test]
+fn qwen2_vl_decodes_in_batches_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = CheckpointSpec {
+        dtype: Dtype::Float32,
+        ..Default::default()
+    };
+    fixtures::write_tiny_checkpoint(dir.path(), &fixtures::qwen2_vl_tiny(), &spec).unwrap();
+    assert_one_batch(load(dir.path()));
+}
+
+#[test]
+fn max_num_seqs_queues_the_rest_in_order() {
+    let (_dir, model) = qwen(Dtype::Float32);
+    let options = small_chunks(2);
+    let mut batcher = BatchGenerator::new(model, Vec::new(), options);
+    let ids: Vec<u64> = (0..4)
+        .map(|i| batcher.insert(qwen_request(i)).unwrap())
+        .collect();
+    assert_eq!((batcher.num_active(), batcher.num_queued()), (0, 4));
+    let mut first_token_step = HashMap::new();
+    let mut finished_step = HashMap::new();
+    let mut step = 0;
+    while !batcher.is_idle() {
+        for event in batcher.next() {
+            match event {
+                BatchEvent::Token { id, .. } => {
+                    first_token_step.entry(id).or_insert(step);
+                }
+                BatchEvent::Finished { id, .. } => {
+                    finished_step.insert(id, step);
+                }
+                BatchEvent::Failed { error, .. } => panic!("{error}"),
+            }
+        }
+        assert!(batcher.num_active() <= 2);
+        if step == 0 {
+            assert_eq!((batcher.num_active(), batcher.num_queued()), (2, 2));
+        }
+        step += 1;
+    }
+    // FIFO: the third starts once one of the first two finished, the
+    // fourth once two of the first three did.
+    let firsts: Vec<usize> = ids.iter().map(|id| first_token_step[id]).collect();
+    let mut ends: Vec<usize> = ids[..3].iter().map(|id| finished_step[id]).collect();
+    assert!(
+        firsts[0] < ends[0] && firsts[1] < ends[1],
+        "{firsts:?} {ends:?}"
+    );
+    assert!(firsts[2] > ends[0].min(ends[1]), "{firsts:?} {ends:?}");
+    ends.sort();
+    assert!(firsts[3] > ends[1], "{firsts:?} {ends:?}");
+}
+
+#[test]
+fn stop_ids_and_zero_max_tokens_end_as_in_generate() {
+    let (_dir, model) = qwen(Dtype::Float32);
+    let tokenizer = qwen_tokenizer();
+    let options = small_chunks(4);
+    // Stop on the third token of request 1's own run.
+    let (ids, _) = single_run(&*model, &tokenizer, qwen_request(1), &options);
+    let stopping = || {
+        let mut r = qwen_request(1);
+        r.params.eos_tokens = vec![ids[2]];
+        r
+    };
+    let zero = || {
+        let mut r = qwen_request(0);
+        r.params.max_tokens = 0;
+        r
+    };
+    let mut batcher = BatchGenerator::new(Arc::clone(&model), Vec::new(), options.clone());
+    let arrivals = vec![vec![(0, stopping()), (1, zero()), (2, qwen_request(2))]];
+    let (outcomes, _) = drive(&mut batcher, arrivals, |_, _, _| {});
+    assert_single_run(&*model, &tokenizer, &outcomes, 0, stopping(), &options);
+    assert_eq!(outcomes[&0].reason, Some(FinishReason::Stop));
+    let first_stop = ids.iter().position(|&t| t == ids[2]).unwrap_or(2);
+    assert_eq!(outcomes[&0].tokens.len(), first_stop + 1);
+    assert_single_run(&*model, &tokenizer, &outcomes, 1, zero(), &options);
+    assert_eq!(outcomes[&1].tokens, Vec::<u32>::new());
+    assert_single_run(&*model, &tokenizer, &outcomes, 2, qwen_request(2), &options);
+}
+
+#[test]
+fn cancelled_requests_end_and_the_others_go_on() {
+    let (_dir, model) = qwen(Dtype::Float32);
+    let tokenizer = qwen_tokenizer();
+    let options = small_chunks(2);
+    let mut batcher = BatchGenerator::new(Arc::clone(&model), Vec::new(), options.clone());
+    let arrivals = vec![(0..4).map(|i| (i, qwen_request(i))).collect()];
+    // After step 6: cancel request 1 (running) and 3 (still queued).
+    let (outcomes, _) = drive(&mut batcher, arrivals, |step, batcher, index_of| {
+        if step == 6 {
+            assert_eq!(batcher.num_queued(), 2);
+            for (&id, &index) in index_of {
+                if index == 1 || index == 3 {
+                    batcher.cancel(id);
+                }
+            }
+            batcher.cancel(999);
+            assert_eq!(batcher.num_queued(), 1);
+        }
+    });
+    for i in [1, 3] {
+        assert_eq!(outcomes[&i].reason, Some(FinishReason::Cancelled), "{i}");
+    }
+    assert!(!outcomes[&1].tokens.is_empty(), "request 1 was decoding");
+    assert!(outcomes[&3].tokens.is_empty(), "request 3 never ran");
+    let (ids1, _) = single_run(&*model, &tokenizer, qwen_request(1), &options);
+    assert!(ids1.starts_with(&outcomes[&1].tokens));
+    for i in [0, 2] {
+        assert_single_run(&*model, &tokenizer, &outcomes, i, qwen_request(i), &options);
+    }
+}
+
+#[test]
+fn a_failing_request_is_dropped_and_the_others_go_on() {
+    let (_dir, model) = qwen(Dtype::Float32);
+    let tokenizer = qwen_tokenizer();
+    let options = small_chunks(4);
+    // 16 patches make 4 image tokens; the prompt holds 3.
+    let bad = BatchRequest {
+        inputs: qwen_inputs(&[300, 301], Some((4, 4, 0.5)), Some(3)),
+        params: GenerateParams::default(),
+    };
+    let mut batcher = BatchGenerator::new(Arc::clone(&model), Vec::new(), options.clone());
+    let arrivals = vec![
+        vec![(0, qwen_request(0))],
+        vec![(1, bad), (2, qwen_request(1))],
+    ];
+    let (outcomes, _) = drive(&mut batcher, arrivals, |_, _, _| {});
+    let error = outcomes[&1].error.as_deref().unwrap_or("no error");
+    assert!(error.contains("image"), "{error}");
+    assert_eq!(outcomes[&1].reason, None);
+    assert_single_run(&*model, &tokenizer, &outcomes, 0, qwen_request(0), &options);
+    assert_single_run(&*model, &tokenizer, &outcomes, 2, qwen_request(1), &options);
+}
+
+#[test]
+fn bad_requests_fail_at_insert() {
+    let (_dir, model) = qwen(Dtype::Float32);
+    let mut batcher = BatchGenerator::new(model, Vec::new(), BatchOptions::default());
+    let mut hot = qwen_request(1);
+    hot.params.temperature = -1.0;
+    match batcher.insert(hot) {
+        Err(Error::InvalidParameter { name, .. }) => assert_eq!(name, "temperature"),
+        other => panic!("expected an InvalidParameter error, got {other:?}"),
+    }
+    let mut empty = qwen_request(1);
+    empty.inputs.input_ids = Array::from_slice::<i32>(&[], &[1, 0]).unwrap();
+    let message = batcher.insert(empty).unwrap_err().to_string();
+    assert!(message.contains("[1, 0]"), "{message}");
+    let mut two = qwen_request(1);
+    two.inputs.input_ids = Array::from_slice(&[1, 2, 3, 4], &[2, 2]).unwrap();
+    assert!(batcher.insert(two).is_err());
+    // Options are validated with the request.
+    let mut batcher = BatchGenerator::new(
+        test_model(),
+        Vec::new(),
+        BatchOptions {
+            prefill_step_size: Some(0),
+            ..Default::default()
+        },
+    );
+    match batcher.insert(qwen_request(1)) {
+        Err(Error::InvalidParameter { name, .. }) => assert_eq!(name, "prefill_step_size"),
+        other => panic!("expected an InvalidParameter error, got {other:?}"),
+    }
+    assert!(batcher.is_idle());
+}
+
+/// A model for tests that never run it.
+fn test_model() -> Arc<dyn VlmModel> {
+    Arc::from(mlx_vlm::registry::create_model(&fixtures::tiny_config(), "config.json").unwrap())
+}
+
+#[test]
+fn a_family_without_batched_decode_runs_per_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = CheckpointSpec {
+        dtype: Dtype::Float32,
+        ..Default::default()
+    };
+    fixtures::write_tiny_checkpoint(dir.path(), &fixtures::gemma3_tiny(), &spec).unwrap();
+    let model = load(dir.path());
+    let tokenizer =
+        tokenizers::Tokenizer::from_file(fixtures::gemma_tokenizer_dir().join("tokenizer.json"))
+            .unwrap();
+    let request = |i: usize| {
+        let ids: Vec<i32> = (0..4 + 5 * i as i32)
+            .map(|t| 20 + (t * 13 + i as i32) % 500)
+            .collect();
+        let n = ids.len() as i32;
+        BatchRequest {
+            inputs: GenerateInputs::text(Array::from_slice(&ids, &[1, n]).unwrap()),
+            params: GenerateParams {
+                max_tokens: 5 + 3 * i,
+                ..Default::default()
+            },
+        }
+    };
+    let options = small_chunks(8);
+    let mut batcher = BatchGenerator::new(Arc::clone(&model), Vec::new(), options.clone());
+    let arrivals = vec![
+        vec![(0, request(0))],
+        vec![],
+        vec![(1, request(1)), (2, request(2))],
+    ];
+    let (outcomes, most_active) = drive(&mut batcher, arrivals, |_, _, _| {});
+    assert_eq!(most_active, 3);
+    // Gemma 3 has no batched decode: every request decoded on its own.
+    assert_eq!(batcher.largest_batch(), 0);
+    for i in 0..3 {
+        assert_single_run(&*model, &tokenizer, &outcomes, i, request(i), &options);
+    }
+}
+
+#[test]
+fn a_batched_step_gives_each_rows_single_step_logits() {
+    let (_dir, model) = qwen(Dtype::Float32);
+    let mut caches = Vec::new();
+    let mut states = Vec::new();
+    let mut last = Vec::new();
+    // Prompts of 23, 14 and 45 tokens: rows with 22, 31 and 0 padding.
+    for i in [0, 3, 2] {
+        let inputs = qwen_request(i).inputs;
+        let embeddings = model
+            .get_input_embeddings(&inputs.input_ids, inputs.media.as_ref(), None)
+            .unwrap();
+        let mut cache = model.make_cache(None);
+        let mut state = model.new_request_state();
+        let logits = model
+            .language_model(
+                &inputs.input_ids,
+                Some(&embeddings.inputs_embeds),
+                &mut cache,
+                Some(&embeddings.prefill),
+                &mut state,
+            )
+            .unwrap();
+        let y = ops::argmax(&logits.index(idx![.., -1, ..]).unwrap(), Some(-1), false).unwrap();
+        last.push(y.reshape(&[1, 1]).unwrap());
+        caches.push(cache);
+        states.push(state);
+    }
+    // The batch, from the three caches as they are now.
+    let layers = caches[0].len();
+    let mut batch: Vec<BatchKvCache> = (0..layers)
+        .map(|l| {
+            let rows: Vec<_> = caches
+                .iter()
+                .map(|c| c[l].plain_kv().unwrap().unwrap())
+                .collect();
+            BatchKvCache::merge(&rows).unwrap()
+        })
+        .collect();
+    assert_eq!(batch[0].left_padding(), &[22, 31, 0]);
+    let inputs = ops::concatenate(&last, 0).unwrap();
+    let batched = {
+        let mut refs: Vec<_> = states.iter_mut().collect();
+        model.decode_batch(&inputs, &mut batch, &mut refs).unwrap()
+    };
+    assert_eq!(batched.shape(), &[3, 1, batched.dim(-1).unwrap()]);
+    for (row, ((cache, state), y)) in caches.iter_mut().zip(&mut states).zip(&last).enumerate() {
+        let single = model.language_model(y, None, cache, None, state).unwrap();
+        let r = row as i32;
+        let got = batched.index(idx![r..r + 1, .., ..]).unwrap();
+        let diff = ops::abs(&ops::subtract(&got, &single).unwrap())
+            .unwrap()
+            .max(None::<i32>, false)
+            .unwrap()
+            .item_as::<f32>()
+            .unwrap();
+        println!("row {row}: largest |batched - single| logit difference {diff:e}");
+        assert!(diff <= 1e-5, "row {row}: {diff}");
+    }
+}
