@@ -19,6 +19,7 @@
 //! ids still count as generated tokens.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde_json::{Value, json};
 use tokenizers::Tokenizer;
@@ -150,6 +151,10 @@ impl StreamingDetokenizer for NaiveStreamingDetokenizer<'_> {
     }
 }
 
+/// Token strings indexed by id, shared by every detokenizer a
+/// [`DetokenizerFactory`] makes.
+type TokenMap = Arc<[Option<String>]>;
+
 /// Token strings indexed by id, from the vocab with added tokens.
 fn token_map(tokenizer: &Tokenizer) -> Vec<Option<String>> {
     let vocab = tokenizer.get_vocab(true);
@@ -167,8 +172,8 @@ fn token_map(tokenizer: &Tokenizer) -> Vec<Option<String>> {
 /// decodes `<0xNN>` byte tokens as UTF-8 (Python: `SPMStreamingDetokenizer`).
 pub struct SPMStreamingDetokenizer {
     trim_space: bool,
-    tokenmap: Vec<Option<String>>,
-    byte_value: Vec<Option<u8>>,
+    tokenmap: TokenMap,
+    byte_value: Arc<[Option<u8>]>,
     offset: usize,
     unflushed: String,
     byte_buffer: Vec<u8>,
@@ -179,8 +184,14 @@ impl SPMStreamingDetokenizer {
     /// A detokenizer over `tokenizer`'s vocab (Python:
     /// `SPMStreamingDetokenizer(tokenizer, trim_space)`).
     pub fn new(tokenizer: &Tokenizer, trim_space: bool) -> Self {
-        let tokenmap = token_map(tokenizer);
-        let byte_value = tokenmap
+        let tokenmap: TokenMap = token_map(tokenizer).into();
+        let byte_value = Self::byte_values(&tokenmap);
+        Self::with_maps(tokenmap, byte_value, trim_space)
+    }
+
+    /// The byte each `<0xNN>` token stands for, indexed by id.
+    fn byte_values(tokenmap: &[Option<String>]) -> Arc<[Option<u8>]> {
+        tokenmap
             .iter()
             .map(|v| {
                 let v = v.as_deref()?;
@@ -188,7 +199,10 @@ impl SPMStreamingDetokenizer {
                 let hex = hex.strip_suffix('>')?;
                 u8::from_str_radix(hex, 16).ok()
             })
-            .collect();
+            .collect()
+    }
+
+    fn with_maps(tokenmap: TokenMap, byte_value: Arc<[Option<u8>]>, trim_space: bool) -> Self {
         Self {
             trim_space,
             tokenmap,
@@ -275,7 +289,7 @@ impl StreamingDetokenizer for SPMStreamingDetokenizer {
 /// alphabet; here such a character stands for its own UTF-8 bytes.
 pub struct BPEStreamingDetokenizer {
     trim_space: bool,
-    tokenmap: Vec<Option<String>>,
+    tokenmap: TokenMap,
     byte_decoder: HashMap<char, u8>,
     offset: usize,
     unflushed: String,
@@ -286,9 +300,13 @@ impl BPEStreamingDetokenizer {
     /// A detokenizer over `tokenizer`'s vocab (Python:
     /// `BPEStreamingDetokenizer(tokenizer, trim_space)`).
     pub fn new(tokenizer: &Tokenizer, trim_space: bool) -> Self {
+        Self::with_map(token_map(tokenizer).into(), trim_space)
+    }
+
+    fn with_map(tokenmap: TokenMap, trim_space: bool) -> Self {
         Self {
             trim_space,
-            tokenmap: token_map(tokenizer),
+            tokenmap,
             byte_decoder: Self::make_byte_decoder(),
             offset: 0,
             unflushed: String::new(),
@@ -445,27 +463,89 @@ fn is_bpe_decoder(decoder: &Value) -> bool {
     decoder.get("type").and_then(Value::as_str) == Some("ByteLevel")
 }
 
+/// Which streaming detokenizer a tokenizer's decoder calls for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DetokenizerKind {
+    Spm { trim_space: bool },
+    Bpe,
+    Naive,
+}
+
+/// Makes streaming detokenizers for one tokenizer, reading its vocabulary
+/// once: a server needs one detokenizer per request, and building the token
+/// map (a copy of the whole vocabulary, 150k strings for Qwen) took tens of
+/// milliseconds of every request's time to first token. Python builds its
+/// one detokenizer at load time and `reset`s it per request.
+pub struct DetokenizerFactory<'a> {
+    tokenizer: &'a Tokenizer,
+    kind: DetokenizerKind,
+    tokenmap: TokenMap,
+    byte_value: Arc<[Option<u8>]>,
+}
+
+impl<'a> DetokenizerFactory<'a> {
+    /// Reads `tokenizer`'s decoder and vocabulary (Python:
+    /// `load_tokenizer(..., return_tokenizer=False)`).
+    pub fn new(tokenizer: &'a Tokenizer) -> Result<Self> {
+        let decoder = match tokenizer.get_decoder() {
+            Some(decoder) => serde_json::to_value(decoder).map_err(|e| Error::Tokenizer {
+                context: "decoder".into(),
+                message: e.to_string(),
+            })?,
+            None => Value::Null,
+        };
+        let kind = if is_spm_decoder(&decoder) {
+            DetokenizerKind::Spm { trim_space: true }
+        } else if is_spm_decoder_no_space(&decoder) {
+            DetokenizerKind::Spm { trim_space: false }
+        } else if is_bpe_decoder(&decoder) {
+            DetokenizerKind::Bpe
+        } else {
+            DetokenizerKind::Naive
+        };
+        let (tokenmap, byte_value): (TokenMap, Arc<[Option<u8>]>) = match kind {
+            DetokenizerKind::Naive => (Arc::from(Vec::new()), Arc::from(Vec::new())),
+            DetokenizerKind::Bpe => (token_map(tokenizer).into(), Arc::from(Vec::new())),
+            DetokenizerKind::Spm { .. } => {
+                let tokenmap: TokenMap = token_map(tokenizer).into();
+                let byte_value = SPMStreamingDetokenizer::byte_values(&tokenmap);
+                (tokenmap, byte_value)
+            }
+        };
+        Ok(Self {
+            tokenizer,
+            kind,
+            tokenmap,
+            byte_value,
+        })
+    }
+
+    /// A fresh detokenizer (Python: `make_streaming_detokenizer`'s choice:
+    /// SPM, SPM without space trimming, byte-level BPE, else naive),
+    /// sharing this factory's token map.
+    pub fn make(&self) -> Box<dyn StreamingDetokenizer + 'a> {
+        match self.kind {
+            DetokenizerKind::Spm { trim_space } => Box::new(SPMStreamingDetokenizer::with_maps(
+                self.tokenmap.clone(),
+                self.byte_value.clone(),
+                trim_space,
+            )),
+            DetokenizerKind::Bpe => Box::new(BPEStreamingDetokenizer::with_map(
+                self.tokenmap.clone(),
+                false,
+            )),
+            DetokenizerKind::Naive => Box::new(NaiveStreamingDetokenizer::new(self.tokenizer)),
+        }
+    }
+}
+
 /// A fresh streaming detokenizer of the kind `tokenizer`'s decoder calls
 /// for: SPM, SPM without space trimming, byte-level BPE, else naive
 /// (Python: `load_tokenizer(..., return_tokenizer=False)` followed by
-/// `make_streaming_detokenizer`).
+/// `make_streaming_detokenizer`). To make several, use a
+/// [`DetokenizerFactory`].
 pub fn make_streaming_detokenizer<'a>(
     tokenizer: &'a Tokenizer,
 ) -> Result<Box<dyn StreamingDetokenizer + 'a>> {
-    let decoder = match tokenizer.get_decoder() {
-        Some(decoder) => serde_json::to_value(decoder).map_err(|e| Error::Tokenizer {
-            context: "decoder".into(),
-            message: e.to_string(),
-        })?,
-        None => Value::Null,
-    };
-    Ok(if is_spm_decoder(&decoder) {
-        Box::new(SPMStreamingDetokenizer::new(tokenizer, true))
-    } else if is_spm_decoder_no_space(&decoder) {
-        Box::new(SPMStreamingDetokenizer::new(tokenizer, false))
-    } else if is_bpe_decoder(&decoder) {
-        Box::new(BPEStreamingDetokenizer::new(tokenizer, false))
-    } else {
-        Box::new(NaiveStreamingDetokenizer::new(tokenizer))
-    })
+    Ok(DetokenizerFactory::new(tokenizer)?.make())
 }

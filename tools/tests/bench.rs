@@ -130,6 +130,8 @@ fn measure_and_run_on_the_tiny_checkpoint() {
     let run_args = ["run", "--reps", "1", "--python", fake, "--json"];
     let stdout = bench(&[&run_args[..], &common].concat());
     let report: Value = serde_json::from_str(stdout.trim()).unwrap();
+    // The default untimed warm-up run of each side is not reported.
+    assert_eq!(report["warmup"], 1);
     assert_eq!(report["rust"].as_array().unwrap().len(), 1);
     assert_eq!(report["python"].as_array().unwrap().len(), 1);
     assert_eq!(report["tokens_match"], false);

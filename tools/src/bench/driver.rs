@@ -25,6 +25,8 @@ pub struct RunArgs {
     pub max_tokens: usize,
     /// Runs per implementation.
     pub reps: usize,
+    /// Untimed runs per implementation before the timed ones.
+    pub warmup: usize,
     /// The `mlx-vlm-bench` executable whose `measure` is the Rust side.
     pub rust_exe: PathBuf,
     /// Extra arguments for the Rust `measure`.
@@ -120,62 +122,62 @@ pub fn check_tokens(runs: &[&Measurement]) -> Vec<String> {
         .collect()
 }
 
-/// Reads every file of the checkpoint folder `model` once, so that every
-/// timed run, the first Rust one included, loads from the page cache.
-/// Without it the first run alone reads from disk, and with few runs a side
-/// the load-time median charged that to whichever side ran first (Rust):
-/// SmolVLM's load ratio was 3.58 cold and about 1.0 warm. A `model` that is
-/// not a folder (a repo id) is left to the runs. Returns the bytes read.
-pub fn warm_page_cache(model: &str) -> std::io::Result<u64> {
-    let dir = std::path::Path::new(model);
-    if !dir.is_dir() {
-        return Ok(0);
-    }
-    let mut total = 0;
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        if path.is_file() {
-            total += std::io::copy(&mut std::fs::File::open(&path)?, &mut std::io::sink())?;
-        }
-    }
-    Ok(total)
-}
-
-/// Runs Rust then Python, `reps` times (A B A B ...), each in a fresh
-/// process, after [`warm_page_cache`]; progress goes to stderr.
+/// Runs Rust then Python, `warmup` times untimed and then `reps` times
+/// (A B A B ...), each in a fresh process; progress goes to stderr.
+///
+/// The warm-up matters for load time: the first run after a checkpoint is
+/// written or read elsewhere pays for the page cache and for the kernel
+/// reclaiming that cache to zero fresh pages for the weights (Gemma 3n
+/// E2B-shaped: 16 s, then 0.9 s; SmolVLM: 3.3 s, then 0.4 s). Without it
+/// that cost fell on the first Rust run, and with 2 or 3 runs a side it
+/// decided Rust's median.
 pub fn run(args: &RunArgs) -> RunReport {
     let mut report = RunReport::default();
-    match warm_page_cache(&args.model) {
-        Ok(bytes) => eprintln!("page cache warmed: read {bytes} bytes of {}", args.model),
-        Err(e) => report
-            .failures
-            .push(format!("warming the page cache with {}: {e}", args.model)),
-    }
     let mut ordered: Vec<Measurement> = Vec::new();
     let common = common_args(args);
-    for rep in 1..=args.reps {
+    let rust = || {
         let mut rust = Command::new(&args.rust_exe);
         rust.arg("measure").args(&common).args(&args.rust_args);
+        rust
+    };
+    let python = |python: &PathBuf| {
+        let mut py = Command::new(python);
+        py.arg(&args.measure_py)
+            .args(&common)
+            .args(&args.python_args)
+            .env("HF_HUB_OFFLINE", "1");
+        py
+    };
+    for rep in 1..=args.warmup {
+        let what = format!("rust warm-up {rep}/{}", args.warmup);
+        eprintln!("{what}");
+        if let Err(e) = run_one(rust(), &what) {
+            report.failures.push(e);
+        }
+        if let Some(exe) = &args.python {
+            let what = format!("python warm-up {rep}/{}", args.warmup);
+            eprintln!("{what}");
+            if let Err(e) = run_one(python(exe), &what) {
+                report.failures.push(e);
+            }
+        }
+    }
+    for rep in 1..=args.reps {
         let what = format!("rust run {rep}/{}", args.reps);
         eprintln!("{what}");
-        match run_one(rust, &what) {
+        match run_one(rust(), &what) {
             Ok(m) => {
                 ordered.push(m.clone());
                 report.rust.push(m);
             }
             Err(e) => report.failures.push(e),
         }
-        let Some(python) = &args.python else {
+        let Some(exe) = &args.python else {
             continue;
         };
-        let mut py = Command::new(python);
-        py.arg(&args.measure_py)
-            .args(&common)
-            .args(&args.python_args)
-            .env("HF_HUB_OFFLINE", "1");
         let what = format!("python run {rep}/{}", args.reps);
         eprintln!("{what}");
-        match run_one(py, &what) {
+        match run_one(python(exe), &what) {
             Ok(m) => {
                 ordered.push(m.clone());
                 report.python.push(m);
@@ -193,15 +195,15 @@ impl RunReport {
     pub fn markdown(&self, args: &RunArgs) -> String {
         let mut out = format!(
             "model `{}`, images {:?}, videos {:?}, audio {:?}, max tokens {}, {} Rust and {} \
-             Python runs (checkpoint files read once before them, so every run loads from \
-             the page cache)\n\n",
+             Python runs after {} untimed warm-up run(s) a side\n\n",
             args.model,
             args.images,
             args.videos,
             args.audio,
             args.max_tokens,
             self.rust.len(),
-            self.python.len()
+            self.python.len(),
+            args.warmup
         );
         out.push_str(&stats::summary_table(&self.rust, &self.python));
         let count = |runs: &[Measurement], get: fn(&Measurement) -> u64| {
@@ -243,6 +245,7 @@ impl RunReport {
             "prompt": args.prompt,
             "max_tokens": args.max_tokens,
             "reps": args.reps,
+            "warmup": args.warmup,
             "rust": self.rust.iter().map(Measurement::to_json).collect::<Vec<_>>(),
             "python": self.python.iter().map(Measurement::to_json).collect::<Vec<_>>(),
             "summary": stats::summary_json(&self.rust, &self.python),

@@ -115,6 +115,11 @@ struct RunCli {
     /// Runs per implementation.
     #[arg(long, default_value_t = 5)]
     reps: usize,
+    /// Untimed runs per implementation before the timed ones (the first
+    /// run after writing or reading a checkpoint pays for the page cache
+    /// and for reclaiming memory, whichever side it is).
+    #[arg(long, default_value_t = 1)]
+    warmup: usize,
     /// Python interpreter with mlx-vlm 0.7.6.
     #[arg(long, default_value = "python3")]
     python: PathBuf,
@@ -193,6 +198,7 @@ fn run(args: RunCli) -> mlx_vlm::Result<()> {
         prompt: args.common.prompt,
         max_tokens: args.common.max_tokens,
         reps: args.reps,
+        warmup: args.warmup,
         rust_exe,
         rust_args: args.rust_args,
         python: (!args.no_python).then_some(args.python),

@@ -16,7 +16,7 @@ use mlx_vlm::batch::{BatchEvent, BatchGenerator, BatchOptions, BatchRequest, Fin
 use mlx_vlm::generate::GenerateParams;
 use mlx_vlm::processor::{ProcessorOptions, PromptMedia};
 use mlx_vlm::prompt_utils::{ChatTemplateOptions, apply_chat_template};
-use mlx_vlm::tokenizer_utils::{StreamingDetokenizer, make_streaming_detokenizer};
+use mlx_vlm::tokenizer_utils::{DetokenizerFactory, StreamingDetokenizer};
 use mlx_vlm::{AudioSource, LoadOptions};
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -218,6 +218,14 @@ fn run(
             return;
         }
     };
+    // One read of the vocabulary for every request's detokenizer.
+    let detokenizers = match DetokenizerFactory::new(processor.tokenizer()) {
+        Ok(factory) => factory,
+        Err(e) => {
+            let _ = ready.send(Err(format!("loading {}'s tokenizer: {e}", options.model)));
+            return;
+        }
+    };
     let info = ModelInfo {
         id: options.model.clone(),
         path: processor.model_path().to_path_buf(),
@@ -262,16 +270,7 @@ fn run(
                         inputs,
                         params: job.params.clone(),
                     };
-                    Ok((batch.insert(request)?, prompt_tokens))
-                })
-                .and_then(|(id, prompt_tokens)| {
-                    match make_streaming_detokenizer(processor.tokenizer()) {
-                        Ok(detokenizer) => Ok((id, prompt_tokens, detokenizer)),
-                        Err(e) => {
-                            batch.cancel(id);
-                            Err(e.into())
-                        }
-                    }
+                    Ok((batch.insert(request)?, prompt_tokens, detokenizers.make()))
                 });
             match admitted {
                 Ok((id, prompt_tokens, mut detokenizer)) => {
