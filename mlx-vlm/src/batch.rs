@@ -354,8 +354,8 @@ impl BatchGenerator {
     }
 
     /// One batched forward over the decode batch, then each row's own
-    /// logits processors and sampler; finished rows leave the batch. A
-    /// failing forward fails every row.
+    /// logits processors and sampler; finished and failed rows leave the
+    /// batch. A failing forward fails every row.
     fn decode_batch(&mut self, events: &mut Vec<BatchEvent>) {
         if self.batch.rows.is_empty() {
             return;
@@ -449,7 +449,8 @@ impl BatchGenerator {
 }
 
 /// One batched forward over `seqs` (the batch's rows, in order) and each
-/// row's sample; returns the requests that finished.
+/// row's sample; returns the requests that finished or failed (their
+/// events pushed). Fails, with no event pushed, when the forward does.
 fn step_rows(
     model: &dyn VlmModel,
     batch: &mut DecodeBatch,
@@ -477,9 +478,19 @@ fn step_rows(
     let mut done = Vec::new();
     for (row, (seq, y)) in seqs.iter_mut().zip(&last).enumerate() {
         let r = row as i32;
-        let (next, _) = seq.run.sample(y, logits.index(idx![r..r + 1, -1, ..])?)?;
-        if !seq.emit(next, events)? {
-            done.push(seq.id);
+        // A row's own sampling error fails that row only.
+        let going_on = logits
+            .index(idx![r..r + 1, -1, ..])
+            .map_err(Error::from)
+            .and_then(|row_logits| seq.run.sample(y, row_logits))
+            .and_then(|(next, _)| seq.emit(next, events));
+        match going_on {
+            Ok(true) => {}
+            Ok(false) => done.push(seq.id),
+            Err(error) => {
+                events.push(BatchEvent::Failed { id: seq.id, error });
+                done.push(seq.id);
+            }
         }
     }
     Ok(done)
@@ -489,7 +500,7 @@ impl DecodeBatch {
     /// Moves `seq`'s caches into the batch, as a new last row (Python:
     /// `GenerationBatch.extend` with the merged prompt caches).
     fn join(&mut self, seq: &mut Sequence) -> Result<()> {
-        let mut joined = Vec::with_capacity(seq.run.prompt_cache.len());
+        let mut joined: Vec<BatchKvCache> = Vec::with_capacity(seq.run.prompt_cache.len());
         for cache in &seq.run.prompt_cache {
             let Some(kv) = cache.plain_kv() else {
                 // Not a plain cache (a family's own kind): decode alone.
@@ -498,9 +509,7 @@ impl DecodeBatch {
             };
             joined.push(BatchKvCache::merge(&[kv?])?);
         }
-        if self.rows.is_empty() {
-            self.caches = joined;
-        } else {
+        if !self.rows.is_empty() {
             if self.caches.len() != joined.len() {
                 return Err(Error::InvalidArgument(format!(
                     "a request with {} caches cannot join a decode batch of {}",
@@ -508,10 +517,15 @@ impl DecodeBatch {
                     self.caches.len()
                 )));
             }
-            for (cache, row) in self.caches.iter_mut().zip(joined) {
+            // On copies (the arrays are shared, not copied), so a failure
+            // halfway leaves the batch as it was.
+            let mut extended = self.caches.clone();
+            for (cache, row) in extended.iter_mut().zip(joined) {
                 cache.extend(row)?;
             }
+            joined = extended;
         }
+        self.caches = joined;
         self.rows.push(seq.id);
         seq.run.prompt_cache = Vec::new();
         seq.batched = true;

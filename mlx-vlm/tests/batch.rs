@@ -13,17 +13,28 @@ use mlx_rs::{Array, Dtype, idx, ops};
 use mlx_vlm::batch::{BatchEvent, BatchGenerator, BatchOptions, BatchRequest, FinishReason};
 use mlx_vlm::fixtures::{self, CheckpointSpec};
 use mlx_vlm::generate::{GenerateInputs, GenerateParams, generate};
-use mlx_vlm::models::qwen3_vl::processing_qwen3_vl::QwenVlInputs;
-use mlx_vlm::models::{BatchKvCache, ModelInputs, VlmModel};
+use mlx_vlm::models::{BatchKvCache, VlmModel};
 use mlx_vlm::{Error, LoadOptions, utils};
 
-const IMAGE_TOKEN: i32 = 151_655;
-const VISION_START: i32 = 151_652;
-const VISION_END: i32 = 151_653;
+#[path = "common/qwen_prompt.rs"]
+mod qwen_prompt;
+use qwen_prompt::{prefill, qwen_inputs};
 
 /// Loads a tiny checkpoint written in `dir`.
 fn load(dir: &Path) -> Arc<dyn VlmModel> {
     Arc::from(utils::load_model(dir, &LoadOptions::default()).unwrap())
+}
+
+/// A family's tiny model in f32.
+fn tiny(family: fixtures::TinyModel) -> (tempfile::TempDir, Arc<dyn VlmModel>) {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = CheckpointSpec {
+        dtype: Dtype::Float32,
+        ..Default::default()
+    };
+    fixtures::write_tiny_checkpoint(dir.path(), &family, &spec).unwrap();
+    let model = load(dir.path());
+    (dir, model)
 }
 
 /// The tiny Qwen2.5-VL model in `dtype`.
@@ -41,38 +52,6 @@ fn qwen(dtype: Dtype) -> (tempfile::TempDir, Arc<dyn VlmModel>) {
 fn qwen_tokenizer() -> tokenizers::Tokenizer {
     let dir = fixtures::qwen_tokenizer_dir().unwrap();
     tokenizers::Tokenizer::from_file(dir.join("tokenizer.json")).unwrap()
-}
-
-/// A Qwen prompt of `text` ids, with one `h`x`w`-patch image first when
-/// `image` is set (pixel values vary with its third field). `image_tokens`
-/// overrides the number of image placeholders (a wrong one fails in the
-/// model).
-fn qwen_inputs(
-    text: &[i32],
-    image: Option<(i32, i32, f32)>,
-    image_tokens: Option<usize>,
-) -> GenerateInputs {
-    let mut ids = Vec::new();
-    let mut media = None;
-    if let Some((h, w, seed)) = image {
-        ids.push(VISION_START);
-        let n_tokens = image_tokens.unwrap_or((h * w / 4) as usize);
-        ids.extend(std::iter::repeat_n(IMAGE_TOKEN, n_tokens));
-        ids.push(VISION_END);
-        let n = h * w * 1176;
-        let ramp = ops::arange(0, n, 1, Some(Dtype::Float32)).unwrap();
-        let values = ops::sin(&ops::multiply(&ramp, seed).unwrap()).unwrap();
-        let pixel_values = values.reshape(&[h * w, 1176]).unwrap();
-        let qwen = QwenVlInputs::images(pixel_values, &[[1, h, w]]).unwrap();
-        media = Some(ModelInputs::new(qwen, vec![[1, h, w]]));
-    }
-    ids.extend_from_slice(text);
-    let n = ids.len() as i32;
-    GenerateInputs {
-        input_ids: Array::from_slice(&ids, &[1, n]).unwrap(),
-        mask: None,
-        media,
-    }
 }
 
 /// Request `i` of the Qwen tests: `5 + 3i` text tokens, an image on even
@@ -296,13 +275,8 @@ fn one_batch_of_six_gives_single_run_ids_in_bf16() {
 
 #[test]
 fn qwen2_vl_decodes_in_batches_too() {
-    let dir = tempfile::tempdir().unwrap();
-    let spec = CheckpointSpec {
-        dtype: Dtype::Float32,
-        ..Default::default()
-    };
-    fixtures::write_tiny_checkpoint(dir.path(), &fixtures::qwen2_vl_tiny(), &spec).unwrap();
-    assert_one_batch(load(dir.path()));
+    let (_dir, model) = tiny(fixtures::qwen2_vl_tiny());
+    assert_one_batch(model);
 }
 
 #[test]
@@ -472,13 +446,7 @@ fn test_model() -> Arc<dyn VlmModel> {
 
 #[test]
 fn a_family_without_batched_decode_runs_per_request() {
-    let dir = tempfile::tempdir().unwrap();
-    let spec = CheckpointSpec {
-        dtype: Dtype::Float32,
-        ..Default::default()
-    };
-    fixtures::write_tiny_checkpoint(dir.path(), &fixtures::gemma3_tiny(), &spec).unwrap();
-    let model = load(dir.path());
+    let (_dir, model) = tiny(fixtures::gemma3_tiny());
     let tokenizer =
         tokenizers::Tokenizer::from_file(fixtures::gemma_tokenizer_dir().join("tokenizer.json"))
             .unwrap();
@@ -519,21 +487,12 @@ fn a_batched_step_gives_each_rows_single_step_logits() {
     let mut last = Vec::new();
     // Prompts of 23, 14 and 45 tokens: rows with 22, 31 and 0 padding.
     for i in [0, 3, 2] {
-        let inputs = qwen_request(i).inputs;
-        let embeddings = model
-            .get_input_embeddings(&inputs.input_ids, inputs.media.as_ref(), None)
-            .unwrap();
-        let mut cache = model.make_cache(None);
-        let mut state = model.new_request_state();
-        let logits = model
-            .language_model(
-                &inputs.input_ids,
-                Some(&embeddings.inputs_embeds),
-                &mut cache,
-                Some(&embeddings.prefill),
-                &mut state,
-            )
-            .unwrap();
+        let qwen_prompt::Prefilled {
+            logits,
+            cache,
+            state,
+            ..
+        } = prefill(&*model, &qwen_request(i).inputs);
         let y = ops::argmax(&logits.index(idx![.., -1, ..]).unwrap(), Some(-1), false).unwrap();
         last.push(y.reshape(&[1, 1]).unwrap());
         caches.push(cache);
