@@ -1,9 +1,12 @@
 //! Continuous batching (`mlx_vlm::batch::BatchGenerator`) on the tiny
-//! Qwen2.5-VL checkpoint and, for a family without batched decode, the
-//! tiny Gemma 3: requests arriving between steps, prompts of different
-//! lengths with and without images, different `max_tokens`, stop ids,
-//! cancellation, a failing request among good ones and `max_num_seqs`
-//! admission, each request's ids equal to its own `generate` run.
+//! Qwen2.5-VL and Qwen2-VL checkpoints (batched decode) and the tiny
+//! Gemma 3 (a family without it, decoded per request): requests arriving
+//! between steps, prompts of different lengths with and without images,
+//! different `max_tokens`, stop ids, cancellation, a failing request among
+//! good ones and `max_num_seqs` admission, each request's ids equal to its
+//! own `generate` run (f32 and bf16); a batched step's logits against each
+//! row's single step; and `BatchKvCache` against Python mlx-vlm 0.7.6's
+//! `BatchKVCache` (tests/fixtures/batch/gen_batch_cache.py).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -13,7 +16,8 @@ use mlx_rs::{Array, Dtype, idx, ops};
 use mlx_vlm::batch::{BatchEvent, BatchGenerator, BatchOptions, BatchRequest, FinishReason};
 use mlx_vlm::fixtures::{self, CheckpointSpec};
 use mlx_vlm::generate::{GenerateInputs, GenerateParams, generate};
-use mlx_vlm::models::{BatchKvCache, VlmModel};
+use mlx_vlm::models::cache::Mask;
+use mlx_vlm::models::{BatchKvCache, Cache, VlmModel};
 use mlx_vlm::{Error, LoadOptions, utils};
 
 #[path = "common/qwen_prompt.rs"]
@@ -529,4 +533,92 @@ fn a_batched_step_gives_each_rows_single_step_logits() {
         println!("row {row}: largest |batched - single| logit difference {diff:e}");
         assert!(diff <= 1e-5, "row {row}: {diff}");
     }
+}
+
+/// Row `r`'s prompt keys and values, as `gen_batch_cache.py` builds them.
+fn cache_row(r: i32, n: i32) -> (Array, Array) {
+    let k = ops::arange(0, 2 * n * 3, 1, Some(Dtype::Float32))
+        .unwrap()
+        .reshape(&[1, 2, n, 3])
+        .unwrap();
+    let k = ops::add(&k, 1000.0 * f64::from(r + 1)).unwrap();
+    let v = ops::negative(&k).unwrap();
+    // Through a KvCache, as Python's rows are.
+    let mut cache = mlx_vlm::models::KvCache::new();
+    cache.update_and_fetch(&k, &v).unwrap();
+    cache.plain_kv().unwrap().unwrap()
+}
+
+fn assert_exact(name: &str, got: &Array, want: &Array) {
+    assert_eq!(got.shape(), want.shape(), "{name}: shape");
+    assert_eq!(got.dtype(), want.dtype(), "{name}: dtype");
+    let equal = ops::array_equal(got, want, false)
+        .unwrap()
+        .item::<bool>()
+        .unwrap();
+    assert!(equal, "{name}: values differ");
+}
+
+/// The cache's state against the goldens of `stage`.
+fn assert_stage(goldens: &HashMap<String, Array>, stage: &str, cache: &BatchKvCache) {
+    let state = cache.state();
+    assert_exact(
+        &format!("{stage}.keys"),
+        &state[0],
+        &goldens[&format!("{stage}.keys")],
+    );
+    assert_exact(
+        &format!("{stage}.values"),
+        &state[1],
+        &goldens[&format!("{stage}.values")],
+    );
+    let offsets = cache.offsets();
+    let offsets = Array::from_slice(&offsets, &[offsets.len() as i32]).unwrap();
+    assert_exact(
+        &format!("{stage}.offset"),
+        &offsets,
+        &goldens[&format!("{stage}.offset")],
+    );
+    let pads = cache.left_padding();
+    let pads = Array::from_slice(pads, &[pads.len() as i32]).unwrap();
+    let name = format!("{stage}.left_padding");
+    assert_exact(&name, &pads, &goldens[&name]);
+}
+
+#[test]
+fn batch_kv_cache_matches_pythons_merge_update_mask_filter_and_extend() {
+    let path = format!(
+        "{}/tests/fixtures/batch/batch_cache.safetensors",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let (goldens, _) = mlx_rs::io::load_safetensors(path).unwrap();
+    let mut batch =
+        BatchKvCache::merge(&[cache_row(0, 5), cache_row(1, 2), cache_row(2, 7)]).unwrap();
+    assert_stage(&goldens, "merge", &batch);
+
+    let k = ops::arange(0, 3 * 2 * 3, 1, Some(Dtype::Float32))
+        .unwrap()
+        .reshape(&[3, 2, 1, 3])
+        .unwrap();
+    let k = ops::add(&k, 5000.0).unwrap();
+    let (keys, values) = batch
+        .update_and_fetch(&k, &ops::negative(&k).unwrap())
+        .unwrap();
+    assert_exact("update.keys", &keys, &goldens["update.keys"]);
+    assert_exact("update.values", &values, &goldens["update.values"]);
+    assert_stage(&goldens, "update", &batch);
+    match batch.make_mask(1, None, false).unwrap() {
+        Mask::Array(mask) => assert_exact("update.mask", &mask, &goldens["update.mask"]),
+        other => panic!("expected an array mask, got {other:?}"),
+    }
+
+    batch.filter(&[2, 0]).unwrap();
+    assert_stage(&goldens, "filter", &batch);
+    batch
+        .extend(BatchKvCache::merge(&[cache_row(3, 4)]).unwrap())
+        .unwrap();
+    assert_stage(&goldens, "extend", &batch);
+    batch.filter(&[1]).unwrap();
+    assert_stage(&goldens, "filter_one", &batch);
+    assert!(batch.filter(&[3]).is_err(), "row 3 of a batch of one");
 }
