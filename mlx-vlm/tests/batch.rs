@@ -411,6 +411,13 @@ fn a_failing_request_is_dropped_and_the_others_go_on() {
 }
 
 #[test]
+fn the_generator_can_move_to_a_generation_thread() {
+    fn assert_send<T: Send>() {}
+    assert_send::<BatchGenerator>();
+    assert_send::<BatchEvent>();
+}
+
+#[test]
 fn bad_requests_fail_at_insert() {
     let (_dir, model) = qwen(Dtype::Float32);
     let mut batcher = BatchGenerator::new(model, Vec::new(), BatchOptions::default());
