@@ -475,22 +475,57 @@ fn step_rows(
         let states: Vec<Array> = batch.caches.iter().flat_map(|c| c.state()).collect();
         mlx_rs::eval(&states)?;
     }
-    let mut done = Vec::new();
+    if seqs.iter().all(|s| s.run.is_greedy()) {
+        return greedy_rows(&logits, seqs, events);
+    }
+    // Every row's sample, built lazily, then evaluated together: one
+    // evaluation for the batch instead of one per row.
+    let mut sampled = Vec::with_capacity(seqs.len());
     for (row, (seq, y)) in seqs.iter_mut().zip(&last).enumerate() {
         let r = row as i32;
+        sampled.push(
+            logits
+                .index(idx![r..r + 1, -1, ..])
+                .map_err(Error::from)
+                .and_then(|row_logits| seq.run.sample(y, row_logits)),
+        );
+    }
+    let ready: Vec<&Array> = sampled.iter().flatten().map(|(next, _)| next).collect();
+    // An evaluation error is reported by the row it belongs to, below.
+    let _ = mlx_rs::eval(ready);
+    let mut done = Vec::new();
+    for (seq, next) in seqs.iter_mut().zip(sampled) {
         // A row's own sampling error fails that row only.
-        let going_on = logits
-            .index(idx![r..r + 1, -1, ..])
-            .map_err(Error::from)
-            .and_then(|row_logits| seq.run.sample(y, row_logits))
-            .and_then(|(next, _)| seq.emit(next, events));
-        match going_on {
+        match next.and_then(|(next, _)| seq.emit(next, events)) {
             Ok(true) => {}
             Ok(false) => done.push(seq.id),
             Err(error) => {
                 events.push(BatchEvent::Failed { id: seq.id, error });
                 done.push(seq.id);
             }
+        }
+    }
+    Ok(done)
+}
+
+/// The samples of a batch of greedy rows in one log-softmax and one
+/// argmax over `[batch, vocab]`, as each row's `make_sampler` argmax
+/// takes them; returns the requests that finished.
+fn greedy_rows(
+    logits: &Array,
+    seqs: &mut [&mut Sequence],
+    events: &mut Vec<BatchEvent>,
+) -> Result<Vec<RequestId>> {
+    let logits = logits.index(idx![.., -1, ..])?;
+    let logprobs = ops::subtract(&logits, &ops::logsumexp(&logits, -1, true)?)?;
+    let next = ops::argmax(&logprobs, Some(-1), false)?;
+    next.eval()?;
+    let mut done = Vec::new();
+    for (row, seq) in seqs.iter_mut().enumerate() {
+        let r = row as i32;
+        seq.run.count_sample();
+        if !seq.emit(next.index(idx![r..r + 1])?, events)? {
+            done.push(seq.id);
         }
     }
     Ok(done)

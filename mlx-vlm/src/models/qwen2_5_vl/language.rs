@@ -928,16 +928,18 @@ pub fn rope_index(
 /// `b` at `offsets[b]` (its tokens so far) plus its request's rope delta,
 /// on every axis. Shared by the Qwen families' batched decode.
 pub fn batch_position_ids(offsets: &[i32], states: &[&mut RequestState]) -> Result<Array> {
-    let mut positions = Vec::with_capacity(offsets.len());
-    for (offset, state) in offsets.iter().zip(states) {
-        let delta = match &state.rope_deltas {
-            Some(d) => d.as_type(Dtype::Int32)?.reshape(&[-1])?.item_as::<i32>()?,
-            None => 0,
-        };
-        positions.push(offset + delta);
+    let rows = offsets.len() as i32;
+    // Lazily, with no read back: one evaluation with the forward.
+    let mut deltas = Vec::with_capacity(offsets.len());
+    for state in states {
+        deltas.push(match &state.rope_deltas {
+            Some(d) => d.as_type(Dtype::Int32)?.reshape(&[1])?,
+            None => Array::from_slice(&[0i32], &[1])?,
+        });
     }
-    let rows = positions.len() as i32;
-    let position_ids = Array::from_slice(&positions, &[1, rows, 1])?;
+    let offsets = Array::from_slice(offsets, &[rows])?;
+    let positions = ops::add(&offsets, &ops::concatenate(&deltas, 0)?)?;
+    let position_ids = positions.reshape(&[1, rows, 1])?;
     Ok(ops::broadcast_to(&position_ids, &[3, rows, 1])?)
 }
 
