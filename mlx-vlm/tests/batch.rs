@@ -20,6 +20,10 @@ use mlx_vlm::models::cache::Mask;
 use mlx_vlm::models::{BatchKvCache, Cache, VlmModel};
 use mlx_vlm::{Error, LoadOptions, utils};
 
+#[path = "common/exact.rs"]
+mod exact;
+use exact::assert_exact;
+
 #[path = "common/qwen_prompt.rs"]
 mod qwen_prompt;
 use qwen_prompt::{prefill, qwen_inputs};
@@ -554,16 +558,6 @@ fn cache_row(r: i32, n: i32) -> (Array, Array) {
     let mut cache = mlx_vlm::models::KvCache::new();
     cache.update_and_fetch(&k, &v).unwrap();
     cache.plain_kv().unwrap().unwrap()
-}
-
-fn assert_exact(name: &str, got: &Array, want: &Array) {
-    assert_eq!(got.shape(), want.shape(), "{name}: shape");
-    assert_eq!(got.dtype(), want.dtype(), "{name}: dtype");
-    let equal = ops::array_equal(got, want, false)
-        .unwrap()
-        .item::<bool>()
-        .unwrap();
-    assert!(equal, "{name}: values differ");
 }
 
 /// The cache's state against the goldens of `stage`.
