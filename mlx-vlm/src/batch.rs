@@ -248,6 +248,7 @@ impl BatchGenerator {
                  least one token), got shape {shape:?}; insert each prompt as its own request"
             )));
         }
+        crate::generate::check_kv_quantization(&*self.model, inputs.input_ids.size(), &params)?;
         crate::preflight::check(
             &*self.model,
             &crate::preflight::MemoryRequest::new(&inputs, &params)?,

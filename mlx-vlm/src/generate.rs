@@ -3,10 +3,13 @@
 //! `mlx_vlm/generate/dispatch.py`, with the defaults of `generate/common.py`
 //! and the stopping criteria of `mlx_vlm/utils.py`).
 //!
-//! Only the plain path is ported: no speculative decoding, prompt cache or
-//! APC reuse, or thinking budget; continuous batching is [`crate::batch`],
-//! which shares its per-request state and chunked prefill. Preparing
-//! `input_ids` and `pixel_values` from a prompt and images happens before.
+//! Ported: the plain path, the uniform quantized KV cache (`kv_bits`),
+//! and the per-conversation prompt cache
+//! ([`stream_generate_with_prompt_cache`], see [`crate::prompt_cache`]);
+//! continuous batching is [`crate::batch`], which shares the per-request
+//! state and chunked prefill. Not ported: speculative decoding, APC,
+//! TurboQuant, thinking budget. Preparing `input_ids` and `pixel_values`
+//! from a prompt and images happens before.
 
 use std::time::Instant;
 
@@ -15,7 +18,8 @@ use mlx_rs::random::{self, CategoricalSamples};
 use mlx_rs::{Array, Dtype, idx};
 use tokenizers::Tokenizer;
 
-use crate::models::{Cache, ModelInputs, PrefillArgs, RequestState, VlmModel};
+use crate::models::{Cache, KvQuantization, ModelInputs, PrefillArgs, RequestState, VlmModel};
+use crate::prompt_cache::{CachedPrefix, PromptCacheState};
 use crate::sample_utils::{
     LogitsProcessor, LogitsProcessorArgs, Sampler, SamplerArgs, apply_top_k, clamp_temperature,
     invalid_parameter, make_logits_processors, make_sampler, py_float, top_p_sampling,
@@ -68,6 +72,9 @@ pub struct GenerationResult {
     pub finish_reason: Option<String>,
     /// Every generated token, on the last item only.
     pub token_ids: Option<Vec<u32>>,
+    /// Prompt tokens a prompt cache already held, not prefilled again
+    /// (Python: `cached_tokens`).
+    pub cached_tokens: usize,
 }
 
 /// The items of [`stream_generate`] (Python yields `GenerationResult`s).
@@ -141,6 +148,94 @@ pub fn maybe_quantize_kv_cache(
         }
     }
     Ok(())
+}
+
+/// Checks before any work that the quantized KV cache `params` asks for
+/// (`kv_bits`) works with `model` on a prompt of `prompt_tokens` tokens;
+/// [`generate_step`] calls it, and so should any other generation loop.
+///
+/// Python converts the caches after each forward pass whose cache offset
+/// reached `quantized_kv_start`, the last of them at `prompt_tokens +
+/// max_tokens`; a request ending earlier never converts and is not
+/// checked, nor, for an attention that cannot read a quantized cache, one
+/// converting only after its last forward pass. One that may fail fails
+/// here, where Python fails at the conversion or the next attention call,
+/// mid-generation for a start inside the run (a stop token may end
+/// Python's run before that):
+///
+/// - a cache that cannot be quantized (`max_kv_size`'s rotating caches, a
+///   model's sliding-window caches): the cache's own error, Python's
+///   `NotImplementedError("RotatingKVCache Quantization NYI")`, on
+///   `kv_bits`;
+/// - a `kv_group_size` that does not divide the cached keys' or values'
+///   width (Python: `mx.quantize`'s "The last dimension of the matrix
+///   needs to be divisible by the quantization group size"), on
+///   `kv_group_size`;
+/// - an attention that cannot read a quantized cache
+///   ([`KvQuantization::Unsupported`]; Python: a `TypeError` there), on
+///   `kv_bits`.
+pub fn check_kv_quantization(
+    model: &dyn VlmModel,
+    prompt_tokens: usize,
+    params: &GenerateParams,
+) -> Result<()> {
+    let Some(bits) = params.kv_bits_int() else {
+        return Ok(());
+    };
+    // The offset after the last forward pass, the last conversion.
+    let reach = i64::try_from(prompt_tokens.saturating_add(params.max_tokens)).unwrap_or(i64::MAX);
+    let start = i64::from(params.quantized_kv_start);
+    if reach < start {
+        return Ok(());
+    }
+    let group = params.kv_group_size;
+    // Python converts the layers in order: the first that cannot fails.
+    for cache in model.make_cache(params.max_kv_size) {
+        if let Some(Err(e)) = cache.to_quantized(group, bits) {
+            return Err(e);
+        }
+    }
+    match model.kv_quantization() {
+        KvQuantization::HeadDims { keys, values } => {
+            if keys % group == 0 && values % group == 0 {
+                return Ok(());
+            }
+            let fits: Vec<String> = [32, 64, 128]
+                .into_iter()
+                .filter(|g| keys % g == 0 && values % g == 0)
+                .map(|g| g.to_string())
+                .collect();
+            let fix = if fits.is_empty() {
+                "no group size mx.quantize takes (32, 64, 128) divides them: generate \
+                 without kv_bits"
+                    .to_string()
+            } else {
+                format!("use kv_group_size {}", fits.join(" or "))
+            };
+            Err(invalid_parameter(
+                "kv_group_size",
+                group.to_string(),
+                format!(
+                    "kv_group_size {group} does not divide this {} model's cached key width \
+                     {keys} and value width {values} (Python's mx.quantize fails when the cache \
+                     is converted: the last dimension must be divisible by the quantization \
+                     group size); {fix}",
+                    model.model_type()
+                ),
+            ))
+        }
+        // A cache converted after the last forward pass is never read.
+        KvQuantization::Unsupported(_) if reach - 1 < start => Ok(()),
+        KvQuantization::Unsupported(why) => Err(invalid_parameter(
+            "kv_bits",
+            bits.to_string(),
+            format!(
+                "this {} model cannot use a quantized KV cache: {why}; generate without kv_bits",
+                model.model_type()
+            ),
+        )),
+        KvQuantization::Unchecked => Ok(()),
+    }
 }
 
 impl GenerateParams {
@@ -438,6 +533,17 @@ pub(crate) struct RequestRun {
 impl RequestRun {
     /// The state of a new request with (validated) `params`.
     pub(crate) fn new(model: &dyn VlmModel, params: &GenerateParams) -> Result<Self> {
+        let prompt_cache = model.make_cache(params.max_kv_size);
+        Self::with_cache(params, prompt_cache, model.new_request_state())
+    }
+
+    /// [`RequestRun::new`] continuing `prompt_cache` and `state`, which may
+    /// already hold the prompt's first tokens (a reused prefix).
+    pub(crate) fn with_cache(
+        params: &GenerateParams,
+        prompt_cache: Vec<Box<dyn Cache>>,
+        state: RequestState,
+    ) -> Result<Self> {
         let temperature = clamp_temperature(params.temperature);
         let sampler = match params.seed {
             Some(seed) if temperature > 0.0 && params.min_p == DEFAULT_MIN_P => {
@@ -461,8 +567,8 @@ impl RequestRun {
             greedy: temperature == 0.0 && processors.is_empty(),
             sampler,
             processors,
-            prompt_cache: model.make_cache(params.max_kv_size),
-            state: model.new_request_state(),
+            prompt_cache,
+            state,
             tokens: Array::from_slice::<i32>(&[], &[0])?,
             target_sample_position: 0,
             kv_quant: (
@@ -553,6 +659,11 @@ pub(crate) struct PromptPrefill {
     prefill: PrefillArgs,
     /// The chunk size, `None` when the prompt goes in at once.
     step_size: Option<i32>,
+    /// The caches already hold a prefix of this prompt, whose tokens these
+    /// are the rest of: the prompt's own prefill arguments (Qwen's
+    /// suffix-local positions) would misplace them, so the model continues
+    /// from the cache and the kept request state instead.
+    continues_prefix: bool,
 }
 
 impl PromptPrefill {
@@ -578,7 +689,20 @@ impl PromptPrefill {
             inputs_embeds: embedding_output.inputs_embeds,
             prefill,
             step_size,
+            continues_prefix: false,
         })
+    }
+
+    /// Marks the prompt as the rest of a prefix the caches already hold
+    /// (see the field's docs).
+    pub(crate) fn continuing_prefix(mut self, continues_prefix: bool) -> Self {
+        self.continues_prefix = continues_prefix;
+        self
+    }
+
+    /// The prefill arguments the model calls take.
+    fn prefill_args(&self) -> Option<&PrefillArgs> {
+        (!self.continues_prefix).then_some(&self.prefill)
     }
 
     /// Runs the next chunk into `run`'s caches and returns true, or
@@ -599,7 +723,7 @@ impl PromptPrefill {
             &self.input_ids.index(idx![.., ..n_to_process])?,
             Some(&self.inputs_embeds.index(idx![.., ..n_to_process])?),
             &mut run.prompt_cache,
-            Some(&self.prefill),
+            self.prefill_args(),
             &mut run.state,
         )?;
         run.quantize_cache()?;
@@ -623,7 +747,7 @@ impl PromptPrefill {
             model,
             &self.input_ids,
             Some(&self.inputs_embeds),
-            Some(&self.prefill),
+            self.prefill_args(),
         )
     }
 }
@@ -639,6 +763,8 @@ pub struct GenerateStep<'a> {
     run: RequestRun,
     max_tokens: usize,
     prefill_step_size: Option<i32>,
+    /// The cache already held the prompt's first tokens.
+    continues_prefix: bool,
     phase: Phase,
 }
 
@@ -650,7 +776,33 @@ pub fn generate_step<'a>(
     inputs: GenerateInputs,
     params: &GenerateParams,
 ) -> Result<GenerateStep<'a>> {
+    let prompt_cache = model.make_cache(params.max_kv_size);
+    generate_step_with_cache(
+        model,
+        inputs,
+        params,
+        prompt_cache,
+        model.new_request_state(),
+    )
+}
+
+/// [`generate_step`] continuing `prompt_cache` and `state` (Python:
+/// `generate_step(..., prompt_cache=...)`), which may already hold the
+/// prompt's first tokens: `inputs` are then the rest, text only, prefilled
+/// without the suffix's prefill arguments so the model places them from
+/// the cache and `state` (see [`crate::prompt_cache`]).
+pub fn generate_step_with_cache<'a>(
+    model: &'a dyn VlmModel,
+    inputs: GenerateInputs,
+    params: &GenerateParams,
+    prompt_cache: Vec<Box<dyn Cache>>,
+    state: RequestState,
+) -> Result<GenerateStep<'a>> {
     params.validate()?;
+    // A continued cache already holds its offset's tokens.
+    let cached = prompt_cache.iter().map(|c| c.offset()).max().unwrap_or(0);
+    let cached = usize::try_from(cached).unwrap_or(0);
+    check_kv_quantization(model, cached + inputs.input_ids.size(), params)?;
     // Before the vision tower, the prompt and the cache allocate anything.
     crate::preflight::check(
         model,
@@ -658,7 +810,8 @@ pub fn generate_step<'a>(
     )?;
     Ok(GenerateStep {
         model,
-        run: RequestRun::new(model, params)?,
+        continues_prefix: prompt_cache.iter().any(|c| c.offset() > 0),
+        run: RequestRun::with_cache(params, prompt_cache, state)?,
         max_tokens: params.max_tokens,
         prefill_step_size: params.prefill_step_size,
         phase: Phase::Start(inputs),
@@ -673,7 +826,8 @@ impl GenerateStep<'_> {
 
     /// The embeddings, the chunked prefill and the first sample.
     fn prefill(&mut self, inputs: GenerateInputs) -> Result<(Array, Array)> {
-        let mut prompt = PromptPrefill::new(self.model, inputs, self.prefill_step_size)?;
+        let mut prompt = PromptPrefill::new(self.model, inputs, self.prefill_step_size)?
+            .continuing_prefix(self.continues_prefix);
         while prompt.chunk(self.model, &mut self.run)? {}
         prompt.finish(self.model, &mut self.run)
     }
@@ -790,6 +944,9 @@ pub struct StreamGenerate<'a> {
     generated_tokens: Vec<u32>,
     last: Option<(u32, Array)>,
     done: bool,
+    /// Where the finished conversation goes, with the prompt's ids.
+    prompt_cache_state: Option<(&'a mut PromptCacheState, Vec<u32>)>,
+    cached_tokens: usize,
 }
 
 /// Streams generated text (Python: `stream_generate` with prepared
@@ -815,13 +972,82 @@ pub fn stream_generate<'a>(
     params: &GenerateParams,
 ) -> Result<StreamGenerate<'a>> {
     params.validate()?;
+    let gen_steps = generate_step(model, inputs, params)?;
+    stream_from_steps(model, tokenizer, gen_steps, eos_token_ids, params, None, 0)
+}
+
+/// [`stream_generate`] reusing a conversation's cache (Python:
+/// `stream_generate(..., prompt_cache_state=...)`): when the prompt
+/// shares a prefix with `prompt_cache_state`'s ids, the caches can go back
+/// to it and the rest is text only
+/// ([`PromptCacheState::take_reusable`]), only the rest is prefilled
+/// (the items' `cached_tokens` say how many were not); otherwise the
+/// prompt is prefilled cold. When generation finishes, the state holds
+/// the prompt and generated ids with their caches, for the next turn.
+pub fn stream_generate_with_prompt_cache<'a>(
+    model: &'a dyn VlmModel,
+    tokenizer: &'a Tokenizer,
+    inputs: GenerateInputs,
+    eos_token_ids: &[u32],
+    params: &GenerateParams,
+    prompt_cache_state: &'a mut PromptCacheState,
+) -> Result<StreamGenerate<'a>> {
+    params.validate()?;
+    let full_input_ids = inputs.input_ids.to_vec_as::<u32>()?;
+    let reuse = prompt_cache_state.take_reusable(&full_input_ids, inputs.media.is_some());
+    let (gen_steps, cached_tokens) = match reuse {
+        Some(CachedPrefix {
+            prefix_len,
+            cache,
+            request_state,
+        }) => {
+            let start = i32::try_from(prefix_len).map_err(|_| {
+                Error::InvalidArgument(format!("a prefix of {prefix_len} tokens exceeds int32"))
+            })?;
+            // The suffix is text only: its media inputs are dropped (Python
+            // sets pixel_values to None), its mask is the suffix's part.
+            let suffix = GenerateInputs {
+                input_ids: inputs.input_ids.index(idx![.., start..])?,
+                mask: inputs
+                    .mask
+                    .as_ref()
+                    .map(|m| m.index(idx![.., start..]))
+                    .transpose()?,
+                media: None,
+            };
+            let steps = generate_step_with_cache(model, suffix, params, cache, request_state)?;
+            (steps, prefix_len)
+        }
+        None => (generate_step(model, inputs, params)?, 0),
+    };
+    stream_from_steps(
+        model,
+        tokenizer,
+        gen_steps,
+        eos_token_ids,
+        params,
+        Some((prompt_cache_state, full_input_ids)),
+        cached_tokens,
+    )
+}
+
+/// The stream around `gen_steps` (the shared tail of [`stream_generate`]
+/// and [`stream_generate_with_prompt_cache`]).
+fn stream_from_steps<'a>(
+    model: &'a dyn VlmModel,
+    tokenizer: &'a Tokenizer,
+    gen_steps: GenerateStep<'a>,
+    eos_token_ids: &[u32],
+    params: &GenerateParams,
+    prompt_cache_state: Option<(&'a mut PromptCacheState, Vec<u32>)>,
+    cached_tokens: usize,
+) -> Result<StreamGenerate<'a>> {
     let mut stopping_criteria = StoppingCriteria::new(eos_token_ids);
     stopping_criteria.add_eos_token_ids(&model.eos_token_ids());
     stopping_criteria.add_eos_token_ids(&params.eos_tokens);
-    let total_prompt_tokens = inputs.input_ids.size();
+    let total_prompt_tokens = cached_tokens + gen_steps_prompt_len(&gen_steps);
     let mut detokenizer = make_streaming_detokenizer(tokenizer)?;
     detokenizer.reset();
-    let gen_steps = generate_step(model, inputs, params)?;
     Ok(StreamGenerate {
         gen_steps,
         detokenizer,
@@ -832,7 +1058,17 @@ pub fn stream_generate<'a>(
         generated_tokens: Vec::new(),
         last: None,
         done: false,
+        prompt_cache_state,
+        cached_tokens,
     })
+}
+
+/// Prompt tokens `gen_steps` will prefill.
+fn gen_steps_prompt_len(gen_steps: &GenerateStep<'_>) -> usize {
+    match &gen_steps.phase {
+        Phase::Start(inputs) => inputs.input_ids.size(),
+        _ => 0,
+    }
 }
 
 impl StreamGenerate<'_> {
@@ -862,7 +1098,24 @@ impl StreamGenerate<'_> {
             peak_memory: mlx_rs::memory::get_peak_memory()? as f64 / 1e9,
             finish_reason: None,
             token_ids: None,
+            cached_tokens: self.cached_tokens,
         })
+    }
+
+    /// Python: `prompt_cache_state.update(all_ids, tracked_cache)` after
+    /// the last item: the prompt and generated ids with their caches (the
+    /// model ran every yielded token through them).
+    fn store_prompt_cache(&mut self) {
+        let Some((state, prompt_ids)) = self.prompt_cache_state.take() else {
+            return;
+        };
+        let model = self.gen_steps.model;
+        let cache = std::mem::take(&mut self.gen_steps.run.prompt_cache);
+        let request_state =
+            std::mem::replace(&mut self.gen_steps.run.state, model.new_request_state());
+        let mut all_ids = prompt_ids;
+        all_ids.extend_from_slice(&self.generated_tokens);
+        state.update(all_ids, cache, request_state);
     }
 
     /// The last item: what the detokenizer held back, and the totals.
@@ -885,6 +1138,7 @@ impl StreamGenerate<'_> {
         let mut response = self.response(text, self.last.clone())?;
         response.finish_reason = Some(finish_reason.into());
         response.token_ids = Some(self.generated_tokens.clone());
+        self.store_prompt_cache();
         mlx_rs::memory::clear_cache()?;
         Ok(response)
     }

@@ -18,6 +18,7 @@ pub mod image_processing;
 pub mod models;
 pub mod preflight;
 pub mod processor;
+pub mod prompt_cache;
 pub mod prompt_utils;
 pub mod quant_utils;
 pub mod registry;

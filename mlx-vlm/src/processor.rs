@@ -177,6 +177,11 @@ impl Processor {
         self.family
     }
 
+    /// The parsed `config.json` of the checkpoint.
+    pub fn config(&self) -> &Value {
+        &self.config
+    }
+
     /// The folder the checkpoint was loaded from.
     pub fn model_path(&self) -> &Path {
         &self.model_path

@@ -1,7 +1,10 @@
 //! Command-line and developer tools of the workspace: the `mlx-vlm` CLI and
-//! the `mlx-vlm-bench` benchmarks against Python mlx-vlm.
+//! the `mlx-vlm-bench` benchmarks against Python mlx-vlm, and the
+//! `mlx-vlm serve` HTTP server ([`server`]).
 
 pub mod bench;
+pub mod chat;
+pub mod server;
 
 pub use mlx_vlm;
 

@@ -1174,3 +1174,94 @@ fn generate_kv_bits_gives_pythons_ids() {
     let out: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(out["tokens"], meta["f32.kv4.start0"]["generated_ids"]);
 }
+
+/// `chat` on the tiny checkpoint, piped: an image attached with `/image`,
+/// two turns, `/reset`, the first turn again. Each answer is the library's
+/// greedy answer to the same conversation prefilled cold, and the second
+/// turn took its prefix from the cache (`--stats`).
+#[test]
+fn chat_keeps_the_conversation_and_its_cache() {
+    use mlx_vlm::generate::{GenerateParams, generate};
+    use mlx_vlm::prompt_utils::{ChatTemplateOptions, apply_chat_template};
+    use serde_json::json;
+    use std::io::Write;
+
+    let tmp = tempfile::tempdir().unwrap();
+    checkpoint(tmp.path(), None);
+    let model_dir = tmp.path().to_str().unwrap();
+    let image = fixture_dir().join("images/gradient_100x75.png");
+    let image = image.to_str().unwrap();
+    let (q1, q2) = ("Describe this image.", "What color is it?");
+    let input = format!("/image {image}\n{q1}\n{q2}\n/reset\n/image {image}\n{q1}\n/exit\n");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mlx-vlm"))
+        .args(["chat", "--model", model_dir, "--max-tokens", "8", "--stats"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+
+    // The same conversations through the library, prefilled cold.
+    let (model, processor) = mlx_vlm::load(model_dir, &Default::default()).unwrap();
+    let answer = |messages: serde_json::Value| -> String {
+        let options = ChatTemplateOptions {
+            num_images: 1,
+            ..Default::default()
+        };
+        let prompt = apply_chat_template(
+            processor.chat_tokenizer(),
+            processor.config(),
+            &messages,
+            &options,
+        )
+        .unwrap();
+        let inputs = processor.prepare_inputs(&prompt, &[image.into()]).unwrap();
+        let params = GenerateParams {
+            max_tokens: 8,
+            ..Default::default()
+        };
+        let (tokenizer, eos) = (processor.tokenizer(), processor.eos_token_ids());
+        generate(&*model, tokenizer, inputs, eos, &params)
+            .unwrap()
+            .text
+    };
+    let user = |text: &str, with_image: bool| {
+        let mut content = if with_image {
+            vec![json!({"type": "image"})]
+        } else {
+            vec![]
+        };
+        content.push(json!({"type": "text", "text": text}));
+        json!({"role": "user", "content": content})
+    };
+    let a1 = answer(json!([user(q1, true)]));
+    let a2 = answer(json!([
+        user(q1, true),
+        {"role": "assistant", "content": a1},
+        user(q2, false)
+    ]));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        format!("{a1}\n{a2}\n{a1}\n")
+    );
+    // "[N prompt tokens (M cached), ...]" per answer: only the second
+    // turn reuses a prefix.
+    let cached: Vec<u64> = stderr
+        .lines()
+        .filter_map(|l| l.split_once(" cached)")?.0.rsplit_once('(')?.1.parse().ok())
+        .collect();
+    assert_eq!(cached.len(), 3, "{stderr}");
+    assert!(
+        cached[0] == 0 && cached[1] > 0 && cached[2] == 0,
+        "{cached:?}"
+    );
+}

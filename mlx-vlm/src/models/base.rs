@@ -237,6 +237,17 @@ pub fn scaled_dot_product_attention_cached(
     }
 }
 
+/// Python: `kv_sequence_length(keys)`: the number of keys attention reads,
+/// from what the cache's update returned (plain or quantized).
+pub fn kv_sequence_length(cached: &CachedKv) -> i32 {
+    let keys = match cached {
+        CachedKv::Plain(keys, _) => keys,
+        CachedKv::Quantized { keys, .. } => &keys.data,
+    };
+    let shape = keys.shape();
+    shape.len().checked_sub(2).map_or(0, |at| shape[at])
+}
+
 /// Python: `check_array_shape`: whether a convolution weight is already in
 /// MLX's channels-last layout: 4-D `[out, kh, kw, in]` with a square kernel
 /// and `out` the largest, or 3-D `[_, kw, out]` with `kw >= out` (Python's

@@ -140,6 +140,27 @@ pub trait Cache: Send {
         None
     }
 
+    /// Whether [`Cache::trim`] can drop trailing tokens (Python:
+    /// `is_trimmable`; `_BaseCache`'s false by default).
+    fn is_trimmable(&self) -> bool {
+        false
+    }
+
+    /// Drops the last `n` tokens (at most all of them) and returns how many
+    /// were dropped (Python: `trim`); the buffers stay, later writes
+    /// overwrite them. A cache that cannot trim drops none.
+    fn trim(&mut self, _n: i32) -> i32 {
+        0
+    }
+
+    /// Whether the cache still holds its whole sequence from position 0,
+    /// so it can be rolled back to any earlier prefix (Python:
+    /// `_cache_fully_retained` of `generate/dispatch.py`; true for the
+    /// caches that keep every token).
+    fn fully_retained(&self) -> bool {
+        true
+    }
+
     /// The keys and values seen so far, `[1, kv_heads, offset, head_dim]`
     /// each, of a plain cache a [`crate::models::batch_cache::BatchKvCache`]
     /// can take in (Python: what `BatchKVCache.merge` reads of a
@@ -264,6 +285,16 @@ impl QuantizedKvCache {
 impl Cache for QuantizedKvCache {
     fn offset(&self) -> i32 {
         self.offset
+    }
+
+    fn is_trimmable(&self) -> bool {
+        true
+    }
+
+    fn trim(&mut self, n: i32) -> i32 {
+        let n = n.min(self.offset).max(0);
+        self.offset -= n;
+        n
     }
 
     fn update_and_fetch(&mut self, _keys: &Array, _values: &Array) -> Result<(Array, Array)> {
@@ -402,6 +433,16 @@ fn missing_buffer() -> Error {
 impl Cache for KvCache {
     fn offset(&self) -> i32 {
         self.offset
+    }
+
+    fn is_trimmable(&self) -> bool {
+        true
+    }
+
+    fn trim(&mut self, n: i32) -> i32 {
+        let n = n.min(self.offset).max(0);
+        self.offset -= n;
+        n
     }
 
     fn update_and_fetch(&mut self, keys: &Array, values: &Array) -> Result<(Array, Array)> {
@@ -662,6 +703,23 @@ impl Cache for RotatingKvCache {
         Some(self.max_size)
     }
 
+    /// Python: true until the window has been filled.
+    fn is_trimmable(&self) -> bool {
+        self.offset < self.max_size
+    }
+
+    fn trim(&mut self, n: i32) -> i32 {
+        let n = n.min(self.offset).max(0);
+        self.offset -= n;
+        self.idx -= n;
+        n
+    }
+
+    /// Python: reusable until the window wraps (`offset <= max_size`).
+    fn fully_retained(&self) -> bool {
+        self.offset <= self.max_size
+    }
+
     fn size(&self) -> i32 {
         self.offset.min(self.max_size)
     }
@@ -711,4 +769,30 @@ impl Cache for RotatingKvCache {
             }
         }
     }
+}
+
+/// What a model's attention can read from [`QuantizedKvCache`]s, for the
+/// up-front `kv_bits` check ([`crate::generate::check_kv_quantization`]).
+///
+/// Rust only: Python finds out when `maybe_quantize_kv_cache` converts the
+/// cache (an `mx.quantize` error for a group size that does not divide the
+/// head dim) or at the next attention call (a family whose attention reads
+/// the keys as arrays), both mid-generation when `quantized_kv_start` lies
+/// inside the run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KvQuantization {
+    /// The attention reads quantized caches; their keys and values have
+    /// these last-axis widths, which `kv_group_size` must divide.
+    HeadDims {
+        /// Width of a cached key (`head_dim`; MLA: `qk_nope + qk_rope`).
+        keys: i32,
+        /// Width of a cached value (`head_dim`; MLA: `v_head_dim`).
+        values: i32,
+    },
+    /// The attention cannot read a quantized cache: why, and what Python
+    /// does instead.
+    Unsupported(String),
+    /// Not stated by the model (the default): nothing is checked up front,
+    /// failures come when the cache is converted, as in Python.
+    Unchecked,
 }

@@ -42,7 +42,7 @@ pub mod rope_utils;
 pub mod switch_layers;
 
 pub use batch_cache::BatchKvCache;
-pub use cache::{Cache, KvCache};
+pub use cache::{Cache, KvCache, KvQuantization};
 
 /// Declares the model families: one `pub mod` and one entry of
 /// [`FAMILIES`] per folder name.
@@ -225,6 +225,13 @@ pub trait FamilyModel: Module + Send + Sync + 'static {
     /// the shapes alone (Rust only: see [`crate::preflight`]).
     fn estimate_memory(&self, request: &MemoryRequest) -> Result<MemoryEstimate>;
 
+    /// What the language model's attention can read from a quantized KV
+    /// cache (`kv_bits`), for the check before generation (Rust only; see
+    /// [`KvQuantization`]). Unchecked unless the family says.
+    fn kv_quantization(&self) -> KvQuantization {
+        KvQuantization::Unchecked
+    }
+
     /// Whether [`FamilyModel::decode_batch`] runs one forward over several
     /// decoding requests (continuous batching, [`crate::batch`]). False by
     /// default: the batch generator then decodes each request on its own.
@@ -315,6 +322,10 @@ pub trait VlmModel: Module + Send + Sync {
 
     /// The bytes `request` adds on top of the weights at its peak.
     fn estimate_memory(&self, request: &MemoryRequest) -> Result<MemoryEstimate>;
+
+    /// What the attention can read from a quantized KV cache
+    /// ([`FamilyModel::kv_quantization`]).
+    fn kv_quantization(&self) -> KvQuantization;
 
     /// Whether [`VlmModel::decode_batch`] is implemented
     /// ([`FamilyModel::batched_decode`]).
@@ -407,6 +418,10 @@ impl<M: FamilyModel> VlmModel for M {
 
     fn estimate_memory(&self, request: &MemoryRequest) -> Result<MemoryEstimate> {
         FamilyModel::estimate_memory(self, request)
+    }
+
+    fn kv_quantization(&self) -> KvQuantization {
+        FamilyModel::kv_quantization(self)
     }
 
     fn batched_decode(&self) -> bool {

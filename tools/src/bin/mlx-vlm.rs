@@ -61,6 +61,13 @@ enum Command {
     /// Convert a Hugging Face checkpoint to the MLX (mlx-community) layout,
     /// optionally cast or quantized (Python: `mlx_vlm convert`).
     Convert(ConvertArgs),
+    /// Chat in the terminal, several turns, with images and audio
+    /// (Python: `mlx_vlm.chat`); the conversation's KV cache is kept
+    /// between turns.
+    Chat(mlx_vlm_tools::chat::ChatArgs),
+    /// Serve the model over OpenAI- and Anthropic-compatible HTTP APIs
+    /// (Python: `mlx_vlm.server`).
+    Serve(mlx_vlm_tools::server::ServeArgs),
 }
 
 /// The flags of Python's `convert` (see `mlx_vlm::convert` for what is
@@ -270,6 +277,10 @@ fn main() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }
         Command::Convert(args) => convert(args),
+        Command::Chat(args) => Ok(mlx_vlm_tools::chat::chat(args)),
+        Command::Serve(args) => mlx_vlm_tools::server::run(args)
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(Failure::Failed),
     };
     match result {
         Ok(code) => code,

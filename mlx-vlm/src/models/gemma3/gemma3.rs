@@ -24,7 +24,7 @@ use super::config::ModelConfig;
 use super::language::{LanguageModel, RMSNorm};
 use super::vision::{VisionModel, sanitize as sanitize_vision, vision_model};
 use super::processing_gemma3::Gemma3Inputs;
-use crate::models::FamilyModel;
+use crate::models::{FamilyModel, KvQuantization};
 use crate::models::base::AttentionMask;
 use crate::models::cache::Cache;
 use crate::models::paligemma::paligemma::{
@@ -315,5 +315,10 @@ impl FamilyModel for Model {
             itemsize: self.language_model.model.norm.weight.itemsize(),
         };
         Ok(estimate_memory(&vision, &text, request))
+    }
+
+    fn kv_quantization(&self) -> KvQuantization {
+        let d = self.config.text_config.head_dim;
+        KvQuantization::HeadDims { keys: d, values: d }
     }
 }

@@ -14,8 +14,8 @@ use mlx_rs::nn::{Embedding, Linear, RoPE, activations};
 use mlx_rs::{Array, Dtype, idx, ops};
 
 use super::config::TextConfig;
-use crate::models::base::{self, AttentionMask, scaled_dot_product_attention};
-use crate::models::cache::{Cache, KvCache, RotatingKvCache};
+use crate::models::base::{self, AttentionMask};
+use crate::models::cache::{Cache, CachedKv, KvCache, RotatingKvCache};
 pub use crate::models::paligemma::language::RMSNorm;
 use crate::models::rope_utils::initialize_rope;
 use crate::{Error, Result};
@@ -119,21 +119,20 @@ impl Attention {
             .k_norm
             .forward(&heads(self.k_proj.forward(x)?, self.n_kv_heads)?)?;
         let values = heads(self.v_proj.forward(x)?, self.n_kv_heads)?;
-        let (queries, keys, values) = match cache {
+        let (queries, cached) = match cache {
             Some(cache) => {
                 let offset = cache.offset();
                 let queries = self.rope.forward(&queries, offset)?;
                 let keys = self.rope.forward(&keys, offset)?;
-                let (keys, values) = cache.update_and_fetch(&keys, &values)?;
-                (queries, keys, values)
+                let cached = cache.update_and_fetch_kv(&keys, &values)?;
+                (queries, cached)
             }
             None => (
                 self.rope.forward(&queries, 0)?,
-                self.rope.forward(&keys, 0)?,
-                values,
+                CachedKv::Plain(self.rope.forward(&keys, 0)?, values),
             ),
         };
-        let key_len = keys.shape()[2];
+        let key_len = base::kv_sequence_length(&cached);
         let sliced;
         let mask = match mask {
             AttentionMask::Array(m) if m.shape().last() != Some(&key_len) => {
@@ -144,7 +143,7 @@ impl Attention {
             other => other,
         };
         let output =
-            scaled_dot_product_attention(&queries, &keys, &values, self.scale, mask, None)?;
+            base::scaled_dot_product_attention_cached(&queries, &cached, self.scale, mask, None)?;
         let output = output.transpose([0, 2, 1, 3])?.reshape(&[b, l, -1])?;
         Ok(self.o_proj.forward(&output)?)
     }

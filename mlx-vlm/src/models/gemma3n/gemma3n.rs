@@ -40,7 +40,7 @@ use super::config::{ModelConfig, TextConfig};
 use super::language::{Gemma3nRMSNorm, LanguageModel};
 use super::processing_gemma3n::Gemma3nInputs;
 use super::vision::VisionModel;
-use crate::models::FamilyModel;
+use crate::models::{FamilyModel, KvQuantization};
 use crate::models::cache::Cache;
 use crate::models::paligemma::paligemma::eos_ids;
 use crate::models::qwen2_5_vl::qwen2_5_vl::{TextDims, VisionDims, estimate_memory};
@@ -544,5 +544,10 @@ impl FamilyModel for Model {
             itemsize: self.language_model.model.norm.weight.itemsize(),
         };
         Ok(estimate_memory(&vision, &text, request))
+    }
+
+    fn kv_quantization(&self) -> KvQuantization {
+        let d = self.language_model.head_dim();
+        KvQuantization::HeadDims { keys: d, values: d }
     }
 }

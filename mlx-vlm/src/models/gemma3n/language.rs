@@ -18,7 +18,9 @@
 //!   states' length whenever it differs, so it never matters;
 //! - Python's `cache.state` is [`cache_state`]: [`Cache::state`]'s keys and
 //!   values cut to the cache's offset, as Python's `KVCache` and
-//!   `RotatingKVCache` cut them;
+//!   `RotatingKVCache` cut them; a quantized cache there is an error
+//!   (unreachable: Python's Gemma 3n needs a sliding layer, whose rotating
+//!   cache refuses `kv_bits` before any conversion, here and in Python);
 //! - bad inputs (no ids and no embeddings, fewer caches than layers keeping
 //!   their own KV, a cache of a KV-shared layer still empty) are typed
 //!   errors where Python raises from deep inside;
@@ -47,8 +49,8 @@ use mlx_rs::nn::{Embedding, Linear, Param, RMSNorm, RoPE, activations};
 use mlx_rs::{Array, Dtype, fast, idx, ops};
 
 use super::config::{FULL_ATTENTION, SLIDING_ATTENTION, TextConfig};
-use crate::models::base::{self, AttentionMask, scaled_dot_product_attention};
-use crate::models::cache::{Cache, KvCache, RotatingKvCache};
+use crate::models::base::{self, AttentionMask};
+use crate::models::cache::{Cache, CachedKv, KvCache, RotatingKvCache};
 use crate::models::rope_utils::initialize_rope;
 use crate::{Error, Result};
 
@@ -289,7 +291,7 @@ impl Gemma3nAttention {
         x: &Array,
         offset: i32,
         cache: Option<&mut dyn Cache>,
-    ) -> Result<(Array, Array)> {
+    ) -> Result<CachedKv> {
         let (b, l) = batch_len(x, "Gemma3nAttention")?;
         let keys = self
             .k_proj
@@ -303,8 +305,8 @@ impl Gemma3nAttention {
             .reshape(&[b, l, -1, self.head_dim])?;
         let values = self.v_norm.forward(&values)?.transpose([0, 2, 1, 3])?;
         match cache {
-            Some(cache) => cache.update_and_fetch(&keys, &values),
-            None => Ok((keys, values)),
+            Some(cache) => cache.update_and_fetch_kv(&keys, &values),
+            None => Ok(CachedKv::Plain(keys, values)),
         }
     }
 
@@ -325,15 +327,14 @@ impl Gemma3nAttention {
             .reshape(&[b, l, -1, self.head_dim])?;
         let queries = self.q_norm.forward(&queries)?;
 
-        let (keys, values, offset) = match cache {
+        let (cached, offset) = match cache {
             Some(cache) if self.is_kv_shared_layer => {
                 let (keys, values) = cache_state(&*cache)?;
-                (keys, values, cache.offset())
+                (CachedKv::Plain(keys, values), cache.offset())
             }
             cache => {
                 let offset = cache.as_ref().map_or(0, |c| c.offset());
-                let (keys, values) = self.own_keys_values(x, offset, cache)?;
-                (keys, values, offset)
+                (self.own_keys_values(x, offset, cache)?, offset)
             }
         };
 
@@ -341,7 +342,7 @@ impl Gemma3nAttention {
             .rope
             .forward(&queries.transpose([0, 2, 1, 3])?, offset)?;
 
-        let key_len = keys.shape().get(2).copied().unwrap_or(0);
+        let key_len = base::kv_sequence_length(&cached);
         let cut;
         let mask = match mask {
             AttentionMask::Array(m) if m.shape().last() != Some(&key_len) => {
@@ -352,7 +353,7 @@ impl Gemma3nAttention {
         };
 
         let output =
-            scaled_dot_product_attention(&queries, &keys, &values, self.scale, mask, None)?;
+            base::scaled_dot_product_attention_cached(&queries, &cached, self.scale, mask, None)?;
         let output = output.transpose([0, 2, 1, 3])?.reshape(&[b, l, -1])?;
         Ok(self.o_proj.forward(&output)?)
     }

@@ -27,7 +27,7 @@ use super::config::ModelConfig;
 use super::language::LanguageModel;
 use super::processing_idefics3::Idefics3Inputs;
 use super::vision::{VisionModel, sanitize as sanitize_vision};
-use crate::models::FamilyModel;
+use crate::models::{FamilyModel, KvQuantization};
 use crate::models::cache::{Cache, make_prompt_cache};
 use crate::models::paligemma::paligemma::{eos_ids, siglip_dims};
 use crate::models::qwen2_5_vl::qwen2_5_vl::{TextDims, estimate_memory};
@@ -419,5 +419,10 @@ impl<V: Variant> FamilyModel for Model<V> {
             itemsize: self.language_model.norm.weight.itemsize(),
         };
         Ok(estimate_memory(&vision, &text, request))
+    }
+
+    fn kv_quantization(&self) -> KvQuantization {
+        let d = self.config.text_config.head_dim();
+        KvQuantization::HeadDims { keys: d, values: d }
     }
 }

@@ -14,8 +14,8 @@ use mlx_rs::nn::{Embedding, Linear, RMSNorm, RoPE};
 use mlx_rs::{Array, ops};
 
 use super::config::TextConfig;
-use crate::models::base::{self, AttentionMask, scaled_dot_product_attention};
-use crate::models::cache::Cache;
+use crate::models::base::{self, AttentionMask};
+use crate::models::cache::{Cache, CachedKv};
 use crate::models::mlp::SwiGLUMLP as MLP;
 use crate::{Error, Result};
 
@@ -81,22 +81,20 @@ impl Attention {
         let queries = heads(self.q_proj.forward(x)?, self.n_heads)?;
         let keys = heads(self.k_proj.forward(x)?, self.n_kv_heads)?;
         let values = heads(self.v_proj.forward(x)?, self.n_kv_heads)?;
-        let (queries, keys, values) = match cache {
+        let (queries, cached) = match cache {
             Some(cache) => {
                 let offset = cache.offset();
                 let queries = self.rope.forward(&queries, offset)?;
                 let keys = self.rope.forward(&keys, offset)?;
-                let (keys, values) = cache.update_and_fetch(&keys, &values)?;
-                (queries, keys, values)
+                (queries, cache.update_and_fetch_kv(&keys, &values)?)
             }
             None => (
                 self.rope.forward(&queries, 0)?,
-                self.rope.forward(&keys, 0)?,
-                values,
+                CachedKv::Plain(self.rope.forward(&keys, 0)?, values),
             ),
         };
         let output =
-            scaled_dot_product_attention(&queries, &keys, &values, self.scale, mask, None)?;
+            base::scaled_dot_product_attention_cached(&queries, &cached, self.scale, mask, None)?;
         let output = output.transpose([0, 2, 1, 3])?.reshape(&[b, l, -1])?;
         Ok(self.o_proj.forward(&output)?)
     }

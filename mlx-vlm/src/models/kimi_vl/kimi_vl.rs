@@ -21,7 +21,7 @@ use super::config::ModelConfig;
 use super::language::LanguageModel;
 use super::processing_kimi_vl::KimiVLInputs;
 use super::vision::{VisionModel, sanitize as sanitize_vision};
-use crate::models::FamilyModel;
+use crate::models::{FamilyModel, KvQuantization};
 use crate::models::cache::{Cache, make_prompt_cache};
 use crate::models::qwen2_5_vl::qwen2_5_vl::{TextDims, VisionDims, eos_token_ids, estimate_memory};
 use crate::preflight::{MemoryEstimate, MemoryRequest};
@@ -268,5 +268,15 @@ impl FamilyModel for Model {
             itemsize: self.language_model.model.norm.weight.itemsize(),
         };
         Ok(estimate_memory(&vision, &text, request))
+    }
+
+    fn kv_quantization(&self) -> KvQuantization {
+        // Multi-head latent attention caches whole keys (nope + rope
+        // parts) and values of their own width; Python quantizes both.
+        let t = &self.config.text_config;
+        KvQuantization::HeadDims {
+            keys: t.qk_nope_head_dim + t.qk_rope_head_dim,
+            values: t.v_head_dim,
+        }
     }
 }

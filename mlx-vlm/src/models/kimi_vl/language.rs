@@ -26,8 +26,8 @@ use mlx_rs::nn::{Embedding, Item, ItemMut, Linear, Module, Param, RMSNorm, RoPE}
 use mlx_rs::{Array, Dtype, fast, idx, ops};
 
 use super::config::{MoeSettings, TextConfig};
-use crate::models::base::{self, AttentionMask, scaled_dot_product_attention};
-use crate::models::cache::Cache;
+use crate::models::base::{self, AttentionMask};
+use crate::models::cache::{Cache, CachedKv};
 use crate::models::mlp::{DeepseekMLP, deepseek_mlp};
 use crate::models::switch_layers::SwitchGLU;
 use crate::{Error, Result};
@@ -376,13 +376,13 @@ impl DeepseekV3Attention {
         let k_pe = self.rope.forward(&k_pe, offset)?;
         let k_pe = ops::broadcast_to(&k_pe, &[b, self.num_heads, l, self.qk_rope_head_dim])?;
         let keys = ops::concatenate(&[k_nope, &k_pe], -1)?;
-        let (keys, values) = match cache {
-            Some(cache) => cache.update_and_fetch(&keys, values)?,
-            None => (keys, values.clone()),
+        let cached = match cache {
+            Some(cache) => cache.update_and_fetch_kv(&keys, values)?,
+            None => CachedKv::Plain(keys, values.clone()),
         };
         let queries = ops::concatenate(&[q_nope, &q_pe], -1)?;
         let output =
-            scaled_dot_product_attention(&queries, &keys, &values, self.scale, mask, None)?;
+            base::scaled_dot_product_attention_cached(&queries, &cached, self.scale, mask, None)?;
         let output = output.transpose([0, 2, 1, 3])?.reshape(&[b, l, -1])?;
         Ok(self.o_proj.forward(&output)?)
     }

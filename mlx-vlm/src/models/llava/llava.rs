@@ -26,7 +26,7 @@ use super::config::ModelConfig;
 use super::language::LanguageModel;
 use super::processing_llava::LlavaInputs;
 use super::vision::VisionModel;
-use crate::models::FamilyModel;
+use crate::models::{FamilyModel, KvQuantization};
 use crate::models::cache::{Cache, make_prompt_cache};
 use crate::models::paligemma::paligemma::eos_ids;
 use crate::models::qwen2_5_vl::qwen2_5_vl::{TextDims, VisionDims, estimate_memory};
@@ -336,5 +336,10 @@ impl FamilyModel for Model {
         let itemsize = self.multi_modal_projector.linear_2.weight.itemsize();
         let (vision, text) = memory_dims(&self.config, &self.language_model, itemsize);
         Ok(estimate_memory(&vision, &text, request))
+    }
+
+    fn kv_quantization(&self) -> KvQuantization {
+        let d = self.language_model.head_dim();
+        KvQuantization::HeadDims { keys: d, values: d }
     }
 }

@@ -38,7 +38,7 @@ use super::config::ModelConfig;
 use super::language::{LanguageModel, language_model};
 use super::processing_llava_next::LlavaNextInputs;
 use super::vision::{VisionModel, vision_model};
-use crate::models::FamilyModel;
+use crate::models::{FamilyModel, KvQuantization};
 use crate::models::cache::{Cache, make_prompt_cache};
 use crate::models::llava::llava::{count_image_tokens, memory_dims, select_image_features};
 use crate::models::paligemma::paligemma::eos_ids;
@@ -236,5 +236,10 @@ impl FamilyModel for Model {
         let itemsize = self.multi_modal_projector.linear_2.weight.itemsize();
         let (vision, text) = memory_dims(&self.config, &self.language_model, itemsize);
         Ok(estimate_memory(&vision, &text, request))
+    }
+
+    fn kv_quantization(&self) -> KvQuantization {
+        let d = self.language_model.head_dim();
+        KvQuantization::HeadDims { keys: d, values: d }
     }
 }

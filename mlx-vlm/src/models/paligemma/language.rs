@@ -3,14 +3,17 @@
 //!
 //! Divergences from Python: an unsupported activation or model type is a
 //! typed error at construction (Python raises too); a 2-D/3-D mask is
-//! broadcast as Python's Gemma 2 path does, for both paths.
+//! broadcast as Python's Gemma 2 path does, for both paths; Gemma 2 with a
+//! quantized KV cache (`kv_bits`) is refused before generation
+//! ([`GEMMA2_KV_QUANTIZATION`]) where Python converts the cache and fails
+//! at the next attention call with a `TypeError`.
 
 use mlx_rs::nn::{Embedding, GELU, GeluApprox, Linear, Param, RoPE};
 use mlx_rs::{Array, Dtype, fast, idx, ops};
 
 use super::config::TextConfig;
-use crate::models::base::{self, AttentionMask, scaled_dot_product_attention};
-use crate::models::cache::Cache;
+use crate::models::base::{self, AttentionMask};
+use crate::models::cache::{Cache, CachedKv};
 use crate::{Error, Result};
 
 /// Python: `_activation_from_config`: the MLP's GELU.
@@ -63,6 +66,14 @@ impl RMSNorm {
         Ok(fast::rms_norm(x, Some(&scale), self.eps)?)
     }
 }
+
+/// Why Gemma 2's decoder takes no quantized KV cache: its eager attention
+/// (scores in float32, soft-capped) multiplies the keys as arrays; Python
+/// converts the cache and then fails there (`TypeError` in `mx.repeat` or
+/// `astype` on the quantized tuple).
+pub const GEMMA2_KV_QUANTIZATION: &str = "Gemma 2's eager attention (soft-capped float32 \
+     scores) reads plain keys and values; Python converts the cache and then fails there with a \
+     TypeError";
 
 /// Python: `Attention`.
 #[derive(Debug, Clone, mlx_rs::Module)]
@@ -160,18 +171,16 @@ impl Attention {
         let queries = heads(self.q_proj.forward(x)?, self.n_heads)?;
         let keys = heads(self.k_proj.forward(x)?, self.n_kv_heads)?;
         let values = heads(self.v_proj.forward(x)?, self.n_kv_heads)?;
-        let (queries, keys, values) = match cache {
+        let (queries, cached) = match cache {
             Some(cache) => {
                 let offset = cache.offset();
                 let queries = self.rope.forward(&queries, offset)?;
                 let keys = self.rope.forward(&keys, offset)?;
-                let (keys, values) = cache.update_and_fetch(&keys, &values)?;
-                (queries, keys, values)
+                (queries, cache.update_and_fetch_kv(&keys, &values)?)
             }
             None => (
                 self.rope.forward(&queries, 0)?,
-                self.rope.forward(&keys, 0)?,
-                values,
+                CachedKv::Plain(self.rope.forward(&keys, 0)?, values),
             ),
         };
         let output = if self.model_type == "gemma" {
@@ -179,9 +188,18 @@ impl Attention {
                 Some(m) => AttentionMask::Array(m.clone()),
                 None => AttentionMask::None,
             };
-            scaled_dot_product_attention(&queries, &keys, &values, self.scale, &mask, None)?
+            base::scaled_dot_product_attention_cached(&queries, &cached, self.scale, &mask, None)?
         } else {
-            self.eager_attention(&queries, &keys, &values, mask)?
+            let CachedKv::Plain(keys, values) = &cached else {
+                // Refused before generation (`Model::kv_quantization`);
+                // Python fails here with a TypeError.
+                return Err(Error::InvalidParameter {
+                    name: "kv_bits",
+                    value: String::new(),
+                    message: GEMMA2_KV_QUANTIZATION.into(),
+                });
+            };
+            self.eager_attention(&queries, keys, values, mask)?
         };
         let output = output.transpose([0, 2, 1, 3])?.reshape(&[b, l, -1])?;
         Ok(self.o_proj.forward(&output)?)

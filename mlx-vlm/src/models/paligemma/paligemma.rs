@@ -24,7 +24,7 @@ use super::config::ModelConfig;
 use super::language::LanguageModel;
 use super::processing_paligemma::PaliGemmaInputs;
 use super::vision::VisionModel;
-use crate::models::FamilyModel;
+use crate::models::{FamilyModel, KvQuantization};
 use crate::models::cache::{Cache, make_prompt_cache};
 use crate::models::qwen2_5_vl::qwen2_5_vl::{TextDims, VisionDims, estimate_memory};
 use crate::preflight::{MemoryEstimate, MemoryRequest};
@@ -380,5 +380,14 @@ impl FamilyModel for Model {
             itemsize: self.language_model.model.norm.weight.itemsize(),
         };
         Ok(estimate_memory(&vision, &text, request))
+    }
+
+    fn kv_quantization(&self) -> KvQuantization {
+        if self.language_model.config.model_type == "gemma" {
+            let d = self.language_model.head_dim();
+            KvQuantization::HeadDims { keys: d, values: d }
+        } else {
+            KvQuantization::Unsupported(super::language::GEMMA2_KV_QUANTIZATION.into())
+        }
     }
 }

@@ -19,7 +19,7 @@ use super::language::{LanguageModel, LanguageModelArgs, RequestState};
 use super::vision::VisionModel;
 use crate::models::base::InputEmbeddingsFeatures;
 use crate::models::qwen3_vl::processing_qwen3_vl::QwenVlInputs;
-use crate::models::{Cache, FamilyModel};
+use crate::models::{Cache, FamilyModel, KvQuantization};
 use crate::preflight::{MemoryEstimate, MemoryRequest};
 use crate::registry::Family;
 use crate::{Error, Result};
@@ -372,6 +372,11 @@ impl FamilyModel for Model {
             &TextDims::of(&self.language_model),
             request,
         ))
+    }
+
+    fn kv_quantization(&self) -> KvQuantization {
+        let d = self.language_model.head_dim();
+        KvQuantization::HeadDims { keys: d, values: d }
     }
 }
 

@@ -26,7 +26,7 @@ use crate::models::qwen2_5_vl::qwen2_5_vl::{
     estimate_memory,
 };
 use crate::models::qwen3_vl::processing_qwen3_vl::QwenVlInputs;
-use crate::models::{Cache, FamilyModel};
+use crate::models::{Cache, FamilyModel, KvQuantization};
 use crate::preflight::{MemoryEstimate, MemoryRequest};
 use crate::registry::Family;
 use crate::{Error, Result};
@@ -248,5 +248,10 @@ impl FamilyModel for Model {
             &TextDims::of(&self.language_model),
             request,
         ))
+    }
+
+    fn kv_quantization(&self) -> KvQuantization {
+        let d = self.language_model.head_dim();
+        KvQuantization::HeadDims { keys: d, values: d }
     }
 }

@@ -18,7 +18,7 @@ use mlx_rs::{Array, Dtype, Index, idx, ops};
 
 use super::config::{ModelConfig, TextConfig};
 use crate::models::base::{self, AttentionMask};
-use crate::models::cache::Cache;
+use crate::models::cache::{Cache, CachedKv};
 use crate::models::mlp::SwiGLUMLP;
 pub use crate::models::qwen2_5_vl::language::{LanguageModelArgs, RequestState};
 use crate::models::qwen2_5_vl::language::{RopeIndexSettings, mrope_position_ids, rope_index};
@@ -172,12 +172,12 @@ impl Attention {
             }
             other => other.clone(),
         };
-        let (keys, values) = match cache {
-            Some(c) => c.update_and_fetch(&keys, &values)?,
-            None => (keys, values),
+        let cached = match cache {
+            Some(c) => c.update_and_fetch_kv(&keys, &values)?,
+            None => CachedKv::Plain(keys, values),
         };
         let output =
-            base::scaled_dot_product_attention(&queries, &keys, &values, self.scale, &mask, None)?;
+            base::scaled_dot_product_attention_cached(&queries, &cached, self.scale, &mask, None)?;
         let output = output.transpose([0, 2, 1, 3])?.reshape(&[b, l, -1])?;
         Ok(self.o_proj.forward(&output)?)
     }

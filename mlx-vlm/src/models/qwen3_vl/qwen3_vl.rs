@@ -25,7 +25,7 @@ use crate::models::qwen2_5_vl::qwen2_5_vl::{
     Model as Qwen2_5VlModel, TextDims, VisionDims, eos_token_ids, estimate_memory,
 };
 use crate::models::mlp::SwiGLUMLP;
-use crate::models::{Cache, FamilyModel};
+use crate::models::{Cache, FamilyModel, KvQuantization};
 use crate::preflight::{MemoryEstimate, MemoryRequest};
 use crate::registry::Family;
 use crate::{Error, Result};
@@ -371,5 +371,13 @@ impl<M: Qwen3VlVariant> FamilyModel for Model<M> {
             itemsize: lm.model.embed_tokens.weight.itemsize(),
         };
         Ok(estimate_memory(&dims, &text, request))
+    }
+
+    fn kv_quantization(&self) -> KvQuantization {
+        // The attention's width (`head_dim` of the config), not
+        // `LanguageModel.head_dim` (hidden / heads), which Python's cache
+        // never reads.
+        let d = self.language_model.args.head_dim;
+        KvQuantization::HeadDims { keys: d, values: d }
     }
 }

@@ -1,0 +1,453 @@
+//! The model thread: one std thread loads the model and runs every MLX
+//! call (template rendering and preprocessing included); HTTP handlers
+//! hand it [`Job`]s over a channel and read [`Update`]s from a
+//! per-request channel, so the async runtime never blocks on MLX.
+//!
+//! A request whose update channel has closed (the client went away) is
+//! cancelled at the next step. When every handle is dropped the thread
+//! finishes what is queued and exits.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc as std_mpsc;
+use std::thread::JoinHandle;
+
+use mlx_vlm::batch::{BatchEvent, BatchGenerator, BatchOptions, BatchRequest, FinishReason};
+use mlx_vlm::generate::GenerateParams;
+use mlx_vlm::processor::{ProcessorOptions, PromptMedia};
+use mlx_vlm::prompt_utils::{ChatTemplateOptions, apply_chat_template};
+use mlx_vlm::tokenizer_utils::{StreamingDetokenizer, make_streaming_detokenizer};
+use mlx_vlm::{AudioSource, LoadOptions};
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use super::errors::ApiError;
+use super::normalize::NormalizedPrompt;
+use super::stop::StopMatcher;
+
+/// One generation request.
+pub struct Job {
+    /// The conversation and its media.
+    pub prompt: NormalizedPrompt,
+    /// Its parameters.
+    pub params: GenerateParams,
+    /// Its stop sequences.
+    pub stop: Vec<String>,
+    /// Where its updates go.
+    pub updates: mpsc::UnboundedSender<Update>,
+}
+
+/// Progress of one request.
+#[derive(Debug)]
+pub enum Update {
+    /// The request passed preprocessing and is queued.
+    Started {
+        /// The prompt's tokens.
+        prompt_tokens: usize,
+    },
+    /// New text and the tokens that made it.
+    Delta {
+        /// The text (may be empty while the detokenizer holds bytes back).
+        text: String,
+        /// The tokens.
+        tokens: Vec<u32>,
+    },
+    /// Generation ended.
+    Done(Finish),
+    /// The request failed; nothing more follows.
+    Failed(ApiError),
+}
+
+/// How a request ended.
+#[derive(Debug, Clone, Default)]
+pub struct Finish {
+    /// `"stop"` (EOS or a stop sequence) or `"length"`.
+    pub finish_reason: &'static str,
+    /// The prompt's tokens.
+    pub prompt_tokens: usize,
+    /// Tokens generated (the EOS token included, as Python counts).
+    pub completion_tokens: usize,
+    /// The stop sequence that ended it, if one did.
+    pub stop_sequence: Option<String>,
+}
+
+/// What the engine serves, for `/v1/models` and `/health`.
+#[derive(Debug, Clone)]
+pub struct ModelInfo {
+    /// The `--model` value.
+    pub id: String,
+    /// The folder it was loaded from.
+    pub path: std::path::PathBuf,
+    /// `config.json`'s `model_type`.
+    pub model_type: String,
+    /// `max_position_embeddings` (top level or `text_config`), if given.
+    pub context_length: Option<u64>,
+}
+
+/// Settings of the engine.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// The `--model` value.
+    pub model: String,
+    /// Loading options (`--min-pixels`, `--max-pixels`).
+    pub load: LoadOptions,
+    /// Requests generating at once.
+    pub max_num_seqs: usize,
+    /// Requests accepted (queued or generating) before 503.
+    pub max_pending: usize,
+    /// Prompt tokens per prefill chunk (`--prefill-step-size`).
+    pub prefill_step_size: Option<i32>,
+    /// Bound of each request's rotating KV cache (`--max-kv-size`).
+    pub max_kv_size: Option<i32>,
+}
+
+/// The handlers' side of the engine.
+#[derive(Clone)]
+pub struct EngineHandle {
+    jobs: std_mpsc::Sender<Job>,
+    pending: Arc<AtomicUsize>,
+    max_pending: usize,
+    /// What is served.
+    pub info: Arc<ModelInfo>,
+}
+
+impl EngineHandle {
+    /// Requests accepted and not yet finished (queued or generating).
+    pub fn in_flight(&self) -> usize {
+        self.pending.load(Ordering::SeqCst)
+    }
+
+    /// Queues `job`, or 503 when `max_pending` requests are in flight.
+    pub fn submit(&self, job: Job) -> Result<(), ApiError> {
+        let taken = self
+            .pending
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < self.max_pending).then_some(n + 1)
+            });
+        if taken.is_err() {
+            return Err(ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "the server is at its limit of {} queued and running requests; retry \
+                     later (or raise --max-queued-requests)",
+                    self.max_pending
+                ),
+            ));
+        }
+        self.jobs.send(job).map_err(|_| {
+            self.pending.fetch_sub(1, Ordering::SeqCst);
+            ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "the engine has stopped",
+            )
+        })
+    }
+}
+
+/// Starts the engine thread and waits for the model to load.
+pub fn start(options: EngineOptions) -> Result<(EngineHandle, JoinHandle<()>), String> {
+    let (jobs, receiver) = std_mpsc::channel::<Job>();
+    let (ready_tx, ready_rx) = std_mpsc::channel::<Result<ModelInfo, String>>();
+    let pending = Arc::new(AtomicUsize::new(0));
+    let thread_pending = Arc::clone(&pending);
+    let thread_options = options.clone();
+    let thread = std::thread::Builder::new()
+        .name("mlx-engine".into())
+        .spawn(move || run(thread_options, receiver, ready_tx, thread_pending))
+        .map_err(|e| format!("starting the engine thread: {e}"))?;
+    let info = match ready_rx.recv() {
+        Ok(Ok(info)) => info,
+        Ok(Err(message)) => {
+            let _ = thread.join();
+            return Err(message);
+        }
+        Err(_) => {
+            let _ = thread.join();
+            return Err("the engine thread ended while loading the model".into());
+        }
+    };
+    let handle = EngineHandle {
+        jobs,
+        pending,
+        max_pending: options.max_pending,
+        info: Arc::new(info),
+    };
+    Ok((handle, thread))
+}
+
+/// `max_position_embeddings` at the top of `config` or in `text_config`.
+fn context_length(config: &Value) -> Option<u64> {
+    config
+        .get("max_position_embeddings")
+        .or_else(|| config.get("text_config")?.get("max_position_embeddings"))
+        .and_then(Value::as_u64)
+}
+
+/// A request being generated: where its updates go and its text state.
+struct Live<'a> {
+    updates: mpsc::UnboundedSender<Update>,
+    detokenizer: Box<dyn StreamingDetokenizer + 'a>,
+    stop: StopMatcher,
+    eos: Vec<u32>,
+    prompt_tokens: usize,
+    generated: usize,
+}
+
+impl Live<'_> {
+    /// Sends `update`; a closed channel is handled by the cancel sweep.
+    fn send(&self, update: Update) {
+        let _ = self.updates.send(update);
+    }
+}
+
+/// The engine thread's body.
+fn run(
+    options: EngineOptions,
+    jobs: std_mpsc::Receiver<Job>,
+    ready: std_mpsc::Sender<Result<ModelInfo, String>>,
+    pending: Arc<AtomicUsize>,
+) {
+    let loaded = mlx_vlm::load(&options.model, &options.load).and_then(|(model, processor)| {
+        let config = mlx_vlm::utils::load_config(processor.model_path())?;
+        Ok((model, processor, config))
+    });
+    let (model, processor, config) = match loaded {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            let _ = ready.send(Err(format!("loading {}: {e}", options.model)));
+            return;
+        }
+    };
+    let info = ModelInfo {
+        id: options.model.clone(),
+        path: processor.model_path().to_path_buf(),
+        model_type: processor.family().model_type.to_string(),
+        context_length: context_length(&config),
+    };
+    if ready.send(Ok(info)).is_err() {
+        return;
+    }
+    let model: Arc<dyn mlx_vlm::models::VlmModel> = Arc::from(model);
+    let mut eos = processor.eos_token_ids().to_vec();
+    eos.extend(model.eos_token_ids());
+    let mut batch = BatchGenerator::new(
+        Arc::clone(&model),
+        processor.eos_token_ids().to_vec(),
+        BatchOptions {
+            max_num_seqs: options.max_num_seqs,
+            prefill_step_size: options.prefill_step_size,
+            max_kv_size: options.max_kv_size,
+        },
+    );
+    let mut live: std::collections::HashMap<u64, Live> = std::collections::HashMap::new();
+    let release = |n: usize| {
+        pending.fetch_sub(n, Ordering::SeqCst);
+    };
+    loop {
+        // Block only when there is nothing to generate.
+        let mut incoming = Vec::new();
+        if batch.is_idle() {
+            match jobs.recv() {
+                Ok(job) => incoming.push(job),
+                Err(_) => return,
+            }
+        }
+        incoming.extend(jobs.try_iter());
+        for job in incoming {
+            let updates = job.updates.clone();
+            let admitted = prepare(&processor, &config, &job)
+                .and_then(|inputs| {
+                    let prompt_tokens = inputs.input_ids.size();
+                    let request = BatchRequest {
+                        inputs,
+                        params: job.params.clone(),
+                    };
+                    Ok((batch.insert(request)?, prompt_tokens))
+                })
+                .and_then(|(id, prompt_tokens)| {
+                    match make_streaming_detokenizer(processor.tokenizer()) {
+                        Ok(detokenizer) => Ok((id, prompt_tokens, detokenizer)),
+                        Err(e) => {
+                            batch.cancel(id);
+                            Err(e.into())
+                        }
+                    }
+                });
+            match admitted {
+                Ok((id, prompt_tokens, mut detokenizer)) => {
+                    let _ = updates.send(Update::Started { prompt_tokens });
+                    detokenizer.reset();
+                    let mut request_eos = eos.clone();
+                    request_eos.extend(&job.params.eos_tokens);
+                    live.insert(
+                        id,
+                        Live {
+                            updates,
+                            detokenizer,
+                            stop: StopMatcher::new(job.stop),
+                            eos: request_eos,
+                            prompt_tokens,
+                            generated: 0,
+                        },
+                    );
+                }
+                Err(e) => {
+                    let _ = updates.send(Update::Failed(e));
+                    release(1);
+                }
+            }
+        }
+        // Clients that went away.
+        let gone: Vec<u64> = live
+            .iter()
+            .filter(|(_, l)| l.updates.is_closed())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in gone {
+            batch.cancel(id);
+            live.remove(&id);
+            release(1);
+        }
+        for event in batch.next() {
+            match event {
+                BatchEvent::Token { id, token } => {
+                    let Some(l) = live.get_mut(&id) else { continue };
+                    l.generated += 1;
+                    if l.eos.contains(&token) {
+                        // Counted and listed, never detokenized (as Python).
+                        l.send(Update::Delta {
+                            text: String::new(),
+                            tokens: vec![token],
+                        });
+                        continue;
+                    }
+                    let text = l
+                        .detokenizer
+                        .add_token(token, &[])
+                        .and_then(|_| l.detokenizer.last_segment());
+                    match text {
+                        Ok(text) => {
+                            let (text, stopped) = l.stop.push(&text);
+                            l.send(Update::Delta {
+                                text,
+                                tokens: vec![token],
+                            });
+                            if stopped.is_some() {
+                                l.send(Update::Done(Finish {
+                                    finish_reason: "stop",
+                                    prompt_tokens: l.prompt_tokens,
+                                    completion_tokens: l.generated,
+                                    stop_sequence: stopped,
+                                }));
+                                batch.cancel(id);
+                                live.remove(&id);
+                                release(1);
+                            }
+                        }
+                        Err(e) => {
+                            l.send(Update::Failed(e.into()));
+                            batch.cancel(id);
+                            live.remove(&id);
+                            release(1);
+                        }
+                    }
+                }
+                BatchEvent::Finished {
+                    id,
+                    reason,
+                    prompt_tokens,
+                    generation_tokens,
+                } => {
+                    let Some(mut l) = live.remove(&id) else {
+                        continue;
+                    };
+                    let mut rest = match l
+                        .detokenizer
+                        .finalize()
+                        .and_then(|_| l.detokenizer.last_segment())
+                    {
+                        Ok(text) => text,
+                        Err(e) => {
+                            l.send(Update::Failed(e.into()));
+                            release(1);
+                            continue;
+                        }
+                    };
+                    let (mut text, stopped) = l.stop.push(&rest);
+                    if stopped.is_none() {
+                        text.push_str(&l.stop.finish());
+                    }
+                    rest = text;
+                    if !rest.is_empty() {
+                        l.send(Update::Delta {
+                            text: rest,
+                            tokens: Vec::new(),
+                        });
+                    }
+                    l.send(Update::Done(Finish {
+                        finish_reason: match reason {
+                            _ if stopped.is_some() => "stop",
+                            // Only the engine cancels, and it forgets the
+                            // request first; kept for completeness.
+                            FinishReason::Cancelled => "stop",
+                            other => other.as_str(),
+                        },
+                        prompt_tokens,
+                        completion_tokens: generation_tokens,
+                        stop_sequence: stopped,
+                    }));
+                    release(1);
+                }
+                BatchEvent::Failed { id, error } => {
+                    if let Some(l) = live.remove(&id) {
+                        l.send(Update::Failed(error.into()));
+                        release(1);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Renders the chat template and preprocesses the media (Python: the
+/// endpoint's `apply_chat_template` and the generator's `prepare_inputs`).
+fn prepare(
+    processor: &mlx_vlm::Processor,
+    config: &Value,
+    job: &Job,
+) -> Result<mlx_vlm::generate::GenerateInputs, ApiError> {
+    let template = ChatTemplateOptions {
+        num_images: job.prompt.images.len(),
+        num_audios: job.prompt.audio.len(),
+        ..ChatTemplateOptions::default()
+    };
+    // Everything here reads the request's own inputs (its messages, image
+    // and audio paths or bytes): a failure is the request's (400), but for
+    // MLX's own errors.
+    let request_error = |e: mlx_vlm::Error| {
+        let internal = matches!(e, mlx_vlm::Error::Mlx(_));
+        let mut error = ApiError::from(e);
+        if !internal {
+            error.status = axum::http::StatusCode::BAD_REQUEST;
+        }
+        error
+    };
+    let messages = Value::Array(job.prompt.messages.clone());
+    let prompt = apply_chat_template(processor.chat_tokenizer(), config, &messages, &template)
+        .map_err(request_error)?;
+    let images = &job.prompt.images;
+    let audio: Vec<AudioSource> = job
+        .prompt
+        .audio
+        .iter()
+        .map(|s| AudioSource::parse(s))
+        .collect();
+    let media = PromptMedia {
+        images,
+        videos: &[],
+        audio: &audio,
+    };
+    processor
+        .prepare_inputs_with(&prompt, media, &ProcessorOptions::default())
+        .map_err(request_error)
+}
