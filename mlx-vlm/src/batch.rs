@@ -355,8 +355,8 @@ impl BatchGenerator {
     }
 
     /// One batched forward over the decode batch, then each row's own
-    /// logits processors and sampler; finished rows leave the batch. A
-    /// failing forward fails every row.
+    /// logits processors and sampler; finished and failed rows leave the
+    /// batch. A failing forward fails every row.
     fn decode_batch(&mut self, events: &mut Vec<BatchEvent>) {
         if self.batch.rows.is_empty() {
             return;
@@ -450,7 +450,8 @@ impl BatchGenerator {
 }
 
 /// One batched forward over `seqs` (the batch's rows, in order) and each
-/// row's sample; returns the requests that finished.
+/// row's sample; returns the requests that finished or failed (their
+/// events pushed). Fails, with no event pushed, when the forward does.
 fn step_rows(
     model: &dyn VlmModel,
     batch: &mut DecodeBatch,
@@ -475,11 +476,56 @@ fn step_rows(
         let states: Vec<Array> = batch.caches.iter().flat_map(|c| c.state()).collect();
         mlx_rs::eval(&states)?;
     }
-    let mut done = Vec::new();
+    if seqs.iter().all(|s| s.run.is_greedy()) {
+        return greedy_rows(&logits, seqs, events);
+    }
+    // Every row's sample, built lazily, then evaluated together: one
+    // evaluation for the batch instead of one per row.
+    let mut sampled = Vec::with_capacity(seqs.len());
     for (row, (seq, y)) in seqs.iter_mut().zip(&last).enumerate() {
         let r = row as i32;
-        let (next, _) = seq.run.sample(y, logits.index(idx![r..r + 1, -1, ..])?)?;
-        if !seq.emit(next, events)? {
+        sampled.push(
+            logits
+                .index(idx![r..r + 1, -1, ..])
+                .map_err(Error::from)
+                .and_then(|row_logits| seq.run.sample(y, row_logits)),
+        );
+    }
+    let ready: Vec<&Array> = sampled.iter().flatten().map(|(next, _)| next).collect();
+    // An evaluation error is reported by the row it belongs to, below.
+    let _ = mlx_rs::eval(ready);
+    let mut done = Vec::new();
+    for (seq, next) in seqs.iter_mut().zip(sampled) {
+        // A row's own sampling error fails that row only.
+        match next.and_then(|(next, _)| seq.emit(next, events)) {
+            Ok(true) => {}
+            Ok(false) => done.push(seq.id),
+            Err(error) => {
+                events.push(BatchEvent::Failed { id: seq.id, error });
+                done.push(seq.id);
+            }
+        }
+    }
+    Ok(done)
+}
+
+/// The samples of a batch of greedy rows in one log-softmax and one
+/// argmax over `[batch, vocab]`, as each row's `make_sampler` argmax
+/// takes them; returns the requests that finished.
+fn greedy_rows(
+    logits: &Array,
+    seqs: &mut [&mut Sequence],
+    events: &mut Vec<BatchEvent>,
+) -> Result<Vec<RequestId>> {
+    let logits = logits.index(idx![.., -1, ..])?;
+    let logprobs = ops::subtract(&logits, &ops::logsumexp(&logits, -1, true)?)?;
+    let next = ops::argmax(&logprobs, Some(-1), false)?;
+    next.eval()?;
+    let mut done = Vec::new();
+    for (row, seq) in seqs.iter_mut().enumerate() {
+        let r = row as i32;
+        seq.run.count_sample();
+        if !seq.emit(next.index(idx![r..r + 1])?, events)? {
             done.push(seq.id);
         }
     }
@@ -490,7 +536,7 @@ impl DecodeBatch {
     /// Moves `seq`'s caches into the batch, as a new last row (Python:
     /// `GenerationBatch.extend` with the merged prompt caches).
     fn join(&mut self, seq: &mut Sequence) -> Result<()> {
-        let mut joined = Vec::with_capacity(seq.run.prompt_cache.len());
+        let mut joined: Vec<BatchKvCache> = Vec::with_capacity(seq.run.prompt_cache.len());
         for cache in &seq.run.prompt_cache {
             let Some(kv) = cache.plain_kv() else {
                 // Not a plain cache (a family's own kind): decode alone.
@@ -499,9 +545,7 @@ impl DecodeBatch {
             };
             joined.push(BatchKvCache::merge(&[kv?])?);
         }
-        if self.rows.is_empty() {
-            self.caches = joined;
-        } else {
+        if !self.rows.is_empty() {
             if self.caches.len() != joined.len() {
                 return Err(Error::InvalidArgument(format!(
                     "a request with {} caches cannot join a decode batch of {}",
@@ -509,10 +553,15 @@ impl DecodeBatch {
                     self.caches.len()
                 )));
             }
-            for (cache, row) in self.caches.iter_mut().zip(joined) {
+            // On copies (the arrays are shared, not copied), so a failure
+            // halfway leaves the batch as it was.
+            let mut extended = self.caches.clone();
+            for (cache, row) in extended.iter_mut().zip(joined) {
                 cache.extend(row)?;
             }
+            joined = extended;
         }
+        self.caches = joined;
         self.rows.push(seq.id);
         seq.run.prompt_cache = Vec::new();
         seq.batched = true;

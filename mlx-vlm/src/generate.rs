@@ -516,6 +516,8 @@ enum Phase {
 /// (Python: the locals of `generate_step`). Shared with
 /// [`crate::batch::BatchGenerator`], which keeps one per request.
 pub(crate) struct RequestRun {
+    /// Sampling is `make_sampler`'s argmax, with no logits processors.
+    greedy: bool,
     sampler: StepSampler,
     processors: Vec<LogitsProcessor>,
     /// The per-layer caches (Python: `prompt_cache`).
@@ -560,9 +562,11 @@ impl RequestRun {
                 ..Default::default()
             })),
         };
+        let processors = make_logits_processors(&params.logits_processors)?;
         Ok(Self {
+            greedy: temperature == 0.0 && processors.is_empty(),
             sampler,
-            processors: make_logits_processors(&params.logits_processors)?,
+            processors,
             prompt_cache,
             state,
             tokens: Array::from_slice::<i32>(&[], &[0])?,
@@ -573,6 +577,18 @@ impl RequestRun {
                 params.quantized_kv_start,
             ),
         })
+    }
+
+    /// Whether [`RequestRun::sample`] is a plain argmax of the logits
+    /// (temperature 0, no logits processors), which a batch may take for
+    /// all its rows at once.
+    pub(crate) fn is_greedy(&self) -> bool {
+        self.greedy
+    }
+
+    /// Counts a greedy sample taken outside [`RequestRun::sample`].
+    pub(crate) fn count_sample(&mut self) {
+        self.target_sample_position += 1;
     }
 
     /// Evaluates the caches (between prefill chunks and every

@@ -1,9 +1,12 @@
 //! Continuous batching (`mlx_vlm::batch::BatchGenerator`) on the tiny
-//! Qwen2.5-VL checkpoint and, for a family without batched decode, the
-//! tiny Gemma 3: requests arriving between steps, prompts of different
-//! lengths with and without images, different `max_tokens`, stop ids,
-//! cancellation, a failing request among good ones and `max_num_seqs`
-//! admission, each request's ids equal to its own `generate` run.
+//! Qwen2.5-VL and Qwen2-VL checkpoints (batched decode) and the tiny
+//! Gemma 3 (a family without it, decoded per request): requests arriving
+//! between steps, prompts of different lengths with and without images,
+//! different `max_tokens`, stop ids, cancellation, a failing request among
+//! good ones and `max_num_seqs` admission, each request's ids equal to its
+//! own `generate` run (f32 and bf16); a batched step's logits against each
+//! row's single step; and `BatchKvCache` against Python mlx-vlm 0.7.6's
+//! `BatchKVCache` (tests/fixtures/batch/gen_batch_cache.py).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -13,17 +16,33 @@ use mlx_rs::{Array, Dtype, idx, ops};
 use mlx_vlm::batch::{BatchEvent, BatchGenerator, BatchOptions, BatchRequest, FinishReason};
 use mlx_vlm::fixtures::{self, CheckpointSpec};
 use mlx_vlm::generate::{GenerateInputs, GenerateParams, generate};
-use mlx_vlm::models::qwen3_vl::processing_qwen3_vl::QwenVlInputs;
-use mlx_vlm::models::{BatchKvCache, ModelInputs, VlmModel};
+use mlx_vlm::models::cache::Mask;
+use mlx_vlm::models::{BatchKvCache, Cache, VlmModel};
 use mlx_vlm::{Error, LoadOptions, utils};
 
-const IMAGE_TOKEN: i32 = 151_655;
-const VISION_START: i32 = 151_652;
-const VISION_END: i32 = 151_653;
+#[path = "common/exact.rs"]
+mod exact;
+use exact::assert_exact;
+
+#[path = "common/qwen_prompt.rs"]
+mod qwen_prompt;
+use qwen_prompt::{prefill, qwen_inputs};
 
 /// Loads a tiny checkpoint written in `dir`.
 fn load(dir: &Path) -> Arc<dyn VlmModel> {
     Arc::from(utils::load_model(dir, &LoadOptions::default()).unwrap())
+}
+
+/// A family's tiny model in f32.
+fn tiny(family: fixtures::TinyModel) -> (tempfile::TempDir, Arc<dyn VlmModel>) {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = CheckpointSpec {
+        dtype: Dtype::Float32,
+        ..Default::default()
+    };
+    fixtures::write_tiny_checkpoint(dir.path(), &family, &spec).unwrap();
+    let model = load(dir.path());
+    (dir, model)
 }
 
 /// The tiny Qwen2.5-VL model in `dtype`.
@@ -41,38 +60,6 @@ fn qwen(dtype: Dtype) -> (tempfile::TempDir, Arc<dyn VlmModel>) {
 fn qwen_tokenizer() -> tokenizers::Tokenizer {
     let dir = fixtures::qwen_tokenizer_dir().unwrap();
     tokenizers::Tokenizer::from_file(dir.join("tokenizer.json")).unwrap()
-}
-
-/// A Qwen prompt of `text` ids, with one `h`x`w`-patch image first when
-/// `image` is set (pixel values vary with its third field). `image_tokens`
-/// overrides the number of image placeholders (a wrong one fails in the
-/// model).
-fn qwen_inputs(
-    text: &[i32],
-    image: Option<(i32, i32, f32)>,
-    image_tokens: Option<usize>,
-) -> GenerateInputs {
-    let mut ids = Vec::new();
-    let mut media = None;
-    if let Some((h, w, seed)) = image {
-        ids.push(VISION_START);
-        let n_tokens = image_tokens.unwrap_or((h * w / 4) as usize);
-        ids.extend(std::iter::repeat_n(IMAGE_TOKEN, n_tokens));
-        ids.push(VISION_END);
-        let n = h * w * 1176;
-        let ramp = ops::arange(0, n, 1, Some(Dtype::Float32)).unwrap();
-        let values = ops::sin(&ops::multiply(&ramp, seed).unwrap()).unwrap();
-        let pixel_values = values.reshape(&[h * w, 1176]).unwrap();
-        let qwen = QwenVlInputs::images(pixel_values, &[[1, h, w]]).unwrap();
-        media = Some(ModelInputs::new(qwen, vec![[1, h, w]]));
-    }
-    ids.extend_from_slice(text);
-    let n = ids.len() as i32;
-    GenerateInputs {
-        input_ids: Array::from_slice(&ids, &[1, n]).unwrap(),
-        mask: None,
-        media,
-    }
 }
 
 /// Request `i` of the Qwen tests: `5 + 3i` text tokens, an image on even
@@ -296,13 +283,8 @@ fn one_batch_of_six_gives_single_run_ids_in_bf16() {
 
 #[test]
 fn qwen2_vl_decodes_in_batches_too() {
-    let dir = tempfile::tempdir().unwrap();
-    let spec = CheckpointSpec {
-        dtype: Dtype::Float32,
-        ..Default::default()
-    };
-    fixtures::write_tiny_checkpoint(dir.path(), &fixtures::qwen2_vl_tiny(), &spec).unwrap();
-    assert_one_batch(load(dir.path()));
+    let (_dir, model) = tiny(fixtures::qwen2_vl_tiny());
+    assert_one_batch(model);
 }
 
 #[test]
@@ -433,6 +415,13 @@ fn a_failing_request_is_dropped_and_the_others_go_on() {
 }
 
 #[test]
+fn the_generator_can_move_to_a_generation_thread() {
+    fn assert_send<T: Send>() {}
+    assert_send::<BatchGenerator>();
+    assert_send::<BatchEvent>();
+}
+
+#[test]
 fn bad_requests_fail_at_insert() {
     let (_dir, model) = qwen(Dtype::Float32);
     let mut batcher = BatchGenerator::new(model, Vec::new(), BatchOptions::default());
@@ -472,13 +461,7 @@ fn test_model() -> Arc<dyn VlmModel> {
 
 #[test]
 fn a_family_without_batched_decode_runs_per_request() {
-    let dir = tempfile::tempdir().unwrap();
-    let spec = CheckpointSpec {
-        dtype: Dtype::Float32,
-        ..Default::default()
-    };
-    fixtures::write_tiny_checkpoint(dir.path(), &fixtures::gemma3_tiny(), &spec).unwrap();
-    let model = load(dir.path());
+    let (_dir, model) = tiny(fixtures::gemma3_tiny());
     let tokenizer =
         tokenizers::Tokenizer::from_file(fixtures::gemma_tokenizer_dir().join("tokenizer.json"))
             .unwrap();
@@ -519,21 +502,12 @@ fn a_batched_step_gives_each_rows_single_step_logits() {
     let mut last = Vec::new();
     // Prompts of 23, 14 and 45 tokens: rows with 22, 31 and 0 padding.
     for i in [0, 3, 2] {
-        let inputs = qwen_request(i).inputs;
-        let embeddings = model
-            .get_input_embeddings(&inputs.input_ids, inputs.media.as_ref(), None)
-            .unwrap();
-        let mut cache = model.make_cache(None);
-        let mut state = model.new_request_state();
-        let logits = model
-            .language_model(
-                &inputs.input_ids,
-                Some(&embeddings.inputs_embeds),
-                &mut cache,
-                Some(&embeddings.prefill),
-                &mut state,
-            )
-            .unwrap();
+        let qwen_prompt::Prefilled {
+            logits,
+            cache,
+            state,
+            ..
+        } = prefill(&*model, &qwen_request(i).inputs);
         let y = ops::argmax(&logits.index(idx![.., -1, ..]).unwrap(), Some(-1), false).unwrap();
         last.push(y.reshape(&[1, 1]).unwrap());
         caches.push(cache);
@@ -570,4 +544,82 @@ fn a_batched_step_gives_each_rows_single_step_logits() {
         println!("row {row}: largest |batched - single| logit difference {diff:e}");
         assert!(diff <= 1e-5, "row {row}: {diff}");
     }
+}
+
+/// Row `r`'s prompt keys and values, as `gen_batch_cache.py` builds them.
+fn cache_row(r: i32, n: i32) -> (Array, Array) {
+    let k = ops::arange(0, 2 * n * 3, 1, Some(Dtype::Float32))
+        .unwrap()
+        .reshape(&[1, 2, n, 3])
+        .unwrap();
+    let k = ops::add(&k, 1000.0 * f64::from(r + 1)).unwrap();
+    let v = ops::negative(&k).unwrap();
+    // Through a KvCache, as Python's rows are.
+    let mut cache = mlx_vlm::models::KvCache::new();
+    cache.update_and_fetch(&k, &v).unwrap();
+    cache.plain_kv().unwrap().unwrap()
+}
+
+/// The cache's state against the goldens of `stage`.
+fn assert_stage(goldens: &HashMap<String, Array>, stage: &str, cache: &BatchKvCache) {
+    let state = cache.state();
+    assert_exact(
+        &format!("{stage}.keys"),
+        &state[0],
+        &goldens[&format!("{stage}.keys")],
+    );
+    assert_exact(
+        &format!("{stage}.values"),
+        &state[1],
+        &goldens[&format!("{stage}.values")],
+    );
+    let offsets = cache.offsets();
+    let offsets = Array::from_slice(&offsets, &[offsets.len() as i32]).unwrap();
+    assert_exact(
+        &format!("{stage}.offset"),
+        &offsets,
+        &goldens[&format!("{stage}.offset")],
+    );
+    let pads = cache.left_padding();
+    let pads = Array::from_slice(pads, &[pads.len() as i32]).unwrap();
+    let name = format!("{stage}.left_padding");
+    assert_exact(&name, &pads, &goldens[&name]);
+}
+
+#[test]
+fn batch_kv_cache_matches_pythons_merge_update_mask_filter_and_extend() {
+    let path = format!(
+        "{}/tests/fixtures/batch/batch_cache.safetensors",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let (goldens, _) = mlx_rs::io::load_safetensors(path).unwrap();
+    let mut batch =
+        BatchKvCache::merge(&[cache_row(0, 5), cache_row(1, 2), cache_row(2, 7)]).unwrap();
+    assert_stage(&goldens, "merge", &batch);
+
+    let k = ops::arange(0, 3 * 2 * 3, 1, Some(Dtype::Float32))
+        .unwrap()
+        .reshape(&[3, 2, 1, 3])
+        .unwrap();
+    let k = ops::add(&k, 5000.0).unwrap();
+    let (keys, values) = batch
+        .update_and_fetch(&k, &ops::negative(&k).unwrap())
+        .unwrap();
+    assert_exact("update.keys", &keys, &goldens["update.keys"]);
+    assert_exact("update.values", &values, &goldens["update.values"]);
+    assert_stage(&goldens, "update", &batch);
+    match batch.make_mask(1, None, false).unwrap() {
+        Mask::Array(mask) => assert_exact("update.mask", &mask, &goldens["update.mask"]),
+        other => panic!("expected an array mask, got {other:?}"),
+    }
+
+    batch.filter(&[2, 0]).unwrap();
+    assert_stage(&goldens, "filter", &batch);
+    batch
+        .extend(BatchKvCache::merge(&[cache_row(3, 4)]).unwrap())
+        .unwrap();
+    assert_stage(&goldens, "extend", &batch);
+    batch.filter(&[1]).unwrap();
+    assert_stage(&goldens, "filter_one", &batch);
+    assert!(batch.filter(&[3]).is_err(), "row 3 of a batch of one");
 }

@@ -7,6 +7,10 @@ use mlx_rs::{Array, Dtype, ops};
 use mlx_vlm::models::cache::{Cache, KvCache, Mask, RotatingKvCache};
 use serde_json::Value;
 
+#[path = "common/exact.rs"]
+mod exact;
+use exact::assert_exact;
+
 fn fixtures() -> (HashMap<String, Array>, Value) {
     let dir = format!("{}/tests/fixtures/sampling", env!("CARGO_MANIFEST_DIR"));
     let (tensors, _) = mlx_rs::io::load_safetensors(format!("{dir}/cache.safetensors")).unwrap();
@@ -24,16 +28,6 @@ fn kv(step: i32, s: i32) -> (Array, Array) {
     let k = ops::add(&base, 1000.0 * f64::from(step + 1)).unwrap();
     let v = ops::negative(&k).unwrap();
     (k, v)
-}
-
-fn assert_exact(name: &str, got: &Array, want: &Array) {
-    assert_eq!(got.shape(), want.shape(), "{name}: shape");
-    assert_eq!(got.dtype(), want.dtype(), "{name}: dtype");
-    let equal = ops::array_equal(got, want, false)
-        .unwrap()
-        .item::<bool>()
-        .unwrap();
-    assert!(equal, "{name}: values differ");
 }
 
 fn check(name: &str, mut cache: Box<dyn Cache>) {

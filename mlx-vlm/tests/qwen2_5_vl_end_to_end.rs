@@ -18,6 +18,9 @@ use mlx_vlm::sample_utils::LogitsProcessorArgs;
 use mlx_vlm::utils::LoadOptions;
 use serde_json::Value;
 
+#[path = "common/qwen_prompt.rs"]
+mod qwen_prompt;
+
 fn fixture_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qwen2_5_vl")
 }
@@ -69,20 +72,12 @@ fn teacher_forced(
     inputs: &mlx_vlm::generate::GenerateInputs,
     golden_ids: &[i64],
 ) -> (Vec<i64>, Array, InputEmbeddings) {
-    let features = model
-        .get_input_embeddings(&inputs.input_ids, inputs.media.as_ref(), None)
-        .unwrap();
-    let mut cache = model.make_cache(None);
-    let mut state = model.new_request_state();
-    let logits = model
-        .language_model(
-            &inputs.input_ids,
-            Some(&features.inputs_embeds),
-            &mut cache,
-            Some(&features.prefill),
-            &mut state,
-        )
-        .unwrap();
+    let qwen_prompt::Prefilled {
+        logits,
+        mut cache,
+        mut state,
+        features,
+    } = qwen_prompt::prefill(model, inputs);
     let last = logits.index(mlx_rs::idx![0, -1]).unwrap();
     let mut ids = vec![
         ops::argmax(&last, None, false)

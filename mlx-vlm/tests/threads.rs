@@ -5,48 +5,22 @@
 
 use std::sync::Arc;
 
-use mlx_rs::{Array, Dtype, ops};
+use mlx_rs::Dtype;
 use mlx_vlm::fixtures::{self, CheckpointSpec};
 use mlx_vlm::generate::{GenerateInputs, GenerateParams, generate_step};
-use mlx_vlm::models::qwen3_vl::processing_qwen3_vl::QwenVlInputs;
-use mlx_vlm::models::{ModelInputs, VlmModel};
+use mlx_vlm::models::VlmModel;
 use mlx_vlm::{LoadOptions, utils};
 
-const IMAGE_TOKEN: i32 = 151_655;
-const VISION_START: i32 = 151_652;
-const VISION_END: i32 = 151_653;
-
-/// A prompt of `text` ids, with one `h`x`w`-patch image first when `image`
-/// is set (pixel values vary with `seed`).
-fn inputs(text: &[i32], image: Option<(i32, i32, f32)>) -> GenerateInputs {
-    let mut ids = Vec::new();
-    let mut media = None;
-    if let Some((h, w, seed)) = image {
-        ids.push(VISION_START);
-        ids.extend(std::iter::repeat_n(IMAGE_TOKEN, (h * w / 4) as usize));
-        ids.push(VISION_END);
-        let n = h * w * 1176;
-        let ramp = ops::arange(0, n, 1, Some(Dtype::Float32)).unwrap();
-        let values = ops::sin(&ops::multiply(&ramp, seed).unwrap()).unwrap();
-        let pixel_values = values.reshape(&[h * w, 1176]).unwrap();
-        let qwen = QwenVlInputs::images(pixel_values, &[[1, h, w]]).unwrap();
-        media = Some(ModelInputs::new(qwen, vec![[1, h, w]]));
-    }
-    ids.extend_from_slice(text);
-    let n = ids.len() as i32;
-    GenerateInputs {
-        input_ids: Array::from_slice(&ids, &[1, n]).unwrap(),
-        mask: None,
-        media,
-    }
-}
+#[path = "common/qwen_prompt.rs"]
+mod qwen_prompt;
+use qwen_prompt::qwen_inputs;
 
 fn request(i: usize) -> GenerateInputs {
     let text: Vec<i32> = (0..5 + i as i32).map(|t| 300 + 37 * t + i as i32).collect();
     let image = i
         .is_multiple_of(2)
         .then_some((8, 8 + 4 * i as i32, 0.01 * (i as f32 + 1.0)));
-    inputs(&text, image)
+    qwen_inputs(&text, image, None)
 }
 
 fn greedy_ids(model: &dyn VlmModel, inputs: GenerateInputs) -> Vec<u32> {

@@ -17,11 +17,12 @@
 
 use mlx_rs::{Array, ops};
 
-use super::cache::{Cache, Mask, create_causal_mask};
+use super::cache::{Cache, Mask, buffers, create_causal_mask};
 use crate::{Error, Result};
 
 /// One decoder layer's cache for a batch of rows (Python: `BatchKVCache`).
-#[derive(Debug, Default)]
+/// Cloning shares the arrays.
+#[derive(Debug, Default, Clone)]
 pub struct BatchKvCache {
     /// `[batch, kv_heads, idx, head_dim]`, left-padded; `None` when empty.
     keys: Option<Array>,
@@ -219,11 +220,7 @@ impl Cache for BatchKvCache {
     }
 
     fn state(&self) -> Vec<Array> {
-        self.keys
-            .iter()
-            .chain(self.values.iter())
-            .cloned()
-            .collect()
+        buffers(self.keys.as_ref(), self.values.as_ref())
     }
 
     /// Python: `create_causal_mask(N, offset=_idx,

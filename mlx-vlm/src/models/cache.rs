@@ -43,6 +43,11 @@ pub fn create_causal_mask(
     Ok(mask)
 }
 
+/// The key and value buffers a cache holds, for its `state`.
+pub(crate) fn buffers(keys: Option<&Array>, values: Option<&Array>) -> Vec<Array> {
+    keys.into_iter().chain(values).cloned().collect()
+}
+
 /// Python: `make_prompt_cache` for a model without its own `make_cache`:
 /// one [`RotatingKvCache`] (`keep = 4`) per layer when `max_kv_size` is
 /// given, else one [`KvCache`] per layer.
@@ -480,11 +485,7 @@ impl Cache for KvCache {
     }
 
     fn state(&self) -> Vec<Array> {
-        self.keys
-            .iter()
-            .chain(self.values.iter())
-            .cloned()
-            .collect()
+        buffers(self.keys.as_ref(), self.values.as_ref())
     }
 
     fn plain_kv(&self) -> Option<Result<(Array, Array)>> {
@@ -684,11 +685,7 @@ impl Cache for RotatingKvCache {
     }
 
     fn state(&self) -> Vec<Array> {
-        self.keys
-            .iter()
-            .chain(self.values.iter())
-            .cloned()
-            .collect()
+        buffers(self.keys.as_ref(), self.values.as_ref())
     }
 
     fn to_quantized(&self, _group_size: i32, bits: i32) -> Option<Result<Box<dyn Cache>>> {

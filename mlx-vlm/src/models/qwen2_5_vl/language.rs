@@ -639,17 +639,7 @@ impl LanguageModel {
                 offsets.len()
             )));
         }
-        let mut positions = Vec::with_capacity(rows);
-        for (offset, state) in offsets.iter().zip(states.iter()) {
-            let delta = match &state.rope_deltas {
-                Some(d) => d.as_type(Dtype::Int32)?.reshape(&[-1])?.item_as::<i32>()?,
-                None => 0,
-            };
-            positions.push(offset + delta);
-        }
-        let rows = rows as i32;
-        let position_ids = Array::from_slice(&positions, &[1, rows, 1])?;
-        let position_ids = ops::broadcast_to(&position_ids, &[3, rows, 1])?;
+        let position_ids = batch_position_ids(&offsets, states)?;
         let mask = first.make_mask(1, None, true)?;
         let h = self.model.embed_tokens.forward(inputs)?;
         let caches = cache.iter_mut().map(|c| c as &mut dyn Cache);
@@ -931,6 +921,26 @@ pub fn rope_index(
         .as_type(input_ids.dtype())?;
     let deltas = Array::from_vec_shaped(mrope_position_deltas, &[batch_size, 1])?;
     Ok((position_ids, deltas))
+}
+
+/// The mRoPE position ids `[3, batch, 1]` of one batched decode step
+/// (Python: the `cache_offsets` branch of `LanguageModel.__call__`): row
+/// `b` at `offsets[b]` (its tokens so far) plus its request's rope delta,
+/// on every axis. Shared by the Qwen families' batched decode.
+pub fn batch_position_ids(offsets: &[i32], states: &[&mut RequestState]) -> Result<Array> {
+    let rows = offsets.len() as i32;
+    // Lazily, with no read back: one evaluation with the forward.
+    let mut deltas = Vec::with_capacity(offsets.len());
+    for state in states {
+        deltas.push(match &state.rope_deltas {
+            Some(d) => d.as_type(Dtype::Int32)?.reshape(&[1])?,
+            None => Array::from_slice(&[0i32], &[1])?,
+        });
+    }
+    let offsets = Array::from_slice(offsets, &[rows])?;
+    let positions = ops::add(&offsets, &ops::concatenate(&deltas, 0)?)?;
+    let position_ids = positions.reshape(&[1, rows, 1])?;
+    Ok(ops::broadcast_to(&position_ids, &[3, rows, 1])?)
 }
 
 /// The mRoPE position ids of one language-model call (Python: the first
