@@ -263,15 +263,14 @@ fn run(
         incoming.extend(jobs.try_iter());
         for job in incoming {
             let updates = job.updates.clone();
-            let admitted = prepare(&processor, &config, &job)
-                .and_then(|inputs| {
-                    let prompt_tokens = inputs.input_ids.size();
-                    let request = BatchRequest {
-                        inputs,
-                        params: job.params.clone(),
-                    };
-                    Ok((batch.insert(request)?, prompt_tokens, detokenizers.make()))
-                });
+            let admitted = prepare(&processor, &config, &job).and_then(|inputs| {
+                let prompt_tokens = inputs.input_ids.size();
+                let request = BatchRequest {
+                    inputs,
+                    params: job.params.clone(),
+                };
+                Ok((batch.insert(request)?, prompt_tokens, detokenizers.make()))
+            });
             match admitted {
                 Ok((id, prompt_tokens, mut detokenizer)) => {
                     let _ = updates.send(Update::Started { prompt_tokens });
