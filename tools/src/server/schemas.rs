@@ -165,7 +165,7 @@ pub struct ChatMessage {
 /// `POST /v1/chat/completions` (Python: `ChatRequest`).
 #[derive(Debug, Clone, Deserialize)]
 pub struct ChatRequest {
-    /// The model id (see [`super::State::check_model`]).
+    /// The model id (see [`super::AppState::check_model`]).
     pub model: String,
     /// The conversation.
     pub messages: Vec<ChatMessage>,
