@@ -133,8 +133,12 @@ pub fn tensor_values(key: &str, shape: &[i32]) -> Vec<f32> {
 }
 
 /// [`tensor_values`] for a model whose tokenizer has `tokenizer_vocab`
-/// tokens: embedding (and output-layer) rows from there on are zero, so the
-/// random model never emits an id its tokenizer cannot decode.
+/// tokens: embedding and output-layer rows from there on are zero, so the
+/// random model never emits an id its tokenizer cannot decode. The output
+/// layer is any key ending in `lm_head.weight` (LLaVA's is
+/// `language_model.lm_head.weight`); only its rows past the tokenizer are
+/// touched, so checkpoints whose vocabulary is the tokenizer's are
+/// unchanged.
 pub fn tensor_values_for_vocab(key: &str, shape: &[i32], tokenizer_vocab: i32) -> Vec<f32> {
     let n: usize = shape.iter().map(|&d| d as usize).product();
     let seed = fnv1a64(key) ^ SEED;
@@ -151,7 +155,7 @@ pub fn tensor_values_for_vocab(key: &str, shape: &[i32], tokenizer_vocab: i32) -
             }
         })
         .collect();
-    if key.ends_with("embed_tokens.weight") || key == "lm_head.weight" {
+    if key.ends_with("embed_tokens.weight") || key.ends_with("lm_head.weight") {
         let row = shape[1] as usize;
         let start = (tokenizer_vocab.max(0) as usize * row).min(values.len());
         values[start..].fill(0.0);

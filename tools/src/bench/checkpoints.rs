@@ -310,14 +310,15 @@ pub fn smolvlm_2b_model(layers: u32) -> fixtures::TinyModel {
 /// and two vision layers, with its processor settings (shortest edge 336,
 /// center crop 336; `tools/bench/llava_7b/`).
 ///
-/// The vocabulary is the test tokenizer's 514, not the real 32064: LLaVA's
-/// output layer is not tied, the fixture writer zeroes no rows of it, so
-/// greedy decoding would emit ids the small tokenizer lacks, on which
-/// Python's detokenizer fails (`IndexError` in `add_token`).
+/// The vocabulary is the real 32064; the rows of the embedding and of the
+/// untied output layer past the small test tokenizer's 514 tokens are
+/// zero ([`fixtures::tensor_values_for_vocab`]), so greedy decoding only
+/// emits ids the tokenizer can decode (Python's detokenizer fails on
+/// others: `IndexError` in `add_token`).
 pub fn llava_7b_model(layers: u32) -> fixtures::TinyModel {
     let tiny = fixtures::llava_tiny();
     let mut config = tiny.config.clone();
-    let vocab = fixtures::LLAMA_TOKENIZER_VOCAB;
+    let vocab = 32064;
     let top = [("vocab_size", json!(vocab))];
     let text = [
         ("hidden_size", json!(4096)),
