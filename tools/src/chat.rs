@@ -28,10 +28,7 @@ use std::time::Instant;
 
 use clap::Args;
 use mlx_vlm::audio::AudioSource;
-use mlx_vlm::generate::{
-    DEFAULT_KV_GROUP_SIZE, DEFAULT_QUANTIZED_KV_START, GenerateParams,
-    stream_generate_with_prompt_cache,
-};
+use mlx_vlm::generate::{GenerateParams, stream_generate_with_prompt_cache};
 use mlx_vlm::models::VlmModel;
 use mlx_vlm::processor::{ProcessorOptions, PromptMedia};
 use mlx_vlm::prompt_cache::{PromptCacheState, multimodal_token_ids_from_config};
@@ -67,21 +64,9 @@ pub struct ChatArgs {
     /// Seed of MLX's random generator, for reproducible sampling.
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Prompt tokens per prefill step (>= 1).
-    #[arg(long, allow_negative_numbers = true)]
-    pub prefill_step_size: Option<i32>,
-    /// Keep at most this many tokens (>= 1) in the KV cache (rotating).
-    #[arg(long, allow_negative_numbers = true)]
-    pub max_kv_size: Option<i32>,
-    /// Quantize the KV cache to this many bits (2, 3, 4, 5, 6 or 8).
-    #[arg(long, allow_negative_numbers = true)]
-    pub kv_bits: Option<f64>,
-    /// Elements per KV quantization group (32, 64 or 128).
-    #[arg(long, allow_negative_numbers = true, default_value_t = DEFAULT_KV_GROUP_SIZE)]
-    pub kv_group_size: i32,
-    /// Cache length from which the KV cache is quantized.
-    #[arg(long, allow_negative_numbers = true, default_value_t = DEFAULT_QUANTIZED_KV_START)]
-    pub quantized_kv_start: i32,
+    /// The prefill and KV-cache flags.
+    #[command(flatten)]
+    pub cache: crate::cache_args::CacheArgs,
     /// Prefill every turn from scratch instead of reusing the
     /// conversation's KV cache (for comparison).
     #[arg(long)]
@@ -338,19 +323,12 @@ pub fn chat(args: ChatArgs) -> ExitCode {
 
 fn run_chat(args: ChatArgs) -> Result<(), (u8, String)> {
     let failed = |e: &dyn std::fmt::Display| (1, e.to_string());
-    let params = GenerateParams {
+    let params = args.cache.apply(GenerateParams {
         max_tokens: args.max_tokens,
         temperature: args.temperature,
         top_p: args.top_p,
-        prefill_step_size: args
-            .prefill_step_size
-            .or(GenerateParams::default().prefill_step_size),
-        max_kv_size: args.max_kv_size,
-        kv_bits: args.kv_bits,
-        kv_group_size: args.kv_group_size,
-        quantized_kv_start: args.quantized_kv_start,
         ..Default::default()
-    };
+    });
     params.validate().map_err(|e| (2, e.to_string()))?;
     if let Some(seed) = args.seed {
         mlx_vlm::mlx_rs::random::seed(seed).map_err(|e| failed(&e))?;

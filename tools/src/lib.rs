@@ -3,6 +3,7 @@
 //! `mlx-vlm serve` HTTP server ([`server`]).
 
 pub mod bench;
+pub mod cache_args;
 pub mod chat;
 pub mod server;
 

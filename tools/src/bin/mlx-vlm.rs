@@ -197,22 +197,8 @@ struct GenerateArgs {
     /// Seed of MLX's random generator, for reproducible sampling.
     #[arg(long)]
     seed: Option<u64>,
-    /// Prompt tokens per prefill step (>= 1).
-    #[arg(long, allow_negative_numbers = true)]
-    prefill_step_size: Option<i32>,
-    /// Keep at most this many tokens (>= 1) in the KV cache (rotating).
-    #[arg(long, allow_negative_numbers = true)]
-    max_kv_size: Option<i32>,
-    /// Quantize the KV cache to this many bits (2, 3, 4, 5, 6 or 8; the
-    /// uniform scheme; TurboQuant's fractional bits are not supported).
-    #[arg(long, allow_negative_numbers = true)]
-    kv_bits: Option<f64>,
-    /// Elements per KV quantization group (32, 64 or 128).
-    #[arg(long, allow_negative_numbers = true, default_value_t = mlx_vlm::generate::DEFAULT_KV_GROUP_SIZE)]
-    kv_group_size: i32,
-    /// Cache length from which the KV cache is quantized.
-    #[arg(long, allow_negative_numbers = true, default_value_t = mlx_vlm::generate::DEFAULT_QUANTIZED_KV_START)]
-    quantized_kv_start: i32,
+    #[command(flatten)]
+    cache: mlx_vlm_tools::cache_args::CacheArgs,
     /// Resize images to at most this many pixels.
     #[arg(long)]
     max_pixels: Option<u64>,
@@ -380,13 +366,9 @@ fn generate(args: GenerateArgs) -> Result<ExitCode, Failure> {
             repetition_context_size: args.repetition_context_size,
             ..Default::default()
         },
-        prefill_step_size: args.prefill_step_size.or(defaults.prefill_step_size),
-        max_kv_size: args.max_kv_size,
-        kv_bits: args.kv_bits,
-        kv_group_size: args.kv_group_size,
-        quantized_kv_start: args.quantized_kv_start,
         ..defaults
     };
+    let params = args.cache.apply(params);
     // Before any work, as clap's own checks.
     params.validate().map_err(|e| match e {
         mlx_vlm::Error::InvalidParameter { name, .. } => {

@@ -81,21 +81,9 @@ pub struct ServeArgs {
     /// Default `max_tokens` of a request that gives none.
     #[arg(long, default_value_t = 2048, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_tokens: u64,
-    /// Prompt tokens per prefill step.
-    #[arg(long, allow_negative_numbers = true)]
-    pub prefill_step_size: Option<i32>,
-    /// Keep at most this many tokens in each request's KV cache (rotating).
-    #[arg(long, allow_negative_numbers = true)]
-    pub max_kv_size: Option<i32>,
-    /// Quantize the KV cache to this many bits (2, 3, 4, 5, 6 or 8).
-    #[arg(long, allow_negative_numbers = true)]
-    pub kv_bits: Option<f64>,
-    /// Elements per KV quantization group.
-    #[arg(long, default_value_t = mlx_vlm::generate::DEFAULT_KV_GROUP_SIZE)]
-    pub kv_group_size: i32,
-    /// Cache length from which the KV cache is quantized.
-    #[arg(long, default_value_t = mlx_vlm::generate::DEFAULT_QUANTIZED_KV_START)]
-    pub quantized_kv_start: i32,
+    /// The prefill and KV-cache flags (each request's own cache).
+    #[command(flatten)]
+    pub cache: crate::cache_args::CacheArgs,
     /// Resize images to at least this many pixels.
     #[arg(long)]
     pub min_pixels: Option<u64>,
@@ -331,16 +319,10 @@ async fn shutdown_signal() {
 /// Runs the server until SIGINT/SIGTERM; `Err` is a message for stderr.
 pub fn run(args: ServeArgs) -> Result<(), String> {
     let max_tokens = usize::try_from(args.max_tokens).unwrap_or(usize::MAX);
-    let base = GenerateParams::default();
-    let params = GenerateParams {
+    let params = args.cache.apply(GenerateParams {
         max_tokens,
-        prefill_step_size: args.prefill_step_size.or(base.prefill_step_size),
-        max_kv_size: args.max_kv_size,
-        kv_bits: args.kv_bits,
-        kv_group_size: args.kv_group_size,
-        quantized_kv_start: args.quantized_kv_start,
-        ..base
-    };
+        ..GenerateParams::default()
+    });
     params
         .validate()
         .map_err(|e| format!("invalid server flag: {e}"))?;
