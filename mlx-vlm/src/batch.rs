@@ -127,6 +127,10 @@ pub enum BatchEvent {
         id: RequestId,
         /// The sampled id.
         token: u32,
+        /// Whether it is one of the request's stop ids (the tokenizer's,
+        /// the model's and the request's EOS ids), which ends it: callers
+        /// count it but, as `generate`, do not detokenize it.
+        stop: bool,
     },
     /// The request is done and dropped.
     Finished {
@@ -616,8 +620,13 @@ impl Sequence {
     fn emit(&mut self, y: Array, events: &mut Vec<BatchEvent>) -> Result<bool> {
         let token = y.item_as::<u32>()?;
         self.generated += 1;
-        events.push(BatchEvent::Token { id: self.id, token });
-        if self.stop.call(token) {
+        let stop = self.stop.call(token);
+        events.push(BatchEvent::Token {
+            id: self.id,
+            token,
+            stop,
+        });
+        if stop {
             self.finish(FinishReason::Stop, events);
             return Ok(false);
         }

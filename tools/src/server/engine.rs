@@ -188,7 +188,6 @@ struct Live<'a> {
     updates: mpsc::UnboundedSender<Update>,
     detokenizer: Box<dyn StreamingDetokenizer + 'a>,
     stop: StopMatcher,
-    eos: Vec<u32>,
     prompt_tokens: usize,
     generated: usize,
 }
@@ -236,8 +235,6 @@ fn run(
         return;
     }
     let model: Arc<dyn mlx_vlm::models::VlmModel> = Arc::from(model);
-    let mut eos = processor.eos_token_ids().to_vec();
-    eos.extend(model.eos_token_ids());
     let mut batch = BatchGenerator::new(
         Arc::clone(&model),
         processor.eos_token_ids().to_vec(),
@@ -272,18 +269,14 @@ fn run(
                 Ok((batch.insert(request)?, prompt_tokens, detokenizers.make()))
             });
             match admitted {
-                Ok((id, prompt_tokens, mut detokenizer)) => {
+                Ok((id, prompt_tokens, detokenizer)) => {
                     let _ = updates.send(Update::Started { prompt_tokens });
-                    detokenizer.reset();
-                    let mut request_eos = eos.clone();
-                    request_eos.extend(&job.params.eos_tokens);
                     live.insert(
                         id,
                         Live {
                             updates,
                             detokenizer,
                             stop: StopMatcher::new(job.stop),
-                            eos: request_eos,
                             prompt_tokens,
                             generated: 0,
                         },
@@ -308,10 +301,10 @@ fn run(
         }
         for event in batch.next() {
             match event {
-                BatchEvent::Token { id, token } => {
+                BatchEvent::Token { id, token, stop } => {
                     let Some(l) = live.get_mut(&id) else { continue };
                     l.generated += 1;
-                    if l.eos.contains(&token) {
+                    if stop {
                         // Counted and listed, never detokenized (as Python).
                         l.send(Update::Delta {
                             text: String::new(),
