@@ -245,6 +245,8 @@ fn run(
         },
     );
     let mut live: std::collections::HashMap<u64, Live> = std::collections::HashMap::new();
+    // A request stops counting before its last update goes out, so a client
+    // that has its answer never sees itself still in flight on `/health`.
     let release = |n: usize| {
         pending.fetch_sub(n, Ordering::SeqCst);
     };
@@ -283,8 +285,8 @@ fn run(
                     );
                 }
                 Err(e) => {
-                    let _ = updates.send(Update::Failed(e));
                     release(1);
+                    let _ = updates.send(Update::Failed(e));
                 }
             }
         }
@@ -324,6 +326,7 @@ fn run(
                                 tokens: vec![token],
                             });
                             if stopped.is_some() {
+                                release(1);
                                 l.send(Update::Done(Finish {
                                     finish_reason: "stop",
                                     prompt_tokens: l.prompt_tokens,
@@ -332,14 +335,13 @@ fn run(
                                 }));
                                 batch.cancel(id);
                                 live.remove(&id);
-                                release(1);
                             }
                         }
                         Err(e) => {
+                            release(1);
                             l.send(Update::Failed(e.into()));
                             batch.cancel(id);
                             live.remove(&id);
-                            release(1);
                         }
                     }
                 }
@@ -359,8 +361,8 @@ fn run(
                     {
                         Ok(text) => text,
                         Err(e) => {
-                            l.send(Update::Failed(e.into()));
                             release(1);
+                            l.send(Update::Failed(e.into()));
                             continue;
                         }
                     };
@@ -375,6 +377,7 @@ fn run(
                             tokens: Vec::new(),
                         });
                     }
+                    release(1);
                     l.send(Update::Done(Finish {
                         finish_reason: match reason {
                             _ if stopped.is_some() => "stop",
@@ -387,12 +390,11 @@ fn run(
                         completion_tokens: generation_tokens,
                         stop_sequence: stopped,
                     }));
-                    release(1);
                 }
                 BatchEvent::Failed { id, error } => {
                     if let Some(l) = live.remove(&id) {
-                        l.send(Update::Failed(error.into()));
                         release(1);
+                        l.send(Update::Failed(error.into()));
                     }
                 }
             }
