@@ -19,6 +19,14 @@
 //! and requests with a rotating (`max_kv_size`) or quantized (`kv_bits`)
 //! cache, decode one by one, each with its own forward.
 //!
+//! A request inserted with [`BatchGenerator::insert_with_prompt_cache`]
+//! continues a conversation: it prefills only what its prompt does not
+//! share with the conversation's cached tokens (the rule of
+//! [`crate::generate::stream_generate_with_prompt_cache`]), and its
+//! [`BatchEvent::Finished`] hands the conversation back, the prompt and
+//! generated ids with their caches (a batched row's cut out of the batch,
+//! Python's `BatchKVCache.extract`), for the next turn.
+//!
 //! Each request keeps its own sampler, logits processors, stop ids,
 //! `max_tokens` and [`crate::models::RequestState`], exactly as
 //! [`crate::generate::generate_step`] keeps them (the same code), so a
@@ -45,10 +53,11 @@ use std::sync::Arc;
 use mlx_rs::{Array, idx, ops};
 
 use crate::generate::{
-    DEFAULT_CACHE_EVAL_INTERVAL, DEFAULT_PREFILL_STEP_SIZE, GenerateInputs, GenerateParams,
-    PromptPrefill, RequestRun, StoppingCriteria,
+    ContinuedPrompt, DEFAULT_CACHE_EVAL_INTERVAL, DEFAULT_PREFILL_STEP_SIZE, GenerateInputs,
+    GenerateParams, PromptPrefill, RequestRun, StoppingCriteria,
 };
 use crate::models::{BatchKvCache, Cache, RequestState, VlmModel};
+use crate::prompt_cache::{CachedPrefix, PromptCacheState};
 use crate::{Error, Result};
 
 /// The generator-wide settings (Python: `BatchGenerator`'s keyword
@@ -142,6 +151,15 @@ pub enum BatchEvent {
         prompt_tokens: usize,
         /// Tokens it generated, a stop token included.
         generation_tokens: usize,
+        /// Prompt tokens its conversation's cache held, not prefilled (0
+        /// unless inserted with [`BatchGenerator::insert_with_prompt_cache`]).
+        cached_tokens: usize,
+        /// The conversation for its next turn: the prompt and generated ids
+        /// its caches hold, with the caches. Given to a request inserted
+        /// with [`BatchGenerator::insert_with_prompt_cache`] that ran to its
+        /// end (`Stop` or `Length`) and holds at least one token; `None`
+        /// otherwise.
+        prompt_cache: Option<PromptCacheState>,
     },
     /// The request failed (a model error, e.g. an image its family
     /// rejects) and is dropped; the others go on.
@@ -151,6 +169,58 @@ pub enum BatchEvent {
         /// What went wrong.
         error: Error,
     },
+}
+
+/// A request waiting for admission.
+struct Queued {
+    id: RequestId,
+    /// Its inputs are what is left to prefill (the whole prompt, or the
+    /// rest after `reused`).
+    request: BatchRequest,
+    /// Tokens of the whole prompt.
+    prompt_tokens: usize,
+    conversation: Option<Conversation>,
+    reused: Option<CachedPrefix>,
+}
+
+/// The conversation a request continues and hands back (see
+/// [`BatchGenerator::insert_with_prompt_cache`]).
+struct Conversation {
+    /// Emptied when the request took its reusable part; refilled when it
+    /// finishes.
+    state: PromptCacheState,
+    /// Every id of the prompt.
+    prompt_ids: Vec<u32>,
+    /// The ids generated so far.
+    generated: Vec<u32>,
+}
+
+impl Conversation {
+    /// The state for the next turn: `cache` with the ids it holds. The
+    /// last sampled token was never fed to the model, so the caches hold
+    /// one id fewer than the prompt and generated ids; they are cut to
+    /// the caches' length. `None` for caches holding nothing.
+    fn into_state(
+        self,
+        cache: Vec<Box<dyn Cache>>,
+        request_state: RequestState,
+    ) -> Option<PromptCacheState> {
+        let held = cache.iter().map(|c| c.offset()).max().unwrap_or(0);
+        let held = usize::try_from(held).ok().filter(|&n| n > 0)?;
+        let Conversation {
+            mut state,
+            prompt_ids: mut ids,
+            generated,
+        } = self;
+        ids.extend(generated);
+        if ids.len() < held {
+            // Caches holding more than the request's ids cannot be keyed.
+            return None;
+        }
+        ids.truncate(held);
+        state.update(ids, cache, request_state);
+        Some(state)
+    }
 }
 
 /// Where an admitted request is.
@@ -171,8 +241,11 @@ struct Sequence {
     max_tokens: usize,
     prefill_step_size: Option<i32>,
     prompt_tokens: usize,
+    /// Prompt tokens taken from a conversation's cache.
+    cached_tokens: usize,
     generated: usize,
     phase: Option<Phase>,
+    conversation: Option<Conversation>,
     /// Whether it may join the decode batch: the family decodes in
     /// batches and its caches are plain (no `max_kv_size`, no `kv_bits`).
     batchable: bool,
@@ -203,7 +276,7 @@ pub struct BatchGenerator {
     eos_token_ids: Vec<u32>,
     options: BatchOptions,
     next_id: RequestId,
-    queue: VecDeque<(RequestId, BatchRequest)>,
+    queue: VecDeque<Queued>,
     active: Vec<Sequence>,
     /// Events of [`BatchGenerator::cancel`], reported by the next step.
     pending: Vec<BatchEvent>,
@@ -241,6 +314,31 @@ impl BatchGenerator {
     /// memory ([`crate::preflight::check`]); a bad request fails here and
     /// is not queued.
     pub fn insert(&mut self, request: BatchRequest) -> Result<RequestId> {
+        self.enqueue(request, None)
+    }
+
+    /// [`BatchGenerator::insert`] continuing the conversation in `state`
+    /// (Python: `stream_generate(..., prompt_cache_state=...)`): the cached
+    /// prefix the prompt shares is reused when
+    /// [`PromptCacheState::take_reusable`] allows, and only the rest is
+    /// prefilled; the request's [`BatchEvent::Finished`] hands the
+    /// conversation back in `prompt_cache`. Give an empty state (with the
+    /// model's media token ids) to start one. A request that fails or is
+    /// cancelled drops the state.
+    pub fn insert_with_prompt_cache(
+        &mut self,
+        request: BatchRequest,
+        state: PromptCacheState,
+    ) -> Result<RequestId> {
+        self.enqueue(request, Some(state))
+    }
+
+    /// Checks and queues a request (see [`BatchGenerator::insert`]).
+    fn enqueue(
+        &mut self,
+        request: BatchRequest,
+        state: Option<PromptCacheState>,
+    ) -> Result<RequestId> {
         let BatchRequest { inputs, mut params } = request;
         params.prefill_step_size = self.options.prefill_step_size;
         params.max_kv_size = self.options.max_kv_size;
@@ -257,34 +355,56 @@ impl BatchGenerator {
             &*self.model,
             &crate::preflight::MemoryRequest::new(&inputs, &params)?,
         )?;
+        let prompt_tokens = inputs.input_ids.size();
+        let (inputs, conversation, reused) = match state {
+            None => (inputs, None, None),
+            Some(mut state) => {
+                let prompt = ContinuedPrompt::new(inputs, &mut state)?;
+                let conversation = Conversation {
+                    state,
+                    prompt_ids: prompt.full_input_ids,
+                    generated: Vec::new(),
+                };
+                (prompt.inputs, Some(conversation), prompt.reused)
+            }
+        };
         let id = self.next_id;
         self.next_id += 1;
-        self.queue.push_back((id, BatchRequest { inputs, params }));
+        self.queue.push_back(Queued {
+            id,
+            request: BatchRequest { inputs, params },
+            prompt_tokens,
+            conversation,
+            reused,
+        });
         Ok(id)
     }
 
     /// Removes a queued or running request; the next step reports it
     /// [`FinishReason::Cancelled`]. An unknown or finished id is ignored.
     pub fn cancel(&mut self, id: RequestId) {
-        let found = if let Some(i) = self.queue.iter().position(|(q, _)| *q == id) {
-            self.queue
-                .remove(i)
-                .map(|(_, r)| (r.inputs.input_ids.size(), 0))
+        let found = if let Some(i) = self.queue.iter().position(|q| q.id == id) {
+            self.queue.remove(i).map(|q| {
+                let cached = q.reused.as_ref().map_or(0, |r| r.prefix_len);
+                (q.prompt_tokens, 0, cached)
+            })
         } else if let Some(i) = self.active.iter().position(|s| s.id == id) {
             let seq = self.active.remove(i);
             if seq.batched {
                 self.drop_rows(&[id]);
             }
-            Some((seq.prompt_tokens, seq.generated))
+            Some((seq.prompt_tokens, seq.generated, seq.cached_tokens))
         } else {
             None
         };
-        if let Some((prompt_tokens, generation_tokens)) = found {
+        if let Some((prompt_tokens, generation_tokens, cached_tokens)) = found {
             self.pending.push(BatchEvent::Finished {
                 id,
                 reason: FinishReason::Cancelled,
                 prompt_tokens,
                 generation_tokens,
+                cached_tokens,
+                prompt_cache: None,
             });
         }
     }
@@ -302,6 +422,19 @@ impl BatchGenerator {
     /// Requests waiting for admission.
     pub fn num_queued(&self) -> usize {
         self.queue.len()
+    }
+
+    /// Prompt tokens of a queued or running request that its
+    /// conversation's cache holds (not prefilled); `None` for an unknown
+    /// or finished id.
+    pub fn cached_tokens(&self, id: RequestId) -> Option<usize> {
+        if let Some(q) = self.queue.iter().find(|q| q.id == id) {
+            return Some(q.reused.as_ref().map_or(0, |r| r.prefix_len));
+        }
+        self.active
+            .iter()
+            .find(|s| s.id == id)
+            .map(|s| s.cached_tokens)
     }
 
     /// One scheduling step (Python: `BatchGenerator.next`): admits queued
@@ -379,8 +512,8 @@ impl BatchGenerator {
                 None => unreachable!("every batch row is an active batched request"),
             }
         }
-        let done = match step_rows(&*self.model, &mut self.batch, &mut seqs, events) {
-            Ok(done) => done,
+        let ended = match step_rows(&*self.model, &mut self.batch, &mut seqs, events) {
+            Ok(ended) => ended,
             Err(error) => {
                 for seq in &seqs {
                     events.push(BatchEvent::Failed {
@@ -390,9 +523,31 @@ impl BatchGenerator {
                         )),
                     });
                 }
-                seqs.iter().map(|s| s.id).collect()
+                seqs.iter().map(|s| (s.id, None)).collect()
             }
         };
+        let mut done = Vec::with_capacity(ended.len());
+        for (id, reason) in ended {
+            done.push(id);
+            let Some(reason) = reason else { continue };
+            let Some(row) = self.batch.rows.iter().position(|r| *r == id) else {
+                unreachable!("a row that ended is a row of the batch");
+            };
+            let seq = &mut seqs[row];
+            // Only a conversation keeps its caches; one that cannot be cut
+            // out is not kept (the next turn prefills cold).
+            let cache = if seq.conversation.is_some() {
+                self.batch
+                    .caches
+                    .iter()
+                    .map(|c| c.extract(row).map(|kv| Box::new(kv) as Box<dyn Cache>))
+                    .collect::<Result<Vec<_>>>()
+                    .unwrap_or_default()
+            } else {
+                Vec::new()
+            };
+            seq.finish(&*self.model, reason, cache, events);
+        }
         drop(seqs);
         if !done.is_empty() {
             self.drop_rows(&done);
@@ -420,10 +575,11 @@ impl BatchGenerator {
     /// Moves queued requests into the active set, up to `max_num_seqs`.
     fn admit(&mut self, events: &mut Vec<BatchEvent>) {
         while self.active.len() < self.options.max_num_seqs {
-            let Some((id, request)) = self.queue.pop_front() else {
+            let Some(queued) = self.queue.pop_front() else {
                 break;
             };
-            match self.sequence(id, request) {
+            let id = queued.id;
+            match self.sequence(queued) {
                 Ok(seq) => self.active.push(seq),
                 Err(error) => events.push(BatchEvent::Failed { id, error }),
             }
@@ -431,20 +587,33 @@ impl BatchGenerator {
     }
 
     /// The admitted state of a request.
-    fn sequence(&self, id: RequestId, request: BatchRequest) -> Result<Sequence> {
-        let BatchRequest { inputs, params } = request;
+    fn sequence(&self, queued: Queued) -> Result<Sequence> {
+        let Queued {
+            id,
+            request: BatchRequest { inputs, params },
+            prompt_tokens,
+            conversation,
+            reused,
+        } = queued;
         let mut stop = StoppingCriteria::new(&self.eos_token_ids);
         stop.add_eos_token_ids(&self.model.eos_token_ids());
         stop.add_eos_token_ids(&params.eos_tokens);
+        let cached_tokens = reused.as_ref().map_or(0, |r| r.prefix_len);
+        let run = match reused {
+            Some(prefix) => RequestRun::with_cache(&params, prefix.cache, prefix.request_state)?,
+            None => RequestRun::new(&*self.model, &params)?,
+        };
         Ok(Sequence {
             id,
-            run: RequestRun::new(&*self.model, &params)?,
+            run,
             stop,
             max_tokens: params.max_tokens,
             prefill_step_size: params.prefill_step_size,
-            prompt_tokens: inputs.input_ids.size(),
+            prompt_tokens,
+            cached_tokens,
             generated: 0,
             phase: Some(Phase::Admitted(inputs)),
+            conversation,
             batchable: self.model.batched_decode()
                 && params.kv_bits.is_none()
                 && params.max_kv_size.is_none(),
@@ -453,15 +622,20 @@ impl BatchGenerator {
     }
 }
 
+/// The requests a batched step ended: why each finished, or `None` for
+/// one that failed (its event pushed). The finished ones' events are not
+/// pushed yet: their caches are still rows of the batch.
+type EndedRows = Vec<(RequestId, Option<FinishReason>)>;
+
 /// One batched forward over `seqs` (the batch's rows, in order) and each
-/// row's sample; returns the requests that finished or failed (their
-/// events pushed). Fails, with no event pushed, when the forward does.
+/// row's sample; returns the requests that ended. Fails, with no event
+/// pushed, when the forward does.
 fn step_rows(
     model: &dyn VlmModel,
     batch: &mut DecodeBatch,
     seqs: &mut [&mut Sequence],
     events: &mut Vec<BatchEvent>,
-) -> Result<Vec<RequestId>> {
+) -> Result<EndedRows> {
     let mut last = Vec::with_capacity(seqs.len());
     for seq in seqs.iter() {
         match &seq.phase {
@@ -498,19 +672,19 @@ fn step_rows(
     let ready: Vec<&Array> = sampled.iter().flatten().map(|(next, _)| next).collect();
     // An evaluation error is reported by the row it belongs to, below.
     let _ = mlx_rs::eval(ready);
-    let mut done = Vec::new();
+    let mut ended = Vec::new();
     for (seq, next) in seqs.iter_mut().zip(sampled) {
         // A row's own sampling error fails that row only.
         match next.and_then(|(next, _)| seq.emit(next, events)) {
-            Ok(true) => {}
-            Ok(false) => done.push(seq.id),
+            Ok(None) => {}
+            Ok(Some(reason)) => ended.push((seq.id, Some(reason))),
             Err(error) => {
                 events.push(BatchEvent::Failed { id: seq.id, error });
-                done.push(seq.id);
+                ended.push((seq.id, None));
             }
         }
     }
-    Ok(done)
+    Ok(ended)
 }
 
 /// The samples of a batch of greedy rows in one log-softmax and one
@@ -520,20 +694,20 @@ fn greedy_rows(
     logits: &Array,
     seqs: &mut [&mut Sequence],
     events: &mut Vec<BatchEvent>,
-) -> Result<Vec<RequestId>> {
+) -> Result<EndedRows> {
     let logits = logits.index(idx![.., -1, ..])?;
     let logprobs = ops::subtract(&logits, &ops::logsumexp(&logits, -1, true)?)?;
     let next = ops::argmax(&logprobs, Some(-1), false)?;
     next.eval()?;
-    let mut done = Vec::new();
+    let mut ended = Vec::new();
     for (row, seq) in seqs.iter_mut().enumerate() {
         let r = row as i32;
         seq.run.count_sample();
-        if !seq.emit(next.index(idx![r..r + 1])?, events)? {
-            done.push(seq.id);
+        if let Some(reason) = seq.emit(next.index(idx![r..r + 1])?, events)? {
+            ended.push((seq.id, Some(reason)));
         }
     }
-    Ok(done)
+    Ok(ended)
 }
 
 impl DecodeBatch {
@@ -580,12 +754,12 @@ impl Sequence {
         if self.max_tokens == 0 {
             // `generate` yields nothing (its prefill is skipped here: no
             // token would read it).
-            self.finish(FinishReason::Length, events);
-            return Ok(false);
+            return Ok(self.end_own(model, Some(FinishReason::Length), events));
         }
         let y = match self.phase.take() {
             Some(Phase::Admitted(inputs)) => {
-                let prompt = PromptPrefill::new(model, inputs, self.prefill_step_size)?;
+                let prompt = PromptPrefill::new(model, inputs, self.prefill_step_size)?
+                    .continuing_prefix(self.cached_tokens > 0);
                 return self.prefill(model, prompt, events);
             }
             Some(Phase::Prefill(prompt)) => return self.prefill(model, prompt, events),
@@ -598,7 +772,8 @@ impl Sequence {
         if (self.generated + 1).is_multiple_of(DEFAULT_CACHE_EVAL_INTERVAL) {
             self.run.eval_cache()?;
         }
-        self.emit(y, events)
+        let reason = self.emit(y, events)?;
+        Ok(self.end_own(model, reason, events))
     }
 
     /// One chunk of the prompt, or its last step and first token.
@@ -613,13 +788,18 @@ impl Sequence {
             return Ok(true);
         }
         let (y, _) = prompt.finish(model, &mut self.run)?;
-        self.emit(y, events)
+        let reason = self.emit(y, events)?;
+        Ok(self.end_own(model, reason, events))
     }
 
-    /// Reports the sampled `y` `[1]` and decides whether to go on.
-    fn emit(&mut self, y: Array, events: &mut Vec<BatchEvent>) -> Result<bool> {
+    /// Reports the sampled `y` `[1]`; returns why the request finished,
+    /// or `None` to go on (with `y` as the next input).
+    fn emit(&mut self, y: Array, events: &mut Vec<BatchEvent>) -> Result<Option<FinishReason>> {
         let token = y.item_as::<u32>()?;
         self.generated += 1;
+        if let Some(conversation) = &mut self.conversation {
+            conversation.generated.push(token);
+        }
         let stop = self.stop.call(token);
         events.push(BatchEvent::Token {
             id: self.id,
@@ -627,23 +807,51 @@ impl Sequence {
             stop,
         });
         if stop {
-            self.finish(FinishReason::Stop, events);
-            return Ok(false);
+            return Ok(Some(FinishReason::Stop));
         }
         if self.generated >= self.max_tokens {
-            self.finish(FinishReason::Length, events);
-            return Ok(false);
+            return Ok(Some(FinishReason::Length));
         }
         self.phase = Some(Phase::Decode { y });
-        Ok(true)
+        Ok(None)
     }
 
-    fn finish(&self, reason: FinishReason, events: &mut Vec<BatchEvent>) {
+    /// Ends a request decoding on its own caches when `reason` says so;
+    /// returns whether it goes on.
+    fn end_own(
+        &mut self,
+        model: &dyn VlmModel,
+        reason: Option<FinishReason>,
+        events: &mut Vec<BatchEvent>,
+    ) -> bool {
+        let Some(reason) = reason else {
+            return true;
+        };
+        let cache = std::mem::take(&mut self.run.prompt_cache);
+        self.finish(model, reason, cache, events);
+        false
+    }
+
+    /// Reports the end of the request; a conversation gets `cache` (the
+    /// request's caches) and the request state back.
+    fn finish(
+        &mut self,
+        model: &dyn VlmModel,
+        reason: FinishReason,
+        cache: Vec<Box<dyn Cache>>,
+        events: &mut Vec<BatchEvent>,
+    ) {
+        let prompt_cache = self.conversation.take().and_then(|conversation| {
+            let state = std::mem::replace(&mut self.run.state, model.new_request_state());
+            conversation.into_state(cache, state)
+        });
         events.push(BatchEvent::Finished {
             id: self.id,
             reason,
             prompt_tokens: self.prompt_tokens,
             generation_tokens: self.generated,
+            cached_tokens: self.cached_tokens,
+            prompt_cache,
         });
     }
 }

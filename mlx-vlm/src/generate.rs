@@ -993,32 +993,19 @@ pub fn stream_generate_with_prompt_cache<'a>(
     prompt_cache_state: &'a mut PromptCacheState,
 ) -> Result<StreamGenerate<'a>> {
     params.validate()?;
-    let full_input_ids = inputs.input_ids.to_vec_as::<u32>()?;
-    let reuse = prompt_cache_state.take_reusable(&full_input_ids, inputs.media.is_some());
-    let (gen_steps, cached_tokens) = match reuse {
+    let prompt = ContinuedPrompt::new(inputs, prompt_cache_state)?;
+    let full_input_ids = prompt.full_input_ids;
+    let (gen_steps, cached_tokens) = match prompt.reused {
         Some(CachedPrefix {
             prefix_len,
             cache,
             request_state,
         }) => {
-            let start = i32::try_from(prefix_len).map_err(|_| {
-                Error::InvalidArgument(format!("a prefix of {prefix_len} tokens exceeds int32"))
-            })?;
-            // The suffix is text only: its media inputs are dropped (Python
-            // sets pixel_values to None), its mask is the suffix's part.
-            let suffix = GenerateInputs {
-                input_ids: inputs.input_ids.index(idx![.., start..])?,
-                mask: inputs
-                    .mask
-                    .as_ref()
-                    .map(|m| m.index(idx![.., start..]))
-                    .transpose()?,
-                media: None,
-            };
-            let steps = generate_step_with_cache(model, suffix, params, cache, request_state)?;
+            let steps =
+                generate_step_with_cache(model, prompt.inputs, params, cache, request_state)?;
             (steps, prefix_len)
         }
-        None => (generate_step(model, inputs, params)?, 0),
+        None => (generate_step(model, prompt.inputs, params)?, 0),
     };
     stream_from_steps(
         model,
@@ -1029,6 +1016,56 @@ pub fn stream_generate_with_prompt_cache<'a>(
         Some((prompt_cache_state, full_input_ids)),
         cached_tokens,
     )
+}
+
+/// A prompt set against a conversation's cache (Python: the prompt-cache
+/// branch of `stream_generate`; shared with [`crate::batch`]).
+pub(crate) struct ContinuedPrompt {
+    /// Every id of the prompt.
+    pub(crate) full_input_ids: Vec<u32>,
+    /// What is left to prefill: the whole prompt, or the text-only rest
+    /// after the reused prefix.
+    pub(crate) inputs: GenerateInputs,
+    /// The reused prefix's caches and request state, if any.
+    pub(crate) reused: Option<CachedPrefix>,
+}
+
+impl ContinuedPrompt {
+    /// Takes from `state` what `inputs` can reuse
+    /// ([`PromptCacheState::take_reusable`]), leaving `state` empty.
+    pub(crate) fn new(inputs: GenerateInputs, state: &mut PromptCacheState) -> Result<Self> {
+        let full_input_ids = inputs.input_ids.to_vec_as::<u32>()?;
+        let reused = state.take_reusable(&full_input_ids, inputs.media.is_some());
+        let Some(prefix) = &reused else {
+            return Ok(Self {
+                full_input_ids,
+                inputs,
+                reused,
+            });
+        };
+        let start = i32::try_from(prefix.prefix_len).map_err(|_| {
+            Error::InvalidArgument(format!(
+                "a prefix of {} tokens exceeds int32",
+                prefix.prefix_len
+            ))
+        })?;
+        // The suffix is text only: its media inputs are dropped (Python
+        // sets pixel_values to None), its mask is the suffix's part.
+        let suffix = GenerateInputs {
+            input_ids: inputs.input_ids.index(idx![.., start..])?,
+            mask: inputs
+                .mask
+                .as_ref()
+                .map(|m| m.index(idx![.., start..]))
+                .transpose()?,
+            media: None,
+        };
+        Ok(Self {
+            full_input_ids,
+            inputs: suffix,
+            reused,
+        })
+    }
 }
 
 /// The stream around `gen_steps` (the shared tail of [`stream_generate`]

@@ -58,6 +58,22 @@ pub struct PromptCacheState {
     pub multimodal_token_ids: Vec<u32>,
 }
 
+/// Cloning shares the cache arrays ([`Cache::boxed_clone`]): the copy's
+/// later writes never reach the original.
+impl Clone for PromptCacheState {
+    fn clone(&self) -> Self {
+        Self {
+            cache: self
+                .cache
+                .as_ref()
+                .map(|c| c.iter().map(|c| c.boxed_clone()).collect()),
+            token_ids: self.token_ids.clone(),
+            request_state: self.request_state.clone(),
+            multimodal_token_ids: self.multimodal_token_ids.clone(),
+        }
+    }
+}
+
 impl std::fmt::Debug for PromptCacheState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PromptCacheState")

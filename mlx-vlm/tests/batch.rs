@@ -5,8 +5,11 @@
 //! different `max_tokens`, stop ids, cancellation, a failing request among
 //! good ones and `max_num_seqs` admission, each request's ids equal to its
 //! own `generate` run (f32 and bf16); a batched step's logits against each
-//! row's single step; and `BatchKvCache` against Python mlx-vlm 0.7.6's
-//! `BatchKVCache` (tests/fixtures/batch/gen_batch_cache.py).
+//! row's single step; conversations continued from the caches a finished
+//! turn hands back (batched rows cut out of the batch, and per-request
+//! caches), each turn equal to its cold run; and `BatchKvCache` against
+//! Python mlx-vlm 0.7.6's `BatchKVCache`
+//! (tests/fixtures/batch/gen_batch_cache.py).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -18,6 +21,7 @@ use mlx_vlm::fixtures::{self, CheckpointSpec};
 use mlx_vlm::generate::{GenerateInputs, GenerateParams, generate};
 use mlx_vlm::models::cache::Mask;
 use mlx_vlm::models::{BatchKvCache, Cache, VlmModel};
+use mlx_vlm::prompt_cache::PromptCacheState;
 use mlx_vlm::{Error, LoadOptions, utils};
 
 #[path = "common/exact.rs"]
@@ -622,4 +626,151 @@ fn batch_kv_cache_matches_pythons_merge_update_mask_filter_and_extend() {
     batch.filter(&[1]).unwrap();
     assert_stage(&goldens, "filter_one", &batch);
     assert!(batch.filter(&[3]).is_err(), "row 3 of a batch of one");
+}
+
+/// What one turn of a conversation gave: its ids, the prompt tokens its
+/// cache held, and the conversation it handed back.
+struct Turn {
+    tokens: Vec<u32>,
+    cached_tokens: usize,
+    kept: Option<PromptCacheState>,
+}
+
+/// Runs `request` continuing `state`, with `company` inserted beside it,
+/// until the generator is idle.
+fn run_turn(
+    batcher: &mut BatchGenerator,
+    request: BatchRequest,
+    state: PromptCacheState,
+    company: Vec<BatchRequest>,
+) -> Turn {
+    let id = batcher.insert_with_prompt_cache(request, state).unwrap();
+    for other in company {
+        batcher.insert(other).unwrap();
+    }
+    let mut turn = Turn {
+        tokens: Vec::new(),
+        cached_tokens: usize::MAX,
+        kept: None,
+    };
+    let mut steps = 0;
+    while !batcher.is_idle() {
+        for event in batcher.next() {
+            match event {
+                BatchEvent::Token { id: t, token, .. } if t == id => turn.tokens.push(token),
+                BatchEvent::Finished {
+                    id: t,
+                    reason,
+                    cached_tokens,
+                    prompt_cache,
+                    ..
+                } if t == id => {
+                    assert_ne!(reason, FinishReason::Cancelled);
+                    turn.cached_tokens = cached_tokens;
+                    turn.kept = prompt_cache;
+                }
+                BatchEvent::Failed { error, .. } => panic!("{error}"),
+                _ => {}
+            }
+        }
+        steps += 1;
+        assert!(steps < 10_000, "the generator never became idle");
+    }
+    turn
+}
+
+/// Three turns of one conversation on `model`, each prompt the last one,
+/// its answer and a new question (`inputs` makes a prompt of text ids):
+/// every turn after the first takes the last one's cache, prefilling only
+/// the rest, and gives the ids of its cold single run.
+fn assert_conversation(
+    model: &Arc<dyn VlmModel>,
+    tokenizer: &tokenizers::Tokenizer,
+    inputs: impl Fn(&[i32]) -> GenerateInputs,
+    media_token_ids: Vec<u32>,
+    company: impl Fn() -> Vec<BatchRequest>,
+) {
+    let options = small_chunks(8);
+    let mut batcher = BatchGenerator::new(Arc::clone(model), Vec::new(), options.clone());
+    let request = |text: &[i32]| BatchRequest {
+        inputs: inputs(text),
+        params: GenerateParams {
+            max_tokens: 7,
+            ..Default::default()
+        },
+    };
+    let mut text: Vec<i32> = (0..9).map(|t| 400 + 11 * t).collect();
+    let mut state = PromptCacheState::new(media_token_ids);
+    let mut held = 0;
+    for turn in 0..3 {
+        let got = run_turn(&mut batcher, request(&text), state, company());
+        let (cold, _) = single_run(&**model, tokenizer, request(&text), &options);
+        assert_eq!(got.tokens, cold, "turn {turn}: ids vs the cold single run");
+        assert_eq!(got.cached_tokens, held, "turn {turn}: prompt tokens reused");
+        // The caches hold the prompt and every generated id but the last
+        // (never fed back).
+        let mut ids = inputs(&text).input_ids.to_vec_as::<u32>().unwrap();
+        ids.extend(&got.tokens);
+        ids.pop();
+        let kept = got
+            .kept
+            .expect("a finished turn hands its conversation back");
+        assert_eq!(kept.token_ids.as_deref(), Some(&ids[..]), "turn {turn}");
+        let offsets: Vec<i32> = kept.cache.iter().flatten().map(|c| c.offset()).collect();
+        assert_eq!(
+            offsets.iter().max(),
+            Some(&(ids.len() as i32)),
+            "turn {turn}"
+        );
+        held = ids.len();
+        text.extend(got.tokens.iter().map(|&t| t as i32));
+        text.extend([520 + turn, 521, 522]);
+        state = kept;
+    }
+}
+
+#[test]
+fn a_conversation_continues_from_the_cache_its_batched_turn_handed_back() {
+    let (_dir, model) = qwen(Dtype::Float32);
+    let image = Some((8, 8, 0.02));
+    assert_conversation(
+        &model,
+        &qwen_tokenizer(),
+        |text| qwen_inputs(text, image, None),
+        vec![qwen_prompt::IMAGE_TOKEN as u32],
+        || vec![qwen_request(1), qwen_request(2)],
+    );
+}
+
+#[test]
+fn a_conversation_continues_from_the_cache_of_a_per_request_family() {
+    let (_dir, model) = tiny(fixtures::gemma3_tiny());
+    let tokenizer =
+        tokenizers::Tokenizer::from_file(fixtures::gemma_tokenizer_dir().join("tokenizer.json"))
+            .unwrap();
+    let text_inputs = |text: &[i32]| {
+        let n = text.len() as i32;
+        GenerateInputs::text(Array::from_slice(text, &[1, n]).unwrap())
+    };
+    assert_conversation(&model, &tokenizer, text_inputs, Vec::new(), Vec::new);
+    // A request inserted without a conversation hands none back.
+    let mut batcher = BatchGenerator::new(Arc::clone(&model), Vec::new(), small_chunks(2));
+    batcher
+        .insert(BatchRequest {
+            inputs: text_inputs(&[400, 411, 422]),
+            params: GenerateParams {
+                max_tokens: 3,
+                ..Default::default()
+            },
+        })
+        .unwrap();
+    let mut handed_back = Vec::new();
+    while !batcher.is_idle() {
+        for event in batcher.next() {
+            if let BatchEvent::Finished { prompt_cache, .. } = event {
+                handed_back.push(prompt_cache.is_some());
+            }
+        }
+    }
+    assert_eq!(handed_back, vec![false]);
 }

@@ -328,3 +328,47 @@ fn prefix_cache_bounds_must_hold_something() {
         }
     }
 }
+
+#[test]
+fn checkout_takes_a_whole_prefix_and_copies_a_partly_shared_one() {
+    let mut lru = PrefixCache::new(4, None).unwrap();
+    lru.insert(state(&[1, 2, 3, 4]));
+    // Another conversation sharing the first two ids gets a copy; the
+    // entry stays whole, and what the copy does never reaches it.
+    let (mut copy, shared) = lru.checkout(&[1, 2, 7, 8]).unwrap();
+    assert_eq!(shared, 2);
+    assert_eq!(lru.len(), 1);
+    let reused = copy.take_reusable(&[1, 2, 7, 8], false).unwrap();
+    assert_eq!(reused.prefix_len, 2);
+    let mut cache = reused.cache;
+    assert_eq!(cache[0].offset(), 2);
+    let marker = Array::from_slice(&[99.0f32, 99.0], &[1, 1, 1, 2]).unwrap();
+    let (written, _) = cache[0].update_and_fetch(&marker, &marker).unwrap();
+    assert_eq!(
+        written.to_vec_as::<f32>().unwrap(),
+        [0.0, 1.0, 0.0, 1.0, 99.0, 99.0]
+    );
+    let (entry, _) = lru.take_longest_prefix(&[1, 2, 3, 4, 5]).unwrap();
+    let held = entry.cache.as_ref().unwrap()[0]
+        .plain_kv()
+        .unwrap()
+        .unwrap()
+        .0;
+    // The entry's keys are its own four updates, untouched by the copy's
+    // write at position 2.
+    let mut original = KvCache::new();
+    filled(&mut original, 4);
+    let expected = original.plain_kv().unwrap().unwrap().0;
+    assert_eq!(
+        held.to_vec_as::<f32>().unwrap(),
+        expected.to_vec_as::<f32>().unwrap()
+    );
+    lru.insert(entry);
+    // A prompt extending an entry whole takes it out.
+    let (taken, shared) = lru.checkout(&[1, 2, 3, 4, 9]).unwrap();
+    assert_eq!(
+        (shared, taken.token_ids.as_deref()),
+        (4, Some(&[1, 2, 3, 4][..]))
+    );
+    assert!(lru.is_empty());
+}

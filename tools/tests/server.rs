@@ -485,6 +485,54 @@ fn multi_turn_with_an_earlier_image_equals_the_library_run() {
 }
 
 #[test]
+fn a_follow_up_turn_reuses_the_kept_cache_and_equals_the_library_run() {
+    let server = Server::start(&[]);
+    let url = image_data_url();
+    let first = json!([
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": url}},
+            {"type": "text", "text": "What is this?"},
+        ]},
+    ]);
+    let chat = |messages: &Value| {
+        post(
+            server.port,
+            "/v1/chat/completions",
+            &chat_body(messages.clone(), MAX_TOKENS, false),
+        )
+        .json()
+    };
+    let v = chat(&first);
+    assert_eq!(
+        v["usage"]["prompt_tokens_details"]["cached_tokens"], 0,
+        "{v}"
+    );
+    let answer = v["choices"][0]["message"]["content"].clone();
+    let mut second = first.clone();
+    second.as_array_mut().unwrap().extend([
+        json!({"role": "assistant", "content": answer}),
+        json!({"role": "user", "content": "Which colours?"}),
+    ]);
+    let v2 = chat(&second);
+    // The whole first prompt (image included) came from its kept cache.
+    let cached = &v2["usage"]["prompt_tokens_details"]["cached_tokens"];
+    assert!(
+        cached.as_u64().unwrap() >= v["usage"]["prompt_tokens"].as_u64().unwrap(),
+        "{v2}"
+    );
+    let mut normalized = second.clone();
+    normalized[1]["content"][0] = json!({"type": "image"});
+    let params = mlx_vlm::generate::GenerateParams {
+        max_tokens: MAX_TOKENS,
+        ..Default::default()
+    };
+    let (ids, prompt_tokens) = library_generate(&normalized, &[url], &params);
+    assert_eq!(v2["choices"][0]["token_ids"], json!(ids), "{v2}");
+    assert_eq!(v2["usage"]["prompt_tokens"], prompt_tokens);
+}
+
+#[test]
 fn sampling_fields_map_to_the_librarys_parameters() {
     let server = Server::start(&[]);
     let mut body = chat_body(user("Describe a cat."), MAX_TOKENS, false);

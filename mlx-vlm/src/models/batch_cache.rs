@@ -12,12 +12,12 @@
 //! - Python's `offset` is an array; here [`Cache::offset`] is the column
 //!   count (Python's `_idx`, what Python's `make_mask` and `size` use) and
 //!   the per-row counts are [`BatchKvCache::offsets`].
-//! - No `prepare`/`finalize` (right padding), `trim` or `extract`: prompts
-//!   are prefilled per request and join through [`BatchKvCache::merge`].
+//! - No `prepare`/`finalize` (right padding) or `trim`: prompts are
+//!   prefilled per request and join through [`BatchKvCache::merge`].
 
-use mlx_rs::{Array, ops};
+use mlx_rs::{Array, idx, ops};
 
-use super::cache::{Cache, Mask, buffers, create_causal_mask};
+use super::cache::{Cache, KvCache, Mask, buffers, create_causal_mask};
 use crate::{Error, Result};
 
 /// One decoder layer's cache for a batch of rows (Python: `BatchKVCache`).
@@ -151,6 +151,24 @@ impl BatchKvCache {
         Ok(())
     }
 
+    /// Row `row`'s tokens as a cache of its own, its padding dropped
+    /// (Python: `BatchKVCache.extract`): what a finished request keeps for
+    /// its next turn.
+    pub fn extract(&self, row: usize) -> Result<KvCache> {
+        let Some(&pad) = self.left_padding.get(row) else {
+            return Err(Error::InvalidArgument(format!(
+                "BatchKvCache::extract: row {row} is out of range for a batch of {}",
+                self.batch_size()
+            )));
+        };
+        let (Some(k), Some(v)) = (&self.keys, &self.values) else {
+            return Ok(KvCache::new());
+        };
+        let r = row as i32;
+        let rows = idx![r..r + 1, .., pad..self.idx, ..];
+        KvCache::from_kv(k.index(rows)?, v.index(rows)?)
+    }
+
     /// Appends the rows of `other`, right-aligning both so every row's
     /// last token shares the last column (Python: `extend`).
     pub fn extend(&mut self, other: BatchKvCache) -> Result<()> {
@@ -191,6 +209,10 @@ impl BatchKvCache {
 }
 
 impl Cache for BatchKvCache {
+    fn boxed_clone(&self) -> Box<dyn Cache> {
+        Box::new(self.clone())
+    }
+
     /// Columns filled (Python: `_idx`); the per-row counts are
     /// [`BatchKvCache::offsets`].
     fn offset(&self) -> i32 {

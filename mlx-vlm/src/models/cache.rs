@@ -168,6 +168,12 @@ pub trait Cache: Send {
     fn plain_kv(&self) -> Option<Result<(Array, Array)>> {
         None
     }
+
+    /// A second cache holding the same tokens (Rust only: a server's
+    /// prefix cache hands a copy to a request and keeps its entry). The
+    /// arrays are shared, not copied: MLX arrays are immutable, so the
+    /// copy's later writes make new arrays and never reach the original.
+    fn boxed_clone(&self) -> Box<dyn Cache>;
 }
 
 /// Packed `uint32` data, scales and biases of `mx.quantize` (Python: the
@@ -237,7 +243,7 @@ pub enum CachedKv {
 
 /// A cache holding keys and values quantized with `mx.quantize`, growing in
 /// steps of 256 tokens (Python: `QuantizedKVCache`).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct QuantizedKvCache {
     keys: Option<QuantizedArrays>,
     values: Option<QuantizedArrays>,
@@ -283,6 +289,10 @@ impl QuantizedKvCache {
 }
 
 impl Cache for QuantizedKvCache {
+    fn boxed_clone(&self) -> Box<dyn Cache> {
+        Box::new(self.clone())
+    }
+
     fn offset(&self) -> i32 {
         self.offset
     }
@@ -385,7 +395,7 @@ impl Cache for QuantizedKvCache {
 }
 
 /// A cache that grows in steps of 256 tokens (Python: `KVCache`).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct KvCache {
     keys: Option<Array>,
     values: Option<Array>,
@@ -399,6 +409,24 @@ impl KvCache {
     /// An empty cache (Python: `KVCache()`).
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A cache holding exactly `keys` and `values` `[batch, kv_heads, len,
+    /// head_dim]` (Python: the `KVCache` that `BatchKVCache.extract`
+    /// builds); its offset is `len`.
+    pub fn from_kv(keys: Array, values: Array) -> Result<Self> {
+        let len = seq_len(&keys, "keys")?;
+        if seq_len(&values, "values")? != len {
+            return Err(Error::InvalidArgument(format!(
+                "KvCache::from_kv: {len} keys but values of shape {:?}; give as many of each",
+                values.shape()
+            )));
+        }
+        Ok(Self {
+            keys: Some(keys),
+            values: Some(values),
+            offset: len,
+        })
     }
 }
 
@@ -431,6 +459,10 @@ fn missing_buffer() -> Error {
 }
 
 impl Cache for KvCache {
+    fn boxed_clone(&self) -> Box<dyn Cache> {
+        Box::new(self.clone())
+    }
+
     fn offset(&self) -> i32 {
         self.offset
     }
@@ -512,7 +544,7 @@ impl Cache for KvCache {
 
 /// A cache holding at most `max_size` tokens: the first `keep` tokens stay,
 /// the rest is a ring buffer (Python: `RotatingKVCache`).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct RotatingKvCache {
     keep: i32,
     keys: Option<Array>,
@@ -672,6 +704,10 @@ impl RotatingKvCache {
 }
 
 impl Cache for RotatingKvCache {
+    fn boxed_clone(&self) -> Box<dyn Cache> {
+        Box::new(self.clone())
+    }
+
     fn offset(&self) -> i32 {
         self.offset
     }

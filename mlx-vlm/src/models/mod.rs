@@ -76,6 +76,16 @@ families![
 trait Erased: Any + fmt::Debug + Send + Sync {}
 impl<T: Any + fmt::Debug + Send + Sync> Erased for T {}
 
+/// A [`RequestState`]'s value: an [`Erased`] that can be copied.
+trait ErasedState: Erased {
+    fn clone_box(&self) -> Box<dyn ErasedState>;
+}
+impl<T: Erased + Clone> ErasedState for T {
+    fn clone_box(&self) -> Box<dyn ErasedState> {
+        Box::new(self.clone())
+    }
+}
+
 /// Downcasts `value` to `T`, or says whose value it was.
 fn downcast<'v, T: Any>(value: &'v dyn Erased, what: &str, model_type: &str) -> Result<&'v T> {
     let any: &dyn Any = value;
@@ -145,8 +155,16 @@ impl PrefillArgs {
 /// [`VlmModel::new_request_state`], owned by the caller, passed to every
 /// [`VlmModel::language_model`] call of one request (Python keeps it on
 /// the model object, e.g. Qwen's `_rope_deltas`).
+/// Cloning copies the state (a server's prefix cache hands a copy of a
+/// conversation to a request sharing only its beginning).
 #[derive(Debug)]
-pub struct RequestState(Box<dyn Erased>);
+pub struct RequestState(Box<dyn ErasedState>);
+
+impl Clone for RequestState {
+    fn clone(&self) -> Self {
+        RequestState((*self.0).clone_box())
+    }
+}
 
 /// What [`VlmModel::get_input_embeddings`] returns (Python:
 /// `InputEmbeddingsFeatures` in `models/base.py`, whose family-specific
@@ -168,7 +186,7 @@ pub trait FamilyModel: Module + Send + Sync + 'static {
     /// What `get_input_embeddings` passes to the prefill calls.
     type Prefill: Any + fmt::Debug + Send + Sync;
     /// Per-request state kept between language-model calls.
-    type State: Any + fmt::Debug + Default + Send + Sync;
+    type State: Any + fmt::Debug + Default + Clone + Send + Sync;
 
     /// The family's registration.
     const FAMILY: &'static Family;

@@ -4,9 +4,11 @@
 //! ported).
 //!
 //! A request takes the entry sharing the longest token prefix with its
-//! prompt ([`PrefixCache::take_longest_prefix`]), generates with it
-//! (trimming and extending the cache in place, so it cannot stay shared),
-//! and puts the finished conversation back ([`PrefixCache::insert`]).
+//! prompt ([`PrefixCache::take_longest_prefix`], or
+//! [`PrefixCache::checkout`], which leaves an entry the prompt only partly
+//! shares in place and hands out a copy), generates with it (trimming and
+//! extending the cache), and puts the finished conversation back
+//! ([`PrefixCache::insert`]).
 
 use super::PromptCacheState;
 use crate::{Error, Result};
@@ -121,6 +123,26 @@ impl PrefixCache {
     pub fn take_longest_prefix(&mut self, token_ids: &[u32]) -> Option<(PromptCacheState, usize)> {
         let (i, len) = self.best(token_ids)?;
         Some((self.entries.swap_remove(i).state, len))
+    }
+
+    /// The state a prompt of `token_ids` should continue, with the length
+    /// it shares (`None` when no entry shares a token): an entry the prompt
+    /// starts with whole is taken out (the request extends that
+    /// conversation and [`PrefixCache::insert`]s it back longer); an entry
+    /// the prompt shares only a beginning of (another conversation with
+    /// the same system prompt, say) stays, marked used, and the request
+    /// gets a copy ([`PromptCacheState`]'s `Clone` shares the arrays), so
+    /// one conversation never costs another its cache.
+    pub fn checkout(&mut self, token_ids: &[u32]) -> Option<(PromptCacheState, usize)> {
+        let (i, len) = self.best(token_ids)?;
+        let whole = self.entries[i].state.token_ids.as_ref().map(Vec::len) == Some(len);
+        if whole {
+            return Some((self.entries.swap_remove(i).state, len));
+        }
+        self.clock += 1;
+        let entry = &mut self.entries[i];
+        entry.last_used = self.clock;
+        Some((entry.state.clone(), len))
     }
 
     /// Stores `state` as the most recently used entry, replacing one with

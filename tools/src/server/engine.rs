@@ -6,6 +6,12 @@
 //! A request whose update channel has closed (the client went away) is
 //! cancelled at the next step. When every handle is dropped the thread
 //! finishes what is queued and exits.
+//!
+//! With a prefix cache (`--prompt-cache-size`), every request continues
+//! the kept conversation it shares the longest prefix with
+//! ([`PrefixCache::checkout`]) and its finished conversation is kept for
+//! the next turn. A request ended by a stop string is cancelled, and its
+//! conversation is not kept.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,6 +21,7 @@ use std::thread::JoinHandle;
 use mlx_vlm::batch::{BatchEvent, BatchGenerator, BatchOptions, BatchRequest, FinishReason};
 use mlx_vlm::generate::GenerateParams;
 use mlx_vlm::processor::{ProcessorOptions, PromptMedia};
+use mlx_vlm::prompt_cache::{PrefixCache, PromptCacheState, multimodal_token_ids_from_config};
 use mlx_vlm::prompt_utils::{ChatTemplateOptions, apply_chat_template};
 use mlx_vlm::tokenizer_utils::{DetokenizerFactory, StreamingDetokenizer};
 use mlx_vlm::{AudioSource, LoadOptions};
@@ -67,6 +74,8 @@ pub struct Finish {
     pub prompt_tokens: usize,
     /// Tokens generated (the EOS token included, as Python counts).
     pub completion_tokens: usize,
+    /// Prompt tokens taken from a kept conversation's cache.
+    pub cached_tokens: usize,
     /// The stop sequence that ended it, if one did.
     pub stop_sequence: Option<String>,
 }
@@ -99,6 +108,12 @@ pub struct EngineOptions {
     pub prefill_step_size: Option<i32>,
     /// Bound of each request's rotating KV cache (`--max-kv-size`).
     pub max_kv_size: Option<i32>,
+    /// Conversations kept for their next turn, 0 for none
+    /// (`--prompt-cache-size`).
+    pub prompt_cache_size: usize,
+    /// Bound in bytes of the kept conversations' caches
+    /// (`--prompt-cache-bytes`).
+    pub prompt_cache_bytes: Option<usize>,
 }
 
 /// The handlers' side of the engine.
@@ -189,6 +204,7 @@ struct Live<'a> {
     detokenizer: Box<dyn StreamingDetokenizer + 'a>,
     stop: StopMatcher,
     prompt_tokens: usize,
+    cached_tokens: usize,
     generated: usize,
 }
 
@@ -231,6 +247,17 @@ fn run(
         model_type: processor.family().model_type.to_string(),
         context_length: context_length(&config),
     };
+    let mut prefixes = match options.prompt_cache_size {
+        0 => None,
+        size => match PrefixCache::new(size, options.prompt_cache_bytes) {
+            Ok(cache) => Some(cache),
+            Err(e) => {
+                let _ = ready.send(Err(format!("--prompt-cache-bytes: {e}")));
+                return;
+            }
+        },
+    };
+    let media_token_ids = multimodal_token_ids_from_config(&config);
     if ready.send(Ok(info)).is_err() {
         return;
     }
@@ -268,10 +295,26 @@ fn run(
                     inputs,
                     params: job.params.clone(),
                 };
-                Ok((batch.insert(request)?, prompt_tokens, detokenizers.make()))
+                let id = match &mut prefixes {
+                    Some(prefixes) => {
+                        let ids = request
+                            .inputs
+                            .input_ids
+                            .to_vec_as::<u32>()
+                            .map_err(mlx_vlm::Error::from)?;
+                        let state = prefixes.checkout(&ids).map_or_else(
+                            || PromptCacheState::new(media_token_ids.clone()),
+                            |(state, _)| state,
+                        );
+                        batch.insert_with_prompt_cache(request, state)?
+                    }
+                    None => batch.insert(request)?,
+                };
+                Ok((id, prompt_tokens, detokenizers.make()))
             });
             match admitted {
                 Ok((id, prompt_tokens, detokenizer)) => {
+                    let cached_tokens = batch.cached_tokens(id).unwrap_or(0);
                     let _ = updates.send(Update::Started { prompt_tokens });
                     live.insert(
                         id,
@@ -280,6 +323,7 @@ fn run(
                             detokenizer,
                             stop: StopMatcher::new(job.stop),
                             prompt_tokens,
+                            cached_tokens,
                             generated: 0,
                         },
                     );
@@ -331,6 +375,7 @@ fn run(
                                     finish_reason: "stop",
                                     prompt_tokens: l.prompt_tokens,
                                     completion_tokens: l.generated,
+                                    cached_tokens: l.cached_tokens,
                                     stop_sequence: stopped,
                                 }));
                                 batch.cancel(id);
@@ -350,7 +395,12 @@ fn run(
                     reason,
                     prompt_tokens,
                     generation_tokens,
+                    cached_tokens,
+                    prompt_cache,
                 } => {
+                    if let (Some(prefixes), Some(state)) = (&mut prefixes, prompt_cache) {
+                        prefixes.insert(state);
+                    }
                     let Some(mut l) = live.remove(&id) else {
                         continue;
                     };
@@ -388,6 +438,7 @@ fn run(
                         },
                         prompt_tokens,
                         completion_tokens: generation_tokens,
+                        cached_tokens,
                         stop_sequence: stopped,
                     }));
                 }

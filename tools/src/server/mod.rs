@@ -97,6 +97,15 @@ pub struct ServeArgs {
     /// Largest request body in bytes (larger ones get 413).
     #[arg(long, default_value_t = 64 * 1024 * 1024)]
     pub max_request_bytes: usize,
+    /// Conversations whose KV caches are kept for their next turn: a
+    /// request prefills only what its prompt does not share with the
+    /// closest kept one (least recently used evicted; 0 turns reuse off,
+    /// and every prompt is prefilled cold).
+    #[arg(long, default_value_t = 8)]
+    pub prompt_cache_size: usize,
+    /// Bound in bytes of the kept caches (least recently used evicted).
+    #[arg(long, default_value_t = 2 << 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub prompt_cache_bytes: u64,
     /// Accepted for Python compatibility; not used yet (no vision-feature
     /// cache is ported: every request encodes its images).
     #[arg(long)]
@@ -343,6 +352,8 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         max_pending: usize::try_from(args.max_queued_requests).unwrap_or(usize::MAX),
         prefill_step_size: params.prefill_step_size,
         max_kv_size: params.max_kv_size,
+        prompt_cache_size: args.prompt_cache_size,
+        prompt_cache_bytes: Some(usize::try_from(args.prompt_cache_bytes).unwrap_or(usize::MAX)),
     })?;
     let state = AppState {
         engine,

@@ -20,7 +20,7 @@ use axum::response::sse::Event;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::engine::Update;
+use super::engine::{Finish, Update};
 use super::errors::ApiError;
 use super::normalize::chat_prompt;
 use super::schemas::{ChatRequest, parse_body};
@@ -55,13 +55,14 @@ pub fn refuse_unported(body: &Value, fields: &[&str]) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// OpenAI's `usage` (Python: `UsageStats`).
-pub fn usage(prompt_tokens: usize, completion_tokens: usize) -> Value {
+/// OpenAI's `usage` (Python: `UsageStats`), with the prompt tokens a
+/// kept conversation's cache held.
+pub fn usage(finish: &Finish) -> Value {
     json!({
-        "prompt_tokens": prompt_tokens,
-        "completion_tokens": completion_tokens,
-        "total_tokens": prompt_tokens + completion_tokens,
-        "prompt_tokens_details": {"cached_tokens": 0},
+        "prompt_tokens": finish.prompt_tokens,
+        "completion_tokens": finish.completion_tokens,
+        "total_tokens": finish.prompt_tokens + finish.completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": finish.cached_tokens},
     })
 }
 
@@ -142,7 +143,7 @@ async fn chat(
             "created": created,
             "model": model,
             "choices": [choice],
-            "usage": usage(done.finish.prompt_tokens, done.finish.completion_tokens),
+            "usage": usage(&done.finish),
         }))
         .into_response());
     }
@@ -171,7 +172,7 @@ async fn chat(
     };
     let usage_chunk = {
         let (id, model) = (random_id("chatcmpl-"), request.model.clone());
-        move |prompt_tokens, completion_tokens| {
+        move |finish: &Finish| {
             Event::default().data(
                 json!({
                     "id": id,
@@ -179,7 +180,7 @@ async fn chat(
                     "created": created,
                     "model": model,
                     "choices": [],
-                    "usage": usage(prompt_tokens, completion_tokens),
+                    "usage": usage(finish),
                 })
                 .to_string(),
             )
@@ -207,7 +208,7 @@ async fn chat(
             Update::Done(finish) => {
                 events.push(chunk(json!({}), finish.finish_reason.into(), None));
                 if include_usage {
-                    events.push(usage_chunk(finish.prompt_tokens, finish.completion_tokens));
+                    events.push(usage_chunk(&finish));
                 }
                 events.push(Event::default().data("[DONE]"));
                 (events, true)
