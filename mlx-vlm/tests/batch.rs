@@ -26,7 +26,7 @@ use exact::assert_exact;
 
 #[path = "common/qwen_prompt.rs"]
 mod qwen_prompt;
-use qwen_prompt::{prefill, qwen_inputs};
+use qwen_prompt::{QWEN2_PATCH, QWEN3_PATCH, prefill, qwen_inputs, qwen_inputs_with_patch};
 
 /// Loads a tiny checkpoint written in `dir`.
 fn load(dir: &Path) -> Arc<dyn VlmModel> {
@@ -65,6 +65,11 @@ fn qwen_tokenizer() -> tokenizers::Tokenizer {
 /// Request `i` of the Qwen tests: `5 + 3i` text tokens, an image on even
 /// `i`, `max_tokens` varying with `i`.
 fn qwen_request(i: usize) -> BatchRequest {
+    qwen_request_with(i, QWEN2_PATCH)
+}
+
+/// [`qwen_request`] with `patch` pixel values per image patch.
+fn qwen_request_with(i: usize, patch: i32) -> BatchRequest {
     let text: Vec<i32> = (0..5 + 3 * i as i32)
         .map(|t| 300 + 37 * t + i as i32)
         .collect();
@@ -72,7 +77,7 @@ fn qwen_request(i: usize) -> BatchRequest {
         .is_multiple_of(2)
         .then_some((8, 8 + 4 * (i as i32 % 3), 0.01 * (i as f32 + 1.0)));
     BatchRequest {
-        inputs: qwen_inputs(&text, image, None),
+        inputs: qwen_inputs_with_patch(&text, image, None, patch),
         params: GenerateParams {
             max_tokens: 6 + 2 * i,
             ..Default::default()
@@ -497,53 +502,9 @@ fn a_family_without_batched_decode_runs_per_request() {
 #[test]
 fn a_batched_step_gives_each_rows_single_step_logits() {
     let (_dir, model) = qwen(Dtype::Float32);
-    let mut caches = Vec::new();
-    let mut states = Vec::new();
-    let mut last = Vec::new();
     // Prompts of 23, 14 and 45 tokens: rows with 22, 31 and 0 padding.
-    for i in [0, 3, 2] {
-        let qwen_prompt::Prefilled {
-            logits,
-            cache,
-            state,
-            ..
-        } = prefill(&*model, &qwen_request(i).inputs);
-        let y = ops::argmax(&logits.index(idx![.., -1, ..]).unwrap(), Some(-1), false).unwrap();
-        last.push(y.reshape(&[1, 1]).unwrap());
-        caches.push(cache);
-        states.push(state);
-    }
-    // The batch, from the three caches as they are now.
-    let layers = caches[0].len();
-    let mut batch: Vec<BatchKvCache> = (0..layers)
-        .map(|l| {
-            let rows: Vec<_> = caches
-                .iter()
-                .map(|c| c[l].plain_kv().unwrap().unwrap())
-                .collect();
-            BatchKvCache::merge(&rows).unwrap()
-        })
-        .collect();
-    assert_eq!(batch[0].left_padding(), &[22, 31, 0]);
-    let inputs = ops::concatenate(&last, 0).unwrap();
-    let batched = {
-        let mut refs: Vec<_> = states.iter_mut().collect();
-        model.decode_batch(&inputs, &mut batch, &mut refs).unwrap()
-    };
-    assert_eq!(batched.shape(), &[3, 1, batched.dim(-1).unwrap()]);
-    for (row, ((cache, state), y)) in caches.iter_mut().zip(&mut states).zip(&last).enumerate() {
-        let single = model.language_model(y, None, cache, None, state).unwrap();
-        let r = row as i32;
-        let got = batched.index(idx![r..r + 1, .., ..]).unwrap();
-        let diff = ops::abs(&ops::subtract(&got, &single).unwrap())
-            .unwrap()
-            .max(None::<i32>, false)
-            .unwrap()
-            .item_as::<f32>()
-            .unwrap();
-        println!("row {row}: largest |batched - single| logit difference {diff:e}");
-        assert!(diff <= 1e-5, "row {row}: {diff}");
-    }
+    let prompts: Vec<_> = [0, 3, 2].map(|i| qwen_request(i).inputs).into();
+    assert_batched_step(&*model, &prompts, &[22, 31, 0], 1e-5);
 }
 
 /// Row `r`'s prompt keys and values, as `gen_batch_cache.py` builds them.
@@ -622,4 +583,123 @@ fn batch_kv_cache_matches_pythons_merge_update_mask_filter_and_extend() {
     batch.filter(&[1]).unwrap();
     assert_stage(&goldens, "filter_one", &batch);
     assert!(batch.filter(&[3]).is_err(), "row 3 of a batch of one");
+}
+
+/// One batched decode step of `prompts` (each prefilled in one call,
+/// its greedy token next) against each row's own step: the batch's
+/// rows are left-padded by `padding`, and each row's logits are within
+/// `tolerance` of its single step's.
+fn assert_batched_step(
+    model: &dyn VlmModel,
+    prompts: &[GenerateInputs],
+    padding: &[i32],
+    tolerance: f32,
+) {
+    let mut caches = Vec::new();
+    let mut states = Vec::new();
+    let mut last = Vec::new();
+    for inputs in prompts {
+        let qwen_prompt::Prefilled {
+            logits,
+            cache,
+            state,
+            ..
+        } = prefill(model, inputs);
+        let y = ops::argmax(&logits.index(idx![.., -1, ..]).unwrap(), Some(-1), false).unwrap();
+        last.push(y.reshape(&[1, 1]).unwrap());
+        caches.push(cache);
+        states.push(state);
+    }
+    // The batch, from the caches as they are now.
+    let layers = caches[0].len();
+    let mut batch: Vec<BatchKvCache> = (0..layers)
+        .map(|l| {
+            let rows: Vec<_> = caches
+                .iter()
+                .map(|c| c[l].plain_kv().unwrap().unwrap())
+                .collect();
+            BatchKvCache::merge(&rows).unwrap()
+        })
+        .collect();
+    assert_eq!(batch[0].left_padding(), padding);
+    let inputs = ops::concatenate(&last, 0).unwrap();
+    let batched = {
+        let mut refs: Vec<_> = states.iter_mut().collect();
+        model.decode_batch(&inputs, &mut batch, &mut refs).unwrap()
+    };
+    let rows = prompts.len() as i32;
+    assert_eq!(batched.shape(), &[rows, 1, batched.dim(-1).unwrap()]);
+    for (row, ((cache, state), y)) in caches.iter_mut().zip(&mut states).zip(&last).enumerate() {
+        let single = model.language_model(y, None, cache, None, state).unwrap();
+        let r = row as i32;
+        let got = batched.index(idx![r..r + 1, .., ..]).unwrap();
+        let diff = ops::abs(&ops::subtract(&got, &single).unwrap())
+            .unwrap()
+            .max(None::<i32>, false)
+            .unwrap()
+            .item_as::<f32>()
+            .unwrap();
+        println!("row {row}: largest |batched - single| logit difference {diff:e}");
+        assert!(diff <= tolerance, "row {row}: {diff}");
+    }
+}
+
+/// Requests arriving two, then one, then two at a time on `model` (at
+/// most four active): each gives its own `generate` run's ids, and
+/// forwards ran several rows at once.
+fn assert_staggered_batches(
+    model: Arc<dyn VlmModel>,
+    tokenizer: &tokenizers::Tokenizer,
+    request: impl Fn(usize) -> BatchRequest,
+) {
+    let options = small_chunks(4);
+    let mut batcher = BatchGenerator::new(Arc::clone(&model), Vec::new(), options.clone());
+    let arrivals = vec![
+        vec![(0, request(0)), (1, request(1))],
+        vec![],
+        vec![(2, request(2))],
+        vec![],
+        vec![],
+        vec![(3, request(3)), (4, request(4))],
+    ];
+    let (outcomes, _) = drive(&mut batcher, arrivals, |_, _, _| {});
+    assert_eq!(outcomes.len(), 5);
+    for i in 0..5 {
+        assert_single_run(&*model, tokenizer, &outcomes, i, request(i), &options);
+    }
+    assert!(batcher.largest_batch() > 1, "{}", batcher.largest_batch());
+}
+
+/// Request `i` of the Qwen3-VL tests: [`qwen_request`]'s, with 16x16
+/// patches, and long enough that several decode together.
+fn qwen3_request(i: usize) -> BatchRequest {
+    let mut request = qwen_request_with(i, QWEN3_PATCH);
+    request.params.max_tokens = 10 + 2 * i;
+    request
+}
+
+#[test]
+fn qwen3_vl_batched_step_gives_each_rows_single_step_logits() {
+    let (_dir, model) = tiny(fixtures::qwen3_vl_tiny());
+    let prompts: Vec<_> = [0, 3, 2].map(|i| qwen3_request(i).inputs).into();
+    assert_batched_step(&*model, &prompts, &[22, 31, 0], 0.0);
+}
+
+#[test]
+fn qwen3_vl_staggered_requests_give_their_single_run_ids() {
+    let (_dir, model) = tiny(fixtures::qwen3_vl_tiny());
+    assert_staggered_batches(model, &qwen_tokenizer(), qwen3_request);
+}
+
+#[test]
+fn qwen3_vl_moe_batched_step_gives_each_rows_single_step_logits() {
+    let (_dir, model) = tiny(fixtures::qwen3_vl_moe_tiny());
+    let prompts: Vec<_> = [0, 3, 2].map(|i| qwen3_request(i).inputs).into();
+    assert_batched_step(&*model, &prompts, &[22, 31, 0], 0.0);
+}
+
+#[test]
+fn qwen3_vl_moe_staggered_requests_give_their_single_run_ids() {
+    let (_dir, model) = tiny(fixtures::qwen3_vl_moe_tiny());
+    assert_staggered_batches(model, &qwen_tokenizer(), qwen3_request);
 }

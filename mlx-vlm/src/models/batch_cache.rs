@@ -190,6 +190,40 @@ impl BatchKvCache {
     }
 }
 
+/// The mask of one batched decode step (`[rows, 1, 1, columns + 1]`,
+/// false on each row's left padding), after checking that `inputs` holds
+/// one token per row (`[rows, 1]`) and `cache` one [`BatchKvCache`] of
+/// `rows` rows per decoder layer (`layers`). Shared by the families'
+/// batched decodes; `who` names the caller in the errors.
+pub fn decode_step_mask(
+    who: &str,
+    inputs: &Array,
+    cache: &[BatchKvCache],
+    layers: usize,
+    rows: usize,
+) -> Result<Mask> {
+    if inputs.shape() != [rows as i32, 1] || cache.len() != layers {
+        return Err(Error::InvalidArgument(format!(
+            "{who}: needs inputs [{rows}, 1] (one token per request) and one cache per \
+             layer ({layers}), got inputs {:?} and {} caches",
+            inputs.shape(),
+            cache.len()
+        )));
+    }
+    let Some(first) = cache.first() else {
+        return Err(Error::InvalidArgument(format!(
+            "{who}: a model without layers"
+        )));
+    };
+    if first.batch_size() != rows {
+        return Err(Error::InvalidArgument(format!(
+            "{who}: a cache of {} rows for {rows} requests",
+            first.batch_size()
+        )));
+    }
+    first.make_mask(1, None, true)
+}
+
 impl Cache for BatchKvCache {
     /// Columns filled (Python: `_idx`); the per-row counts are
     /// [`BatchKvCache::offsets`].

@@ -13,7 +13,7 @@ use mlx_rs::{Array, Dtype, Index, idx, ops};
 
 use super::config::{ModelConfig, TextConfig};
 use crate::models::base::{self, AttentionMask};
-use crate::models::batch_cache::BatchKvCache;
+use crate::models::batch_cache::{BatchKvCache, decode_step_mask};
 use crate::models::cache::{Cache, CachedKv};
 use crate::models::mlp::SwiGLUMLP;
 use crate::models::rope_utils::{self, MRoPERotaryEmbedding, MRoPEStyle};
@@ -617,30 +617,13 @@ impl LanguageModel {
         cache: &mut [BatchKvCache],
         states: &mut [&mut RequestState],
     ) -> Result<Array> {
-        let rows = states.len();
-        if inputs.shape() != [rows as i32, 1] || cache.len() != self.model.layers.len() {
-            return Err(Error::InvalidArgument(format!(
-                "LanguageModel::decode_batch: needs inputs [{rows}, 1] (one token per state) \
-                 and one cache per layer ({}), got inputs {:?} and {} caches",
-                self.model.layers.len(),
-                inputs.shape(),
-                cache.len()
-            )));
-        }
-        let Some(first) = cache.first() else {
-            return Err(Error::InvalidArgument(
-                "LanguageModel::decode_batch: a model without layers".into(),
-            ));
-        };
-        let offsets = first.offsets();
-        if offsets.len() != rows {
-            return Err(Error::InvalidArgument(format!(
-                "LanguageModel::decode_batch: a cache of {} rows for {rows} states",
-                offsets.len()
-            )));
-        }
-        let position_ids = batch_position_ids(&offsets, states)?;
-        let mask = first.make_mask(1, None, true)?;
+        let (mask, position_ids) = batch_step(
+            "LanguageModel::decode_batch",
+            inputs,
+            cache,
+            self.model.layers.len(),
+            states,
+        )?;
         let h = self.model.embed_tokens.forward(inputs)?;
         let caches = cache.iter_mut().map(|c| c as &mut dyn Cache);
         let out = self
@@ -923,11 +906,28 @@ pub fn rope_index(
     Ok((position_ids, deltas))
 }
 
-/// The mRoPE position ids `[3, batch, 1]` of one batched decode step
-/// (Python: the `cache_offsets` branch of `LanguageModel.__call__`): row
-/// `b` at `offsets[b]` (its tokens so far) plus its request's rope delta,
-/// on every axis. Shared by the Qwen families' batched decode.
-pub fn batch_position_ids(offsets: &[i32], states: &[&mut RequestState]) -> Result<Array> {
+/// The attention mask (each row's left padding hidden,
+/// [`decode_step_mask`]) and mRoPE position ids `[3, rows, 1]` of one
+/// batched decode step of a Qwen family (Python: the `cache_offsets`
+/// branch of `LanguageModel.__call__`): row `b` at its cache's offset (its
+/// tokens so far) plus its request's rope delta, on every axis. Fails
+/// unless `inputs` is `[rows, 1]` for the `rows` states and `cache` holds
+/// one cache of `rows` rows per layer. Shared by the Qwen families'
+/// batched decode.
+pub fn batch_step(
+    who: &str,
+    inputs: &Array,
+    cache: &[BatchKvCache],
+    layers: usize,
+    states: &[&mut RequestState],
+) -> Result<(AttentionMask, Array)> {
+    let mask = decode_step_mask(who, inputs, cache, layers, states.len())?;
+    let offsets = cache.first().map(BatchKvCache::offsets).unwrap_or_default();
+    Ok((mask, batch_position_ids(&offsets, states)?))
+}
+
+/// Row `b`'s position `offsets[b] + rope_deltas[b]` on every mRoPE axis.
+fn batch_position_ids(offsets: &[i32], states: &[&mut RequestState]) -> Result<Array> {
     let rows = offsets.len() as i32;
     // Lazily, with no read back: one evaluation with the forward.
     let mut deltas = Vec::with_capacity(offsets.len());

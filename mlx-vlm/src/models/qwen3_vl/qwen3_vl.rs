@@ -336,6 +336,20 @@ impl<M: Qwen3VlVariant> FamilyModel for Model<M> {
         crate::models::cache::make_prompt_cache(self.layers(), max_kv_size)
     }
 
+    // Qwen3-VL and Qwen3-VL-MoE alike: the decoder is generic over its MLP.
+    fn batched_decode(&self) -> bool {
+        true
+    }
+
+    fn decode_batch(
+        &self,
+        inputs: &Array,
+        cache: &mut [crate::models::BatchKvCache],
+        states: &mut [&mut RequestState],
+    ) -> Result<Array> {
+        self.language_model.decode_batch(inputs, cache, states)
+    }
+
     fn sanitize(&self, weights: HashMap<String, Array>) -> Result<HashMap<String, Array>> {
         M::sanitize(self, weights)
     }
