@@ -6,7 +6,10 @@
 //! good ones and `max_num_seqs` admission, each request's ids equal to its
 //! own `generate` run (f32 and bf16); a batched step's logits against each
 //! row's single step; and `BatchKvCache` against Python mlx-vlm 0.7.6's
-//! `BatchKVCache` (tests/fixtures/batch/gen_batch_cache.py).
+//! `BatchKVCache` (tests/fixtures/batch/gen_batch_cache.py). At the end,
+//! the other batched families (Qwen3-VL, Qwen3-VL-MoE, LLaVA, LLaVA-NeXT,
+//! Idefics3, SmolVLM): a batched step's logits against each row's single
+//! step, bit for bit in f32, and staggered requests against their own runs.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -702,4 +705,54 @@ fn qwen3_vl_moe_batched_step_gives_each_rows_single_step_logits() {
 fn qwen3_vl_moe_staggered_requests_give_their_single_run_ids() {
     let (_dir, model) = tiny(fixtures::qwen3_vl_moe_tiny());
     assert_staggered_batches(model, &qwen_tokenizer(), qwen3_request);
+}
+
+/// Request `i` of the plain-RoPE families' tests: `4 + 5i` text ids
+/// below their tiny vocabularies (512), `max_tokens` varying with `i`.
+fn text_request(i: usize) -> BatchRequest {
+    let ids: Vec<i32> = (0..4 + 5 * i as i32)
+        .map(|t| 20 + (t * 13 + 7 * i as i32) % 480)
+        .collect();
+    let n = ids.len() as i32;
+    BatchRequest {
+        inputs: GenerateInputs::text(Array::from_slice(&ids, &[1, n]).unwrap()),
+        params: GenerateParams {
+            max_tokens: 8 + 2 * i,
+            ..Default::default()
+        },
+    }
+}
+
+/// A plain-RoPE family's batched step against each row's single step
+/// (prompts of 4, 19 and 14 tokens), then staggered requests against
+/// their own runs.
+fn assert_plain_rope_family(family: fixtures::TinyModel, tokenizer_dir: &Path) {
+    let (_dir, model) = tiny(family);
+    let prompts: Vec<_> = [0, 3, 2].map(|i| text_request(i).inputs).into();
+    assert_batched_step(&*model, &prompts, &[15, 0, 5], 0.0);
+    let tokenizer = tokenizers::Tokenizer::from_file(tokenizer_dir.join("tokenizer.json")).unwrap();
+    assert_staggered_batches(model, &tokenizer, text_request);
+}
+
+#[test]
+fn llava_decodes_in_batches() {
+    assert_plain_rope_family(fixtures::llava_tiny(), &fixtures::llama_tokenizer_dir());
+}
+
+#[test]
+fn llava_next_decodes_in_batches() {
+    assert_plain_rope_family(
+        fixtures::llava_next_tiny(),
+        &fixtures::llama_tokenizer_dir(),
+    );
+}
+
+#[test]
+fn idefics3_decodes_in_batches() {
+    assert_plain_rope_family(fixtures::idefics3_tiny(), &fixtures::smollm_tokenizer_dir());
+}
+
+#[test]
+fn smolvlm_decodes_in_batches() {
+    assert_plain_rope_family(fixtures::smolvlm_tiny(), &fixtures::smollm_tokenizer_dir());
 }

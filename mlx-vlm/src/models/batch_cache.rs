@@ -257,6 +257,10 @@ impl Cache for BatchKvCache {
         buffers(self.keys.as_ref(), self.values.as_ref())
     }
 
+    fn row_offsets(&self) -> Option<Vec<i32>> {
+        Some(self.offsets())
+    }
+
     /// Python: `create_causal_mask(N, offset=_idx,
     /// left_padding=left_padding)`: `[batch, 1, n, idx + n]`, false on
     /// each row's padding.

@@ -168,6 +168,13 @@ pub trait Cache: Send {
     fn plain_kv(&self) -> Option<Result<(Array, Array)>> {
         None
     }
+
+    /// Each row's tokens so far, where RoPE places its next token, for a
+    /// cache whose rows differ (Python: the array `offset` of a
+    /// `BatchKVCache`); `None` when every row is at [`Cache::offset`].
+    fn row_offsets(&self) -> Option<Vec<i32>> {
+        None
+    }
 }
 
 /// Packed `uint32` data, scales and biases of `mx.quantize` (Python: the

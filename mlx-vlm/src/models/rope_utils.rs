@@ -367,3 +367,29 @@ pub fn initialize_rope(
     };
     Ok(RoPE::new(dims, traditional, base, scale))
 }
+
+/// `queries` and `keys` `[batch, heads, seq, head_dim]` rotated by `rope`
+/// from where `cache` holds its tokens (Python: `rope(x,
+/// offset=cache.offset)`): each row from its own count for a batched
+/// cache ([`crate::models::cache::Cache::row_offsets`], `fast::rope`'s
+/// per-row offsets), else from [`crate::models::cache::Cache::offset`].
+pub fn rope_at_cache(
+    rope: &RoPE,
+    queries: &Array,
+    keys: &Array,
+    cache: &dyn crate::models::cache::Cache,
+) -> Result<(Array, Array)> {
+    match cache.row_offsets() {
+        Some(rows) => {
+            let offsets = Array::from_slice(&rows, &[rows.len() as i32])?;
+            Ok((
+                rope.forward(queries, &offsets)?,
+                rope.forward(keys, &offsets)?,
+            ))
+        }
+        None => {
+            let offset = cache.offset();
+            Ok((rope.forward(queries, offset)?, rope.forward(keys, offset)?))
+        }
+    }
+}

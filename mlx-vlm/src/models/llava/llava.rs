@@ -324,6 +324,20 @@ impl FamilyModel for Model {
         make_prompt_cache(self.layers(), max_kv_size)
     }
 
+    // Plain KV caches and 1-D RoPE, which rotates each row at its own count.
+    fn batched_decode(&self) -> bool {
+        true
+    }
+
+    fn decode_batch(
+        &self,
+        inputs: &Array,
+        cache: &mut [crate::models::BatchKvCache],
+        states: &mut [&mut ()],
+    ) -> Result<Array> {
+        self.language_model.decode_batch(inputs, cache, states.len())
+    }
+
     fn sanitize(&self, weights: HashMap<String, Array>) -> Result<HashMap<String, Array>> {
         Model::sanitize(self, weights)
     }
