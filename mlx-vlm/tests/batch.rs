@@ -505,9 +505,8 @@ fn a_family_without_batched_decode_runs_per_request() {
 #[test]
 fn a_batched_step_gives_each_rows_single_step_logits() {
     let (_dir, model) = qwen(Dtype::Float32);
-    // Prompts of 23, 14 and 45 tokens: rows with 22, 31 and 0 padding.
     let prompts: Vec<_> = [0, 3, 2].map(|i| qwen_request(i).inputs).into();
-    assert_batched_step(&*model, &prompts, &[22, 31, 0], 1e-5);
+    assert_batched_step(&*model, &prompts, &QWEN_PADDING, 1e-5);
 }
 
 /// Row `r`'s prompt keys and values, as `gen_batch_cache.py` builds them.
@@ -681,30 +680,37 @@ fn qwen3_request(i: usize) -> BatchRequest {
     request
 }
 
+/// A family's batched step against each row's single step (requests 0,
+/// 3 and 2 of `request`, left-padded by `padding`), bit for bit in f32,
+/// then staggered requests against their own runs.
+fn assert_family_batches(
+    family: fixtures::TinyModel,
+    tokenizer_dir: &Path,
+    request: fn(usize) -> BatchRequest,
+    padding: &[i32],
+) {
+    let (_dir, model) = tiny(family);
+    let prompts: Vec<_> = [0, 3, 2].map(|i| request(i).inputs).into();
+    assert_batched_step(&*model, &prompts, padding, 0.0);
+    let tokenizer = tokenizers::Tokenizer::from_file(tokenizer_dir.join("tokenizer.json")).unwrap();
+    assert_staggered_batches(model, &tokenizer, request);
+}
+
+/// Prompts of 23, 14 and 45 tokens.
+const QWEN_PADDING: [i32; 3] = [22, 31, 0];
+
 #[test]
-fn qwen3_vl_batched_step_gives_each_rows_single_step_logits() {
-    let (_dir, model) = tiny(fixtures::qwen3_vl_tiny());
-    let prompts: Vec<_> = [0, 3, 2].map(|i| qwen3_request(i).inputs).into();
-    assert_batched_step(&*model, &prompts, &[22, 31, 0], 0.0);
+fn qwen3_vl_decodes_in_batches() {
+    let tokenizer = fixtures::qwen_tokenizer_dir().unwrap();
+    let family = fixtures::qwen3_vl_tiny();
+    assert_family_batches(family, &tokenizer, qwen3_request, &QWEN_PADDING);
 }
 
 #[test]
-fn qwen3_vl_staggered_requests_give_their_single_run_ids() {
-    let (_dir, model) = tiny(fixtures::qwen3_vl_tiny());
-    assert_staggered_batches(model, &qwen_tokenizer(), qwen3_request);
-}
-
-#[test]
-fn qwen3_vl_moe_batched_step_gives_each_rows_single_step_logits() {
-    let (_dir, model) = tiny(fixtures::qwen3_vl_moe_tiny());
-    let prompts: Vec<_> = [0, 3, 2].map(|i| qwen3_request(i).inputs).into();
-    assert_batched_step(&*model, &prompts, &[22, 31, 0], 0.0);
-}
-
-#[test]
-fn qwen3_vl_moe_staggered_requests_give_their_single_run_ids() {
-    let (_dir, model) = tiny(fixtures::qwen3_vl_moe_tiny());
-    assert_staggered_batches(model, &qwen_tokenizer(), qwen3_request);
+fn qwen3_vl_moe_decodes_in_batches() {
+    let tokenizer = fixtures::qwen_tokenizer_dir().unwrap();
+    let family = fixtures::qwen3_vl_moe_tiny();
+    assert_family_batches(family, &tokenizer, qwen3_request, &QWEN_PADDING);
 }
 
 /// Request `i` of the plain-RoPE families' tests: `4 + 5i` text ids
@@ -723,36 +729,33 @@ fn text_request(i: usize) -> BatchRequest {
     }
 }
 
-/// A plain-RoPE family's batched step against each row's single step
-/// (prompts of 4, 19 and 14 tokens), then staggered requests against
-/// their own runs.
-fn assert_plain_rope_family(family: fixtures::TinyModel, tokenizer_dir: &Path) {
-    let (_dir, model) = tiny(family);
-    let prompts: Vec<_> = [0, 3, 2].map(|i| text_request(i).inputs).into();
-    assert_batched_step(&*model, &prompts, &[15, 0, 5], 0.0);
-    let tokenizer = tokenizers::Tokenizer::from_file(tokenizer_dir.join("tokenizer.json")).unwrap();
-    assert_staggered_batches(model, &tokenizer, text_request);
-}
+/// Prompts of 4, 19 and 14 tokens.
+const TEXT_PADDING: [i32; 3] = [15, 0, 5];
 
 #[test]
 fn llava_decodes_in_batches() {
-    assert_plain_rope_family(fixtures::llava_tiny(), &fixtures::llama_tokenizer_dir());
+    let tokenizer = fixtures::llama_tokenizer_dir();
+    let family = fixtures::llava_tiny();
+    assert_family_batches(family, &tokenizer, text_request, &TEXT_PADDING);
 }
 
 #[test]
 fn llava_next_decodes_in_batches() {
-    assert_plain_rope_family(
-        fixtures::llava_next_tiny(),
-        &fixtures::llama_tokenizer_dir(),
-    );
+    let tokenizer = fixtures::llama_tokenizer_dir();
+    let family = fixtures::llava_next_tiny();
+    assert_family_batches(family, &tokenizer, text_request, &TEXT_PADDING);
 }
 
 #[test]
 fn idefics3_decodes_in_batches() {
-    assert_plain_rope_family(fixtures::idefics3_tiny(), &fixtures::smollm_tokenizer_dir());
+    let tokenizer = fixtures::smollm_tokenizer_dir();
+    let family = fixtures::idefics3_tiny();
+    assert_family_batches(family, &tokenizer, text_request, &TEXT_PADDING);
 }
 
 #[test]
 fn smolvlm_decodes_in_batches() {
-    assert_plain_rope_family(fixtures::smolvlm_tiny(), &fixtures::smollm_tokenizer_dir());
+    let tokenizer = fixtures::smollm_tokenizer_dir();
+    let family = fixtures::smolvlm_tiny();
+    assert_family_batches(family, &tokenizer, text_request, &TEXT_PADDING);
 }

@@ -17,7 +17,7 @@ use mlx_rs::{Array, ops};
 
 use super::config::TextConfig;
 use crate::models::base::{self, AttentionMask};
-use crate::models::batch_cache::{BatchKvCache, decode_step_mask};
+use crate::models::batch_cache::{BatchKvCache, decode_step};
 use crate::models::cache::{Cache, CachedKv};
 use crate::models::mlp::SwiGLUMLP as MLP;
 use crate::models::rope_utils::rope_at_cache;
@@ -235,12 +235,21 @@ impl LanguageModel {
     /// no `make_mask` (no mask for one token), so its batched decode
     /// attends to the zero keys of the left padding; masking them here
     /// makes each row compute what its single run does.
-    pub fn decode_batch(&self, inputs: &Array, cache: &mut [BatchKvCache], rows: usize) -> Result<Array> {
-        let layers = self.layers.len();
-        let mask = decode_step_mask("Idefics3 decode_batch", inputs, cache, layers, rows)?;
-        let h = self.embed_tokens.forward(inputs)?;
-        let caches = cache.iter_mut().map(|c| c as &mut dyn Cache);
-        self.forward_layers(h, &mask, caches)
+    pub fn decode_batch(
+        &self,
+        inputs: &Array,
+        cache: &mut [BatchKvCache],
+        states: &[&mut ()],
+    ) -> Result<Array> {
+        decode_step(
+            "Idefics3 decode_batch",
+            inputs,
+            cache,
+            states.len(),
+            &self.embed_tokens,
+            self.layers.len(),
+            |h, mask, caches| self.forward_layers(h, mask, caches),
+        )
     }
 
     /// Python: `LanguageModel.sanitize`: precomputed rotary frequencies

@@ -16,7 +16,7 @@ use mlx_rs::nn::{Embedding, Linear, RMSNorm, RoPE};
 
 use super::config::TextConfig;
 use crate::models::base::{self, AttentionMask};
-use crate::models::batch_cache::{BatchKvCache, decode_step_mask};
+use crate::models::batch_cache::{BatchKvCache, decode_step};
 use crate::models::cache::{Cache, CachedKv};
 use crate::models::mlp::SwiGLUMLP as MLP;
 use crate::models::rope_utils::rope_at_cache;
@@ -293,10 +293,7 @@ impl LanguageModel {
         cache: &mut [Box<dyn Cache>],
     ) -> Result<Array> {
         let out = self.model.forward(inputs, inputs_embeds, mask, cache)?;
-        match &self.lm_head {
-            Some(head) => Ok(head.forward(&out)?),
-            None => Ok(self.model.embed_tokens.as_linear(&out)?),
-        }
+        self.logits(&out)
     }
 
     /// Logits `[batch, 1, vocab]` of one decode step of several requests
@@ -309,15 +306,29 @@ impl LanguageModel {
     /// which has no `make_mask` (no mask for one token), so its batched
     /// decode attends to the zero keys of the left padding; masking them
     /// here makes each row compute what its single run does.
-    pub fn decode_batch(&self, inputs: &Array, cache: &mut [BatchKvCache], rows: usize) -> Result<Array> {
-        let layers = self.model.layers.len();
-        let mask = decode_step_mask("LLaVA decode_batch", inputs, cache, layers, rows)?;
-        let h = self.model.embed_tokens.forward(inputs)?;
-        let caches = cache.iter_mut().map(|c| c as &mut dyn Cache);
-        let out = self.model.forward_layers(h, &mask, caches)?;
+    pub fn decode_batch(
+        &self,
+        inputs: &Array,
+        cache: &mut [BatchKvCache],
+        states: &[&mut ()],
+    ) -> Result<Array> {
+        let out = decode_step(
+            "LLaVA decode_batch",
+            inputs,
+            cache,
+            states.len(),
+            &self.model.embed_tokens,
+            self.model.layers.len(),
+            |h, mask, caches| self.model.forward_layers(h, mask, caches),
+        )?;
+        self.logits(&out)
+    }
+
+    /// The output layer over the normed hidden states.
+    fn logits(&self, out: &Array) -> Result<Array> {
         match &self.lm_head {
-            Some(head) => Ok(head.forward(&out)?),
-            None => Ok(self.model.embed_tokens.as_linear(&out)?),
+            Some(head) => Ok(head.forward(out)?),
+            None => Ok(self.model.embed_tokens.as_linear(out)?),
         }
     }
 

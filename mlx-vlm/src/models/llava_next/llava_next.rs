@@ -225,18 +225,7 @@ impl FamilyModel for Model {
     }
 
     // Plain KV caches and 1-D RoPE, which rotates each row at its own count.
-    fn batched_decode(&self) -> bool {
-        true
-    }
-
-    fn decode_batch(
-        &self,
-        inputs: &Array,
-        cache: &mut [crate::models::BatchKvCache],
-        states: &mut [&mut ()],
-    ) -> Result<Array> {
-        self.language_model.decode_batch(inputs, cache, states.len())
-    }
+    crate::models::batch_cache::language_model_decodes_batches!(());
 
     fn sanitize(&self, weights: HashMap<String, Array>) -> Result<HashMap<String, Array>> {
         Model::sanitize(self, weights)

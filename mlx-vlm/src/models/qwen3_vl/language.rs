@@ -14,16 +14,16 @@
 //! visual tokens is an error rather than skipped silently.
 
 use mlx_rs::nn::{Embedding, Linear, Module, RMSNorm};
-use mlx_rs::{Array, Dtype, Index, idx, ops};
+use mlx_rs::{Array, Dtype, idx, ops};
 
 use super::config::{ModelConfig, TextConfig};
 use crate::models::base::{self, AttentionMask};
+use crate::models::batch_cache::BatchKvCache;
 use crate::models::cache::{Cache, CachedKv};
 use crate::models::mlp::SwiGLUMLP;
 pub use crate::models::qwen2_5_vl::language::{LanguageModelArgs, RequestState};
-use crate::models::batch_cache::BatchKvCache;
 use crate::models::qwen2_5_vl::language::{
-    RopeIndexSettings, batch_step, mrope_position_ids, rope_index,
+    RopeIndexSettings, decode_batch, mask_to_keys, mrope_position_ids, rope_index,
 };
 use crate::models::rope_utils::{self, MRoPERotaryEmbedding, MRoPEStyle};
 use crate::{Error, Result};
@@ -173,18 +173,8 @@ impl Attention {
             None => CachedKv::Plain(keys, values),
         };
         // Python slices an array mask to the new keys plus the cache's
-        // `_idx` before the update: the keys attention reads after it, as
-        // here, so the batched decode's padding mask keeps its width.
-        let key_len = match &cached {
-            CachedKv::Plain(k, _) => k.shape().get(2).copied().unwrap_or(0),
-            CachedKv::Quantized { keys, .. } => keys.data.shape().get(2).copied().unwrap_or(0),
-        };
-        let mask = match mask {
-            AttentionMask::Array(m) => {
-                AttentionMask::Array(m.index(idx![Index::Ellipsis, ..key_len])?)
-            }
-            other => other.clone(),
-        };
+        // `_idx` before the update: the keys attention reads after it.
+        let mask = mask_to_keys(mask, &cached)?;
         let output =
             base::scaled_dot_product_attention_cached(&queries, &cached, self.scale, &mask, None)?;
         let output = output.transpose([0, 2, 1, 3])?.reshape(&[b, l, -1])?;
@@ -662,7 +652,8 @@ impl<M: FeedForward> LanguageModel<M> {
     /// Logits `[batch, 1, vocab]` of one decode step of several requests
     /// (Python: `LanguageModel.__call__` on a list of `BatchKVCache`s):
     /// row `b`'s token at position `offsets[b] + rope_deltas[b]` on every
-    /// mRoPE axis, as in its own decode step ([`batch_step`]); decode
+    /// mRoPE axis, as in its own decode step
+    /// ([`crate::models::qwen2_5_vl::language::decode_batch`]); decode
     /// steps add no deepstack features. As in Python, the mask hides each
     /// row's left padding (Python's `Qwen3VLModel` asks `cache[0]` for
     /// it, unlike Qwen2.5-VL's, which asks the list).
@@ -672,22 +663,11 @@ impl<M: FeedForward> LanguageModel<M> {
         cache: &mut [BatchKvCache],
         states: &mut [&mut RequestState],
     ) -> Result<Array> {
-        let (mask, position_ids) = batch_step(
-            "Qwen3-VL LanguageModel::decode_batch",
-            inputs,
-            cache,
-            self.model.layers.len(),
-            states,
-        )?;
-        let h = self.model.embed_tokens.forward(inputs)?;
-        let caches = cache.iter_mut().map(|c| c as &mut dyn Cache);
-        let out = self
-            .model
-            .forward_layers(h, &mask, caches, Some(&position_ids), None)?;
-        match &self.lm_head {
-            Some(lm_head) => Ok(lm_head.forward(&out)?),
-            None => Ok(self.model.embed_tokens.as_linear(&out)?),
-        }
+        let (embed, head) = (&self.model.embed_tokens, self.lm_head.as_ref());
+        let layers = self.model.layers.len();
+        decode_batch(inputs, cache, states, embed, head, layers, |h, m, c, p| {
+            self.model.forward_layers(h, m, c, Some(p), None)
+        })
     }
 
     /// The decoder layers (Python: `LanguageModel.layers`).

@@ -337,18 +337,7 @@ impl<M: Qwen3VlVariant> FamilyModel for Model<M> {
     }
 
     // Qwen3-VL and Qwen3-VL-MoE alike: the decoder is generic over its MLP.
-    fn batched_decode(&self) -> bool {
-        true
-    }
-
-    fn decode_batch(
-        &self,
-        inputs: &Array,
-        cache: &mut [crate::models::BatchKvCache],
-        states: &mut [&mut RequestState],
-    ) -> Result<Array> {
-        self.language_model.decode_batch(inputs, cache, states)
-    }
+    crate::models::batch_cache::language_model_decodes_batches!(RequestState);
 
     fn sanitize(&self, weights: HashMap<String, Array>) -> Result<HashMap<String, Array>> {
         M::sanitize(self, weights)
