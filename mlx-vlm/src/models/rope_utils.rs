@@ -1,9 +1,10 @@
 //! The parts of Python's `mlx_vlm/models/rope_utils.py` the ported
 //! language models use: multimodal RoPE (mRoPE) in the "chunked" (Qwen2-VL,
 //! Qwen2.5-VL) and "interleaved" (Qwen3-VL) layouts, always on the unfused
-//! path; and `initialize_rope` for its "default" and "linear" types (Gemma;
+//! path; `initialize_rope` for its "default" and "linear" types (Gemma;
 //! the other types, such as llama3 and yarn, are not ported yet and are a
-//! typed error).
+//! typed error); and plain RoPE at a cache's position, per row for a
+//! batched cache ([`rope_at_cache`]).
 //!
 //! Python fuses the mRoPE application into a Metal kernel where Metal is
 //! available; elsewhere (and here) it computes cos/sin in float32, casts them

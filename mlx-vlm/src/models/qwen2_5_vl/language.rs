@@ -242,11 +242,12 @@ impl Attention {
     }
 }
 
-/// `mask` with an array mask cut to the keys attention reads, `cached`
-/// (Python slices it to the new keys' length before the cache update;
-/// here after it, so the batched decode's padding mask `[batch, 1, 1,
-/// cached + 1]` keeps its width; no single-request call passes an array
-/// mask). Shared by the Qwen families' attention.
+/// `mask` with an array mask cut to the keys attention reads, `cached`:
+/// the batched decode's padding mask `[batch, 1, 1, cached + 1]` keeps
+/// its width (Python's Qwen2.5-VL slices to the new keys' length before
+/// the cache update, Qwen3-VL's to the new keys plus the cache's `_idx`;
+/// no single-request call passes an array mask). Shared by the Qwen
+/// families' attention.
 pub fn mask_to_keys(mask: &AttentionMask, cached: &CachedKv) -> Result<AttentionMask> {
     let key_len = match cached {
         CachedKv::Plain(k, _) => k.shape().get(2).copied().unwrap_or(0),
