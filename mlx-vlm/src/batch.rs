@@ -12,12 +12,15 @@
 //!
 //! Prompts are prefilled per request (the chunks of `generate_step`).
 //! Once its first token is sampled, a request of a family with batched
-//! decode ([`crate::models::FamilyModel::batched_decode`], e.g.
-//! Qwen2.5-VL) moves its caches into the decode batch (one left-padded
+//! decode ([`crate::models::FamilyModel::batched_decode`]: Qwen2-VL,
+//! Qwen2.5-VL, Qwen3-VL, Qwen3-VL-MoE, LLaVA, LLaVA-NeXT, Idefics3 and
+//! SmolVLM) moves its caches into the decode batch (one left-padded
 //! [`BatchKvCache`] per layer) and decodes with the others in one forward;
-//! finished rows leave it. Families without batched decode (the default),
-//! and requests with a rotating (`max_kv_size`) or quantized (`kv_bits`)
-//! cache, decode one by one, each with its own forward.
+//! finished rows leave it. Families without batched decode (the default:
+//! Gemma 3, Gemma 3n and PaliGemma, whose sliding-window layers would need
+//! a batched rotating cache, and Kimi-VL, whose MLA cache has no batched
+//! form), and requests with a rotating (`max_kv_size`) or quantized
+//! (`kv_bits`) cache, decode one by one, each with its own forward.
 //!
 //! A request inserted with [`BatchGenerator::insert_with_prompt_cache`]
 //! continues a conversation: it prefills only what its prompt does not
@@ -38,8 +41,9 @@
 //!   `prefill_batch_size` prompts into one prefill batch); the chunk
 //!   boundaries are those of `generate_step`, so a request's numerics do
 //!   not depend on what it shares the batch with.
-//! - The decode batch masks the left padding (Python's Qwen decode does
-//!   not: see [`crate::models::qwen2_5_vl::language::LanguageModel::decode_batch`]).
+//! - The decode batch masks the left padding (Python's Qwen2-VL,
+//!   Qwen2.5-VL, LLaVA and Idefics3 decodes do not, Qwen3-VL's does: see
+//!   [`crate::models::qwen2_5_vl::language::LanguageModel::decode_batch`]).
 //! - The events are typed ([`BatchEvent`]); there are no per-token
 //!   log-probabilities, prompt-batch timings, speculative decoding, APC
 //!   or thinking budgets; Python's one-step-ahead `async_eval` pipelining

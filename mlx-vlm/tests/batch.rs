@@ -9,7 +9,10 @@
 //! turn hands back (batched rows cut out of the batch, and per-request
 //! caches), each turn equal to its cold run; and `BatchKvCache` against
 //! Python mlx-vlm 0.7.6's `BatchKVCache`
-//! (tests/fixtures/batch/gen_batch_cache.py).
+//! (tests/fixtures/batch/gen_batch_cache.py). At the end, the other
+//! batched families (Qwen3-VL, Qwen3-VL-MoE, LLaVA, LLaVA-NeXT, Idefics3,
+//! SmolVLM): a batched step's logits against each row's single step, bit
+//! for bit in f32, and staggered requests against their own runs.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -30,7 +33,7 @@ use exact::assert_exact;
 
 #[path = "common/qwen_prompt.rs"]
 mod qwen_prompt;
-use qwen_prompt::{prefill, qwen_inputs};
+use qwen_prompt::{QWEN2_PATCH, QWEN3_PATCH, prefill, qwen_inputs, qwen_inputs_with_patch};
 
 /// Loads a tiny checkpoint written in `dir`.
 fn load(dir: &Path) -> Arc<dyn VlmModel> {
@@ -69,6 +72,11 @@ fn qwen_tokenizer() -> tokenizers::Tokenizer {
 /// Request `i` of the Qwen tests: `5 + 3i` text tokens, an image on even
 /// `i`, `max_tokens` varying with `i`.
 fn qwen_request(i: usize) -> BatchRequest {
+    qwen_request_with(i, QWEN2_PATCH)
+}
+
+/// [`qwen_request`] with `patch` pixel values per image patch.
+fn qwen_request_with(i: usize, patch: i32) -> BatchRequest {
     let text: Vec<i32> = (0..5 + 3 * i as i32)
         .map(|t| 300 + 37 * t + i as i32)
         .collect();
@@ -76,7 +84,7 @@ fn qwen_request(i: usize) -> BatchRequest {
         .is_multiple_of(2)
         .then_some((8, 8 + 4 * (i as i32 % 3), 0.01 * (i as f32 + 1.0)));
     BatchRequest {
-        inputs: qwen_inputs(&text, image, None),
+        inputs: qwen_inputs_with_patch(&text, image, None, patch),
         params: GenerateParams {
             max_tokens: 6 + 2 * i,
             ..Default::default()
@@ -501,53 +509,8 @@ fn a_family_without_batched_decode_runs_per_request() {
 #[test]
 fn a_batched_step_gives_each_rows_single_step_logits() {
     let (_dir, model) = qwen(Dtype::Float32);
-    let mut caches = Vec::new();
-    let mut states = Vec::new();
-    let mut last = Vec::new();
-    // Prompts of 23, 14 and 45 tokens: rows with 22, 31 and 0 padding.
-    for i in [0, 3, 2] {
-        let qwen_prompt::Prefilled {
-            logits,
-            cache,
-            state,
-            ..
-        } = prefill(&*model, &qwen_request(i).inputs);
-        let y = ops::argmax(&logits.index(idx![.., -1, ..]).unwrap(), Some(-1), false).unwrap();
-        last.push(y.reshape(&[1, 1]).unwrap());
-        caches.push(cache);
-        states.push(state);
-    }
-    // The batch, from the three caches as they are now.
-    let layers = caches[0].len();
-    let mut batch: Vec<BatchKvCache> = (0..layers)
-        .map(|l| {
-            let rows: Vec<_> = caches
-                .iter()
-                .map(|c| c[l].plain_kv().unwrap().unwrap())
-                .collect();
-            BatchKvCache::merge(&rows).unwrap()
-        })
-        .collect();
-    assert_eq!(batch[0].left_padding(), &[22, 31, 0]);
-    let inputs = ops::concatenate(&last, 0).unwrap();
-    let batched = {
-        let mut refs: Vec<_> = states.iter_mut().collect();
-        model.decode_batch(&inputs, &mut batch, &mut refs).unwrap()
-    };
-    assert_eq!(batched.shape(), &[3, 1, batched.dim(-1).unwrap()]);
-    for (row, ((cache, state), y)) in caches.iter_mut().zip(&mut states).zip(&last).enumerate() {
-        let single = model.language_model(y, None, cache, None, state).unwrap();
-        let r = row as i32;
-        let got = batched.index(idx![r..r + 1, .., ..]).unwrap();
-        let diff = ops::abs(&ops::subtract(&got, &single).unwrap())
-            .unwrap()
-            .max(None::<i32>, false)
-            .unwrap()
-            .item_as::<f32>()
-            .unwrap();
-        println!("row {row}: largest |batched - single| logit difference {diff:e}");
-        assert!(diff <= 1e-5, "row {row}: {diff}");
-    }
+    let prompts: Vec<_> = [0, 3, 2].map(|i| qwen_request(i).inputs).into();
+    assert_batched_step(&*model, &prompts, &QWEN_PADDING, 1e-5);
 }
 
 /// Row `r`'s prompt keys and values, as `gen_batch_cache.py` builds them.
@@ -773,4 +736,177 @@ fn a_conversation_continues_from_the_cache_of_a_per_request_family() {
         }
     }
     assert_eq!(handed_back, vec![false]);
+}
+
+/// One batched decode step of `prompts` (each prefilled in one call,
+/// its greedy token next) against each row's own step: the batch's
+/// rows are left-padded by `padding`, and each row's logits are within
+/// `tolerance` of its single step's.
+fn assert_batched_step(
+    model: &dyn VlmModel,
+    prompts: &[GenerateInputs],
+    padding: &[i32],
+    tolerance: f32,
+) {
+    let mut caches = Vec::new();
+    let mut states = Vec::new();
+    let mut last = Vec::new();
+    for inputs in prompts {
+        let qwen_prompt::Prefilled {
+            logits,
+            cache,
+            state,
+            ..
+        } = prefill(model, inputs);
+        let y = ops::argmax(&logits.index(idx![.., -1, ..]).unwrap(), Some(-1), false).unwrap();
+        last.push(y.reshape(&[1, 1]).unwrap());
+        caches.push(cache);
+        states.push(state);
+    }
+    // The batch, from the caches as they are now.
+    let layers = caches[0].len();
+    let mut batch: Vec<BatchKvCache> = (0..layers)
+        .map(|l| {
+            let rows: Vec<_> = caches
+                .iter()
+                .map(|c| c[l].plain_kv().unwrap().unwrap())
+                .collect();
+            BatchKvCache::merge(&rows).unwrap()
+        })
+        .collect();
+    assert_eq!(batch[0].left_padding(), padding);
+    let inputs = ops::concatenate(&last, 0).unwrap();
+    let batched = {
+        let mut refs: Vec<_> = states.iter_mut().collect();
+        model.decode_batch(&inputs, &mut batch, &mut refs).unwrap()
+    };
+    let rows = prompts.len() as i32;
+    assert_eq!(batched.shape(), &[rows, 1, batched.dim(-1).unwrap()]);
+    for (row, ((cache, state), y)) in caches.iter_mut().zip(&mut states).zip(&last).enumerate() {
+        let single = model.language_model(y, None, cache, None, state).unwrap();
+        let r = row as i32;
+        let got = batched.index(idx![r..r + 1, .., ..]).unwrap();
+        let diff = ops::abs(&ops::subtract(&got, &single).unwrap())
+            .unwrap()
+            .max(None::<i32>, false)
+            .unwrap()
+            .item_as::<f32>()
+            .unwrap();
+        println!("row {row}: largest |batched - single| logit difference {diff:e}");
+        assert!(diff <= tolerance, "row {row}: {diff}");
+    }
+}
+
+/// Requests arriving two, then one, then two at a time on `model` (at
+/// most four active): each gives its own `generate` run's ids, and
+/// forwards ran several rows at once.
+fn assert_staggered_batches(
+    model: Arc<dyn VlmModel>,
+    tokenizer: &tokenizers::Tokenizer,
+    request: impl Fn(usize) -> BatchRequest,
+) {
+    let options = small_chunks(4);
+    let mut batcher = BatchGenerator::new(Arc::clone(&model), Vec::new(), options.clone());
+    let arrivals = vec![
+        vec![(0, request(0)), (1, request(1))],
+        vec![],
+        vec![(2, request(2))],
+        vec![],
+        vec![],
+        vec![(3, request(3)), (4, request(4))],
+    ];
+    let (outcomes, _) = drive(&mut batcher, arrivals, |_, _, _| {});
+    assert_eq!(outcomes.len(), 5);
+    for i in 0..5 {
+        assert_single_run(&*model, tokenizer, &outcomes, i, request(i), &options);
+    }
+    assert!(batcher.largest_batch() > 1, "{}", batcher.largest_batch());
+}
+
+/// Request `i` of the Qwen3-VL tests: [`qwen_request`]'s, with 16x16
+/// patches, and long enough that several decode together.
+fn qwen3_request(i: usize) -> BatchRequest {
+    let mut request = qwen_request_with(i, QWEN3_PATCH);
+    request.params.max_tokens = 10 + 2 * i;
+    request
+}
+
+/// A family's batched step against each row's single step (requests 0,
+/// 3 and 2 of `request`, left-padded by `padding`), bit for bit in f32,
+/// then staggered requests against their own runs.
+fn assert_family_batches(
+    family: fixtures::TinyModel,
+    tokenizer_dir: &Path,
+    request: fn(usize) -> BatchRequest,
+    padding: &[i32],
+) {
+    let (_dir, model) = tiny(family);
+    let prompts: Vec<_> = [0, 3, 2].map(|i| request(i).inputs).into();
+    assert_batched_step(&*model, &prompts, padding, 0.0);
+    let tokenizer = tokenizers::Tokenizer::from_file(tokenizer_dir.join("tokenizer.json")).unwrap();
+    assert_staggered_batches(model, &tokenizer, request);
+}
+
+/// Prompts of 23, 14 and 45 tokens.
+const QWEN_PADDING: [i32; 3] = [22, 31, 0];
+
+#[test]
+fn qwen3_vl_decodes_in_batches() {
+    let tokenizer = fixtures::qwen_tokenizer_dir().unwrap();
+    let family = fixtures::qwen3_vl_tiny();
+    assert_family_batches(family, &tokenizer, qwen3_request, &QWEN_PADDING);
+}
+
+#[test]
+fn qwen3_vl_moe_decodes_in_batches() {
+    let tokenizer = fixtures::qwen_tokenizer_dir().unwrap();
+    let family = fixtures::qwen3_vl_moe_tiny();
+    assert_family_batches(family, &tokenizer, qwen3_request, &QWEN_PADDING);
+}
+
+/// Request `i` of the plain-RoPE families' tests: `4 + 5i` text ids
+/// below their tiny vocabularies (512), `max_tokens` varying with `i`.
+fn text_request(i: usize) -> BatchRequest {
+    let ids: Vec<i32> = (0..4 + 5 * i as i32)
+        .map(|t| 20 + (t * 13 + 7 * i as i32) % 480)
+        .collect();
+    let n = ids.len() as i32;
+    BatchRequest {
+        inputs: GenerateInputs::text(Array::from_slice(&ids, &[1, n]).unwrap()),
+        params: GenerateParams {
+            max_tokens: 8 + 2 * i,
+            ..Default::default()
+        },
+    }
+}
+
+/// Prompts of 4, 19 and 14 tokens.
+const TEXT_PADDING: [i32; 3] = [15, 0, 5];
+
+#[test]
+fn llava_decodes_in_batches() {
+    let tokenizer = fixtures::llama_tokenizer_dir();
+    let family = fixtures::llava_tiny();
+    assert_family_batches(family, &tokenizer, text_request, &TEXT_PADDING);
+}
+
+#[test]
+fn llava_next_decodes_in_batches() {
+    let tokenizer = fixtures::llama_tokenizer_dir();
+    let family = fixtures::llava_next_tiny();
+    assert_family_batches(family, &tokenizer, text_request, &TEXT_PADDING);
+}
+
+#[test]
+fn idefics3_decodes_in_batches() {
+    let tokenizer = fixtures::smollm_tokenizer_dir();
+    let family = fixtures::idefics3_tiny();
+    assert_family_batches(family, &tokenizer, text_request, &TEXT_PADDING);
+}
+
+#[test]
+fn smolvlm_decodes_in_batches() {
+    let tokenizer = fixtures::smollm_tokenizer_dir();
+    let family = fixtures::smolvlm_tiny();
+    assert_family_batches(family, &tokenizer, text_request, &TEXT_PADDING);
 }

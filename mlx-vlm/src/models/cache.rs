@@ -174,6 +174,13 @@ pub trait Cache: Send {
     /// arrays are shared, not copied: MLX arrays are immutable, so the
     /// copy's later writes make new arrays and never reach the original.
     fn boxed_clone(&self) -> Box<dyn Cache>;
+
+    /// Each row's tokens so far, where RoPE places its next token, for a
+    /// cache whose rows differ (Python: the array `offset` of a
+    /// `BatchKVCache`); `None` when every row is at [`Cache::offset`].
+    fn row_offsets(&self) -> Option<Vec<i32>> {
+        None
+    }
 }
 
 /// Packed `uint32` data, scales and biases of `mx.quantize` (Python: the

@@ -1,9 +1,10 @@
 //! The parts of Python's `mlx_vlm/models/rope_utils.py` the ported
 //! language models use: multimodal RoPE (mRoPE) in the "chunked" (Qwen2-VL,
 //! Qwen2.5-VL) and "interleaved" (Qwen3-VL) layouts, always on the unfused
-//! path; and `initialize_rope` for its "default" and "linear" types (Gemma;
+//! path; `initialize_rope` for its "default" and "linear" types (Gemma;
 //! the other types, such as llama3 and yarn, are not ported yet and are a
-//! typed error).
+//! typed error); and plain RoPE at a cache's position, per row for a
+//! batched cache ([`rope_at_cache`]).
 //!
 //! Python fuses the mRoPE application into a Metal kernel where Metal is
 //! available; elsewhere (and here) it computes cos/sin in float32, casts them
@@ -366,4 +367,30 @@ pub fn initialize_rope(
         }
     };
     Ok(RoPE::new(dims, traditional, base, scale))
+}
+
+/// `queries` and `keys` `[batch, heads, seq, head_dim]` rotated by `rope`
+/// from where `cache` holds its tokens (Python: `rope(x,
+/// offset=cache.offset)`): each row from its own count for a batched
+/// cache ([`crate::models::cache::Cache::row_offsets`], `fast::rope`'s
+/// per-row offsets), else from [`crate::models::cache::Cache::offset`].
+pub fn rope_at_cache(
+    rope: &RoPE,
+    queries: &Array,
+    keys: &Array,
+    cache: &dyn crate::models::cache::Cache,
+) -> Result<(Array, Array)> {
+    match cache.row_offsets() {
+        Some(rows) => {
+            let offsets = Array::from_slice(&rows, &[rows.len() as i32])?;
+            Ok((
+                rope.forward(queries, &offsets)?,
+                rope.forward(keys, &offsets)?,
+            ))
+        }
+        None => {
+            let offset = cache.offset();
+            Ok((rope.forward(queries, offset)?, rope.forward(keys, offset)?))
+        }
+    }
 }

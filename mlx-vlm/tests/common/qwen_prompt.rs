@@ -14,6 +14,11 @@ pub const IMAGE_TOKEN: i32 = 151_655;
 pub const VISION_START: i32 = 151_652;
 pub const VISION_END: i32 = 151_653;
 
+/// Pixel values per patch of Qwen2-VL and Qwen2.5-VL (3 channels, 2
+/// frames, 14x14) and of Qwen3-VL (16x16 patches).
+pub const QWEN2_PATCH: i32 = 1176;
+pub const QWEN3_PATCH: i32 = 1536;
+
 /// A prompt of `text` ids, with one `h`x`w`-patch image first when
 /// `image` is set (pixel values vary with its third field).
 /// `image_tokens` overrides the number of image placeholders (a wrong one
@@ -23,6 +28,16 @@ pub fn qwen_inputs(
     image: Option<(i32, i32, f32)>,
     image_tokens: Option<usize>,
 ) -> GenerateInputs {
+    qwen_inputs_with_patch(text, image, image_tokens, QWEN2_PATCH)
+}
+
+/// [`qwen_inputs`] with `patch` pixel values per patch.
+pub fn qwen_inputs_with_patch(
+    text: &[i32],
+    image: Option<(i32, i32, f32)>,
+    image_tokens: Option<usize>,
+    patch: i32,
+) -> GenerateInputs {
     let mut ids = Vec::new();
     let mut media = None;
     if let Some((h, w, seed)) = image {
@@ -30,10 +45,10 @@ pub fn qwen_inputs(
         let n_tokens = image_tokens.unwrap_or((h * w / 4) as usize);
         ids.extend(std::iter::repeat_n(IMAGE_TOKEN, n_tokens));
         ids.push(VISION_END);
-        let n = h * w * 1176;
+        let n = h * w * patch;
         let ramp = ops::arange(0, n, 1, Some(Dtype::Float32)).unwrap();
         let values = ops::sin(&ops::multiply(&ramp, seed).unwrap()).unwrap();
-        let pixel_values = values.reshape(&[h * w, 1176]).unwrap();
+        let pixel_values = values.reshape(&[h * w, patch]).unwrap();
         let qwen = QwenVlInputs::images(pixel_values, &[[1, h, w]]).unwrap();
         media = Some(ModelInputs::new(qwen, vec![[1, h, w]]));
     }

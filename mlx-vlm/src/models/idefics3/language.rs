@@ -8,15 +8,19 @@
 //! `rope_scaling` in the file is ignored).
 //!
 //! Divergences from Python: a cache list whose length is not the layer
-//! count is a typed error (Python's `zip` would skip layers).
+//! count is a typed error (Python's `zip` would skip layers); the batched
+//! decode ([`LanguageModel::decode_batch`]) masks the rows' left padding,
+//! which Python's attends to.
 
 use mlx_rs::nn::{Embedding, Linear, RMSNorm, RoPE};
 use mlx_rs::{Array, ops};
 
 use super::config::TextConfig;
 use crate::models::base::{self, AttentionMask};
+use crate::models::batch_cache::{BatchKvCache, decode_step};
 use crate::models::cache::{Cache, CachedKv};
 use crate::models::mlp::SwiGLUMLP as MLP;
+use crate::models::rope_utils::rope_at_cache;
 use crate::{Error, Result};
 
 /// Python: `Attention`.
@@ -83,9 +87,7 @@ impl Attention {
         let values = heads(self.v_proj.forward(x)?, self.n_kv_heads)?;
         let (queries, cached) = match cache {
             Some(cache) => {
-                let offset = cache.offset();
-                let queries = self.rope.forward(&queries, offset)?;
-                let keys = self.rope.forward(&keys, offset)?;
+                let (queries, keys) = rope_at_cache(&self.rope, &queries, &keys, cache)?;
                 (queries, cache.update_and_fetch_kv(&keys, &values)?)
             }
             None => (
@@ -184,7 +186,7 @@ impl LanguageModel {
         mask: Option<&AttentionMask>,
         cache: &mut [Box<dyn Cache>],
     ) -> Result<Array> {
-        let mut h = match inputs_embeds {
+        let h = match inputs_embeds {
             None => self.embed_tokens.forward(inputs)?,
             Some(e) => e.as_type(self.norm.weight.dtype())?,
         };
@@ -203,12 +205,51 @@ impl LanguageModel {
                 &own_mask
             }
         };
-        let mut caches = cache.iter_mut();
+        let caches = cache.iter_mut().map(|c| &mut **c as &mut dyn Cache);
+        self.forward_layers(h, mask, caches)
+    }
+
+    /// The layers, the final norm and the output layer over `h`, with one
+    /// cache per layer from `caches` while it lasts: the rest of Python's
+    /// `LanguageModel.__call__`, shared by [`LanguageModel::forward`] and
+    /// [`LanguageModel::decode_batch`].
+    pub fn forward_layers<'c>(
+        &self,
+        mut h: Array,
+        mask: &AttentionMask,
+        mut caches: impl Iterator<Item = &'c mut dyn Cache>,
+    ) -> Result<Array> {
         for layer in &self.layers {
-            let c: Option<&mut dyn Cache> = caches.next().map(|c| &mut **c as &mut dyn Cache);
-            h = layer.forward(&h, mask, c)?;
+            h = layer.forward(&h, mask, caches.next())?;
         }
         Ok(self.lm_head.forward(&self.norm.forward(&h)?)?)
+    }
+
+    /// Logits `[batch, 1, vocab]` of one decode step of several requests
+    /// (Python: `LanguageModel.__call__` on a list of `BatchKVCache`s):
+    /// each row's RoPE at its own token count
+    /// ([`crate::models::rope_utils::rope_at_cache`]), the mask hiding
+    /// each row's left padding.
+    ///
+    /// Divergence: Python builds its mask from the cache list, which has
+    /// no `make_mask` (no mask for one token), so its batched decode
+    /// attends to the zero keys of the left padding; masking them here
+    /// makes each row compute what its single run does.
+    pub fn decode_batch(
+        &self,
+        inputs: &Array,
+        cache: &mut [BatchKvCache],
+        states: &[&mut ()],
+    ) -> Result<Array> {
+        decode_step(
+            "Idefics3 decode_batch",
+            inputs,
+            cache,
+            states.len(),
+            &self.embed_tokens,
+            self.layers.len(),
+            |h, mask, caches| self.forward_layers(h, mask, caches),
+        )
     }
 
     /// Python: `LanguageModel.sanitize`: precomputed rotary frequencies

@@ -5,7 +5,9 @@
 //! Divergences from Python: an unsupported text `model_type` is a typed
 //! error naming the supported ones (Python raises a `ValueError`); a cache
 //! list whose length is not the number of layers is a typed error (Python's
-//! `zip` would skip layers).
+//! `zip` would skip layers); the batched decode
+//! ([`LanguageModel::decode_batch`]) masks the rows' left padding, which
+//! Python's attends to.
 
 use std::collections::HashMap;
 
@@ -14,8 +16,10 @@ use mlx_rs::nn::{Embedding, Linear, RMSNorm, RoPE};
 
 use super::config::TextConfig;
 use crate::models::base::{self, AttentionMask};
+use crate::models::batch_cache::{BatchKvCache, decode_step};
 use crate::models::cache::{Cache, CachedKv};
 use crate::models::mlp::SwiGLUMLP as MLP;
+use crate::models::rope_utils::rope_at_cache;
 use crate::{Error, Result};
 
 /// Python: `Attention`.
@@ -94,9 +98,7 @@ impl Attention {
         let values = heads(self.v_proj.forward(x)?, self.n_kv_heads)?;
         let (queries, cached) = match cache {
             Some(cache) => {
-                let offset = cache.offset();
-                let queries = self.rope.forward(&queries, offset)?;
-                let keys = self.rope.forward(&keys, offset)?;
+                let (queries, keys) = rope_at_cache(&self.rope, &queries, &keys, cache)?;
                 (queries, cache.update_and_fetch_kv(&keys, &values)?)
             }
             None => (
@@ -200,7 +202,7 @@ impl Llama {
         mask: Option<&AttentionMask>,
         cache: &mut [Box<dyn Cache>],
     ) -> Result<Array> {
-        let mut h = match inputs_embeds {
+        let h = match inputs_embeds {
             Some(e) => e.clone(),
             None => self.embed_tokens.forward(inputs)?,
         };
@@ -215,10 +217,22 @@ impl Llama {
             Some(m) => m.clone(),
             None => base::create_attention_mask(&h, None, false)?,
         };
-        let mut caches = cache.iter_mut();
+        let caches = cache.iter_mut().map(|c| &mut **c as &mut dyn Cache);
+        self.forward_layers(h, &mask, caches)
+    }
+
+    /// The layers and the final norm over `h`, with one cache per layer
+    /// from `caches` while it lasts: the second half of Python's
+    /// `Llama.__call__`, shared by [`Llama::forward`] and the batched
+    /// decode.
+    pub fn forward_layers<'c>(
+        &self,
+        mut h: Array,
+        mask: &AttentionMask,
+        mut caches: impl Iterator<Item = &'c mut dyn Cache>,
+    ) -> Result<Array> {
         for layer in &self.layers {
-            let c: Option<&mut dyn Cache> = caches.next().map(|c| &mut **c as &mut dyn Cache);
-            h = layer.forward(&h, &mask, c)?;
+            h = layer.forward(&h, mask, caches.next())?;
         }
         Ok(self.norm.forward(&h)?)
     }
@@ -279,9 +293,42 @@ impl LanguageModel {
         cache: &mut [Box<dyn Cache>],
     ) -> Result<Array> {
         let out = self.model.forward(inputs, inputs_embeds, mask, cache)?;
+        self.logits(&out)
+    }
+
+    /// Logits `[batch, 1, vocab]` of one decode step of several requests
+    /// (Python: `LanguageModel.__call__` on a list of `BatchKVCache`s):
+    /// each row's RoPE at its own token count
+    /// ([`crate::models::rope_utils::rope_at_cache`]), the mask hiding
+    /// each row's left padding.
+    ///
+    /// Divergence: Python's `Llama` builds its mask from the cache list,
+    /// which has no `make_mask` (no mask for one token), so its batched
+    /// decode attends to the zero keys of the left padding; masking them
+    /// here makes each row compute what its single run does.
+    pub fn decode_batch(
+        &self,
+        inputs: &Array,
+        cache: &mut [BatchKvCache],
+        states: &[&mut ()],
+    ) -> Result<Array> {
+        let out = decode_step(
+            "LLaVA decode_batch",
+            inputs,
+            cache,
+            states.len(),
+            &self.model.embed_tokens,
+            self.model.layers.len(),
+            |h, mask, caches| self.model.forward_layers(h, mask, caches),
+        )?;
+        self.logits(&out)
+    }
+
+    /// The output layer over the normed hidden states.
+    fn logits(&self, out: &Array) -> Result<Array> {
         match &self.lm_head {
-            Some(head) => Ok(head.forward(&out)?),
-            None => Ok(self.model.embed_tokens.as_linear(&out)?),
+            Some(head) => Ok(head.forward(out)?),
+            None => Ok(self.model.embed_tokens.as_linear(out)?),
         }
     }
 

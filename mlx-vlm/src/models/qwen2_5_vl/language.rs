@@ -13,7 +13,7 @@ use mlx_rs::{Array, Dtype, Index, idx, ops};
 
 use super::config::{ModelConfig, TextConfig};
 use crate::models::base::{self, AttentionMask};
-use crate::models::batch_cache::BatchKvCache;
+use crate::models::batch_cache::{BatchKvCache, decode_step};
 use crate::models::cache::{Cache, CachedKv};
 use crate::models::mlp::SwiGLUMLP;
 use crate::models::rope_utils::{self, MRoPERotaryEmbedding, MRoPEStyle};
@@ -233,27 +233,30 @@ impl Attention {
             Some(c) => c.update_and_fetch_kv(&keys, &values)?,
             None => CachedKv::Plain(keys, values),
         };
-
-        // Python slices an array mask to the new keys' length, before the
-        // cache update; here to the keys attention reads, after it, so the
-        // batched decode's padding mask (`[batch, 1, 1, cached + 1]`) keeps
-        // its width. No single-request call passes an array mask.
-        let key_len = match &cached {
-            CachedKv::Plain(k, _) => k.shape().get(2).copied().unwrap_or(0),
-            CachedKv::Quantized { keys, .. } => keys.data.shape().get(2).copied().unwrap_or(0),
-        };
-        let mask = match mask {
-            AttentionMask::Array(m) => {
-                AttentionMask::Array(m.index(idx![Index::Ellipsis, ..key_len])?)
-            }
-            other => other.clone(),
-        };
+        let mask = mask_to_keys(mask, &cached)?;
 
         let output =
             base::scaled_dot_product_attention_cached(&queries, &cached, self.scale, &mask, None)?;
         let output = output.transpose([0, 2, 1, 3])?.reshape(&[b, l, -1])?;
         Ok(self.o_proj.forward(&output)?)
     }
+}
+
+/// `mask` with an array mask cut to the keys attention reads, `cached`:
+/// the batched decode's padding mask `[batch, 1, 1, cached + 1]` keeps
+/// its width (Python's Qwen2.5-VL slices to the new keys' length before
+/// the cache update, Qwen3-VL's to the new keys plus the cache's `_idx`;
+/// no single-request call passes an array mask). Shared by the Qwen
+/// families' attention.
+pub fn mask_to_keys(mask: &AttentionMask, cached: &CachedKv) -> Result<AttentionMask> {
+    let key_len = match cached {
+        CachedKv::Plain(k, _) => k.shape().get(2).copied().unwrap_or(0),
+        CachedKv::Quantized { keys, .. } => keys.data.shape().get(2).copied().unwrap_or(0),
+    };
+    Ok(match mask {
+        AttentionMask::Array(m) => AttentionMask::Array(m.index(idx![Index::Ellipsis, ..key_len])?),
+        other => other.clone(),
+    })
 }
 
 /// One pre-norm decoder layer (Python: `Qwen2VLDecoderLayer`).
@@ -617,39 +620,11 @@ impl LanguageModel {
         cache: &mut [BatchKvCache],
         states: &mut [&mut RequestState],
     ) -> Result<Array> {
-        let rows = states.len();
-        if inputs.shape() != [rows as i32, 1] || cache.len() != self.model.layers.len() {
-            return Err(Error::InvalidArgument(format!(
-                "LanguageModel::decode_batch: needs inputs [{rows}, 1] (one token per state) \
-                 and one cache per layer ({}), got inputs {:?} and {} caches",
-                self.model.layers.len(),
-                inputs.shape(),
-                cache.len()
-            )));
-        }
-        let Some(first) = cache.first() else {
-            return Err(Error::InvalidArgument(
-                "LanguageModel::decode_batch: a model without layers".into(),
-            ));
-        };
-        let offsets = first.offsets();
-        if offsets.len() != rows {
-            return Err(Error::InvalidArgument(format!(
-                "LanguageModel::decode_batch: a cache of {} rows for {rows} states",
-                offsets.len()
-            )));
-        }
-        let position_ids = batch_position_ids(&offsets, states)?;
-        let mask = first.make_mask(1, None, true)?;
-        let h = self.model.embed_tokens.forward(inputs)?;
-        let caches = cache.iter_mut().map(|c| c as &mut dyn Cache);
-        let out = self
-            .model
-            .forward_layers(h, &mask, caches, Some(&position_ids))?;
-        match &self.lm_head {
-            Some(lm_head) => Ok(lm_head.forward(&out)?),
-            None => Ok(self.model.embed_tokens.as_linear(&out)?),
-        }
+        let (embed, head) = (&self.model.embed_tokens, self.lm_head.as_ref());
+        let layers = self.model.layers.len();
+        decode_batch(inputs, cache, states, embed, head, layers, |h, m, c, p| {
+            self.model.forward_layers(h, m, c, Some(p))
+        })
     }
 
     /// The decoder layers (Python: `LanguageModel.layers`).
@@ -923,11 +898,56 @@ pub fn rope_index(
     Ok((position_ids, deltas))
 }
 
-/// The mRoPE position ids `[3, batch, 1]` of one batched decode step
-/// (Python: the `cache_offsets` branch of `LanguageModel.__call__`): row
-/// `b` at `offsets[b]` (its tokens so far) plus its request's rope delta,
-/// on every axis. Shared by the Qwen families' batched decode.
-pub fn batch_position_ids(offsets: &[i32], states: &[&mut RequestState]) -> Result<Array> {
+/// One batched decode step of a Qwen language model (Python:
+/// `LanguageModel.__call__` on a list of `BatchKVCache`s, the
+/// `cache_offsets` branch of its position ids): row `b`'s token at its
+/// cache's offset (its tokens so far) plus its request's rope delta on
+/// every mRoPE axis, as in its own decode step; `layers` decoder layers run
+/// by `run` (over the embeddings, with the mask hiding each row's left
+/// padding, one cache a layer and the position ids `[3, rows, 1]`), then
+/// `lm_head`, or the tied `embed_tokens`. Shared by the Qwen families.
+pub fn decode_batch<'c>(
+    inputs: &Array,
+    cache: &'c mut [BatchKvCache],
+    states: &[&mut RequestState],
+    embed_tokens: &Embedding,
+    lm_head: Option<&Linear>,
+    layers: usize,
+    run: impl FnOnce(
+        Array,
+        &AttentionMask,
+        &mut dyn Iterator<Item = &'c mut dyn Cache>,
+        &Array,
+    ) -> Result<Array>,
+) -> Result<Array> {
+    let position_ids = batch_position_ids(cache, states)?;
+    let rows = states.len();
+    let out = decode_step(
+        "Qwen decode_batch",
+        inputs,
+        cache,
+        rows,
+        embed_tokens,
+        layers,
+        |h, mask, caches| run(h, mask, caches, &position_ids),
+    )?;
+    match lm_head {
+        Some(lm_head) => Ok(lm_head.forward(&out)?),
+        None => Ok(embed_tokens.as_linear(&out)?),
+    }
+}
+
+/// Row `b`'s position `offsets[b] + rope_deltas[b]` on every mRoPE axis;
+/// fails unless the cache has one row per state.
+fn batch_position_ids(cache: &[BatchKvCache], states: &[&mut RequestState]) -> Result<Array> {
+    let offsets = cache.first().map(BatchKvCache::offsets).unwrap_or_default();
+    if offsets.len() != states.len() {
+        return Err(Error::InvalidArgument(format!(
+            "batched decode: a cache of {} rows for {} requests",
+            offsets.len(),
+            states.len()
+        )));
+    }
     let rows = offsets.len() as i32;
     // Lazily, with no read back: one evaluation with the forward.
     let mut deltas = Vec::with_capacity(offsets.len());
@@ -937,7 +957,7 @@ pub fn batch_position_ids(offsets: &[i32], states: &[&mut RequestState]) -> Resu
             None => Array::from_slice(&[0i32], &[1])?,
         });
     }
-    let offsets = Array::from_slice(offsets, &[rows])?;
+    let offsets = Array::from_slice(&offsets, &[rows])?;
     let positions = ops::add(&offsets, &ops::concatenate(&deltas, 0)?)?;
     let position_ids = positions.reshape(&[1, rows, 1])?;
     Ok(ops::broadcast_to(&position_ids, &[3, rows, 1])?)

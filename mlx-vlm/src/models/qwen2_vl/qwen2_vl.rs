@@ -204,18 +204,7 @@ impl FamilyModel for Model {
     }
 
     // Qwen2.5-VL's language model, so its batched decode too.
-    fn batched_decode(&self) -> bool {
-        true
-    }
-
-    fn decode_batch(
-        &self,
-        inputs: &Array,
-        cache: &mut [crate::models::BatchKvCache],
-        states: &mut [&mut RequestState],
-    ) -> Result<Array> {
-        self.language_model.decode_batch(inputs, cache, states)
-    }
+    crate::models::batch_cache::language_model_decodes_batches!(RequestState);
 
     fn sanitize(&self, weights: HashMap<String, Array>) -> Result<HashMap<String, Array>> {
         // Python's loader runs Model.sanitize, then VisionModel.sanitize.

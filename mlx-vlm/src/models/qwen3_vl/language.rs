@@ -14,14 +14,17 @@
 //! visual tokens is an error rather than skipped silently.
 
 use mlx_rs::nn::{Embedding, Linear, Module, RMSNorm};
-use mlx_rs::{Array, Dtype, Index, idx, ops};
+use mlx_rs::{Array, Dtype, idx, ops};
 
 use super::config::{ModelConfig, TextConfig};
 use crate::models::base::{self, AttentionMask};
+use crate::models::batch_cache::BatchKvCache;
 use crate::models::cache::{Cache, CachedKv};
 use crate::models::mlp::SwiGLUMLP;
 pub use crate::models::qwen2_5_vl::language::{LanguageModelArgs, RequestState};
-use crate::models::qwen2_5_vl::language::{RopeIndexSettings, mrope_position_ids, rope_index};
+use crate::models::qwen2_5_vl::language::{
+    RopeIndexSettings, decode_batch, mask_to_keys, mrope_position_ids, rope_index,
+};
 use crate::models::rope_utils::{self, MRoPERotaryEmbedding, MRoPEStyle};
 use crate::{Error, Result};
 
@@ -165,17 +168,13 @@ impl Attention {
             }
         };
 
-        let key_len = keys.shape().get(2).copied().unwrap_or(0);
-        let mask = match mask {
-            AttentionMask::Array(m) => {
-                AttentionMask::Array(m.index(idx![Index::Ellipsis, ..key_len])?)
-            }
-            other => other.clone(),
-        };
         let cached = match cache {
             Some(c) => c.update_and_fetch_kv(&keys, &values)?,
             None => CachedKv::Plain(keys, values),
         };
+        // Python slices an array mask to the new keys plus the cache's
+        // `_idx` before the update: the keys attention reads after it.
+        let mask = mask_to_keys(mask, &cached)?;
         let output =
             base::scaled_dot_product_attention_cached(&queries, &cached, self.scale, &mask, None)?;
         let output = output.transpose([0, 2, 1, 3])?.reshape(&[b, l, -1])?;
@@ -332,7 +331,7 @@ impl<M: FeedForward> Qwen3VLModel<M> {
         position_ids: Option<&Array>,
         deepstack: Option<Deepstack<'_>>,
     ) -> Result<Array> {
-        let mut h = match inputs_embeds {
+        let h = match inputs_embeds {
             Some(e) => e.clone(),
             None => self.embed_tokens.forward(inputs)?,
         };
@@ -344,11 +343,6 @@ impl<M: FeedForward> Qwen3VLModel<M> {
             )));
         }
         let mask = base::create_attention_mask(&h, None, false)?;
-        let position_embeddings = match (position_ids, self.layers.first()) {
-            (Some(p), Some(layer)) => Some(layer.self_attn.rotary_emb.forward(&h, p)?),
-            _ => None,
-        };
-        let pe = position_embeddings.as_ref().map(|(c, s)| (c, s));
         let placement = match deepstack {
             Some(d) if !d.deepstack_visual_embeds.is_empty() => {
                 let n_features = d.deepstack_visual_embeds[0]
@@ -363,11 +357,32 @@ impl<M: FeedForward> Qwen3VLModel<M> {
             }
             _ => None,
         };
-        let mut caches = cache.iter_mut();
+        let caches = cache.iter_mut().map(|c| &mut **c as &mut dyn Cache);
+        let deepstack = placement.as_ref().map(|(p, e)| (p, *e));
+        self.forward_layers(h, &mask, caches, position_ids, deepstack)
+    }
+
+    /// The layers (with the deepstack features added after the first
+    /// ones) and the final norm over `h`, with one cache per layer from
+    /// `caches` while it lasts: the second half of Python's
+    /// `Qwen3VLModel.__call__`, shared by [`Qwen3VLModel::forward`] and the
+    /// batched decode.
+    pub fn forward_layers<'c>(
+        &self,
+        mut h: Array,
+        mask: &AttentionMask,
+        mut caches: impl Iterator<Item = &'c mut dyn Cache>,
+        position_ids: Option<&Array>,
+        deepstack: Option<(&DeepstackPlacement, &[Array])>,
+    ) -> Result<Array> {
+        let position_embeddings = match (position_ids, self.layers.first()) {
+            (Some(p), Some(layer)) => Some(layer.self_attn.rotary_emb.forward(&h, p)?),
+            _ => None,
+        };
+        let pe = position_embeddings.as_ref().map(|(c, s)| (c, s));
         for (layer_idx, layer) in self.layers.iter().enumerate() {
-            let c: Option<&mut dyn Cache> = caches.next().map(|c| &mut **c as &mut dyn Cache);
-            h = layer.forward(&h, &mask, c, position_ids, pe)?;
-            if let Some((placement, embeds)) = &placement
+            h = layer.forward(&h, mask, caches.next(), position_ids, pe)?;
+            if let Some((placement, embeds)) = deepstack
                 && let Some(embeds) = embeds.get(layer_idx)
             {
                 h = placement.add(&h, embeds)?;
@@ -632,6 +647,27 @@ impl<M: FeedForward> LanguageModel<M> {
             Some(lm_head) => Ok(lm_head.forward(&out)?),
             None => Ok(self.model.embed_tokens.as_linear(&out)?),
         }
+    }
+
+    /// Logits `[batch, 1, vocab]` of one decode step of several requests
+    /// (Python: `LanguageModel.__call__` on a list of `BatchKVCache`s):
+    /// row `b`'s token at position `offsets[b] + rope_deltas[b]` on every
+    /// mRoPE axis, as in its own decode step
+    /// ([`crate::models::qwen2_5_vl::language::decode_batch`]); decode
+    /// steps add no deepstack features. As in Python, the mask hides each
+    /// row's left padding (Python's `Qwen3VLModel` asks `cache[0]` for
+    /// it, unlike Qwen2.5-VL's, which asks the list).
+    pub fn decode_batch(
+        &self,
+        inputs: &Array,
+        cache: &mut [BatchKvCache],
+        states: &mut [&mut RequestState],
+    ) -> Result<Array> {
+        let (embed, head) = (&self.model.embed_tokens, self.lm_head.as_ref());
+        let layers = self.model.layers.len();
+        decode_batch(inputs, cache, states, embed, head, layers, |h, m, c, p| {
+            self.model.forward_layers(h, m, c, Some(p), None)
+        })
     }
 
     /// The decoder layers (Python: `LanguageModel.layers`).

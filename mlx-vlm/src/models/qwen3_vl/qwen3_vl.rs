@@ -336,6 +336,9 @@ impl<M: Qwen3VlVariant> FamilyModel for Model<M> {
         crate::models::cache::make_prompt_cache(self.layers(), max_kv_size)
     }
 
+    // Qwen3-VL and Qwen3-VL-MoE alike: the decoder is generic over its MLP.
+    crate::models::batch_cache::language_model_decodes_batches!(RequestState);
+
     fn sanitize(&self, weights: HashMap<String, Array>) -> Result<HashMap<String, Array>> {
         M::sanitize(self, weights)
     }
