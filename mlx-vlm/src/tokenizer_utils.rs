@@ -26,6 +26,10 @@ use tokenizers::Tokenizer;
 
 use crate::{Error, Result};
 
+mod server_token_streamer;
+
+pub use server_token_streamer::ServerTokenStreamer;
+
 /// Python: `REPLACEMENT_CHAR`.
 pub const REPLACEMENT_CHAR: char = '\u{fffd}';
 
@@ -348,17 +352,7 @@ impl BPEStreamingDetokenizer {
     }
 
     fn bytes_of(&self, s: &str) -> Vec<u8> {
-        let mut out = Vec::with_capacity(s.len());
-        for c in s.chars() {
-            match self.byte_decoder.get(&c) {
-                Some(&b) => out.push(b),
-                None => {
-                    let mut buf = [0u8; 4];
-                    out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-                }
-            }
-        }
-        out
+        bytes_of(&self.byte_decoder, s)
     }
 
     fn push_word(&mut self, current_text: &str) {
@@ -420,6 +414,22 @@ impl StreamingDetokenizer for BPEStreamingDetokenizer {
     fn last_segment(&mut self) -> Result<String> {
         Ok(take_last_segment(&self.text, &mut self.offset))
     }
+}
+
+/// The bytes a byte-level BPE token string stands for; a character outside
+/// GPT-2's byte alphabet stands for its own UTF-8 bytes.
+fn bytes_of(byte_decoder: &HashMap<char, u8>, s: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(s.len());
+    for c in s.chars() {
+        match byte_decoder.get(&c) {
+            Some(&b) => out.push(b),
+            None => {
+                let mut buf = [0u8; 4];
+                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            }
+        }
+    }
+    out
 }
 
 /// Python: `_match`: structural equality of JSON values.
@@ -536,6 +546,18 @@ impl<'a> DetokenizerFactory<'a> {
             )),
             DetokenizerKind::Naive => Box::new(NaiveStreamingDetokenizer::new(self.tokenizer)),
         }
+    }
+
+    /// A fresh [`ServerTokenStreamer`] (Python: the server's
+    /// `_ServerTokenStreamer(tokenizer, make_streaming_detokenizer(...))`),
+    /// sharing this factory's token map.
+    pub fn server_streamer(&self) -> ServerTokenStreamer<'a> {
+        ServerTokenStreamer::new(
+            self.kind,
+            self.tokenmap.clone(),
+            self.byte_value.clone(),
+            || self.make(),
+        )
     }
 }
 

@@ -11,8 +11,8 @@ use mlx_vlm::sample_utils::{
     make_logits_processors, make_sampler, top_p_sampling,
 };
 use mlx_vlm::tokenizer_utils::{
-    BPEStreamingDetokenizer, NaiveStreamingDetokenizer, SPMStreamingDetokenizer,
-    StreamingDetokenizer, make_streaming_detokenizer,
+    BPEStreamingDetokenizer, DetokenizerFactory, NaiveStreamingDetokenizer,
+    SPMStreamingDetokenizer, StreamingDetokenizer, make_streaming_detokenizer,
 };
 use serde_json::Value;
 
@@ -543,4 +543,28 @@ fn ids_the_tokenizer_lacks_decode_to_nothing() {
     assert_eq!(want, "hi thereé!");
     let mut detok = SPMStreamingDetokenizer::new(&spm, true);
     assert_eq!(stream(&mut detok, &ids), (want.clone(), want));
+}
+
+#[test]
+fn server_token_streamer_matches_python() {
+    // tests/fixtures/gen_server_streamer.py: Python's `_ServerTokenStreamer`.
+    let path = mlx_vlm::fixtures::qwen_tokenizer_dir()
+        .unwrap()
+        .join("tokenizer.json");
+    let tokenizer = tokenizers::Tokenizer::from_file(&path).unwrap();
+    let factory = DetokenizerFactory::new(&tokenizer).unwrap();
+    for case in record("server_streamer.json").as_array().unwrap() {
+        let mut streamer = factory.server_streamer();
+        let advance: Vec<Value> = ints(&case["ids"])
+            .into_iter()
+            .map(|id| Value::String(streamer.advance(id).unwrap()))
+            .collect();
+        assert_eq!(Value::Array(advance), case["advance"], "{}", case["ids"]);
+        assert_eq!(
+            streamer.finalize().unwrap(),
+            case["finalize"].as_str().unwrap(),
+            "{}",
+            case["ids"]
+        );
+    }
 }

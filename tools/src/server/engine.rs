@@ -23,7 +23,7 @@ use mlx_vlm::generate::GenerateParams;
 use mlx_vlm::processor::{ProcessorOptions, PromptMedia};
 use mlx_vlm::prompt_cache::{PrefixCache, PromptCacheState, multimodal_token_ids_from_config};
 use mlx_vlm::prompt_utils::{ChatTemplateOptions, apply_chat_template};
-use mlx_vlm::tokenizer_utils::{DetokenizerFactory, StreamingDetokenizer};
+use mlx_vlm::tokenizer_utils::{DetokenizerFactory, ServerTokenStreamer};
 use mlx_vlm::{AudioSource, LoadOptions};
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -201,7 +201,9 @@ fn context_length(config: &Value) -> Option<u64> {
 /// A request being generated: where its updates go and its text state.
 struct Live<'a> {
     updates: mpsc::UnboundedSender<Update>,
-    detokenizer: Box<dyn StreamingDetokenizer + 'a>,
+    /// Each token's text as soon as it is sampled (Python's server:
+    /// `_ServerTokenStreamer`), not held back to the next word.
+    text: ServerTokenStreamer<'a>,
     stop: StopMatcher,
     prompt_tokens: usize,
     cached_tokens: usize,
@@ -233,7 +235,7 @@ fn run(
             return;
         }
     };
-    // One read of the vocabulary for every request's detokenizer.
+    // One read of the vocabulary for every request's text streamer.
     let detokenizers = match DetokenizerFactory::new(processor.tokenizer()) {
         Ok(factory) => factory,
         Err(e) => {
@@ -310,17 +312,17 @@ fn run(
                     }
                     None => batch.insert(request)?,
                 };
-                Ok((id, prompt_tokens, detokenizers.make()))
+                Ok((id, prompt_tokens, detokenizers.server_streamer()))
             });
             match admitted {
-                Ok((id, prompt_tokens, detokenizer)) => {
+                Ok((id, prompt_tokens, text)) => {
                     let cached_tokens = batch.cached_tokens(id).unwrap_or(0);
                     let _ = updates.send(Update::Started { prompt_tokens });
                     live.insert(
                         id,
                         Live {
                             updates,
-                            detokenizer,
+                            text,
                             stop: StopMatcher::new(job.stop),
                             prompt_tokens,
                             cached_tokens,
@@ -358,11 +360,7 @@ fn run(
                         });
                         continue;
                     }
-                    let text = l
-                        .detokenizer
-                        .add_token(token, &[])
-                        .and_then(|_| l.detokenizer.last_segment());
-                    match text {
+                    match l.text.advance(token) {
                         Ok(text) => {
                             let (text, stopped) = l.stop.push(&text);
                             l.send(Update::Delta {
@@ -404,11 +402,7 @@ fn run(
                     let Some(mut l) = live.remove(&id) else {
                         continue;
                     };
-                    let mut rest = match l
-                        .detokenizer
-                        .finalize()
-                        .and_then(|_| l.detokenizer.last_segment())
-                    {
+                    let mut rest = match l.text.finalize() {
                         Ok(text) => text,
                         Err(e) => {
                             release(1);
