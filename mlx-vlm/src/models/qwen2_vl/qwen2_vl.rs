@@ -12,6 +12,8 @@
 //! - Image features and image tokens must match in number over the whole
 //!   batch (Python ignores surplus features).
 //! - The mRoPE state Python keeps on the model is the caller's.
+//! - The vision feature cache is used (Python's `cached_image_features`
+//!   is passed by no caller).
 
 use std::collections::HashMap;
 
@@ -29,6 +31,7 @@ use crate::models::qwen3_vl::processing_qwen3_vl::QwenVlInputs;
 use crate::models::{Cache, FamilyModel, KvQuantization};
 use crate::preflight::{MemoryEstimate, MemoryRequest};
 use crate::registry::Family;
+use crate::vision_cache::VisionFeatureCache;
 use crate::{Error, Result};
 
 /// Python: `Model`.
@@ -66,6 +69,40 @@ impl Model {
         video_grid_thw: Option<&Array>,
         mask: Option<&Array>,
     ) -> Result<InputEmbeddingsFeatures> {
+        let media = QwenMedia {
+            pixel_values,
+            image_grid_thw,
+            video_grid_thw,
+        };
+        self.embed_with(input_ids, &media, mask, |pixels, grid| {
+            self.encode_vision(pixels, grid)
+        })
+    }
+
+    /// The vision tower's features of `pixel_values` (cast to the tower's
+    /// dtype) with `grid_thw`.
+    pub fn encode_vision(&self, pixel_values: &Array, grid_thw: &Array) -> Result<Array> {
+        let dtype = self.vision_tower.patch_embed.proj.weight.dtype();
+        Ok(self
+            .vision_tower
+            .forward(&pixel_values.as_type(dtype)?, grid_thw)?)
+    }
+
+    /// [`Model::get_input_embeddings`] with the vision features of
+    /// `encode(pixel_values, grid_thw)`: the tower, or a cache's copy of
+    /// its output.
+    fn embed_with(
+        &self,
+        input_ids: &Array,
+        media: &QwenMedia<'_>,
+        mask: Option<&Array>,
+        encode: impl FnOnce(&Array, &Array) -> Result<Array>,
+    ) -> Result<InputEmbeddingsFeatures> {
+        let QwenMedia {
+            pixel_values,
+            image_grid_thw,
+            video_grid_thw,
+        } = *media;
         let Some(pixel_values) = pixel_values else {
             let (position_ids, rope_deltas) = self
                 .language_model
@@ -83,10 +120,8 @@ impl Model {
                     .into(),
             )
         })?;
-        let dtype = self.vision_tower.patch_embed.proj.weight.dtype();
-        let pixel_values = pixel_values.as_type(dtype)?;
         let inputs_embeds = self.language_model.model.embed_tokens.forward(input_ids)?;
-        let hidden_states = self.vision_tower.forward(&pixel_values, grid_thw)?;
+        let hidden_states = encode(pixel_values, grid_thw)?;
         let final_inputs_embeds = Qwen2_5VlModel::merge_input_ids_with_image_features(
             self.config.language.image_token_id,
             self.config.language.video_token_id,
@@ -144,6 +179,27 @@ impl Model {
     }
 }
 
+impl Model {
+    /// The embeddings and prefill arguments of [`FamilyModel`]'s
+    /// `get_input_embeddings`, the vision features through `cache` when
+    /// given.
+    fn family_embeddings(
+        &self,
+        input_ids: &Array,
+        inputs: Option<&QwenVlInputs>,
+        mask: Option<&Array>,
+        cache: Option<&mut VisionFeatureCache>,
+    ) -> Result<(Array, PrefillArgs)> {
+        let media = QwenMedia::of(inputs, "Qwen2-VL")?;
+        let features = self.embed_with(input_ids, &media, mask, |pixels, grid| {
+            media.features(cache, &self.config.model_type, grid, || {
+                self.encode_vision(pixels, grid)
+            })
+        })?;
+        Ok(media.embeddings_and_prefill(features, None))
+    }
+}
+
 impl FamilyModel for Model {
     type Inputs = QwenVlInputs;
     type Prefill = PrefillArgs;
@@ -161,29 +217,17 @@ impl FamilyModel for Model {
         inputs: Option<&QwenVlInputs>,
         mask: Option<&Array>,
     ) -> Result<(Array, PrefillArgs)> {
-        let QwenMedia {
-            pixel_values,
-            image_grid_thw,
-            video_grid_thw,
-        } = QwenMedia::of(inputs, "Qwen2-VL")?;
-        let features = Model::get_input_embeddings(
-            self,
-            input_ids,
-            pixel_values,
-            image_grid_thw,
-            video_grid_thw,
-            mask,
-        )?;
-        Ok((
-            features.inputs_embeds,
-            PrefillArgs {
-                position_ids: features.position_ids,
-                rope_deltas: features.rope_deltas,
-                image_grid_thw: image_grid_thw.cloned(),
-                video_grid_thw: video_grid_thw.cloned(),
-                second_per_grid_ts: None,
-            },
-        ))
+        self.family_embeddings(input_ids, inputs, mask, None)
+    }
+
+    fn get_input_embeddings_cached(
+        &self,
+        input_ids: &Array,
+        inputs: Option<&QwenVlInputs>,
+        mask: Option<&Array>,
+        cache: &mut VisionFeatureCache,
+    ) -> Result<(Array, PrefillArgs)> {
+        self.family_embeddings(input_ids, inputs, mask, Some(cache))
     }
 
     fn language_model(
