@@ -105,22 +105,13 @@ impl Model {
             video_grid_thw,
         };
         self.embed_with(input_ids, &media, second_per_grid_ts, mask, |pixels, grid| {
-            self.encode_vision(pixels, grid)
+            Ok(self.vision_tower.forward(pixels, grid)?)
         })
     }
 
-    /// The vision tower's features of `pixel_values` (cast to the tower's
-    /// dtype) with `grid_thw`.
-    pub fn encode_vision(&self, pixel_values: &Array, grid_thw: &Array) -> Result<Array> {
-        let dtype = self.vision_tower.patch_embed.proj.weight.dtype();
-        Ok(self
-            .vision_tower
-            .forward(&pixel_values.as_type(dtype)?, grid_thw)?)
-    }
-
     /// [`Model::get_input_embeddings`] with the vision features of
-    /// `encode(pixel_values, grid_thw)`: the tower, or a cache's copy of
-    /// its output.
+    /// `encode(pixel_values, grid_thw)`, the pixels cast to the tower's
+    /// dtype: the tower, or a cache's copy of its output.
     fn embed_with(
         &self,
         input_ids: &Array,
@@ -151,8 +142,11 @@ impl Model {
                     .into(),
             )
         })?;
+        let dtype = self.vision_tower.patch_embed.proj.weight.dtype();
+        let pixel_values = pixel_values.as_type(dtype)?;
+
         let inputs_embeds = self.language_model.model.embed_tokens.forward(input_ids)?;
-        let hidden_states = encode(pixel_values, grid_thw)?;
+        let hidden_states = encode(&pixel_values, grid_thw)?;
 
         let final_inputs_embeds = Self::merge_input_ids_with_image_features(
             self.config.image_token_id,
@@ -320,8 +314,8 @@ impl Model {
             second_per_grid_ts.as_deref(),
             mask,
             |pixels, grid| {
-                media.features(cache, &self.config.model_type, grid, || {
-                    self.encode_vision(pixels, grid)
+                tower_features(cache, &self.config.model_type, pixels, grid, || {
+                    Ok(self.vision_tower.forward(pixels, grid)?)
                 })
             },
         )?;
@@ -469,33 +463,6 @@ impl<'a> QwenMedia<'a> {
         })
     }
 
-    /// `encode`'s features of these patches with `grid_thw` (the tower's
-    /// grid), through `cache` when given, keyed by the patches and the
-    /// grid under `model_type`.
-    pub(crate) fn features(
-        &self,
-        cache: Option<&mut VisionFeatureCache>,
-        model_type: &str,
-        grid_thw: &Array,
-        encode: impl FnOnce() -> Result<Array>,
-    ) -> Result<Array> {
-        let features = cached_features(
-            cache,
-            model_type,
-            &[self.pixel_values, Some(grid_thw)],
-            || Ok(vec![encode()?]),
-        )?;
-        <[Array; 1]>::try_from(features)
-            .map(|[features]| features)
-            .map_err(|f| {
-                Error::InvalidArgument(format!(
-                    "the vision feature cache held {} arrays for a {model_type} image, which \
-                     has one; use one cache per model",
-                    f.len()
-                ))
-            })
-    }
-
     /// The merged embeddings and the prefill arguments of a prompt with
     /// these media.
     pub(crate) fn embeddings_and_prefill(
@@ -514,6 +481,33 @@ impl<'a> QwenMedia<'a> {
             },
         )
     }
+}
+
+/// `encode`'s features of `pixel_values` (cast to the tower's dtype) with
+/// `grid_thw` (the tower's grid), through `cache` when given, keyed by
+/// both under `model_type`: the vision features of the Qwen2 families.
+pub(crate) fn tower_features(
+    cache: Option<&mut VisionFeatureCache>,
+    model_type: &str,
+    pixel_values: &Array,
+    grid_thw: &Array,
+    encode: impl FnOnce() -> Result<Array>,
+) -> Result<Array> {
+    let features = cached_features(
+        cache,
+        model_type,
+        &[Some(pixel_values), Some(grid_thw)],
+        || Ok(vec![encode()?]),
+    )?;
+    <[Array; 1]>::try_from(features)
+        .map(|[features]| features)
+        .map_err(|f| {
+            Error::InvalidArgument(format!(
+                "the vision feature cache held {} arrays for a {model_type} image, which has \
+                 one; use one cache per model",
+                f.len()
+            ))
+        })
 }
 
 /// The end-of-sequence ids of a Qwen config's `eos_token_id`, the

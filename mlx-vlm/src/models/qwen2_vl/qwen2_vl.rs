@@ -25,7 +25,7 @@ use super::vision::VisionModel;
 use crate::models::base::InputEmbeddingsFeatures;
 use crate::models::qwen2_5_vl::qwen2_5_vl::{
     Model as Qwen2_5VlModel, PrefillArgs, QwenMedia, TextDims, VisionDims, eos_token_ids,
-    estimate_memory,
+    estimate_memory, tower_features,
 };
 use crate::models::qwen3_vl::processing_qwen3_vl::QwenVlInputs;
 use crate::models::{Cache, FamilyModel, KvQuantization};
@@ -75,22 +75,13 @@ impl Model {
             video_grid_thw,
         };
         self.embed_with(input_ids, &media, mask, |pixels, grid| {
-            self.encode_vision(pixels, grid)
+            Ok(self.vision_tower.forward(pixels, grid)?)
         })
     }
 
-    /// The vision tower's features of `pixel_values` (cast to the tower's
-    /// dtype) with `grid_thw`.
-    pub fn encode_vision(&self, pixel_values: &Array, grid_thw: &Array) -> Result<Array> {
-        let dtype = self.vision_tower.patch_embed.proj.weight.dtype();
-        Ok(self
-            .vision_tower
-            .forward(&pixel_values.as_type(dtype)?, grid_thw)?)
-    }
-
     /// [`Model::get_input_embeddings`] with the vision features of
-    /// `encode(pixel_values, grid_thw)`: the tower, or a cache's copy of
-    /// its output.
+    /// `encode(pixel_values, grid_thw)`, the pixels cast to the tower's
+    /// dtype: the tower, or a cache's copy of its output.
     fn embed_with(
         &self,
         input_ids: &Array,
@@ -120,8 +111,10 @@ impl Model {
                     .into(),
             )
         })?;
+        let dtype = self.vision_tower.patch_embed.proj.weight.dtype();
+        let pixel_values = pixel_values.as_type(dtype)?;
         let inputs_embeds = self.language_model.model.embed_tokens.forward(input_ids)?;
-        let hidden_states = encode(pixel_values, grid_thw)?;
+        let hidden_states = encode(&pixel_values, grid_thw)?;
         let final_inputs_embeds = Qwen2_5VlModel::merge_input_ids_with_image_features(
             self.config.language.image_token_id,
             self.config.language.video_token_id,
@@ -192,8 +185,8 @@ impl Model {
     ) -> Result<(Array, PrefillArgs)> {
         let media = QwenMedia::of(inputs, "Qwen2-VL")?;
         let features = self.embed_with(input_ids, &media, mask, |pixels, grid| {
-            media.features(cache, &self.config.model_type, grid, || {
-                self.encode_vision(pixels, grid)
+            tower_features(cache, &self.config.model_type, pixels, grid, || {
+                Ok(self.vision_tower.forward(pixels, grid)?)
             })
         })?;
         Ok(media.embeddings_and_prefill(features, None))

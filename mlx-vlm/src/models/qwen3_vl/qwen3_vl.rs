@@ -12,7 +12,7 @@
 //! - Python's `cached_image_features` argument (which no caller passes a
 //!   Qwen model: it has no `encode_image`) merges the cached features and
 //!   drops the deepstack ones. Rust's vision cache
-//!   ([`Model::get_input_embeddings_cached`]) stores the merged and the
+//!   (`FamilyModel::get_input_embeddings_cached`) stores the merged and the
 //!   deepstack features together, so a hit equals the uncached result;
 //!   the images' and the videos' entries are keyed each by its own
 //!   patches and grid.
@@ -141,24 +141,14 @@ impl<M: FeedForward> Model<M> {
         mask: Option<&Array>,
     ) -> Result<(Array, PrefillArgs)> {
         self.embed_with(input_ids, inputs, mask, |pixels, grid| {
-            self.encode_vision(pixels, grid)
+            Ok(self.vision_tower.forward(pixels, grid)?)
         })
-    }
-
-    /// The vision tower's features of `pixel_values` (cast to the tower's
-    /// dtype) with `grid_thw`: the merged features and one array per
-    /// deepstack layer.
-    pub fn encode_vision(&self, pixel_values: &Array, grid_thw: &Array) -> Result<(Array, Vec<Array>)> {
-        let dtype = self.vision_tower.patch_embed.proj.weight.dtype();
-        Ok(self
-            .vision_tower
-            .forward(&pixel_values.as_type(dtype)?, grid_thw)?)
     }
 
     /// [`Model::get_input_embeddings`], taking the images' and the
     /// videos' features (and deepstack features) from
-    /// `vision(pixel_values, grid_thw)`: the tower, or a cache's copy of
-    /// its output.
+    /// `vision(pixel_values, grid_thw)`, the pixels cast to the tower's
+    /// dtype: the tower, or a cache's copy of its output.
     fn embed_with(
         &self,
         input_ids: &Array,
@@ -184,6 +174,7 @@ impl<M: FeedForward> Model<M> {
                 },
             ));
         }
+        let dtype = self.vision_tower.patch_embed.proj.weight.dtype();
         let mut encode = |pixels: Option<&Array>,
                           grid: Option<&Array>,
                           what: &str|
@@ -197,7 +188,7 @@ impl<M: FeedForward> Model<M> {
                      processor returned"
                 ))
             })?;
-            Ok(Some(vision(pixels, grid)?))
+            Ok(Some(vision(&pixels.as_type(dtype)?, grid)?))
         };
         let images = encode(pixel_values, image_grid_thw, "image")?;
         let videos = encode(pixel_values_videos, video_grid_thw, "video")?;
@@ -240,39 +231,6 @@ impl<M: FeedForward> Model<M> {
                 deepstack_visual_embeds,
             },
         ))
-    }
-
-    /// [`Model::get_input_embeddings`] with the images' and the videos'
-    /// features taken from `cache` when it holds them, else encoded and
-    /// stored there (the merged features and the deepstack layers' as one
-    /// entry), each kind keyed by its patches and grid.
-    pub fn get_input_embeddings_cached(
-        &self,
-        input_ids: &Array,
-        inputs: Option<&QwenVlInputs>,
-        mask: Option<&Array>,
-        cache: &mut VisionFeatureCache,
-    ) -> Result<(Array, PrefillArgs)> {
-        let model_type = &self.config.model_type;
-        self.embed_with(input_ids, inputs, mask, |pixels, grid| {
-            let mut features = cached_features(
-                Some(&mut *cache),
-                model_type,
-                &[Some(pixels), Some(grid)],
-                || {
-                    let (merged, deepstack) = self.encode_vision(pixels, grid)?;
-                    Ok(std::iter::once(merged).chain(deepstack).collect())
-                },
-            )?;
-            if features.is_empty() {
-                return Err(Error::InvalidArgument(format!(
-                    "the vision feature cache held no array for a {model_type} image; use one \
-                     cache per model"
-                )));
-            }
-            let merged = features.remove(0);
-            Ok((merged, features))
-        })
     }
 
     /// The deepstack features of images and videos in token order (Python:
@@ -383,6 +341,8 @@ impl<M: Qwen3VlVariant> FamilyModel for Model<M> {
         Model::get_input_embeddings(self, input_ids, inputs, mask)
     }
 
+    /// The images' and the videos' features (the merged ones and the
+    /// deepstack layers', one entry) each keyed by its patches and grid.
     fn get_input_embeddings_cached(
         &self,
         input_ids: &Array,
@@ -390,7 +350,26 @@ impl<M: Qwen3VlVariant> FamilyModel for Model<M> {
         mask: Option<&Array>,
         cache: &mut VisionFeatureCache,
     ) -> Result<(Array, PrefillArgs)> {
-        Model::get_input_embeddings_cached(self, input_ids, inputs, mask, cache)
+        let model_type = &self.config.model_type;
+        self.embed_with(input_ids, inputs, mask, |pixels, grid| {
+            let mut features = cached_features(
+                Some(&mut *cache),
+                model_type,
+                &[Some(pixels), Some(grid)],
+                || {
+                    let (merged, deepstack) = self.vision_tower.forward(pixels, grid)?;
+                    Ok(std::iter::once(merged).chain(deepstack).collect())
+                },
+            )?;
+            if features.is_empty() {
+                return Err(Error::InvalidArgument(format!(
+                    "the vision feature cache held no array for a {model_type} image; use one \
+                     cache per model"
+                )));
+            }
+            let merged = features.remove(0);
+            Ok((merged, features))
+        })
     }
 
     fn language_model(
