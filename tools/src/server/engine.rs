@@ -99,6 +99,9 @@ pub struct EngineOptions {
     pub prefill_step_size: Option<i32>,
     /// Bound of each request's rotating KV cache (`--max-kv-size`).
     pub max_kv_size: Option<i32>,
+    /// Entries of the vision feature cache (`--vision-cache-size`), `None`
+    /// for none.
+    pub vision_cache_size: Option<usize>,
 }
 
 /// The handlers' side of the engine.
@@ -242,6 +245,7 @@ fn run(
             max_num_seqs: options.max_num_seqs,
             prefill_step_size: options.prefill_step_size,
             max_kv_size: options.max_kv_size,
+            vision_cache_size: options.vision_cache_size,
         },
     );
     let mut live: std::collections::HashMap<u64, Live> = std::collections::HashMap::new();
