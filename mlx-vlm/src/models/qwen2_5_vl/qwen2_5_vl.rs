@@ -105,7 +105,7 @@ impl Model {
             video_grid_thw,
         };
         self.embed_with(input_ids, &media, second_per_grid_ts, mask, |pixels, grid| {
-            Ok(self.vision_tower.forward(pixels, grid)?)
+            self.vision_tower.forward(pixels, grid)
         })
     }
 
@@ -315,7 +315,7 @@ impl Model {
             mask,
             |pixels, grid| {
                 tower_features(cache, &self.config.model_type, pixels, grid, || {
-                    Ok(self.vision_tower.forward(pixels, grid)?)
+                    self.vision_tower.forward(pixels, grid)
                 })
             },
         )?;

@@ -75,7 +75,7 @@ impl Model {
             video_grid_thw,
         };
         self.embed_with(input_ids, &media, mask, |pixels, grid| {
-            Ok(self.vision_tower.forward(pixels, grid)?)
+            self.vision_tower.forward(pixels, grid)
         })
     }
 
@@ -186,7 +186,7 @@ impl Model {
         let media = QwenMedia::of(inputs, "Qwen2-VL")?;
         let features = self.embed_with(input_ids, &media, mask, |pixels, grid| {
             tower_features(cache, &self.config.model_type, pixels, grid, || {
-                Ok(self.vision_tower.forward(pixels, grid)?)
+                self.vision_tower.forward(pixels, grid)
             })
         })?;
         Ok(media.embeddings_and_prefill(features, None))

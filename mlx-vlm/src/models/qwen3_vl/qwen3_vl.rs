@@ -141,7 +141,7 @@ impl<M: FeedForward> Model<M> {
         mask: Option<&Array>,
     ) -> Result<(Array, PrefillArgs)> {
         self.embed_with(input_ids, inputs, mask, |pixels, grid| {
-            Ok(self.vision_tower.forward(pixels, grid)?)
+            self.vision_tower.forward(pixels, grid)
         })
     }
 
