@@ -21,7 +21,6 @@ Usage:
 
 import argparse
 import os
-import signal
 import statistics
 import struct
 import subprocess
@@ -29,7 +28,7 @@ import sys
 import tempfile
 import zlib
 
-from serve_bench import free_port, one_request, wait_healthy
+from serve_bench import free_port, one_request, stop_server, wait_healthy
 
 
 def noise_png(path, size, seed):
@@ -87,12 +86,7 @@ def bench(args, cache_size, images):
             second.append(b)
         return statistics.median(first), statistics.median(second)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_server(proc, timeout=120)
 
 
 def main():
