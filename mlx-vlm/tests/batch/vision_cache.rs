@@ -1,7 +1,7 @@
 //! The vision feature cache (`mlx_vlm::vision_cache`) in the batch
 //! generator: a request whose image an earlier one encoded takes the
 //! features from the cache and still gives its own uncached `generate`
-//! run's ids (Qwen2.5-VL, Qwen2-VL, Qwen3-VL); a hit's embeddings (and
+//! run's ids (Qwen2.5-VL in f32 and bf16, Qwen2-VL, Qwen3-VL); a hit's embeddings (and
 //! Qwen3-VL's deepstack features) equal the uncached ones bit for bit in
 //! f32; LRU eviction, the refused size 0, and keys that tell different
 //! media apart.
@@ -117,6 +117,13 @@ fn assert_hits_keep_single_run_ids(model: Arc<dyn VlmModel>, patch: i32) {
 #[test]
 fn qwen2_5_vl_hits_keep_each_requests_single_run_ids() {
     let (_dir, model) = qwen(Dtype::Float32);
+    assert_hits_keep_single_run_ids(model, 14);
+}
+
+/// bf16: the key hashes the patches cast to the tower's dtype.
+#[test]
+fn qwen2_5_vl_hits_keep_each_requests_single_run_ids_in_bf16() {
+    let (_dir, model) = qwen(Dtype::Bfloat16);
     assert_hits_keep_single_run_ids(model, 14);
 }
 
