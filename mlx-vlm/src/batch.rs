@@ -62,6 +62,7 @@ use crate::generate::{
 };
 use crate::models::{BatchKvCache, Cache, RequestState, VlmModel};
 use crate::prompt_cache::{CachedPrefix, PromptCacheState};
+use crate::vision_cache::{VisionCacheStats, VisionFeatureCache};
 use crate::{Error, Result};
 
 /// The generator-wide settings (Python: `BatchGenerator`'s keyword
@@ -80,6 +81,12 @@ pub struct BatchOptions {
     /// `max_kv_size`, none). Replaces every request's
     /// [`GenerateParams::max_kv_size`].
     pub max_kv_size: Option<i32>,
+    /// Entries of the generator's vision feature cache
+    /// ([`VisionFeatureCache`]): a request whose media were encoded for an
+    /// earlier one takes their features from it instead of running the
+    /// vision tower. `None` (the default) or `Some(0)`: no cache (Python's
+    /// server: `--vision-cache-size`, 20).
+    pub vision_cache_size: Option<usize>,
 }
 
 impl Default for BatchOptions {
@@ -88,6 +95,7 @@ impl Default for BatchOptions {
             max_num_seqs: usize::MAX,
             prefill_step_size: Some(DEFAULT_PREFILL_STEP_SIZE),
             max_kv_size: None,
+            vision_cache_size: None,
         }
     }
 }
@@ -286,6 +294,7 @@ pub struct BatchGenerator {
     pending: Vec<BatchEvent>,
     batch: DecodeBatch,
     largest_batch: usize,
+    vision_cache: Option<VisionFeatureCache>,
 }
 
 impl BatchGenerator {
@@ -294,6 +303,10 @@ impl BatchGenerator {
     /// the model's own and the request's `eos_tokens`, as
     /// [`crate::generate::stream_generate`] does.
     pub fn new(model: Arc<dyn VlmModel>, eos_token_ids: Vec<u32>, options: BatchOptions) -> Self {
+        // `new` refuses only a size of 0, which means no cache.
+        let vision_cache = options
+            .vision_cache_size
+            .and_then(|n| VisionFeatureCache::new(n).ok());
         Self {
             model,
             eos_token_ids,
@@ -304,7 +317,14 @@ impl BatchGenerator {
             pending: Vec::new(),
             batch: DecodeBatch::default(),
             largest_batch: 0,
+            vision_cache,
         }
+    }
+
+    /// Hits, misses and entries of the vision feature cache, `None`
+    /// without one ([`BatchOptions::vision_cache_size`]).
+    pub fn vision_cache_stats(&self) -> Option<VisionCacheStats> {
+        self.vision_cache.as_ref().map(VisionFeatureCache::stats)
     }
 
     /// The generator's settings.
@@ -461,14 +481,18 @@ impl BatchGenerator {
                 i += 1;
                 continue;
             }
-            let outcome = seq.advance(&*model, &mut events).and_then(|going_on| {
-                // A request whose first token came joins the decode batch,
-                // and decodes with it from the next step on.
-                if going_on && seq.batchable && matches!(seq.phase, Some(Phase::Decode { .. })) {
-                    self.batch.join(seq)?;
-                }
-                Ok(going_on)
-            });
+            let vision_cache = self.vision_cache.as_mut();
+            let outcome = seq
+                .advance(&*model, vision_cache, &mut events)
+                .and_then(|going_on| {
+                    // A request whose first token came joins the decode batch,
+                    // and decodes with it from the next step on.
+                    if going_on && seq.batchable && matches!(seq.phase, Some(Phase::Decode { .. }))
+                    {
+                        self.batch.join(seq)?;
+                    }
+                    Ok(going_on)
+                });
             match outcome {
                 Ok(true) => i += 1,
                 Ok(false) => {
@@ -753,8 +777,14 @@ impl DecodeBatch {
 
 impl Sequence {
     /// One step of this request; false once it finished (its event
-    /// pushed).
-    fn advance(&mut self, model: &dyn VlmModel, events: &mut Vec<BatchEvent>) -> Result<bool> {
+    /// pushed). `vision_cache` serves the media's features when it holds
+    /// them.
+    fn advance(
+        &mut self,
+        model: &dyn VlmModel,
+        vision_cache: Option<&mut VisionFeatureCache>,
+        events: &mut Vec<BatchEvent>,
+    ) -> Result<bool> {
         if self.max_tokens == 0 {
             // `generate` yields nothing (its prefill is skipped here: no
             // token would read it).
@@ -762,8 +792,9 @@ impl Sequence {
         }
         let y = match self.phase.take() {
             Some(Phase::Admitted(inputs)) => {
-                let prompt = PromptPrefill::new(model, inputs, self.prefill_step_size)?
-                    .continuing_prefix(self.cached_tokens > 0);
+                let prompt =
+                    PromptPrefill::new(model, inputs, self.prefill_step_size, vision_cache)?
+                        .continuing_prefix(self.cached_tokens > 0);
                 return self.prefill(model, prompt, events);
             }
             Some(Phase::Prefill(prompt)) => return self.prefill(model, prompt, events),

@@ -25,6 +25,7 @@ use crate::sample_utils::{
     invalid_parameter, make_logits_processors, make_sampler, py_float, top_p_sampling,
 };
 use crate::tokenizer_utils::{StreamingDetokenizer, make_streaming_detokenizer};
+use crate::vision_cache::VisionFeatureCache;
 use crate::{Error, Result};
 
 /// Python: `DEFAULT_MAX_TOKENS`.
@@ -668,19 +669,24 @@ pub(crate) struct PromptPrefill {
 
 impl PromptPrefill {
     /// Encodes the media and embeds the prompt (Python:
-    /// `model.get_input_embeddings`), and asks the model's chunking policy.
+    /// `model.get_input_embeddings`), the vision features through
+    /// `vision_cache` when given, and asks the model's chunking policy.
     pub(crate) fn new(
         model: &dyn VlmModel,
         inputs: GenerateInputs,
         prefill_step_size: Option<i32>,
+        vision_cache: Option<&mut VisionFeatureCache>,
     ) -> Result<Self> {
         let GenerateInputs {
             input_ids,
             mask,
             media,
         } = inputs;
-        let embedding_output =
-            model.get_input_embeddings(&input_ids, media.as_ref(), mask.as_ref())?;
+        let (media, mask) = (media.as_ref(), mask.as_ref());
+        let embedding_output = match vision_cache {
+            Some(cache) => model.get_input_embeddings_cached(&input_ids, media, mask, cache)?,
+            None => model.get_input_embeddings(&input_ids, media, mask)?,
+        };
         let prefill = embedding_output.prefill;
         // Python: `_chunked_prefill_enabled` asks the model's policy.
         let step_size = prefill_step_size.filter(|_| model.chunked_prefill(&prefill));
@@ -826,7 +832,7 @@ impl GenerateStep<'_> {
 
     /// The embeddings, the chunked prefill and the first sample.
     fn prefill(&mut self, inputs: GenerateInputs) -> Result<(Array, Array)> {
-        let mut prompt = PromptPrefill::new(self.model, inputs, self.prefill_step_size)?
+        let mut prompt = PromptPrefill::new(self.model, inputs, self.prefill_step_size, None)?
             .continuing_prefix(self.continues_prefix);
         while prompt.chunk(self.model, &mut self.run)? {}
         prompt.finish(self.model, &mut self.run)

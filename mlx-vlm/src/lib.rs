@@ -28,6 +28,7 @@ pub mod tokenizer;
 pub mod tokenizer_utils;
 pub mod utils;
 pub mod video;
+pub mod vision_cache;
 // Video files through FFmpeg, behind `video::load_video`.
 #[cfg(feature = "video")]
 mod video_ffmpeg;

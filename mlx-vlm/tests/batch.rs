@@ -35,6 +35,9 @@ use exact::assert_exact;
 mod qwen_prompt;
 use qwen_prompt::{QWEN2_PATCH, QWEN3_PATCH, prefill, qwen_inputs, qwen_inputs_with_patch};
 
+#[path = "batch/vision_cache.rs"]
+mod vision_cache;
+
 /// Loads a tiny checkpoint written in `dir`.
 fn load(dir: &Path) -> Arc<dyn VlmModel> {
     Arc::from(utils::load_model(dir, &LoadOptions::default()).unwrap())

@@ -69,6 +69,17 @@ def wait_healthy(port, proc, timeout):
     raise RuntimeError(f"no healthy server on port {port} after {timeout} s")
 
 
+def stop_server(proc, timeout=60):
+    """SIGTERM (the server finishes what is in flight), then SIGKILL after
+    `timeout` seconds."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def peak_rss_mb(pid):
     try:
         with open(f"/proc/{pid}/status") as f:
@@ -193,12 +204,7 @@ def bench_side(name, command, model_id, args):
             levels.append(level)
         return {"levels": levels, "peak_rss_mb": peak_rss_mb(proc.pid)}
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_server(proc)
         log.close()
 
 

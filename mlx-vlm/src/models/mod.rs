@@ -30,6 +30,7 @@ use mlx_rs::nn::Module;
 
 use crate::preflight::{MemoryEstimate, MemoryRequest};
 use crate::registry::Family;
+use crate::vision_cache::VisionFeatureCache;
 use crate::{Error, Result};
 
 pub mod attention;
@@ -204,6 +205,21 @@ pub trait FamilyModel: Module + Send + Sync + 'static {
         mask: Option<&Array>,
     ) -> Result<(Array, Self::Prefill)>;
 
+    /// [`FamilyModel::get_input_embeddings`], taking the projected vision
+    /// features from `cache` when it holds the media's, else encoding them
+    /// and storing them there (Python: the `vision_cache` keyword of a
+    /// family's `get_input_embeddings`). The result equals the uncached
+    /// one. By default the cache is not used.
+    fn get_input_embeddings_cached(
+        &self,
+        input_ids: &Array,
+        inputs: Option<&Self::Inputs>,
+        mask: Option<&Array>,
+        _cache: &mut VisionFeatureCache,
+    ) -> Result<(Array, Self::Prefill)> {
+        self.get_input_embeddings(input_ids, inputs, mask)
+    }
+
     /// Logits `[batch, seq, vocab]` of the language model (Python:
     /// `model.language_model(inputs, inputs_embeds=..., cache=...,
     /// **kwargs).logits`); `prefill` is `Some` on the prompt's calls.
@@ -313,6 +329,16 @@ pub trait VlmModel: Module + Send + Sync {
         mask: Option<&Array>,
     ) -> Result<InputEmbeddings>;
 
+    /// [`VlmModel::get_input_embeddings`] through a vision feature cache
+    /// ([`FamilyModel::get_input_embeddings_cached`]).
+    fn get_input_embeddings_cached(
+        &self,
+        input_ids: &Array,
+        inputs: Option<&ModelInputs>,
+        mask: Option<&Array>,
+        cache: &mut VisionFeatureCache,
+    ) -> Result<InputEmbeddings>;
+
     /// Logits `[batch, seq, vocab]` of the language model; `prefill` is
     /// `Some` on the prompt's calls. Fails on a `prefill` or `state` of
     /// another family.
@@ -383,15 +409,23 @@ impl<M: FamilyModel> VlmModel for M {
         inputs: Option<&ModelInputs>,
         mask: Option<&Array>,
     ) -> Result<InputEmbeddings> {
-        let inputs = inputs
-            .map(|i| downcast::<M::Inputs>(&*i.value, "processor inputs", M::FAMILY.model_type))
-            .transpose()?;
-        let (inputs_embeds, prefill) =
-            FamilyModel::get_input_embeddings(self, input_ids, inputs, mask)?;
-        Ok(InputEmbeddings {
-            inputs_embeds,
-            prefill: PrefillArgs(Box::new(prefill)),
-        })
+        let inputs = family_inputs::<M>(inputs)?;
+        Ok(erase_embeddings(FamilyModel::get_input_embeddings(
+            self, input_ids, inputs, mask,
+        )?))
+    }
+
+    fn get_input_embeddings_cached(
+        &self,
+        input_ids: &Array,
+        inputs: Option<&ModelInputs>,
+        mask: Option<&Array>,
+        cache: &mut VisionFeatureCache,
+    ) -> Result<InputEmbeddings> {
+        let inputs = family_inputs::<M>(inputs)?;
+        Ok(erase_embeddings(FamilyModel::get_input_embeddings_cached(
+            self, input_ids, inputs, mask, cache,
+        )?))
     }
 
     fn language_model(
@@ -464,5 +498,22 @@ impl<M: FamilyModel> VlmModel for M {
             })?);
         }
         FamilyModel::decode_batch(self, inputs, cache, &mut typed)
+    }
+}
+
+/// `inputs` as family `M`'s, or the error naming whose they were.
+fn family_inputs<M: FamilyModel>(inputs: Option<&ModelInputs>) -> Result<Option<&M::Inputs>> {
+    inputs
+        .map(|i| downcast::<M::Inputs>(&*i.value, "processor inputs", M::FAMILY.model_type))
+        .transpose()
+}
+
+/// A family's embeddings and prefill arguments, the latter erased.
+fn erase_embeddings<P: Any + fmt::Debug + Send + Sync>(
+    (inputs_embeds, prefill): (Array, P),
+) -> InputEmbeddings {
+    InputEmbeddings {
+        inputs_embeds,
+        prefill: PrefillArgs(Box::new(prefill)),
     }
 }

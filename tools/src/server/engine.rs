@@ -114,6 +114,9 @@ pub struct EngineOptions {
     /// Bound in bytes of the kept conversations' caches
     /// (`--prompt-cache-bytes`).
     pub prompt_cache_bytes: Option<usize>,
+    /// Entries of the vision feature cache (`--vision-cache-size`), `None`
+    /// for none.
+    pub vision_cache_size: Option<usize>,
 }
 
 /// The handlers' side of the engine.
@@ -271,6 +274,7 @@ fn run(
             max_num_seqs: options.max_num_seqs,
             prefill_step_size: options.prefill_step_size,
             max_kv_size: options.max_kv_size,
+            vision_cache_size: options.vision_cache_size,
         },
     );
     let mut live: std::collections::HashMap<u64, Live> = std::collections::HashMap::new();

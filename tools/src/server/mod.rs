@@ -19,6 +19,13 @@
 //!   network is opt-in.
 //! - SIGINT/SIGTERM stop accepting connections, finish the requests in
 //!   flight and exit 0; a second signal exits at once (130 or 143).
+//! - `--vision-cache-size` (20, as Python's): Python's server hands its
+//!   cache to every model, but only families not ported here (Gemma 4,
+//!   DeepSeek-V4, ...) read it; here the Qwen2-VL, Qwen2.5-VL and
+//!   Qwen3-VL(-MoE) families do, keyed by the pixels rather than the
+//!   image's path or URL (see `mlx_vlm::vision_cache`). The other
+//!   families encode every request's images, as in Python. 0 turns the
+//!   cache off (Python's cache of size 0 fails on its first store).
 
 pub mod anthropic;
 pub mod engine;
@@ -106,10 +113,12 @@ pub struct ServeArgs {
     /// Bound in bytes of the kept caches (least recently used evicted).
     #[arg(long, default_value_t = 2 << 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub prompt_cache_bytes: u64,
-    /// Accepted for Python compatibility; not used yet (no vision-feature
-    /// cache is ported: every request encodes its images).
-    #[arg(long)]
-    pub vision_cache_size: Option<u64>,
+    /// Prompts' projected image features kept for later requests with the
+    /// same images (keyed by the pixels, whatever the path or URL), so a
+    /// second turn about an image skips the vision tower; 0 keeps none.
+    /// Used by the Qwen2-VL, Qwen2.5-VL and Qwen3-VL(-MoE) families.
+    #[arg(long, default_value_t = mlx_vlm::vision_cache::DEFAULT_VISION_CACHE_SIZE as u64)]
+    pub vision_cache_size: u64,
 }
 
 /// What every handler shares.
@@ -354,6 +363,9 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         max_kv_size: params.max_kv_size,
         prompt_cache_size: args.prompt_cache_size,
         prompt_cache_bytes: Some(usize::try_from(args.prompt_cache_bytes).unwrap_or(usize::MAX)),
+        vision_cache_size: usize::try_from(args.vision_cache_size)
+            .ok()
+            .filter(|&n| n > 0),
     })?;
     let state = AppState {
         engine,

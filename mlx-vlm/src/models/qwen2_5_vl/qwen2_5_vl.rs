@@ -9,6 +9,10 @@
 //!   batch (Python ignores surplus features).
 //! - The mRoPE state Python keeps on the model is the caller's
 //!   ([`RequestState`], the family's `FamilyModel::State`).
+//! - Python's `cached_image_features` argument is passed by no caller (a
+//!   Qwen model has no `encode_image`); here the vision feature cache
+//!   (`FamilyModel::get_input_embeddings_cached`) is used by the batch
+//!   generator, keyed by the patches and the tower's grid.
 
 use std::collections::HashMap;
 
@@ -22,6 +26,7 @@ use crate::models::qwen3_vl::processing_qwen3_vl::QwenVlInputs;
 use crate::models::{Cache, FamilyModel, KvQuantization};
 use crate::preflight::{MemoryEstimate, MemoryRequest};
 use crate::registry::Family;
+use crate::vision_cache::{VisionFeatureCache, cached_features};
 use crate::{Error, Result};
 
 /// What `get_input_embeddings` hands the prefill calls (Python: the
@@ -94,6 +99,32 @@ impl Model {
         second_per_grid_ts: Option<&[f64]>,
         mask: Option<&Array>,
     ) -> Result<InputEmbeddingsFeatures> {
+        let media = QwenMedia {
+            pixel_values,
+            image_grid_thw,
+            video_grid_thw,
+        };
+        self.embed_with(input_ids, &media, second_per_grid_ts, mask, |pixels, grid| {
+            self.vision_tower.forward(pixels, grid)
+        })
+    }
+
+    /// [`Model::get_input_embeddings`] with the vision features of
+    /// `encode(pixel_values, grid_thw)`, the pixels cast to the tower's
+    /// dtype: the tower, or a cache's copy of its output.
+    fn embed_with(
+        &self,
+        input_ids: &Array,
+        media: &QwenMedia<'_>,
+        second_per_grid_ts: Option<&[f64]>,
+        mask: Option<&Array>,
+        encode: impl FnOnce(&Array, &Array) -> Result<Array>,
+    ) -> Result<InputEmbeddingsFeatures> {
+        let QwenMedia {
+            pixel_values,
+            image_grid_thw,
+            video_grid_thw,
+        } = *media;
         let Some(pixel_values) = pixel_values else {
             let (position_ids, rope_deltas) = self
                 .language_model
@@ -115,7 +146,7 @@ impl Model {
         let pixel_values = pixel_values.as_type(dtype)?;
 
         let inputs_embeds = self.language_model.model.embed_tokens.forward(input_ids)?;
-        let hidden_states = self.vision_tower.forward(&pixel_values, grid_thw)?;
+        let hidden_states = encode(&pixel_values, grid_thw)?;
 
         let final_inputs_embeds = Self::merge_input_ids_with_image_features(
             self.config.image_token_id,
@@ -264,6 +295,34 @@ impl Model {
     }
 }
 
+impl Model {
+    /// The embeddings and prefill arguments of [`FamilyModel`]'s
+    /// `get_input_embeddings`, the vision features through `cache` when
+    /// given.
+    fn family_embeddings(
+        &self,
+        input_ids: &Array,
+        inputs: Option<&QwenVlInputs>,
+        mask: Option<&Array>,
+        cache: Option<&mut VisionFeatureCache>,
+    ) -> Result<(Array, PrefillArgs)> {
+        let media = QwenMedia::of(inputs, "Qwen2.5-VL")?;
+        let second_per_grid_ts = inputs.and_then(|i| i.second_per_grid_ts.clone());
+        let features = self.embed_with(
+            input_ids,
+            &media,
+            second_per_grid_ts.as_deref(),
+            mask,
+            |pixels, grid| {
+                tower_features(cache, &self.config.model_type, pixels, grid, || {
+                    self.vision_tower.forward(pixels, grid)
+                })
+            },
+        )?;
+        Ok(media.embeddings_and_prefill(features, second_per_grid_ts))
+    }
+}
+
 impl FamilyModel for Model {
     type Inputs = QwenVlInputs;
     type Prefill = PrefillArgs;
@@ -281,31 +340,17 @@ impl FamilyModel for Model {
         inputs: Option<&QwenVlInputs>,
         mask: Option<&Array>,
     ) -> Result<(Array, PrefillArgs)> {
-        let QwenMedia {
-            pixel_values,
-            image_grid_thw,
-            video_grid_thw,
-        } = QwenMedia::of(inputs, "Qwen2.5-VL")?;
-        let second_per_grid_ts = inputs.and_then(|i| i.second_per_grid_ts.clone());
-        let features = Model::get_input_embeddings(
-            self,
-            input_ids,
-            pixel_values,
-            image_grid_thw,
-            video_grid_thw,
-            second_per_grid_ts.as_deref(),
-            mask,
-        )?;
-        Ok((
-            features.inputs_embeds,
-            PrefillArgs {
-                position_ids: features.position_ids,
-                rope_deltas: features.rope_deltas,
-                image_grid_thw: image_grid_thw.cloned(),
-                video_grid_thw: video_grid_thw.cloned(),
-                second_per_grid_ts,
-            },
-        ))
+        self.family_embeddings(input_ids, inputs, mask, None)
+    }
+
+    fn get_input_embeddings_cached(
+        &self,
+        input_ids: &Array,
+        inputs: Option<&QwenVlInputs>,
+        mask: Option<&Array>,
+        cache: &mut VisionFeatureCache,
+    ) -> Result<(Array, PrefillArgs)> {
+        self.family_embeddings(input_ids, inputs, mask, Some(cache))
     }
 
     fn language_model(
@@ -373,6 +418,7 @@ impl FamilyModel for Model {
 /// inputs (Python: the same lines in Qwen2-VL's and Qwen2.5-VL's
 /// `Model.get_input_embeddings`): the images' patches, else the videos',
 /// and both grids.
+#[derive(Clone, Copy)]
 pub(crate) struct QwenMedia<'a> {
     /// The patches the vision tower encodes.
     pub pixel_values: Option<&'a Array>,
@@ -405,6 +451,52 @@ impl<'a> QwenMedia<'a> {
             video_grid_thw: inputs.and_then(|i| i.video_grid_thw.as_ref()),
         })
     }
+
+    /// The merged embeddings and the prefill arguments of a prompt with
+    /// these media.
+    pub(crate) fn embeddings_and_prefill(
+        &self,
+        features: InputEmbeddingsFeatures,
+        second_per_grid_ts: Option<Vec<f64>>,
+    ) -> (Array, PrefillArgs) {
+        (
+            features.inputs_embeds,
+            PrefillArgs {
+                position_ids: features.position_ids,
+                rope_deltas: features.rope_deltas,
+                image_grid_thw: self.image_grid_thw.cloned(),
+                video_grid_thw: self.video_grid_thw.cloned(),
+                second_per_grid_ts,
+            },
+        )
+    }
+}
+
+/// `encode`'s features of `pixel_values` (cast to the tower's dtype) with
+/// `grid_thw` (the tower's grid), through `cache` when given, keyed by
+/// both under `model_type`: the vision features of the Qwen2 families.
+pub(crate) fn tower_features(
+    cache: Option<&mut VisionFeatureCache>,
+    model_type: &str,
+    pixel_values: &Array,
+    grid_thw: &Array,
+    encode: impl FnOnce() -> Result<Array>,
+) -> Result<Array> {
+    let features = cached_features(
+        cache,
+        model_type,
+        &[Some(pixel_values), Some(grid_thw)],
+        || Ok(vec![encode()?]),
+    )?;
+    <[Array; 1]>::try_from(features)
+        .map(|[features]| features)
+        .map_err(|f| {
+            Error::InvalidArgument(format!(
+                "the vision feature cache held {} arrays for a {model_type} image, which has \
+                 one; use one cache per model",
+                f.len()
+            ))
+        })
 }
 
 /// The end-of-sequence ids of a Qwen config's `eos_token_id`, the

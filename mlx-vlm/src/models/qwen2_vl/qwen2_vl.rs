@@ -12,6 +12,8 @@
 //! - Image features and image tokens must match in number over the whole
 //!   batch (Python ignores surplus features).
 //! - The mRoPE state Python keeps on the model is the caller's.
+//! - The vision feature cache is used (Python's `cached_image_features`
+//!   is passed by no caller).
 
 use std::collections::HashMap;
 
@@ -23,12 +25,13 @@ use super::vision::VisionModel;
 use crate::models::base::InputEmbeddingsFeatures;
 use crate::models::qwen2_5_vl::qwen2_5_vl::{
     Model as Qwen2_5VlModel, PrefillArgs, QwenMedia, TextDims, VisionDims, eos_token_ids,
-    estimate_memory,
+    estimate_memory, tower_features,
 };
 use crate::models::qwen3_vl::processing_qwen3_vl::QwenVlInputs;
 use crate::models::{Cache, FamilyModel, KvQuantization};
 use crate::preflight::{MemoryEstimate, MemoryRequest};
 use crate::registry::Family;
+use crate::vision_cache::VisionFeatureCache;
 use crate::{Error, Result};
 
 /// Python: `Model`.
@@ -66,6 +69,31 @@ impl Model {
         video_grid_thw: Option<&Array>,
         mask: Option<&Array>,
     ) -> Result<InputEmbeddingsFeatures> {
+        let media = QwenMedia {
+            pixel_values,
+            image_grid_thw,
+            video_grid_thw,
+        };
+        self.embed_with(input_ids, &media, mask, |pixels, grid| {
+            self.vision_tower.forward(pixels, grid)
+        })
+    }
+
+    /// [`Model::get_input_embeddings`] with the vision features of
+    /// `encode(pixel_values, grid_thw)`, the pixels cast to the tower's
+    /// dtype: the tower, or a cache's copy of its output.
+    fn embed_with(
+        &self,
+        input_ids: &Array,
+        media: &QwenMedia<'_>,
+        mask: Option<&Array>,
+        encode: impl FnOnce(&Array, &Array) -> Result<Array>,
+    ) -> Result<InputEmbeddingsFeatures> {
+        let QwenMedia {
+            pixel_values,
+            image_grid_thw,
+            video_grid_thw,
+        } = *media;
         let Some(pixel_values) = pixel_values else {
             let (position_ids, rope_deltas) = self
                 .language_model
@@ -86,7 +114,7 @@ impl Model {
         let dtype = self.vision_tower.patch_embed.proj.weight.dtype();
         let pixel_values = pixel_values.as_type(dtype)?;
         let inputs_embeds = self.language_model.model.embed_tokens.forward(input_ids)?;
-        let hidden_states = self.vision_tower.forward(&pixel_values, grid_thw)?;
+        let hidden_states = encode(&pixel_values, grid_thw)?;
         let final_inputs_embeds = Qwen2_5VlModel::merge_input_ids_with_image_features(
             self.config.language.image_token_id,
             self.config.language.video_token_id,
@@ -144,6 +172,27 @@ impl Model {
     }
 }
 
+impl Model {
+    /// The embeddings and prefill arguments of [`FamilyModel`]'s
+    /// `get_input_embeddings`, the vision features through `cache` when
+    /// given.
+    fn family_embeddings(
+        &self,
+        input_ids: &Array,
+        inputs: Option<&QwenVlInputs>,
+        mask: Option<&Array>,
+        cache: Option<&mut VisionFeatureCache>,
+    ) -> Result<(Array, PrefillArgs)> {
+        let media = QwenMedia::of(inputs, "Qwen2-VL")?;
+        let features = self.embed_with(input_ids, &media, mask, |pixels, grid| {
+            tower_features(cache, &self.config.model_type, pixels, grid, || {
+                self.vision_tower.forward(pixels, grid)
+            })
+        })?;
+        Ok(media.embeddings_and_prefill(features, None))
+    }
+}
+
 impl FamilyModel for Model {
     type Inputs = QwenVlInputs;
     type Prefill = PrefillArgs;
@@ -161,29 +210,17 @@ impl FamilyModel for Model {
         inputs: Option<&QwenVlInputs>,
         mask: Option<&Array>,
     ) -> Result<(Array, PrefillArgs)> {
-        let QwenMedia {
-            pixel_values,
-            image_grid_thw,
-            video_grid_thw,
-        } = QwenMedia::of(inputs, "Qwen2-VL")?;
-        let features = Model::get_input_embeddings(
-            self,
-            input_ids,
-            pixel_values,
-            image_grid_thw,
-            video_grid_thw,
-            mask,
-        )?;
-        Ok((
-            features.inputs_embeds,
-            PrefillArgs {
-                position_ids: features.position_ids,
-                rope_deltas: features.rope_deltas,
-                image_grid_thw: image_grid_thw.cloned(),
-                video_grid_thw: video_grid_thw.cloned(),
-                second_per_grid_ts: None,
-            },
-        ))
+        self.family_embeddings(input_ids, inputs, mask, None)
+    }
+
+    fn get_input_embeddings_cached(
+        &self,
+        input_ids: &Array,
+        inputs: Option<&QwenVlInputs>,
+        mask: Option<&Array>,
+        cache: &mut VisionFeatureCache,
+    ) -> Result<(Array, PrefillArgs)> {
+        self.family_embeddings(input_ids, inputs, mask, Some(cache))
     }
 
     fn language_model(

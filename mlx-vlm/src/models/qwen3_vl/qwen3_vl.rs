@@ -7,9 +7,15 @@
 //!   for one token kind at a time (the same result); a feature count that
 //!   does not match the prompt's tokens is a typed error, as in Python
 //!   (where it is a shape error).
-//! - The cached-image-features and `skip_vision` paths and
-//!   `hidden_state_at_layer` (Python's vision cache and embedding tools)
-//!   are not ported.
+//! - The `skip_vision` path and `hidden_state_at_layer` (Python's
+//!   embedding tools) are not ported.
+//! - Python's `cached_image_features` argument (which no caller passes a
+//!   Qwen model: it has no `encode_image`) merges the cached features and
+//!   drops the deepstack ones. Rust's vision cache
+//!   (`FamilyModel::get_input_embeddings_cached`) stores the merged and the
+//!   deepstack features together, so a hit equals the uncached result;
+//!   the images' and the videos' entries are keyed each by its own
+//!   patches and grid.
 //! - The mRoPE state Python keeps on the model is the caller's
 //!   ([`RequestState`]).
 
@@ -28,6 +34,7 @@ use crate::models::mlp::SwiGLUMLP;
 use crate::models::{Cache, FamilyModel, KvQuantization};
 use crate::preflight::{MemoryEstimate, MemoryRequest};
 use crate::registry::Family;
+use crate::vision_cache::{VisionFeatureCache, cached_features};
 use crate::{Error, Result};
 
 /// What `get_input_embeddings` hands the prefill calls (Python: the
@@ -133,6 +140,22 @@ impl<M: FeedForward> Model<M> {
         inputs: Option<&QwenVlInputs>,
         mask: Option<&Array>,
     ) -> Result<(Array, PrefillArgs)> {
+        self.embed_with(input_ids, inputs, mask, |pixels, grid| {
+            self.vision_tower.forward(pixels, grid)
+        })
+    }
+
+    /// [`Model::get_input_embeddings`], taking the images' and the
+    /// videos' features (and deepstack features) from
+    /// `vision(pixel_values, grid_thw)`, the pixels cast to the tower's
+    /// dtype: the tower, or a cache's copy of its output.
+    fn embed_with(
+        &self,
+        input_ids: &Array,
+        inputs: Option<&QwenVlInputs>,
+        mask: Option<&Array>,
+        mut vision: impl FnMut(&Array, &Array) -> Result<(Array, Vec<Array>)>,
+    ) -> Result<(Array, PrefillArgs)> {
         let pixel_values = inputs.and_then(|i| i.pixel_values.as_ref());
         let pixel_values_videos = inputs.and_then(|i| i.pixel_values_videos.as_ref());
         let image_grid_thw = inputs.and_then(|i| i.image_grid_thw.as_ref());
@@ -152,9 +175,9 @@ impl<M: FeedForward> Model<M> {
             ));
         }
         let dtype = self.vision_tower.patch_embed.proj.weight.dtype();
-        let encode = |pixels: Option<&Array>,
-                      grid: Option<&Array>,
-                      what: &str|
+        let mut encode = |pixels: Option<&Array>,
+                          grid: Option<&Array>,
+                          what: &str|
          -> Result<Option<(Array, Vec<Array>)>> {
             let Some(pixels) = pixels else {
                 return Ok(None);
@@ -165,7 +188,7 @@ impl<M: FeedForward> Model<M> {
                      processor returned"
                 ))
             })?;
-            Ok(Some(self.vision_tower.forward(&pixels.as_type(dtype)?, grid)?))
+            Ok(Some(vision(&pixels.as_type(dtype)?, grid)?))
         };
         let images = encode(pixel_values, image_grid_thw, "image")?;
         let videos = encode(pixel_values_videos, video_grid_thw, "video")?;
@@ -316,6 +339,37 @@ impl<M: Qwen3VlVariant> FamilyModel for Model<M> {
         mask: Option<&Array>,
     ) -> Result<(Array, PrefillArgs)> {
         Model::get_input_embeddings(self, input_ids, inputs, mask)
+    }
+
+    /// The images' and the videos' features (the merged ones and the
+    /// deepstack layers', one entry) each keyed by its patches and grid.
+    fn get_input_embeddings_cached(
+        &self,
+        input_ids: &Array,
+        inputs: Option<&QwenVlInputs>,
+        mask: Option<&Array>,
+        cache: &mut VisionFeatureCache,
+    ) -> Result<(Array, PrefillArgs)> {
+        let model_type = &self.config.model_type;
+        self.embed_with(input_ids, inputs, mask, |pixels, grid| {
+            let mut features = cached_features(
+                Some(&mut *cache),
+                model_type,
+                &[Some(pixels), Some(grid)],
+                || {
+                    let (merged, deepstack) = self.vision_tower.forward(pixels, grid)?;
+                    Ok(std::iter::once(merged).chain(deepstack).collect())
+                },
+            )?;
+            if features.is_empty() {
+                return Err(Error::InvalidArgument(format!(
+                    "the vision feature cache held no array for a {model_type} image; use one \
+                     cache per model"
+                )));
+            }
+            let merged = features.remove(0);
+            Ok((merged, features))
+        })
     }
 
     fn language_model(

@@ -10,7 +10,9 @@
 //!   Python's copy here encodes only `pixel_values` (else the videos') with
 //!   the image grid, so a prompt with both fails there on the feature
 //!   count; with images or videos alone the two are the same computation.
-//! - The cached-image-features path and `shard` are not ported.
+//! - `shard` is not ported. The vision feature cache is Qwen3-VL's (see
+//!   [`qwen3_vl::qwen3_vl`]): deepstack features cached too, where
+//!   Python's `cached_image_features` path drops them.
 //! - `sanitize` also takes the experts in transformers' in-memory layout
 //!   (`gate_up_proj` `[experts, 2 * moe_intermediate, hidden]`, as
 //!   transformers 5 saves them with `save_original_format=False`); Python
