@@ -91,12 +91,13 @@ def peak_rss_mb(pid):
     return None
 
 
-def one_request(port, model, prompt, max_tokens):
-    """One streaming chat completion: (ttft_s, completion_tokens, error)."""
+def stream_chat(port, model, messages, max_tokens):
+    """One greedy streaming chat completion of `messages`: (ttft_s, text,
+    usage or None). Raises on an HTTP error or a broken stream."""
     body = json.dumps(
         {
             "model": model,
-            "messages": [{"role": "user", "content": prompt}],
+            "messages": messages,
             "max_tokens": max_tokens,
             "temperature": 0.0,
             "stream": True,
@@ -104,42 +105,50 @@ def one_request(port, model, prompt, max_tokens):
         }
     )
     sent = time.perf_counter()
-    ttft = None
-    chunks = 0
-    usage_tokens = None
-    try:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
-        conn.request(
-            "POST",
-            "/v1/chat/completions",
-            body=body,
-            headers={"Content-Type": "application/json"},
-        )
-        resp = conn.getresponse()
-        if resp.status != 200:
-            return None, 0, f"HTTP {resp.status}: {resp.read()[:200]!r}"
-        for raw in resp:
-            line = raw.decode("utf-8", "replace").strip()
-            if not line.startswith("data:"):
-                continue
-            data = line[5:].strip()
-            if data == "[DONE]":
-                break
-            event = json.loads(data)
-            for choice in event.get("choices") or []:
-                if (choice.get("delta") or {}).get("content"):
-                    chunks += 1
-                    if ttft is None:
-                        ttft = time.perf_counter() - sent
-            usage = event.get("usage")
-            if usage and usage.get("completion_tokens") is not None:
-                usage_tokens = usage["completion_tokens"]
-        conn.close()
-    except (OSError, ValueError) as e:
-        return None, 0, repr(e)
+    ttft, text, usage = None, [], None
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    conn.request(
+        "POST",
+        "/v1/chat/completions",
+        body=body,
+        headers={"Content-Type": "application/json"},
+    )
+    resp = conn.getresponse()
+    if resp.status != 200:
+        raise OSError(f"HTTP {resp.status}: {resp.read()[:200]!r}")
+    for raw in resp:
+        line = raw.decode("utf-8", "replace").strip()
+        if not line.startswith("data:"):
+            continue
+        data = line[5:].strip()
+        if data == "[DONE]":
+            break
+        event = json.loads(data)
+        for choice in event.get("choices") or []:
+            content = (choice.get("delta") or {}).get("content")
+            if content:
+                text.append(content)
+                if ttft is None:
+                    ttft = time.perf_counter() - sent
+        if event.get("usage"):
+            usage = event["usage"]
+    conn.close()
     if ttft is None:
         ttft = time.perf_counter() - sent
-    return ttft, usage_tokens if usage_tokens is not None else chunks, None
+    return ttft, text, usage
+
+
+def one_request(port, model, prompt, max_tokens):
+    """One streaming chat completion: (ttft_s, completion_tokens, error).
+    `prompt` is the user message's content (text or a list of parts)."""
+    try:
+        ttft, chunks, usage = stream_chat(
+            port, model, [{"role": "user", "content": prompt}], max_tokens
+        )
+    except (OSError, ValueError) as e:
+        return None, 0, repr(e)
+    tokens = (usage or {}).get("completion_tokens")
+    return ttft, tokens if tokens is not None else len(chunks), None
 
 
 def run_level(port, model, clients, per_client, max_tokens):

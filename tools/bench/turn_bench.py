@@ -22,58 +22,26 @@ Usage:
 
 import argparse
 import base64
-import http.client
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from serve_bench import fmt, free_port, ratio, wait_healthy  # noqa: E402
+from serve_bench import (  # noqa: E402
+    fmt,
+    free_port,
+    ratio,
+    stop_server,
+    stream_chat,
+    wait_healthy,
+)
 
 
 def turn(port, model, messages, max_tokens):
     """One streamed turn: (ttft_s, answer text, usage or None)."""
-    body = json.dumps(
-        {
-            "model": model,
-            "messages": messages,
-            "max_tokens": max_tokens,
-            "temperature": 0.0,
-            "stream": True,
-            "stream_options": {"include_usage": True},
-        }
-    )
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
-    sent = time.perf_counter()
-    conn.request("POST", "/v1/chat/completions", body=body,
-                 headers={"Content-Type": "application/json"})
-    resp = conn.getresponse()
-    if resp.status != 200:
-        raise RuntimeError(f"HTTP {resp.status}: {resp.read()[:300]!r}")
-    ttft, text, usage = None, [], None
-    for raw in resp:
-        line = raw.decode("utf-8", "replace").strip()
-        if not line.startswith("data:"):
-            continue
-        data = line[5:].strip()
-        if data == "[DONE]":
-            break
-        event = json.loads(data)
-        for choice in event.get("choices") or []:
-            content = (choice.get("delta") or {}).get("content")
-            if content:
-                text.append(content)
-                if ttft is None:
-                    ttft = time.perf_counter() - sent
-        if event.get("usage"):
-            usage = event["usage"]
-    conn.close()
-    if ttft is None:
-        ttft = time.perf_counter() - sent
+    ttft, text, usage = stream_chat(port, model, messages, max_tokens)
     return ttft, "".join(text), usage
 
 
@@ -114,12 +82,7 @@ def bench_side(name, command, env_extra, args, image_url):
             "cached_tokens": cached,
         }
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_server(proc)
         log.close()
 
 
