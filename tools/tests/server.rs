@@ -1,6 +1,6 @@
 //! `mlx-vlm serve` end to end: the real binary on a tiny generated
-//! Qwen2.5-VL checkpoint, driven over plain HTTP and by the official
-//! `openai`/`anthropic` Python clients (`server_clients.py`); every answer's
+//! Qwen2.5-VL checkpoint, driven over plain HTTP, by `curl` and by the
+//! official `openai`/`anthropic` Python clients (`server_clients.py`); every answer's
 //! token ids or text must equal the single-request greedy run of
 //! `mlx-vlm generate --json` (or the library's `generate` where the CLI
 //! cannot express the prompt, e.g. a multi-turn conversation).
@@ -878,6 +878,43 @@ fn clients_python() -> PathBuf {
         assert!(status.success(), "installing the pinned clients failed");
     }
     python
+}
+
+/// `curl` POSTing `body` to the chat completions with the key and the
+/// token-ids header; `-N` streams server-sent events as they come.
+fn curl(port: u16, body: &Value) -> Answer {
+    let out = Command::new("curl")
+        .args(["-sS", "-N", "-w", "\n%{http_code}"])
+        .args(["-H", "Content-Type: application/json"])
+        .args(["-H", &format!("Authorization: Bearer {KEY}")])
+        .args(["-H", "x-mlx-vlm-token-ids: true"])
+        .args(["--data-binary", &body.to_string()])
+        .arg(format!("http://127.0.0.1:{port}/v1/chat/completions"))
+        .output()
+        .expect("curl must be on PATH (.ci/run installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let (body, status) = text.rsplit_once('\n').unwrap();
+    Answer {
+        status: status.parse().unwrap(),
+        body: body.to_string(),
+    }
+}
+
+#[test]
+fn curl_gets_the_single_run_streamed_and_not() {
+    let server = Server::start(&[]);
+    let expected = generate("Describe a cat.", &[], MAX_TOKENS);
+    let body = chat_body(user("Describe a cat."), MAX_TOKENS, false);
+    assert_completion(&curl(server.port, &body), &expected);
+    let body = chat_body(user("Describe a cat."), MAX_TOKENS, true);
+    assert_streamed(&stream_chunks(&curl(server.port, &body)), &expected);
+    let malformed = curl(server.port, &json!({"model": 1}));
+    assert_eq!(malformed.status, 400, "{}", malformed.body);
 }
 
 #[test]
