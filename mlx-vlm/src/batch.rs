@@ -433,6 +433,30 @@ impl BatchGenerator {
         }
     }
 
+    /// Ends a running request now as if it had sampled a stop id (e.g. a
+    /// stop string matched its text): the next step reports it
+    /// [`FinishReason::Stop`], handing its conversation back as a finished
+    /// request does (its caches hold every id but the last sampled one).
+    /// A queued request is cancelled; an unknown or finished id is ignored.
+    pub fn stop(&mut self, id: RequestId) {
+        let Some(i) = self.active.iter().position(|s| s.id == id) else {
+            return self.cancel(id);
+        };
+        let mut seq = self.active.remove(i);
+        let cache = if seq.batched {
+            let wanted = seq.conversation.is_some();
+            let cache = match self.batch.rows.iter().position(|r| *r == id) {
+                Some(row) => self.batch.row_caches(row, wanted),
+                None => unreachable!("a batched request is a row of the batch"),
+            };
+            self.drop_rows(&[id]);
+            cache
+        } else {
+            std::mem::take(&mut seq.run.prompt_cache)
+        };
+        seq.finish(&*self.model, FinishReason::Stop, cache, &mut self.pending);
+    }
+
     /// Whether nothing is queued, running or left to report.
     pub fn is_idle(&self) -> bool {
         self.queue.is_empty() && self.active.is_empty() && self.pending.is_empty()
@@ -562,18 +586,7 @@ impl BatchGenerator {
                 unreachable!("a row that ended is a row of the batch");
             };
             let seq = &mut seqs[row];
-            // Only a conversation keeps its caches; one that cannot be cut
-            // out is not kept (the next turn prefills cold).
-            let cache = if seq.conversation.is_some() {
-                self.batch
-                    .caches
-                    .iter()
-                    .map(|c| c.extract(row).map(|kv| Box::new(kv) as Box<dyn Cache>))
-                    .collect::<Result<Vec<_>>>()
-                    .unwrap_or_default()
-            } else {
-                Vec::new()
-            };
+            let cache = self.batch.row_caches(row, seq.conversation.is_some());
             seq.finish(&*self.model, reason, cache, events);
         }
         drop(seqs);
@@ -739,6 +752,20 @@ fn greedy_rows(
 }
 
 impl DecodeBatch {
+    /// Row `row`'s caches cut out of the batch, when `wanted` (a request
+    /// with a conversation: only those keep their caches); a row that
+    /// cannot be cut out keeps none, and its next turn prefills cold.
+    fn row_caches(&self, row: usize, wanted: bool) -> Vec<Box<dyn Cache>> {
+        if !wanted {
+            return Vec::new();
+        }
+        self.caches
+            .iter()
+            .map(|c| c.extract(row).map(|kv| Box::new(kv) as Box<dyn Cache>))
+            .collect::<Result<Vec<_>>>()
+            .unwrap_or_default()
+    }
+
     /// Moves `seq`'s caches into the batch, as a new last row (Python:
     /// `GenerationBatch.extend` with the merged prompt caches).
     fn join(&mut self, seq: &mut Sequence) -> Result<()> {

@@ -913,3 +913,68 @@ fn smolvlm_decodes_in_batches() {
     let family = fixtures::smolvlm_tiny();
     assert_family_batches(family, &tokenizer, text_request, &TEXT_PADDING);
 }
+
+#[test]
+fn a_request_stopped_early_hands_its_conversation_back() {
+    let (_dir, model) = qwen(Dtype::Float32);
+    let tokenizer = qwen_tokenizer();
+    let options = small_chunks(4);
+    let request = |text: &[i32]| BatchRequest {
+        inputs: qwen_inputs(text, None, None),
+        params: GenerateParams {
+            max_tokens: 20,
+            ..Default::default()
+        },
+    };
+    let text: Vec<i32> = (0..7).map(|t| 300 + 13 * t).collect();
+    let mut batcher = BatchGenerator::new(Arc::clone(&model), Vec::new(), options.clone());
+    let id = batcher
+        .insert_with_prompt_cache(request(&text), PromptCacheState::new(Vec::new()))
+        .unwrap();
+    batcher.insert(qwen_request(1)).unwrap();
+    // Stopped after its third token (as a matched stop string would).
+    let mut tokens = Vec::new();
+    while tokens.len() < 3 {
+        for event in batcher.next() {
+            if let BatchEvent::Token { id: t, token, .. } = event
+                && t == id
+            {
+                tokens.push(token);
+            }
+        }
+    }
+    assert_eq!(batcher.num_batched(), 2, "both rows decode in the batch");
+    batcher.stop(id);
+    let mut kept = None;
+    while !batcher.is_idle() {
+        for event in batcher.next() {
+            match event {
+                BatchEvent::Token { id: t, .. } => assert_ne!(t, id, "a token after stop"),
+                BatchEvent::Finished {
+                    id: t,
+                    reason,
+                    generation_tokens,
+                    prompt_cache,
+                    ..
+                } if t == id => {
+                    assert_eq!((reason, generation_tokens), (FinishReason::Stop, 3));
+                    kept = prompt_cache;
+                }
+                _ => {}
+            }
+        }
+    }
+    // The caches hold the prompt and the first two tokens.
+    let kept = kept.expect("a stopped request hands its conversation back");
+    let mut ids: Vec<u32> = text.iter().map(|&t| t as u32).collect();
+    ids.extend(&tokens[..2]);
+    assert_eq!(kept.token_ids.as_deref(), Some(&ids[..]));
+    // The next turn continues from it and gives its cold run's ids.
+    let mut next: Vec<i32> = text.clone();
+    next.extend(tokens.iter().map(|&t| t as i32));
+    next.extend([530, 531]);
+    let turn = run_turn(&mut batcher, request(&next), kept, Vec::new());
+    assert_eq!(turn.cached_tokens, ids.len());
+    let (cold, _) = single_run(&*model, &tokenizer, request(&next), &options);
+    assert_eq!(turn.tokens, cold);
+}

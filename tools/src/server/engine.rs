@@ -10,8 +10,8 @@
 //! With a prefix cache (`--prompt-cache-size`), every request continues
 //! the kept conversation it shares the longest prefix with
 //! ([`PrefixCache::checkout`]) and its finished conversation is kept for
-//! the next turn. A request ended by a stop string is cancelled, and its
-//! conversation is not kept.
+//! the next turn, also when a stop string ended it
+//! ([`BatchGenerator::stop`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -380,7 +380,9 @@ fn run(
                                     cached_tokens: l.cached_tokens,
                                     stop_sequence: stopped,
                                 }));
-                                batch.cancel(id);
+                                // Its conversation comes back with the
+                                // next step's `Finished`, for the cache.
+                                batch.stop(id);
                                 live.remove(&id);
                             }
                         }
