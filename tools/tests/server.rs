@@ -530,6 +530,21 @@ fn a_follow_up_turn_reuses_the_kept_cache_and_equals_the_library_run() {
     let (ids, prompt_tokens) = library_generate(&normalized, &[url], &params);
     assert_eq!(v2["choices"][0]["token_ids"], json!(ids), "{v2}");
     assert_eq!(v2["usage"]["prompt_tokens"], prompt_tokens);
+    // One conversation kept (the second turn took the first's and put
+    // itself back); the image was encoded once, the second turn's text
+    // needed no tower.
+    let health = http(server.port, "GET", "/health", &[("x-api-key", KEY)], b"").json();
+    let caches = &health["caches"];
+    assert_eq!(caches["prompt_cache"]["entries"], 1, "{health}");
+    assert!(
+        caches["prompt_cache"]["bytes"].as_u64().unwrap() > 0,
+        "{health}"
+    );
+    assert_eq!(
+        caches["vision_cache"],
+        json!({"hits": 0, "misses": 1, "entries": 1}),
+        "{health}"
+    );
 }
 
 #[test]

@@ -13,9 +13,9 @@
 //! the next turn, also when a stop string ended it
 //! ([`BatchGenerator::stop`]).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc as std_mpsc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
 use mlx_vlm::batch::{BatchEvent, BatchGenerator, BatchOptions, BatchRequest, FinishReason};
@@ -119,11 +119,45 @@ pub struct EngineOptions {
     pub vision_cache_size: Option<usize>,
 }
 
+/// What `/health` reports of the engine's caches; the engine updates it
+/// after every step.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct CacheStats {
+    /// Kept conversations and the bytes of their caches; `None` with
+    /// `--prompt-cache-size 0`.
+    pub prompt_cache: Option<PromptCacheStats>,
+    /// The vision feature cache's counts; `None` with
+    /// `--vision-cache-size 0`.
+    pub vision_cache: Option<VisionCacheCounts>,
+}
+
+/// The vision feature cache's counts (see [`CacheStats`]; Python's
+/// `VisionFeatureCache` keeps none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct VisionCacheCounts {
+    /// Lookups that found their features.
+    pub hits: u64,
+    /// Lookups that ran the tower.
+    pub misses: u64,
+    /// Entries held.
+    pub entries: usize,
+}
+
+/// The kept conversations (see [`CacheStats`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct PromptCacheStats {
+    /// Conversations kept.
+    pub entries: usize,
+    /// Bytes of their KV caches.
+    pub bytes: usize,
+}
+
 /// The handlers' side of the engine.
 #[derive(Clone)]
 pub struct EngineHandle {
     jobs: std_mpsc::Sender<Job>,
     pending: Arc<AtomicUsize>,
+    stats: Arc<Mutex<CacheStats>>,
     max_pending: usize,
     /// What is served.
     pub info: Arc<ModelInfo>,
@@ -133,6 +167,11 @@ impl EngineHandle {
     /// Requests accepted and not yet finished (queued or generating).
     pub fn in_flight(&self) -> usize {
         self.pending.load(Ordering::SeqCst)
+    }
+
+    /// The caches' counts after the engine's last step.
+    pub fn cache_stats(&self) -> CacheStats {
+        *self.stats.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Queues `job`, or 503 when `max_pending` requests are in flight.
@@ -167,11 +206,12 @@ pub fn start(options: EngineOptions) -> Result<(EngineHandle, JoinHandle<()>), S
     let (jobs, receiver) = std_mpsc::channel::<Job>();
     let (ready_tx, ready_rx) = std_mpsc::channel::<Result<ModelInfo, String>>();
     let pending = Arc::new(AtomicUsize::new(0));
-    let thread_pending = Arc::clone(&pending);
+    let stats = Arc::new(Mutex::new(CacheStats::default()));
+    let shared = (Arc::clone(&pending), Arc::clone(&stats));
     let thread_options = options.clone();
     let thread = std::thread::Builder::new()
         .name("mlx-engine".into())
-        .spawn(move || run(thread_options, receiver, ready_tx, thread_pending))
+        .spawn(move || run(thread_options, receiver, ready_tx, shared))
         .map_err(|e| format!("starting the engine thread: {e}"))?;
     let info = match ready_rx.recv() {
         Ok(Ok(info)) => info,
@@ -187,6 +227,7 @@ pub fn start(options: EngineOptions) -> Result<(EngineHandle, JoinHandle<()>), S
     let handle = EngineHandle {
         jobs,
         pending,
+        stats,
         max_pending: options.max_pending,
         info: Arc::new(info),
     };
@@ -225,7 +266,7 @@ fn run(
     options: EngineOptions,
     jobs: std_mpsc::Receiver<Job>,
     ready: std_mpsc::Sender<Result<ModelInfo, String>>,
-    pending: Arc<AtomicUsize>,
+    (pending, stats): (Arc<AtomicUsize>, Arc<Mutex<CacheStats>>),
 ) {
     let loaded = mlx_vlm::load(&options.model, &options.load).and_then(|(model, processor)| {
         let config = mlx_vlm::utils::load_config(processor.model_path())?;
@@ -450,6 +491,17 @@ fn run(
                 }
             }
         }
+        *stats.lock().unwrap_or_else(PoisonError::into_inner) = CacheStats {
+            prompt_cache: prefixes.as_ref().map(|p| PromptCacheStats {
+                entries: p.len(),
+                bytes: p.nbytes(),
+            }),
+            vision_cache: batch.vision_cache_stats().map(|v| VisionCacheCounts {
+                hits: v.hits,
+                misses: v.misses,
+                entries: v.entries,
+            }),
+        };
     }
 }
 

@@ -261,6 +261,7 @@ async fn health(State(state): State<AppState>) -> Response {
         "loaded_context_size": info.context_length,
         "continuous_batching_enabled": true,
         "requests_in_flight": state.engine.in_flight(),
+        "caches": state.engine.cache_stats(),
     }))
     .into_response()
 }
