@@ -28,7 +28,7 @@ use std::collections::VecDeque;
 use mlx_rs::{Array, Dtype};
 use sha2::{Digest, Sha256};
 
-use crate::Result;
+use crate::{Error, Result};
 
 /// Python's default `max_size` (and the server's `--vision-cache-size`).
 pub const DEFAULT_VISION_CACHE_SIZE: usize = 20;
@@ -221,4 +221,26 @@ pub fn cached_features(
         None => encode(),
         Some(cache) => cache.get_or_encode(VisionKey::of(namespace, tensors)?, encode),
     }
+}
+
+/// [`cached_features`] for a tower giving one array (every family but
+/// Qwen3-VL): `encode`'s features of the media `tensors`, through `cache`
+/// when there is one. Fails when the cache holds another count of arrays
+/// under the key (a cache shared between models).
+pub fn cached_feature(
+    cache: Option<&mut VisionFeatureCache>,
+    namespace: &str,
+    tensors: &[Option<&Array>],
+    encode: impl FnOnce() -> Result<Array>,
+) -> Result<Array> {
+    let features = cached_features(cache, namespace, tensors, || Ok(vec![encode()?]))?;
+    <[Array; 1]>::try_from(features)
+        .map(|[features]| features)
+        .map_err(|f| {
+            Error::InvalidArgument(format!(
+                "the vision feature cache held {} arrays for a {namespace} image, which has \
+                 one; use one cache per model",
+                f.len()
+            ))
+        })
 }

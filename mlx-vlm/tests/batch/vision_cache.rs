@@ -4,7 +4,7 @@
 //! run's ids (Qwen2.5-VL in f32 and bf16, Qwen2-VL, Qwen3-VL); a hit's embeddings (and
 //! Qwen3-VL's deepstack features) equal the uncached ones bit for bit in
 //! f32; LRU eviction, the refused size 0, and keys that tell different
-//! media apart.
+//! media apart. The other families' tests are in [`families`].
 
 use std::sync::Arc;
 
@@ -20,6 +20,9 @@ use mlx_vlm::vision_cache::{VisionCacheError, VisionCacheStats, VisionFeatureCac
 
 use super::qwen_prompt::{IMAGE_TOKEN, VISION_END, VISION_START};
 use super::{assert_exact, assert_single_run, drive, qwen, qwen_tokenizer, small_chunks, tiny};
+
+#[path = "vision_cache_families.rs"]
+mod families;
 
 /// Values per patch: 3 channels, 2 frames, `patch`² pixels.
 fn patch_values(patch: i32) -> i32 {
@@ -77,16 +80,25 @@ fn request_text(i: usize) -> Vec<i32> {
 /// entry 0 made, 2 misses, 3 never looks; every request's ids are its
 /// uncached `generate` run's.
 fn assert_hits_keep_single_run_ids(model: Arc<dyn VlmModel>, patch: i32) {
-    let tokenizer = qwen_tokenizer();
+    assert_hits_keep_single_run_ids_of(model, &qwen_tokenizer(), |i| request(i, patch));
+}
+
+/// [`assert_hits_keep_single_run_ids`] for `request` (0 and 1: one image
+/// under two texts, 2: another image, 3: text alone).
+fn assert_hits_keep_single_run_ids_of(
+    model: Arc<dyn VlmModel>,
+    tokenizer: &tokenizers::Tokenizer,
+    request: impl Fn(usize) -> BatchRequest,
+) {
     let options = BatchOptions {
         vision_cache_size: Some(4),
         ..small_chunks(8)
     };
     let mut batcher = BatchGenerator::new(Arc::clone(&model), Vec::new(), options.clone());
     let arrivals = vec![
-        (0..4).map(|i| (i, request(i, patch))).collect(),
+        (0..4).map(|i| (i, request(i))).collect(),
         vec![],
-        vec![(4, request(1, patch))],
+        vec![(4, request(1))],
     ];
     let (outcomes, _) = drive(&mut batcher, arrivals, |_, _, _| {});
     assert_eq!(
@@ -101,10 +113,10 @@ fn assert_hits_keep_single_run_ids(model: Arc<dyn VlmModel>, patch: i32) {
         let original = if i == 4 { 1 } else { i };
         assert_single_run(
             &*model,
-            &tokenizer,
+            tokenizer,
             &outcomes,
             i,
-            request(original, patch),
+            request(original),
             &options,
         );
     }

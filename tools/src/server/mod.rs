@@ -21,11 +21,11 @@
 //!   flight and exit 0; a second signal exits at once (130 or 143).
 //! - `--vision-cache-size` (20, as Python's): Python's server hands its
 //!   cache to every model, but only families not ported here (Gemma 4,
-//!   DeepSeek-V4, ...) read it; here the Qwen2-VL, Qwen2.5-VL and
-//!   Qwen3-VL(-MoE) families do, keyed by the pixels rather than the
-//!   image's path or URL (see `mlx_vlm::vision_cache`). The other
-//!   families encode every request's images, as in Python. 0 turns the
-//!   cache off (Python's cache of size 0 fails on its first store).
+//!   DeepSeek-V4, ...) read it; here every ported family does (Gemma 3n
+//!   for its images; its audio is encoded every time), keyed by the
+//!   pixels rather than the image's path or URL (see
+//!   `mlx_vlm::vision_cache`). 0 turns the cache off (Python's cache of
+//!   size 0 fails on its first store).
 
 pub mod anthropic;
 pub mod engine;
@@ -116,7 +116,7 @@ pub struct ServeArgs {
     /// Prompts' projected image features kept for later requests with the
     /// same images (keyed by the pixels, whatever the path or URL), so a
     /// second turn about an image skips the vision tower; 0 keeps none.
-    /// Used by the Qwen2-VL, Qwen2.5-VL and Qwen3-VL(-MoE) families.
+    /// Used by every family (Gemma 3n: for images, not audio).
     #[arg(long, default_value_t = mlx_vlm::vision_cache::DEFAULT_VISION_CACHE_SIZE as u64)]
     pub vision_cache_size: u64,
 }

@@ -13,7 +13,10 @@
 //! misplaces them); `masked_scatter` gathers the features in token order
 //! instead of a scatter into a flattened copy (the same result);
 //! checkpoints re-saved by transformers 5 load
-//! ([`normalize_transformers5_layout`]; Python fails on them).
+//! ([`normalize_transformers5_layout`]; Python fails on them); Python's
+//! `cached_image_features` argument is the vision feature cache here
+//! (`FamilyModel::get_input_embeddings_cached`), which keys the projected
+//! features by the pixel values' content.
 
 use std::collections::HashMap;
 
@@ -33,6 +36,7 @@ use crate::models::paligemma::paligemma::{
 use crate::models::qwen2_5_vl::qwen2_5_vl::{TextDims, estimate_memory};
 use crate::preflight::{MemoryEstimate, MemoryRequest};
 use crate::registry::Family;
+use crate::vision_cache::{VisionFeatureCache, cached_feature};
 use crate::{Error, Result};
 
 /// Python: `Gemma3MultiModalProjector`: patches average-pooled to
@@ -130,15 +134,37 @@ impl Model {
         pixel_values: Option<&Array>,
         mask: Option<&Array>,
     ) -> Result<(Array, Option<Array>)> {
+        self.embed_with(input_ids, pixel_values, mask, None)
+    }
+
+    /// [`Model::get_input_embeddings`], the projected image features taken
+    /// from `cache` when it holds the pixel values' (else encoded and
+    /// stored): the cached and uncached paths differ only there.
+    fn embed_with(
+        &self,
+        input_ids: &Array,
+        pixel_values: Option<&Array>,
+        mask: Option<&Array>,
+        cache: Option<&mut VisionFeatureCache>,
+    ) -> Result<(Array, Option<Array>)> {
         let inputs_embeds = self.language_model.model.embed_tokens.forward(input_ids)?;
         let Some(pixel_values) = pixel_values else {
             return Ok((inputs_embeds, None));
         };
-        let pixels = pixel_values
-            .transpose([0, 2, 3, 1])?
-            .as_type(inputs_embeds.dtype())?;
-        let (hidden_state, _, _) = self.vision_tower.forward(&pixels, true)?;
-        let image_features = self.multi_modal_projector.forward(&hidden_state)?;
+        // The tower's input dtype is the embeddings', fixed per model: the
+        // pixel values alone key the features.
+        let image_features = cached_feature(
+            cache,
+            &self.config.model_type,
+            &[Some(pixel_values)],
+            || {
+                let pixels = pixel_values
+                    .transpose([0, 2, 3, 1])?
+                    .as_type(inputs_embeds.dtype())?;
+                let (hidden_state, _, _) = self.vision_tower.forward(&pixels, true)?;
+                self.multi_modal_projector.forward(&hidden_state)
+            },
+        )?;
         let mask = match mask {
             Some(m) => m.clone(),
             None => ops::ones(input_ids.shape(), Dtype::Int32)?,
@@ -262,8 +288,20 @@ impl FamilyModel for Model {
         mask: Option<&Array>,
     ) -> Result<(Array, PrefillArgs)> {
         let pixel_values = inputs.map(|i| &i.pixel_values);
+        let (embeds, attention_mask_4d) = self.embed_with(input_ids, pixel_values, mask, None)?;
+        Ok((embeds, PrefillArgs { attention_mask_4d }))
+    }
+
+    fn get_input_embeddings_cached(
+        &self,
+        input_ids: &Array,
+        inputs: Option<&Gemma3Inputs>,
+        mask: Option<&Array>,
+        cache: &mut VisionFeatureCache,
+    ) -> Result<(Array, PrefillArgs)> {
+        let pixel_values = inputs.map(|i| &i.pixel_values);
         let (embeds, attention_mask_4d) =
-            Model::get_input_embeddings(self, input_ids, pixel_values, mask)?;
+            self.embed_with(input_ids, pixel_values, mask, Some(cache))?;
         Ok((embeds, PrefillArgs { attention_mask_4d }))
     }
 

@@ -19,7 +19,10 @@
 //!   values with `input_features` missing their mask, and a vision output
 //!   of another size than `vision_soft_tokens_per_image` tokens are typed
 //!   errors where Python raises `ValueError`s from inside MLX;
-//! - `cached_image_features` (Python's prompt-cache reuse) is not taken;
+//! - `cached_image_features` (Python's prompt-cache reuse) is the vision
+//!   feature cache here (`FamilyModel::get_input_embeddings_cached`),
+//!   which keys the image features by the pixel values' content; audio
+//!   features are not cached (Python's are not either);
 //! - `get_input_embeddings` without `input_ids` (Python's `inputs_embeds`
 //!   comparison branch of `construct_special_modality_mask`) is not ported:
 //!   the generic code always has the ids;
@@ -46,6 +49,7 @@ use crate::models::paligemma::paligemma::eos_ids;
 use crate::models::qwen2_5_vl::qwen2_5_vl::{TextDims, VisionDims, estimate_memory};
 use crate::preflight::{MemoryEstimate, MemoryRequest};
 use crate::registry::Family;
+use crate::vision_cache::{VisionFeatureCache, cached_feature};
 use crate::{Error, Result};
 
 /// Python: `masked_scatter(input_tensor, mask, source)`: `source`'s values,
@@ -222,6 +226,19 @@ impl Model {
         input_ids: &Array,
         inputs: Option<&Gemma3nInputs>,
     ) -> Result<(Array, Gemma3nPrefill)> {
+        self.embed_with(input_ids, inputs, None)
+    }
+
+    /// [`Model::get_input_embeddings`], the image features taken from
+    /// `cache` when it holds the pixel values' (else encoded and stored;
+    /// the audio features are not cached): the cached and uncached paths
+    /// differ only there.
+    fn embed_with(
+        &self,
+        input_ids: &Array,
+        inputs: Option<&Gemma3nInputs>,
+        cache: Option<&mut VisionFeatureCache>,
+    ) -> Result<(Array, Gemma3nPrefill)> {
         let model = &self.language_model.model;
         let mut inputs_embeds = model.embed_tokens.forward(input_ids)?;
         let per_layer_inputs_mask = ops::logical_and(
@@ -265,7 +282,12 @@ impl Model {
         )?;
 
         if let Some(pixel_values) = pixel_values {
-            let image_features = self.get_image_features(pixel_values)?;
+            let image_features = cached_feature(
+                cache,
+                &self.config.model_type,
+                &[Some(pixel_values)],
+                || self.get_image_features(pixel_values),
+            )?;
             let mask = self.construct_special_modality_mask(
                 input_ids,
                 &inputs_embeds,
@@ -475,7 +497,17 @@ impl FamilyModel for Model {
         inputs: Option<&Gemma3nInputs>,
         _mask: Option<&Array>,
     ) -> Result<(Array, Gemma3nPrefill)> {
-        Model::get_input_embeddings(self, input_ids, inputs)
+        self.embed_with(input_ids, inputs, None)
+    }
+
+    fn get_input_embeddings_cached(
+        &self,
+        input_ids: &Array,
+        inputs: Option<&Gemma3nInputs>,
+        _mask: Option<&Array>,
+        cache: &mut VisionFeatureCache,
+    ) -> Result<(Array, Gemma3nPrefill)> {
+        self.embed_with(input_ids, inputs, Some(cache))
     }
 
     fn language_model(

@@ -14,7 +14,10 @@
 //! [`Error::InvalidArgument`]; when every image is padding (all zeros)
 //! the tower is not run and the image tokens then mismatch (Python runs
 //! it on an empty batch); `masked_scatter` gathers the features in token
-//! order instead of a scatter into a flattened copy (the same result).
+//! order instead of a scatter into a flattened copy (the same result);
+//! Python's `cached_image_features` argument is the vision feature cache
+//! here (`FamilyModel::get_input_embeddings_cached`), which keys the
+//! connector's features by the pixel values' and pixel mask's content.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -33,6 +36,7 @@ use crate::models::paligemma::paligemma::{eos_ids, siglip_dims};
 use crate::models::qwen2_5_vl::qwen2_5_vl::{TextDims, estimate_memory};
 use crate::preflight::{MemoryEstimate, MemoryRequest};
 use crate::registry::Family;
+use crate::vision_cache::{VisionFeatureCache, cached_feature};
 use crate::{Error, Result};
 
 /// Which family a [`Model`] is registered as (Python: the `Model` class
@@ -211,10 +215,43 @@ impl<V: Variant> Model<V> {
         pixel_values: Option<&Array>,
         pixel_attention_mask: Option<&Array>,
     ) -> Result<Array> {
+        self.embed_with(input_ids, pixel_values, pixel_attention_mask, None)
+    }
+
+    /// [`Model::get_input_embeddings`], the connector's features taken
+    /// from `cache` when it holds those of the pixel values and pixel mask
+    /// (else encoded and stored): the cached and uncached paths differ
+    /// only there.
+    fn embed_with(
+        &self,
+        input_ids: &Array,
+        pixel_values: Option<&Array>,
+        pixel_attention_mask: Option<&Array>,
+        cache: Option<&mut VisionFeatureCache>,
+    ) -> Result<Array> {
         let inputs_embeds = self.language_model.embed_tokens.forward(input_ids)?;
         let Some(pixel_values) = pixel_values else {
             return Ok(inputs_embeds);
         };
+        let image_features = cached_feature(
+            cache,
+            &self.config.model_type,
+            &[Some(pixel_values), pixel_attention_mask],
+            || self.image_features(pixel_values, pixel_attention_mask),
+        )?;
+        self.prepare_inputs_for_multimodal(&image_features, &inputs_embeds, input_ids)
+    }
+
+    /// The connector's features `[tokens, text hidden]` of every real tile
+    /// of `pixel_values` (`[batch, images, channels, height, width]`), with
+    /// `pixel_attention_mask` (`[batch, images, height, width]`, `None`:
+    /// every pixel valid): the vision half of Python's
+    /// `get_input_embeddings`.
+    pub fn image_features(
+        &self,
+        pixel_values: &Array,
+        pixel_attention_mask: Option<&Array>,
+    ) -> Result<Array> {
         let shape = pixel_values.shape().to_vec();
         let [batch_size, num_images, num_channels, height, width] = shape[..] else {
             return Err(Error::InvalidArgument(format!(
@@ -225,7 +262,7 @@ impl<V: Variant> Model<V> {
             pixel_values.reshape(&[batch_size * num_images, num_channels, height, width])?;
         let real = Self::real_images(&pixel_values)?;
         let hidden = self.config.text_config.hidden_size;
-        let image_features = if real.is_empty() {
+        Ok(if real.is_empty() {
             ops::zeros(&[0, hidden], pixel_values.dtype())?
         } else {
             let real_inds = Array::from_slice(&real, &[real.len() as i32])?;
@@ -256,8 +293,7 @@ impl<V: Variant> Model<V> {
             let image_features = self.connector.forward(&image_features)?;
             let last = image_features.shape().last().copied().unwrap_or(hidden);
             image_features.reshape(&[-1, last])?
-        };
-        self.prepare_inputs_for_multimodal(&image_features, &inputs_embeds, input_ids)
+        })
     }
 
     /// Python's patch mask: a patch is kept when any of its pixels is
@@ -365,11 +401,27 @@ impl<V: Variant> FamilyModel for Model<V> {
         inputs: Option<&Idefics3Inputs>,
         _mask: Option<&Array>,
     ) -> Result<(Array, ())> {
-        let embeds = Model::get_input_embeddings(
-            self,
+        let embeds = self.embed_with(
             input_ids,
             inputs.map(|i| &i.pixel_values),
             inputs.map(|i| &i.pixel_attention_mask),
+            None,
+        )?;
+        Ok((embeds, ()))
+    }
+
+    fn get_input_embeddings_cached(
+        &self,
+        input_ids: &Array,
+        inputs: Option<&Idefics3Inputs>,
+        _mask: Option<&Array>,
+        cache: &mut VisionFeatureCache,
+    ) -> Result<(Array, ())> {
+        let embeds = self.embed_with(
+            input_ids,
+            inputs.map(|i| &i.pixel_values),
+            inputs.map(|i| &i.pixel_attention_mask),
+            Some(cache),
         )?;
         Ok((embeds, ()))
     }

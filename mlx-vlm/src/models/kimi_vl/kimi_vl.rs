@@ -8,8 +8,10 @@
 //!
 //! Divergences from Python: a feature count that differs from the prompt's
 //! image tokens is a typed error (Python gathers out of range or leaves
-//! features unused); `cached_image_features` (the CLI's image cache) is not
-//! ported; the grids travel as `(h, w)` pairs (Python: `image_grid_hws`
+//! features unused); `cached_image_features` (the CLI's image cache) is the
+//! vision feature cache here (`FamilyModel::get_input_embeddings_cached`),
+//! which keys the projected features by the pixel values' and grids'
+//! content; the grids travel as `(h, w)` pairs (Python: `image_grid_hws`
 //! and `_grid_shapes`).
 
 use std::collections::HashMap;
@@ -26,6 +28,7 @@ use crate::models::cache::{Cache, make_prompt_cache};
 use crate::models::qwen2_5_vl::qwen2_5_vl::{TextDims, VisionDims, eos_token_ids, estimate_memory};
 use crate::preflight::{MemoryEstimate, MemoryRequest};
 use crate::registry::Family;
+use crate::vision_cache::{VisionFeatureCache, cached_feature};
 use crate::{Error, Result};
 
 /// Python: `KimiVLMultiModalProjector`.
@@ -109,11 +112,31 @@ impl Model {
         input_ids: &Array,
         inputs: Option<&KimiVLInputs>,
     ) -> Result<Array> {
+        self.embed_with(input_ids, inputs, None)
+    }
+
+    /// [`Model::get_input_embeddings`], the projected features taken from
+    /// `cache` when it holds those of the pixel values and grids (else
+    /// encoded and stored): the cached and uncached paths differ only
+    /// there.
+    fn embed_with(
+        &self,
+        input_ids: &Array,
+        inputs: Option<&KimiVLInputs>,
+        cache: Option<&mut VisionFeatureCache>,
+    ) -> Result<Array> {
         let inputs_embeds = self.language_model.model.embed_tokens.forward(input_ids)?;
         let Some(inputs) = inputs else {
             return Ok(inputs_embeds);
         };
-        let image_features = self.image_features(inputs)?;
+        let grids: Vec<i32> = inputs.grid_hws.iter().flat_map(|&(h, w)| [h, w]).collect();
+        let grids = Array::from_slice(&grids, &[inputs.grid_hws.len() as i32, 2])?;
+        let image_features = cached_feature(
+            cache,
+            &self.config.model_type,
+            &[Some(&inputs.pixel_values), Some(&grids)],
+            || self.image_features(inputs),
+        )?;
         let ids = input_ids.to_vec_as::<i64>()?;
         let image_ids: Vec<i64> = [
             inputs.image_token_id,
@@ -209,7 +232,17 @@ impl FamilyModel for Model {
         inputs: Option<&KimiVLInputs>,
         _mask: Option<&Array>,
     ) -> Result<(Array, ())> {
-        Ok((Model::get_input_embeddings(self, input_ids, inputs)?, ()))
+        Ok((self.embed_with(input_ids, inputs, None)?, ()))
+    }
+
+    fn get_input_embeddings_cached(
+        &self,
+        input_ids: &Array,
+        inputs: Option<&KimiVLInputs>,
+        _mask: Option<&Array>,
+        cache: &mut VisionFeatureCache,
+    ) -> Result<(Array, ())> {
+        Ok((self.embed_with(input_ids, inputs, Some(cache))?, ()))
     }
 
     fn language_model(

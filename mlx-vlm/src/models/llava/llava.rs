@@ -12,7 +12,9 @@
 //! ways (Python raises for more features, and fails in an array
 //! assignment for fewer); a batch of more than one prompt is refused
 //! (Python's merge assumes one: it takes the positions of every row as the
-//! first row's); the cached-image-features path is not ported; with a
+//! first row's); Python's `cached_image_features` argument is the vision
+//! feature cache here (`FamilyModel::get_input_embeddings_cached`), which
+//! keys the projected features by the pixel values' content; with a
 //! list `vision_feature_layer` the projector's `linear_1` takes the
 //! concatenated width (`vision hidden_size * layers`), where Python builds
 //! it for one layer and fails in its first matmul.
@@ -32,6 +34,7 @@ use crate::models::paligemma::paligemma::eos_ids;
 use crate::models::qwen2_5_vl::qwen2_5_vl::{TextDims, VisionDims, estimate_memory};
 use crate::preflight::{MemoryEstimate, MemoryRequest};
 use crate::registry::Family;
+use crate::vision_cache::{VisionFeatureCache, cached_feature};
 use crate::{Error, Result};
 
 /// Python: `LlavaMultiModalProjector`: `linear_2(gelu(linear_1(x)))`.
@@ -191,11 +194,28 @@ impl Model {
         input_ids: &Array,
         pixel_values: Option<&Array>,
     ) -> Result<Array> {
+        self.embed_with(input_ids, pixel_values, None)
+    }
+
+    /// [`Model::get_input_embeddings`], the image features taken from
+    /// `cache` when it holds the pixel values' (else encoded and stored):
+    /// the cached and uncached paths differ only there.
+    fn embed_with(
+        &self,
+        input_ids: &Array,
+        pixel_values: Option<&Array>,
+        cache: Option<&mut VisionFeatureCache>,
+    ) -> Result<Array> {
         let inputs_embeds = self.language_model.model.embed_tokens.forward(input_ids)?;
         let Some(pixel_values) = pixel_values else {
             return Ok(inputs_embeds);
         };
-        let image_features = self.image_features(pixel_values)?;
+        let image_features = cached_feature(
+            cache,
+            &self.config.model_type,
+            &[Some(pixel_values)],
+            || self.image_features(pixel_values),
+        )?;
         self.merge_input_ids_with_image_features(&image_features, &inputs_embeds, input_ids)
     }
 
@@ -304,7 +324,18 @@ impl FamilyModel for Model {
         _mask: Option<&Array>,
     ) -> Result<(Array, ())> {
         let pixel_values = inputs.map(|i| &i.pixel_values);
-        Ok((Model::get_input_embeddings(self, input_ids, pixel_values)?, ()))
+        Ok((self.embed_with(input_ids, pixel_values, None)?, ()))
+    }
+
+    fn get_input_embeddings_cached(
+        &self,
+        input_ids: &Array,
+        inputs: Option<&LlavaInputs>,
+        _mask: Option<&Array>,
+        cache: &mut VisionFeatureCache,
+    ) -> Result<(Array, ())> {
+        let pixel_values = inputs.map(|i| &i.pixel_values);
+        Ok((self.embed_with(input_ids, pixel_values, Some(cache))?, ()))
     }
 
     fn language_model(

@@ -27,7 +27,10 @@
 //! remaining blocks) and a batch of more than one prompt (Python's merge
 //! takes every row's positions as the first row's) are typed errors.
 //! `image_newline` starts at zeros (Python: random normal; checkpoints
-//! always hold it); the cached-image-features path is not ported.
+//! always hold it); Python's `cached_image_features` argument is the
+//! vision feature cache here (`FamilyModel::get_input_embeddings_cached`),
+//! which keys the projected tiles by the pixel values' and image sizes'
+//! content.
 
 use std::collections::HashMap;
 
@@ -45,6 +48,7 @@ use crate::models::paligemma::paligemma::eos_ids;
 use crate::models::qwen2_5_vl::qwen2_5_vl::estimate_memory;
 use crate::preflight::{MemoryEstimate, MemoryRequest};
 use crate::registry::Family;
+use crate::vision_cache::{VisionFeatureCache, cached_feature};
 use crate::{Error, Result};
 
 pub use crate::models::llava::llava::LlavaMultiModalProjector;
@@ -107,11 +111,31 @@ impl Model {
         input_ids: &Array,
         pixel_values: Option<&Array>,
     ) -> Result<Array> {
+        self.embed_with(input_ids, pixel_values, None, None)
+    }
+
+    /// [`Model::get_input_embeddings`], the projected tiles taken from
+    /// `cache` when it holds those of the pixel values and `image_sizes`
+    /// (`[images, 2]`; part of the key though the features ignore them, as
+    /// Python's model does), else encoded and stored: the cached and
+    /// uncached paths differ only there.
+    fn embed_with(
+        &self,
+        input_ids: &Array,
+        pixel_values: Option<&Array>,
+        image_sizes: Option<&Array>,
+        cache: Option<&mut VisionFeatureCache>,
+    ) -> Result<Array> {
         let inputs_embeds = self.language_model.model.embed_tokens.forward(input_ids)?;
         let Some(pixel_values) = pixel_values else {
             return Ok(inputs_embeds);
         };
-        let features = self.image_features(pixel_values)?;
+        let features = cached_feature(
+            cache,
+            &self.config.model_type,
+            &[Some(pixel_values), image_sizes],
+            || self.image_features(pixel_values),
+        )?;
         let newline = self.image_newline.as_type(features.dtype())?;
         let newline = ops::broadcast_to(&newline.reshape(&[1, 1, -1])?, features.shape())?;
         let features =
@@ -186,6 +210,27 @@ impl Model {
     }
 }
 
+impl Model {
+    /// The [`FamilyModel`] embeddings of `inputs`, through `cache` when
+    /// given.
+    fn family_embeddings(
+        &self,
+        input_ids: &Array,
+        inputs: Option<&LlavaNextInputs>,
+        cache: Option<&mut VisionFeatureCache>,
+    ) -> Result<(Array, ())> {
+        let image_sizes = inputs
+            .map(|i| {
+                let sizes: Vec<u32> = i.image_sizes.iter().flat_map(|&(h, w)| [h, w]).collect();
+                Array::from_slice(&sizes, &[i.image_sizes.len() as i32, 2])
+            })
+            .transpose()?;
+        let pixel_values = inputs.map(|i| &i.pixel_values);
+        let embeds = self.embed_with(input_ids, pixel_values, image_sizes.as_ref(), cache)?;
+        Ok((embeds, ()))
+    }
+}
+
 impl FamilyModel for Model {
     type Inputs = LlavaNextInputs;
     type Prefill = ();
@@ -203,8 +248,17 @@ impl FamilyModel for Model {
         inputs: Option<&LlavaNextInputs>,
         _mask: Option<&Array>,
     ) -> Result<(Array, ())> {
-        let pixel_values = inputs.map(|i| &i.pixel_values);
-        Ok((Model::get_input_embeddings(self, input_ids, pixel_values)?, ()))
+        self.family_embeddings(input_ids, inputs, None)
+    }
+
+    fn get_input_embeddings_cached(
+        &self,
+        input_ids: &Array,
+        inputs: Option<&LlavaNextInputs>,
+        _mask: Option<&Array>,
+        cache: &mut VisionFeatureCache,
+    ) -> Result<(Array, ())> {
+        self.family_embeddings(input_ids, inputs, Some(cache))
     }
 
     fn language_model(

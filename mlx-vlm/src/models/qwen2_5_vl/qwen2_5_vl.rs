@@ -26,7 +26,7 @@ use crate::models::qwen3_vl::processing_qwen3_vl::QwenVlInputs;
 use crate::models::{Cache, FamilyModel, KvQuantization};
 use crate::preflight::{MemoryEstimate, MemoryRequest};
 use crate::registry::Family;
-use crate::vision_cache::{VisionFeatureCache, cached_features};
+use crate::vision_cache::{VisionFeatureCache, cached_feature};
 use crate::{Error, Result};
 
 /// What `get_input_embeddings` hands the prefill calls (Python: the
@@ -482,21 +482,12 @@ pub(crate) fn tower_features(
     grid_thw: &Array,
     encode: impl FnOnce() -> Result<Array>,
 ) -> Result<Array> {
-    let features = cached_features(
+    cached_feature(
         cache,
         model_type,
         &[Some(pixel_values), Some(grid_thw)],
-        || Ok(vec![encode()?]),
-    )?;
-    <[Array; 1]>::try_from(features)
-        .map(|[features]| features)
-        .map_err(|f| {
-            Error::InvalidArgument(format!(
-                "the vision feature cache held {} arrays for a {model_type} image, which has \
-                 one; use one cache per model",
-                f.len()
-            ))
-        })
+        encode,
+    )
 }
 
 /// The end-of-sequence ids of a Qwen config's `eos_token_id`, the
