@@ -167,7 +167,13 @@ impl BatchKvCache {
         };
         let r = row as i32;
         let rows = idx![r..r + 1, .., pad..self.idx, ..];
-        KvCache::from_kv(k.index(rows)?, v.index(rows)?)
+        // A buffer of its own (Python: `mx.contiguous`): a slice shares the
+        // batch's buffer, and the longest row's slice is contiguous, which
+        // `contiguous` would share too, so a kept conversation would hold
+        // every row's keys. `x * 1` is exact (signed zeros included) and
+        // always writes a new buffer, the input being shared.
+        let own = |a: &Array| -> Result<Array> { Ok(ops::multiply(&a.index(rows)?, 1.0f32)?) };
+        KvCache::from_kv(own(k)?, own(v)?)
     }
 
     /// Appends the rows of `other`, right-aligning both so every row's
