@@ -19,6 +19,11 @@
 //!   network is opt-in.
 //! - SIGINT/SIGTERM stop accepting connections, finish the requests in
 //!   flight and exit 0; a second signal exits at once (130 or 143).
+//! - Finished conversations keep their KV caches for the next turn by
+//!   default (`--prompt-cache-size` 8, `--prompt-cache-bytes` 2 GiB, an
+//!   LRU of whole conversations, `mlx_vlm::prompt_cache::PrefixCache`);
+//!   Python's automatic prefix cache is off unless `APC_ENABLED=1` and
+//!   keeps hashed blocks of tokens instead.
 //! - `--vision-cache-size` (20, as Python's): Python's server hands its
 //!   cache to every model, but only families not ported here (Gemma 4,
 //!   DeepSeek-V4, ...) read it; here every ported family does (Gemma 3n
