@@ -38,6 +38,9 @@ use qwen_prompt::{QWEN2_PATCH, QWEN3_PATCH, prefill, qwen_inputs, qwen_inputs_wi
 #[path = "batch/vision_cache.rs"]
 mod vision_cache;
 
+#[path = "batch/rotating_cache.rs"]
+mod rotating_cache;
+
 /// Loads a tiny checkpoint written in `dir`.
 fn load(dir: &Path) -> Arc<dyn VlmModel> {
     Arc::from(utils::load_model(dir, &LoadOptions::default()).unwrap())

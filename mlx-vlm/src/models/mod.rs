@@ -36,6 +36,7 @@ use crate::{Error, Result};
 pub mod attention;
 pub mod base;
 pub mod batch_cache;
+pub mod batch_rotating_cache;
 pub mod cache;
 pub mod kernels;
 pub mod mlp;
@@ -43,6 +44,7 @@ pub mod rope_utils;
 pub mod switch_layers;
 
 pub use batch_cache::BatchKvCache;
+pub use batch_rotating_cache::BatchRotatingKvCache;
 pub use cache::{Cache, KvCache, KvQuantization};
 
 /// Declares the model families: one `pub mod` and one entry of
