@@ -36,6 +36,7 @@ use crate::{Error, Result};
 pub mod attention;
 pub mod base;
 pub mod batch_cache;
+pub mod batch_layer_cache;
 pub mod batch_rotating_cache;
 pub mod cache;
 pub mod kernels;
@@ -44,6 +45,7 @@ pub mod rope_utils;
 pub mod switch_layers;
 
 pub use batch_cache::BatchKvCache;
+pub use batch_layer_cache::BatchLayerCache;
 pub use batch_rotating_cache::BatchRotatingKvCache;
 pub use cache::{Cache, KvCache, KvQuantization};
 
@@ -292,6 +294,21 @@ pub trait FamilyModel: Module + Send + Sync + 'static {
             Self::FAMILY.model_type
         )))
     }
+
+    /// [`FamilyModel::decode_batch`] over a decode batch's layer caches,
+    /// which may be sliding-window ([`BatchLayerCache::Rotating`]): by
+    /// default the plain caches go to `decode_batch` and a sliding-window
+    /// one is refused; a family with sliding-window layers overrides it.
+    fn decode_batch_layers(
+        &self,
+        inputs: &Array,
+        cache: &mut [BatchLayerCache],
+        states: &mut [&mut Self::State],
+    ) -> Result<Array> {
+        batch_layer_cache::with_plain_caches(cache, |plain| {
+            self.decode_batch(inputs, plain, states)
+        })
+    }
 }
 
 /// A vision-language model as the loader and the generation engine see it:
@@ -383,7 +400,7 @@ pub trait VlmModel: Module + Send + Sync {
     fn decode_batch(
         &self,
         inputs: &Array,
-        cache: &mut [BatchKvCache],
+        cache: &mut [BatchLayerCache],
         states: &mut [&mut RequestState],
     ) -> Result<Array>;
 }
@@ -485,7 +502,7 @@ impl<M: FamilyModel> VlmModel for M {
     fn decode_batch(
         &self,
         inputs: &Array,
-        cache: &mut [BatchKvCache],
+        cache: &mut [BatchLayerCache],
         states: &mut [&mut RequestState],
     ) -> Result<Array> {
         let model_type = M::FAMILY.model_type;
@@ -499,7 +516,7 @@ impl<M: FamilyModel> VlmModel for M {
                 ))
             })?);
         }
-        FamilyModel::decode_batch(self, inputs, cache, &mut typed)
+        FamilyModel::decode_batch_layers(self, inputs, cache, &mut typed)
     }
 }
 
