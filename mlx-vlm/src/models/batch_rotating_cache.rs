@@ -18,6 +18,7 @@
 
 use mlx_rs::{Array, Dtype, idx, ops};
 
+use super::batch_cache::pad_columns;
 use super::cache::{Cache, Mask, RotatingKvCache};
 use crate::{Error, Result};
 
@@ -52,15 +53,6 @@ fn dims(a: &Array, what: &str) -> Result<[i32; 4]> {
              {shape:?}"
         ))),
     }
-}
-
-/// Pads `a` `[b, h, l, d]` with `left` and `right` zero columns.
-fn pad_columns(a: &Array, left: i32, right: i32) -> Result<Array> {
-    if left == 0 && right == 0 {
-        return Ok(a.clone());
-    }
-    let widths = [(0, 0), (0, 0), (left, right), (0, 0)];
-    Ok(ops::pad(a, widths, ops::PadOptions::default())?)
 }
 
 impl BatchRotatingKvCache {

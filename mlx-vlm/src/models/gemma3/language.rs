@@ -344,13 +344,13 @@ impl Gemma3Model {
     /// The layers over `h` (`mask` for every layer when given, else the
     /// global or the sliding mask by layer), one cache a layer from
     /// `caches` while it lasts, and the final norm.
-    fn forward_layers<'c>(
+    fn forward_layers(
         &self,
         mut h: Array,
         mask: Option<&AttentionMask>,
         global_mask: &AttentionMask,
         sliding_mask: &AttentionMask,
-        caches: &mut dyn Iterator<Item = &'c mut dyn Cache>,
+        caches: &mut dyn Iterator<Item = &mut dyn Cache>,
     ) -> Result<Array> {
         for (i, layer) in self.layers.iter().enumerate() {
             let local_mask = match mask {
