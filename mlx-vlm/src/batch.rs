@@ -20,8 +20,9 @@
 //! [`crate::models::BatchRotatingKvCache`] for a sliding-window layer) and
 //! decodes with the others in one forward; finished rows leave it.
 //! Families without batched decode (the default: Gemma 3n and PaliGemma,
-//! and Kimi-VL, whose MLA cache has no batched form), and requests with a rotating (`max_kv_size`) or quantized
-//! (`kv_bits`) cache, decode one by one, each with its own forward.
+//! and Kimi-VL, whose MLA cache has no batched form), and requests with a
+//! rotating (`max_kv_size`) or quantized (`kv_bits`) cache, decode one by
+//! one, each with its own forward.
 //!
 //! A request inserted with [`BatchGenerator::insert_with_prompt_cache`]
 //! continues a conversation: it prefills only what its prompt does not

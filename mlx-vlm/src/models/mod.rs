@@ -395,7 +395,7 @@ pub trait VlmModel: Module + Send + Sync {
     fn batched_decode(&self) -> bool;
 
     /// One decode step of several requests in one forward
-    /// ([`FamilyModel::decode_batch`]). Fails on a state of another
+    /// ([`FamilyModel::decode_batch_layers`]). Fails on a state of another
     /// family.
     fn decode_batch(
         &self,
