@@ -13,14 +13,16 @@
 //! Prompts are prefilled per request (the chunks of `generate_step`).
 //! Once its first token is sampled, a request of a family with batched
 //! decode ([`crate::models::FamilyModel::batched_decode`]: Qwen2-VL,
-//! Qwen2.5-VL, Qwen3-VL, Qwen3-VL-MoE, LLaVA, LLaVA-NeXT, Idefics3 and
-//! SmolVLM) moves its caches into the decode batch (one left-padded
-//! [`BatchKvCache`] per layer) and decodes with the others in one forward;
-//! finished rows leave it. Families without batched decode (the default:
-//! Gemma 3, Gemma 3n and PaliGemma, whose sliding-window layers would need
-//! a batched rotating cache, and Kimi-VL, whose MLA cache has no batched
-//! form), and requests with a rotating (`max_kv_size`) or quantized
-//! (`kv_bits`) cache, decode one by one, each with its own forward.
+//! Qwen2.5-VL, Qwen3-VL, Qwen3-VL-MoE, LLaVA, LLaVA-NeXT, Idefics3,
+//! SmolVLM and Gemma 3) moves its caches into the decode batch (one
+//! left-padded [`BatchLayerCache`] per layer: a plain
+//! [`crate::models::BatchKvCache`], or a
+//! [`crate::models::BatchRotatingKvCache`] for a sliding-window layer) and
+//! decodes with the others in one forward; finished rows leave it.
+//! Families without batched decode (the default: Gemma 3n and PaliGemma,
+//! and Kimi-VL, whose MLA cache has no batched form), and requests with a
+//! rotating (`max_kv_size`) or quantized (`kv_bits`) cache, decode one by
+//! one, each with its own forward.
 //!
 //! A request inserted with [`BatchGenerator::insert_with_prompt_cache`]
 //! continues a conversation: it prefills only what its prompt does not
@@ -60,7 +62,7 @@ use crate::generate::{
     ContinuedPrompt, DEFAULT_CACHE_EVAL_INTERVAL, DEFAULT_PREFILL_STEP_SIZE, GenerateInputs,
     GenerateParams, PromptPrefill, RequestRun, StoppingCriteria,
 };
-use crate::models::{BatchKvCache, Cache, RequestState, VlmModel};
+use crate::models::{BatchLayerCache, Cache, RequestState, VlmModel};
 use crate::prompt_cache::{CachedPrefix, PromptCacheState};
 use crate::vision_cache::{VisionCacheStats, VisionFeatureCache};
 use crate::{Error, Result};
@@ -270,8 +272,8 @@ struct Sequence {
 /// forward per step (Python: `GenerationBatch`).
 #[derive(Default)]
 struct DecodeBatch {
-    /// One left-padded cache per layer.
-    caches: Vec<BatchKvCache>,
+    /// One left-padded cache per layer, plain or sliding-window.
+    caches: Vec<BatchLayerCache>,
     /// The request of each row.
     rows: Vec<RequestId>,
     /// Batched forwards run, for the cache evaluation interval.
@@ -383,7 +385,7 @@ impl BatchGenerator {
         let (inputs, conversation, reused) = match state {
             None => (inputs, None, None),
             Some(mut state) => {
-                let prompt = ContinuedPrompt::new(inputs, &mut state)?;
+                let prompt = ContinuedPrompt::new(&*self.model, inputs, &mut state)?;
                 let conversation = Conversation {
                     state,
                     prompt_ids: prompt.full_input_ids,
@@ -761,7 +763,7 @@ impl DecodeBatch {
         }
         self.caches
             .iter()
-            .map(|c| c.extract(row).map(|kv| Box::new(kv) as Box<dyn Cache>))
+            .map(|c| c.extract(row))
             .collect::<Result<Vec<_>>>()
             .unwrap_or_default()
     }
@@ -769,14 +771,15 @@ impl DecodeBatch {
     /// Moves `seq`'s caches into the batch, as a new last row (Python:
     /// `GenerationBatch.extend` with the merged prompt caches).
     fn join(&mut self, seq: &mut Sequence) -> Result<()> {
-        let mut joined: Vec<BatchKvCache> = Vec::with_capacity(seq.run.prompt_cache.len());
+        let mut joined: Vec<BatchLayerCache> = Vec::with_capacity(seq.run.prompt_cache.len());
         for cache in &seq.run.prompt_cache {
-            let Some(kv) = cache.plain_kv() else {
-                // Not a plain cache (a family's own kind): decode alone.
+            let Some(row) = BatchLayerCache::join(&**cache) else {
+                // Neither plain nor sliding-window (a family's own kind):
+                // decode alone.
                 seq.batchable = false;
                 return Ok(());
             };
-            joined.push(BatchKvCache::merge(&[kv?])?);
+            joined.push(row?);
         }
         if !self.rows.is_empty() {
             if self.caches.len() != joined.len() {

@@ -999,7 +999,7 @@ pub fn stream_generate_with_prompt_cache<'a>(
     prompt_cache_state: &'a mut PromptCacheState,
 ) -> Result<StreamGenerate<'a>> {
     params.validate()?;
-    let prompt = ContinuedPrompt::new(inputs, prompt_cache_state)?;
+    let prompt = ContinuedPrompt::new(model, inputs, prompt_cache_state)?;
     let full_input_ids = prompt.full_input_ids;
     let (gen_steps, cached_tokens) = match prompt.reused {
         Some(CachedPrefix {
@@ -1038,10 +1038,21 @@ pub(crate) struct ContinuedPrompt {
 
 impl ContinuedPrompt {
     /// Takes from `state` what `inputs` can reuse
-    /// ([`PromptCacheState::take_reusable`]), leaving `state` empty.
-    pub(crate) fn new(inputs: GenerateInputs, state: &mut PromptCacheState) -> Result<Self> {
+    /// ([`PromptCacheState::take_reusable`]; nothing for a model that
+    /// cannot continue a cache, [`VlmModel::reuses_prompt_cache`]), leaving
+    /// `state` empty.
+    pub(crate) fn new(
+        model: &dyn VlmModel,
+        inputs: GenerateInputs,
+        state: &mut PromptCacheState,
+    ) -> Result<Self> {
         let full_input_ids = inputs.input_ids.to_vec_as::<u32>()?;
-        let reused = state.take_reusable(&full_input_ids, inputs.media.is_some());
+        let reused = if model.reuses_prompt_cache() {
+            state.take_reusable(&full_input_ids, inputs.media.is_some())
+        } else {
+            state.clear();
+            None
+        };
         let Some(prefix) = &reused else {
             return Ok(Self {
                 full_input_ids,

@@ -23,7 +23,7 @@ use mlx_vlm::batch::{BatchEvent, BatchGenerator, BatchOptions, BatchRequest, Fin
 use mlx_vlm::fixtures::{self, CheckpointSpec};
 use mlx_vlm::generate::{GenerateInputs, GenerateParams, generate};
 use mlx_vlm::models::cache::Mask;
-use mlx_vlm::models::{BatchKvCache, Cache, VlmModel};
+use mlx_vlm::models::{BatchKvCache, BatchLayerCache, Cache, VlmModel};
 use mlx_vlm::prompt_cache::PromptCacheState;
 use mlx_vlm::{Error, LoadOptions, utils};
 
@@ -37,6 +37,9 @@ use qwen_prompt::{QWEN2_PATCH, QWEN3_PATCH, prefill, qwen_inputs, qwen_inputs_wi
 
 #[path = "batch/vision_cache.rs"]
 mod vision_cache;
+
+#[path = "batch/rotating_cache.rs"]
+mod rotating_cache;
 
 /// Loads a tiny checkpoint written in `dir`.
 fn load(dir: &Path) -> Arc<dyn VlmModel> {
@@ -476,7 +479,7 @@ fn test_model() -> Arc<dyn VlmModel> {
 
 #[test]
 fn a_family_without_batched_decode_runs_per_request() {
-    let (_dir, model) = tiny(fixtures::gemma3_tiny());
+    let (_dir, model) = tiny(fixtures::gemma3n_tiny());
     let tokenizer =
         tokenizers::Tokenizer::from_file(fixtures::gemma_tokenizer_dir().join("tokenizer.json"))
             .unwrap();
@@ -502,7 +505,7 @@ fn a_family_without_batched_decode_runs_per_request() {
     ];
     let (outcomes, most_active) = drive(&mut batcher, arrivals, |_, _, _| {});
     assert_eq!(most_active, 3);
-    // Gemma 3 has no batched decode: every request decoded on its own.
+    // Gemma 3n has no batched decode: every request decoded on its own.
     assert_eq!(batcher.largest_batch(), 0);
     for i in 0..3 {
         assert_single_run(&*model, &tokenizer, &outcomes, i, request(i), &options);
@@ -645,18 +648,19 @@ fn run_turn(
     turn
 }
 
-/// Three turns of one conversation on `model`, each prompt the last one,
-/// its answer and a new question (`inputs` makes a prompt of text ids):
-/// every turn after the first takes the last one's cache, prefilling only
-/// the rest, and gives the ids of its cold single run.
+/// Three turns of one conversation on `model` under `options`, each
+/// prompt the last one, its answer and a new question (`inputs` makes a
+/// prompt of text ids): every turn after the first takes the last one's
+/// cache, prefilling only the rest, and gives the ids of its cold single
+/// run.
 fn assert_conversation(
     model: &Arc<dyn VlmModel>,
     tokenizer: &tokenizers::Tokenizer,
+    options: BatchOptions,
     inputs: impl Fn(&[i32]) -> GenerateInputs,
     media_token_ids: Vec<u32>,
     company: impl Fn() -> Vec<BatchRequest>,
 ) {
-    let options = small_chunks(8);
     let mut batcher = BatchGenerator::new(Arc::clone(model), Vec::new(), options.clone());
     let request = |text: &[i32]| BatchRequest {
         inputs: inputs(text),
@@ -702,6 +706,7 @@ fn a_conversation_continues_from_the_cache_its_batched_turn_handed_back() {
     assert_conversation(
         &model,
         &qwen_tokenizer(),
+        small_chunks(8),
         |text| qwen_inputs(text, image, None),
         vec![qwen_prompt::IMAGE_TOKEN as u32],
         || vec![qwen_request(1), qwen_request(2)],
@@ -709,7 +714,36 @@ fn a_conversation_continues_from_the_cache_its_batched_turn_handed_back() {
 }
 
 #[test]
-fn a_conversation_continues_from_the_cache_of_a_per_request_family() {
+fn a_conversation_continues_from_its_own_caches_outside_the_batch() {
+    // Rotating caches (`max_kv_size`) keep requests out of the decode
+    // batch: each decodes on its own caches, which it hands back.
+    let (_dir, model) = qwen(Dtype::Float32);
+    let options = BatchOptions {
+        max_kv_size: Some(512),
+        ..small_chunks(8)
+    };
+    let mut batcher = BatchGenerator::new(Arc::clone(&model), Vec::new(), options.clone());
+    batcher.insert(qwen_request(1)).unwrap();
+    while !batcher.is_idle() {
+        batcher.next();
+    }
+    assert_eq!(
+        batcher.largest_batch(),
+        0,
+        "no request joined a decode batch"
+    );
+    assert_conversation(
+        &model,
+        &qwen_tokenizer(),
+        options,
+        |text| qwen_inputs(text, None, None),
+        Vec::new(),
+        Vec::new,
+    );
+}
+
+#[test]
+fn a_conversation_continues_from_the_sliding_window_caches_of_its_batched_turns() {
     let (_dir, model) = tiny(fixtures::gemma3_tiny());
     let tokenizer =
         tokenizers::Tokenizer::from_file(fixtures::gemma_tokenizer_dir().join("tokenizer.json"))
@@ -718,7 +752,14 @@ fn a_conversation_continues_from_the_cache_of_a_per_request_family() {
         let n = text.len() as i32;
         GenerateInputs::text(Array::from_slice(text, &[1, n]).unwrap())
     };
-    assert_conversation(&model, &tokenizer, text_inputs, Vec::new(), Vec::new);
+    assert_conversation(
+        &model,
+        &tokenizer,
+        small_chunks(8),
+        text_inputs,
+        Vec::new(),
+        Vec::new,
+    );
     // A request inserted without a conversation hands none back.
     let mut batcher = BatchGenerator::new(Arc::clone(&model), Vec::new(), small_chunks(2));
     batcher
@@ -768,16 +809,23 @@ fn assert_batched_step(
     }
     // The batch, from the caches as they are now.
     let layers = caches[0].len();
-    let mut batch: Vec<BatchKvCache> = (0..layers)
+    let mut batch: Vec<BatchLayerCache> = (0..layers)
         .map(|l| {
-            let rows: Vec<_> = caches
+            let mut rows = caches
                 .iter()
-                .map(|c| c[l].plain_kv().unwrap().unwrap())
-                .collect();
-            BatchKvCache::merge(&rows).unwrap()
+                .map(|c| BatchLayerCache::join(&*c[l]).unwrap().unwrap());
+            let mut batch = rows.next().unwrap();
+            for row in rows {
+                batch.extend(row).unwrap();
+            }
+            batch
         })
         .collect();
-    assert_eq!(batch[0].left_padding(), padding);
+    // The padding of the layers that keep every token.
+    let plain = batch
+        .iter()
+        .find(|c| matches!(c, BatchLayerCache::Plain(_)));
+    assert_eq!(plain.unwrap().left_padding(), padding);
     let inputs = ops::concatenate(&last, 0).unwrap();
     let batched = {
         let mut refs: Vec<_> = states.iter_mut().collect();
@@ -977,4 +1025,62 @@ fn a_request_stopped_early_hands_its_conversation_back() {
     assert_eq!(turn.cached_tokens, ids.len());
     let (cold, _) = single_run(&*model, &tokenizer, request(&next), &options);
     assert_eq!(turn.tokens, cold);
+}
+
+/// Gemma 3 (sliding-window layers of 8 tokens between global ones):
+/// prompts of 4, 19 and 14 tokens, shorter and longer than the window,
+/// the staggered ones decoding past it (its conversations:
+/// `a_conversation_continues_from_the_sliding_window_caches_of_its_batched_turns`).
+/// The rows filling the window step bit for bit;
+/// the short one does not: the full batched ring hands its keys over
+/// rotated with its padding (as Python's `BatchRotatingKVCache`), so
+/// attention sums them in another order than its single run does.
+#[test]
+fn gemma3_decodes_in_batches() {
+    let (_dir, model) = tiny(fixtures::gemma3_tiny());
+    let prompts: Vec<_> = [0, 3, 2].map(|i| text_request(i).inputs).into();
+    assert_batched_step(&*model, &prompts, &TEXT_PADDING, 1e-5);
+    let tokenizer = fixtures::gemma_tokenizer_dir();
+    let tokenizer = tokenizers::Tokenizer::from_file(tokenizer.join("tokenizer.json")).unwrap();
+    assert_staggered_batches(model, &tokenizer, text_request);
+}
+
+/// PaliGemma and Gemma 3n cannot continue a conversation's caches and get
+/// a cold prefill's ids (`FamilyModel::reuses_prompt_cache`): their second
+/// turn reuses nothing and gives its cold run's ids.
+#[test]
+fn families_that_cannot_continue_a_cache_prefill_every_turn_cold() {
+    let tokenizer =
+        tokenizers::Tokenizer::from_file(fixtures::gemma_tokenizer_dir().join("tokenizer.json"))
+            .unwrap();
+    let request = |text: &[i32]| {
+        let n = text.len() as i32;
+        BatchRequest {
+            inputs: GenerateInputs::text(Array::from_slice(text, &[1, n]).unwrap()),
+            params: GenerateParams {
+                max_tokens: 7,
+                ..Default::default()
+            },
+        }
+    };
+    for family in [fixtures::paligemma_tiny(), fixtures::gemma3n_tiny()] {
+        let (_dir, model) = tiny(family);
+        assert!(!model.reuses_prompt_cache());
+        let options = small_chunks(8);
+        let mut batcher = BatchGenerator::new(Arc::clone(&model), Vec::new(), options.clone());
+        let mut text: Vec<i32> = (0..9).map(|t| 400 + 11 * t).collect();
+        let first = run_turn(
+            &mut batcher,
+            request(&text),
+            PromptCacheState::new(Vec::new()),
+            Vec::new(),
+        );
+        let kept = first.kept.expect("the conversation is handed back");
+        text.extend(first.tokens.iter().map(|&t| t as i32));
+        text.extend([520, 521, 522]);
+        let second = run_turn(&mut batcher, request(&text), kept, Vec::new());
+        assert_eq!(second.cached_tokens, 0, "{}", model.model_type());
+        let (cold, _) = single_run(&*model, &tokenizer, request(&text), &options);
+        assert_eq!(second.tokens, cold, "{}", model.model_type());
+    }
 }

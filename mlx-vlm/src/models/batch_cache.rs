@@ -45,7 +45,7 @@ fn dims(a: &Array, what: &str) -> Result<[i32; 4]> {
 }
 
 /// Pads `a` `[b, h, l, d]` with `left` and `right` zero columns.
-fn pad_columns(a: &Array, left: i32, right: i32) -> Result<Array> {
+pub(super) fn pad_columns(a: &Array, left: i32, right: i32) -> Result<Array> {
     if left == 0 && right == 0 {
         return Ok(a.clone());
     }

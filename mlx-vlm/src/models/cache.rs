@@ -169,6 +169,15 @@ pub trait Cache: Send {
         None
     }
 
+    /// The window's keys and values `[1, kv_heads, len, head_dim]` in
+    /// temporal order and the tokens seen, of a sliding-window cache a
+    /// [`crate::models::BatchRotatingKvCache`] can take in (Python: what
+    /// `BatchRotatingKVCache.merge` reads of a `RotatingKVCache`); `None`
+    /// for every other cache, and for an empty one.
+    fn rotating_kv(&self) -> Option<Result<(Array, Array, i32)>> {
+        None
+    }
+
     /// A second cache holding the same tokens (Rust only: a server's
     /// prefix cache hands a copy to a request and keeps its entry). The
     /// arrays are shared, not copied: MLX arrays are immutable, so the
@@ -577,6 +586,21 @@ impl RotatingKvCache {
         }
     }
 
+    /// A cache of `max_size` holding `keys` and `values` `[1, kv_heads,
+    /// len, head_dim]` in temporal order after `offset` tokens (Python:
+    /// what `BatchRotatingKVCache.extract` builds).
+    pub fn from_window(max_size: i32, keys: Array, values: Array, offset: i32) -> Result<Self> {
+        let idx = seq_len(&keys, "keys")?;
+        Ok(Self {
+            keep: 0,
+            keys: Some(keys),
+            values: Some(values),
+            offset,
+            max_size,
+            idx,
+        })
+    }
+
     /// Tokens always kept at the start (Python: `keep`).
     pub fn keep(&self) -> i32 {
         self.keep
@@ -744,6 +768,19 @@ impl Cache for RotatingKvCache {
 
     fn max_size(&self) -> Option<i32> {
         Some(self.max_size)
+    }
+
+    /// `None` with `keep` tokens pinned: Python's batched rotating cache
+    /// has no `keep`.
+    fn rotating_kv(&self) -> Option<Result<(Array, Array, i32)>> {
+        if self.keep != 0 {
+            return None;
+        }
+        let (k, v) = (self.keys.as_ref()?, self.values.as_ref()?);
+        Some(
+            self.temporal_order(k)
+                .and_then(|k| Ok((k, self.temporal_order(v)?, self.offset))),
+        )
     }
 
     /// Python: true until the window has been filled.

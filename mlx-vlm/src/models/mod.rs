@@ -36,6 +36,8 @@ use crate::{Error, Result};
 pub mod attention;
 pub mod base;
 pub mod batch_cache;
+pub mod batch_layer_cache;
+pub mod batch_rotating_cache;
 pub mod cache;
 pub mod kernels;
 pub mod mlp;
@@ -43,6 +45,8 @@ pub mod rope_utils;
 pub mod switch_layers;
 
 pub use batch_cache::BatchKvCache;
+pub use batch_layer_cache::BatchLayerCache;
+pub use batch_rotating_cache::BatchRotatingKvCache;
 pub use cache::{Cache, KvCache, KvQuantization};
 
 /// Declares the model families: one `pub mod` and one entry of
@@ -266,6 +270,17 @@ pub trait FamilyModel: Module + Send + Sync + 'static {
         KvQuantization::Unchecked
     }
 
+    /// Whether a prompt may continue caches that hold its beginning (an
+    /// earlier turn of its conversation, see [`crate::prompt_cache`]) and
+    /// still get the ids of a cold prefill. True by default. False for
+    /// PaliGemma, whose prefix attends to itself both ways (the cached
+    /// turn saw less of it), and for Gemma 3n, whose continued caches give
+    /// other ids (the cause is not found yet): their prompts are prefilled
+    /// cold (Rust only; Python reuses the cache and gets other ids).
+    fn reuses_prompt_cache(&self) -> bool {
+        true
+    }
+
     /// Whether [`FamilyModel::decode_batch`] runs one forward over several
     /// decoding requests (continuous batching, [`crate::batch`]). False by
     /// default: the batch generator then decodes each request on its own.
@@ -289,6 +304,21 @@ pub trait FamilyModel: Module + Send + Sync + 'static {
             "{} has no batched decode; decode its requests one by one",
             Self::FAMILY.model_type
         )))
+    }
+
+    /// [`FamilyModel::decode_batch`] over a decode batch's layer caches,
+    /// which may be sliding-window ([`BatchLayerCache::Rotating`]): by
+    /// default the plain caches go to `decode_batch` and a sliding-window
+    /// one is refused; a family with sliding-window layers overrides it.
+    fn decode_batch_layers(
+        &self,
+        inputs: &Array,
+        cache: &mut [BatchLayerCache],
+        states: &mut [&mut Self::State],
+    ) -> Result<Array> {
+        batch_layer_cache::with_plain_caches(cache, |plain| {
+            self.decode_batch(inputs, plain, states)
+        })
     }
 }
 
@@ -375,13 +405,16 @@ pub trait VlmModel: Module + Send + Sync {
     /// ([`FamilyModel::batched_decode`]).
     fn batched_decode(&self) -> bool;
 
+    /// [`FamilyModel::reuses_prompt_cache`].
+    fn reuses_prompt_cache(&self) -> bool;
+
     /// One decode step of several requests in one forward
-    /// ([`FamilyModel::decode_batch`]). Fails on a state of another
+    /// ([`FamilyModel::decode_batch_layers`]). Fails on a state of another
     /// family.
     fn decode_batch(
         &self,
         inputs: &Array,
-        cache: &mut [BatchKvCache],
+        cache: &mut [BatchLayerCache],
         states: &mut [&mut RequestState],
     ) -> Result<Array>;
 }
@@ -480,10 +513,14 @@ impl<M: FamilyModel> VlmModel for M {
         FamilyModel::batched_decode(self)
     }
 
+    fn reuses_prompt_cache(&self) -> bool {
+        FamilyModel::reuses_prompt_cache(self)
+    }
+
     fn decode_batch(
         &self,
         inputs: &Array,
-        cache: &mut [BatchKvCache],
+        cache: &mut [BatchLayerCache],
         states: &mut [&mut RequestState],
     ) -> Result<Array> {
         let model_type = M::FAMILY.model_type;
@@ -497,7 +534,7 @@ impl<M: FamilyModel> VlmModel for M {
                 ))
             })?);
         }
-        FamilyModel::decode_batch(self, inputs, cache, &mut typed)
+        FamilyModel::decode_batch_layers(self, inputs, cache, &mut typed)
     }
 }
 

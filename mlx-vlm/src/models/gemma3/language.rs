@@ -17,7 +17,8 @@ use super::config::TextConfig;
 use crate::models::base::{self, AttentionMask};
 use crate::models::cache::{Cache, CachedKv, KvCache, RotatingKvCache};
 pub use crate::models::paligemma::language::RMSNorm;
-use crate::models::rope_utils::initialize_rope;
+use crate::models::BatchLayerCache;
+use crate::models::rope_utils::{initialize_rope, rope_at_cache};
 use crate::{Error, Result};
 
 /// Python: `Attention`.
@@ -121,9 +122,7 @@ impl Attention {
         let values = heads(self.v_proj.forward(x)?, self.n_kv_heads)?;
         let (queries, cached) = match cache {
             Some(cache) => {
-                let offset = cache.offset();
-                let queries = self.rope.forward(&queries, offset)?;
-                let keys = self.rope.forward(&keys, offset)?;
+                let (queries, keys) = rope_at_cache(&self.rope, &queries, &keys, cache)?;
                 let cached = cache.update_and_fetch_kv(&keys, &values)?;
                 (queries, cached)
             }
@@ -291,17 +290,7 @@ impl Gemma3Model {
         mask: Option<&AttentionMask>,
         cache: &mut [Box<dyn Cache>],
     ) -> Result<Array> {
-        let embedded_tokens = inputs_embeds.is_none();
-        let mut h = match inputs_embeds {
-            Some(e) => e.clone(),
-            None => self.embed_tokens.forward(inputs)?,
-        };
-        if embedded_tokens || self.scale_inputs_embeds {
-            let factor = Array::scalar::<f32>((self.config.hidden_size as f32).sqrt())
-                .as_type(Dtype::Bfloat16)?
-                .as_type(h.dtype())?;
-            h = ops::multiply(&h, &factor)?;
-        }
+        let h = self.embed(inputs, inputs_embeds)?;
         if !cache.is_empty() && cache.len() != self.layers.len() {
             return Err(Error::InvalidArgument(format!(
                 "Gemma3Model: got {} caches for {} layers; make one cache per layer",
@@ -330,17 +319,87 @@ impl Gemma3Model {
                 },
             ),
         };
-        let mut caches = cache.iter_mut();
+        let mut caches = cache.iter_mut().map(|c| &mut **c as &mut dyn Cache);
+        self.forward_layers(h, mask, &global_mask, &sliding_mask, &mut caches)
+    }
+
+    /// The embeddings of `inputs`, or `inputs_embeds`, scaled by
+    /// `sqrt(hidden_size)` (in bfloat16, as Python) when they are the
+    /// tokens' or `scale_inputs_embeds` says so.
+    fn embed(&self, inputs: &Array, inputs_embeds: Option<&Array>) -> Result<Array> {
+        let embedded_tokens = inputs_embeds.is_none();
+        let mut h = match inputs_embeds {
+            Some(e) => e.clone(),
+            None => self.embed_tokens.forward(inputs)?,
+        };
+        if embedded_tokens || self.scale_inputs_embeds {
+            let factor = Array::scalar::<f32>((self.config.hidden_size as f32).sqrt())
+                .as_type(Dtype::Bfloat16)?
+                .as_type(h.dtype())?;
+            h = ops::multiply(&h, &factor)?;
+        }
+        Ok(h)
+    }
+
+    /// The layers over `h` (`mask` for every layer when given, else the
+    /// global or the sliding mask by layer), one cache a layer from
+    /// `caches` while it lasts, and the final norm.
+    fn forward_layers(
+        &self,
+        mut h: Array,
+        mask: Option<&AttentionMask>,
+        global_mask: &AttentionMask,
+        sliding_mask: &AttentionMask,
+        caches: &mut dyn Iterator<Item = &mut dyn Cache>,
+    ) -> Result<Array> {
         for (i, layer) in self.layers.iter().enumerate() {
-            let c: Option<&mut dyn Cache> = caches.next().map(|c| &mut **c as &mut dyn Cache);
             let local_mask = match mask {
                 Some(m) => m,
-                None if self.config.is_global_layer(i as i32) => &global_mask,
-                None => &sliding_mask,
+                None if self.config.is_global_layer(i as i32) => global_mask,
+                None => sliding_mask,
             };
-            h = layer.forward(&h, local_mask, c)?;
+            h = layer.forward(&h, local_mask, caches.next())?;
         }
         self.norm.forward(&h)
+    }
+
+    /// Python: `GenerationBatch._step`'s language-model call for Gemma 3:
+    /// one token a row (`inputs` `[rows, 1]`) over one batched cache a
+    /// layer, each layer's mask from a cache of its kind (the global
+    /// layers' plain, the sliding layers' rotating one), hiding each row's
+    /// padding.
+    pub fn decode_batch(
+        &self,
+        inputs: &Array,
+        cache: &mut [BatchLayerCache],
+        rows: usize,
+    ) -> Result<Array> {
+        let layers = self.layers.len();
+        if inputs.shape() != [rows as i32, 1]
+            || cache.len() != layers
+            || cache.iter().any(|c| c.batch_size() != rows)
+        {
+            return Err(Error::InvalidArgument(format!(
+                "Gemma 3 decode_batch: needs inputs [{rows}, 1] (one token per request) and \
+                 one cache of {rows} rows per layer ({layers}), got inputs {:?} and {} caches",
+                inputs.shape(),
+                cache.len()
+            )));
+        }
+        let mask_of = |global: bool| -> Result<AttentionMask> {
+            let found = (0..layers).find(|&i| self.config.is_global_layer(i as i32) == global);
+            match found {
+                Some(i) => {
+                    let window = (!global).then_some(self.config.sliding_window);
+                    cache[i].as_cache().make_mask(1, window, true)
+                }
+                None => Ok(AttentionMask::None),
+            }
+        };
+        let (global_mask, sliding_mask) = (mask_of(true)?, mask_of(false)?);
+        let h = self.embed(inputs, None)?;
+        let mut caches = cache.iter_mut().map(|c| c.as_cache_mut());
+        self.forward_layers(h, None, &global_mask, &sliding_mask, &mut caches)
     }
 }
 
@@ -364,6 +423,18 @@ impl LanguageModel {
             model: Gemma3Model::new(config)?,
             lm_head: Linear::new(config.hidden_size, config.vocab_size, false)?,
         })
+    }
+
+    /// Logits `[rows, 1, vocab]` of one batched decode step
+    /// ([`Gemma3Model::decode_batch`]).
+    pub fn decode_batch(
+        &self,
+        inputs: &Array,
+        cache: &mut [BatchLayerCache],
+        rows: usize,
+    ) -> Result<Array> {
+        let out = self.model.decode_batch(inputs, cache, rows)?;
+        Ok(self.lm_head.forward(&out)?)
     }
 
     /// Logits (Python: `LanguageModel.__call__`).

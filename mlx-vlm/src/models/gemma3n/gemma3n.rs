@@ -544,6 +544,13 @@ impl FamilyModel for Model {
         eos_ids(self.config.eos_token_id.as_deref())
     }
 
+    /// Rust only: a prompt continuing its conversation's caches gets other
+    /// ids than its cold prefill (`tests/batch.rs`); the cause is not
+    /// found yet, so its prompts are prefilled cold.
+    fn reuses_prompt_cache(&self) -> bool {
+        false
+    }
+
     fn estimate_memory(&self, request: &MemoryRequest) -> Result<MemoryEstimate> {
         let t = &self.config.text_config;
         let v = &self.config.vision_config;

@@ -398,6 +398,13 @@ impl FamilyModel for Model {
         Model::chunked_prefill(self)
     }
 
+    /// Rust only: the prefix-LM mask lets the prompt's prefix attend to
+    /// itself both ways, so a cached earlier turn saw less of it than a
+    /// cold prefill of the whole conversation does.
+    fn reuses_prompt_cache(&self) -> bool {
+        false
+    }
+
     fn estimate_memory(&self, request: &MemoryRequest) -> Result<MemoryEstimate> {
         let t = &self.language_model.config;
         let vision = siglip_dims(
