@@ -59,7 +59,7 @@ impl BatchRotatingKvCache {
     /// Growth step in columns (Python: `BatchRotatingKVCache.step`).
     pub const STEP: i32 = 256;
 
-    /// One row per `(keys, values, offset)`: a [`super::RotatingKvCache`]'s
+    /// One row per `(keys, values, offset)`: a [`super::cache::RotatingKvCache`]'s
     /// keys and values `[1, kv_heads, len, head_dim]` in temporal order and
     /// the tokens it has seen; the last `min(offset, max_size)` columns of
     /// each are kept, left-padded to the longest (Python: `merge`).
