@@ -259,6 +259,18 @@ impl Live<'_> {
     fn send(&self, update: Update) {
         let _ = self.updates.send(update);
     }
+
+    /// Sends the request's last update ([`send_last`]).
+    fn send_last(&self, pending: &AtomicUsize, update: Update) {
+        send_last(pending, &self.updates, update);
+    }
+}
+
+/// Sends a request's last update once it no longer counts as in flight,
+/// so a client holding its answer never sees itself on `/health`.
+fn send_last(pending: &AtomicUsize, updates: &mpsc::UnboundedSender<Update>, update: Update) {
+    pending.fetch_sub(1, Ordering::SeqCst);
+    let _ = updates.send(update);
 }
 
 /// The engine thread's body.
@@ -319,11 +331,6 @@ fn run(
         },
     );
     let mut live: std::collections::HashMap<u64, Live> = std::collections::HashMap::new();
-    // A request stops counting before its last update goes out, so a client
-    // that has its answer never sees itself still in flight on `/health`.
-    let release = |n: usize| {
-        pending.fetch_sub(n, Ordering::SeqCst);
-    };
     loop {
         // Block only when there is nothing to generate.
         let mut incoming = Vec::new();
@@ -376,8 +383,7 @@ fn run(
                     );
                 }
                 Err(e) => {
-                    release(1);
-                    let _ = updates.send(Update::Failed(e));
+                    send_last(&pending, &updates, Update::Failed(e));
                 }
             }
         }
@@ -390,7 +396,7 @@ fn run(
         for id in gone {
             batch.cancel(id);
             live.remove(&id);
-            release(1);
+            pending.fetch_sub(1, Ordering::SeqCst);
         }
         for event in batch.next() {
             match event {
@@ -413,14 +419,16 @@ fn run(
                                 tokens: vec![token],
                             });
                             if stopped.is_some() {
-                                release(1);
-                                l.send(Update::Done(Finish {
-                                    finish_reason: "stop",
-                                    prompt_tokens: l.prompt_tokens,
-                                    completion_tokens: l.generated,
-                                    cached_tokens: l.cached_tokens,
-                                    stop_sequence: stopped,
-                                }));
+                                l.send_last(
+                                    &pending,
+                                    Update::Done(Finish {
+                                        finish_reason: "stop",
+                                        prompt_tokens: l.prompt_tokens,
+                                        completion_tokens: l.generated,
+                                        cached_tokens: l.cached_tokens,
+                                        stop_sequence: stopped,
+                                    }),
+                                );
                                 // Its conversation comes back with the
                                 // next step's `Finished`, for the cache.
                                 batch.stop(id);
@@ -428,8 +436,7 @@ fn run(
                             }
                         }
                         Err(e) => {
-                            release(1);
-                            l.send(Update::Failed(e.into()));
+                            l.send_last(&pending, Update::Failed(e.into()));
                             batch.cancel(id);
                             live.remove(&id);
                         }
@@ -452,8 +459,7 @@ fn run(
                     let mut rest = match l.text.finalize() {
                         Ok(text) => text,
                         Err(e) => {
-                            release(1);
-                            l.send(Update::Failed(e.into()));
+                            l.send_last(&pending, Update::Failed(e.into()));
                             continue;
                         }
                     };
@@ -468,25 +474,26 @@ fn run(
                             tokens: Vec::new(),
                         });
                     }
-                    release(1);
-                    l.send(Update::Done(Finish {
-                        finish_reason: match reason {
-                            _ if stopped.is_some() => "stop",
-                            // Only the engine cancels, and it forgets the
-                            // request first; kept for completeness.
-                            FinishReason::Cancelled => "stop",
-                            other => other.as_str(),
-                        },
-                        prompt_tokens,
-                        completion_tokens: generation_tokens,
-                        cached_tokens,
-                        stop_sequence: stopped,
-                    }));
+                    l.send_last(
+                        &pending,
+                        Update::Done(Finish {
+                            finish_reason: match reason {
+                                _ if stopped.is_some() => "stop",
+                                // Only the engine cancels, and it forgets the
+                                // request first; kept for completeness.
+                                FinishReason::Cancelled => "stop",
+                                other => other.as_str(),
+                            },
+                            prompt_tokens,
+                            completion_tokens: generation_tokens,
+                            cached_tokens,
+                            stop_sequence: stopped,
+                        }),
+                    );
                 }
                 BatchEvent::Failed { id, error } => {
                     if let Some(l) = live.remove(&id) {
-                        release(1);
-                        l.send(Update::Failed(error.into()));
+                        l.send_last(&pending, Update::Failed(error.into()));
                     }
                 }
             }
