@@ -449,32 +449,47 @@ fn library_generate(
     (result.token_ids.unwrap(), prompt_tokens)
 }
 
-#[test]
-fn multi_turn_with_an_earlier_image_equals_the_library_run() {
-    let server = Server::start(&[]);
-    let url = image_data_url();
-    let messages = json!([
+/// A system prompt and a question about the image at `url`.
+fn image_question(url: &str) -> Value {
+    json!([
         {"role": "system", "content": "Be brief."},
         {"role": "user", "content": [
             {"type": "image_url", "image_url": {"url": url}},
             {"type": "text", "text": "What is this?"},
         ]},
-        {"role": "assistant", "content": "A gradient."},
-        {"role": "user", "content": "Which colours?"},
+    ])
+}
+
+/// `messages` of [`image_question`]'s form as Python normalizes them for
+/// the chat template: the image part becomes `{"type": "image"}`.
+fn normalized(messages: &Value) -> Value {
+    let mut normalized = messages.clone();
+    normalized[1]["content"][0] = json!({"type": "image"});
+    normalized
+}
+
+/// [`image_question`] followed by `answer` and a second question.
+fn follow_up(url: &str, answer: Value) -> Value {
+    let mut messages = image_question(url);
+    messages.as_array_mut().unwrap().extend([
+        json!({"role": "assistant", "content": answer}),
+        json!({"role": "user", "content": "Which colours?"}),
     ]);
+    messages
+}
+
+#[test]
+fn multi_turn_with_an_earlier_image_equals_the_library_run() {
+    let server = Server::start(&[]);
+    let url = image_data_url();
+    let messages = follow_up(&url, json!("A gradient."));
     let v = post(
         server.port,
         "/v1/chat/completions",
-        &chat_body(messages, MAX_TOKENS, false),
+        &chat_body(messages.clone(), MAX_TOKENS, false),
     )
     .json();
-    // Python's normalization: the image part becomes {"type": "image"}.
-    let normalized = json!([
-        {"role": "system", "content": "Be brief."},
-        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What is this?"}]},
-        {"role": "assistant", "content": "A gradient."},
-        {"role": "user", "content": "Which colours?"},
-    ]);
+    let normalized = normalized(&messages);
     let params = mlx_vlm::generate::GenerateParams {
         max_tokens: MAX_TOKENS,
         ..Default::default()
@@ -488,13 +503,7 @@ fn multi_turn_with_an_earlier_image_equals_the_library_run() {
 fn a_follow_up_turn_reuses_the_kept_cache_and_equals_the_library_run() {
     let server = Server::start(&[]);
     let url = image_data_url();
-    let first = json!([
-        {"role": "system", "content": "Be brief."},
-        {"role": "user", "content": [
-            {"type": "image_url", "image_url": {"url": url}},
-            {"type": "text", "text": "What is this?"},
-        ]},
-    ]);
+    let first = image_question(&url);
     let chat = |messages: &Value| {
         post(
             server.port,
@@ -508,12 +517,7 @@ fn a_follow_up_turn_reuses_the_kept_cache_and_equals_the_library_run() {
         v["usage"]["prompt_tokens_details"]["cached_tokens"], 0,
         "{v}"
     );
-    let answer = v["choices"][0]["message"]["content"].clone();
-    let mut second = first.clone();
-    second.as_array_mut().unwrap().extend([
-        json!({"role": "assistant", "content": answer}),
-        json!({"role": "user", "content": "Which colours?"}),
-    ]);
+    let second = follow_up(&url, v["choices"][0]["message"]["content"].clone());
     let v2 = chat(&second);
     // The whole first prompt (image included) came from its kept cache.
     let cached = &v2["usage"]["prompt_tokens_details"]["cached_tokens"];
@@ -521,8 +525,7 @@ fn a_follow_up_turn_reuses_the_kept_cache_and_equals_the_library_run() {
         cached.as_u64().unwrap() >= v["usage"]["prompt_tokens"].as_u64().unwrap(),
         "{v2}"
     );
-    let mut normalized = second.clone();
-    normalized[1]["content"][0] = json!({"type": "image"});
+    let normalized = normalized(&second);
     let params = mlx_vlm::generate::GenerateParams {
         max_tokens: MAX_TOKENS,
         ..Default::default()
