@@ -274,9 +274,11 @@ pub trait FamilyModel: Module + Send + Sync + 'static {
     /// earlier turn of its conversation, see [`crate::prompt_cache`]) and
     /// still get the ids of a cold prefill. True by default. False for
     /// PaliGemma, whose prefix attends to itself both ways (the cached
-    /// turn saw less of it), and for Gemma 3n, whose continued caches give
-    /// other ids (the cause is not found yet): their prompts are prefilled
-    /// cold (Rust only; Python reuses the cache and gets other ids).
+    /// turn saw less of it), and for Gemma 3n, whose prompt embeddings
+    /// lack the scale its decode steps' embeddings have (so a cached
+    /// answer is not what a cold prefill of it holds): their prompts are
+    /// prefilled cold (Rust only; Python reuses the cache and gets other
+    /// ids).
     fn reuses_prompt_cache(&self) -> bool {
         true
     }

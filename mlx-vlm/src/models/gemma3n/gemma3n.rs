@@ -31,7 +31,11 @@
 //!   whenever the counts match, which is checked first);
 //! - [`Model::sanitize`] is the loader's whole chain (the model's, then
 //!   the vision tower's, the language model's and the audio encoder's, as
-//!   Python's `load_model` runs them).
+//!   Python's `load_model` runs them);
+//! - prompts never continue a conversation's caches
+//!   ([`FamilyModel::reuses_prompt_cache`] is false: Python's unscaled
+//!   prompt embeddings make a continued cache give other ids than a cold
+//!   prefill; Python reuses it anyway).
 
 use std::collections::HashMap;
 
@@ -545,8 +549,16 @@ impl FamilyModel for Model {
     }
 
     /// Rust only: a prompt continuing its conversation's caches gets other
-    /// ids than its cold prefill (`tests/batch.rs`); the cause is not
-    /// found yet, so its prompts are prefilled cold.
+    /// ids than its cold prefill (`tests/batch.rs`), so its prompts are
+    /// prefilled cold. The cause is Python's embedding: a prompt's tokens
+    /// are embedded by `get_input_embeddings`, without the decoder's
+    /// `sqrt(hidden_size)` scale, while a decode step's token goes in as
+    /// an id and is scaled, so a cached conversation holds its answer's
+    /// tokens scaled where a cold prefill of the same text holds them
+    /// unscaled. (Scaling the prompt's embeddings too makes the continued
+    /// turn give the cold ids, but changes every Python golden.) The
+    /// KV-shared layers' RoPE offset, taken after the update, also makes
+    /// the first token depend on the length of the last prefill call.
     fn reuses_prompt_cache(&self) -> bool {
         false
     }
