@@ -704,6 +704,38 @@ fn errors_have_the_apis_status_and_shape() {
     assert_eq!(health["status"], "healthy");
 }
 
+/// A path on the server's disk is opened by a server on 127.0.0.1 (the
+/// default `--local-files auto`) and refused with 400 by one started with
+/// `--local-files deny`, which still takes the same image as a data URL.
+#[test]
+fn local_image_paths_follow_the_local_files_policy() {
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("serve-local-files.png");
+    std::fs::write(&path, image_png()).unwrap();
+    let ask = |port: u16, url: &str| {
+        let messages = json!([{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": url}},
+            {"type": "text", "text": "What is this?"}]}]);
+        post(port, "/v1/chat/completions", &chat_body(messages, 3, false))
+    };
+    let local = path.to_str().unwrap();
+    let by_path = ask(Server::start(&[]).port, local);
+    assert_eq!(by_path.status, 200, "{}", by_path.body);
+
+    let deny = Server::start(&["--local-files", "deny"]);
+    let refused = ask(deny.port, local);
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    let error = &refused.json()["error"];
+    let message = error["message"].as_str().unwrap();
+    assert!(message.contains("does not open local files"), "{error}");
+    assert!(message.contains(local), "{error}");
+    let by_data_url = ask(deny.port, &image_data_url());
+    assert_eq!(by_data_url.status, 200, "{}", by_data_url.body);
+    assert_eq!(
+        by_data_url.json()["choices"][0]["message"],
+        by_path.json()["choices"][0]["message"]
+    );
+}
+
 /// `requests_in_flight` of `/health`.
 fn in_flight(port: u16) -> u64 {
     http(port, "GET", "/health", &[("x-api-key", KEY)], b"").json()["requests_in_flight"]

@@ -17,6 +17,9 @@
 //!   requests in flight is 503.
 //! - The default host is 127.0.0.1, not Python's 0.0.0.0: serving the
 //!   network is opt-in.
+//! - Images and audio given as paths on the server's disk are opened only
+//!   when the server listens on a loopback address, unless
+//!   `--local-files allow` (Python opens them always; see [`local_files`]).
 //! - SIGINT/SIGTERM stop accepting connections, finish the requests in
 //!   flight and exit 0; a second signal exits at once (130 or 143).
 //! - Finished conversations keep their KV caches for the next turn by
@@ -36,6 +39,7 @@ pub mod anthropic;
 pub mod engine;
 pub mod errors;
 pub mod fetch;
+pub mod local_files;
 pub mod normalize;
 pub mod openai;
 pub mod responses;
@@ -63,6 +67,7 @@ use tokio::sync::mpsc;
 
 use engine::{EngineHandle, EngineOptions, Job, Update};
 use errors::{ApiError, Dialect};
+use local_files::LocalFiles;
 use normalize::NormalizedPrompt;
 use schemas::Defaults;
 
@@ -124,6 +129,10 @@ pub struct ServeArgs {
     /// Used by every family (Gemma 3n: for images, not audio).
     #[arg(long, default_value_t = mlx_vlm::vision_cache::DEFAULT_VISION_CACHE_SIZE as u64)]
     pub vision_cache_size: u64,
+    /// Whether requests may give paths on this machine as images or
+    /// audio: `auto` allows them only when `--host` is a loopback address.
+    #[arg(long, value_enum, default_value_t = LocalFiles::Auto)]
+    pub local_files: LocalFiles,
 }
 
 /// What every handler shares.
@@ -133,6 +142,7 @@ pub struct AppState {
     defaults: Arc<Defaults>,
     api_key: Option<Arc<str>>,
     created: u64,
+    local_files: bool,
 }
 
 impl AppState {
@@ -169,6 +179,7 @@ impl AppState {
         params: GenerateParams,
         stop: Vec<String>,
     ) -> Result<mpsc::UnboundedReceiver<Update>, ApiError> {
+        local_files::check(&prompt, self.local_files)?;
         fetch::fetch_urls(&mut prompt.images).await?;
         let (updates, receiver) = mpsc::unbounded_channel();
         self.engine.submit(Job {
@@ -378,6 +389,7 @@ pub fn run(args: ServeArgs) -> Result<(), String> {
         defaults: Arc::new(Defaults { max_tokens, params }),
         api_key: api_key.map(Arc::from),
         created: unix_time(),
+        local_files: args.local_files.allows(&args.host),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
