@@ -1,7 +1,8 @@
-//! The model thread: one std thread loads the model and runs every MLX
-//! call (template rendering and preprocessing included); HTTP handlers
-//! hand it [`Job`]s over a channel and read [`Update`]s from a
-//! per-request channel, so the async runtime never blocks on MLX.
+//! The model thread: one std thread loads the model and runs every
+//! forward; HTTP handlers prepare their requests' inputs
+//! ([`super::prepare`], off this thread), hand it [`Job`]s over a channel
+//! and read [`Update`]s from a per-request channel, so neither the async
+//! runtime nor the running decodes wait on another request's images.
 //!
 //! A request whose update channel has closed (the client went away) is
 //! cancelled at the next step. When every handle is dropped the thread
@@ -18,24 +19,22 @@ use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
+use mlx_vlm::LoadOptions;
 use mlx_vlm::batch::{BatchEvent, BatchGenerator, BatchOptions, BatchRequest, FinishReason};
-use mlx_vlm::generate::GenerateParams;
-use mlx_vlm::processor::{ProcessorOptions, PromptMedia};
+use mlx_vlm::generate::{GenerateInputs, GenerateParams};
 use mlx_vlm::prompt_cache::{PrefixCache, PromptCacheState, multimodal_token_ids_from_config};
-use mlx_vlm::prompt_utils::{ChatTemplateOptions, apply_chat_template};
 use mlx_vlm::tokenizer_utils::{DetokenizerFactory, ServerTokenStreamer};
-use mlx_vlm::{AudioSource, LoadOptions};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::errors::ApiError;
-use super::normalize::NormalizedPrompt;
+use super::prepare::Preparer;
 use super::stop::StopMatcher;
 
 /// One generation request.
 pub struct Job {
-    /// The conversation and its media.
-    pub prompt: NormalizedPrompt,
+    /// The prompt's prepared inputs ([`Preparer::prepare`]).
+    pub inputs: GenerateInputs,
     /// Its parameters.
     pub params: GenerateParams,
     /// Its stop sequences.
@@ -161,6 +160,24 @@ pub struct EngineHandle {
     max_pending: usize,
     /// What is served.
     pub info: Arc<ModelInfo>,
+    /// The processor, for the handlers to prepare their prompts.
+    pub preparer: Arc<Preparer>,
+}
+
+/// A request's place among the `max_pending` in flight, taken before its
+/// inputs are fetched and prepared; given back on drop unless the job was
+/// queued (the engine gives it back when the request ends).
+pub struct Reservation {
+    pending: Arc<AtomicUsize>,
+    queued: bool,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if !self.queued {
+            self.pending.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
 }
 
 impl EngineHandle {
@@ -174,8 +191,9 @@ impl EngineHandle {
         *self.stats.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Queues `job`, or 503 when `max_pending` requests are in flight.
-    pub fn submit(&self, job: Job) -> Result<(), ApiError> {
+    /// A place for one more request, or 503 when `max_pending` requests
+    /// are in flight.
+    pub fn reserve(&self) -> Result<Reservation, ApiError> {
         let taken = self
             .pending
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
@@ -191,20 +209,32 @@ impl EngineHandle {
                 ),
             ));
         }
+        Ok(Reservation {
+            pending: Arc::clone(&self.pending),
+            queued: false,
+        })
+    }
+
+    /// Queues `job` in the place `reservation` holds.
+    pub fn submit(&self, mut reservation: Reservation, job: Job) -> Result<(), ApiError> {
         self.jobs.send(job).map_err(|_| {
-            self.pending.fetch_sub(1, Ordering::SeqCst);
             ApiError::new(
                 axum::http::StatusCode::SERVICE_UNAVAILABLE,
                 "the engine has stopped",
             )
-        })
+        })?;
+        reservation.queued = true;
+        Ok(())
     }
 }
+
+/// What the engine thread hands back once the model is loaded.
+type Loaded = (ModelInfo, Arc<Preparer>);
 
 /// Starts the engine thread and waits for the model to load.
 pub fn start(options: EngineOptions) -> Result<(EngineHandle, JoinHandle<()>), String> {
     let (jobs, receiver) = std_mpsc::channel::<Job>();
-    let (ready_tx, ready_rx) = std_mpsc::channel::<Result<ModelInfo, String>>();
+    let (ready_tx, ready_rx) = std_mpsc::channel::<Result<Loaded, String>>();
     let pending = Arc::new(AtomicUsize::new(0));
     let stats = Arc::new(Mutex::new(CacheStats::default()));
     let shared = (Arc::clone(&pending), Arc::clone(&stats));
@@ -213,8 +243,8 @@ pub fn start(options: EngineOptions) -> Result<(EngineHandle, JoinHandle<()>), S
         .name("mlx-engine".into())
         .spawn(move || run(thread_options, receiver, ready_tx, shared))
         .map_err(|e| format!("starting the engine thread: {e}"))?;
-    let info = match ready_rx.recv() {
-        Ok(Ok(info)) => info,
+    let (info, preparer) = match ready_rx.recv() {
+        Ok(Ok(loaded)) => loaded,
         Ok(Err(message)) => {
             let _ = thread.join();
             return Err(message);
@@ -230,6 +260,7 @@ pub fn start(options: EngineOptions) -> Result<(EngineHandle, JoinHandle<()>), S
         stats,
         max_pending: options.max_pending,
         info: Arc::new(info),
+        preparer,
     };
     Ok((handle, thread))
 }
@@ -277,20 +308,21 @@ fn send_last(pending: &AtomicUsize, updates: &mpsc::UnboundedSender<Update>, upd
 fn run(
     options: EngineOptions,
     jobs: std_mpsc::Receiver<Job>,
-    ready: std_mpsc::Sender<Result<ModelInfo, String>>,
+    ready: std_mpsc::Sender<Result<Loaded, String>>,
     (pending, stats): (Arc<AtomicUsize>, Arc<Mutex<CacheStats>>),
 ) {
     let loaded = mlx_vlm::load(&options.model, &options.load).and_then(|(model, processor)| {
         let config = mlx_vlm::utils::load_config(processor.model_path())?;
         Ok((model, processor, config))
     });
-    let (model, processor, config) = match loaded {
-        Ok(loaded) => loaded,
+    let (model, preparer) = match loaded {
+        Ok((model, processor, config)) => (model, Arc::new(Preparer::new(processor, config))),
         Err(e) => {
             let _ = ready.send(Err(format!("loading {}: {e}", options.model)));
             return;
         }
     };
+    let (processor, config) = (preparer.processor(), preparer.config());
     // One read of the vocabulary for every request's text streamer.
     let detokenizers = match DetokenizerFactory::new(processor.tokenizer()) {
         Ok(factory) => factory,
@@ -303,7 +335,7 @@ fn run(
         id: options.model.clone(),
         path: processor.model_path().to_path_buf(),
         model_type: processor.family().model_type.to_string(),
-        context_length: context_length(&config),
+        context_length: context_length(config),
     };
     let mut prefixes = match options.prompt_cache_size {
         0 => None,
@@ -315,14 +347,15 @@ fn run(
             }
         },
     };
-    let media_token_ids = multimodal_token_ids_from_config(&config);
-    if ready.send(Ok(info)).is_err() {
+    let media_token_ids = multimodal_token_ids_from_config(config);
+    let eos_token_ids = processor.eos_token_ids().to_vec();
+    if ready.send(Ok((info, Arc::clone(&preparer)))).is_err() {
         return;
     }
     let model: Arc<dyn mlx_vlm::models::VlmModel> = Arc::from(model);
     let mut batch = BatchGenerator::new(
         Arc::clone(&model),
-        processor.eos_token_ids().to_vec(),
+        eos_token_ids,
         BatchOptions {
             max_num_seqs: options.max_num_seqs,
             prefill_step_size: options.prefill_step_size,
@@ -343,11 +376,11 @@ fn run(
         incoming.extend(jobs.try_iter());
         for job in incoming {
             let updates = job.updates.clone();
-            let admitted = prepare(&processor, &config, &job).and_then(|inputs| {
-                let prompt_tokens = inputs.input_ids.size();
+            let admitted = (|| {
+                let prompt_tokens = job.inputs.input_ids.size();
                 let request = BatchRequest {
-                    inputs,
-                    params: job.params.clone(),
+                    inputs: job.inputs,
+                    params: job.params,
                 };
                 let id = match &mut prefixes {
                     Some(prefixes) => {
@@ -364,8 +397,8 @@ fn run(
                     }
                     None => batch.insert(request)?,
                 };
-                Ok((id, prompt_tokens, detokenizers.server_streamer()))
-            });
+                Ok::<_, ApiError>((id, prompt_tokens, detokenizers.server_streamer()))
+            })();
             match admitted {
                 Ok((id, prompt_tokens, text)) => {
                     let cached_tokens = batch.cached_tokens(id).unwrap_or(0);
@@ -510,47 +543,4 @@ fn run(
             }),
         };
     }
-}
-
-/// Renders the chat template and preprocesses the media (Python: the
-/// endpoint's `apply_chat_template` and the generator's `prepare_inputs`).
-fn prepare(
-    processor: &mlx_vlm::Processor,
-    config: &Value,
-    job: &Job,
-) -> Result<mlx_vlm::generate::GenerateInputs, ApiError> {
-    let template = ChatTemplateOptions {
-        num_images: job.prompt.images.len(),
-        num_audios: job.prompt.audio.len(),
-        ..ChatTemplateOptions::default()
-    };
-    // Everything here reads the request's own inputs (its messages, image
-    // and audio paths or bytes): a failure is the request's (400), but for
-    // MLX's own errors.
-    let request_error = |e: mlx_vlm::Error| {
-        let internal = matches!(e, mlx_vlm::Error::Mlx(_));
-        let mut error = ApiError::from(e);
-        if !internal {
-            error.status = axum::http::StatusCode::BAD_REQUEST;
-        }
-        error
-    };
-    let messages = Value::Array(job.prompt.messages.clone());
-    let prompt = apply_chat_template(processor.chat_tokenizer(), config, &messages, &template)
-        .map_err(request_error)?;
-    let images = &job.prompt.images;
-    let audio: Vec<AudioSource> = job
-        .prompt
-        .audio
-        .iter()
-        .map(|s| AudioSource::parse(s))
-        .collect();
-    let media = PromptMedia {
-        images,
-        videos: &[],
-        audio: &audio,
-    };
-    processor
-        .prepare_inputs_with(&prompt, media, &ProcessorOptions::default())
-        .map_err(request_error)
 }

@@ -42,6 +42,7 @@ pub mod fetch;
 pub mod local_files;
 pub mod normalize;
 pub mod openai;
+pub mod prepare;
 pub mod responses;
 pub mod schemas;
 pub mod sse;
@@ -171,8 +172,9 @@ impl AppState {
         &self.defaults
     }
 
-    /// Fetches the prompt's image URLs, then queues the generation and
-    /// returns its updates.
+    /// Takes a place among the requests in flight (or 503), fetches the
+    /// prompt's image URLs, prepares its inputs off the engine thread,
+    /// then queues the generation and returns its updates.
     pub async fn submit(
         &self,
         mut prompt: NormalizedPrompt,
@@ -180,14 +182,19 @@ impl AppState {
         stop: Vec<String>,
     ) -> Result<mpsc::UnboundedReceiver<Update>, ApiError> {
         local_files::check(&prompt, self.local_files)?;
+        let reservation = self.engine.reserve()?;
         fetch::fetch_urls(&mut prompt.images).await?;
+        let inputs = self.engine.preparer.prepare_async(prompt).await?;
         let (updates, receiver) = mpsc::unbounded_channel();
-        self.engine.submit(Job {
-            prompt,
-            params,
-            stop,
-            updates,
-        })?;
+        self.engine.submit(
+            reservation,
+            Job {
+                inputs,
+                params,
+                stop,
+                updates,
+            },
+        )?;
         Ok(receiver)
     }
 
