@@ -10,7 +10,10 @@ stop the server. Per level it reports the aggregate generated tokens per
 second (all completion tokens over the wall time of the level), the median
 and 99th-percentile time to first token (request sent to the first content
 chunk), and errors; per side the server's peak resident memory (`VmHWM`,
-Linux only). The Rust/Python ratios come last.
+Linux only). The Rust/Python ratios come last. With `--image-size N` every
+request also carries its own N x N PNG as a data URL (a different picture per
+request, so no vision cache hits), which measures serving with images:
+decoding, resizing and the vision tower beside the running decodes.
 
 Only the standard library: the client threads spend their time blocked on
 sockets, so one Python process drives 16 clients without becoming the
@@ -20,7 +23,7 @@ Usage:
     serve_bench.py --model DIR --rust-exe target/release/mlx-vlm \
         --python /path/to/venv/bin/python [--concurrency 1,4,16] \
         [--requests-per-client 4] [--max-tokens 32] [--max-num-seqs 16] \
-        [--json OUT.json]
+        [--image-size 0] [--json OUT.json]
 """
 
 import argparse
@@ -34,6 +37,9 @@ import subprocess
 import sys
 import threading
 import time
+import base64
+import struct
+import zlib
 
 PROMPTS = [
     "Describe a quiet harbour at dawn.",
@@ -45,6 +51,26 @@ PROMPTS = [
     "How do bees make honey?",
     "Give two tips for learning to swim.",
 ]
+
+
+def png_data_url(size, seed):
+    """A `size` x `size` RGB gradient PNG, different for each `seed`, as a
+    data URL (standard library only: zlib and struct)."""
+    rows = bytearray()
+    for y in range(size):
+        rows.append(0)  # filter: none
+        for x in range(size):
+            rows += bytes(((x * 7 + seed * 31) % 256, (y * 5 + seed * 17) % 256, (x + y + seed) % 256))
+
+    def chunk(kind, data):
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    png = (b"\x89PNG\r\n\x1a\n"
+           + chunk(b"IHDR", struct.pack(">IIBBBBB", size, size, 8, 2, 0, 0, 0))
+           + chunk(b"IDAT", zlib.compress(bytes(rows)))
+           + chunk(b"IEND", b""))
+    return "data:image/png;base64," + base64.b64encode(png).decode()
 
 
 def free_port():
@@ -151,14 +177,25 @@ def one_request(port, model, prompt, max_tokens):
     return ttft, tokens if tokens is not None else len(chunks), None
 
 
-def run_level(port, model, clients, per_client, max_tokens):
+def run_level(port, model, clients, per_client, max_tokens, image_size=0):
     results = []
     lock = threading.Lock()
 
+    def prompt_of(c, r):
+        prompt = PROMPTS[(c * per_client + r) % len(PROMPTS)] + f" (request {c}.{r})"
+        if not image_size:
+            return prompt
+        # Made before the clock starts: encoding a large PNG in Python
+        # would otherwise be what the clients wait on.
+        url = png_data_url(image_size, clients * 1000 + c * per_client + r)
+        return [{"type": "image_url", "image_url": {"url": url}},
+                {"type": "text", "text": prompt}]
+
+    prompts = {(c, r): prompt_of(c, r) for c in range(clients) for r in range(per_client)}
+
     def client(c):
         for r in range(per_client):
-            prompt = PROMPTS[(c * per_client + r) % len(PROMPTS)] + f" (request {c}.{r})"
-            out = one_request(port, model, prompt, max_tokens)
+            out = one_request(port, model, prompts[(c, r)], max_tokens)
             with lock:
                 results.append(out)
 
@@ -208,7 +245,8 @@ def bench_side(name, command, model_id, args):
             raise RuntimeError(f"[{name}] warm-up request failed: {warm[2]}")
         levels = []
         for clients in args.concurrency:
-            level = run_level(port, model_id, clients, args.requests_per_client, args.max_tokens)
+            level = run_level(port, model_id, clients, args.requests_per_client,
+                              args.max_tokens, args.image_size)
             print(f"[{name}] {json.dumps(level)}", file=sys.stderr)
             levels.append(level)
         return {"levels": levels, "peak_rss_mb": peak_rss_mb(proc.pid)}
@@ -236,6 +274,8 @@ def main():
     p.add_argument("--max-num-seqs", type=int, default=16)
     p.add_argument("--startup-timeout", type=float, default=300)
     p.add_argument("--log-prefix", default="/tmp/serve_bench_")
+    p.add_argument("--image-size", type=int, default=0,
+                   help="give every request its own N x N image (0: text only)")
     p.add_argument("--json", help="write the raw results here")
     args = p.parse_args()
     args.concurrency = [int(c) for c in args.concurrency.split(",")]
@@ -248,6 +288,7 @@ def main():
         "max_tokens": args.max_tokens,
         "requests_per_client": args.requests_per_client,
         "max_num_seqs": args.max_num_seqs,
+        "image_size": args.image_size,
         "rust": bench_side("rust", rust_cmd, args.model, args),
         "python": bench_side("python", py_cmd, args.model, args),
     }
@@ -256,7 +297,8 @@ def main():
             json.dump(out, f, indent=1)
 
     print(f"model `{args.model}`, {args.max_tokens} tokens a request, "
-          f"{args.requests_per_client} requests a client, max-num-seqs {args.max_num_seqs}\n")
+          f"{args.requests_per_client} requests a client, max-num-seqs {args.max_num_seqs}, "
+          f"image size {args.image_size or 'none'}\n")
     print("| clients | tokens/s Rust / Python | ratio | TTFT p50 Rust / Python (s) | ratio "
           "| TTFT p99 Rust / Python (s) | ratio | errors |")
     print("|---|---|---|---|---|---|---|---|")
