@@ -17,12 +17,12 @@
 //! SmolVLM and Gemma 3) moves its caches into the decode batch (one
 //! left-padded [`BatchLayerCache`] per layer: a plain
 //! [`crate::models::BatchKvCache`], or a
-//! [`crate::models::BatchRotatingKvCache`] for a sliding-window layer) and
-//! decodes with the others in one forward; finished rows leave it.
-//! Families without batched decode (the default: Gemma 3n and PaliGemma,
-//! and Kimi-VL, whose MLA cache has no batched form), and requests with a
-//! rotating (`max_kv_size`) or quantized (`kv_bits`) cache, decode one by
-//! one, each with its own forward.
+//! [`crate::models::BatchRotatingKvCache`] for a sliding-window layer)
+//! and decodes with the others in one forward; finished rows leave it.
+//! Families without batched decode (the default: Gemma 3n, PaliGemma and
+//! Kimi-VL), and requests whose caches neither kind takes in (quantized,
+//! `kv_bits`; or `max_kv_size` rings, which pin their first 4 tokens),
+//! decode one by one, each with its own forward.
 //!
 //! A request inserted with [`BatchGenerator::insert_with_prompt_cache`]
 //! continues a conversation: it prefills only what its prompt does not
@@ -50,6 +50,13 @@
 //!   log-probabilities, prompt-batch timings, speculative decoding, APC
 //!   or thinking budgets; Python's one-step-ahead `async_eval` pipelining
 //!   is not ported.
+//! - `max_kv_size` is kept: such a request has the bounded caches of its
+//!   single run (`RotatingKVCache(keep=4)`) and decodes on them alone,
+//!   since the batched ring has no pinned tokens. Python's `BatchGenerator`
+//!   ignores `max_kv_size` (its caches are `make_cache`'s or unbounded
+//!   `BatchKVCache`s) and refuses rotating caches that pin tokens.
+//! - A `kv_bits` request decodes alone on its quantized caches; Python
+//!   batches them in a `BatchQuantizedKVCache`, not ported.
 //! - Memory is checked per request at [`BatchGenerator::insert`]
 //!   ([`crate::preflight::check`]), not for the requests running together.
 
@@ -261,7 +268,8 @@ struct Sequence {
     phase: Option<Phase>,
     conversation: Option<Conversation>,
     /// Whether it may join the decode batch: the family decodes in
-    /// batches and its caches are plain (no `max_kv_size`, no `kv_bits`).
+    /// batches, its caches are not quantized (no `kv_bits`), and (found
+    /// at [`DecodeBatch::join`]) a batched cache takes them in.
     batchable: bool,
     /// Whether its caches live in the [`DecodeBatch`] (its own
     /// `run.prompt_cache` is then empty).
@@ -657,9 +665,7 @@ impl BatchGenerator {
             generated: 0,
             phase: Some(Phase::Admitted(inputs)),
             conversation,
-            batchable: self.model.batched_decode()
-                && params.kv_bits.is_none()
-                && params.max_kv_size.is_none(),
+            batchable: self.model.batched_decode() && params.kv_bits.is_none(),
             batched: false,
         })
     }
@@ -782,12 +788,14 @@ impl DecodeBatch {
             joined.push(row?);
         }
         if !self.rows.is_empty() {
-            if self.caches.len() != joined.len() {
-                return Err(Error::InvalidArgument(format!(
-                    "a request with {} caches cannot join a decode batch of {}",
-                    joined.len(),
-                    self.caches.len()
-                )));
+            let fits = self.caches.len() == joined.len()
+                && self.caches.iter().zip(&joined).all(|(c, row)| c.joins(row));
+            if !fits {
+                // Caches of another kind, count or window than the
+                // batch's (say, a conversation kept under another
+                // `max_kv_size`): decode alone.
+                seq.batchable = false;
+                return Ok(());
             }
             // On copies (the arrays are shared, not copied), so a failure
             // halfway leaves the batch as it was.

@@ -715,8 +715,9 @@ fn a_conversation_continues_from_the_cache_its_batched_turn_handed_back() {
 
 #[test]
 fn a_conversation_continues_from_its_own_caches_outside_the_batch() {
-    // Rotating caches (`max_kv_size`) keep requests out of the decode
-    // batch: each decodes on its own caches, which it hands back.
+    // `max_kv_size` caches pin their first 4 tokens, which the batched
+    // ring has no room for: such requests decode on their own caches,
+    // which they hand back.
     let (_dir, model) = qwen(Dtype::Float32);
     let options = BatchOptions {
         max_kv_size: Some(512),
@@ -724,6 +725,7 @@ fn a_conversation_continues_from_its_own_caches_outside_the_batch() {
     };
     let mut batcher = BatchGenerator::new(Arc::clone(&model), Vec::new(), options.clone());
     batcher.insert(qwen_request(1)).unwrap();
+    batcher.insert(qwen_request(2)).unwrap();
     while !batcher.is_idle() {
         batcher.next();
     }
@@ -738,7 +740,7 @@ fn a_conversation_continues_from_its_own_caches_outside_the_batch() {
         options,
         |text| qwen_inputs(text, None, None),
         Vec::new(),
-        Vec::new,
+        || vec![qwen_request(1), qwen_request(2)],
     );
 }
 

@@ -15,7 +15,6 @@
 //! - No `prepare`/`finalize` (right padding) or `trim`: prompts are
 //!   prefilled per request and join through [`BatchKvCache::merge`].
 
-use mlx_rs::nn::Embedding;
 use mlx_rs::{Array, idx, ops};
 
 use super::cache::{Cache, KvCache, Mask, buffers, create_causal_mask};
@@ -215,47 +214,6 @@ impl BatchKvCache {
     }
 }
 
-/// One batched decode step of a decoder: checks that `inputs` holds one
-/// token per row (`[rows, 1]`) and `cache` one [`BatchKvCache`] of `rows`
-/// rows per decoder layer (`layers`), embeds `inputs` with `embed_tokens`
-/// and hands `run` the embeddings, the step's mask (`[rows, 1, 1,
-/// columns + 1]`, false on each row's left padding) and the caches, one a
-/// layer. Shared by the families' batched decodes; `who` names the caller
-/// in the errors.
-pub fn decode_step<'c>(
-    who: &str,
-    inputs: &Array,
-    cache: &'c mut [BatchKvCache],
-    rows: usize,
-    embed_tokens: &Embedding,
-    layers: usize,
-    run: impl FnOnce(Array, &Mask, &mut dyn Iterator<Item = &'c mut dyn Cache>) -> Result<Array>,
-) -> Result<Array> {
-    if inputs.shape() != [rows as i32, 1] || cache.len() != layers {
-        return Err(Error::InvalidArgument(format!(
-            "{who}: needs inputs [{rows}, 1] (one token per request) and one cache per \
-             layer ({layers}), got inputs {:?} and {} caches",
-            inputs.shape(),
-            cache.len()
-        )));
-    }
-    let Some(first) = cache.first() else {
-        return Err(Error::InvalidArgument(format!(
-            "{who}: a model without layers"
-        )));
-    };
-    if first.batch_size() != rows {
-        return Err(Error::InvalidArgument(format!(
-            "{who}: a cache of {} rows for {rows} requests",
-            first.batch_size()
-        )));
-    }
-    let mask = first.make_mask(1, None, true)?;
-    let h = embed_tokens.forward(inputs)?;
-    let mut caches = cache.iter_mut().map(|c| c as &mut dyn Cache);
-    run(h, &mask, &mut caches)
-}
-
 impl Cache for BatchKvCache {
     fn boxed_clone(&self) -> Box<dyn Cache> {
         Box::new(self.clone())
@@ -312,25 +270,3 @@ impl Cache for BatchKvCache {
         )?))
     }
 }
-
-/// The two batched-decode methods of a [`crate::models::FamilyModel`]
-/// impl whose model decodes batches through its `language_model` field's
-/// `decode_batch(inputs, cache, states)`: `batched_decode` true and
-/// `decode_batch` forwarding there. `$state` is the family's `State`.
-macro_rules! language_model_decodes_batches {
-    ($state:ty) => {
-        fn batched_decode(&self) -> bool {
-            true
-        }
-
-        fn decode_batch(
-            &self,
-            inputs: &mlx_rs::Array,
-            cache: &mut [$crate::models::BatchKvCache],
-            states: &mut [&mut $state],
-        ) -> $crate::Result<mlx_rs::Array> {
-            self.language_model.decode_batch(inputs, cache, states)
-        }
-    };
-}
-pub(crate) use language_model_decodes_batches;

@@ -5,10 +5,11 @@
 //! layer).
 
 use mlx_rs::Array;
+use mlx_rs::nn::Embedding;
 
 use super::batch_cache::BatchKvCache;
 use super::batch_rotating_cache::BatchRotatingKvCache;
-use super::cache::Cache;
+use super::cache::{Cache, Mask};
 use crate::{Error, Result};
 
 /// A batched cache of either kind.
@@ -30,6 +31,16 @@ impl BatchLayerCache {
         let window = cache.max_size()?;
         let row = cache.rotating_kv()?;
         Some(row.and_then(|row| Ok(Self::Rotating(BatchRotatingKvCache::merge(&[row], window)?))))
+    }
+
+    /// Whether [`BatchLayerCache::extend`] takes `other`'s rows: the same
+    /// kind, and for sliding windows the same window.
+    pub fn joins(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Plain(_), Self::Plain(_)) => true,
+            (Self::Rotating(a), Self::Rotating(b)) => a.max_size() == b.max_size(),
+            _ => false,
+        }
     }
 
     /// Appends the rows of `other`, a cache of the same kind (Python:
@@ -70,6 +81,14 @@ impl BatchLayerCache {
         }
     }
 
+    /// Each row's token count (its next token's position).
+    pub fn offsets(&self) -> Vec<i32> {
+        match self {
+            Self::Plain(c) => c.offsets(),
+            Self::Rotating(c) => c.offsets(),
+        }
+    }
+
     /// Rows in the batch.
     pub fn batch_size(&self) -> usize {
         match self {
@@ -100,32 +119,67 @@ impl BatchLayerCache {
     }
 }
 
-/// Runs `decode` (a family's decode over plain caches only) on `cache`'s
-/// plain caches, handed back afterwards; fails, leaving `cache` as it
-/// was, when a layer is sliding-window (a family that decodes those
-/// overrides [`crate::models::FamilyModel::decode_batch_layers`]).
-pub(crate) fn with_plain_caches(
-    cache: &mut [BatchLayerCache],
-    decode: impl FnOnce(&mut [BatchKvCache]) -> Result<Array>,
+/// One batched decode step of a decoder: checks that `inputs` holds one
+/// token per row (`[rows, 1]`) and `cache` one [`BatchLayerCache`] of
+/// `rows` rows per decoder layer (`layers`), embeds `inputs` with `embed_tokens`
+/// and hands `run` the embeddings, the step's mask (`[rows, 1, 1,
+/// columns + 1]`, false on each row's left padding) and the caches, one a
+/// layer. Shared by the families' batched decodes; `who` names the caller
+/// in the errors.
+pub fn decode_step<'c>(
+    who: &str,
+    inputs: &Array,
+    cache: &'c mut [BatchLayerCache],
+    rows: usize,
+    embed_tokens: &Embedding,
+    layers: usize,
+    run: impl FnOnce(Array, &Mask, &mut dyn Iterator<Item = &'c mut dyn Cache>) -> Result<Array>,
 ) -> Result<Array> {
-    if cache
-        .iter()
-        .any(|c| matches!(c, BatchLayerCache::Rotating(_)))
-    {
-        return Err(Error::InvalidArgument(
-            "this family's batched decode takes plain caches only, not sliding-window ones".into(),
-        ));
+    if inputs.shape() != [rows as i32, 1] || cache.len() != layers {
+        return Err(Error::InvalidArgument(format!(
+            "{who}: needs inputs [{rows}, 1] (one token per request) and one cache per \
+             layer ({layers}), got inputs {:?} and {} caches",
+            inputs.shape(),
+            cache.len()
+        )));
     }
-    let mut plain: Vec<BatchKvCache> = cache
-        .iter_mut()
-        .map(|c| match c {
-            BatchLayerCache::Plain(p) => std::mem::take(p),
-            BatchLayerCache::Rotating(_) => BatchKvCache::default(),
-        })
-        .collect();
-    let out = decode(&mut plain);
-    for (c, p) in cache.iter_mut().zip(plain) {
-        *c = BatchLayerCache::Plain(p);
+    let Some(first) = cache.first() else {
+        return Err(Error::InvalidArgument(format!(
+            "{who}: a model without layers"
+        )));
+    };
+    if first.batch_size() != rows {
+        return Err(Error::InvalidArgument(format!(
+            "{who}: a cache of {} rows for {rows} requests",
+            first.batch_size()
+        )));
     }
-    out
+    // Every layer keeps the same kind of cache (plain, or rotating with
+    // the request's `max_kv_size`), so the first layer's mask serves all.
+    let mask = first.as_cache().make_mask(1, None, true)?;
+    let h = embed_tokens.forward(inputs)?;
+    let mut caches = cache.iter_mut().map(BatchLayerCache::as_cache_mut);
+    run(h, &mask, &mut caches)
 }
+
+/// The two batched-decode methods of a [`crate::models::FamilyModel`]
+/// impl whose model decodes batches through its `language_model` field's
+/// `decode_batch(inputs, cache, states)`: `batched_decode` true and
+/// `decode_batch` forwarding there. `$state` is the family's `State`.
+macro_rules! language_model_decodes_batches {
+    ($state:ty) => {
+        fn batched_decode(&self) -> bool {
+            true
+        }
+
+        fn decode_batch(
+            &self,
+            inputs: &mlx_rs::Array,
+            cache: &mut [$crate::models::BatchLayerCache],
+            states: &mut [&mut $state],
+        ) -> $crate::Result<mlx_rs::Array> {
+            self.language_model.decode_batch(inputs, cache, states)
+        }
+    };
+}
+pub(crate) use language_model_decodes_batches;

@@ -293,34 +293,21 @@ pub trait FamilyModel: Module + Send + Sync + 'static {
     /// Logits `[batch, 1, vocab]` of one decode step of several requests
     /// at once (Python: `GenerationBatch._step`'s language-model call):
     /// `inputs` `[batch, 1]` holds each row's last token, `cache` one
-    /// left-padded [`BatchKvCache`] per layer (made from the caches of
-    /// [`FamilyModel::make_cache`]) and `states` each row's state. Only
+    /// left-padded [`BatchLayerCache`] per layer (made from the caches of
+    /// [`FamilyModel::make_cache`]: a [`BatchKvCache`], or a
+    /// [`crate::models::BatchRotatingKvCache`] for a sliding-window layer
+    /// or a request's `max_kv_size`) and `states` each row's state. Only
     /// called when [`FamilyModel::batched_decode`] is true.
     fn decode_batch(
         &self,
         _inputs: &Array,
-        _cache: &mut [BatchKvCache],
+        _cache: &mut [BatchLayerCache],
         _states: &mut [&mut Self::State],
     ) -> Result<Array> {
         Err(Error::InvalidArgument(format!(
             "{} has no batched decode; decode its requests one by one",
             Self::FAMILY.model_type
         )))
-    }
-
-    /// [`FamilyModel::decode_batch`] over a decode batch's layer caches,
-    /// which may be sliding-window ([`BatchLayerCache::Rotating`]): by
-    /// default the plain caches go to `decode_batch` and a sliding-window
-    /// one is refused; a family with sliding-window layers overrides it.
-    fn decode_batch_layers(
-        &self,
-        inputs: &Array,
-        cache: &mut [BatchLayerCache],
-        states: &mut [&mut Self::State],
-    ) -> Result<Array> {
-        batch_layer_cache::with_plain_caches(cache, |plain| {
-            self.decode_batch(inputs, plain, states)
-        })
     }
 }
 
@@ -411,7 +398,7 @@ pub trait VlmModel: Module + Send + Sync {
     fn reuses_prompt_cache(&self) -> bool;
 
     /// One decode step of several requests in one forward
-    /// ([`FamilyModel::decode_batch_layers`]). Fails on a state of another
+    /// ([`FamilyModel::decode_batch`]). Fails on a state of another
     /// family.
     fn decode_batch(
         &self,
@@ -536,7 +523,7 @@ impl<M: FamilyModel> VlmModel for M {
                 ))
             })?);
         }
-        FamilyModel::decode_batch_layers(self, inputs, cache, &mut typed)
+        FamilyModel::decode_batch(self, inputs, cache, &mut typed)
     }
 }
 

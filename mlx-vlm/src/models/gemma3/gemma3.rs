@@ -328,7 +328,7 @@ impl FamilyModel for Model {
 
     /// Global layers batch through plain caches, sliding ones through
     /// rotating caches.
-    fn decode_batch_layers(
+    fn decode_batch(
         &self,
         inputs: &Array,
         cache: &mut [crate::models::BatchLayerCache],

@@ -17,7 +17,7 @@ use mlx_rs::{Array, ops};
 
 use super::config::TextConfig;
 use crate::models::base::{self, AttentionMask};
-use crate::models::batch_cache::{BatchKvCache, decode_step};
+use crate::models::batch_layer_cache::{BatchLayerCache, decode_step};
 use crate::models::cache::{Cache, CachedKv};
 use crate::models::mlp::SwiGLUMLP as MLP;
 use crate::models::rope_utils::rope_at_cache;
@@ -238,7 +238,7 @@ impl LanguageModel {
     pub fn decode_batch(
         &self,
         inputs: &Array,
-        cache: &mut [BatchKvCache],
+        cache: &mut [BatchLayerCache],
         states: &[&mut ()],
     ) -> Result<Array> {
         decode_step(

@@ -16,7 +16,7 @@ use mlx_rs::nn::{Embedding, Linear, RMSNorm, RoPE};
 
 use super::config::TextConfig;
 use crate::models::base::{self, AttentionMask};
-use crate::models::batch_cache::{BatchKvCache, decode_step};
+use crate::models::batch_layer_cache::{BatchLayerCache, decode_step};
 use crate::models::cache::{Cache, CachedKv};
 use crate::models::mlp::SwiGLUMLP as MLP;
 use crate::models::rope_utils::rope_at_cache;
@@ -309,7 +309,7 @@ impl LanguageModel {
     pub fn decode_batch(
         &self,
         inputs: &Array,
-        cache: &mut [BatchKvCache],
+        cache: &mut [BatchLayerCache],
         states: &[&mut ()],
     ) -> Result<Array> {
         let out = decode_step(

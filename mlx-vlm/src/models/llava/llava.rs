@@ -356,7 +356,7 @@ impl FamilyModel for Model {
     }
 
     // Plain KV caches and 1-D RoPE, which rotates each row at its own count.
-    crate::models::batch_cache::language_model_decodes_batches!(());
+    crate::models::batch_layer_cache::language_model_decodes_batches!(());
 
     fn sanitize(&self, weights: HashMap<String, Array>) -> Result<HashMap<String, Array>> {
         Model::sanitize(self, weights)

@@ -13,7 +13,7 @@ use mlx_rs::{Array, Dtype, Index, idx, ops};
 
 use super::config::{ModelConfig, TextConfig};
 use crate::models::base::{self, AttentionMask};
-use crate::models::batch_cache::{BatchKvCache, decode_step};
+use crate::models::batch_layer_cache::{BatchLayerCache, decode_step};
 use crate::models::cache::{Cache, CachedKv};
 use crate::models::mlp::SwiGLUMLP;
 use crate::models::rope_utils::{self, MRoPERotaryEmbedding, MRoPEStyle};
@@ -612,12 +612,12 @@ impl LanguageModel {
     /// Divergence: Python's `Qwen2Model` builds its mask from the cache
     /// list, which has no `make_mask`, so its batched decode attends to
     /// the zero keys of the left padding; here the padding is masked
-    /// ([`BatchKvCache::make_mask`]), so each row computes what its single
+    /// ([`crate::models::BatchKvCache::make_mask`]), so each row computes what its single
     /// run does.
     pub fn decode_batch(
         &self,
         inputs: &Array,
-        cache: &mut [BatchKvCache],
+        cache: &mut [BatchLayerCache],
         states: &mut [&mut RequestState],
     ) -> Result<Array> {
         let (embed, head) = (&self.model.embed_tokens, self.lm_head.as_ref());
@@ -908,7 +908,7 @@ pub fn rope_index(
 /// `lm_head`, or the tied `embed_tokens`. Shared by the Qwen families.
 pub fn decode_batch<'c>(
     inputs: &Array,
-    cache: &'c mut [BatchKvCache],
+    cache: &'c mut [BatchLayerCache],
     states: &[&mut RequestState],
     embed_tokens: &Embedding,
     lm_head: Option<&Linear>,
@@ -939,8 +939,8 @@ pub fn decode_batch<'c>(
 
 /// Row `b`'s position `offsets[b] + rope_deltas[b]` on every mRoPE axis;
 /// fails unless the cache has one row per state.
-fn batch_position_ids(cache: &[BatchKvCache], states: &[&mut RequestState]) -> Result<Array> {
-    let offsets = cache.first().map(BatchKvCache::offsets).unwrap_or_default();
+fn batch_position_ids(cache: &[BatchLayerCache], states: &[&mut RequestState]) -> Result<Array> {
+    let offsets = cache.first().map(BatchLayerCache::offsets).unwrap_or_default();
     if offsets.len() != states.len() {
         return Err(Error::InvalidArgument(format!(
             "batched decode: a cache of {} rows for {} requests",

@@ -370,7 +370,7 @@ impl FamilyModel for Model {
         crate::models::cache::make_prompt_cache(self.layers(), max_kv_size)
     }
 
-    crate::models::batch_cache::language_model_decodes_batches!(RequestState);
+    crate::models::batch_layer_cache::language_model_decodes_batches!(RequestState);
 
     fn sanitize(&self, weights: HashMap<String, Array>) -> Result<HashMap<String, Array>> {
         // Python's loader runs Model.sanitize, then VisionModel.sanitize.

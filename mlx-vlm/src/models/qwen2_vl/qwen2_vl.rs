@@ -241,7 +241,7 @@ impl FamilyModel for Model {
     }
 
     // Qwen2.5-VL's language model, so its batched decode too.
-    crate::models::batch_cache::language_model_decodes_batches!(RequestState);
+    crate::models::batch_layer_cache::language_model_decodes_batches!(RequestState);
 
     fn sanitize(&self, weights: HashMap<String, Array>) -> Result<HashMap<String, Array>> {
         // Python's loader runs Model.sanitize, then VisionModel.sanitize.

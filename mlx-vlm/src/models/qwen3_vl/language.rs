@@ -18,7 +18,7 @@ use mlx_rs::{Array, Dtype, idx, ops};
 
 use super::config::{ModelConfig, TextConfig};
 use crate::models::base::{self, AttentionMask};
-use crate::models::batch_cache::BatchKvCache;
+use crate::models::batch_layer_cache::BatchLayerCache;
 use crate::models::cache::{Cache, CachedKv};
 use crate::models::mlp::SwiGLUMLP;
 pub use crate::models::qwen2_5_vl::language::{LanguageModelArgs, RequestState};
@@ -660,7 +660,7 @@ impl<M: FeedForward> LanguageModel<M> {
     pub fn decode_batch(
         &self,
         inputs: &Array,
-        cache: &mut [BatchKvCache],
+        cache: &mut [BatchLayerCache],
         states: &mut [&mut RequestState],
     ) -> Result<Array> {
         let (embed, head) = (&self.model.embed_tokens, self.lm_head.as_ref());

@@ -391,7 +391,7 @@ impl<M: Qwen3VlVariant> FamilyModel for Model<M> {
     }
 
     // Qwen3-VL and Qwen3-VL-MoE alike: the decoder is generic over its MLP.
-    crate::models::batch_cache::language_model_decodes_batches!(RequestState);
+    crate::models::batch_layer_cache::language_model_decodes_batches!(RequestState);
 
     fn sanitize(&self, weights: HashMap<String, Array>) -> Result<HashMap<String, Array>> {
         M::sanitize(self, weights)
