@@ -11,8 +11,9 @@
 //! Python mlx-vlm 0.7.6's `BatchKVCache`
 //! (tests/fixtures/batch/gen_batch_cache.py). At the end, the other
 //! batched families (Qwen3-VL, Qwen3-VL-MoE, LLaVA, LLaVA-NeXT, Idefics3,
-//! SmolVLM): a batched step's logits against each row's single step, bit
-//! for bit in f32, and staggered requests against their own runs.
+//! SmolVLM, PaliGemma with Gemma and Gemma 2): a batched step's
+//! logits against each row's single step, bit for bit in f32, and
+//! staggered requests against their own runs.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -1083,4 +1084,32 @@ fn families_that_cannot_continue_a_cache_prefill_every_turn_cold() {
         let (cold, _) = single_run(&*model, &tokenizer, request(&text), &options);
         assert_eq!(second.tokens, cold, "{}", model.model_type());
     }
+}
+
+#[test]
+fn paligemma_decodes_in_batches() {
+    let tokenizer = fixtures::gemma_tokenizer_dir();
+    let family = fixtures::paligemma_tiny();
+    assert_family_batches(family, &tokenizer, text_request, &TEXT_PADDING);
+}
+
+/// PaliGemma 2's decoder (Gemma 2: eager attention with soft-capped f32
+/// scores, the batch's mask added to them), as the KV-quantization
+/// goldens configure it.
+#[test]
+fn paligemma2_decodes_in_batches() {
+    let tokenizer = fixtures::gemma_tokenizer_dir();
+    let mut family = fixtures::paligemma_tiny();
+    let text = family.config["text_config"].as_object_mut().unwrap();
+    for (key, value) in [
+        ("model_type", serde_json::json!("gemma2")),
+        ("num_attention_heads", serde_json::json!(2)),
+        ("head_dim", serde_json::json!(32)),
+        ("query_pre_attn_scalar", serde_json::json!(32)),
+        ("attn_logit_softcapping", serde_json::json!(50.0)),
+        ("final_logit_softcapping", serde_json::json!(30.0)),
+    ] {
+        text.insert(key.into(), value);
+    }
+    assert_family_batches(family, &tokenizer, text_request, &TEXT_PADDING);
 }
