@@ -11,7 +11,7 @@
 //! Python mlx-vlm 0.7.6's `BatchKVCache`
 //! (tests/fixtures/batch/gen_batch_cache.py). At the end, the other
 //! batched families (Qwen3-VL, Qwen3-VL-MoE, LLaVA, LLaVA-NeXT, Idefics3,
-//! SmolVLM, PaliGemma with Gemma and Gemma 2): a batched step's
+//! SmolVLM, PaliGemma with Gemma and Gemma 2, Kimi-VL): a batched step's
 //! logits against each row's single step, bit for bit in f32, and
 //! staggered requests against their own runs.
 
@@ -919,8 +919,13 @@ fn qwen3_vl_moe_decodes_in_batches() {
 /// Request `i` of the plain-RoPE families' tests: `4 + 5i` text ids
 /// below their tiny vocabularies (512), `max_tokens` varying with `i`.
 fn text_request(i: usize) -> BatchRequest {
+    text_request_below(i, 500)
+}
+
+/// [`text_request`] with every id below `vocab` (at least 21).
+fn text_request_below(i: usize, vocab: i32) -> BatchRequest {
     let ids: Vec<i32> = (0..4 + 5 * i as i32)
-        .map(|t| 20 + (t * 13 + 7 * i as i32) % 480)
+        .map(|t| 20 + (t * 13 + 7 * i as i32) % (vocab - 20))
         .collect();
     let n = ids.len() as i32;
     BatchRequest {
@@ -1112,4 +1117,16 @@ fn paligemma2_decodes_in_batches() {
         text.insert(key.into(), value);
     }
     assert_family_batches(family, &tokenizer, text_request, &TEXT_PADDING);
+}
+
+/// [`text_request`] below the tiny Kimi vocabulary (482).
+fn kimi_request(i: usize) -> BatchRequest {
+    text_request_below(i, 460)
+}
+
+#[test]
+fn kimi_vl_decodes_in_batches() {
+    let tokenizer = fixtures::kimi_vl_tokenizer_dir();
+    let family = fixtures::kimi_vl_tiny();
+    assert_family_batches(family, &tokenizer, kimi_request, &TEXT_PADDING);
 }
