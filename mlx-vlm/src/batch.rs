@@ -14,13 +14,12 @@
 //! Once its first token is sampled, a request of a family with batched
 //! decode ([`crate::models::FamilyModel::batched_decode`]: Qwen2-VL,
 //! Qwen2.5-VL, Qwen3-VL, Qwen3-VL-MoE, LLaVA, LLaVA-NeXT, Idefics3,
-//! SmolVLM and Gemma 3) moves its caches into the decode batch (one
+//! SmolVLM, Gemma 3, PaliGemma and Kimi-VL) moves its caches into the decode batch (one
 //! left-padded [`BatchLayerCache`] per layer: a plain
 //! [`crate::models::BatchKvCache`], or a
 //! [`crate::models::BatchRotatingKvCache`] for a sliding-window layer) and
 //! decodes with the others in one forward; finished rows leave it.
-//! Families without batched decode (the default: Gemma 3n and PaliGemma,
-//! and Kimi-VL, whose MLA cache has no batched form), and requests with a
+//! Families without batched decode (the default: Gemma 3n), and requests with a
 //! rotating (`max_kv_size`) or quantized (`kv_bits`) cache, decode one by
 //! one, each with its own forward.
 //!
@@ -44,7 +43,8 @@
 //!   boundaries are those of `generate_step`, so a request's numerics do
 //!   not depend on what it shares the batch with.
 //! - The decode batch masks the left padding (Python's Qwen2-VL,
-//!   Qwen2.5-VL, LLaVA and Idefics3 decodes do not, Qwen3-VL's does: see
+//!   Qwen2.5-VL, LLaVA, Idefics3, PaliGemma and Kimi-VL decodes do not,
+//!   Qwen3-VL's does: see
 //!   [`crate::models::qwen2_5_vl::language::LanguageModel::decode_batch`]).
 //! - The events are typed ([`BatchEvent`]); there are no per-token
 //!   log-probabilities, prompt-batch timings, speculative decoding, APC
