@@ -43,8 +43,7 @@
 //!   boundaries are those of `generate_step`, so a request's numerics do
 //!   not depend on what it shares the batch with.
 //! - The decode batch masks the left padding (Python's Qwen2-VL,
-//!   Qwen2.5-VL, LLaVA, Idefics3, PaliGemma and Kimi-VL decodes do not,
-//!   Qwen3-VL's does: see
+//!   Qwen2.5-VL, LLaVA and Idefics3 decodes do not, Qwen3-VL's does: see
 //!   [`crate::models::qwen2_5_vl::language::LanguageModel::decode_batch`]).
 //! - The events are typed ([`BatchEvent`]); there are no per-token
 //!   log-probabilities, prompt-batch timings, speculative decoding, APC

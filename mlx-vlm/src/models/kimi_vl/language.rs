@@ -19,15 +19,11 @@
 //!   incomplete is a typed error naming the first missing key (Python: a
 //!   `KeyError`).
 //! - Pipeline-parallel fields (`start_idx`, `end_idx`) are not ported.
-//! - The batched decode ([`LanguageModel::decode_batch`]) masks the rows'
-//!   left padding, whose zero keys Python's attends to (the first cache's
-//!   `make_mask` gives none for one token); each row then computes what
-//!   its single run does.
 
 use std::collections::HashMap;
 
-use mlx_rs::nn::{Embedding, Item, ItemMut, Linear, Module, Param, RMSNorm, RoPE};
 use mlx_rs::fast::RopeOffset;
+use mlx_rs::nn::{Embedding, Item, ItemMut, Linear, Module, Param, RMSNorm, RoPE};
 use mlx_rs::{Array, Dtype, fast, idx, ops};
 
 use super::config::{MoeSettings, TextConfig};
@@ -725,9 +721,10 @@ impl LanguageModel {
     /// Logits `[rows, 1, vocab]` of one decode step of several requests
     /// (Python: `LanguageModel.__call__` on a list of `BatchKVCache`s):
     /// each row's (YaRN) RoPE at its own token count
-    /// ([`CachePosition`]), the mask hiding each row's left padding (a
-    /// divergence, see the module doc); the experts route each row's token
-    /// on its own.
+    /// ([`CachePosition`], Python's array `cache.offset`), the mask of the
+    /// first cache hiding each row's left padding (Python's
+    /// `create_attention_mask(h, cache[0])`, `BatchKVCache.make_mask`); the
+    /// experts route each row's token on its own.
     pub fn decode_batch(
         &self,
         inputs: &Array,

@@ -7,9 +7,10 @@
 //! quantized KV cache (`kv_bits`) is refused before generation
 //! ([`GEMMA2_KV_QUANTIZATION`]) where Python converts the cache and fails
 //! at the next attention call with a `TypeError`; the batched decode
-//! ([`LanguageModel::decode_batch`]) masks the rows' left padding, whose
-//! zero keys Python's attends to (its `GemmaModel` builds the mask from
-//! the cache list, which has no `make_mask`: none for one token).
+//! ([`LanguageModel::decode_batch`]) masks the rows' left padding also with
+//! `use_bidirectional_attention`, where Python builds no mask and attends
+//! to the padding's zero keys (each row then computes what its single run
+//! does).
 
 use mlx_rs::nn::{Embedding, GELU, GeluApprox, Linear, Param, RoPE};
 use mlx_rs::{Array, Dtype, fast, idx, ops};
@@ -516,10 +517,12 @@ impl LanguageModel {
     /// Logits `[rows, 1, vocab]` of one decode step of several requests
     /// (Python: `LanguageModel.__call__` on a list of `BatchKVCache`s):
     /// each row's RoPE at its own token count
-    /// ([`crate::models::rope_utils::rope_at_cache`]), the mask hiding each
-    /// row's left padding in both the Gemma and the Gemma 2 attention
-    /// (a divergence, see the module doc: each row then computes what its
-    /// single run does).
+    /// ([`crate::models::rope_utils::rope_at_cache`], Python's array
+    /// `cache.offset`), the first cache's mask hiding each row's left
+    /// padding (Python's `create_attention_mask(h, cache[0],
+    /// return_array=True)`) in both the Gemma and the Gemma 2 attention;
+    /// also with bidirectional attention (a divergence, see the module
+    /// doc).
     pub fn decode_batch(
         &self,
         inputs: &Array,
