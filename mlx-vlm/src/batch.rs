@@ -14,15 +14,15 @@
 //! Once its first token is sampled, a request of a family with batched
 //! decode ([`crate::models::FamilyModel::batched_decode`]: Qwen2-VL,
 //! Qwen2.5-VL, Qwen3-VL, Qwen3-VL-MoE, LLaVA, LLaVA-NeXT, Idefics3,
-//! SmolVLM and Gemma 3) moves its caches into the decode batch (one
-//! left-padded [`BatchLayerCache`] per layer: a plain
+//! SmolVLM, Gemma 3, PaliGemma and Kimi-VL) moves its caches into the
+//! decode batch (one left-padded [`BatchLayerCache`] per layer: a plain
 //! [`crate::models::BatchKvCache`], or a
 //! [`crate::models::BatchRotatingKvCache`] for a sliding-window layer)
 //! and decodes with the others in one forward; finished rows leave it.
-//! Families without batched decode (the default: Gemma 3n, PaliGemma and
-//! Kimi-VL), and requests whose caches neither kind takes in (quantized,
-//! `kv_bits`; or `max_kv_size` rings, which pin their first 4 tokens),
-//! decode one by one, each with its own forward.
+//! Families without batched decode (the default: Gemma 3n), and requests
+//! whose caches neither kind takes in (quantized, `kv_bits`; or
+//! `max_kv_size` rings, which pin their first 4 tokens), decode one by
+//! one, each with its own forward.
 //!
 //! A request inserted with [`BatchGenerator::insert_with_prompt_cache`]
 //! continues a conversation: it prefills only what its prompt does not

@@ -1,6 +1,6 @@
 //! Continuous batching (`mlx_vlm::batch::BatchGenerator`) on the tiny
 //! Qwen2.5-VL and Qwen2-VL checkpoints (batched decode) and the tiny
-//! Gemma 3 (a family without it, decoded per request): requests arriving
+//! Gemma 3n (a family without it, decoded per request): requests arriving
 //! between steps, prompts of different lengths with and without images,
 //! different `max_tokens`, stop ids, cancellation, a failing request among
 //! good ones and `max_num_seqs` admission, each request's ids equal to its
@@ -11,8 +11,9 @@
 //! Python mlx-vlm 0.7.6's `BatchKVCache`
 //! (tests/fixtures/batch/gen_batch_cache.py). At the end, the other
 //! batched families (Qwen3-VL, Qwen3-VL-MoE, LLaVA, LLaVA-NeXT, Idefics3,
-//! SmolVLM): a batched step's logits against each row's single step, bit
-//! for bit in f32, and staggered requests against their own runs.
+//! SmolVLM, Gemma 3, PaliGemma with Gemma and Gemma 2, Kimi-VL): a batched step's
+//! logits against each row's single step, bit for bit in f32, and
+//! staggered requests against their own runs.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -920,8 +921,13 @@ fn qwen3_vl_moe_decodes_in_batches() {
 /// Request `i` of the plain-RoPE families' tests: `4 + 5i` text ids
 /// below their tiny vocabularies (512), `max_tokens` varying with `i`.
 fn text_request(i: usize) -> BatchRequest {
+    text_request_below(i, 500)
+}
+
+/// [`text_request`] with every id below `vocab` (at least 21).
+fn text_request_below(i: usize, vocab: i32) -> BatchRequest {
     let ids: Vec<i32> = (0..4 + 5 * i as i32)
-        .map(|t| 20 + (t * 13 + 7 * i as i32) % 480)
+        .map(|t| 20 + (t * 13 + 7 * i as i32) % (vocab - 20))
         .collect();
     let n = ids.len() as i32;
     BatchRequest {
@@ -1085,4 +1091,44 @@ fn families_that_cannot_continue_a_cache_prefill_every_turn_cold() {
         let (cold, _) = single_run(&*model, &tokenizer, request(&text), &options);
         assert_eq!(second.tokens, cold, "{}", model.model_type());
     }
+}
+
+#[test]
+fn paligemma_decodes_in_batches() {
+    let tokenizer = fixtures::gemma_tokenizer_dir();
+    let family = fixtures::paligemma_tiny();
+    assert_family_batches(family, &tokenizer, text_request, &TEXT_PADDING);
+}
+
+/// PaliGemma 2's decoder (Gemma 2: eager attention with soft-capped f32
+/// scores, the batch's mask added to them), as the KV-quantization
+/// goldens configure it.
+#[test]
+fn paligemma2_decodes_in_batches() {
+    let tokenizer = fixtures::gemma_tokenizer_dir();
+    let mut family = fixtures::paligemma_tiny();
+    let text = family.config["text_config"].as_object_mut().unwrap();
+    for (key, value) in [
+        ("model_type", serde_json::json!("gemma2")),
+        ("num_attention_heads", serde_json::json!(2)),
+        ("head_dim", serde_json::json!(32)),
+        ("query_pre_attn_scalar", serde_json::json!(32)),
+        ("attn_logit_softcapping", serde_json::json!(50.0)),
+        ("final_logit_softcapping", serde_json::json!(30.0)),
+    ] {
+        text.insert(key.into(), value);
+    }
+    assert_family_batches(family, &tokenizer, text_request, &TEXT_PADDING);
+}
+
+/// [`text_request`] below the tiny Kimi vocabulary (482).
+fn kimi_request(i: usize) -> BatchRequest {
+    text_request_below(i, 460)
+}
+
+#[test]
+fn kimi_vl_decodes_in_batches() {
+    let tokenizer = fixtures::kimi_vl_tokenizer_dir();
+    let family = fixtures::kimi_vl_tiny();
+    assert_family_batches(family, &tokenizer, kimi_request, &TEXT_PADDING);
 }

@@ -11,6 +11,7 @@
 //! to the activation dtype and rotates with plain ops, which is what the
 //! goldens of this crate were produced with.
 
+use mlx_rs::fast::RopeOffset;
 use mlx_rs::nn::RoPE;
 use mlx_rs::{Array, Dtype, Index, idx, ops};
 use serde_json::{Map, Value};
@@ -369,28 +370,53 @@ pub fn initialize_rope(
     Ok(RoPE::new(dims, traditional, base, scale))
 }
 
+/// Where a cache holds its tokens, as [`mlx_rs::fast::rope`]'s offset
+/// (Python: `cache.offset`): each row's own count for a batched cache
+/// ([`crate::models::cache::Cache::row_offsets`], one offset a row), else
+/// [`crate::models::cache::Cache::offset`].
+#[derive(Debug, Clone)]
+pub enum CachePosition {
+    /// One token count per row of a batched cache, `[rows]`.
+    Rows(Array),
+    /// One count for every row.
+    Scalar(i32),
+}
+
+impl CachePosition {
+    /// `cache`'s position; `None` (no cache) is position 0.
+    pub fn of(cache: Option<&dyn crate::models::cache::Cache>) -> Result<Self> {
+        Ok(match cache.map(|c| (c.row_offsets(), c.offset())) {
+            Some((Some(rows), _)) => {
+                CachePosition::Rows(Array::from_slice(&rows, &[rows.len() as i32])?)
+            }
+            Some((None, offset)) => CachePosition::Scalar(offset),
+            None => CachePosition::Scalar(0),
+        })
+    }
+
+    /// The offset argument of [`mlx_rs::fast::rope`] and
+    /// [`RoPE::forward`].
+    pub fn offset(&self) -> RopeOffset<'_> {
+        match self {
+            CachePosition::Rows(rows) => RopeOffset::Array(rows),
+            CachePosition::Scalar(offset) => RopeOffset::Int(*offset),
+        }
+    }
+}
+
 /// `queries` and `keys` `[batch, heads, seq, head_dim]` rotated by `rope`
 /// from where `cache` holds its tokens (Python: `rope(x,
 /// offset=cache.offset)`): each row from its own count for a batched
-/// cache ([`crate::models::cache::Cache::row_offsets`], `fast::rope`'s
-/// per-row offsets), else from [`crate::models::cache::Cache::offset`].
+/// cache, else from the cache's offset ([`CachePosition`]).
 pub fn rope_at_cache(
     rope: &RoPE,
     queries: &Array,
     keys: &Array,
     cache: &dyn crate::models::cache::Cache,
 ) -> Result<(Array, Array)> {
-    match cache.row_offsets() {
-        Some(rows) => {
-            let offsets = Array::from_slice(&rows, &[rows.len() as i32])?;
-            Ok((
-                rope.forward(queries, &offsets)?,
-                rope.forward(keys, &offsets)?,
-            ))
-        }
-        None => {
-            let offset = cache.offset();
-            Ok((rope.forward(queries, offset)?, rope.forward(keys, offset)?))
-        }
-    }
+    let position = CachePosition::of(Some(cache))?;
+    Ok((
+        rope.forward(queries, position.offset())?,
+        rope.forward(keys, position.offset())?,
+    ))
 }

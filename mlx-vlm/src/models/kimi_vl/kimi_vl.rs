@@ -261,6 +261,9 @@ impl FamilyModel for Model {
         make_prompt_cache(self.layers(), max_kv_size)
     }
 
+    // Plain KV caches; the (YaRN) RoPE rotates each row at its own count.
+    crate::models::batch_layer_cache::language_model_decodes_batches!(());
+
     fn sanitize(&self, weights: HashMap<String, Array>) -> Result<HashMap<String, Array>> {
         Model::sanitize(self, weights)
     }

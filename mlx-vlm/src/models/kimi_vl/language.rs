@@ -22,13 +22,16 @@
 
 use std::collections::HashMap;
 
+use mlx_rs::fast::RopeOffset;
 use mlx_rs::nn::{Embedding, Item, ItemMut, Linear, Module, Param, RMSNorm, RoPE};
 use mlx_rs::{Array, Dtype, fast, idx, ops};
 
 use super::config::{MoeSettings, TextConfig};
 use crate::models::base::{self, AttentionMask};
+use crate::models::batch_layer_cache::{BatchLayerCache, decode_step};
 use crate::models::cache::{Cache, CachedKv};
 use crate::models::mlp::{DeepseekMLP, deepseek_mlp};
+use crate::models::rope_utils::CachePosition;
 use crate::models::switch_layers::SwitchGLU;
 use crate::{Error, Result};
 
@@ -132,8 +135,9 @@ impl DeepseekV3YarnRotaryEmbedding {
         })
     }
 
-    /// Python: `DeepseekV3YarnRotaryEmbedding.__call__(x, offset)`.
-    pub fn forward(&self, x: &Array, offset: i32) -> Result<Array> {
+    /// Python: `DeepseekV3YarnRotaryEmbedding.__call__(x, offset)`; an
+    /// array `offset` rotates each row from its own position.
+    pub fn forward<'a>(&self, x: &Array, offset: impl Into<RopeOffset<'a>>) -> Result<Array> {
         let x = if self.mscale != 1.0 {
             ops::multiply(self.mscale, x)?
         } else {
@@ -163,8 +167,9 @@ pub enum Rope {
 }
 
 impl Rope {
-    /// The embedding applied at `offset`.
-    pub fn forward(&self, x: &Array, offset: i32) -> Result<Array> {
+    /// The embedding applied at `offset` (one for every row, or an array
+    /// of one a row).
+    pub fn forward<'a>(&self, x: &Array, offset: impl Into<RopeOffset<'a>>) -> Result<Array> {
         match self {
             Rope::Yarn(r) => r.forward(x, offset),
             Rope::Plain(r) => Ok(r.forward(x, offset)?),
@@ -371,9 +376,9 @@ impl DeepseekV3Attention {
         let kv_parts = ops::split(&kv, [self.qk_nope_head_dim], -1)?;
         let (k_nope, values) = (&kv_parts[0], &kv_parts[1]);
 
-        let offset = cache.as_ref().map_or(0, |c| c.offset());
-        let q_pe = self.rope.forward(q_pe, offset)?;
-        let k_pe = self.rope.forward(&k_pe, offset)?;
+        let position = CachePosition::of(cache.as_deref())?;
+        let q_pe = self.rope.forward(q_pe, position.offset())?;
+        let k_pe = self.rope.forward(&k_pe, position.offset())?;
         let k_pe = ops::broadcast_to(&k_pe, &[b, self.num_heads, l, self.qk_rope_head_dim])?;
         let keys = ops::concatenate(&[k_nope, &k_pe], -1)?;
         let cached = match cache {
@@ -635,7 +640,7 @@ impl DeepseekV3Model {
         cache: &mut [Box<dyn Cache>],
         mask: Option<&AttentionMask>,
     ) -> Result<Array> {
-        let mut h = match inputs_embeds {
+        let h = match inputs_embeds {
             Some(e) => e.clone(),
             None => self.embed_tokens.forward(x)?,
         };
@@ -658,10 +663,22 @@ impl DeepseekV3Model {
                 &own_mask
             }
         };
-        let mut caches = cache.iter_mut();
+        let caches = cache.iter_mut().map(|c| &mut **c as &mut dyn Cache);
+        self.forward_layers(h, mask, caches)
+    }
+
+    /// The layers and the final norm over `h`, with one cache per layer
+    /// from `caches` while it lasts: the second half of Python's
+    /// `DeepseekV3Model.__call__`, shared by [`DeepseekV3Model::forward`]
+    /// and the batched decode.
+    pub fn forward_layers<'c>(
+        &self,
+        mut h: Array,
+        mask: &AttentionMask,
+        mut caches: impl Iterator<Item = &'c mut dyn Cache>,
+    ) -> Result<Array> {
         for layer in &self.layers {
-            let c: Option<&mut dyn Cache> = caches.next().map(|c| &mut **c as &mut dyn Cache);
-            h = layer.forward(&h, mask, c)?;
+            h = layer.forward(&h, mask, caches.next())?;
         }
         Ok(self.norm.forward(&h)?)
     }
@@ -698,6 +715,31 @@ impl LanguageModel {
         mask: Option<&AttentionMask>,
     ) -> Result<Array> {
         let out = self.model.forward(inputs, inputs_embeds, cache, mask)?;
+        Ok(self.lm_head.forward(&out)?)
+    }
+
+    /// Logits `[rows, 1, vocab]` of one decode step of several requests
+    /// (Python: `LanguageModel.__call__` on a list of `BatchKVCache`s):
+    /// each row's (YaRN) RoPE at its own token count
+    /// ([`CachePosition`], Python's array `cache.offset`), the mask of the
+    /// first cache hiding each row's left padding (Python's
+    /// `create_attention_mask(h, cache[0])`, `BatchKVCache.make_mask`); the
+    /// experts route each row's token on its own.
+    pub fn decode_batch(
+        &self,
+        inputs: &Array,
+        cache: &mut [BatchLayerCache],
+        states: &[&mut ()],
+    ) -> Result<Array> {
+        let out = decode_step(
+            "Kimi-VL decode_batch",
+            inputs,
+            cache,
+            states.len(),
+            &self.model.embed_tokens,
+            self.model.layers.len(),
+            |h, mask, caches| self.model.forward_layers(h, mask, caches),
+        )?;
         Ok(self.lm_head.forward(&out)?)
     }
 

@@ -6,14 +6,20 @@
 //! broadcast as Python's Gemma 2 path does, for both paths; Gemma 2 with a
 //! quantized KV cache (`kv_bits`) is refused before generation
 //! ([`GEMMA2_KV_QUANTIZATION`]) where Python converts the cache and fails
-//! at the next attention call with a `TypeError`.
+//! at the next attention call with a `TypeError`; the batched decode
+//! ([`LanguageModel::decode_batch`]) masks the rows' left padding also with
+//! `use_bidirectional_attention`, where Python builds no mask and attends
+//! to the padding's zero keys (each row then computes what its single run
+//! does).
 
 use mlx_rs::nn::{Embedding, GELU, GeluApprox, Linear, Param, RoPE};
 use mlx_rs::{Array, Dtype, fast, idx, ops};
 
 use super::config::TextConfig;
 use crate::models::base::{self, AttentionMask};
+use crate::models::batch_layer_cache::{BatchLayerCache, decode_step};
 use crate::models::cache::{Cache, CachedKv};
+use crate::models::rope_utils::rope_at_cache;
 use crate::{Error, Result};
 
 /// Python: `_activation_from_config`: the MLP's GELU.
@@ -173,9 +179,7 @@ impl Attention {
         let values = heads(self.v_proj.forward(x)?, self.n_kv_heads)?;
         let (queries, cached) = match cache {
             Some(cache) => {
-                let offset = cache.offset();
-                let queries = self.rope.forward(&queries, offset)?;
-                let keys = self.rope.forward(&keys, offset)?;
+                let (queries, keys) = rope_at_cache(&self.rope, &queries, &keys, cache)?;
                 (queries, cache.update_and_fetch_kv(&keys, &values)?)
             }
             None => (
@@ -405,9 +409,7 @@ impl GemmaModel {
             Some(e) => e.clone(),
             None => self.embed_tokens.forward(inputs)?,
         };
-        let normalizer =
-            Array::scalar::<f32>((self.config.hidden_size as f32).sqrt()).as_type(h.dtype())?;
-        let mut h = ops::multiply(&h, &normalizer)?;
+        let h = self.normalize(&h)?;
         if !cache.is_empty() && cache.len() != self.layers.len() {
             return Err(Error::InvalidArgument(format!(
                 "GemmaModel: got {} caches for {} layers; make one cache per layer",
@@ -429,10 +431,30 @@ impl GemmaModel {
             }
             other => other,
         };
-        let mut caches = cache.iter_mut();
+        let caches = cache.iter_mut().map(|c| &mut **c as &mut dyn Cache);
+        self.forward_layers(h, mask, caches)
+    }
+
+    /// The embeddings scaled by `sqrt(hidden_size)` in their dtype (Python:
+    /// `h * mx.array(self.config.hidden_size**0.5, h.dtype)`).
+    fn normalize(&self, h: &Array) -> Result<Array> {
+        let normalizer =
+            Array::scalar::<f32>((self.config.hidden_size as f32).sqrt()).as_type(h.dtype())?;
+        Ok(ops::multiply(h, &normalizer)?)
+    }
+
+    /// The layers and the final norm over `h`, with one cache per layer
+    /// from `caches` while it lasts: the second half of Python's
+    /// `GemmaModel.__call__`, shared by [`GemmaModel::forward`] and the
+    /// batched decode.
+    fn forward_layers<'c>(
+        &self,
+        mut h: Array,
+        mask: Option<&Array>,
+        mut caches: impl Iterator<Item = &'c mut dyn Cache>,
+    ) -> Result<Array> {
         for layer in &self.layers {
-            let c: Option<&mut dyn Cache> = caches.next().map(|c| &mut **c as &mut dyn Cache);
-            h = layer.forward(&h, mask, c)?;
+            h = layer.forward(&h, mask, caches.next())?;
         }
         self.norm.forward(&h)
     }
@@ -489,7 +511,47 @@ impl LanguageModel {
         cache: &mut [Box<dyn Cache>],
     ) -> Result<Array> {
         let out = self.model.forward(inputs, inputs_embeds, mask, cache)?;
-        let out = self.model.embed_tokens.as_linear(&out)?;
+        self.logits(&out)
+    }
+
+    /// Logits `[rows, 1, vocab]` of one decode step of several requests
+    /// (Python: `LanguageModel.__call__` on a list of `BatchKVCache`s):
+    /// each row's RoPE at its own token count
+    /// ([`crate::models::rope_utils::rope_at_cache`], Python's array
+    /// `cache.offset`), the first cache's mask hiding each row's left
+    /// padding (Python's `create_attention_mask(h, cache[0],
+    /// return_array=True)`) in both the Gemma and the Gemma 2 attention;
+    /// also with bidirectional attention (a divergence, see the module
+    /// doc).
+    pub fn decode_batch(
+        &self,
+        inputs: &Array,
+        cache: &mut [BatchLayerCache],
+        states: &[&mut ()],
+    ) -> Result<Array> {
+        let out = decode_step(
+            "PaliGemma decode_batch",
+            inputs,
+            cache,
+            states.len(),
+            &self.model.embed_tokens,
+            self.model.layers.len(),
+            |h, mask, caches| {
+                let mask = match mask {
+                    AttentionMask::Array(m) => Some(m),
+                    AttentionMask::None | AttentionMask::Causal => None,
+                };
+                self.model
+                    .forward_layers(self.model.normalize(&h)?, mask, caches)
+            },
+        )?;
+        self.logits(&out)
+    }
+
+    /// The tied output layer over the normed hidden states, soft-capped
+    /// for Gemma 2.
+    fn logits(&self, out: &Array) -> Result<Array> {
+        let out = self.model.embed_tokens.as_linear(out)?;
         match (
             self.config.model_type.as_str(),
             self.config.final_logit_softcapping,

@@ -405,6 +405,10 @@ impl FamilyModel for Model {
         false
     }
 
+    // Plain KV caches and 1-D RoPE, which rotates each row at its own count;
+    // the decode step is one token, so the prefix-LM mask plays no part.
+    crate::models::batch_layer_cache::language_model_decodes_batches!(());
+
     fn estimate_memory(&self, request: &MemoryRequest) -> Result<MemoryEstimate> {
         let t = &self.language_model.config;
         let vision = siglip_dims(
