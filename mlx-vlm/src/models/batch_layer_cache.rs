@@ -100,6 +100,32 @@ impl BatchLayerCache {
     }
 }
 
+/// The two batched-decode methods of a [`crate::models::FamilyModel`]
+/// impl (its `State` `()`) whose model decodes batches of plain and
+/// sliding-window caches through its `language_model` field's
+/// `decode_batch(inputs, cache, rows)`: `batched_decode` true and
+/// `decode_batch_layers` forwarding there.
+macro_rules! language_model_decodes_layer_batches {
+    () => {
+        fn batched_decode(&self) -> bool {
+            true
+        }
+
+        /// Sliding layers batch through rotating caches, global ones
+        /// through plain caches.
+        fn decode_batch_layers(
+            &self,
+            inputs: &mlx_rs::Array,
+            cache: &mut [$crate::models::BatchLayerCache],
+            states: &mut [&mut ()],
+        ) -> $crate::Result<mlx_rs::Array> {
+            self.language_model
+                .decode_batch(inputs, cache, states.len())
+        }
+    };
+}
+pub(crate) use language_model_decodes_layer_batches;
+
 /// Runs `decode` (a family's decode over plain caches only) on `cache`'s
 /// plain caches, handed back afterwards; fails, leaving `cache` as it
 /// was, when a layer is sliding-window (a family that decodes those

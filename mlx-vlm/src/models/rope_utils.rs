@@ -370,27 +370,34 @@ pub fn initialize_rope(
 }
 
 /// `queries` and `keys` `[batch, heads, seq, head_dim]` rotated by `rope`
-/// from where `cache` holds its tokens (Python: `rope(x,
-/// offset=cache.offset)`): each row from its own count for a batched
-/// cache ([`crate::models::cache::Cache::row_offsets`], `fast::rope`'s
-/// per-row offsets), else from [`crate::models::cache::Cache::offset`].
+/// from where `cache` holds its tokens ([`rope_from_cache`]).
 pub fn rope_at_cache(
     rope: &RoPE,
     queries: &Array,
     keys: &Array,
     cache: &dyn crate::models::cache::Cache,
 ) -> Result<(Array, Array)> {
+    Ok((
+        rope_from_cache(rope, queries, cache)?,
+        rope_from_cache(rope, keys, cache)?,
+    ))
+}
+
+/// `x` `[batch, heads, seq, head_dim]` rotated by `rope` from where
+/// `cache` holds its tokens (Python: `rope(x, offset=cache.offset)`):
+/// each row from its own count for a batched cache
+/// ([`crate::models::cache::Cache::row_offsets`], `fast::rope`'s per-row
+/// offsets), else from [`crate::models::cache::Cache::offset`].
+pub fn rope_from_cache(
+    rope: &RoPE,
+    x: &Array,
+    cache: &dyn crate::models::cache::Cache,
+) -> Result<Array> {
     match cache.row_offsets() {
         Some(rows) => {
             let offsets = Array::from_slice(&rows, &[rows.len() as i32])?;
-            Ok((
-                rope.forward(queries, &offsets)?,
-                rope.forward(keys, &offsets)?,
-            ))
+            Ok(rope.forward(x, &offsets)?)
         }
-        None => {
-            let offset = cache.offset();
-            Ok((rope.forward(queries, offset)?, rope.forward(keys, offset)?))
-        }
+        None => Ok(rope.forward(x, cache.offset())?),
     }
 }
