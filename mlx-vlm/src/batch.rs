@@ -14,13 +14,13 @@
 //! Once its first token is sampled, a request of a family with batched
 //! decode ([`crate::models::FamilyModel::batched_decode`]: Qwen2-VL,
 //! Qwen2.5-VL, Qwen3-VL, Qwen3-VL-MoE, LLaVA, LLaVA-NeXT, Idefics3,
-//! SmolVLM and Gemma 3) moves its caches into the decode batch (one
+//! SmolVLM, Gemma 3 and Gemma 3n) moves its caches into the decode batch (one
 //! left-padded [`BatchLayerCache`] per layer: a plain
 //! [`crate::models::BatchKvCache`], or a
 //! [`crate::models::BatchRotatingKvCache`] for a sliding-window layer) and
 //! decodes with the others in one forward; finished rows leave it.
-//! Families without batched decode (the default: Gemma 3n and PaliGemma,
-//! and Kimi-VL, whose MLA cache has no batched form), and requests with a
+//! Families without batched decode (the default: PaliGemma, and Kimi-VL,
+//! whose MLA cache has no batched form), and requests with a
 //! rotating (`max_kv_size`) or quantized (`kv_bits`) cache, decode one by
 //! one, each with its own forward.
 //!

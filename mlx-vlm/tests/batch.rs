@@ -1,6 +1,6 @@
 //! Continuous batching (`mlx_vlm::batch::BatchGenerator`) on the tiny
 //! Qwen2.5-VL and Qwen2-VL checkpoints (batched decode) and the tiny
-//! Gemma 3 (a family without it, decoded per request): requests arriving
+//! Kimi-VL (a family without it, decoded per request): requests arriving
 //! between steps, prompts of different lengths with and without images,
 //! different `max_tokens`, stop ids, cancellation, a failing request among
 //! good ones and `max_num_seqs` admission, each request's ids equal to its
@@ -11,8 +11,9 @@
 //! Python mlx-vlm 0.7.6's `BatchKVCache`
 //! (tests/fixtures/batch/gen_batch_cache.py). At the end, the other
 //! batched families (Qwen3-VL, Qwen3-VL-MoE, LLaVA, LLaVA-NeXT, Idefics3,
-//! SmolVLM): a batched step's logits against each row's single step, bit
-//! for bit in f32, and staggered requests against their own runs.
+//! SmolVLM, Gemma 3, Gemma 3n): a batched step's logits against each row's
+//! single step, bit for bit in f32 (the sliding-window families' short
+//! rows within 1e-5), and staggered requests against their own runs.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -479,13 +480,14 @@ fn test_model() -> Arc<dyn VlmModel> {
 
 #[test]
 fn a_family_without_batched_decode_runs_per_request() {
-    let (_dir, model) = tiny(fixtures::gemma3n_tiny());
+    let (_dir, model) = tiny(fixtures::kimi_vl_tiny());
     let tokenizer =
-        tokenizers::Tokenizer::from_file(fixtures::gemma_tokenizer_dir().join("tokenizer.json"))
+        tokenizers::Tokenizer::from_file(fixtures::kimi_vl_tokenizer_dir().join("tokenizer.json"))
             .unwrap();
+    // Ids below the tiny Kimi vocabulary (482).
     let request = |i: usize| {
         let ids: Vec<i32> = (0..4 + 5 * i as i32)
-            .map(|t| 20 + (t * 13 + i as i32) % 500)
+            .map(|t| 20 + (t * 13 + i as i32) % 450)
             .collect();
         let n = ids.len() as i32;
         BatchRequest {
@@ -505,7 +507,7 @@ fn a_family_without_batched_decode_runs_per_request() {
     ];
     let (outcomes, most_active) = drive(&mut batcher, arrivals, |_, _, _| {});
     assert_eq!(most_active, 3);
-    // Gemma 3n has no batched decode: every request decoded on its own.
+    // Kimi-VL has no batched decode: every request decoded on its own.
     assert_eq!(batcher.largest_batch(), 0);
     for i in 0..3 {
         assert_single_run(&*model, &tokenizer, &outcomes, i, request(i), &options);
@@ -1083,4 +1085,21 @@ fn families_that_cannot_continue_a_cache_prefill_every_turn_cold() {
         let (cold, _) = single_run(&*model, &tokenizer, request(&text), &options);
         assert_eq!(second.tokens, cold, "{}", model.model_type());
     }
+}
+
+/// Gemma 3n (sliding-window layers of 8 tokens, the last two layers
+/// reading the keys and values of earlier ones): prompts of 4, 19 and 14
+/// tokens, shorter and longer than the window, the staggered ones
+/// decoding past it. As in [`gemma3_decodes_in_batches`], the rows filling
+/// the window step bit for bit and the short one within 1e-5 (the full
+/// batched ring hands its keys over rotated with its padding, so attention
+/// sums them in another order than its single run does).
+#[test]
+fn gemma3n_decodes_in_batches() {
+    let (_dir, model) = tiny(fixtures::gemma3n_tiny());
+    let prompts: Vec<_> = [0, 3, 2].map(|i| text_request(i).inputs).into();
+    assert_batched_step(&*model, &prompts, &TEXT_PADDING, 1e-5);
+    let tokenizer = fixtures::gemma_tokenizer_dir();
+    let tokenizer = tokenizers::Tokenizer::from_file(tokenizer.join("tokenizer.json")).unwrap();
+    assert_staggered_batches(model, &tokenizer, text_request);
 }
