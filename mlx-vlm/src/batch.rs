@@ -14,12 +14,12 @@
 //! Once its first token is sampled, a request of a family with batched
 //! decode ([`crate::models::FamilyModel::batched_decode`]: Qwen2-VL,
 //! Qwen2.5-VL, Qwen3-VL, Qwen3-VL-MoE, LLaVA, LLaVA-NeXT, Idefics3,
-//! SmolVLM, Gemma 3, PaliGemma and Kimi-VL) moves its caches into the
-//! decode batch (one left-padded [`BatchLayerCache`] per layer: a plain
+//! SmolVLM, Gemma 3, Gemma 3n, PaliGemma and Kimi-VL: every ported
+//! family) moves its caches into the decode batch (one left-padded [`BatchLayerCache`] per layer: a plain
 //! [`crate::models::BatchKvCache`], or a
 //! [`crate::models::BatchRotatingKvCache`] for a sliding-window layer)
 //! and decodes with the others in one forward; finished rows leave it.
-//! Families without batched decode (the default: Gemma 3n), and requests
+//! Families without batched decode (the trait's default), and requests
 //! whose caches neither kind takes in (quantized, `kv_bits`; or
 //! `max_kv_size` rings, which pin their first 4 tokens), decode one by
 //! one, each with its own forward.

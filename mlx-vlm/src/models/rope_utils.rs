@@ -420,3 +420,13 @@ pub fn rope_at_cache(
         rope.forward(keys, position.offset())?,
     ))
 }
+
+/// `x` `[batch, heads, seq, head_dim]` rotated by `rope` from where
+/// `cache` holds its tokens ([`rope_at_cache`] for one array).
+pub fn rope_from_cache(
+    rope: &RoPE,
+    x: &Array,
+    cache: &dyn crate::models::cache::Cache,
+) -> Result<Array> {
+    Ok(rope.forward(x, CachePosition::of(Some(cache))?.offset())?)
+}

@@ -322,21 +322,7 @@ impl FamilyModel for Model {
         self.language_model.make_cache()
     }
 
-    fn batched_decode(&self) -> bool {
-        true
-    }
-
-    /// Global layers batch through plain caches, sliding ones through
-    /// rotating caches.
-    fn decode_batch(
-        &self,
-        inputs: &Array,
-        cache: &mut [crate::models::BatchLayerCache],
-        states: &mut [&mut ()],
-    ) -> Result<Array> {
-        self.language_model
-            .decode_batch(inputs, cache, states.len())
-    }
+    crate::models::batch_layer_cache::language_model_decodes_layer_batches!();
 
     fn sanitize(&self, weights: HashMap<String, Array>) -> Result<HashMap<String, Array>> {
         Model::sanitize(self, normalize_transformers5_layout(weights, true))

@@ -540,6 +540,9 @@ impl FamilyModel for Model {
         Model::make_cache(self)
     }
 
+    // One batched cache per layer keeping its own KV.
+    crate::models::batch_layer_cache::language_model_decodes_layer_batches!();
+
     fn sanitize(&self, weights: HashMap<String, Array>) -> Result<HashMap<String, Array>> {
         Model::sanitize(self, weights)
     }

@@ -42,6 +42,14 @@
 //! their queries take the RoPE offset of the shared cache after the update
 //! (the prompt's end, not its start); given per-layer inputs are sliced at
 //! the first rotating cache's write index (`_idx`), not its offset.
+//!
+//! A batched decode step ([`Gemma3Model::decode_batch`], Python's
+//! `GenerationBatch` over `BatchKVCache`/`BatchRotatingKVCache`) is
+//! Python's: each row's keys and queries rotate at that row's own count
+//! (a KV-shared layer's queries at its count after the shared cache's
+//! update), and a KV-shared layer reads the batched keys and values,
+//! left padding included, under the mask of its kind, which hides the
+//! padding.
 
 use std::collections::HashMap;
 
@@ -50,8 +58,9 @@ use mlx_rs::{Array, Dtype, fast, idx, ops};
 
 use super::config::{FULL_ATTENTION, SLIDING_ATTENTION, TextConfig};
 use crate::models::base::{self, AttentionMask};
+use crate::models::BatchLayerCache;
 use crate::models::cache::{Cache, CachedKv, KvCache, RotatingKvCache};
-use crate::models::rope_utils::initialize_rope;
+use crate::models::rope_utils::{initialize_rope, rope_from_cache};
 use crate::{Error, Result};
 
 /// The `[batch, len, hidden]` dimensions of `x`, or an error naming `what`.
@@ -283,22 +292,27 @@ impl Gemma3nAttention {
         })
     }
 
-    /// This call's keys and values, RoPE'd from `offset`, appended to
-    /// `cache` when there is one (the branch of Python's `__call__` for a
-    /// layer computing its own).
-    fn own_keys_values(
-        &self,
-        x: &Array,
-        offset: i32,
-        cache: Option<&mut dyn Cache>,
-    ) -> Result<CachedKv> {
+    /// `x` rotated from where `cache` holds its tokens (0 without one),
+    /// each row from its own count in a batched cache (Python:
+    /// `rope(x, offset=cache.offset)`, an array for a batch).
+    fn rope_at(&self, x: &Array, cache: Option<&dyn Cache>) -> Result<Array> {
+        match cache {
+            Some(cache) => rope_from_cache(&self.rope, x, cache),
+            None => Ok(self.rope.forward(x, 0)?),
+        }
+    }
+
+    /// This call's keys and values, RoPE'd from `cache`'s position before
+    /// the update, appended to `cache` when there is one (the branch of
+    /// Python's `__call__` for a layer computing its own).
+    fn own_keys_values(&self, x: &Array, cache: Option<&mut dyn Cache>) -> Result<CachedKv> {
         let (b, l) = batch_len(x, "Gemma3nAttention")?;
         let keys = self
             .k_proj
             .forward(x)?
             .reshape(&[b, l, -1, self.head_dim])?;
         let keys = self.k_norm.forward(&keys)?.transpose([0, 2, 1, 3])?;
-        let keys = self.rope.forward(&keys, offset)?;
+        let keys = self.rope_at(&keys, cache.as_deref())?;
         let values = self
             .v_proj
             .forward(x)?
@@ -325,22 +339,22 @@ impl Gemma3nAttention {
             .q_proj
             .forward(x)?
             .reshape(&[b, l, -1, self.head_dim])?;
-        let queries = self.q_norm.forward(&queries)?;
+        let queries = self.q_norm.forward(&queries)?.transpose([0, 2, 1, 3])?;
 
-        let (cached, offset) = match cache {
+        // The queries take the cache's position: a KV-shared layer's after
+        // the update of the layer owning it (Python's quirk, kept), each
+        // row's own in a batch.
+        let (cached, queries) = match cache {
             Some(cache) if self.is_kv_shared_layer => {
                 let (keys, values) = cache_state(&*cache)?;
-                (CachedKv::Plain(keys, values), cache.offset())
+                let queries = self.rope_at(&queries, Some(&*cache))?;
+                (CachedKv::Plain(keys, values), queries)
             }
             cache => {
-                let offset = cache.as_ref().map_or(0, |c| c.offset());
-                (self.own_keys_values(x, offset, cache)?, offset)
+                let queries = self.rope_at(&queries, cache.as_deref())?;
+                (self.own_keys_values(x, cache)?, queries)
             }
         };
-
-        let queries = self
-            .rope
-            .forward(&queries.transpose([0, 2, 1, 3])?, offset)?;
 
         let key_len = base::kv_sequence_length(&cached);
         let cut;
@@ -717,6 +731,14 @@ fn rescale_streams(streams: &Array, target: &Array, dtype: Dtype) -> Result<Arra
     Ok(ops::concatenate(&[streams.index(idx![..1])?, rest], 0)?)
 }
 
+/// The masks of a call: `given` for every layer, else `full` or
+/// `sliding` by the layer's kind.
+struct LayerMasks<'a> {
+    given: Option<&'a AttentionMask>,
+    full: &'a AttentionMask,
+    sliding: &'a AttentionMask,
+}
+
 /// Python: `Gemma3Model` (the name Python's Gemma 3n file gives its
 /// decoder).
 #[derive(Debug, Clone, mlx_rs::Module)]
@@ -964,7 +986,7 @@ impl Gemma3Model {
         mask: Option<&AttentionMask>,
         cache: &mut [Box<dyn Cache>],
         per_layer_inputs: Option<&Array>,
-        mut layer_outputs: Option<&mut Vec<Array>>,
+        layer_outputs: Option<&mut Vec<Array>>,
     ) -> Result<Array> {
         let h0 = self.embed(inputs, inputs_embeds)?;
         let (_, len) = batch_len(&h0, "Gemma3Model")?;
@@ -993,19 +1015,40 @@ impl Gemma3Model {
             ),
         };
 
-        let mut h = self.expand_streams(&h0)?;
+        let masks = LayerMasks {
+            given: mask,
+            full: &full_mask,
+            sliding: &sliding_window_mask,
+        };
+        let mut caches: Vec<&mut dyn Cache> =
+            cache.iter_mut().map(|c| &mut **c as &mut dyn Cache).collect();
+        self.forward_layers(&h0, &per_layer_inputs, &masks, &mut caches, layer_outputs)
+    }
+
+    /// The AltUp streams of `h0` through the layers (each with its slice of
+    /// the projected `per_layer_inputs`, its mask of `masks`, and the cache
+    /// of `caches` that `layer_idx_to_cache_idx` names: none when `caches`
+    /// is empty, Python's `cache=None`), collapsed and final-normed.
+    fn forward_layers(
+        &self,
+        h0: &Array,
+        per_layer_inputs: &Array,
+        masks: &LayerMasks<'_>,
+        caches: &mut [&mut dyn Cache],
+        mut layer_outputs: Option<&mut Vec<Array>>,
+    ) -> Result<Array> {
+        let mut h = self.expand_streams(h0)?;
         for (i, layer) in self.layers.iter().enumerate() {
             let per_layer_input = per_layer_inputs.index(idx![.., .., i as i32, ..])?;
-            let local_mask = match mask {
+            let local_mask = match masks.given {
                 Some(m) => m,
-                None if self.config.is_sliding(i) => &sliding_window_mask,
-                None => &full_mask,
+                None if self.config.is_sliding(i) => masks.sliding,
+                None => masks.full,
             };
-            // Empty `cache` (Python's None): no cache.
             let layer_cache = self
                 .layer_idx_to_cache_idx
                 .get(i)
-                .and_then(|&c| cache.get_mut(c))
+                .and_then(|&c| caches.get_mut(c))
                 .map(|c| &mut **c as &mut dyn Cache);
             h = layer.forward(&h, local_mask, layer_cache, &per_layer_input)?;
             if let Some(outputs) = layer_outputs.as_deref_mut() {
@@ -1014,6 +1057,56 @@ impl Gemma3Model {
         }
         let h = self.collapse_streams(&h, h0.dtype())?;
         Ok(self.norm.forward(&h)?)
+    }
+
+    /// Python: `Gemma3Model.__call__` in `GenerationBatch._step`: one token
+    /// a row (`inputs` `[rows, 1]`, their per-layer inputs from the ids)
+    /// over one batched cache per layer keeping its own KV
+    /// ([`LanguageModel::make_cache`]'s length). Each kind's mask comes
+    /// from the batched cache of its first layer and hides each row's
+    /// padding; a KV-shared layer reads the batched keys and values of the
+    /// layer it shares, padding included, under the mask of its kind,
+    /// and rotates its queries at each row's count after that layer's
+    /// update.
+    pub fn decode_batch(
+        &self,
+        inputs: &Array,
+        cache: &mut [BatchLayerCache],
+        rows: usize,
+    ) -> Result<Array> {
+        let owners = self.first_kv_shared_layer_idx as usize;
+        if inputs.shape() != [rows as i32, 1]
+            || cache.len() != owners
+            || cache.iter().any(|c| c.batch_size() != rows)
+        {
+            return Err(Error::InvalidArgument(format!(
+                "Gemma 3n decode_batch: needs inputs [{rows}, 1] (one token per request) and \
+                 one cache of {rows} rows per layer keeping its own KV ({owners}), got inputs \
+                 {:?} and {} caches",
+                inputs.shape(),
+                cache.len()
+            )));
+        }
+        let mask_of = |first: usize, window: Option<i32>| match cache.get(first) {
+            Some(c) => c.as_cache().make_mask(1, window, false),
+            // Unreachable: validate() put a layer of each kind before the
+            // KV-shared ones.
+            None => Err(Error::InvalidArgument(format!(
+                "Gemma 3n decode_batch: no cache for layer {first}, the first of its kind"
+            ))),
+        };
+        let full_mask = mask_of(self.first_full_idx, None)?;
+        let sliding_mask = mask_of(self.first_sliding_idx, Some(self.config.sliding_window))?;
+        let h0 = self.embed(Some(inputs), None)?;
+        let per_layer_inputs =
+            self.project_per_layer_inputs(&h0, &self.get_per_layer_inputs(inputs)?)?;
+        let masks = LayerMasks {
+            given: None,
+            full: &full_mask,
+            sliding: &sliding_mask,
+        };
+        let mut caches: Vec<&mut dyn Cache> = cache.iter_mut().map(|c| c.as_cache_mut()).collect();
+        self.forward_layers(&h0, &per_layer_inputs, &masks, &mut caches, None)
     }
 
     /// Python: `Gemma3Model.get_per_layer_inputs`: each token's per-layer
@@ -1099,6 +1192,18 @@ impl LanguageModel {
             model: Gemma3Model::new(config)?,
             final_logit_softcapping: config.final_logit_softcapping,
         })
+    }
+
+    /// Logits `[rows, 1, vocab]` of one batched decode step
+    /// ([`Gemma3Model::decode_batch`]).
+    pub fn decode_batch(
+        &self,
+        inputs: &Array,
+        cache: &mut [BatchLayerCache],
+        rows: usize,
+    ) -> Result<Array> {
+        let out = self.model.decode_batch(inputs, cache, rows)?;
+        self.logits(&out)
     }
 
     /// Logits `[batch, len, vocab]` (Python: `LanguageModel.__call__(inputs,
