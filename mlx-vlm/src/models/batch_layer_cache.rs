@@ -183,30 +183,3 @@ macro_rules! language_model_decodes_batches {
     };
 }
 pub(crate) use language_model_decodes_batches;
-
-/// The two batched-decode methods of a [`crate::models::FamilyModel`]
-/// impl (its `State` `()`) whose model decodes batches of plain and
-/// sliding-window caches through its `language_model` field's
-/// `decode_batch(inputs, cache, rows)` (Gemma 3 and Gemma 3n, whose
-/// layers read each kind's mask): `batched_decode` true and
-/// `decode_batch` forwarding there.
-macro_rules! language_model_decodes_layer_batches {
-    () => {
-        fn batched_decode(&self) -> bool {
-            true
-        }
-
-        /// Sliding layers batch through rotating caches, global ones
-        /// through plain caches.
-        fn decode_batch(
-            &self,
-            inputs: &mlx_rs::Array,
-            cache: &mut [$crate::models::BatchLayerCache],
-            states: &mut [&mut ()],
-        ) -> $crate::Result<mlx_rs::Array> {
-            self.language_model
-                .decode_batch(inputs, cache, states.len())
-        }
-    };
-}
-pub(crate) use language_model_decodes_layer_batches;

@@ -322,7 +322,7 @@ impl FamilyModel for Model {
         self.language_model.make_cache()
     }
 
-    crate::models::batch_layer_cache::language_model_decodes_layer_batches!();
+    crate::models::batch_layer_cache::language_model_decodes_batches!(());
 
     fn sanitize(&self, weights: HashMap<String, Array>) -> Result<HashMap<String, Array>> {
         Model::sanitize(self, normalize_transformers5_layout(weights, true))

@@ -541,7 +541,7 @@ impl FamilyModel for Model {
     }
 
     // One batched cache per layer keeping its own KV.
-    crate::models::batch_layer_cache::language_model_decodes_layer_batches!();
+    crate::models::batch_layer_cache::language_model_decodes_batches!(());
 
     fn sanitize(&self, weights: HashMap<String, Array>) -> Result<HashMap<String, Array>> {
         Model::sanitize(self, weights)

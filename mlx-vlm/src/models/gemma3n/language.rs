@@ -1194,15 +1194,15 @@ impl LanguageModel {
         })
     }
 
-    /// Logits `[rows, 1, vocab]` of one batched decode step
-    /// ([`Gemma3Model::decode_batch`]).
+    /// Logits `[rows, 1, vocab]` of one batched decode step, a row per
+    /// request of `states` ([`Gemma3Model::decode_batch`]).
     pub fn decode_batch(
         &self,
         inputs: &Array,
         cache: &mut [BatchLayerCache],
-        rows: usize,
+        states: &[&mut ()],
     ) -> Result<Array> {
-        let out = self.model.decode_batch(inputs, cache, rows)?;
+        let out = self.model.decode_batch(inputs, cache, states.len())?;
         self.logits(&out)
     }
 
