@@ -17,12 +17,13 @@
 //! SmolVLM, Gemma 3, Gemma 3n, PaliGemma and Kimi-VL: every ported
 //! family) moves its caches into the decode batch (one left-padded [`BatchLayerCache`] per layer: a plain
 //! [`crate::models::BatchKvCache`], or a
-//! [`crate::models::BatchRotatingKvCache`] for a sliding-window layer)
-//! and decodes with the others in one forward; finished rows leave it.
-//! Families without batched decode (the trait's default), and requests
-//! whose caches neither kind takes in (quantized, `kv_bits`; or
-//! `max_kv_size` rings, which pin their first 4 tokens), decode one by
-//! one, each with its own forward.
+//! [`crate::models::BatchRotatingKvCache`] for a sliding-window layer;
+//! a `max_kv_size` ring that will not wrap before its request ends joins
+//! as a plain row) and decodes with the others in one forward; finished
+//! rows leave it. Families without batched decode (the trait's default),
+//! and requests whose caches no batched cache takes in (quantized,
+//! `kv_bits`; or `max_kv_size` rings that wrap, which pin their first 4
+//! tokens), decode one by one, each with its own forward.
 //!
 //! A request inserted with [`BatchGenerator::insert_with_prompt_cache`]
 //! continues a conversation: it prefills only what its prompt does not
@@ -51,10 +52,13 @@
 //!   or thinking budgets; Python's one-step-ahead `async_eval` pipelining
 //!   is not ported.
 //! - `max_kv_size` is kept: such a request has the bounded caches of its
-//!   single run (`RotatingKVCache(keep=4)`) and decodes on them alone,
-//!   since the batched ring has no pinned tokens. Python's `BatchGenerator`
-//!   ignores `max_kv_size` (its caches are `make_cache`'s or unbounded
-//!   `BatchKVCache`s) and refuses rotating caches that pin tokens.
+//!   single run (`RotatingKVCache(keep=4)`). While they will not wrap
+//!   before the request ends they batch as plain rows
+//!   ([`BatchLayerCache::Bounded`]) and come back as rings; one that
+//!   would wrap decodes alone, since the batched ring has no pinned
+//!   tokens. Python's `BatchGenerator` ignores `max_kv_size` (its caches
+//!   are `make_cache`'s or unbounded `BatchKVCache`s) and refuses rotating
+//!   caches that pin tokens.
 //! - A `kv_bits` request decodes alone on its quantized caches; Python
 //!   batches them in a `BatchQuantizedKVCache`, not ported.
 //! - Memory is checked per request at [`BatchGenerator::insert`]
@@ -778,8 +782,11 @@ impl DecodeBatch {
     /// `GenerationBatch.extend` with the merged prompt caches).
     fn join(&mut self, seq: &mut Sequence) -> Result<()> {
         let mut joined: Vec<BatchLayerCache> = Vec::with_capacity(seq.run.prompt_cache.len());
+        // The most tokens its caches will still take: one a decode step.
+        let tokens_left =
+            i32::try_from(seq.max_tokens.saturating_sub(seq.generated)).unwrap_or(i32::MAX);
         for cache in &seq.run.prompt_cache {
-            let Some(row) = BatchLayerCache::join(&**cache) else {
+            let Some(row) = BatchLayerCache::join(&**cache, tokens_left) else {
                 // Neither plain nor sliding-window (a family's own kind):
                 // decode alone.
                 seq.batchable = false;

@@ -1,7 +1,7 @@
 //! Continuous batching (`mlx_vlm::batch::BatchGenerator`) on the tiny
-//! Qwen2.5-VL and Qwen2-VL checkpoints (batched decode, and with
-//! `max_kv_size` rings, decoded per request): requests arriving between
-//! steps, prompts of different lengths with and without images,
+//! Qwen2.5-VL and Qwen2-VL checkpoints (batched decode; `max_kv_size`
+//! rings batched until they would wrap, else decoded per request):
+//! requests arriving between steps, prompts of different lengths with and without images,
 //! different `max_tokens`, stop ids, cancellation, a failing request among
 //! good ones and `max_num_seqs` admission, each request's ids equal to its
 //! own `generate` run (f32 and bf16); a batched step's logits against each
@@ -480,15 +480,15 @@ fn test_model() -> Arc<dyn VlmModel> {
 }
 
 /// Every ported family decodes in batches; requests whose caches no
-/// batched cache takes in (`max_kv_size` rings pin their first 4 tokens)
-/// decode one by one, here with rings that wrap, each giving its single
-/// run's ids.
+/// batched cache takes in (`max_kv_size` rings pinning their first 4
+/// tokens that wrap before their request ends) decode one by one, here
+/// with rings that wrap, each giving its single run's ids.
 #[test]
 fn requests_whose_caches_cannot_batch_run_per_request() {
     let (_dir, model) = qwen(Dtype::Float32);
     let tokenizer = qwen_tokenizer();
     let options = BatchOptions {
-        max_kv_size: Some(20),
+        max_kv_size: Some(10),
         ..small_chunks(8)
     };
     let mut batcher = BatchGenerator::new(Arc::clone(&model), Vec::new(), options.clone());
@@ -507,6 +507,33 @@ fn requests_whose_caches_cannot_batch_run_per_request() {
     for i in 0..3 {
         assert_single_run(&*model, &tokenizer, &outcomes, i, qwen_request(i), &options);
     }
+}
+
+/// `max_kv_size` rings that will not wrap before their requests end
+/// decode in the batch (as plain rows), each giving its single run's ids
+/// with the same `max_kv_size`.
+#[test]
+fn requests_whose_rings_will_not_wrap_decode_in_batches() {
+    let (_dir, model) = qwen(Dtype::Float32);
+    let tokenizer = qwen_tokenizer();
+    let options = BatchOptions {
+        max_kv_size: Some(128),
+        ..small_chunks(4)
+    };
+    let mut batcher = BatchGenerator::new(Arc::clone(&model), Vec::new(), options.clone());
+    let arrivals = vec![
+        vec![(0, qwen_request(0)), (1, qwen_request(1))],
+        vec![],
+        vec![(2, qwen_request(2))],
+        vec![],
+        vec![(3, qwen_request(3)), (4, qwen_request(4))],
+    ];
+    let (outcomes, _) = drive(&mut batcher, arrivals, |_, _, _| {});
+    assert_eq!(outcomes.len(), 5);
+    for i in 0..5 {
+        assert_single_run(&*model, &tokenizer, &outcomes, i, qwen_request(i), &options);
+    }
+    assert!(batcher.largest_batch() > 1, "{}", batcher.largest_batch());
 }
 
 #[test]
@@ -711,26 +738,35 @@ fn a_conversation_continues_from_the_cache_its_batched_turn_handed_back() {
 }
 
 #[test]
-fn a_conversation_continues_from_its_own_caches_outside_the_batch() {
-    // `max_kv_size` caches pin their first 4 tokens, which the batched
-    // ring has no room for: such requests decode on their own caches,
-    // which they hand back.
+fn a_conversation_continues_from_the_rings_of_its_batched_turns() {
+    // `max_kv_size` rings that will not wrap decode in the batch as plain
+    // rows and come back as rings of the same bound.
     let (_dir, model) = qwen(Dtype::Float32);
     let options = BatchOptions {
         max_kv_size: Some(512),
         ..small_chunks(8)
     };
     let mut batcher = BatchGenerator::new(Arc::clone(&model), Vec::new(), options.clone());
-    batcher.insert(qwen_request(1)).unwrap();
-    batcher.insert(qwen_request(2)).unwrap();
-    while !batcher.is_idle() {
-        batcher.next();
-    }
-    assert_eq!(
-        batcher.largest_batch(),
-        0,
-        "no request joined a decode batch"
+    let text: Vec<i32> = (0..9).map(|t| 400 + 11 * t).collect();
+    let request = BatchRequest {
+        inputs: qwen_inputs(&text, None, None),
+        params: GenerateParams {
+            max_tokens: 7,
+            ..Default::default()
+        },
+    };
+    let turn = run_turn(
+        &mut batcher,
+        request,
+        PromptCacheState::new(Vec::new()),
+        vec![qwen_request(1), qwen_request(2)],
     );
+    assert!(batcher.largest_batch() > 1, "{}", batcher.largest_batch());
+    let kept = turn.kept.expect("the conversation is handed back");
+    for cache in kept.cache.iter().flatten() {
+        assert_eq!(cache.max_size(), Some(512));
+        assert_eq!(cache.offset(), 9 + 7 - 1);
+    }
     assert_conversation(
         &model,
         &qwen_tokenizer(),
@@ -812,7 +848,7 @@ fn assert_batched_step(
         .map(|l| {
             let mut rows = caches
                 .iter()
-                .map(|c| BatchLayerCache::join(&*c[l]).unwrap().unwrap());
+                .map(|c| BatchLayerCache::join(&*c[l], 1).unwrap().unwrap());
             let mut batch = rows.next().unwrap();
             for row in rows {
                 batch.extend(row).unwrap();

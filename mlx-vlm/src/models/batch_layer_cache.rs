@@ -3,13 +3,20 @@
 //! by the kind of cache the layer's requests prefilled (Python: the
 //! `BatchKVCache`/`BatchRotatingKVCache` a `GenerationBatch` holds per
 //! layer).
+//!
+//! Rust only: a `max_kv_size` ring pinning its first tokens (Python's
+//! `RotatingKVCache(keep=4)`, which no batched ring takes in) joins as a
+//! plain batch while it has dropped no token and will not before its
+//! request ends ([`BatchLayerCache::Bounded`]), since until then it holds
+//! exactly what a plain cache holds; its row is handed back as the ring
+//! it was. Python's `BatchGenerator` ignores `max_kv_size` instead.
 
 use mlx_rs::Array;
 use mlx_rs::nn::Embedding;
 
 use super::batch_cache::BatchKvCache;
 use super::batch_rotating_cache::BatchRotatingKvCache;
-use super::cache::{Cache, Mask};
+use super::cache::{Cache, Mask, RotatingKvCache};
 use crate::{Error, Result};
 
 /// A batched cache of either kind.
@@ -19,14 +26,35 @@ pub enum BatchLayerCache {
     Plain(BatchKvCache),
     /// A sliding-window layer.
     Rotating(BatchRotatingKvCache),
+    /// Rings of `max_size` pinning `keep` tokens that have dropped none
+    /// and will drop none before their requests end: plain until then.
+    Bounded(BatchKvCache, Bound),
+}
+
+/// A [`BatchLayerCache::Bounded`] layer's ring: its window and pinned
+/// tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bound {
+    /// The window (`max_kv_size`).
+    pub max_size: i32,
+    /// Tokens pinned at the start.
+    pub keep: i32,
 }
 
 impl BatchLayerCache {
-    /// A batch of one row made from a request's cache; `None` for a cache
-    /// neither kind takes in (quantized, or with pinned `keep` tokens).
-    pub fn join(cache: &dyn Cache) -> Option<Result<Self>> {
+    /// A batch of one row made from a request's cache, which will take
+    /// at most `tokens_left` more tokens; `None` for a cache no kind takes
+    /// in (quantized, or a ring pinning tokens that has dropped some or
+    /// would before `tokens_left` more).
+    pub fn join(cache: &dyn Cache, tokens_left: i32) -> Option<Result<Self>> {
         if let Some(kv) = cache.plain_kv() {
             return Some(kv.and_then(|kv| Ok(Self::Plain(BatchKvCache::merge(&[kv])?))));
+        }
+        if let Some(kv) = cache.unwrapped_kv(tokens_left) {
+            return Some(kv.and_then(|(k, v, max_size, keep)| {
+                let bound = Bound { max_size, keep };
+                Ok(Self::Bounded(BatchKvCache::merge(&[(k, v)])?, bound))
+            }));
         }
         let window = cache.max_size()?;
         let row = cache.rotating_kv()?;
@@ -39,6 +67,7 @@ impl BatchLayerCache {
         match (self, other) {
             (Self::Plain(_), Self::Plain(_)) => true,
             (Self::Rotating(a), Self::Rotating(b)) => a.max_size() == b.max_size(),
+            (Self::Bounded(_, a), Self::Bounded(_, b)) => a == b,
             _ => false,
         }
     }
@@ -49,6 +78,7 @@ impl BatchLayerCache {
         match (self, other) {
             (Self::Plain(a), Self::Plain(b)) => a.extend(b),
             (Self::Rotating(a), Self::Rotating(b)) if a.max_size() == b.max_size() => a.extend(b),
+            (Self::Bounded(a, x), Self::Bounded(b, y)) if *x == y => a.extend(b),
             _ => Err(Error::InvalidArgument(
                 "a request whose layer caches differ in kind or window from the decode \
                  batch's cannot join it"
@@ -60,7 +90,7 @@ impl BatchLayerCache {
     /// Keeps only the rows `keep` (Python: `filter`).
     pub fn filter(&mut self, keep: &[usize]) -> Result<()> {
         match self {
-            Self::Plain(c) => c.filter(keep),
+            Self::Plain(c) | Self::Bounded(c, _) => c.filter(keep),
             Self::Rotating(c) => c.filter(keep),
         }
     }
@@ -70,13 +100,30 @@ impl BatchLayerCache {
         Ok(match self {
             Self::Plain(c) => Box::new(c.extract(row)?),
             Self::Rotating(c) => Box::new(c.extract(row)?),
+            Self::Bounded(c, bound) => {
+                let row = c.extract(row)?;
+                let (k, v) = match row.plain_kv() {
+                    Some(kv) => kv?,
+                    None => {
+                        return Err(Error::InvalidArgument(
+                            "BatchLayerCache::extract: an empty row of a bounded layer".into(),
+                        ));
+                    }
+                };
+                Box::new(RotatingKvCache::from_unwrapped(
+                    bound.max_size,
+                    bound.keep,
+                    k,
+                    v,
+                )?)
+            }
         })
     }
 
     /// Padding columns before each row's first token.
     pub fn left_padding(&self) -> &[i32] {
         match self {
-            Self::Plain(c) => c.left_padding(),
+            Self::Plain(c) | Self::Bounded(c, _) => c.left_padding(),
             Self::Rotating(c) => c.left_padding(),
         }
     }
@@ -84,7 +131,7 @@ impl BatchLayerCache {
     /// Each row's token count (its next token's position).
     pub fn offsets(&self) -> Vec<i32> {
         match self {
-            Self::Plain(c) => c.offsets(),
+            Self::Plain(c) | Self::Bounded(c, _) => c.offsets(),
             Self::Rotating(c) => c.offsets(),
         }
     }
@@ -92,7 +139,7 @@ impl BatchLayerCache {
     /// Rows in the batch.
     pub fn batch_size(&self) -> usize {
         match self {
-            Self::Plain(c) => c.batch_size(),
+            Self::Plain(c) | Self::Bounded(c, _) => c.batch_size(),
             Self::Rotating(c) => c.batch_size(),
         }
     }
@@ -105,7 +152,7 @@ impl BatchLayerCache {
     /// The cache, for a layer's attention.
     pub fn as_cache(&self) -> &dyn Cache {
         match self {
-            Self::Plain(c) => c,
+            Self::Plain(c) | Self::Bounded(c, _) => c,
             Self::Rotating(c) => c,
         }
     }
@@ -113,7 +160,7 @@ impl BatchLayerCache {
     /// The cache, for a layer's attention to update.
     pub fn as_cache_mut(&mut self) -> &mut dyn Cache {
         match self {
-            Self::Plain(c) => c,
+            Self::Plain(c) | Self::Bounded(c, _) => c,
             Self::Rotating(c) => c,
         }
     }

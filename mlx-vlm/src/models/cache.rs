@@ -178,6 +178,16 @@ pub trait Cache: Send {
         None
     }
 
+    /// The keys and values `[1, kv_heads, offset, head_dim]` of a bounded
+    /// cache that has dropped no token and will not within `tokens_left`
+    /// more, with its bound `(max_size, keep)`: until then it holds what
+    /// a plain cache would, so a [`crate::models::BatchKvCache`] can take
+    /// it in (Rust only: a `max_kv_size` ring pinning `keep` tokens, which
+    /// no batched ring can). `None` for every other cache.
+    fn unwrapped_kv(&self, _tokens_left: i32) -> Option<Result<(Array, Array, i32, i32)>> {
+        None
+    }
+
     /// A second cache holding the same tokens (Rust only: a server's
     /// prefix cache hands a copy to a request and keeps its entry). The
     /// arrays are shared, not copied: MLX arrays are immutable, so the
@@ -601,6 +611,27 @@ impl RotatingKvCache {
         })
     }
 
+    /// A cache of `max_size` pinning `keep` tokens that holds `keys` and
+    /// `values` `[1, kv_heads, len, head_dim]`, every token it has seen,
+    /// none dropped yet (the inverse of [`Cache::unwrapped_kv`]); fails
+    /// when `len` is over `max_size`.
+    pub fn from_unwrapped(max_size: i32, keep: i32, keys: Array, values: Array) -> Result<Self> {
+        let len = seq_len(&keys, "keys")?;
+        if len > max_size {
+            return Err(Error::InvalidArgument(format!(
+                "RotatingKvCache::from_unwrapped: {len} tokens do not fit a window of {max_size}"
+            )));
+        }
+        Ok(Self {
+            keep,
+            keys: Some(keys),
+            values: Some(values),
+            offset: len,
+            max_size,
+            idx: len,
+        })
+    }
+
     /// Tokens always kept at the start (Python: `keep`).
     pub fn keep(&self) -> i32 {
         self.keep
@@ -781,6 +812,23 @@ impl Cache for RotatingKvCache {
             self.temporal_order(k)
                 .and_then(|k| Ok((k, self.temporal_order(v)?, self.offset))),
         )
+    }
+
+    /// Only for a ring pinning tokens: one that pins none (a sliding
+    /// window) batches as a ring ([`Cache::rotating_kv`]).
+    fn unwrapped_kv(&self, tokens_left: i32) -> Option<Result<(Array, Array, i32, i32)>> {
+        if self.keep == 0 {
+            return None;
+        }
+        let (k, v) = (self.keys.as_ref()?, self.values.as_ref()?);
+        let fits = self.offset.checked_add(tokens_left.max(0))? <= self.max_size;
+        if self.idx != self.offset || !fits {
+            return None;
+        }
+        let cols = idx![.., .., ..self.idx, ..];
+        Some((|| {
+            Ok((k.index(cols)?, v.index(cols)?, self.max_size, self.keep))
+        })())
     }
 
     /// Python: true until the window has been filled.
