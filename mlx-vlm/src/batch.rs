@@ -15,9 +15,9 @@
 //! decode ([`crate::models::FamilyModel::batched_decode`]: Qwen2-VL,
 //! Qwen2.5-VL, Qwen3-VL, Qwen3-VL-MoE, LLaVA, LLaVA-NeXT, Idefics3,
 //! SmolVLM, Gemma 3, Gemma 3n, PaliGemma and Kimi-VL: every ported
-//! family) moves its caches into the decode batch (one left-padded [`BatchLayerCache`] per layer: a plain
-//! [`crate::models::BatchKvCache`], or a
-//! [`crate::models::BatchRotatingKvCache`] for a sliding-window layer;
+//! family) moves its caches into the decode batch (one left-padded
+//! [`BatchLayerCache`] per layer: a plain [`crate::models::BatchKvCache`],
+//! or a [`crate::models::BatchRotatingKvCache`] for a sliding-window layer;
 //! a `max_kv_size` ring that will not wrap before its request ends joins
 //! as a plain row) and decodes with the others in one forward; finished
 //! rows leave it. Families without batched decode (the trait's default),
@@ -787,8 +787,8 @@ impl DecodeBatch {
             i32::try_from(seq.max_tokens.saturating_sub(seq.generated)).unwrap_or(i32::MAX);
         for cache in &seq.run.prompt_cache {
             let Some(row) = BatchLayerCache::join(&**cache, tokens_left) else {
-                // Neither plain nor sliding-window (a family's own kind):
-                // decode alone.
+                // No batched cache takes it in (a family's own kind, or a
+                // ring pinning tokens that would wrap): decode alone.
                 seq.batchable = false;
                 return Ok(());
             };
