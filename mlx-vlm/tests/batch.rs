@@ -515,25 +515,11 @@ fn requests_whose_caches_cannot_batch_run_per_request() {
 #[test]
 fn requests_whose_rings_will_not_wrap_decode_in_batches() {
     let (_dir, model) = qwen(Dtype::Float32);
-    let tokenizer = qwen_tokenizer();
     let options = BatchOptions {
         max_kv_size: Some(128),
         ..small_chunks(4)
     };
-    let mut batcher = BatchGenerator::new(Arc::clone(&model), Vec::new(), options.clone());
-    let arrivals = vec![
-        vec![(0, qwen_request(0)), (1, qwen_request(1))],
-        vec![],
-        vec![(2, qwen_request(2))],
-        vec![],
-        vec![(3, qwen_request(3)), (4, qwen_request(4))],
-    ];
-    let (outcomes, _) = drive(&mut batcher, arrivals, |_, _, _| {});
-    assert_eq!(outcomes.len(), 5);
-    for i in 0..5 {
-        assert_single_run(&*model, &tokenizer, &outcomes, i, qwen_request(i), &options);
-    }
-    assert!(batcher.largest_batch() > 1, "{}", batcher.largest_batch());
+    assert_staggered_batches(model, &qwen_tokenizer(), qwen_request, options);
 }
 
 #[test]
@@ -883,15 +869,15 @@ fn assert_batched_step(
     }
 }
 
-/// Requests arriving two, then one, then two at a time on `model` (at
-/// most four active): each gives its own `generate` run's ids, and
-/// forwards ran several rows at once.
+/// Requests arriving two, then one, then two at a time on `model` under
+/// `options`: each gives its own `generate` run's ids (with the same
+/// options), and forwards ran several rows at once.
 fn assert_staggered_batches(
     model: Arc<dyn VlmModel>,
     tokenizer: &tokenizers::Tokenizer,
     request: impl Fn(usize) -> BatchRequest,
+    options: BatchOptions,
 ) {
-    let options = small_chunks(4);
     let mut batcher = BatchGenerator::new(Arc::clone(&model), Vec::new(), options.clone());
     let arrivals = vec![
         vec![(0, request(0)), (1, request(1))],
@@ -942,7 +928,7 @@ fn assert_family_batches_within(
     let prompts: Vec<_> = [0, 3, 2].map(|i| request(i).inputs).into();
     assert_batched_step(&*model, &prompts, padding, tolerance);
     let tokenizer = tokenizers::Tokenizer::from_file(tokenizer_dir.join("tokenizer.json")).unwrap();
-    assert_staggered_batches(model, &tokenizer, request);
+    assert_staggered_batches(model, &tokenizer, request, small_chunks(4));
 }
 
 /// Prompts of 23, 14 and 45 tokens.
