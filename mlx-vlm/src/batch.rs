@@ -15,15 +15,20 @@
 //! decode ([`crate::models::FamilyModel::batched_decode`]: Qwen2-VL,
 //! Qwen2.5-VL, Qwen3-VL, Qwen3-VL-MoE, LLaVA, LLaVA-NeXT, Idefics3,
 //! SmolVLM, Gemma 3, Gemma 3n, PaliGemma and Kimi-VL: every ported
-//! family) moves its caches into the decode batch (one left-padded
+//! family) moves its caches into a decode batch (one left-padded
 //! [`BatchLayerCache`] per layer: a plain [`crate::models::BatchKvCache`],
-//! or a [`crate::models::BatchRotatingKvCache`] for a sliding-window layer;
-//! a `max_kv_size` ring that will not wrap before its request ends joins
-//! as a plain row) and decodes with the others in one forward; finished
-//! rows leave it. Families without batched decode (the trait's default),
-//! and requests whose caches no batched cache takes in (quantized,
-//! `kv_bits`; or `max_kv_size` rings that wrap, which pin their first 4
-//! tokens), decode one by one, each with its own forward.
+//! a [`crate::models::BatchRotatingKvCache`] for a sliding-window layer,
+//! a [`crate::models::BatchQuantizedKvCache`] for `kv_bits` caches once
+//! quantized; a `max_kv_size` ring that will not wrap before its request
+//! ends joins as a plain row) and decodes with the others in one forward;
+//! finished rows leave it. Requests whose caches differ in kind (plain and
+//! quantized, say) decode in separate batches, one forward each. A
+//! `kv_bits` row whose step brings it to its `quantized_kv_start` leaves
+//! its plain batch, is quantized as its single run would be, and joins a
+//! quantized one. Families without batched decode (the trait's default),
+//! and requests whose caches no batched cache takes in (`max_kv_size`
+//! rings that wrap, which pin their first 4 tokens), decode one by one,
+//! each with its own forward.
 //!
 //! A request inserted with [`BatchGenerator::insert_with_prompt_cache`]
 //! continues a conversation: it prefills only what its prompt does not
@@ -59,8 +64,12 @@
 //!   tokens. Python's `BatchGenerator` ignores `max_kv_size` (its caches
 //!   are `make_cache`'s or unbounded `BatchKVCache`s) and refuses rotating
 //!   caches that pin tokens.
-//! - A `kv_bits` request decodes alone on its quantized caches; Python
-//!   batches them in a `BatchQuantizedKVCache`, not ported.
+//! - A `kv_bits` request quantizes its caches at its `quantized_kv_start`,
+//!   as its single run does, batching as plain rows before and as
+//!   quantized ones after. Python's `BatchGenerator` quantizes every
+//!   layer but the last of a deep stack from the first token
+//!   (`BatchQuantizedKVCache`, `should_quantize_kv_layer`), so its batched
+//!   answers differ from its single runs.
 //! - Memory is checked per request at [`BatchGenerator::insert`]
 //!   ([`crate::preflight::check`]), not for the requests running together.
 
@@ -271,17 +280,16 @@ struct Sequence {
     generated: usize,
     phase: Option<Phase>,
     conversation: Option<Conversation>,
-    /// Whether it may join the decode batch: the family decodes in
-    /// batches, its caches are not quantized (no `kv_bits`), and (found
-    /// at [`DecodeBatch::join`]) a batched cache takes them in.
+    /// Whether it may join a decode batch: the family decodes in batches
+    /// and (found at [`join_batches`]) a batched cache takes its caches in.
     batchable: bool,
-    /// Whether its caches live in the [`DecodeBatch`] (its own
+    /// Whether its caches live in a [`DecodeBatch`] (its own
     /// `run.prompt_cache` is then empty).
     batched: bool,
 }
 
-/// The decoding requests of a family with batched decode, sharing one
-/// forward per step (Python: `GenerationBatch`).
+/// Decoding requests whose caches are of one kind, sharing one forward
+/// per step (Python: `GenerationBatch`).
 #[derive(Default)]
 struct DecodeBatch {
     /// One left-padded cache per layer, plain or sliding-window.
@@ -306,7 +314,9 @@ pub struct BatchGenerator {
     active: Vec<Sequence>,
     /// Events of [`BatchGenerator::cancel`], reported by the next step.
     pending: Vec<BatchEvent>,
-    batch: DecodeBatch,
+    /// The decode batches: one per kind of caches their rows hold (say,
+    /// plain and, under `kv_bits`, quantized ones), none empty.
+    batches: Vec<DecodeBatch>,
     largest_batch: usize,
     vision_cache: Option<VisionFeatureCache>,
 }
@@ -329,7 +339,7 @@ impl BatchGenerator {
             queue: VecDeque::new(),
             active: Vec::new(),
             pending: Vec::new(),
-            batch: DecodeBatch::default(),
+            batches: Vec::new(),
             largest_batch: 0,
             vision_cache,
         }
@@ -459,9 +469,9 @@ impl BatchGenerator {
         let mut seq = self.active.remove(i);
         let cache = if seq.batched {
             let wanted = seq.conversation.is_some();
-            let cache = match self.batch.rows.iter().position(|r| *r == id) {
-                Some(row) => self.batch.row_caches(row, wanted),
-                None => unreachable!("a batched request is a row of the batch"),
+            let cache = match self.row_of(id) {
+                Some((b, row)) => self.batches[b].row_caches(row, wanted),
+                None => unreachable!("a batched request is a row of a batch"),
             };
             self.drop_rows(&[id]);
             cache
@@ -510,7 +520,7 @@ impl BatchGenerator {
     pub fn next(&mut self) -> Vec<BatchEvent> {
         let mut events = std::mem::take(&mut self.pending);
         self.admit(&mut events);
-        self.decode_batch(&mut events);
+        self.decode_batches(&mut events);
         let model = Arc::clone(&self.model);
         let mut i = 0;
         while i < self.active.len() {
@@ -523,11 +533,11 @@ impl BatchGenerator {
             let outcome = seq
                 .advance(&*model, vision_cache, &mut events)
                 .and_then(|going_on| {
-                    // A request whose first token came joins the decode batch,
+                    // A request whose first token came joins a decode batch,
                     // and decodes with it from the next step on.
                     if going_on && seq.batchable && matches!(seq.phase, Some(Phase::Decode { .. }))
                     {
-                        self.batch.join(seq)?;
+                        join_batches(&mut self.batches, seq)?;
                     }
                     Ok(going_on)
                 });
@@ -546,9 +556,15 @@ impl BatchGenerator {
         events
     }
 
-    /// Requests decoding in the shared batch now.
+    /// Requests decoding in batches now.
     pub fn num_batched(&self) -> usize {
-        self.batch.rows.len()
+        self.batches.iter().map(|b| b.rows.len()).sum()
+    }
+
+    /// The rows of each decode batch now: one batch per kind of caches
+    /// (say, plain and quantized ones under `kv_bits`).
+    pub fn batch_sizes(&self) -> Vec<usize> {
+        self.batches.iter().map(|b| b.rows.len()).collect()
     }
 
     /// The most rows one batched forward has run so far (0 for a family
@@ -557,28 +573,65 @@ impl BatchGenerator {
         self.largest_batch
     }
 
-    /// One batched forward over the decode batch, then each row's own
-    /// logits processors and sampler; finished and failed rows leave the
-    /// batch. A failing forward fails every row.
-    fn decode_batch(&mut self, events: &mut Vec<BatchEvent>) {
-        if self.batch.rows.is_empty() {
+    /// The batch and row of request `id`, when it is batched.
+    fn row_of(&self, id: RequestId) -> Option<(usize, usize)> {
+        self.batches.iter().enumerate().find_map(|(b, batch)| {
+            let row = batch.rows.iter().position(|r| *r == id)?;
+            Some((b, row))
+        })
+    }
+
+    /// One batched forward over each decode batch, then each row's own
+    /// logits processors and sampler; finished and failed rows leave
+    /// their batch. A failing forward fails every row of its batch. Rows
+    /// whose caches the step brought to their `quantized_kv_start` are
+    /// quantized and move to a batch of quantized caches after every batch
+    /// ran, so no request takes two steps in one.
+    fn decode_batches(&mut self, events: &mut Vec<BatchEvent>) {
+        let mut to_quantize = Vec::new();
+        for b in 0..self.batches.len() {
+            self.decode_batch(b, events, &mut to_quantize);
+        }
+        for id in to_quantize {
+            let Some(i) = self.active.iter().position(|s| s.id == id) else {
+                continue;
+            };
+            if let Err(error) = self.quantize_row(i) {
+                let seq = self.active.remove(i);
+                events.push(BatchEvent::Failed { id: seq.id, error });
+            }
+        }
+        self.batches.retain(|b| !b.rows.is_empty());
+    }
+
+    /// One batched forward over batch `b` (see
+    /// [`BatchGenerator::decode_batches`]); pushes onto `to_quantize` the
+    /// rows that go on and reached their `quantized_kv_start`.
+    fn decode_batch(
+        &mut self,
+        b: usize,
+        events: &mut Vec<BatchEvent>,
+        to_quantize: &mut Vec<RequestId>,
+    ) {
+        let batch = &mut self.batches[b];
+        if batch.rows.is_empty() {
             return;
         }
-        self.largest_batch = self.largest_batch.max(self.batch.rows.len());
+        self.largest_batch = self.largest_batch.max(batch.rows.len());
         let mut by_id: HashMap<RequestId, &mut Sequence> = self
             .active
             .iter_mut()
             .filter(|s| s.batched)
             .map(|s| (s.id, s))
             .collect();
-        let mut seqs: Vec<&mut Sequence> = Vec::with_capacity(self.batch.rows.len());
-        for id in &self.batch.rows {
+        let mut seqs: Vec<&mut Sequence> = Vec::with_capacity(batch.rows.len());
+        for id in &batch.rows {
             match by_id.remove(id) {
                 Some(seq) => seqs.push(seq),
                 None => unreachable!("every batch row is an active batched request"),
             }
         }
-        let ended = match step_rows(&*self.model, &mut self.batch, &mut seqs, events) {
+        let ended = match step_rows(&*self.model, batch, &mut seqs, events) {
             Ok(ended) => ended,
             Err(error) => {
                 for seq in &seqs {
@@ -596,13 +649,25 @@ impl BatchGenerator {
         for (id, reason) in ended {
             done.push(id);
             let Some(reason) = reason else { continue };
-            let Some(row) = self.batch.rows.iter().position(|r| *r == id) else {
+            let Some(row) = batch.rows.iter().position(|r| *r == id) else {
                 unreachable!("a row that ended is a row of the batch");
             };
             let seq = &mut seqs[row];
-            let cache = self.batch.row_caches(row, seq.conversation.is_some());
+            let mut cache = batch.row_caches(row, seq.conversation.is_some());
+            // The caches its single run would keep: quantized if this
+            // step reached `quantized_kv_start`.
+            if let Err(error) = seq.run.quantize_caches(&mut cache) {
+                events.push(BatchEvent::Failed { id, error });
+                continue;
+            }
             seq.finish(&*self.model, reason, cache, events);
         }
+        to_quantize.extend(
+            batch
+                .rows_to_quantize(&seqs)
+                .into_iter()
+                .filter(|id| !done.contains(id)),
+        );
         drop(seqs);
         if !done.is_empty() {
             self.drop_rows(&done);
@@ -610,20 +675,28 @@ impl BatchGenerator {
         }
     }
 
-    /// Removes the rows of `ids` from the decode batch.
+    /// Takes the caches of active request `i` out of its batch, quantizes
+    /// them as its single run would after this step
+    /// ([`RequestRun::quantize_cache`]) and joins it to a batch of
+    /// quantized caches.
+    fn quantize_row(&mut self, i: usize) -> Result<()> {
+        let id = self.active[i].id;
+        let Some((b, row)) = self.row_of(id) else {
+            return Ok(());
+        };
+        let caches = self.batches[b].take_row(row);
+        self.drop_rows(&[id]);
+        let seq = &mut self.active[i];
+        seq.batched = false;
+        seq.run.prompt_cache = caches?;
+        seq.run.quantize_cache()?;
+        join_batches(&mut self.batches, seq)
+    }
+
+    /// Removes the rows of `ids` from the decode batches.
     fn drop_rows(&mut self, ids: &[RequestId]) {
-        let keep: Vec<usize> = (0..self.batch.rows.len())
-            .filter(|&r| !ids.contains(&self.batch.rows[r]))
-            .collect();
-        self.batch.rows = keep.iter().map(|&r| self.batch.rows[r]).collect();
-        for cache in &mut self.batch.caches {
-            // Indices come from the batch itself, so `filter` cannot fail.
-            if cache.filter(&keep).is_err() {
-                unreachable!("rows kept are rows of the batch");
-            }
-        }
-        if self.batch.rows.is_empty() {
-            self.batch = DecodeBatch::default();
+        for batch in &mut self.batches {
+            batch.drop_rows(ids);
         }
     }
 
@@ -669,7 +742,7 @@ impl BatchGenerator {
             generated: 0,
             phase: Some(Phase::Admitted(inputs)),
             conversation,
-            batchable: self.model.batched_decode() && params.kv_bits.is_none(),
+            batchable: self.model.batched_decode(),
             batched: false,
         })
     }
@@ -778,46 +851,113 @@ impl DecodeBatch {
             .unwrap_or_default()
     }
 
-    /// Moves `seq`'s caches into the batch, as a new last row (Python:
-    /// `GenerationBatch.extend` with the merged prompt caches).
-    fn join(&mut self, seq: &mut Sequence) -> Result<()> {
-        let mut joined: Vec<BatchLayerCache> = Vec::with_capacity(seq.run.prompt_cache.len());
-        // The most tokens its caches will still take: one a decode step.
-        let tokens_left =
-            i32::try_from(seq.max_tokens.saturating_sub(seq.generated)).unwrap_or(i32::MAX);
-        for cache in &seq.run.prompt_cache {
-            let Some(row) = BatchLayerCache::join(&**cache, tokens_left) else {
-                // No batched cache takes it in (a family's own kind, or a
-                // ring pinning tokens that would wrap): decode alone.
-                seq.batchable = false;
-                return Ok(());
-            };
-            joined.push(row?);
+    /// Row `row`'s caches cut out of the batch (Python: `extract`).
+    fn take_row(&self, row: usize) -> Result<Vec<Box<dyn Cache>>> {
+        self.caches.iter().map(|c| c.extract(row)).collect()
+    }
+
+    /// Removes the rows of `ids`.
+    fn drop_rows(&mut self, ids: &[RequestId]) {
+        let keep: Vec<usize> = (0..self.rows.len())
+            .filter(|&r| !ids.contains(&self.rows[r]))
+            .collect();
+        if keep.len() == self.rows.len() {
+            return;
         }
-        if !self.rows.is_empty() {
-            let fits = self.caches.len() == joined.len()
-                && self.caches.iter().zip(&joined).all(|(c, row)| c.joins(row));
-            if !fits {
-                // Caches of another kind, count or window than the
-                // batch's (say, a conversation kept under another
-                // `max_kv_size`): decode alone.
-                seq.batchable = false;
-                return Ok(());
+        self.rows = keep.iter().map(|&r| self.rows[r]).collect();
+        for cache in &mut self.caches {
+            // Indices come from the batch itself, so `filter` cannot fail.
+            if cache.filter(&keep).is_err() {
+                unreachable!("rows kept are rows of the batch");
             }
+        }
+        if self.rows.is_empty() {
+            *self = DecodeBatch::default();
+        }
+    }
+
+    /// The requests among `seqs` (the batch's rows, in order) whose single
+    /// run would now quantize a cache ([`crate::generate::maybe_quantize_kv_cache`]):
+    /// a `kv_bits` request with a layer not quantized yet whose row holds
+    /// `quantized_kv_start` tokens or more.
+    fn rows_to_quantize(&self, seqs: &[&mut Sequence]) -> Vec<RequestId> {
+        let starts: Vec<Option<i32>> = seqs.iter().map(|s| s.run.quantized_kv_start()).collect();
+        if starts.iter().all(Option::is_none) {
+            return Vec::new();
+        }
+        let mut reached = vec![false; seqs.len()];
+        for cache in &self.caches {
+            if matches!(cache, BatchLayerCache::Quantized(_)) {
+                continue;
+            }
+            for (row, offset) in cache.offsets().into_iter().enumerate() {
+                if starts
+                    .get(row)
+                    .copied()
+                    .flatten()
+                    .is_some_and(|s| offset >= s)
+                {
+                    reached[row] = true;
+                }
+            }
+        }
+        seqs.iter()
+            .zip(reached)
+            .filter_map(|(s, r)| r.then_some(s.id))
+            .collect()
+    }
+}
+
+/// Moves `seq`'s caches into the first of `batches` whose caches are of
+/// their kind, as its new last row (Python: `GenerationBatch.extend` with
+/// the merged prompt caches), or into a batch of its own when none is.
+/// A request whose caches no batched cache takes in stays out of every
+/// batch and decodes alone (`batchable` false).
+fn join_batches(batches: &mut Vec<DecodeBatch>, seq: &mut Sequence) -> Result<()> {
+    let mut joined: Vec<BatchLayerCache> = Vec::with_capacity(seq.run.prompt_cache.len());
+    // The most tokens its caches will still take: one a decode step.
+    let tokens_left =
+        i32::try_from(seq.max_tokens.saturating_sub(seq.generated)).unwrap_or(i32::MAX);
+    for cache in &seq.run.prompt_cache {
+        let Some(row) = BatchLayerCache::join(&**cache, tokens_left) else {
+            // No batched cache takes it in (a family's own kind, or a
+            // ring pinning tokens that would wrap): decode alone.
+            seq.batchable = false;
+            return Ok(());
+        };
+        joined.push(row?);
+    }
+    // Caches of another kind, count or window than a batch's (say, a
+    // conversation kept under another `max_kv_size`, or quantized ones)
+    // go to another batch.
+    let fits = |batch: &DecodeBatch| {
+        batch.caches.len() == joined.len()
+            && batch
+                .caches
+                .iter()
+                .zip(&joined)
+                .all(|(c, row)| c.joins(row))
+    };
+    match batches.iter_mut().find(|b| !b.rows.is_empty() && fits(b)) {
+        Some(batch) => {
             // On copies (the arrays are shared, not copied), so a failure
             // halfway leaves the batch as it was.
-            let mut extended = self.caches.clone();
+            let mut extended = batch.caches.clone();
             for (cache, row) in extended.iter_mut().zip(joined) {
                 cache.extend(row)?;
             }
-            joined = extended;
+            batch.caches = extended;
+            batch.rows.push(seq.id);
         }
-        self.caches = joined;
-        self.rows.push(seq.id);
-        seq.run.prompt_cache = Vec::new();
-        seq.batched = true;
-        Ok(())
+        None => batches.push(DecodeBatch {
+            caches: joined,
+            rows: vec![seq.id],
+            steps: 0,
+        }),
     }
+    seq.run.prompt_cache = Vec::new();
+    seq.batched = true;
+    Ok(())
 }
 
 impl Sequence {

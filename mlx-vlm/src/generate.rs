@@ -605,6 +605,20 @@ impl RequestRun {
         maybe_quantize_kv_cache(&mut self.prompt_cache, start, group_size, bits)
     }
 
+    /// [`RequestRun::quantize_cache`] of caches taken out of a decode
+    /// batch.
+    pub(crate) fn quantize_caches(&self, caches: &mut [Box<dyn Cache>]) -> Result<()> {
+        let (bits, group_size, start) = self.kv_quant;
+        maybe_quantize_kv_cache(caches, start, group_size, bits)
+    }
+
+    /// The cache offset from which this request's caches are quantized,
+    /// `None` without `kv_bits`.
+    pub(crate) fn quantized_kv_start(&self) -> Option<i32> {
+        let (bits, _, start) = self.kv_quant;
+        bits.map(|_| start)
+    }
+
     /// Python: `_step`: one forward pass, then [`RequestRun::sample`].
     pub(crate) fn step(
         &mut self,

@@ -9,7 +9,8 @@
 //! turn hands back (batched rows cut out of the batch, and per-request
 //! caches), each turn equal to its cold run; and `BatchKvCache` against
 //! Python mlx-vlm 0.7.6's `BatchKVCache`
-//! (tests/fixtures/batch/gen_batch_cache.py). At the end, the other
+//! (tests/fixtures/batch/gen_batch_cache.py); `kv_bits` requests in
+//! plain and quantized batches (batch/quantized_cache.rs). At the end, the other
 //! batched families (Qwen3-VL, Qwen3-VL-MoE, LLaVA, LLaVA-NeXT, Idefics3,
 //! SmolVLM, Gemma 3, Gemma 3n, PaliGemma with Gemma and Gemma 2,
 //! Kimi-VL): a batched step's logits against each row's single step, bit
@@ -42,6 +43,9 @@ mod vision_cache;
 
 #[path = "batch/rotating_cache.rs"]
 mod rotating_cache;
+
+#[path = "batch/quantized_cache.rs"]
+mod quantized_cache;
 
 /// Loads a tiny checkpoint written in `dir`.
 fn load(dir: &Path) -> Arc<dyn VlmModel> {
@@ -671,12 +675,35 @@ fn assert_conversation(
     media_token_ids: Vec<u32>,
     company: impl Fn() -> Vec<BatchRequest>,
 ) {
+    let params = GenerateParams::default();
+    assert_conversation_with(
+        model,
+        tokenizer,
+        options,
+        inputs,
+        media_token_ids,
+        company,
+        params,
+    );
+}
+
+/// [`assert_conversation`] with each turn's `params` (but `max_tokens`,
+/// 7); returns the conversation the last turn handed back.
+fn assert_conversation_with(
+    model: &Arc<dyn VlmModel>,
+    tokenizer: &tokenizers::Tokenizer,
+    options: BatchOptions,
+    inputs: impl Fn(&[i32]) -> GenerateInputs,
+    media_token_ids: Vec<u32>,
+    company: impl Fn() -> Vec<BatchRequest>,
+    params: GenerateParams,
+) -> PromptCacheState {
     let mut batcher = BatchGenerator::new(Arc::clone(model), Vec::new(), options.clone());
     let request = |text: &[i32]| BatchRequest {
         inputs: inputs(text),
         params: GenerateParams {
             max_tokens: 7,
-            ..Default::default()
+            ..params.clone()
         },
     };
     let mut text: Vec<i32> = (0..9).map(|t| 400 + 11 * t).collect();
@@ -707,6 +734,7 @@ fn assert_conversation(
         text.extend([520 + turn, 521, 522]);
         state = kept;
     }
+    state
 }
 
 #[test]
@@ -813,6 +841,18 @@ fn assert_batched_step(
     padding: &[i32],
     tolerance: f32,
 ) {
+    assert_batched_step_after(model, prompts, padding, tolerance, |_| {});
+}
+
+/// [`assert_batched_step`] with `convert` applied to each prompt's caches
+/// after its prefill (say, quantizing them).
+fn assert_batched_step_after(
+    model: &dyn VlmModel,
+    prompts: &[GenerateInputs],
+    padding: &[i32],
+    tolerance: f32,
+    convert: impl Fn(&mut [Box<dyn Cache>]),
+) {
     let mut caches = Vec::new();
     let mut states = Vec::new();
     let mut last = Vec::new();
@@ -825,6 +865,8 @@ fn assert_batched_step(
         } = prefill(model, inputs);
         let y = ops::argmax(&logits.index(idx![.., -1, ..]).unwrap(), Some(-1), false).unwrap();
         last.push(y.reshape(&[1, 1]).unwrap());
+        let mut cache = cache;
+        convert(&mut cache);
         caches.push(cache);
         states.push(state);
     }
@@ -845,7 +887,7 @@ fn assert_batched_step(
     // The padding of the layers that keep every token.
     let plain = batch
         .iter()
-        .find(|c| matches!(c, BatchLayerCache::Plain(_)));
+        .find(|c| matches!(c, BatchLayerCache::Plain(_) | BatchLayerCache::Quantized(_)));
     assert_eq!(plain.unwrap().left_padding(), padding);
     let inputs = ops::concatenate(&last, 0).unwrap();
     let batched = {

@@ -38,6 +38,29 @@ fn checkpoint() -> &'static Path {
     })
 }
 
+/// The tiny checkpoint with head_dim 32 (2 heads, 1 KV head), which
+/// `mx.quantize` can group for `--kv-bits`; written once per test binary.
+fn checkpoint_for_kv_bits() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("serve-tiny-qwen2_5_vl-kv");
+        if !dir.join("config.json").is_file() {
+            let spec = CheckpointSpec {
+                tokenizer_dir: Some(fixtures::qwen_tokenizer_dir().unwrap()),
+                ..Default::default()
+            };
+            let mut config = fixtures::tiny_config();
+            config["num_attention_heads"] = 2.into();
+            config["num_key_value_heads"] = 1.into();
+            config["rope_scaling"]["mrope_section"] = serde_json::json!([4, 6, 6]);
+            let tmp = dir.with_extension(format!("tmp{}", std::process::id()));
+            fixtures::write_checkpoint(&tmp, &config, &spec).unwrap();
+            let _ = std::fs::rename(&tmp, &dir);
+        }
+        dir
+    })
+}
+
 /// A running server, killed on drop.
 struct Server {
     child: Child,
@@ -180,7 +203,8 @@ fn generate(prompt: &str, images: &[&str], max_tokens: usize) -> Value {
     generate_with(checkpoint(), prompt, &media, max_tokens)
 }
 
-/// [`generate`] on `model` with media flags (`--image X`, `--audio Y`).
+/// [`generate`] on `model` with more flags (media: `--image X`, `--audio
+/// Y`; or KV cache settings).
 fn generate_with(model: &Path, prompt: &str, media: &[&str], max_tokens: usize) -> Value {
     let model = model.to_str().unwrap();
     let max = max_tokens.to_string();
@@ -839,6 +863,47 @@ fn sixty_four_requests_from_sixteen_clients_equal_their_single_runs() {
         }
     });
     assert_eq!(in_flight(port), 0);
+}
+
+/// `--kv-bits` requests from concurrent clients, their caches quantized
+/// from `--quantized-kv-start` (24 tokens: inside every answer), each
+/// equal to `generate` with the same flags. Without kept conversations:
+/// the prompts share the template's first tokens, and a prefix reused
+/// from a finished request's quantized caches reads them quantized where a
+/// cold run reads them plain (as Python's reuse does).
+#[test]
+fn kv_bits_requests_from_concurrent_clients_equal_their_single_runs() {
+    let model = checkpoint_for_kv_bits();
+    let kv = [
+        "--kv-bits",
+        "4",
+        "--kv-group-size",
+        "32",
+        "--quantized-kv-start",
+        "24",
+    ];
+    let mut flags = kv.to_vec();
+    flags.extend(["--prompt-cache-size", "0"]);
+    let server = Server::start_model(model, &flags);
+    let port = server.port;
+    let prompts = ["Describe a cat.", "Count to ten.", "Hello!"];
+    let expected: Vec<Value> = prompts
+        .iter()
+        .map(|p| generate_with(model, p, &kv, MAX_TOKENS))
+        .collect();
+    std::thread::scope(|scope| {
+        for client in 0..6 {
+            let (prompts, expected) = (&prompts, &expected);
+            scope.spawn(move || {
+                for k in 0..2 {
+                    let i = (client + k) % prompts.len();
+                    let mut body = chat_body(user(prompts[i]), MAX_TOKENS, false);
+                    body["model"] = json!(model.to_str().unwrap());
+                    assert_completion(&post(port, "/v1/chat/completions", &body), &expected[i]);
+                }
+            });
+        }
+    });
 }
 
 #[test]

@@ -115,27 +115,14 @@ impl BatchKvCache {
     /// order) and drops the padding columns every kept row has (Python:
     /// `filter`).
     pub fn filter(&mut self, keep: &[usize]) -> Result<()> {
-        if let Some(&bad) = keep.iter().find(|&&i| i >= self.batch_size()) {
-            return Err(Error::InvalidArgument(format!(
-                "BatchKvCache::filter: row {bad} is out of range for a batch of {}",
-                self.batch_size()
-            )));
-        }
-        let rows: Vec<i32> = keep.iter().map(|&i| i as i32).collect();
-        let rows = Array::from_slice(&rows, &[rows.len() as i32])?;
+        let rows = kept_rows("BatchKvCache", keep, self.batch_size())?;
         self.left_padding = keep.iter().map(|&i| self.left_padding[i]).collect();
         let min_pad = self.left_padding.iter().copied().min().unwrap_or(0);
-        let shift = |a: &Array| -> Result<Array> {
-            let a = ops::take(a, &rows, 0)?;
-            Ok(if min_pad > 0 {
-                let cols = ops::arange(min_pad, self.idx, 1, None)?;
-                ops::take(&a, &cols, 2)?
-            } else {
-                a
-            })
-        };
         if let (Some(k), Some(v)) = (&self.keys, &self.values) {
-            let (k, v) = (shift(k)?, shift(v)?);
+            let (k, v) = (
+                select_rows(k, &rows, min_pad, self.idx)?,
+                select_rows(v, &rows, min_pad, self.idx)?,
+            );
             self.keys = Some(k);
             self.values = Some(v);
         }
@@ -259,14 +246,49 @@ impl Cache for BatchKvCache {
     /// left_padding=left_padding)`: `[batch, 1, n, idx + n]`, false on
     /// each row's padding.
     fn make_mask(&self, n: i32, window_size: Option<i32>, _return_array: bool) -> Result<Mask> {
-        let left_padding =
-            Array::from_slice(&self.left_padding, &[self.left_padding.len() as i32])?;
-        Ok(Mask::Array(create_causal_mask(
-            n,
-            self.idx,
-            window_size,
-            None,
-            Some(&left_padding),
-        )?))
+        left_padded_mask(n, self.idx, window_size, &self.left_padding)
     }
+}
+
+/// `keep` (row indices of a batch of `batch_size` rows) as an index array;
+/// fails on an index out of range. `who` names the cache in the error.
+pub(super) fn kept_rows(who: &str, keep: &[usize], batch_size: usize) -> Result<Array> {
+    if let Some(&bad) = keep.iter().find(|&&i| i >= batch_size) {
+        return Err(Error::InvalidArgument(format!(
+            "{who}::filter: row {bad} is out of range for a batch of {batch_size}"
+        )));
+    }
+    let rows: Vec<i32> = keep.iter().map(|&i| i as i32).collect();
+    Ok(Array::from_slice(&rows, &[rows.len() as i32])?)
+}
+
+/// The rows `rows` of a left-padded buffer `[batch, heads, idx, d]`
+/// without its first `drop` columns (padding every kept row has).
+pub(super) fn select_rows(a: &Array, rows: &Array, drop: i32, idx: i32) -> Result<Array> {
+    let a = ops::take(a, rows, 0)?;
+    Ok(if drop > 0 {
+        let cols = ops::arange(drop, idx, 1, None)?;
+        ops::take(&a, &cols, 2)?
+    } else {
+        a
+    })
+}
+
+/// Python: `create_causal_mask(N, offset=_idx, left_padding=left_padding)`
+/// of a left-padded batch: `[batch, 1, n, idx + n]`, false on each row's
+/// padding.
+pub(super) fn left_padded_mask(
+    n: i32,
+    idx: i32,
+    window_size: Option<i32>,
+    left_padding: &[i32],
+) -> Result<Mask> {
+    let left_padding = Array::from_slice(left_padding, &[left_padding.len() as i32])?;
+    Ok(Mask::Array(create_causal_mask(
+        n,
+        idx,
+        window_size,
+        None,
+        Some(&left_padding),
+    )?))
 }

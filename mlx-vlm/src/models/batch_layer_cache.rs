@@ -1,8 +1,9 @@
 //! One decoder layer's cache in a decode batch: a plain
-//! [`BatchKvCache`] or a sliding-window [`BatchRotatingKvCache`], chosen
-//! by the kind of cache the layer's requests prefilled (Python: the
-//! `BatchKVCache`/`BatchRotatingKVCache` a `GenerationBatch` holds per
-//! layer).
+//! [`BatchKvCache`], a sliding-window [`BatchRotatingKvCache`] or a
+//! quantized [`BatchQuantizedKvCache`], chosen by the kind of cache the
+//! layer's requests hold (Python: the `BatchKVCache`,
+//! `BatchRotatingKVCache` or `BatchQuantizedKVCache` a `GenerationBatch`
+//! holds per layer).
 //!
 //! Rust only: a `max_kv_size` ring pinning its first tokens (Python's
 //! `RotatingKVCache(keep=4)`, which no batched ring takes in) joins as a
@@ -15,6 +16,7 @@ use mlx_rs::Array;
 use mlx_rs::nn::Embedding;
 
 use super::batch_cache::BatchKvCache;
+use super::batch_quantized_cache::BatchQuantizedKvCache;
 use super::batch_rotating_cache::BatchRotatingKvCache;
 use super::cache::{Cache, Mask, RotatingKvCache};
 use crate::{Error, Result};
@@ -29,6 +31,8 @@ pub enum BatchLayerCache {
     /// Rings of `max_size` pinning `keep` tokens that have dropped none
     /// and will drop none before their requests end: plain until then.
     Bounded(BatchKvCache, Bound),
+    /// Quantized caches (`kv_bits`) of one group size and width.
+    Quantized(BatchQuantizedKvCache),
 }
 
 /// A [`BatchLayerCache::Bounded`] layer's ring: its window and pinned
@@ -44,11 +48,17 @@ pub struct Bound {
 impl BatchLayerCache {
     /// A batch of one row made from a request's cache, which will take
     /// at most `tokens_left` more tokens; `None` for a cache no kind takes
-    /// in (quantized, or a ring pinning tokens that has dropped some or
-    /// would before `tokens_left` more).
+    /// in (a ring pinning tokens that has dropped some or would before
+    /// `tokens_left` more, or a family's own kind).
     pub fn join(cache: &dyn Cache, tokens_left: i32) -> Option<Result<Self>> {
         if let Some(kv) = cache.plain_kv() {
             return Some(kv.and_then(|kv| Ok(Self::Plain(BatchKvCache::merge(&[kv])?))));
+        }
+        if let Some(kv) = cache.quantized_kv() {
+            return Some(kv.and_then(|(k, v, group_size, bits)| {
+                let row = BatchQuantizedKvCache::merge(&[(k, v)], group_size, bits)?;
+                Ok(Self::Quantized(row))
+            }));
         }
         if let Some(kv) = cache.unwrapped_kv(tokens_left) {
             return Some(kv.and_then(|(k, v, max_size, keep)| {
@@ -62,12 +72,16 @@ impl BatchLayerCache {
     }
 
     /// Whether [`BatchLayerCache::extend`] takes `other`'s rows: the same
-    /// kind, and for sliding windows the same window.
+    /// kind, for sliding windows the same window, for quantized caches the
+    /// same group size and bits.
     pub fn joins(&self, other: &Self) -> bool {
         match (self, other) {
             (Self::Plain(_), Self::Plain(_)) => true,
             (Self::Rotating(a), Self::Rotating(b)) => a.max_size() == b.max_size(),
             (Self::Bounded(_, a), Self::Bounded(_, b)) => a == b,
+            (Self::Quantized(a), Self::Quantized(b)) => {
+                (a.group_size(), a.bits()) == (b.group_size(), b.bits())
+            }
             _ => false,
         }
     }
@@ -79,6 +93,7 @@ impl BatchLayerCache {
             (Self::Plain(a), Self::Plain(b)) => a.extend(b),
             (Self::Rotating(a), Self::Rotating(b)) if a.max_size() == b.max_size() => a.extend(b),
             (Self::Bounded(a, x), Self::Bounded(b, y)) if *x == y => a.extend(b),
+            (Self::Quantized(a), Self::Quantized(b)) => a.extend(b),
             _ => Err(Error::InvalidArgument(
                 "a request whose layer caches differ in kind or window from the decode \
                  batch's cannot join it"
@@ -92,6 +107,7 @@ impl BatchLayerCache {
         match self {
             Self::Plain(c) | Self::Bounded(c, _) => c.filter(keep),
             Self::Rotating(c) => c.filter(keep),
+            Self::Quantized(c) => c.filter(keep),
         }
     }
 
@@ -100,6 +116,7 @@ impl BatchLayerCache {
         Ok(match self {
             Self::Plain(c) => Box::new(c.extract(row)?),
             Self::Rotating(c) => Box::new(c.extract(row)?),
+            Self::Quantized(c) => Box::new(c.extract(row)?),
             Self::Bounded(c, bound) => {
                 let row = c.extract(row)?;
                 let (k, v) = match row.plain_kv() {
@@ -125,6 +142,7 @@ impl BatchLayerCache {
         match self {
             Self::Plain(c) | Self::Bounded(c, _) => c.left_padding(),
             Self::Rotating(c) => c.left_padding(),
+            Self::Quantized(c) => c.left_padding(),
         }
     }
 
@@ -133,6 +151,7 @@ impl BatchLayerCache {
         match self {
             Self::Plain(c) | Self::Bounded(c, _) => c.offsets(),
             Self::Rotating(c) => c.offsets(),
+            Self::Quantized(c) => c.offsets(),
         }
     }
 
@@ -141,6 +160,7 @@ impl BatchLayerCache {
         match self {
             Self::Plain(c) | Self::Bounded(c, _) => c.batch_size(),
             Self::Rotating(c) => c.batch_size(),
+            Self::Quantized(c) => c.batch_size(),
         }
     }
 
@@ -154,6 +174,7 @@ impl BatchLayerCache {
         match self {
             Self::Plain(c) | Self::Bounded(c, _) => c,
             Self::Rotating(c) => c,
+            Self::Quantized(c) => c,
         }
     }
 
@@ -162,6 +183,7 @@ impl BatchLayerCache {
         match self {
             Self::Plain(c) | Self::Bounded(c, _) => c,
             Self::Rotating(c) => c,
+            Self::Quantized(c) => c,
         }
     }
 }
@@ -201,8 +223,9 @@ pub fn decode_step<'c>(
             first.batch_size()
         )));
     }
-    // Every layer keeps the same kind of cache (plain, or rotating with
-    // the request's `max_kv_size`), so the first layer's mask serves all.
+    // Every layer keeps the same kind of cache (plain, quantized, or
+    // bounded by the request's `max_kv_size`), so the first layer's mask
+    // serves all.
     let mask = first.as_cache().make_mask(1, None, true)?;
     let h = embed_tokens.forward(inputs)?;
     let mut caches = cache.iter_mut().map(BatchLayerCache::as_cache_mut);

@@ -188,6 +188,14 @@ pub trait Cache: Send {
         None
     }
 
+    /// The quantized keys and values `[1, kv_heads, offset, *]` of a
+    /// [`QuantizedKvCache`] with its `(group_size, bits)`, which a
+    /// [`crate::models::BatchQuantizedKvCache`] takes in; `None` for every
+    /// other cache, and for an empty one.
+    fn quantized_kv(&self) -> Option<Result<(QuantizedArrays, QuantizedArrays, i32, i32)>> {
+        None
+    }
+
     /// A second cache holding the same tokens (Rust only: a server's
     /// prefix cache hands a copy to a request and keeps its entry). The
     /// arrays are shared, not copied: MLX arrays are immutable, so the
@@ -215,7 +223,8 @@ pub struct QuantizedArrays {
 }
 
 impl QuantizedArrays {
-    fn quantize(x: &Array, group_size: i32, bits: i32) -> Result<Self> {
+    /// `mx.quantize(x, group_size, bits)` in its affine mode.
+    pub(crate) fn quantize(x: &Array, group_size: i32, bits: i32) -> Result<Self> {
         let q = ops::quantize(
             x,
             ops::QuantizeOptions {
@@ -236,7 +245,8 @@ impl QuantizedArrays {
         })
     }
 
-    fn map(&self, f: impl Fn(&Array) -> Result<Array>) -> Result<Self> {
+    /// `f` of each part.
+    pub(crate) fn map(&self, f: impl Fn(&Array) -> Result<Array>) -> Result<Self> {
         Ok(Self {
             data: f(&self.data)?,
             scales: f(&self.scales)?,
@@ -301,6 +311,33 @@ impl QuantizedKvCache {
     /// Bits per element (Python: `bits`).
     pub fn bits(&self) -> i32 {
         self.bits
+    }
+
+    /// A cache holding exactly `keys` and `values` (`[batch, kv_heads,
+    /// len, *]` each part, quantized with `group_size` and `bits`); its
+    /// offset is `len` (Python: the `QuantizedKVCache` that
+    /// `BatchQuantizedKVCache.extract` builds).
+    pub fn from_quantized(
+        keys: QuantizedArrays,
+        values: QuantizedArrays,
+        group_size: i32,
+        bits: i32,
+    ) -> Result<Self> {
+        let len = seq_len(&keys.data, "keys")?;
+        if seq_len(&values.data, "values")? != len {
+            return Err(Error::InvalidArgument(format!(
+                "QuantizedKvCache::from_quantized: {len} keys but values of shape {:?}; give \
+                 as many of each",
+                values.data.shape()
+            )));
+        }
+        Ok(Self {
+            keys: Some(keys),
+            values: Some(values),
+            offset: len,
+            group_size,
+            bits,
+        })
     }
 
     /// The quantized keys and values up to `offset` (Python: `state`).
@@ -406,6 +443,14 @@ impl Cache for QuantizedKvCache {
             group_size: self.group_size,
             bits: self.bits,
         })
+    }
+
+    fn quantized_kv(&self) -> Option<Result<(QuantizedArrays, QuantizedArrays, i32, i32)>> {
+        match self.quantized_state() {
+            Ok(Some((k, v))) if self.offset > 0 => Some(Ok((k, v, self.group_size, self.bits))),
+            Ok(_) => None,
+            Err(e) => Some(Err(e)),
+        }
     }
 
     /// Python: `state`: the six arrays up to `offset` (keys' data, scales,

@@ -37,6 +37,7 @@ pub mod attention;
 pub mod base;
 pub mod batch_cache;
 pub mod batch_layer_cache;
+pub mod batch_quantized_cache;
 pub mod batch_rotating_cache;
 pub mod cache;
 pub mod kernels;
@@ -46,6 +47,7 @@ pub mod switch_layers;
 
 pub use batch_cache::BatchKvCache;
 pub use batch_layer_cache::BatchLayerCache;
+pub use batch_quantized_cache::BatchQuantizedKvCache;
 pub use batch_rotating_cache::BatchRotatingKvCache;
 pub use cache::{Cache, KvCache, KvQuantization};
 

@@ -1,0 +1,335 @@
+//! The batched quantized key/value cache of continuous batching (Python:
+//! `BatchQuantizedKVCache` of `mlx_vlm/models/cache.py`): a
+//! [`super::BatchKvCache`] whose keys and values are held as `mx.quantize`
+//! gives them (packed data, scales and biases).
+//!
+//! Rows are left-padded as in [`super::BatchKvCache`]; the padding columns
+//! are zeros in all three parts (they dequantize to zeros) and the mask
+//! hides them.
+//!
+//! Divergences from Python:
+//! - Rows join already quantized, from a request's [`QuantizedKvCache`]
+//!   ([`BatchQuantizedKvCache::merge`]): a request quantizes its caches
+//!   when its own `quantized_kv_start` says so, exactly as its single run
+//!   does, and only then joins a quantized batch. Python's
+//!   `BatchGenerator` instead builds quantized batch caches for every
+//!   layer (but the last of a stack deeper than two) from the first
+//!   prompt token on, ignoring `quantized_kv_start`, so its batched
+//!   answers differ from its own single runs.
+//! - The buffers grow by concatenation, not in 256-token steps written in
+//!   place, as [`super::BatchKvCache`]'s; no `prepare`/`finalize` (right
+//!   padding), no APC dequantization.
+
+use mlx_rs::{Array, Index, idx, ops};
+
+use super::batch_cache::{kept_rows, left_padded_mask, pad_columns, select_rows};
+use super::cache::{Cache, CachedKv, Mask, QuantizedArrays, QuantizedKvCache};
+use crate::{Error, Result};
+
+/// One decoder layer's quantized cache for a batch of rows (Python:
+/// `BatchQuantizedKVCache`). Cloning shares the arrays.
+#[derive(Debug, Clone)]
+pub struct BatchQuantizedKvCache {
+    /// `[batch, kv_heads, idx, *]` each part, left-padded; `None` when
+    /// empty.
+    keys: Option<QuantizedArrays>,
+    values: Option<QuantizedArrays>,
+    /// Padding columns before each row's first token.
+    left_padding: Vec<i32>,
+    /// Columns filled (Python: `_idx`).
+    idx: i32,
+    group_size: i32,
+    bits: i32,
+}
+
+/// The column count of a part `[1, heads, len, *]` of a row to merge.
+fn row_len(parts: &QuantizedArrays, what: &str) -> Result<i32> {
+    let mut len = None;
+    for part in [&parts.data, &parts.scales, &parts.biases] {
+        match (part.shape(), len) {
+            (&[1, _, l, _], None) => len = Some(l),
+            (&[1, _, l, _], Some(n)) if l == n => {}
+            (shape, _) => {
+                return Err(Error::InvalidArgument(format!(
+                    "BatchQuantizedKvCache::merge: each row's quantized {what} must be one \
+                     sequence [1, kv_heads, len, *] in all three parts, got a part of shape \
+                     {shape:?}"
+                )));
+            }
+        }
+    }
+    Ok(len.unwrap_or(0))
+}
+
+impl BatchQuantizedKvCache {
+    /// One row per request's quantized `(keys, values)` (the state of its
+    /// [`QuantizedKvCache`], `[1, kv_heads, len, *]`), left-padded to the
+    /// longest; all quantized with `group_size` and `bits`.
+    pub fn merge(
+        rows: &[(QuantizedArrays, QuantizedArrays)],
+        group_size: i32,
+        bits: i32,
+    ) -> Result<Self> {
+        let mut lengths = Vec::with_capacity(rows.len());
+        for (k, v) in rows {
+            let len = row_len(k, "keys")?;
+            if row_len(v, "values")? != len {
+                return Err(Error::InvalidArgument(format!(
+                    "BatchQuantizedKvCache::merge: a row holds {len} keys but values of shape \
+                     {:?}; give as many of each",
+                    v.data.shape()
+                )));
+            }
+            lengths.push(len);
+        }
+        let max_length = lengths.iter().copied().max().unwrap_or(0);
+        let left_padding: Vec<i32> = lengths.iter().map(|l| max_length - l).collect();
+        let mut cache = Self {
+            keys: None,
+            values: None,
+            left_padding,
+            idx: 0,
+            group_size,
+            bits,
+        };
+        if max_length == 0 {
+            return Ok(cache);
+        }
+        let stack = |side: fn(&(QuantizedArrays, QuantizedArrays)) -> &QuantizedArrays| {
+            let mut padded = Vec::with_capacity(rows.len());
+            for (row, &pad) in rows.iter().zip(&cache.left_padding) {
+                padded.push(side(row).map(|a| pad_columns(a, pad, 0))?);
+            }
+            concatenate_rows(&padded)
+        };
+        cache.keys = Some(stack(|r| &r.0)?);
+        cache.values = Some(stack(|r| &r.1)?);
+        cache.idx = max_length;
+        Ok(cache)
+    }
+
+    /// Elements per quantization group.
+    pub fn group_size(&self) -> i32 {
+        self.group_size
+    }
+
+    /// Bits per element.
+    pub fn bits(&self) -> i32 {
+        self.bits
+    }
+
+    /// Rows in the batch.
+    pub fn batch_size(&self) -> usize {
+        self.left_padding.len()
+    }
+
+    /// Padding columns before each row's first token (Python:
+    /// `left_padding`).
+    pub fn left_padding(&self) -> &[i32] {
+        &self.left_padding
+    }
+
+    /// Tokens each row holds (Python: `offset`).
+    pub fn offsets(&self) -> Vec<i32> {
+        self.left_padding.iter().map(|p| self.idx - p).collect()
+    }
+
+    /// Keeps only the rows `keep` (in the new order) and drops the padding
+    /// columns every kept row has (Python: `filter`).
+    pub fn filter(&mut self, keep: &[usize]) -> Result<()> {
+        let rows = kept_rows("BatchQuantizedKvCache", keep, self.batch_size())?;
+        self.left_padding = keep.iter().map(|&i| self.left_padding[i]).collect();
+        let min_pad = self.left_padding.iter().copied().min().unwrap_or(0);
+        let idx = self.idx;
+        let select = |q: &QuantizedArrays| q.map(|a| select_rows(a, &rows, min_pad, idx));
+        if let (Some(k), Some(v)) = (&self.keys, &self.values) {
+            let (k, v) = (select(k)?, select(v)?);
+            self.keys = Some(k);
+            self.values = Some(v);
+        }
+        if min_pad > 0 {
+            self.idx -= min_pad;
+            for p in &mut self.left_padding {
+                *p -= min_pad;
+            }
+        }
+        if keep.is_empty() {
+            self.keys = None;
+            self.values = None;
+            self.idx = 0;
+        }
+        Ok(())
+    }
+
+    /// Row `row`'s tokens as a [`QuantizedKvCache`] of its own, its padding
+    /// dropped (Python: `extract`).
+    pub fn extract(&self, row: usize) -> Result<QuantizedKvCache> {
+        let Some(&pad) = self.left_padding.get(row) else {
+            return Err(Error::InvalidArgument(format!(
+                "BatchQuantizedKvCache::extract: row {row} is out of range for a batch of {}",
+                self.batch_size()
+            )));
+        };
+        let (Some(k), Some(v)) = (&self.keys, &self.values) else {
+            return Ok(QuantizedKvCache::new(self.group_size, self.bits));
+        };
+        let r = row as i32;
+        let cut: &[Index] = idx![r..r + 1, .., pad..self.idx, ..];
+        // A buffer of its own (Python: `mx.contiguous`), for the reason
+        // `BatchKvCache::extract` gives: times a one of the part's own
+        // dtype (the packed data is `uint32`), which is exact.
+        let own = |a: &Array| -> Result<Array> {
+            let one = ops::ones(&[], a.dtype())?;
+            Ok(ops::multiply(&a.index(cut)?, &one)?)
+        };
+        QuantizedKvCache::from_quantized(k.map(own)?, v.map(own)?, self.group_size, self.bits)
+    }
+
+    /// Appends the rows of `other` (quantized alike), right-aligning both
+    /// so every row's last token shares the last column (Python:
+    /// `extend`).
+    pub fn extend(&mut self, other: BatchQuantizedKvCache) -> Result<()> {
+        if (other.group_size, other.bits) != (self.group_size, self.bits) {
+            return Err(Error::InvalidArgument(format!(
+                "BatchQuantizedKvCache::extend: rows quantized with group size {} and {} bits \
+                 cannot join a batch quantized with group size {} and {} bits",
+                other.group_size, other.bits, self.group_size, self.bits
+            )));
+        }
+        if other.batch_size() == 0 {
+            return Ok(());
+        }
+        if self.batch_size() == 0 {
+            *self = other;
+            return Ok(());
+        }
+        let max_idx = self.idx.max(other.idx);
+        let parts = |c: &Self| -> Result<Option<(QuantizedArrays, QuantizedArrays, i32)>> {
+            let left = max_idx - c.idx;
+            let pad = |q: &QuantizedArrays| q.map(|a| pad_columns(a, left, 0));
+            match (&c.keys, &c.values) {
+                (Some(k), Some(v)) => Ok(Some((pad(k)?, pad(v)?, left))),
+                _ => Ok(None),
+            }
+        };
+        let (Some((k1, v1, l1)), Some((k2, v2, l2))) = (parts(self)?, parts(&other)?) else {
+            return Err(Error::InvalidArgument(
+                "BatchQuantizedKvCache::extend: both caches must hold keys (prefill before \
+                 joining)"
+                    .into(),
+            ));
+        };
+        self.keys = Some(concatenate_rows(&[k1, k2])?);
+        self.values = Some(concatenate_rows(&[v1, v2])?);
+        let mut left_padding: Vec<i32> = self.left_padding.iter().map(|p| p + l1).collect();
+        left_padding.extend(other.left_padding.iter().map(|p| p + l2));
+        self.left_padding = left_padding;
+        self.idx = max_idx;
+        Ok(())
+    }
+}
+
+/// The parts of `rows` stacked along the batch axis.
+fn concatenate_rows(rows: &[QuantizedArrays]) -> Result<QuantizedArrays> {
+    concatenate(rows, 0)
+}
+
+/// `new`'s columns appended to `old`'s.
+fn concatenate_columns(old: &QuantizedArrays, new: &QuantizedArrays) -> Result<QuantizedArrays> {
+    concatenate(&[old.clone(), new.clone()], 2)
+}
+
+/// Each part of `parts` concatenated along `axis`.
+fn concatenate(parts: &[QuantizedArrays], axis: i32) -> Result<QuantizedArrays> {
+    let join = |part: fn(&QuantizedArrays) -> &Array| -> Result<Array> {
+        let arrays: Vec<&Array> = parts.iter().map(part).collect();
+        Ok(ops::concatenate(&arrays, axis)?)
+    };
+    Ok(QuantizedArrays {
+        data: join(|q| &q.data)?,
+        scales: join(|q| &q.scales)?,
+        biases: join(|q| &q.biases)?,
+    })
+}
+
+impl Cache for BatchQuantizedKvCache {
+    fn boxed_clone(&self) -> Box<dyn Cache> {
+        Box::new(self.clone())
+    }
+
+    /// Columns filled (Python: `_idx`); the per-row counts are
+    /// [`BatchQuantizedKvCache::offsets`].
+    fn offset(&self) -> i32 {
+        self.idx
+    }
+
+    fn update_and_fetch(&mut self, _keys: &Array, _values: &Array) -> Result<(Array, Array)> {
+        Err(Error::InvalidParameter {
+            name: "kv_bits",
+            value: self.bits.to_string(),
+            message: "this model's attention reads plain keys and values and was not ported \
+                      with Python's quantized attention path; generate without kv_bits"
+                .into(),
+        })
+    }
+
+    /// Python: `update_and_fetch`: quantizes the new keys and values and
+    /// appends them.
+    fn update_and_fetch_kv(&mut self, keys: &Array, values: &Array) -> Result<CachedKv> {
+        let (rows, steps) = match keys.shape() {
+            &[b, _, l, _] => (b, l),
+            shape => {
+                return Err(Error::InvalidArgument(format!(
+                    "BatchQuantizedKvCache: keys must be [batch, kv_heads, seq, head_dim], got \
+                     shape {shape:?}"
+                )));
+            }
+        };
+        if usize::try_from(rows).ok() != Some(self.batch_size()) || values.ndim() != 4 {
+            return Err(Error::InvalidArgument(format!(
+                "BatchQuantizedKvCache: keys of shape {:?} and values of shape {:?} for a batch \
+                 of {} rows",
+                keys.shape(),
+                values.shape(),
+                self.batch_size()
+            )));
+        }
+        let new_keys = QuantizedArrays::quantize(keys, self.group_size, self.bits)?;
+        let new_values = QuantizedArrays::quantize(values, self.group_size, self.bits)?;
+        let (k, v) = match (&self.keys, &self.values) {
+            (Some(k), Some(v)) => (
+                concatenate_columns(k, &new_keys)?,
+                concatenate_columns(v, &new_values)?,
+            ),
+            _ => (new_keys, new_values),
+        };
+        self.keys = Some(k.clone());
+        self.values = Some(v.clone());
+        self.idx += steps;
+        Ok(CachedKv::Quantized {
+            keys: k,
+            values: v,
+            group_size: self.group_size,
+            bits: self.bits,
+        })
+    }
+
+    /// The six arrays (keys' data, scales, biases, then the values').
+    fn state(&self) -> Vec<Array> {
+        self.keys
+            .iter()
+            .chain(&self.values)
+            .flat_map(|q| [q.data.clone(), q.scales.clone(), q.biases.clone()])
+            .collect()
+    }
+
+    fn row_offsets(&self) -> Option<Vec<i32>> {
+        Some(self.offsets())
+    }
+
+    /// `[batch, 1, n, idx + n]`, false on each row's padding (as
+    /// [`super::BatchKvCache`]'s).
+    fn make_mask(&self, n: i32, window_size: Option<i32>, _return_array: bool) -> Result<Mask> {
+        left_padded_mask(n, self.idx, window_size, &self.left_padding)
+    }
+}
