@@ -54,8 +54,14 @@
 //!   [`crate::models::qwen2_5_vl::language::LanguageModel::decode_batch`]).
 //! - The events are typed ([`BatchEvent`]); there are no per-token
 //!   log-probabilities, prompt-batch timings, speculative decoding, APC
-//!   or thinking budgets; Python's one-step-ahead `async_eval` pipelining
-//!   is not ported.
+//!   or thinking budgets.
+//! - A decode batch pipelines its steps as Python's `GenerationBatch`
+//!   does (the next step is computed while the last one's tokens are
+//!   read); a row that the read token ended hands back its caches as they
+//!   were before the step that ran on that token, so a finished request's
+//!   conversation holds what it would unpipelined. A request stopped
+//!   between steps ([`BatchGenerator::stop`]) keeps the one token more
+//!   that the batch already ran.
 //! - `max_kv_size` is kept: such a request has the bounded caches of its
 //!   single run (`RotatingKVCache(keep=4)`). While they will not wrap
 //!   before the request ends they batch as plain rows
@@ -263,8 +269,15 @@ enum Phase {
     Admitted(GenerateInputs),
     /// Prefilling its prompt, one chunk per step.
     Prefill(PromptPrefill),
-    /// Decoding: `y` `[1]` is the last token, already reported.
-    Decode { y: Array },
+    /// Decoding: `y` `[1]` is the last token sampled; `reported` unless a
+    /// batched step sampled it and it is still being computed (it is read,
+    /// and reported, at the next step: [`step_rows`]).
+    Decode {
+        /// The last token.
+        y: Array,
+        /// Whether its [`BatchEvent::Token`] went out.
+        reported: bool,
+    },
 }
 
 /// One admitted request.
@@ -460,8 +473,11 @@ impl BatchGenerator {
     /// Ends a running request now as if it had sampled a stop id (e.g. a
     /// stop string matched its text): the next step reports it
     /// [`FinishReason::Stop`], handing its conversation back as a finished
-    /// request does (its caches hold every id but the last sampled one).
-    /// A queued request is cancelled; an unknown or finished id is ignored.
+    /// request does, with the ids its caches hold: every reported id for
+    /// a request in a decode batch (whose step already ran on its last
+    /// reported token: [`step_rows`]), every one but the last for one
+    /// decoding alone. A queued request is cancelled; an unknown or
+    /// finished id is ignored.
     pub fn stop(&mut self, id: RequestId) {
         let Some(i) = self.active.iter().position(|s| s.id == id) else {
             return self.cancel(id);
@@ -470,7 +486,7 @@ impl BatchGenerator {
         let cache = if seq.batched {
             let wanted = seq.conversation.is_some();
             let cache = match self.row_of(id) {
-                Some((b, row)) => self.batches[b].row_caches(row, wanted),
+                Some((b, row)) => row_caches(&self.batches[b].caches, row, wanted),
                 None => unreachable!("a batched request is a row of a batch"),
             };
             self.drop_rows(&[id]);
@@ -631,8 +647,8 @@ impl BatchGenerator {
                 None => unreachable!("every batch row is an active batched request"),
             }
         }
-        let ended = match step_rows(&*self.model, batch, &mut seqs, events) {
-            Ok(ended) => ended,
+        let (ended, snapshot) = match step_rows(&*self.model, batch, &mut seqs, events) {
+            Ok(stepped) => stepped,
             Err(error) => {
                 for seq in &seqs {
                     events.push(BatchEvent::Failed {
@@ -642,7 +658,7 @@ impl BatchGenerator {
                         )),
                     });
                 }
-                seqs.iter().map(|s| (s.id, None)).collect()
+                (seqs.iter().map(|s| (s.id, None)).collect(), Vec::new())
             }
         };
         let mut done = Vec::with_capacity(ended.len());
@@ -653,7 +669,9 @@ impl BatchGenerator {
                 unreachable!("a row that ended is a row of the batch");
             };
             let seq = &mut seqs[row];
-            let mut cache = batch.row_caches(row, seq.conversation.is_some());
+            // Its caches before this step, which ran on the token that
+            // ended it.
+            let mut cache = row_caches(&snapshot, row, seq.conversation.is_some());
             // The caches its single run would keep: quantized if this
             // step reached `quantized_kv_start`.
             if let Err(error) = seq.run.quantize_caches(&mut cache) {
@@ -754,22 +772,35 @@ impl BatchGenerator {
 type EndedRows = Vec<(RequestId, Option<FinishReason>)>;
 
 /// One batched forward over `seqs` (the batch's rows, in order) and each
-/// row's sample; returns the requests that ended. Fails, with no event
-/// pushed, when the forward does.
+/// row's sample, pipelined as Python's `GenerationBatch._step`: the
+/// samples are computed in the background (`mx.async_eval`) while the
+/// tokens the previous step sampled are read and reported. So a row's
+/// forward runs on its last token before the host knows whether that
+/// token ended it; a row it ended wasted one row of the step, and its
+/// caches are taken from `snapshot`, the batch's caches before the step.
+///
+/// Returns the requests that ended (their caches in the returned
+/// snapshot). Fails, with no event pushed, when the forward does.
 fn step_rows(
     model: &dyn VlmModel,
     batch: &mut DecodeBatch,
     seqs: &mut [&mut Sequence],
     events: &mut Vec<BatchEvent>,
-) -> Result<EndedRows> {
+) -> Result<(EndedRows, Vec<BatchLayerCache>)> {
     let mut last = Vec::with_capacity(seqs.len());
+    let mut unreported = Vec::with_capacity(seqs.len());
     for seq in seqs.iter() {
         match &seq.phase {
-            Some(Phase::Decode { y }) => last.push(y.reshape(&[1, 1])?),
+            Some(Phase::Decode { y, reported }) => {
+                last.push(y.reshape(&[1, 1])?);
+                unreported.push((!reported).then(|| y.clone()));
+            }
             _ => unreachable!("a batched request is decoding"),
         }
     }
     let inputs = ops::concatenate(&last, 0)?;
+    // Shares the arrays: the step's updates make new ones.
+    let snapshot = batch.caches.clone();
     let logits = {
         let mut states: Vec<&mut RequestState> =
             seqs.iter_mut().map(|s| &mut s.run.state).collect();
@@ -778,30 +809,27 @@ fn step_rows(
     batch.steps += 1;
     if batch.steps.is_multiple_of(DEFAULT_CACHE_EVAL_INTERVAL) {
         let states: Vec<Array> = batch.caches.iter().flat_map(|c| c.state()).collect();
-        mlx_rs::eval(&states)?;
+        mlx_rs::async_eval(&states)?;
     }
-    if seqs.iter().all(|s| s.run.is_greedy()) {
-        return greedy_rows(&logits, seqs, events);
-    }
-    // Every row's sample, built lazily, then evaluated together: one
-    // evaluation for the batch instead of one per row.
-    let mut sampled = Vec::with_capacity(seqs.len());
-    for (row, (seq, y)) in seqs.iter_mut().zip(&last).enumerate() {
-        let r = row as i32;
-        sampled.push(
-            logits
-                .index(idx![r..r + 1, -1, ..])
-                .map_err(Error::from)
-                .and_then(|row_logits| seq.run.sample(y, row_logits)),
-        );
-    }
-    let ready: Vec<&Array> = sampled.iter().flatten().map(|(next, _)| next).collect();
-    // An evaluation error is reported by the row it belongs to, below.
-    let _ = mlx_rs::eval(ready);
+    let sampled = sample_rows(&logits, seqs, &last)?;
+    // A row's evaluation error shows when it is read, next step.
+    let _ = mlx_rs::async_eval(sampled.iter().flatten());
     let mut ended = Vec::new();
-    for (seq, next) in seqs.iter_mut().zip(sampled) {
+    for ((seq, y), next) in seqs.iter_mut().zip(unreported).zip(sampled) {
         // A row's own sampling error fails that row only.
-        match next.and_then(|(next, _)| seq.emit(next, events)) {
+        let reported = match y {
+            Some(y) => seq.report(&y, events),
+            None => Ok(None),
+        };
+        // A row its last token ended drops this step's sample unread.
+        let outcome = reported.and_then(|reason| match reason {
+            Some(reason) => Ok(Some(reason)),
+            None => next.map(|y| {
+                seq.phase = Some(Phase::Decode { y, reported: false });
+                None
+            }),
+        });
+        match outcome {
             Ok(None) => {}
             Ok(Some(reason)) => ended.push((seq.id, Some(reason))),
             Err(error) => {
@@ -810,47 +838,61 @@ fn step_rows(
             }
         }
     }
-    Ok(ended)
+    Ok((ended, snapshot))
 }
 
-/// The samples of a batch of greedy rows in one log-softmax and one
-/// argmax over `[batch, vocab]`, as each row's `make_sampler` argmax
-/// takes them; returns the requests that finished.
-fn greedy_rows(
+/// Each row's next token `[1]`, built lazily from the step's `logits`
+/// (`last` holds each row's input token `[1, 1]`): for a batch of greedy
+/// rows one log-softmax and one argmax over `[batch, vocab]`, as each
+/// row's `make_sampler` argmax takes them; otherwise each row's own
+/// logits processors and sampler ([`RequestRun::sample`]), whose errors
+/// fail that row only.
+fn sample_rows(
     logits: &Array,
     seqs: &mut [&mut Sequence],
-    events: &mut Vec<BatchEvent>,
-) -> Result<EndedRows> {
-    let logits = logits.index(idx![.., -1, ..])?;
-    let logprobs = ops::subtract(&logits, &ops::logsumexp(&logits, -1, true)?)?;
-    let next = ops::argmax(&logprobs, Some(-1), false)?;
-    next.eval()?;
-    let mut ended = Vec::new();
-    for (row, seq) in seqs.iter_mut().enumerate() {
-        let r = row as i32;
-        seq.run.count_sample();
-        if let Some(reason) = seq.emit(next.index(idx![r..r + 1])?, events)? {
-            ended.push((seq.id, Some(reason)));
+    last: &[Array],
+) -> Result<Vec<Result<Array>>> {
+    if seqs.iter().all(|s| s.run.is_greedy()) {
+        let logits = logits.index(idx![.., -1, ..])?;
+        let logprobs = ops::subtract(&logits, &ops::logsumexp(&logits, -1, true)?)?;
+        let next = ops::argmax(&logprobs, Some(-1), false)?;
+        let mut sampled = Vec::with_capacity(seqs.len());
+        for (row, seq) in seqs.iter_mut().enumerate() {
+            let r = row as i32;
+            seq.run.count_sample();
+            sampled.push(Ok(next.index(idx![r..r + 1])?));
         }
+        return Ok(sampled);
     }
-    Ok(ended)
+    let mut sampled = Vec::with_capacity(seqs.len());
+    for (row, (seq, y)) in seqs.iter_mut().zip(last).enumerate() {
+        let r = row as i32;
+        sampled.push(
+            logits
+                .index(idx![r..r + 1, -1, ..])
+                .map_err(Error::from)
+                .and_then(|row_logits| seq.run.sample(y, row_logits))
+                .map(|(next, _)| next),
+        );
+    }
+    Ok(sampled)
+}
+
+/// Row `row`'s caches cut out of a batch's `caches`, when `wanted` (a
+/// request with a conversation: only those keep their caches); a row that
+/// cannot be cut out keeps none, and its next turn prefills cold.
+fn row_caches(caches: &[BatchLayerCache], row: usize, wanted: bool) -> Vec<Box<dyn Cache>> {
+    if !wanted {
+        return Vec::new();
+    }
+    caches
+        .iter()
+        .map(|c| c.extract(row))
+        .collect::<Result<Vec<_>>>()
+        .unwrap_or_default()
 }
 
 impl DecodeBatch {
-    /// Row `row`'s caches cut out of the batch, when `wanted` (a request
-    /// with a conversation: only those keep their caches); a row that
-    /// cannot be cut out keeps none, and its next turn prefills cold.
-    fn row_caches(&self, row: usize, wanted: bool) -> Vec<Box<dyn Cache>> {
-        if !wanted {
-            return Vec::new();
-        }
-        self.caches
-            .iter()
-            .map(|c| c.extract(row))
-            .collect::<Result<Vec<_>>>()
-            .unwrap_or_default()
-    }
-
     /// Row `row`'s caches cut out of the batch (Python: `extract`).
     fn take_row(&self, row: usize) -> Result<Vec<Box<dyn Cache>>> {
         self.caches.iter().map(|c| c.extract(row)).collect()
@@ -983,7 +1025,14 @@ impl Sequence {
                 return self.prefill(model, prompt, events);
             }
             Some(Phase::Prefill(prompt)) => return self.prefill(model, prompt, events),
-            Some(Phase::Decode { y }) => y,
+            Some(Phase::Decode { y, reported }) => {
+                // A token a batched step sampled, if the request left the
+                // batch since (say, to be quantized): report it first.
+                if !reported && let Some(reason) = self.report(&y, events)? {
+                    return Ok(self.end_own(model, Some(reason), events));
+                }
+                y
+            }
             None => return Ok(false),
         };
         let (y, _) = self
@@ -1015,6 +1064,16 @@ impl Sequence {
     /// Reports the sampled `y` `[1]`; returns why the request finished,
     /// or `None` to go on (with `y` as the next input).
     fn emit(&mut self, y: Array, events: &mut Vec<BatchEvent>) -> Result<Option<FinishReason>> {
+        let reason = self.report(&y, events)?;
+        if reason.is_none() {
+            self.phase = Some(Phase::Decode { y, reported: true });
+        }
+        Ok(reason)
+    }
+
+    /// Reads and reports the sampled `y` `[1]`; returns why the request
+    /// finished, or `None` when it goes on.
+    fn report(&mut self, y: &Array, events: &mut Vec<BatchEvent>) -> Result<Option<FinishReason>> {
         let token = y.item_as::<u32>()?;
         self.generated += 1;
         if let Some(conversation) = &mut self.conversation {
@@ -1032,7 +1091,6 @@ impl Sequence {
         if self.generated >= self.max_tokens {
             return Ok(Some(FinishReason::Length));
         }
-        self.phase = Some(Phase::Decode { y });
         Ok(None)
     }
 

@@ -1092,10 +1092,11 @@ fn a_request_stopped_early_hands_its_conversation_back() {
             }
         }
     }
-    // The caches hold the prompt and the first two tokens.
+    // The caches hold the prompt and the three tokens: the batch's last
+    // step ran on the third (pipelined, it samples before reporting).
     let kept = kept.expect("a stopped request hands its conversation back");
     let mut ids: Vec<u32> = text.iter().map(|&t| t as u32).collect();
-    ids.extend(&tokens[..2]);
+    ids.extend(&tokens);
     assert_eq!(kept.token_ids.as_deref(), Some(&ids[..]));
     // The next turn continues from it and gives its cold run's ids.
     let mut next: Vec<i32> = text.clone();
