@@ -58,8 +58,9 @@
 //! - A decode batch pipelines its steps as Python's `GenerationBatch`
 //!   does (the next step is computed while the last one's tokens are
 //!   read); a row that the read token ended hands back its caches as they
-//!   were before the step that ran on that token, so a finished request's
-//!   conversation holds what it would unpipelined. A request stopped
+//!   were before the step that ran on that token (cut off, or for rings
+//!   copied before the step), so a finished request's conversation holds
+//!   what it would unpipelined. A request stopped
 //!   between steps ([`BatchGenerator::stop`]) keeps the one token more
 //!   that the batch already ran.
 //! - `max_kv_size` is kept: such a request has the bounded caches of its
@@ -647,7 +648,7 @@ impl BatchGenerator {
                 None => unreachable!("every batch row is an active batched request"),
             }
         }
-        let (ended, snapshot) = match step_rows(&*self.model, batch, &mut seqs, events) {
+        let (ended, before) = match step_rows(&*self.model, batch, &mut seqs, events) {
             Ok(stepped) => stepped,
             Err(error) => {
                 for seq in &seqs {
@@ -658,7 +659,10 @@ impl BatchGenerator {
                         )),
                     });
                 }
-                (seqs.iter().map(|s| (s.id, None)).collect(), Vec::new())
+                (
+                    seqs.iter().map(|s| (s.id, None)).collect(),
+                    Before(Vec::new()),
+                )
             }
         };
         let mut done = Vec::with_capacity(ended.len());
@@ -671,7 +675,8 @@ impl BatchGenerator {
             let seq = &mut seqs[row];
             // Its caches before this step, which ran on the token that
             // ended it.
-            let mut cache = row_caches(&snapshot, row, seq.conversation.is_some());
+            let wanted = seq.conversation.is_some();
+            let mut cache = before.row_caches(&batch.caches, row, wanted);
             // The caches its single run would keep: quantized if this
             // step reached `quantized_kv_start`.
             if let Err(error) = seq.run.quantize_caches(&mut cache) {
@@ -772,21 +777,22 @@ impl BatchGenerator {
 type EndedRows = Vec<(RequestId, Option<FinishReason>)>;
 
 /// One batched forward over `seqs` (the batch's rows, in order) and each
-/// row's sample, pipelined as Python's `GenerationBatch._step`: the
-/// samples are computed in the background (`mx.async_eval`) while the
-/// tokens the previous step sampled are read and reported. So a row's
+/// row's sample, pipelined as Python's `GenerationBatch._step`: the step
+/// is built while the previous one computes, and computed in the
+/// background (`mx.async_eval`) while the tokens the previous step
+/// sampled are reported. So a row's
 /// forward runs on its last token before the host knows whether that
 /// token ended it; a row it ended wasted one row of the step, and its
-/// caches are taken from `snapshot`, the batch's caches before the step.
+/// caches are taken as they were before the step ([`Before`]).
 ///
-/// Returns the requests that ended (their caches in the returned
-/// snapshot). Fails, with no event pushed, when the forward does.
+/// Returns the requests that ended, and what their caches are taken
+/// from. Fails, with no event pushed, when the forward does.
 fn step_rows(
     model: &dyn VlmModel,
     batch: &mut DecodeBatch,
     seqs: &mut [&mut Sequence],
     events: &mut Vec<BatchEvent>,
-) -> Result<(EndedRows, Vec<BatchLayerCache>)> {
+) -> Result<(EndedRows, Before)> {
     let mut last = Vec::with_capacity(seqs.len());
     let mut unreported = Vec::with_capacity(seqs.len());
     for seq in seqs.iter() {
@@ -799,21 +805,33 @@ fn step_rows(
         }
     }
     let inputs = ops::concatenate(&last, 0)?;
-    // Shares the arrays: the step's updates make new ones.
-    let snapshot = batch.caches.clone();
+    // Only the rings: holding a layer's buffer across the step would make
+    // its in-place update a copy.
+    let before = Before(
+        batch
+            .caches
+            .iter()
+            .map(|c| c.overwrites().then(|| c.clone()))
+            .collect(),
+    );
     let logits = {
         let mut states: Vec<&mut RequestState> =
             seqs.iter_mut().map(|s| &mut s.run.state).collect();
         model.decode_batch(&inputs, &mut batch.caches, &mut states)?
     };
     batch.steps += 1;
+    let sampled = sample_rows(&logits, seqs, &last)?;
+    // The last step's tokens first, then this step in the background: the
+    // last step's graph, which holds the caches' previous buffers, is
+    // released before this one is dispatched, so MLX writes the caches in
+    // place instead of copying them (Python dispatches first and copies).
+    // An evaluation error shows when its row is read.
+    let _ = mlx_rs::eval(unreported.iter().flatten());
+    let _ = mlx_rs::async_eval(sampled.iter().flatten());
     if batch.steps.is_multiple_of(DEFAULT_CACHE_EVAL_INTERVAL) {
         let states: Vec<Array> = batch.caches.iter().flat_map(|c| c.state()).collect();
         mlx_rs::async_eval(&states)?;
     }
-    let sampled = sample_rows(&logits, seqs, &last)?;
-    // A row's evaluation error shows when it is read, next step.
-    let _ = mlx_rs::async_eval(sampled.iter().flatten());
     let mut ended = Vec::new();
     for ((seq, y), next) in seqs.iter_mut().zip(unreported).zip(sampled) {
         // A row's own sampling error fails that row only.
@@ -838,7 +856,36 @@ fn step_rows(
             }
         }
     }
-    Ok((ended, snapshot))
+    Ok((ended, before))
+}
+
+/// The batch's caches before a step, for the rows the step should not
+/// have run: a copy of each layer whose update overwrites
+/// ([`BatchLayerCache::overwrites`]), `None` for a layer that only
+/// appends (the step's token is cut off the live cache instead).
+struct Before(Vec<Option<BatchLayerCache>>);
+
+impl Before {
+    /// Row `row`'s caches as they were before the step, taken from `live`
+    /// (the batch's caches after it), when `wanted` (see [`row_caches`]).
+    fn row_caches(
+        &self,
+        live: &[BatchLayerCache],
+        row: usize,
+        wanted: bool,
+    ) -> Vec<Box<dyn Cache>> {
+        if !wanted {
+            return Vec::new();
+        }
+        live.iter()
+            .zip(&self.0)
+            .map(|(live, before)| match before {
+                Some(before) => before.extract(row),
+                None => live.extract_trimmed(row, 1),
+            })
+            .collect::<Result<Vec<_>>>()
+            .unwrap_or_default()
+    }
 }
 
 /// Each row's next token `[1]`, built lazily from the step's `logits`

@@ -5,26 +5,30 @@
 //! `left_padding[b]` columns of zeros before row `b`'s first token, and
 //! [`BatchKvCache::make_mask`] hides them.
 //!
+//! The buffers grow in steps of 256 columns and a step's keys are written
+//! in place (`index_put`, a `slice_update` MLX does in place once the old
+//! buffer has no other holder), as Python's `update_and_fetch` does, so a
+//! decode step does not copy the cache.
+//!
 //! Divergences from Python:
-//! - The buffer grows by concatenation, not in 256-token steps written in
-//!   place (Rust's `index_put` copies); only decode steps of one token
-//!   update it.
 //! - Python's `offset` is an array; here [`Cache::offset`] is the column
 //!   count (Python's `_idx`, what Python's `make_mask` and `size` use) and
 //!   the per-row counts are [`BatchKvCache::offsets`].
 //! - No `prepare`/`finalize` (right padding) or `trim`: prompts are
 //!   prefilled per request and join through [`BatchKvCache::merge`].
 
-use mlx_rs::{Array, idx, ops};
+use mlx_rs::{Array, Index, idx, ops};
 
-use super::cache::{Cache, KvCache, Mask, buffers, create_causal_mask};
+use super::cache::{Cache, KvCache, Mask, buffers, create_causal_mask, zeros_like_heads};
 use crate::{Error, Result};
 
 /// One decoder layer's cache for a batch of rows (Python: `BatchKVCache`).
-/// Cloning shares the arrays.
+/// Cloning shares the arrays (and a clone kept across an update makes
+/// that update copy the buffer instead of writing it in place).
 #[derive(Debug, Default, Clone)]
 pub struct BatchKvCache {
-    /// `[batch, kv_heads, idx, head_dim]`, left-padded; `None` when empty.
+    /// `[batch, kv_heads, capacity, head_dim]`, left-padded, the first
+    /// `idx` columns filled; `None` when empty.
     keys: Option<Array>,
     values: Option<Array>,
     /// Padding columns before each row's first token.
@@ -32,6 +36,9 @@ pub struct BatchKvCache {
     /// Columns filled (Python: `_idx`).
     idx: i32,
 }
+
+/// Columns a buffer grows by (Python: `BatchKVCache.step`).
+const STEP: i32 = 256;
 
 /// `[b, h, len, d]` of a cache operand.
 fn dims(a: &Array, what: &str) -> Result<[i32; 4]> {
@@ -142,6 +149,22 @@ impl BatchKvCache {
     /// (Python: `BatchKVCache.extract`): what a finished request keeps for
     /// its next turn.
     pub fn extract(&self, row: usize) -> Result<KvCache> {
+        self.extract_trimmed(row, 0)
+    }
+
+    /// [`BatchKvCache::extract`] without the row's last `trim` tokens
+    /// (say, the one a pipelined step ran on after the row ended).
+    pub fn extract_trimmed(&self, row: usize, trim: i32) -> Result<KvCache> {
+        let (k, v) = self.row_kv(row, trim)?;
+        match (k, v) {
+            (Some(k), Some(v)) => KvCache::from_kv(k, v),
+            _ => Ok(KvCache::new()),
+        }
+    }
+
+    /// Row `row`'s keys and values without their last `trim` tokens, in
+    /// buffers of their own; `None` for an empty cache.
+    pub(super) fn row_kv(&self, row: usize, trim: i32) -> Result<(Option<Array>, Option<Array>)> {
         let Some(&pad) = self.left_padding.get(row) else {
             return Err(Error::InvalidArgument(format!(
                 "BatchKvCache::extract: row {row} is out of range for a batch of {}",
@@ -149,17 +172,18 @@ impl BatchKvCache {
             )));
         };
         let (Some(k), Some(v)) = (&self.keys, &self.values) else {
-            return Ok(KvCache::new());
+            return Ok((None, None));
         };
+        let end = self.idx - trim.clamp(0, self.idx - pad);
         let r = row as i32;
-        let rows = idx![r..r + 1, .., pad..self.idx, ..];
+        let rows = idx![r..r + 1, .., pad..end, ..];
         // A buffer of its own (Python: `mx.contiguous`): a slice shares the
         // batch's buffer, and the longest row's slice is contiguous, which
         // `contiguous` would share too, so a kept conversation would hold
         // every row's keys. `x * 1` is exact (signed zeros included) and
         // always writes a new buffer, the input being shared.
         let own = |a: &Array| -> Result<Array> { Ok(ops::multiply(&a.index(rows)?, 1.0f32)?) };
-        KvCache::from_kv(own(k)?, own(v)?)
+        Ok((Some(own(k)?), Some(own(v)?)))
     }
 
     /// Appends the rows of `other`, right-aligning both so every row's
@@ -177,9 +201,10 @@ impl BatchKvCache {
             match (&c.keys, &c.values) {
                 (Some(k), Some(v)) => {
                     let left = max_idx - c.idx;
+                    let filled = |a: &Array| a.index(idx![.., .., ..c.idx, ..]);
                     Ok(Some((
-                        pad_columns(k, left, 0)?,
-                        pad_columns(v, left, 0)?,
+                        pad_columns(&filled(k)?, left, 0)?,
+                        pad_columns(&filled(v)?, left, 0)?,
                         left,
                     )))
                 }
@@ -221,21 +246,43 @@ impl Cache for BatchKvCache {
                 self.batch_size()
             )));
         }
-        let (k, v) = match (&self.keys, &self.values) {
-            (Some(k0), Some(v0)) => (
-                ops::concatenate(&[k0, keys], 2)?,
-                ops::concatenate(&[v0, values], 2)?,
-            ),
-            _ => (keys.clone(), values.clone()),
-        };
-        self.keys = Some(k.clone());
-        self.values = Some(v.clone());
+        let prev = self.idx;
+        let capacity = self.keys.as_ref().map_or(0, |k| k.shape()[2]);
+        if self.keys.is_none() || prev + l > capacity {
+            // Python: a new step of 256 columns (more for a longer update),
+            // the unused tail dropped first.
+            let n_steps = (STEP + l - 1) / STEP;
+            let grow = |old: Option<&Array>, new: &Array| -> Result<Array> {
+                let fresh = zeros_like_heads(new, n_steps * STEP)?;
+                Ok(match old {
+                    Some(old) => {
+                        let old = old.index(idx![.., .., ..prev, ..])?;
+                        ops::concatenate(&[old, fresh], 2)?
+                    }
+                    None => fresh,
+                })
+            };
+            self.keys = Some(grow(self.keys.as_ref(), keys)?);
+            self.values = Some(grow(self.values.as_ref(), values)?);
+        }
         self.idx += l;
-        Ok((k, v))
+        let window: &[Index] = idx![.., .., prev..self.idx, ..];
+        let (Some(k), Some(v)) = (self.keys.as_mut(), self.values.as_mut()) else {
+            unreachable!("the buffers were made above when missing");
+        };
+        k.index_put(window, keys)?;
+        v.index_put(window, values)?;
+        let filled: &[Index] = idx![.., .., ..self.idx, ..];
+        Ok((k.index(filled)?, v.index(filled)?))
     }
 
+    /// The filled columns of the buffers (Python: `state`'s keys and
+    /// values, cut to `_idx`).
     fn state(&self) -> Vec<Array> {
-        buffers(self.keys.as_ref(), self.values.as_ref())
+        let filled: &[Index] = idx![.., .., ..self.idx, ..];
+        let keys = self.keys.as_ref().and_then(|k| k.index(filled).ok());
+        let values = self.values.as_ref().and_then(|v| v.index(filled).ok());
+        buffers(keys.as_ref(), values.as_ref())
     }
 
     fn row_offsets(&self) -> Option<Vec<i32>> {

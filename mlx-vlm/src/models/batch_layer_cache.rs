@@ -113,12 +113,28 @@ impl BatchLayerCache {
 
     /// Row `row` as a cache of its own (Python: `extract`).
     pub fn extract(&self, row: usize) -> Result<Box<dyn Cache>> {
+        self.extract_trimmed(row, 0)
+    }
+
+    /// Whether a step's update overwrites what a row held (a ring's
+    /// oldest slot), so the row as it was before the step can only be
+    /// taken from a copy made before it; the other kinds only append, and
+    /// [`BatchLayerCache::extract_trimmed`] cuts the step's tokens off.
+    pub fn overwrites(&self) -> bool {
+        matches!(self, Self::Rotating(_))
+    }
+
+    /// Row `row` as a cache of its own without its last `trim` tokens (a
+    /// step it should not have taken); only for a kind that does not
+    /// overwrite ([`BatchLayerCache::overwrites`]), the trim is ignored
+    /// for a ring.
+    pub fn extract_trimmed(&self, row: usize, trim: i32) -> Result<Box<dyn Cache>> {
         Ok(match self {
-            Self::Plain(c) => Box::new(c.extract(row)?),
+            Self::Plain(c) => Box::new(c.extract_trimmed(row, trim)?),
             Self::Rotating(c) => Box::new(c.extract(row)?),
-            Self::Quantized(c) => Box::new(c.extract(row)?),
+            Self::Quantized(c) => Box::new(c.extract_trimmed(row, trim)?),
             Self::Bounded(c, bound) => {
-                let row = c.extract(row)?;
+                let row = c.extract_trimmed(row, trim)?;
                 let (k, v) = match row.plain_kv() {
                     Some(kv) => kv?,
                     None => {

@@ -16,9 +16,10 @@
 //!   layer (but the last of a stack deeper than two) from the first
 //!   prompt token on, ignoring `quantized_kv_start`, so its batched
 //!   answers differ from its own single runs.
-//! - The buffers grow by concatenation, not in 256-token steps written in
-//!   place, as [`super::BatchKvCache`]'s; no `prepare`/`finalize` (right
-//!   padding), no APC dequantization.
+//! - No `prepare`/`finalize` (right padding), no APC dequantization.
+//!
+//! The buffers grow in steps of 256 columns written in place, as
+//! [`super::BatchKvCache`]'s and Python's.
 
 use mlx_rs::{Array, Index, idx, ops};
 
@@ -26,12 +27,15 @@ use super::batch_cache::{kept_rows, left_padded_mask, pad_columns, select_rows};
 use super::cache::{Cache, CachedKv, Mask, QuantizedArrays, QuantizedKvCache};
 use crate::{Error, Result};
 
+/// Columns a buffer grows by (Python: `BatchQuantizedKVCache.step`).
+const STEP: i32 = 256;
+
 /// One decoder layer's quantized cache for a batch of rows (Python:
 /// `BatchQuantizedKVCache`). Cloning shares the arrays.
 #[derive(Debug, Clone)]
 pub struct BatchQuantizedKvCache {
-    /// `[batch, kv_heads, idx, *]` each part, left-padded; `None` when
-    /// empty.
+    /// `[batch, kv_heads, capacity, *]` each part, left-padded, the first
+    /// `idx` columns filled; `None` when empty.
     keys: Option<QuantizedArrays>,
     values: Option<QuantizedArrays>,
     /// Padding columns before each row's first token.
@@ -164,6 +168,12 @@ impl BatchQuantizedKvCache {
     /// Row `row`'s tokens as a [`QuantizedKvCache`] of its own, its padding
     /// dropped (Python: `extract`).
     pub fn extract(&self, row: usize) -> Result<QuantizedKvCache> {
+        self.extract_trimmed(row, 0)
+    }
+
+    /// [`BatchQuantizedKvCache::extract`] without the row's last `trim`
+    /// tokens (say, the one a pipelined step ran on after the row ended).
+    pub fn extract_trimmed(&self, row: usize, trim: i32) -> Result<QuantizedKvCache> {
         let Some(&pad) = self.left_padding.get(row) else {
             return Err(Error::InvalidArgument(format!(
                 "BatchQuantizedKvCache::extract: row {row} is out of range for a batch of {}",
@@ -173,8 +183,9 @@ impl BatchQuantizedKvCache {
         let (Some(k), Some(v)) = (&self.keys, &self.values) else {
             return Ok(QuantizedKvCache::new(self.group_size, self.bits));
         };
+        let end = self.idx - trim.clamp(0, self.idx - pad);
         let r = row as i32;
-        let cut: &[Index] = idx![r..r + 1, .., pad..self.idx, ..];
+        let cut: &[Index] = idx![r..r + 1, .., pad..end, ..];
         // A buffer of its own (Python: `mx.contiguous`), for the reason
         // `BatchKvCache::extract` gives: times a one of the part's own
         // dtype (the packed data is `uint32`), which is exact.
@@ -206,7 +217,9 @@ impl BatchQuantizedKvCache {
         let max_idx = self.idx.max(other.idx);
         let parts = |c: &Self| -> Result<Option<(QuantizedArrays, QuantizedArrays, i32)>> {
             let left = max_idx - c.idx;
-            let pad = |q: &QuantizedArrays| q.map(|a| pad_columns(a, left, 0));
+            let pad = |q: &QuantizedArrays| {
+                q.map(|a| pad_columns(&a.index(idx![.., .., ..c.idx, ..])?, left, 0))
+            };
             match (&c.keys, &c.values) {
                 (Some(k), Some(v)) => Ok(Some((pad(k)?, pad(v)?, left))),
                 _ => Ok(None),
@@ -232,11 +245,6 @@ impl BatchQuantizedKvCache {
 /// The parts of `rows` stacked along the batch axis.
 fn concatenate_rows(rows: &[QuantizedArrays]) -> Result<QuantizedArrays> {
     concatenate(rows, 0)
-}
-
-/// `new`'s columns appended to `old`'s.
-fn concatenate_columns(old: &QuantizedArrays, new: &QuantizedArrays) -> Result<QuantizedArrays> {
-    concatenate(&[old.clone(), new.clone()], 2)
 }
 
 /// Each part of `parts` concatenated along `axis`.
@@ -296,30 +304,62 @@ impl Cache for BatchQuantizedKvCache {
         }
         let new_keys = QuantizedArrays::quantize(keys, self.group_size, self.bits)?;
         let new_values = QuantizedArrays::quantize(values, self.group_size, self.bits)?;
-        let (k, v) = match (&self.keys, &self.values) {
-            (Some(k), Some(v)) => (
-                concatenate_columns(k, &new_keys)?,
-                concatenate_columns(v, &new_values)?,
-            ),
-            _ => (new_keys, new_values),
-        };
-        self.keys = Some(k.clone());
-        self.values = Some(v.clone());
+        let prev = self.idx;
+        let capacity = self.keys.as_ref().map_or(0, |k| k.data.shape()[2]);
+        if self.keys.is_none() || prev + steps > capacity {
+            // Python: a new step of 256 columns (more for a longer update),
+            // the unused tail dropped first.
+            let columns = (STEP + steps - 1) / STEP * STEP;
+            let grow = |old: Option<&QuantizedArrays>, like: &QuantizedArrays| {
+                let fresh = like.map(|a| {
+                    let s = a.shape();
+                    Ok(ops::zeros(&[s[0], s[1], columns, s[3]], a.dtype())?)
+                })?;
+                match old {
+                    Some(old) => {
+                        let old = old.map(|a| Ok(a.index(idx![.., .., ..prev, ..])?))?;
+                        concatenate(&[old, fresh], 2)
+                    }
+                    None => Ok(fresh),
+                }
+            };
+            self.keys = Some(grow(self.keys.as_ref(), &new_keys)?);
+            self.values = Some(grow(self.values.as_ref(), &new_values)?);
+        }
         self.idx += steps;
+        let window: &[Index] = idx![.., .., prev..self.idx, ..];
+        let (Some(k), Some(v)) = (self.keys.as_mut(), self.values.as_mut()) else {
+            unreachable!("the buffers were made above when missing");
+        };
+        for (buf, new) in [
+            (&mut k.data, &new_keys.data),
+            (&mut k.scales, &new_keys.scales),
+            (&mut k.biases, &new_keys.biases),
+            (&mut v.data, &new_values.data),
+            (&mut v.scales, &new_values.scales),
+            (&mut v.biases, &new_values.biases),
+        ] {
+            buf.index_put(window, new)?;
+        }
+        let idx = self.idx;
+        let filled = |q: &QuantizedArrays| q.map(|a| Ok(a.index(idx![.., .., ..idx, ..])?));
         Ok(CachedKv::Quantized {
-            keys: k,
-            values: v,
+            keys: filled(k)?,
+            values: filled(v)?,
             group_size: self.group_size,
             bits: self.bits,
         })
     }
 
-    /// The six arrays (keys' data, scales, biases, then the values').
+    /// The six arrays cut to the filled columns (keys' data, scales,
+    /// biases, then the values').
     fn state(&self) -> Vec<Array> {
+        let filled: &[Index] = idx![.., .., ..self.idx, ..];
         self.keys
             .iter()
             .chain(&self.values)
-            .flat_map(|q| [q.data.clone(), q.scales.clone(), q.biases.clone()])
+            .flat_map(|q| [&q.data, &q.scales, &q.biases])
+            .filter_map(|a| a.index(filled).ok())
             .collect()
     }
 

@@ -512,7 +512,7 @@ fn seq_len(a: &Array, what: &str) -> Result<i32> {
 }
 
 /// `[b, h, len, d]` zeros shaped after `like` (`[b, h, _, d]`).
-fn zeros_like_heads(like: &Array, len: i32) -> Result<Array> {
+pub(super) fn zeros_like_heads(like: &Array, len: i32) -> Result<Array> {
     let s = like.shape();
     let (b, h, d) = match s {
         [b, h, _, d] => (*b, *h, *d),
