@@ -18,7 +18,7 @@ use crate::models::base::{self, AttentionMask};
 use crate::models::cache::{Cache, CachedKv, KvCache, RotatingKvCache};
 pub use crate::models::paligemma::language::RMSNorm;
 use crate::models::BatchLayerCache;
-use crate::models::rope_utils::{initialize_rope, rope_at_cache};
+use crate::models::rope_utils::{AttentionAngles, initialize_rope, rope_at_cache};
 use crate::{Error, Result};
 
 /// Python: `Attention`.
@@ -104,6 +104,19 @@ impl Attention {
         mask: &AttentionMask,
         cache: Option<&mut dyn Cache>,
     ) -> Result<Array> {
+        self.forward_at(x, mask, cache, None)
+    }
+
+    /// [`Attention::forward`], rotating the queries and keys with
+    /// `angles` (a decode step's, built once for every layer of this
+    /// layer's kind) where they fit, else from the cache.
+    pub fn forward_at(
+        &self,
+        x: &Array,
+        mask: &AttentionMask,
+        cache: Option<&mut dyn Cache>,
+        angles: Option<&AttentionAngles>,
+    ) -> Result<Array> {
         let shape = x.shape().to_vec();
         let [b, l, _] = shape[..] else {
             return Err(Error::InvalidArgument(format!(
@@ -122,7 +135,14 @@ impl Attention {
         let values = heads(self.v_proj.forward(x)?, self.n_kv_heads)?;
         let (queries, cached) = match cache {
             Some(cache) => {
-                let (queries, keys) = rope_at_cache(&self.rope, &queries, &keys, cache)?;
+                let rotated = match angles {
+                    Some(angles) => angles.apply(&queries, &keys)?,
+                    None => None,
+                };
+                let (queries, keys) = match rotated {
+                    Some(rotated) => rotated,
+                    None => rope_at_cache(&self.rope, &queries, &keys, cache)?,
+                };
                 let cached = cache.update_and_fetch_kv(&keys, &values)?;
                 (queries, cached)
             }
@@ -232,10 +252,25 @@ impl TransformerBlock {
         mask: &AttentionMask,
         cache: Option<&mut dyn Cache>,
     ) -> Result<Array> {
+        self.forward_at(x, mask, cache, None)
+    }
+
+    /// [`TransformerBlock::forward`] with a decode step's RoPE angles
+    /// ([`Attention::forward_at`]).
+    pub fn forward_at(
+        &self,
+        x: &Array,
+        mask: &AttentionMask,
+        cache: Option<&mut dyn Cache>,
+        angles: Option<&AttentionAngles>,
+    ) -> Result<Array> {
         let x = clip_residual(x, None)?;
-        let r = self
-            .self_attn
-            .forward(&self.input_layernorm.forward(&x)?, mask, cache)?;
+        let r = self.self_attn.forward_at(
+            &self.input_layernorm.forward(&x)?,
+            mask,
+            cache,
+            angles,
+        )?;
         let h = self.post_attention_layernorm.forward(&r)?;
         let h = clip_residual(&x, Some(&h))?;
         let r = self
@@ -319,8 +354,9 @@ impl Gemma3Model {
                 },
             ),
         };
+        let (global, sliding) = (LayerKind::masked(global_mask), LayerKind::masked(sliding_mask));
         let mut caches = cache.iter_mut().map(|c| &mut **c as &mut dyn Cache);
-        self.forward_layers(h, mask, &global_mask, &sliding_mask, &mut caches)
+        self.forward_layers(h, mask, [&global, &sliding], &mut caches)
     }
 
     /// The embeddings of `inputs`, or `inputs_embeds`, scaled by
@@ -342,23 +378,23 @@ impl Gemma3Model {
     }
 
     /// The layers over `h` (`mask` for every layer when given, else the
-    /// global or the sliding mask by layer), one cache a layer from
+    /// global or the sliding kind's mask by layer), one cache a layer from
     /// `caches` while it lasts, and the final norm.
     fn forward_layers(
         &self,
         mut h: Array,
         mask: Option<&AttentionMask>,
-        global_mask: &AttentionMask,
-        sliding_mask: &AttentionMask,
+        [global, sliding]: [&LayerKind; 2],
         caches: &mut dyn Iterator<Item = &mut dyn Cache>,
     ) -> Result<Array> {
         for (i, layer) in self.layers.iter().enumerate() {
-            let local_mask = match mask {
-                Some(m) => m,
-                None if self.config.is_global_layer(i as i32) => global_mask,
-                None => sliding_mask,
+            let kind = if self.config.is_global_layer(i as i32) {
+                global
+            } else {
+                sliding
             };
-            h = layer.forward(&h, local_mask, caches.next())?;
+            let local_mask = mask.unwrap_or(&kind.mask);
+            h = layer.forward_at(&h, local_mask, caches.next(), kind.angles.as_ref())?;
         }
         self.norm.forward(&h)
     }
@@ -386,20 +422,45 @@ impl Gemma3Model {
                 cache.len()
             )));
         }
-        let mask_of = |global: bool| -> Result<AttentionMask> {
-            let found = (0..layers).find(|&i| self.config.is_global_layer(i as i32) == global);
-            match found {
-                Some(i) => {
-                    let window = (!global).then_some(self.config.sliding_window);
-                    cache[i].as_cache().make_mask(1, window, true)
-                }
-                None => Ok(AttentionMask::None),
-            }
-        };
-        let (global_mask, sliding_mask) = (mask_of(true)?, mask_of(false)?);
         let h = self.embed(inputs, None)?;
+        // Built once a step for each kind from its first layer: every layer
+        // of a kind has the same window and RoPE, and its cache holds as
+        // many tokens a row.
+        let kind_of = |global: bool| -> Result<LayerKind> {
+            let found = (0..layers).find(|&i| self.config.is_global_layer(i as i32) == global);
+            let Some(i) = found else {
+                return Ok(LayerKind::masked(AttentionMask::None));
+            };
+            let window = (!global).then_some(self.config.sliding_window);
+            let layer_cache = cache[i].as_cache();
+            let attention = &self.layers[i].self_attn;
+            let heads = [attention.n_heads, attention.n_kv_heads];
+            Ok(LayerKind {
+                mask: layer_cache.make_mask(1, window, true)?,
+                angles: AttentionAngles::at(&attention.rope, layer_cache, heads, 1, h.dtype())?,
+            })
+        };
+        let (global, sliding) = (kind_of(true)?, kind_of(false)?);
         let mut caches = cache.iter_mut().map(|c| c.as_cache_mut());
-        self.forward_layers(h, None, &global_mask, &sliding_mask, &mut caches)
+        self.forward_layers(h, None, [&global, &sliding], &mut caches)
+    }
+}
+
+/// What the layers of one kind (global or sliding-window) share in a
+/// forward: the mask, and in a batched decode step the RoPE angles
+/// ([`AttentionAngles`]; `None` elsewhere, each layer rotating from its
+/// cache).
+struct LayerKind {
+    /// The kind's attention mask.
+    mask: AttentionMask,
+    /// The kind's queries' and keys' RoPE angles at this step.
+    angles: Option<AttentionAngles>,
+}
+
+impl LayerKind {
+    /// A kind with `mask` and no shared angles.
+    fn masked(mask: AttentionMask) -> Self {
+        LayerKind { mask, angles: None }
     }
 }
 
