@@ -10,8 +10,6 @@
 //!   several tokens, and `prepare`/`finalize` for right padding, are not
 //!   ported): prompts are prefilled per request and join through
 //!   [`BatchRotatingKvCache::merge`].
-//! - The ring is written by concatenating slices, not in place (Rust's
-//!   `index_put` copies either way).
 //! - [`Cache::offset`] is Python's `_offset` (columns written); the
 //!   per-row counts (Python's array `offset`) are
 //!   [`BatchRotatingKvCache::offsets`].
@@ -331,14 +329,17 @@ impl Cache for BatchRotatingKvCache {
             }
         }
         let at = self.idx;
+        // One slice update (Python's `keys[..., idx:idx + S, :] = keys`):
+        // a single operation, where slicing around the column and
+        // concatenating took three.
         let write = |buf: &Array, new: &Array| -> Result<Array> {
-            Ok(ops::concatenate(
-                &[
-                    buf.index(idx![.., .., ..at, ..])?,
-                    new.clone(),
-                    buf.index(idx![.., .., (at + s).., ..])?,
-                ],
-                2,
+            let [rows, heads, _, d] = dims(buf, "the buffer")?;
+            Ok(ops::slice_update(
+                buf,
+                new,
+                &[0, 0, at, 0],
+                &[rows, heads, at + s, d],
+                None,
             )?)
         };
         let (k, v) = (write(&k, keys)?, write(&v, values)?);
