@@ -118,12 +118,22 @@ impl Attention {
         angles: Option<&AttentionAngles>,
     ) -> Result<Array> {
         let shape = x.shape().to_vec();
-        let [b, l, _] = shape[..] else {
-            return Err(Error::InvalidArgument(format!(
-                "Attention takes [batch, len, hidden], got {shape:?}"
-            )));
+        // `[rows, hidden]` is one token a row (a batched decode step): the
+        // heads are then one reshape away, with no transpose.
+        let (b, l, token_rows) = match shape[..] {
+            [b, l, _] => (b, l, false),
+            [b, _] => (b, 1, true),
+            _ => {
+                return Err(Error::InvalidArgument(format!(
+                    "Attention takes [batch, len, hidden] (or [rows, hidden], one token a \
+                     row), got {shape:?}"
+                )));
+            }
         };
         let heads = |a: Array, n: i32| -> Result<Array> {
+            if token_rows {
+                return Ok(a.reshape(&[b, n, 1, -1])?);
+            }
             Ok(a.reshape(&[b, l, n, -1])?.transpose([0, 2, 1, 3])?)
         };
         let queries = self
@@ -163,7 +173,11 @@ impl Attention {
         };
         let output =
             base::scaled_dot_product_attention_cached(&queries, &cached, self.scale, mask, None)?;
-        let output = output.transpose([0, 2, 1, 3])?.reshape(&[b, l, -1])?;
+        let output = if token_rows {
+            output.reshape(&[b, -1])?
+        } else {
+            output.transpose([0, 2, 1, 3])?.reshape(&[b, l, -1])?
+        };
         Ok(self.o_proj.forward(&output)?)
     }
 }
@@ -403,7 +417,7 @@ impl Gemma3Model {
     /// one token a row (`inputs` `[rows, 1]`) over one batched cache a
     /// layer, each layer's mask from a cache of its kind (the global
     /// layers' plain, the sliding layers' rotating one), hiding each row's
-    /// padding.
+    /// padding. The final hidden states are `[rows, hidden]`.
     pub fn decode_batch(
         &self,
         inputs: &Array,
@@ -422,7 +436,10 @@ impl Gemma3Model {
                 cache.len()
             )));
         }
-        let h = self.embed(inputs, None)?;
+        // The hidden states stay `[rows, hidden]`, one token a row: the
+        // projections then multiply matrices, where a `[rows, 1, hidden]`
+        // input adds a flatten and an unflatten to each (the same values).
+        let h = self.embed(&inputs.reshape(&[rows as i32])?, None)?;
         // Built once a step for each kind from its first layer: every layer
         // of a kind has the same window and RoPE, and its cache holds as
         // many tokens a row.
@@ -495,7 +512,8 @@ impl LanguageModel {
         states: &[&mut ()],
     ) -> Result<Array> {
         let out = self.model.decode_batch(inputs, cache, states.len())?;
-        Ok(self.lm_head.forward(&out)?)
+        let rows = states.len() as i32;
+        Ok(self.lm_head.forward(&out)?.reshape(&[rows, 1, -1])?)
     }
 
     /// Logits (Python: `LanguageModel.__call__`).
