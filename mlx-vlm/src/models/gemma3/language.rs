@@ -8,7 +8,12 @@
 //!
 //! Divergences from Python: a config with fewer layers than
 //! `sliding_window_pattern` works (Python indexes the cache list out of
-//! range); `clip_residual` is not compiled (the same arithmetic).
+//! range); `clip_residual` is not compiled (the same arithmetic). A batched
+//! decode step ([`Gemma3Model::decode_batch`], Rust's own path) builds
+//! fewer graph operations for the same values: its hidden states are
+//! `[rows, hidden]` ([`HeadLayout`]), each kind of layer's mask is
+//! broadcast to the heads once, and its RoPE angles are built once a kind
+//! ([`AttentionAngles`]) where Python rebuilds them in every layer.
 
 use mlx_rs::nn::{Embedding, Linear, RoPE, activations};
 use mlx_rs::{Array, Dtype, idx, ops};
@@ -18,6 +23,7 @@ use crate::models::base::{self, AttentionMask};
 use crate::models::cache::{Cache, CachedKv, KvCache, RotatingKvCache};
 pub use crate::models::paligemma::language::RMSNorm;
 use crate::models::BatchLayerCache;
+use crate::models::attention::HeadLayout;
 use crate::models::rope_utils::{AttentionAngles, initialize_rope, rope_at_cache};
 use crate::{Error, Result};
 
@@ -117,25 +123,9 @@ impl Attention {
         cache: Option<&mut dyn Cache>,
         angles: Option<&AttentionAngles>,
     ) -> Result<Array> {
-        let shape = x.shape().to_vec();
-        // `[rows, hidden]` is one token a row (a batched decode step): the
-        // heads are then one reshape away, with no transpose.
-        let (b, l, token_rows) = match shape[..] {
-            [b, l, _] => (b, l, false),
-            [b, _] => (b, 1, true),
-            _ => {
-                return Err(Error::InvalidArgument(format!(
-                    "Attention takes [batch, len, hidden] (or [rows, hidden], one token a \
-                     row), got {shape:?}"
-                )));
-            }
-        };
-        let heads = |a: Array, n: i32| -> Result<Array> {
-            if token_rows {
-                return Ok(a.reshape(&[b, n, 1, -1])?);
-            }
-            Ok(a.reshape(&[b, l, n, -1])?.transpose([0, 2, 1, 3])?)
-        };
+        // `[rows, hidden]` is one token a row (a batched decode step).
+        let layout = HeadLayout::of(x, "Attention")?;
+        let heads = |a: Array, n: i32| layout.split(&a, n);
         let queries = self
             .q_norm
             .forward(&heads(self.q_proj.forward(x)?, self.n_heads)?)?;
@@ -173,12 +163,7 @@ impl Attention {
         };
         let output =
             base::scaled_dot_product_attention_cached(&queries, &cached, self.scale, mask, None)?;
-        let output = if token_rows {
-            output.reshape(&[b, -1])?
-        } else {
-            output.transpose([0, 2, 1, 3])?.reshape(&[b, l, -1])?
-        };
-        Ok(self.o_proj.forward(&output)?)
+        Ok(self.o_proj.forward(&layout.merge(&output)?)?)
     }
 }
 
@@ -452,8 +437,18 @@ impl Gemma3Model {
             let layer_cache = cache[i].as_cache();
             let attention = &self.layers[i].self_attn;
             let heads = [attention.n_heads, attention.n_kv_heads];
+            // Broadcast to the queries' heads once here: attention
+            // broadcasts its mask to them in every layer otherwise.
+            let mask = match layer_cache.make_mask(1, window, true)? {
+                AttentionMask::Array(m) if m.ndim() == 4 => {
+                    let s = m.shape();
+                    let shape = [s[0], attention.n_heads, s[2], s[3]];
+                    AttentionMask::Array(ops::broadcast_to(&m, &shape)?)
+                }
+                other => other,
+            };
             Ok(LayerKind {
-                mask: layer_cache.make_mask(1, window, true)?,
+                mask,
                 angles: AttentionAngles::at(&attention.rope, layer_cache, heads, 1, h.dtype())?,
             })
         };
