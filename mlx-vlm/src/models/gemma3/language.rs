@@ -437,18 +437,9 @@ impl Gemma3Model {
             let layer_cache = cache[i].as_cache();
             let attention = &self.layers[i].self_attn;
             let heads = [attention.n_heads, attention.n_kv_heads];
-            // Broadcast to the queries' heads once here: attention
-            // broadcasts its mask to them in every layer otherwise.
-            let mask = match layer_cache.make_mask(1, window, true)? {
-                AttentionMask::Array(m) if m.ndim() == 4 => {
-                    let s = m.shape();
-                    let shape = [s[0], attention.n_heads, s[2], s[3]];
-                    AttentionMask::Array(ops::broadcast_to(&m, &shape)?)
-                }
-                other => other,
-            };
+            let mask = layer_cache.make_mask(1, window, true)?;
             Ok(LayerKind {
-                mask,
+                mask: mask.for_heads(attention.n_heads)?,
                 angles: AttentionAngles::at(&attention.rope, layer_cache, heads, 1, h.dtype())?,
             })
         };
