@@ -581,3 +581,41 @@ impl AttentionAngles {
         Ok(Some((self.queries.apply(queries)?, self.keys.apply(keys)?)))
     }
 }
+
+/// `queries` and `keys` rotated by a decode step's `angles` where given and
+/// fitting ([`AttentionAngles::apply`]), else by `rope` from where `cache`
+/// holds its tokens ([`rope_at_cache`]): the same values either way.
+pub fn rope_at(
+    rope: &RoPE,
+    queries: &Array,
+    keys: &Array,
+    cache: &dyn crate::models::cache::Cache,
+    angles: Option<&AttentionAngles>,
+) -> Result<(Array, Array)> {
+    if let Some(angles) = angles
+        && let Some(rotated) = angles.apply(queries, keys)?
+    {
+        return Ok(rotated);
+    }
+    rope_at_cache(rope, queries, keys, cache)
+}
+
+/// What every layer of a batched decode step shares in a decoder whose
+/// layers all attend alike (one RoPE, one head count): the step's `mask`
+/// broadcast to the `heads[0]` query heads
+/// ([`crate::models::base::AttentionMask::for_heads`]) and `rope`'s
+/// angles at `first`'s per-row positions for `heads` (query, key/value)
+/// in `dtype` ([`AttentionAngles::at`]; `None` without a cache).
+pub fn decode_step_shared(
+    mask: &crate::models::base::AttentionMask,
+    rope: &RoPE,
+    heads: [i32; 2],
+    first: Option<&dyn crate::models::cache::Cache>,
+    dtype: Dtype,
+) -> Result<(crate::models::base::AttentionMask, Option<AttentionAngles>)> {
+    let angles = match first {
+        Some(cache) => AttentionAngles::at(rope, cache, heads, 1, dtype)?,
+        None => None,
+    };
+    Ok((mask.clone().for_heads(heads[0])?, angles))
+}

@@ -24,7 +24,7 @@ use crate::models::cache::{Cache, CachedKv, KvCache, RotatingKvCache};
 pub use crate::models::paligemma::language::RMSNorm;
 use crate::models::BatchLayerCache;
 use crate::models::attention::HeadLayout;
-use crate::models::rope_utils::{AttentionAngles, initialize_rope, rope_at_cache};
+use crate::models::rope_utils::{AttentionAngles, initialize_rope, rope_at};
 use crate::{Error, Result};
 
 /// Python: `Attention`.
@@ -135,14 +135,7 @@ impl Attention {
         let values = heads(self.v_proj.forward(x)?, self.n_kv_heads)?;
         let (queries, cached) = match cache {
             Some(cache) => {
-                let rotated = match angles {
-                    Some(angles) => angles.apply(&queries, &keys)?,
-                    None => None,
-                };
-                let (queries, keys) = match rotated {
-                    Some(rotated) => rotated,
-                    None => rope_at_cache(&self.rope, &queries, &keys, cache)?,
-                };
+                let (queries, keys) = rope_at(&self.rope, &queries, &keys, cache, angles)?;
                 let cached = cache.update_and_fetch_kv(&keys, &values)?;
                 (queries, cached)
             }

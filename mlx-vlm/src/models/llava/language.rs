@@ -9,8 +9,8 @@
 //! ([`LanguageModel::decode_batch`]) masks the rows' left padding, which
 //! Python's attends to, and builds fewer graph operations for the same
 //! values: hidden states `[rows, hidden]` ([`HeadLayout`]), the mask
-//! broadcast to the heads once, RoPE angles built once for all the layers
-//! ([`AttentionAngles`]).
+//! broadcast to the heads and the RoPE angles built once for all the
+//! layers ([`decode_step_shared`]).
 
 use std::collections::HashMap;
 
@@ -23,7 +23,7 @@ use crate::models::batch_layer_cache::{BatchLayerCache, decode_step};
 use crate::models::cache::{Cache, CachedKv};
 use crate::models::mlp::SwiGLUMLP as MLP;
 use crate::models::attention::HeadLayout;
-use crate::models::rope_utils::{AttentionAngles, rope_at_cache};
+use crate::models::rope_utils::{AttentionAngles, decode_step_shared, rope_at};
 use crate::{Error, Result};
 
 /// Python: `Attention`.
@@ -108,14 +108,7 @@ impl Attention {
         let values = layout.split(&self.v_proj.forward(x)?, self.n_kv_heads)?;
         let (queries, cached) = match cache {
             Some(cache) => {
-                let rotated = match angles {
-                    Some(angles) => angles.apply(&queries, &keys)?,
-                    None => None,
-                };
-                let (queries, keys) = match rotated {
-                    Some(rotated) => rotated,
-                    None => rope_at_cache(&self.rope, &queries, &keys, cache)?,
-                };
+                let (queries, keys) = rope_at(&self.rope, &queries, &keys, cache, angles)?;
                 (queries, cache.update_and_fetch_kv(&keys, &values)?)
             }
             None => (
@@ -364,20 +357,17 @@ impl LanguageModel {
             self.model.layers.len(),
             |h, mask, caches| {
                 let rows = states.len() as i32;
-                // The step's constants, built once for every layer: the
-                // mask broadcast to the heads and the RoPE angles; and the
-                // hidden states kept [rows, hidden] ([`HeadLayout`]).
-                let mut caches: Vec<&mut dyn Cache> = caches.collect();
-                let attention = self.model.layers.first().map(|l| &l.self_attn);
-                let angles = match (attention, caches.first_mut()) {
-                    (Some(a), Some(c)) => {
-                        let heads = [a.n_heads, a.n_kv_heads];
-                        AttentionAngles::at(&a.rope, &**c, heads, 1, h.dtype())?
-                    }
-                    _ => None,
+                // The step's constants, built once for every layer
+                // ([`decode_step_shared`]), and the hidden states kept
+                // [rows, hidden] ([`HeadLayout`]).
+                let caches: Vec<&mut dyn Cache> = caches.collect();
+                let Some(attention) = self.model.layers.first().map(|l| &l.self_attn) else {
+                    return self.model.forward_layers(h, mask, caches.into_iter());
                 };
-                let heads = attention.map_or(1, |a| a.n_heads);
-                let mask = mask.clone().for_heads(heads)?;
+                let heads = [attention.n_heads, attention.n_kv_heads];
+                let first = caches.first().map(|c| &**c);
+                let (mask, angles) =
+                    decode_step_shared(mask, &attention.rope, heads, first, h.dtype())?;
                 let h = h.reshape(&[rows, -1])?;
                 let caches = caches.into_iter();
                 self.model
