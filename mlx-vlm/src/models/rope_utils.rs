@@ -600,22 +600,49 @@ pub fn rope_at(
     rope_at_cache(rope, queries, keys, cache)
 }
 
-/// What every layer of a batched decode step shares in a decoder whose
-/// layers all attend alike (one RoPE, one head count): the step's `mask`
-/// broadcast to the `heads[0]` query heads
-/// ([`crate::models::base::AttentionMask::for_heads`]) and `rope`'s
-/// angles at `first`'s per-row positions for `heads` (query, key/value)
-/// in `dtype` ([`AttentionAngles::at`]; `None` without a cache).
-pub fn decode_step_shared(
-    mask: &crate::models::base::AttentionMask,
-    rope: &RoPE,
-    heads: [i32; 2],
-    first: Option<&dyn crate::models::cache::Cache>,
-    dtype: Dtype,
-) -> Result<(crate::models::base::AttentionMask, Option<AttentionAngles>)> {
-    let angles = match first {
-        Some(cache) => AttentionAngles::at(rope, cache, heads, 1, dtype)?,
-        None => None,
-    };
-    Ok((mask.clone().for_heads(heads[0])?, angles))
+/// A batched decode step of a decoder whose layers all attend alike (one
+/// RoPE, one head count), ready for its layers: the hidden states
+/// `[rows, hidden]` (see [`crate::models::attention::HeadLayout`]), the
+/// step's mask broadcast to the query heads
+/// ([`crate::models::base::AttentionMask::for_heads`]), the RoPE angles at
+/// the first cache's per-row positions ([`AttentionAngles::at`]) and the
+/// layers' caches.
+pub struct DecodeStepShared<'c> {
+    /// The hidden states, `[rows, hidden]`.
+    pub h: Array,
+    /// The mask every layer applies.
+    pub mask: crate::models::base::AttentionMask,
+    /// The angles every layer rotates with, where they can be shared.
+    pub angles: Option<AttentionAngles>,
+    /// One cache a layer.
+    pub caches: Vec<&'c mut dyn crate::models::cache::Cache>,
+}
+
+impl<'c> DecodeStepShared<'c> {
+    /// From what [`crate::models::batch_layer_cache::decode_step`] hands
+    /// its `run`: `h` `[rows, 1, hidden]`, the step's `mask` and the
+    /// caches; `rope` is the layers' RoPE with their query and key/value
+    /// head counts (`None`: a decoder without layers, nothing shared).
+    pub fn new(
+        h: Array,
+        mask: &crate::models::base::AttentionMask,
+        caches: &mut dyn Iterator<Item = &'c mut dyn crate::models::cache::Cache>,
+        rope: Option<(&RoPE, [i32; 2])>,
+    ) -> Result<Self> {
+        let caches: Vec<_> = caches.collect();
+        let (mask, angles) = match (rope, caches.first()) {
+            (Some((rope, heads)), Some(first)) => (
+                mask.clone().for_heads(heads[0])?,
+                AttentionAngles::at(rope, &**first, heads, 1, h.dtype())?,
+            ),
+            _ => (mask.clone(), None),
+        };
+        let rows = h.shape().first().copied().unwrap_or(0);
+        Ok(DecodeStepShared {
+            h: h.reshape(&[rows, -1])?,
+            mask,
+            angles,
+            caches,
+        })
+    }
 }

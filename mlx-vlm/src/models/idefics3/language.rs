@@ -13,7 +13,7 @@
 //! which Python's attends to, and builds fewer graph operations for the
 //! same values: hidden states `[rows, hidden]` ([`HeadLayout`]), the mask
 //! broadcast to the heads and the RoPE angles built once for all the
-//! layers ([`decode_step_shared`]).
+//! layers ([`DecodeStepShared`]).
 
 use mlx_rs::nn::{Embedding, Linear, RMSNorm, RoPE};
 use mlx_rs::{Array, ops};
@@ -24,7 +24,7 @@ use crate::models::batch_layer_cache::{BatchLayerCache, decode_step};
 use crate::models::cache::{Cache, CachedKv};
 use crate::models::mlp::SwiGLUMLP as MLP;
 use crate::models::attention::HeadLayout;
-use crate::models::rope_utils::{AttentionAngles, decode_step_shared, rope_at};
+use crate::models::rope_utils::{AttentionAngles, DecodeStepShared, rope_at};
 use crate::{Error, Result};
 
 /// Python: `Attention`.
@@ -281,19 +281,15 @@ impl LanguageModel {
             &self.embed_tokens,
             self.layers.len(),
             |h, mask, caches| {
-                // The step's constants, built once for every layer
-                // ([`decode_step_shared`]), and the hidden states kept
-                // [rows, hidden] ([`HeadLayout`]).
-                let caches: Vec<&mut dyn Cache> = caches.collect();
-                let Some(attention) = self.layers.first().map(|l| &l.self_attn) else {
-                    return self.forward_layers(h, mask, caches.into_iter());
-                };
-                let heads = [attention.n_heads, attention.n_kv_heads];
-                let first = caches.first().map(|c| &**c);
-                let (mask, angles) =
-                    decode_step_shared(mask, &attention.rope, heads, first, h.dtype())?;
-                let h = h.reshape(&[rows, -1])?;
-                self.forward_layers_at(h, &mask, caches.into_iter(), angles.as_ref())
+                // The step's constants built once for every layer, and the
+                // hidden states kept [rows, hidden] ([`DecodeStepShared`]).
+                let rope = self.layers.first().map(|l| {
+                    let a = &l.self_attn;
+                    (&a.rope, [a.n_heads, a.n_kv_heads])
+                });
+                let step = DecodeStepShared::new(h, mask, caches, rope)?;
+                let caches = step.caches.into_iter();
+                self.forward_layers_at(step.h, &step.mask, caches, step.angles.as_ref())
             },
         )?;
         Ok(logits.reshape(&[rows, 1, -1])?)
