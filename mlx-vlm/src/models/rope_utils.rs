@@ -6,6 +6,12 @@
 //! typed error); and plain RoPE at a cache's position, per row for a
 //! batched cache ([`rope_at_cache`]).
 //!
+//! Rust only: a batched decode step's RoPE angles built once for all the
+//! layers that share a RoPE ([`RopeAngles`], [`AttentionAngles`],
+//! [`DecodeStepShared`]) where Python's `nn.RoPE` rebuilds them in every
+//! call; on the CPU, the only place they are used, they rotate bit for bit
+//! as `mx.fast.rope` does.
+//!
 //! Python fuses the mRoPE application into a Metal kernel where Metal is
 //! available; elsewhere (and here) it computes cos/sin in float32, casts them
 //! to the activation dtype and rotates with plain ops, which is what the
@@ -543,7 +549,8 @@ impl AttentionAngles {
     /// The angles of `rope` for `len` new tokens a row at `cache`'s
     /// per-row positions ([`crate::models::cache::Cache::row_offsets`]),
     /// for `heads` query and `kv_heads` key heads in `dtype`; `None` for a
-    /// cache without per-row positions or where [`RopeAngles::at`] is.
+    /// cache without per-row positions (or rows) or where
+    /// [`RopeAngles::at`] is.
     pub fn at(
         rope: &RoPE,
         cache: &dyn crate::models::cache::Cache,
@@ -551,7 +558,7 @@ impl AttentionAngles {
         len: i32,
         dtype: Dtype,
     ) -> Result<Option<Self>> {
-        let Some(rows) = cache.row_offsets() else {
+        let Some(rows) = cache.row_offsets().filter(|rows| !rows.is_empty()) else {
             return Ok(None);
         };
         let n = rows.len() as i32;
