@@ -406,3 +406,78 @@ fn sanitize_ties_the_output_layer_as_python_does() {
     assert!(!out.contains_key("language_model.lm_head.weight"));
     assert_eq!(out["lm_head.weight"].to_vec::<f32>().unwrap(), [7.0, 8.0]);
 }
+
+/// The RoPE angles a batched decode step builds once for all the layers of
+/// a kind (`rope_utils::RopeAngles`, `AttentionAngles`) rotate bit for bit
+/// as `fast::rope` at the rows' offsets does, for Gemma 3's local and
+/// (linearly scaled) global RoPEs, one and several rows and tokens, all or
+/// part of the features, in f32 and bf16; and a dtype the angles were not
+/// built for is left to the caller.
+#[test]
+fn rope_angles_match_fast_rope() {
+    use mlx_rs::Dtype;
+    use mlx_rs::nn::RoPE;
+    use mlx_vlm::models::BatchKvCache;
+    use mlx_vlm::models::rope_utils::{AttentionAngles, RopeAngles};
+
+    for (base, scale) in [(10_000.0f32, 1.0f32), (1_000_000.0, 0.125)] {
+        for (dims, head_dim) in [(16, 16), (8, 16)] {
+            for dtype in [Dtype::Float32, Dtype::Bfloat16] {
+                for (offsets, len) in [
+                    (vec![0, 5, 1000, 131_071], 1),
+                    (vec![7], 1),
+                    (vec![3, 40], 3),
+                ] {
+                    let rope = RoPE::new(dims, false, base, scale);
+                    let rows = offsets.len() as i32;
+                    let n = rows * 3 * len * head_dim;
+                    let x = ops::sin(&ops::arange(0, n, 1, Some(Dtype::Float32)).unwrap())
+                        .unwrap()
+                        .reshape(&[rows, 3, len, head_dim])
+                        .unwrap()
+                        .as_type(dtype)
+                        .unwrap();
+                    let offsets = Array::from_slice(&offsets, &[rows]).unwrap();
+                    let want = rope.forward(&x, &offsets).unwrap();
+                    let angles = RopeAngles::at(&rope, &offsets, len, dtype)
+                        .unwrap()
+                        .expect("the CPU takes fast::rope's unfused path");
+                    let what = format!("base {base} dims {dims} {dtype:?} rows {rows} len {len}");
+                    for angles in [angles.clone(), angles.for_heads(rows, 3, len).unwrap()] {
+                        let got = angles.apply(&x).unwrap();
+                        assert_eq!(got.dtype(), want.dtype(), "{what}");
+                        let equal = ops::array_equal(&got, &want, false).unwrap();
+                        assert!(equal.item::<bool>().unwrap(), "{what}");
+                    }
+                }
+            }
+        }
+    }
+
+    // Built from a batched cache: the queries' and keys' head counts, and
+    // nothing for another dtype.
+    let rope = RoPE::new(16, false, 10_000.0, 1.0);
+    let row = |len: i32| {
+        let kv = ops::ones(&[1, 1, len, 16], Dtype::Float32).unwrap();
+        (kv.clone(), kv)
+    };
+    let cache = BatchKvCache::merge(&[row(2), row(5)]).unwrap();
+    let angles = AttentionAngles::at(&rope, &cache, [4, 1], 1, Dtype::Float32)
+        .unwrap()
+        .unwrap();
+    let q = ops::ones(&[2, 4, 1, 16], Dtype::Float32).unwrap();
+    let k = ops::ones(&[2, 1, 1, 16], Dtype::Float32).unwrap();
+    let offsets = Array::from_slice(&[2, 5], &[2]).unwrap();
+    let (rq, rk) = angles.apply(&q, &k).unwrap().unwrap();
+    for (got, x) in [(rq, &q), (rk, &k)] {
+        let want = rope.forward(x, &offsets).unwrap();
+        assert!(
+            ops::array_equal(&got, &want, false)
+                .unwrap()
+                .item::<bool>()
+                .unwrap()
+        );
+    }
+    let bf16 = |a: &Array| a.as_type(Dtype::Bfloat16).unwrap();
+    assert!(angles.apply(&bf16(&q), &bf16(&k)).unwrap().is_none());
+}

@@ -1,5 +1,7 @@
 //! `mlx_vlm/models/attention.py`: the multi-head attention of the vision
-//! towers (`VisionAttention`, as `mlx.nn.MultiHeadAttention` with biases).
+//! towers (`VisionAttention`, as `mlx.nn.MultiHeadAttention` with biases);
+//! and [`HeadLayout`], how the language models' attentions split their
+//! projections into heads and merge them back.
 
 use mlx_rs::Array;
 use mlx_rs::nn::Linear;
@@ -75,5 +77,68 @@ impl VisionAttention {
         )?;
         let output = output.transpose([0, 2, 1, 3])?.reshape(&[b, l, -1])?;
         Ok(self.out_proj.forward(&output)?)
+    }
+}
+
+/// How a language model's attention input is laid out, to split its
+/// projections into heads `[batch, heads, len, head_dim]` and merge the
+/// attended heads back: `[batch, len, hidden]` (Python's layout), or
+/// `[rows, hidden]` for one token a row (a batched decode step, a
+/// Rust-only layout).
+///
+/// One token a row needs no sequence axis: its projections then multiply
+/// matrices (a 3-D input adds a flatten and an unflatten to each product)
+/// and each split or merge is one reshape instead of a reshape and a
+/// transpose; the values are the same.
+#[derive(Debug, Clone, Copy)]
+pub struct HeadLayout {
+    /// Rows (the batch).
+    batch: i32,
+    /// Tokens a row.
+    len: i32,
+    /// Whether the input is `[rows, hidden]`.
+    token_rows: bool,
+}
+
+impl HeadLayout {
+    /// The layout of `x`, `[batch, len, hidden]` or `[rows, hidden]`;
+    /// `who` names the attention in the error for any other shape.
+    pub fn of(x: &Array, who: &str) -> Result<Self> {
+        match *x.shape() {
+            [batch, len, _] => Ok(HeadLayout {
+                batch,
+                len,
+                token_rows: false,
+            }),
+            [batch, _] => Ok(HeadLayout {
+                batch,
+                len: 1,
+                token_rows: true,
+            }),
+            ref shape => Err(Error::InvalidArgument(format!(
+                "{who} takes [batch, len, hidden] (or [rows, hidden], one token a row), got \
+                 {shape:?}"
+            ))),
+        }
+    }
+
+    /// A projection `a` split into `heads` heads `[batch, heads, len,
+    /// head_dim]`.
+    pub fn split(&self, a: &Array, heads: i32) -> Result<Array> {
+        let (b, l) = (self.batch, self.len);
+        if self.token_rows {
+            return Ok(a.reshape(&[b, heads, 1, -1])?);
+        }
+        Ok(a.reshape(&[b, l, heads, -1])?.transpose([0, 2, 1, 3])?)
+    }
+
+    /// Attended heads `[batch, heads, len, head_dim]` merged back into the
+    /// input's layout.
+    pub fn merge(&self, a: &Array) -> Result<Array> {
+        if self.token_rows {
+            return Ok(a.reshape(&[self.batch, -1])?);
+        }
+        Ok(a.transpose([0, 2, 1, 3])?
+            .reshape(&[self.batch, self.len, -1])?)
     }
 }

@@ -37,6 +37,21 @@ pub enum AttentionMask {
 }
 
 impl AttentionMask {
+    /// A `[batch, 1, queries, keys]` array mask broadcast to `heads` query
+    /// heads (any other mask as it is): what attention broadcasts it to in
+    /// every layer, done once for all the layers that share it (the same
+    /// values, one graph operation in all instead of one a layer).
+    pub fn for_heads(self, heads: i32) -> Result<AttentionMask> {
+        match self {
+            AttentionMask::Array(m) if m.ndim() == 4 && m.shape()[1] == 1 => {
+                let s = m.shape();
+                let shape = [s[0], heads, s[2], s[3]];
+                Ok(AttentionMask::Array(mlx_rs::ops::broadcast_to(&m, &shape)?))
+            }
+            other => Ok(other),
+        }
+    }
+
     /// The form `mlx_rs::fast::scaled_dot_product_attention` takes.
     pub fn as_attention_mask(&self) -> fast::AttentionMask<'_> {
         match self {

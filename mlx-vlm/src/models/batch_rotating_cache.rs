@@ -10,13 +10,11 @@
 //!   several tokens, and `prepare`/`finalize` for right padding, are not
 //!   ported): prompts are prefilled per request and join through
 //!   [`BatchRotatingKvCache::merge`].
-//! - The ring is written by concatenating slices, not in place (Rust's
-//!   `index_put` copies either way).
 //! - [`Cache::offset`] is Python's `_offset` (columns written); the
 //!   per-row counts (Python's array `offset`) are
 //!   [`BatchRotatingKvCache::offsets`].
 
-use mlx_rs::{Array, Dtype, idx, ops};
+use mlx_rs::{Array, idx, ops};
 
 use super::batch_cache::pad_columns;
 use super::cache::{Cache, Mask, RotatingKvCache};
@@ -331,14 +329,17 @@ impl Cache for BatchRotatingKvCache {
             }
         }
         let at = self.idx;
+        // One slice update (Python's `keys[..., idx:idx + S, :] = keys`):
+        // a single operation, where slicing around the column and
+        // concatenating took three.
         let write = |buf: &Array, new: &Array| -> Result<Array> {
-            Ok(ops::concatenate(
-                &[
-                    buf.index(idx![.., .., ..at, ..])?,
-                    new.clone(),
-                    buf.index(idx![.., .., (at + s).., ..])?,
-                ],
-                2,
+            let [rows, heads, _, d] = dims(buf, "the buffer")?;
+            Ok(ops::slice_update(
+                buf,
+                new,
+                &[0, 0, at, 0],
+                &[rows, heads, at + s, d],
+                None,
             )?)
         };
         let (k, v) = (write(&k, keys)?, write(&v, values)?);
@@ -382,37 +383,43 @@ impl Cache for BatchRotatingKvCache {
     /// Python: `BatchRotatingKVCache.make_mask` for a decode step of
     /// `n` tokens: `[batch, 1, n, columns]`, false on each row's padding
     /// and outside the window, rolled to the ring's order.
+    ///
+    /// Python builds it from aranges with a dozen graph operations a step;
+    /// every input is a host integer here, so the same booleans are worked
+    /// out on the host and handed over as one array (no operation).
     fn make_mask(&self, n: i32, window_size: Option<i32>, _return_array: bool) -> Result<Mask> {
         let window_size = window_size.unwrap_or(self.max_size);
+        // Python's `offset` (the query positions start there) and its key
+        // positions `rinds = arange(offset + n)`.
         let offset = (self.max_size - 1).min(self.written);
-        let rinds = ops::arange(0, offset + n, 1, Some(Dtype::Int32))?;
-        let linds = if offset != 0 {
-            ops::arange(offset, offset + n, 1, Some(Dtype::Int32))?
-        } else {
-            rinds.clone()
-        };
-        let linds = linds.index(idx![.., mlx_rs::NewAxis])?;
-        let rinds = rinds.index(idx![mlx_rs::NewAxis])?;
-        let mut mask = ops::greater_equal(&linds, &rinds)?;
-        let inside = ops::less(&linds, &ops::add(&rinds, window_size)?)?;
-        mask = ops::logical_and(&mask, &inside)?;
+        let columns = offset + n;
         // Only one-token steps are ported, Python's in-place case.
         let in_place = n == 1;
         let trim_size = self.idx - self.max_size + i32::from(!in_place);
         let rotated = in_place && (self.rotated || self.idx >= self.max_size);
         let shift = i32::from(rotated) + trim_size.max(0);
-        let pads: Vec<i32> = self.left_padding.iter().map(|p| p - shift).collect();
-        let pads = Array::from_slice(&pads, &[pads.len() as i32])?;
-        let start = ops::expand_dims(&pads, [1, 2, 3])?;
-        mask = ops::logical_and(&mask, &ops::greater_equal(&rinds, &start)?)?;
-        if rotated {
-            let at = if self.idx >= self.max_size {
-                0
-            } else {
-                self.idx
-            };
-            mask = ops::roll(&mask, at + 1, -1)?;
+        // Python's `mx.roll(mask, at + 1)` when rotated: column `c` moves
+        // to `(c + roll) mod columns`.
+        let roll = match (rotated, self.idx >= self.max_size) {
+            (false, _) => 0,
+            (true, true) => 1,
+            (true, false) => self.idx + 1,
+        };
+        let (rows, width) = (self.batch_size(), usize::try_from(columns).unwrap_or(0));
+        let mut mask = vec![false; rows * usize::try_from(n).unwrap_or(0) * width];
+        let mut at = 0;
+        for pad in &self.left_padding {
+            let start = pad - shift;
+            for query in offset..offset + n {
+                for key in 0..columns {
+                    let keep = query >= key && query < key + window_size && key >= start;
+                    // `rem_euclid` of a positive `columns` is in 0..columns.
+                    mask[at + (key + roll).rem_euclid(columns) as usize] = keep;
+                }
+                at += width;
+            }
         }
-        Ok(Mask::Array(mask))
+        let shape = [rows as i32, 1, n, columns];
+        Ok(Mask::Array(Array::from_slice(&mask, &shape)?))
     }
 }

@@ -6,6 +6,12 @@
 //! typed error); and plain RoPE at a cache's position, per row for a
 //! batched cache ([`rope_at_cache`]).
 //!
+//! Rust only: a batched decode step's RoPE angles built once for all the
+//! layers that share a RoPE ([`RopeAngles`], [`AttentionAngles`],
+//! [`DecodeStepShared`]) where Python's `nn.RoPE` rebuilds them in every
+//! call; on the CPU, the only place they are used, they rotate bit for bit
+//! as `mx.fast.rope` does.
+//!
 //! Python fuses the mRoPE application into a Metal kernel where Metal is
 //! available; elsewhere (and here) it computes cos/sin in float32, casts them
 //! to the activation dtype and rotates with plain ops, which is what the
@@ -429,4 +435,221 @@ pub fn rope_from_cache(
     cache: &dyn crate::models::cache::Cache,
 ) -> Result<Array> {
     Ok(rope.forward(x, CachePosition::of(Some(cache))?.offset())?)
+}
+
+/// A RoPE's cosines and sines at a batch's positions, built once for a
+/// decode step and applied to the queries and keys of every layer that
+/// uses the same RoPE (a Rust-only saving: Python's `nn.RoPE` rebuilds
+/// them in each call).
+///
+/// Only where [`mlx_rs::fast::rope`] itself runs MLX's unfused fallback
+/// (the CPU, and only non-traditional rotations): [`RopeAngles::at`] builds
+/// the fallback's operations in its order, so the rotated values are bit
+/// for bit `fast::rope`'s (`rope_angles_match_fast_rope` checks it against
+/// the linked MLX). Elsewhere the fused kernel is one operation and
+/// [`RopeAngles::at`] gives `None`.
+#[derive(Debug, Clone)]
+pub struct RopeAngles {
+    /// `cos(θ)` in the activations' dtype, broadcasting to the rotated half.
+    cos: Array,
+    /// `sin(θ)`, as `cos`.
+    sin: Array,
+    /// The feature dimensions rotated.
+    dims: i32,
+}
+
+impl RopeAngles {
+    /// The angles of `rope` for `len` tokens per row from `offsets` (one
+    /// per row, `[rows]`, as [`CachePosition::Rows`] holds them), cast to
+    /// `dtype`; `None` when `fast::rope` would not take its unfused path
+    /// (a non-CPU stream, or a traditional rotation), where sharing saves
+    /// nothing.
+    pub fn at(rope: &RoPE, offsets: &Array, len: i32, dtype: Dtype) -> Result<Option<Self>> {
+        let device = mlx_rs::Stream::current()?.device()?.device_type()?;
+        if rope.traditional || device != mlx_rs::DeviceType::Cpu || rope.dims % 2 != 0 {
+            return Ok(None);
+        }
+        // MLX's `fast::rope` fallback, step by step (mlx/fast.cpp).
+        let half = rope.dims / 2;
+        let offsets = if offsets.size() > 1 {
+            ops::expand_dims(offsets, [-1, -2])?
+        } else {
+            offsets.clone()
+        };
+        let positions = ops::multiply(
+            &ops::add(&ops::arange(0, len, 1, Some(Dtype::Float32))?, &offsets)?,
+            Array::scalar::<f32>(rope.scale),
+        )?;
+        let inv_freqs = ops::exp(&ops::multiply(
+            &ops::arange(0, -half, -1, Some(Dtype::Float32))?,
+            Array::scalar::<f32>(rope.base.ln() / half as f32),
+        )?)?;
+        let theta = ops::multiply(&ops::expand_dims(&positions, [-1])?, &inv_freqs)?;
+        Ok(Some(RopeAngles {
+            cos: ops::cos(&theta)?.as_type(dtype)?,
+            sin: ops::sin(&theta)?.as_type(dtype)?,
+            dims: rope.dims,
+        }))
+    }
+
+    /// The same angles broadcast to `heads` heads of `rows` rows and `len`
+    /// tokens, so that the layers' rotations multiply equal shapes instead
+    /// of each broadcasting them again.
+    pub fn for_heads(&self, rows: i32, heads: i32, len: i32) -> Result<Self> {
+        let shape = [rows, heads, len, self.dims / 2];
+        Ok(RopeAngles {
+            cos: ops::broadcast_to(&self.cos, &shape)?,
+            sin: ops::broadcast_to(&self.sin, &shape)?,
+            dims: self.dims,
+        })
+    }
+
+    /// `x` `[batch, heads, len, head_dim]` rotated (`fast::rope` at the
+    /// offsets these angles were built from).
+    pub fn apply(&self, x: &Array) -> Result<Array> {
+        let shape = x.shape().to_vec();
+        let [b, n, t, d] = shape[..] else {
+            return Err(Error::InvalidArgument(format!(
+                "RopeAngles::apply takes [batch, heads, len, head_dim], got {shape:?}"
+            )));
+        };
+        let half = self.dims / 2;
+        let x1 = ops::slice(x, &[0, 0, 0, 0], &[b, n, t, half], None)?;
+        let x2 = ops::slice(x, &[0, 0, 0, half], &[b, n, t, self.dims], None)?;
+        let mut outs = vec![
+            ops::subtract(
+                &ops::multiply(&x1, &self.cos)?,
+                &ops::multiply(&x2, &self.sin)?,
+            )?,
+            ops::add(
+                &ops::multiply(&x1, &self.sin)?,
+                &ops::multiply(&x2, &self.cos)?,
+            )?,
+        ];
+        if self.dims < d {
+            outs.push(ops::slice(x, &[0, 0, 0, self.dims], &shape, None)?);
+        }
+        Ok(ops::concatenate(&outs, -1)?.reshape(&shape)?)
+    }
+}
+
+/// A decode step's [`RopeAngles`] for an attention's queries and keys, each
+/// broadcast to its head count once for all the layers sharing the RoPE.
+#[derive(Debug, Clone)]
+pub struct AttentionAngles {
+    /// The queries' angles `[rows, heads, len, dims / 2]`.
+    queries: RopeAngles,
+    /// The keys' angles `[rows, kv_heads, len, dims / 2]`.
+    keys: RopeAngles,
+    /// The activations' dtype the angles were cast to.
+    dtype: Dtype,
+}
+
+impl AttentionAngles {
+    /// The angles of `rope` for `len` new tokens a row at `cache`'s
+    /// per-row positions ([`crate::models::cache::Cache::row_offsets`]),
+    /// for `heads` query and `kv_heads` key heads in `dtype`; `None` for a
+    /// cache without per-row positions (or rows) or where
+    /// [`RopeAngles::at`] is.
+    pub fn at(
+        rope: &RoPE,
+        cache: &dyn crate::models::cache::Cache,
+        [heads, kv_heads]: [i32; 2],
+        len: i32,
+        dtype: Dtype,
+    ) -> Result<Option<Self>> {
+        let Some(rows) = cache.row_offsets().filter(|rows| !rows.is_empty()) else {
+            return Ok(None);
+        };
+        let n = rows.len() as i32;
+        let offsets = Array::from_slice(&rows, &[n])?;
+        let Some(angles) = RopeAngles::at(rope, &offsets, len, dtype)? else {
+            return Ok(None);
+        };
+        Ok(Some(AttentionAngles {
+            queries: angles.for_heads(n, heads, len)?,
+            keys: angles.for_heads(n, kv_heads, len)?,
+            dtype,
+        }))
+    }
+
+    /// `queries` and `keys` rotated ([`rope_at_cache`] on the cache these
+    /// angles were built from), or `None` when their dtype or shape is not
+    /// the one the angles were built for (then the caller rotates them
+    /// itself).
+    pub fn apply(&self, queries: &Array, keys: &Array) -> Result<Option<(Array, Array)>> {
+        let fits = |x: &Array, a: &RopeAngles| {
+            let (s, c) = (x.shape(), a.cos.shape());
+            x.dtype() == self.dtype && s.len() == 4 && s[..3] == c[..3] && s[3] >= a.dims
+        };
+        if !fits(queries, &self.queries) || !fits(keys, &self.keys) {
+            return Ok(None);
+        }
+        Ok(Some((self.queries.apply(queries)?, self.keys.apply(keys)?)))
+    }
+}
+
+/// `queries` and `keys` rotated by a decode step's `angles` where given and
+/// fitting ([`AttentionAngles::apply`]), else by `rope` from where `cache`
+/// holds its tokens ([`rope_at_cache`]): the same values either way.
+pub fn rope_at(
+    rope: &RoPE,
+    queries: &Array,
+    keys: &Array,
+    cache: &dyn crate::models::cache::Cache,
+    angles: Option<&AttentionAngles>,
+) -> Result<(Array, Array)> {
+    if let Some(angles) = angles
+        && let Some(rotated) = angles.apply(queries, keys)?
+    {
+        return Ok(rotated);
+    }
+    rope_at_cache(rope, queries, keys, cache)
+}
+
+/// A batched decode step of a decoder whose layers all attend alike (one
+/// RoPE, one head count), ready for its layers: the hidden states
+/// `[rows, hidden]` (see [`crate::models::attention::HeadLayout`]), the
+/// step's mask broadcast to the query heads
+/// ([`crate::models::base::AttentionMask::for_heads`]), the RoPE angles at
+/// the first cache's per-row positions ([`AttentionAngles::at`]) and the
+/// layers' caches.
+pub struct DecodeStepShared<'c> {
+    /// The hidden states, `[rows, hidden]`.
+    pub h: Array,
+    /// The mask every layer applies.
+    pub mask: crate::models::base::AttentionMask,
+    /// The angles every layer rotates with, where they can be shared.
+    pub angles: Option<AttentionAngles>,
+    /// One cache a layer.
+    pub caches: Vec<&'c mut dyn crate::models::cache::Cache>,
+}
+
+impl<'c> DecodeStepShared<'c> {
+    /// From what [`crate::models::batch_layer_cache::decode_step`] hands
+    /// its `run`: `h` `[rows, 1, hidden]`, the step's `mask` and the
+    /// caches; `rope` is the layers' RoPE with their query and key/value
+    /// head counts (`None`: a decoder without layers, nothing shared).
+    pub fn new(
+        h: Array,
+        mask: &crate::models::base::AttentionMask,
+        caches: &mut dyn Iterator<Item = &'c mut dyn crate::models::cache::Cache>,
+        rope: Option<(&RoPE, [i32; 2])>,
+    ) -> Result<Self> {
+        let caches: Vec<_> = caches.collect();
+        let (mask, angles) = match (rope, caches.first()) {
+            (Some((rope, heads)), Some(first)) => (
+                mask.clone().for_heads(heads[0])?,
+                AttentionAngles::at(rope, &**first, heads, 1, h.dtype())?,
+            ),
+            _ => (mask.clone(), None),
+        };
+        let rows = h.shape().first().copied().unwrap_or(0);
+        Ok(DecodeStepShared {
+            h: h.reshape(&[rows, -1])?,
+            mask,
+            angles,
+            caches,
+        })
+    }
 }

@@ -8,7 +8,12 @@
 //!
 //! Divergences from Python: a config with fewer layers than
 //! `sliding_window_pattern` works (Python indexes the cache list out of
-//! range); `clip_residual` is not compiled (the same arithmetic).
+//! range); `clip_residual` is not compiled (the same arithmetic). A batched
+//! decode step ([`Gemma3Model::decode_batch`], Rust's own path) builds
+//! fewer graph operations for the same values: its hidden states are
+//! `[rows, hidden]` ([`HeadLayout`]), each kind of layer's mask is
+//! broadcast to the heads once, and its RoPE angles are built once a kind
+//! ([`AttentionAngles`]) where Python rebuilds them in every layer.
 
 use mlx_rs::nn::{Embedding, Linear, RoPE, activations};
 use mlx_rs::{Array, Dtype, idx, ops};
@@ -18,7 +23,8 @@ use crate::models::base::{self, AttentionMask};
 use crate::models::cache::{Cache, CachedKv, KvCache, RotatingKvCache};
 pub use crate::models::paligemma::language::RMSNorm;
 use crate::models::BatchLayerCache;
-use crate::models::rope_utils::{initialize_rope, rope_at_cache};
+use crate::models::attention::HeadLayout;
+use crate::models::rope_utils::{AttentionAngles, initialize_rope, rope_at};
 use crate::{Error, Result};
 
 /// Python: `Attention`.
@@ -104,15 +110,22 @@ impl Attention {
         mask: &AttentionMask,
         cache: Option<&mut dyn Cache>,
     ) -> Result<Array> {
-        let shape = x.shape().to_vec();
-        let [b, l, _] = shape[..] else {
-            return Err(Error::InvalidArgument(format!(
-                "Attention takes [batch, len, hidden], got {shape:?}"
-            )));
-        };
-        let heads = |a: Array, n: i32| -> Result<Array> {
-            Ok(a.reshape(&[b, l, n, -1])?.transpose([0, 2, 1, 3])?)
-        };
+        self.forward_at(x, mask, cache, None)
+    }
+
+    /// [`Attention::forward`], rotating the queries and keys with
+    /// `angles` (a decode step's, built once for every layer of this
+    /// layer's kind) where they fit, else from the cache.
+    pub fn forward_at(
+        &self,
+        x: &Array,
+        mask: &AttentionMask,
+        cache: Option<&mut dyn Cache>,
+        angles: Option<&AttentionAngles>,
+    ) -> Result<Array> {
+        // `[rows, hidden]` is one token a row (a batched decode step).
+        let layout = HeadLayout::of(x, "Attention")?;
+        let heads = |a: Array, n: i32| layout.split(&a, n);
         let queries = self
             .q_norm
             .forward(&heads(self.q_proj.forward(x)?, self.n_heads)?)?;
@@ -122,7 +135,7 @@ impl Attention {
         let values = heads(self.v_proj.forward(x)?, self.n_kv_heads)?;
         let (queries, cached) = match cache {
             Some(cache) => {
-                let (queries, keys) = rope_at_cache(&self.rope, &queries, &keys, cache)?;
+                let (queries, keys) = rope_at(&self.rope, &queries, &keys, cache, angles)?;
                 let cached = cache.update_and_fetch_kv(&keys, &values)?;
                 (queries, cached)
             }
@@ -143,8 +156,7 @@ impl Attention {
         };
         let output =
             base::scaled_dot_product_attention_cached(&queries, &cached, self.scale, mask, None)?;
-        let output = output.transpose([0, 2, 1, 3])?.reshape(&[b, l, -1])?;
-        Ok(self.o_proj.forward(&output)?)
+        Ok(self.o_proj.forward(&layout.merge(&output)?)?)
     }
 }
 
@@ -232,10 +244,25 @@ impl TransformerBlock {
         mask: &AttentionMask,
         cache: Option<&mut dyn Cache>,
     ) -> Result<Array> {
+        self.forward_at(x, mask, cache, None)
+    }
+
+    /// [`TransformerBlock::forward`] with a decode step's RoPE angles
+    /// ([`Attention::forward_at`]).
+    pub fn forward_at(
+        &self,
+        x: &Array,
+        mask: &AttentionMask,
+        cache: Option<&mut dyn Cache>,
+        angles: Option<&AttentionAngles>,
+    ) -> Result<Array> {
         let x = clip_residual(x, None)?;
-        let r = self
-            .self_attn
-            .forward(&self.input_layernorm.forward(&x)?, mask, cache)?;
+        let r = self.self_attn.forward_at(
+            &self.input_layernorm.forward(&x)?,
+            mask,
+            cache,
+            angles,
+        )?;
         let h = self.post_attention_layernorm.forward(&r)?;
         let h = clip_residual(&x, Some(&h))?;
         let r = self
@@ -319,8 +346,9 @@ impl Gemma3Model {
                 },
             ),
         };
+        let (global, sliding) = (LayerKind::masked(global_mask), LayerKind::masked(sliding_mask));
         let mut caches = cache.iter_mut().map(|c| &mut **c as &mut dyn Cache);
-        self.forward_layers(h, mask, &global_mask, &sliding_mask, &mut caches)
+        self.forward_layers(h, mask, [&global, &sliding], &mut caches)
     }
 
     /// The embeddings of `inputs`, or `inputs_embeds`, scaled by
@@ -342,23 +370,23 @@ impl Gemma3Model {
     }
 
     /// The layers over `h` (`mask` for every layer when given, else the
-    /// global or the sliding mask by layer), one cache a layer from
+    /// global or the sliding kind's mask by layer), one cache a layer from
     /// `caches` while it lasts, and the final norm.
     fn forward_layers(
         &self,
         mut h: Array,
         mask: Option<&AttentionMask>,
-        global_mask: &AttentionMask,
-        sliding_mask: &AttentionMask,
+        [global, sliding]: [&LayerKind; 2],
         caches: &mut dyn Iterator<Item = &mut dyn Cache>,
     ) -> Result<Array> {
         for (i, layer) in self.layers.iter().enumerate() {
-            let local_mask = match mask {
-                Some(m) => m,
-                None if self.config.is_global_layer(i as i32) => global_mask,
-                None => sliding_mask,
+            let kind = if self.config.is_global_layer(i as i32) {
+                global
+            } else {
+                sliding
             };
-            h = layer.forward(&h, local_mask, caches.next())?;
+            let local_mask = mask.unwrap_or(&kind.mask);
+            h = layer.forward_at(&h, local_mask, caches.next(), kind.angles.as_ref())?;
         }
         self.norm.forward(&h)
     }
@@ -367,7 +395,7 @@ impl Gemma3Model {
     /// one token a row (`inputs` `[rows, 1]`) over one batched cache a
     /// layer, each layer's mask from a cache of its kind (the global
     /// layers' plain, the sliding layers' rotating one), hiding each row's
-    /// padding.
+    /// padding. The final hidden states are `[rows, hidden]`.
     pub fn decode_batch(
         &self,
         inputs: &Array,
@@ -386,20 +414,49 @@ impl Gemma3Model {
                 cache.len()
             )));
         }
-        let mask_of = |global: bool| -> Result<AttentionMask> {
+        // The hidden states stay `[rows, hidden]`, one token a row: the
+        // projections then multiply matrices, where a `[rows, 1, hidden]`
+        // input adds a flatten and an unflatten to each (the same values).
+        let h = self.embed(&inputs.reshape(&[rows as i32])?, None)?;
+        // Built once a step for each kind from its first layer: every layer
+        // of a kind has the same window and RoPE, and its cache holds as
+        // many tokens a row.
+        let kind_of = |global: bool| -> Result<LayerKind> {
             let found = (0..layers).find(|&i| self.config.is_global_layer(i as i32) == global);
-            match found {
-                Some(i) => {
-                    let window = (!global).then_some(self.config.sliding_window);
-                    cache[i].as_cache().make_mask(1, window, true)
-                }
-                None => Ok(AttentionMask::None),
-            }
+            let Some(i) = found else {
+                return Ok(LayerKind::masked(AttentionMask::None));
+            };
+            let window = (!global).then_some(self.config.sliding_window);
+            let layer_cache = cache[i].as_cache();
+            let attention = &self.layers[i].self_attn;
+            let heads = [attention.n_heads, attention.n_kv_heads];
+            let mask = layer_cache.make_mask(1, window, true)?;
+            Ok(LayerKind {
+                mask: mask.for_heads(attention.n_heads)?,
+                angles: AttentionAngles::at(&attention.rope, layer_cache, heads, 1, h.dtype())?,
+            })
         };
-        let (global_mask, sliding_mask) = (mask_of(true)?, mask_of(false)?);
-        let h = self.embed(inputs, None)?;
+        let (global, sliding) = (kind_of(true)?, kind_of(false)?);
         let mut caches = cache.iter_mut().map(|c| c.as_cache_mut());
-        self.forward_layers(h, None, &global_mask, &sliding_mask, &mut caches)
+        self.forward_layers(h, None, [&global, &sliding], &mut caches)
+    }
+}
+
+/// What the layers of one kind (global or sliding-window) share in a
+/// forward: the mask, and in a batched decode step the RoPE angles
+/// ([`AttentionAngles`]; `None` elsewhere, each layer rotating from its
+/// cache).
+struct LayerKind {
+    /// The kind's attention mask.
+    mask: AttentionMask,
+    /// The kind's queries' and keys' RoPE angles at this step.
+    angles: Option<AttentionAngles>,
+}
+
+impl LayerKind {
+    /// A kind with `mask` and no shared angles.
+    fn masked(mask: AttentionMask) -> Self {
+        LayerKind { mask, angles: None }
     }
 }
 
@@ -434,7 +491,8 @@ impl LanguageModel {
         states: &[&mut ()],
     ) -> Result<Array> {
         let out = self.model.decode_batch(inputs, cache, states.len())?;
-        Ok(self.lm_head.forward(&out)?)
+        let rows = states.len() as i32;
+        Ok(self.lm_head.forward(&out)?.reshape(&[rows, 1, -1])?)
     }
 
     /// Logits (Python: `LanguageModel.__call__`).

@@ -7,7 +7,10 @@
 //! list whose length is not the number of layers is a typed error (Python's
 //! `zip` would skip layers); the batched decode
 //! ([`LanguageModel::decode_batch`]) masks the rows' left padding, which
-//! Python's attends to.
+//! Python's attends to, and builds fewer graph operations for the same
+//! values: hidden states `[rows, hidden]` ([`HeadLayout`]), the mask
+//! broadcast to the heads and the RoPE angles built once for all the
+//! layers ([`DecodeStepShared`]).
 
 use std::collections::HashMap;
 
@@ -19,7 +22,8 @@ use crate::models::base::{self, AttentionMask};
 use crate::models::batch_layer_cache::{BatchLayerCache, decode_step};
 use crate::models::cache::{Cache, CachedKv};
 use crate::models::mlp::SwiGLUMLP as MLP;
-use crate::models::rope_utils::rope_at_cache;
+use crate::models::attention::HeadLayout;
+use crate::models::rope_utils::{AttentionAngles, DecodeStepShared, rope_at};
 use crate::{Error, Result};
 
 /// Python: `Attention`.
@@ -84,21 +88,27 @@ impl Attention {
         mask: &AttentionMask,
         cache: Option<&mut dyn Cache>,
     ) -> Result<Array> {
-        let shape = x.shape().to_vec();
-        let [b, l, _] = shape[..] else {
-            return Err(Error::InvalidArgument(format!(
-                "Attention takes [batch, len, hidden], got {shape:?}"
-            )));
-        };
-        let heads = |a: Array, n: i32| -> Result<Array> {
-            Ok(a.reshape(&[b, l, n, -1])?.transpose([0, 2, 1, 3])?)
-        };
-        let queries = heads(self.q_proj.forward(x)?, self.n_heads)?;
-        let keys = heads(self.k_proj.forward(x)?, self.n_kv_heads)?;
-        let values = heads(self.v_proj.forward(x)?, self.n_kv_heads)?;
+        self.forward_at(x, mask, cache, None)
+    }
+
+    /// [`Attention::forward`] over `[batch, len, hidden]` or one token a
+    /// row (`[rows, hidden]`, [`HeadLayout`]), rotating the queries and
+    /// keys with a decode step's `angles` (built once for every layer)
+    /// where they fit, else from the cache.
+    pub fn forward_at(
+        &self,
+        x: &Array,
+        mask: &AttentionMask,
+        cache: Option<&mut dyn Cache>,
+        angles: Option<&AttentionAngles>,
+    ) -> Result<Array> {
+        let layout = HeadLayout::of(x, "Attention")?;
+        let queries = layout.split(&self.q_proj.forward(x)?, self.n_heads)?;
+        let keys = layout.split(&self.k_proj.forward(x)?, self.n_kv_heads)?;
+        let values = layout.split(&self.v_proj.forward(x)?, self.n_kv_heads)?;
         let (queries, cached) = match cache {
             Some(cache) => {
-                let (queries, keys) = rope_at_cache(&self.rope, &queries, &keys, cache)?;
+                let (queries, keys) = rope_at(&self.rope, &queries, &keys, cache, angles)?;
                 (queries, cache.update_and_fetch_kv(&keys, &values)?)
             }
             None => (
@@ -108,8 +118,7 @@ impl Attention {
         };
         let output =
             base::scaled_dot_product_attention_cached(&queries, &cached, self.scale, mask, None)?;
-        let output = output.transpose([0, 2, 1, 3])?.reshape(&[b, l, -1])?;
-        Ok(self.o_proj.forward(&output)?)
+        Ok(self.o_proj.forward(&layout.merge(&output)?)?)
     }
 }
 
@@ -152,9 +161,24 @@ impl TransformerBlock {
         mask: &AttentionMask,
         cache: Option<&mut dyn Cache>,
     ) -> Result<Array> {
-        let r = self
-            .self_attn
-            .forward(&self.input_layernorm.forward(x)?, mask, cache)?;
+        self.forward_at(x, mask, cache, None)
+    }
+
+    /// [`TransformerBlock::forward`] with a decode step's RoPE angles
+    /// ([`Attention::forward_at`]).
+    pub fn forward_at(
+        &self,
+        x: &Array,
+        mask: &AttentionMask,
+        cache: Option<&mut dyn Cache>,
+        angles: Option<&AttentionAngles>,
+    ) -> Result<Array> {
+        let r = self.self_attn.forward_at(
+            &self.input_layernorm.forward(x)?,
+            mask,
+            cache,
+            angles,
+        )?;
         let h = mlx_rs::ops::add(x, &r)?;
         let r = self
             .mlp
@@ -227,12 +251,24 @@ impl Llama {
     /// decode.
     pub fn forward_layers<'c>(
         &self,
+        h: Array,
+        mask: &AttentionMask,
+        caches: impl Iterator<Item = &'c mut dyn Cache>,
+    ) -> Result<Array> {
+        self.forward_layers_at(h, mask, caches, None)
+    }
+
+    /// [`Llama::forward_layers`] with a decode step's RoPE angles, shared
+    /// by every layer (all rotate alike).
+    pub fn forward_layers_at<'c>(
+        &self,
         mut h: Array,
         mask: &AttentionMask,
         mut caches: impl Iterator<Item = &'c mut dyn Cache>,
+        angles: Option<&AttentionAngles>,
     ) -> Result<Array> {
         for layer in &self.layers {
-            h = layer.forward(&h, mask, caches.next())?;
+            h = layer.forward_at(&h, mask, caches.next(), angles)?;
         }
         Ok(self.norm.forward(&h)?)
     }
@@ -319,9 +355,20 @@ impl LanguageModel {
             states.len(),
             &self.model.embed_tokens,
             self.model.layers.len(),
-            |h, mask, caches| self.model.forward_layers(h, mask, caches),
+            |h, mask, caches| {
+                // The step's constants built once for every layer, and the
+                // hidden states kept [rows, hidden] ([`DecodeStepShared`]).
+                let rope = self.model.layers.first().map(|l| {
+                    let a = &l.self_attn;
+                    (&a.rope, [a.n_heads, a.n_kv_heads])
+                });
+                let step = DecodeStepShared::new(h, mask, caches, rope)?;
+                let caches = step.caches.into_iter();
+                self.model.forward_layers_at(step.h, &step.mask, caches, step.angles.as_ref())
+            },
         )?;
-        self.logits(&out)
+        let rows = states.len() as i32;
+        Ok(self.logits(&out)?.reshape(&[rows, 1, -1])?)
     }
 
     /// The output layer over the normed hidden states.
