@@ -475,8 +475,8 @@ impl BatchGenerator {
     /// stop string matched its text): the next step reports it
     /// [`FinishReason::Stop`], handing its conversation back as a finished
     /// request does, with the ids its caches hold: every reported id for
-    /// a request in a decode batch (whose step already ran on its last
-    /// reported token: [`step_rows`]), every one but the last for one
+    /// a request in a decode batch (whose pipelined step already ran on
+    /// its last reported token), every one but the last for one
     /// decoding alone. A queued request is cancelled; an unknown or
     /// finished id is ignored.
     pub fn stop(&mut self, id: RequestId) {
