@@ -31,10 +31,145 @@ pub struct BatchKvCache {
     /// `idx` columns filled; `None` when empty.
     keys: Option<Array>,
     values: Option<Array>,
+    /// The rows' padding and the columns filled.
+    columns: Columns,
+}
+
+/// The columns of a left-padded batch (Python: the `left_padding` and
+/// `_idx` that `BatchKVCache` and `BatchQuantizedKVCache` each keep): every
+/// row's last token in the last filled column, `left_padding[b]` columns
+/// of padding before row `b`'s first.
+#[derive(Debug, Default, Clone)]
+pub(super) struct Columns {
     /// Padding columns before each row's first token.
     left_padding: Vec<i32>,
     /// Columns filled (Python: `_idx`).
     idx: i32,
+}
+
+/// What [`Columns::keep`] kept: the rows, and the padding columns they
+/// all had, dropped.
+pub(super) struct Kept {
+    rows: Array,
+    drop: i32,
+    idx: i32,
+}
+
+impl Kept {
+    /// A buffer `[batch, heads, capacity, d]` cut to the kept rows without
+    /// the dropped columns.
+    pub(super) fn apply(&self, a: &Array) -> Result<Array> {
+        let a = ops::take(a, &self.rows, 0)?;
+        Ok(if self.drop > 0 {
+            let cols = ops::arange(self.drop, self.idx, 1, None)?;
+            ops::take(&a, &cols, 2)?
+        } else {
+            a
+        })
+    }
+}
+
+impl Columns {
+    /// Rows of `lengths` tokens, right-aligned on the longest.
+    pub(super) fn aligned(lengths: &[i32]) -> Self {
+        let idx = lengths.iter().copied().max().unwrap_or(0);
+        Columns {
+            left_padding: lengths.iter().map(|l| idx - l).collect(),
+            idx,
+        }
+    }
+
+    /// Padding columns before each row's first token.
+    pub(super) fn left_padding(&self) -> &[i32] {
+        &self.left_padding
+    }
+
+    /// Columns filled.
+    pub(super) fn idx(&self) -> i32 {
+        self.idx
+    }
+
+    /// Rows.
+    pub(super) fn batch_size(&self) -> usize {
+        self.left_padding.len()
+    }
+
+    /// Tokens each row holds (Python: `offset`, `_idx - left_padding`).
+    pub(super) fn offsets(&self) -> Vec<i32> {
+        self.left_padding.iter().map(|p| self.idx - p).collect()
+    }
+
+    /// `n` more columns filled.
+    pub(super) fn advance(&mut self, n: i32) {
+        self.idx += n;
+    }
+
+    /// Keeps the rows `keep` (in the new order) and drops the padding
+    /// columns they all have (Python: `filter`); `who` names the cache in
+    /// the error for a row out of range.
+    pub(super) fn keep(&mut self, who: &str, keep: &[usize]) -> Result<Kept> {
+        if let Some(&bad) = keep.iter().find(|&&i| i >= self.batch_size()) {
+            return Err(Error::InvalidArgument(format!(
+                "{who}::filter: row {bad} is out of range for a batch of {}",
+                self.batch_size()
+            )));
+        }
+        let rows: Vec<i32> = keep.iter().map(|&i| i as i32).collect();
+        let rows = Array::from_slice(&rows, &[rows.len() as i32])?;
+        self.left_padding = keep.iter().map(|&i| self.left_padding[i]).collect();
+        let drop = self.left_padding.iter().copied().min().unwrap_or(0);
+        let kept = Kept {
+            rows,
+            drop,
+            idx: self.idx,
+        };
+        self.idx -= drop;
+        for p in &mut self.left_padding {
+            *p -= drop;
+        }
+        if keep.is_empty() {
+            self.idx = 0;
+        }
+        Ok(kept)
+    }
+
+    /// Row `row`'s columns without its last `trim` tokens, `start..end`;
+    /// `who` names the cache in the error for a row out of range.
+    pub(super) fn row_span(&self, who: &str, row: usize, trim: i32) -> Result<(i32, i32)> {
+        let Some(&pad) = self.left_padding.get(row) else {
+            return Err(Error::InvalidArgument(format!(
+                "{who}::extract: row {row} is out of range for a batch of {}",
+                self.batch_size()
+            )));
+        };
+        Ok((pad, self.idx - trim.clamp(0, self.idx - pad)))
+    }
+
+    /// Appends `other`'s rows, right-aligning both on the longer; returns
+    /// the padding columns to put before this batch's buffers and before
+    /// `other`'s (Python: `extend`).
+    pub(super) fn extend(&mut self, other: &Columns) -> (i32, i32) {
+        let idx = self.idx.max(other.idx);
+        let (left, right) = (idx - self.idx, idx - other.idx);
+        let mut left_padding: Vec<i32> = self.left_padding.iter().map(|p| p + left).collect();
+        left_padding.extend(other.left_padding.iter().map(|p| p + right));
+        *self = Columns { left_padding, idx };
+        (left, right)
+    }
+
+    /// Python: `create_causal_mask(N, offset=_idx, left_padding=left_padding)`:
+    /// `[batch, 1, n, idx + n]`, false on each row's padding.
+    pub(super) fn mask(&self, n: i32, window_size: Option<i32>) -> Result<Mask> {
+        let pads = &self.left_padding;
+        let left_padding = Array::from_slice(pads, &[pads.len() as i32])?;
+        Ok(Mask::Array(create_causal_mask(
+            n,
+            self.idx,
+            window_size,
+            None,
+            Some(&left_padding),
+        )?))
+    }
 }
 
 /// Columns a buffer grows by (Python: `BatchKVCache.step`).
@@ -78,66 +213,52 @@ impl BatchKvCache {
             }
             lengths.push(l);
         }
-        let max_length = lengths.iter().copied().max().unwrap_or(0);
-        let left_padding: Vec<i32> = lengths.iter().map(|l| max_length - l).collect();
-        if max_length == 0 {
+        let columns = Columns::aligned(&lengths);
+        if columns.idx() == 0 {
             return Ok(Self {
                 keys: None,
                 values: None,
-                left_padding,
-                idx: 0,
+                columns,
             });
         }
         let mut keys = Vec::with_capacity(rows.len());
         let mut values = Vec::with_capacity(rows.len());
-        for ((k, v), &pad) in rows.iter().zip(&left_padding) {
+        for ((k, v), &pad) in rows.iter().zip(columns.left_padding()) {
             keys.push(pad_columns(k, pad, 0)?);
             values.push(pad_columns(v, pad, 0)?);
         }
         Ok(Self {
             keys: Some(ops::concatenate(&keys, 0)?),
             values: Some(ops::concatenate(&values, 0)?),
-            left_padding,
-            idx: max_length,
+            columns,
         })
     }
 
     /// Rows in the batch (Python: `batch_size`).
     pub fn batch_size(&self) -> usize {
-        self.left_padding.len()
+        self.columns.batch_size()
     }
 
     /// Padding columns before each row's first token (Python:
     /// `left_padding`).
     pub fn left_padding(&self) -> &[i32] {
-        &self.left_padding
+        self.columns.left_padding()
     }
 
     /// Tokens each row holds (Python: `offset`, `_idx - left_padding`).
     pub fn offsets(&self) -> Vec<i32> {
-        self.left_padding.iter().map(|p| self.idx - p).collect()
+        self.columns.offsets()
     }
 
     /// Keeps only the rows `keep` (indices into the batch, in the new
     /// order) and drops the padding columns every kept row has (Python:
     /// `filter`).
     pub fn filter(&mut self, keep: &[usize]) -> Result<()> {
-        let rows = kept_rows("BatchKvCache", keep, self.batch_size())?;
-        self.left_padding = keep.iter().map(|&i| self.left_padding[i]).collect();
-        let min_pad = self.left_padding.iter().copied().min().unwrap_or(0);
+        let kept = self.columns.keep("BatchKvCache", keep)?;
         if let (Some(k), Some(v)) = (&self.keys, &self.values) {
-            let (k, v) = (
-                select_rows(k, &rows, min_pad, self.idx)?,
-                select_rows(v, &rows, min_pad, self.idx)?,
-            );
+            let (k, v) = (kept.apply(k)?, kept.apply(v)?);
             self.keys = Some(k);
             self.values = Some(v);
-        }
-        if min_pad > 0 {
-            self.idx -= min_pad;
-            for p in &mut self.left_padding {
-                *p -= min_pad;
-            }
         }
         if keep.is_empty() {
             *self = Self::default();
@@ -165,16 +286,10 @@ impl BatchKvCache {
     /// Row `row`'s keys and values without their last `trim` tokens, in
     /// buffers of their own; `None` for an empty cache.
     pub(super) fn row_kv(&self, row: usize, trim: i32) -> Result<(Option<Array>, Option<Array>)> {
-        let Some(&pad) = self.left_padding.get(row) else {
-            return Err(Error::InvalidArgument(format!(
-                "BatchKvCache::extract: row {row} is out of range for a batch of {}",
-                self.batch_size()
-            )));
-        };
+        let (pad, end) = self.columns.row_span("BatchKvCache", row, trim)?;
         let (Some(k), Some(v)) = (&self.keys, &self.values) else {
             return Ok((None, None));
         };
-        let end = self.idx - trim.clamp(0, self.idx - pad);
         let r = row as i32;
         let rows = idx![r..r + 1, .., pad..end, ..];
         // A buffer of its own (Python: `mx.contiguous`): a slice shares the
@@ -196,32 +311,26 @@ impl BatchKvCache {
             *self = other;
             return Ok(());
         }
-        let max_idx = self.idx.max(other.idx);
-        let parts = |c: &BatchKvCache| -> Result<Option<(Array, Array, i32)>> {
-            match (&c.keys, &c.values) {
-                (Some(k), Some(v)) => {
-                    let left = max_idx - c.idx;
-                    let filled = |a: &Array| a.index(idx![.., .., ..c.idx, ..]);
-                    Ok(Some((
-                        pad_columns(&filled(k)?, left, 0)?,
-                        pad_columns(&filled(v)?, left, 0)?,
-                        left,
-                    )))
-                }
-                _ => Ok(None),
-            }
-        };
-        let (Some((k1, v1, l1)), Some((k2, v2, l2))) = (parts(self)?, parts(&other)?) else {
+        let (Some(k1), Some(v1), Some(k2), Some(v2)) =
+            (&self.keys, &self.values, &other.keys, &other.values)
+        else {
             return Err(Error::InvalidArgument(
                 "BatchKvCache::extend: both caches must hold keys (prefill before joining)".into(),
             ));
         };
-        self.keys = Some(ops::concatenate(&[k1, k2], 0)?);
-        self.values = Some(ops::concatenate(&[v1, v2], 0)?);
-        let mut left_padding: Vec<i32> = self.left_padding.iter().map(|p| p + l1).collect();
-        left_padding.extend(other.left_padding.iter().map(|p| p + l2));
-        self.left_padding = left_padding;
-        self.idx = max_idx;
+        let mut columns = self.columns.clone();
+        let (left, right) = columns.extend(&other.columns);
+        // The filled columns of each, padded on the left to the longer.
+        let aligned =
+            |a: &Array, idx: i32, pad: i32| pad_columns(&a.index(idx![.., .., ..idx, ..])?, pad, 0);
+        let (i1, i2) = (self.columns.idx(), other.columns.idx());
+        let keys = ops::concatenate(&[aligned(k1, i1, left)?, aligned(k2, i2, right)?], 0)?;
+        let values = ops::concatenate(&[aligned(v1, i1, left)?, aligned(v2, i2, right)?], 0)?;
+        *self = Self {
+            keys: Some(keys),
+            values: Some(values),
+            columns,
+        };
         Ok(())
     }
 }
@@ -234,7 +343,7 @@ impl Cache for BatchKvCache {
     /// Columns filled (Python: `_idx`); the per-row counts are
     /// [`BatchKvCache::offsets`].
     fn offset(&self) -> i32 {
-        self.idx
+        self.columns.idx()
     }
 
     fn update_and_fetch(&mut self, keys: &Array, values: &Array) -> Result<(Array, Array)> {
@@ -246,7 +355,7 @@ impl Cache for BatchKvCache {
                 self.batch_size()
             )));
         }
-        let prev = self.idx;
+        let prev = self.columns.idx();
         let capacity = self.keys.as_ref().map_or(0, |k| k.shape()[2]);
         if self.keys.is_none() || prev + l > capacity {
             // Python: a new step of 256 columns (more for a longer update),
@@ -265,21 +374,22 @@ impl Cache for BatchKvCache {
             self.keys = Some(grow(self.keys.as_ref(), keys)?);
             self.values = Some(grow(self.values.as_ref(), values)?);
         }
-        self.idx += l;
-        let window: &[Index] = idx![.., .., prev..self.idx, ..];
+        self.columns.advance(l);
+        let filled_to = self.columns.idx();
+        let window: &[Index] = idx![.., .., prev..filled_to, ..];
         let (Some(k), Some(v)) = (self.keys.as_mut(), self.values.as_mut()) else {
             unreachable!("the buffers were made above when missing");
         };
         k.index_put(window, keys)?;
         v.index_put(window, values)?;
-        let filled: &[Index] = idx![.., .., ..self.idx, ..];
+        let filled: &[Index] = idx![.., .., ..filled_to, ..];
         Ok((k.index(filled)?, v.index(filled)?))
     }
 
     /// The filled columns of the buffers (Python: `state`'s keys and
     /// values, cut to `_idx`).
     fn state(&self) -> Vec<Array> {
-        let filled: &[Index] = idx![.., .., ..self.idx, ..];
+        let filled: &[Index] = idx![.., .., ..self.columns.idx(), ..];
         let keys = self.keys.as_ref().and_then(|k| k.index(filled).ok());
         let values = self.values.as_ref().and_then(|v| v.index(filled).ok());
         buffers(keys.as_ref(), values.as_ref())
@@ -293,49 +403,6 @@ impl Cache for BatchKvCache {
     /// left_padding=left_padding)`: `[batch, 1, n, idx + n]`, false on
     /// each row's padding.
     fn make_mask(&self, n: i32, window_size: Option<i32>, _return_array: bool) -> Result<Mask> {
-        left_padded_mask(n, self.idx, window_size, &self.left_padding)
+        self.columns.mask(n, window_size)
     }
-}
-
-/// `keep` (row indices of a batch of `batch_size` rows) as an index array;
-/// fails on an index out of range. `who` names the cache in the error.
-pub(super) fn kept_rows(who: &str, keep: &[usize], batch_size: usize) -> Result<Array> {
-    if let Some(&bad) = keep.iter().find(|&&i| i >= batch_size) {
-        return Err(Error::InvalidArgument(format!(
-            "{who}::filter: row {bad} is out of range for a batch of {batch_size}"
-        )));
-    }
-    let rows: Vec<i32> = keep.iter().map(|&i| i as i32).collect();
-    Ok(Array::from_slice(&rows, &[rows.len() as i32])?)
-}
-
-/// The rows `rows` of a left-padded buffer `[batch, heads, idx, d]`
-/// without its first `drop` columns (padding every kept row has).
-pub(super) fn select_rows(a: &Array, rows: &Array, drop: i32, idx: i32) -> Result<Array> {
-    let a = ops::take(a, rows, 0)?;
-    Ok(if drop > 0 {
-        let cols = ops::arange(drop, idx, 1, None)?;
-        ops::take(&a, &cols, 2)?
-    } else {
-        a
-    })
-}
-
-/// Python: `create_causal_mask(N, offset=_idx, left_padding=left_padding)`
-/// of a left-padded batch: `[batch, 1, n, idx + n]`, false on each row's
-/// padding.
-pub(super) fn left_padded_mask(
-    n: i32,
-    idx: i32,
-    window_size: Option<i32>,
-    left_padding: &[i32],
-) -> Result<Mask> {
-    let left_padding = Array::from_slice(left_padding, &[left_padding.len() as i32])?;
-    Ok(Mask::Array(create_causal_mask(
-        n,
-        idx,
-        window_size,
-        None,
-        Some(&left_padding),
-    )?))
 }

@@ -23,7 +23,7 @@
 
 use mlx_rs::{Array, Index, idx, ops};
 
-use super::batch_cache::{kept_rows, left_padded_mask, pad_columns, select_rows};
+use super::batch_cache::{Columns, pad_columns};
 use super::cache::{Cache, CachedKv, Mask, QuantizedArrays, QuantizedKvCache};
 use crate::{Error, Result};
 
@@ -38,10 +38,8 @@ pub struct BatchQuantizedKvCache {
     /// `idx` columns filled; `None` when empty.
     keys: Option<QuantizedArrays>,
     values: Option<QuantizedArrays>,
-    /// Padding columns before each row's first token.
-    left_padding: Vec<i32>,
-    /// Columns filled (Python: `_idx`).
-    idx: i32,
+    /// The rows' padding and the columns filled.
+    columns: Columns,
     group_size: i32,
     bits: i32,
 }
@@ -86,29 +84,25 @@ impl BatchQuantizedKvCache {
             }
             lengths.push(len);
         }
-        let max_length = lengths.iter().copied().max().unwrap_or(0);
-        let left_padding: Vec<i32> = lengths.iter().map(|l| max_length - l).collect();
         let mut cache = Self {
             keys: None,
             values: None,
-            left_padding,
-            idx: 0,
+            columns: Columns::aligned(&lengths),
             group_size,
             bits,
         };
-        if max_length == 0 {
+        if cache.columns.idx() == 0 {
             return Ok(cache);
         }
         let stack = |side: fn(&(QuantizedArrays, QuantizedArrays)) -> &QuantizedArrays| {
             let mut padded = Vec::with_capacity(rows.len());
-            for (row, &pad) in rows.iter().zip(&cache.left_padding) {
+            for (row, &pad) in rows.iter().zip(cache.columns.left_padding()) {
                 padded.push(side(row).map(|a| pad_columns(a, pad, 0))?);
             }
             concatenate_rows(&padded)
         };
         cache.keys = Some(stack(|r| &r.0)?);
         cache.values = Some(stack(|r| &r.1)?);
-        cache.idx = max_length;
         Ok(cache)
     }
 
@@ -124,43 +118,33 @@ impl BatchQuantizedKvCache {
 
     /// Rows in the batch.
     pub fn batch_size(&self) -> usize {
-        self.left_padding.len()
+        self.columns.batch_size()
     }
 
     /// Padding columns before each row's first token (Python:
     /// `left_padding`).
     pub fn left_padding(&self) -> &[i32] {
-        &self.left_padding
+        self.columns.left_padding()
     }
 
     /// Tokens each row holds (Python: `offset`).
     pub fn offsets(&self) -> Vec<i32> {
-        self.left_padding.iter().map(|p| self.idx - p).collect()
+        self.columns.offsets()
     }
 
     /// Keeps only the rows `keep` (in the new order) and drops the padding
     /// columns every kept row has (Python: `filter`).
     pub fn filter(&mut self, keep: &[usize]) -> Result<()> {
-        let rows = kept_rows("BatchQuantizedKvCache", keep, self.batch_size())?;
-        self.left_padding = keep.iter().map(|&i| self.left_padding[i]).collect();
-        let min_pad = self.left_padding.iter().copied().min().unwrap_or(0);
-        let idx = self.idx;
-        let select = |q: &QuantizedArrays| q.map(|a| select_rows(a, &rows, min_pad, idx));
+        let kept = self.columns.keep("BatchQuantizedKvCache", keep)?;
+        let select = |q: &QuantizedArrays| q.map(|a| kept.apply(a));
         if let (Some(k), Some(v)) = (&self.keys, &self.values) {
             let (k, v) = (select(k)?, select(v)?);
             self.keys = Some(k);
             self.values = Some(v);
         }
-        if min_pad > 0 {
-            self.idx -= min_pad;
-            for p in &mut self.left_padding {
-                *p -= min_pad;
-            }
-        }
         if keep.is_empty() {
             self.keys = None;
             self.values = None;
-            self.idx = 0;
         }
         Ok(())
     }
@@ -174,16 +158,10 @@ impl BatchQuantizedKvCache {
     /// [`BatchQuantizedKvCache::extract`] without the row's last `trim`
     /// tokens (say, the one a pipelined step ran on after the row ended).
     pub fn extract_trimmed(&self, row: usize, trim: i32) -> Result<QuantizedKvCache> {
-        let Some(&pad) = self.left_padding.get(row) else {
-            return Err(Error::InvalidArgument(format!(
-                "BatchQuantizedKvCache::extract: row {row} is out of range for a batch of {}",
-                self.batch_size()
-            )));
-        };
+        let (pad, end) = self.columns.row_span("BatchQuantizedKvCache", row, trim)?;
         let (Some(k), Some(v)) = (&self.keys, &self.values) else {
             return Ok(QuantizedKvCache::new(self.group_size, self.bits));
         };
-        let end = self.idx - trim.clamp(0, self.idx - pad);
         let r = row as i32;
         let cut: &[Index] = idx![r..r + 1, .., pad..end, ..];
         // A buffer of its own (Python: `mx.contiguous`), for the reason
@@ -214,30 +192,27 @@ impl BatchQuantizedKvCache {
             *self = other;
             return Ok(());
         }
-        let max_idx = self.idx.max(other.idx);
-        let parts = |c: &Self| -> Result<Option<(QuantizedArrays, QuantizedArrays, i32)>> {
-            let left = max_idx - c.idx;
-            let pad = |q: &QuantizedArrays| {
-                q.map(|a| pad_columns(&a.index(idx![.., .., ..c.idx, ..])?, left, 0))
-            };
-            match (&c.keys, &c.values) {
-                (Some(k), Some(v)) => Ok(Some((pad(k)?, pad(v)?, left))),
-                _ => Ok(None),
-            }
-        };
-        let (Some((k1, v1, l1)), Some((k2, v2, l2))) = (parts(self)?, parts(&other)?) else {
+        let (Some(k1), Some(v1), Some(k2), Some(v2)) =
+            (&self.keys, &self.values, &other.keys, &other.values)
+        else {
             return Err(Error::InvalidArgument(
                 "BatchQuantizedKvCache::extend: both caches must hold keys (prefill before \
                  joining)"
                     .into(),
             ));
         };
-        self.keys = Some(concatenate_rows(&[k1, k2])?);
-        self.values = Some(concatenate_rows(&[v1, v2])?);
-        let mut left_padding: Vec<i32> = self.left_padding.iter().map(|p| p + l1).collect();
-        left_padding.extend(other.left_padding.iter().map(|p| p + l2));
-        self.left_padding = left_padding;
-        self.idx = max_idx;
+        let mut columns = self.columns.clone();
+        let (left, right) = columns.extend(&other.columns);
+        // The filled columns of each, padded on the left to the longer.
+        let aligned = |q: &QuantizedArrays, idx: i32, pad: i32| {
+            q.map(|a| pad_columns(&a.index(idx![.., .., ..idx, ..])?, pad, 0))
+        };
+        let (i1, i2) = (self.columns.idx(), other.columns.idx());
+        let keys = concatenate_rows(&[aligned(k1, i1, left)?, aligned(k2, i2, right)?])?;
+        let values = concatenate_rows(&[aligned(v1, i1, left)?, aligned(v2, i2, right)?])?;
+        self.keys = Some(keys);
+        self.values = Some(values);
+        self.columns = columns;
         Ok(())
     }
 }
@@ -268,7 +243,7 @@ impl Cache for BatchQuantizedKvCache {
     /// Columns filled (Python: `_idx`); the per-row counts are
     /// [`BatchQuantizedKvCache::offsets`].
     fn offset(&self) -> i32 {
-        self.idx
+        self.columns.idx()
     }
 
     fn update_and_fetch(&mut self, _keys: &Array, _values: &Array) -> Result<(Array, Array)> {
@@ -304,7 +279,7 @@ impl Cache for BatchQuantizedKvCache {
         }
         let new_keys = QuantizedArrays::quantize(keys, self.group_size, self.bits)?;
         let new_values = QuantizedArrays::quantize(values, self.group_size, self.bits)?;
-        let prev = self.idx;
+        let prev = self.columns.idx();
         let capacity = self.keys.as_ref().map_or(0, |k| k.data.shape()[2]);
         if self.keys.is_none() || prev + steps > capacity {
             // Python: a new step of 256 columns (more for a longer update),
@@ -326,8 +301,9 @@ impl Cache for BatchQuantizedKvCache {
             self.keys = Some(grow(self.keys.as_ref(), &new_keys)?);
             self.values = Some(grow(self.values.as_ref(), &new_values)?);
         }
-        self.idx += steps;
-        let window: &[Index] = idx![.., .., prev..self.idx, ..];
+        self.columns.advance(steps);
+        let idx = self.columns.idx();
+        let window: &[Index] = idx![.., .., prev..idx, ..];
         let (Some(k), Some(v)) = (self.keys.as_mut(), self.values.as_mut()) else {
             unreachable!("the buffers were made above when missing");
         };
@@ -341,7 +317,6 @@ impl Cache for BatchQuantizedKvCache {
         ] {
             buf.index_put(window, new)?;
         }
-        let idx = self.idx;
         let filled = |q: &QuantizedArrays| q.map(|a| Ok(a.index(idx![.., .., ..idx, ..])?));
         Ok(CachedKv::Quantized {
             keys: filled(k)?,
@@ -354,7 +329,7 @@ impl Cache for BatchQuantizedKvCache {
     /// The six arrays cut to the filled columns (keys' data, scales,
     /// biases, then the values').
     fn state(&self) -> Vec<Array> {
-        let filled: &[Index] = idx![.., .., ..self.idx, ..];
+        let filled: &[Index] = idx![.., .., ..self.columns.idx(), ..];
         self.keys
             .iter()
             .chain(&self.values)
@@ -370,6 +345,6 @@ impl Cache for BatchQuantizedKvCache {
     /// `[batch, 1, n, idx + n]`, false on each row's padding (as
     /// [`super::BatchKvCache`]'s).
     fn make_mask(&self, n: i32, window_size: Option<i32>, _return_array: bool) -> Result<Mask> {
-        left_padded_mask(n, self.idx, window_size, &self.left_padding)
+        self.columns.mask(n, window_size)
     }
 }
