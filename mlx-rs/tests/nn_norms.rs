@@ -305,3 +305,100 @@ fn batch_norm_inside_a_sequential_updates_its_statistics_while_training() {
     model.train(false);
     model.forward(&x).unwrap();
 }
+
+/// The nodes of the graph computing `out` from evaluated inputs.
+fn graph_nodes(out: &Array) -> usize {
+    let dot = mlx_rs::graph::export_to_dot(std::slice::from_ref(out), None).unwrap();
+    dot.matches("shape=rectangle").count()
+}
+
+/// `nn::rms_norm` and `nn::rms_norm_one_plus` are `fast::rms_norm`
+/// bit for bit, in fewer nodes, on shapes of models' norms (rows of
+/// hidden states, per-head query and key norms) and widths where MLX's
+/// fused `rsqrt` would differ (1152, 2048).
+#[test]
+fn fused_rms_norm_is_fast_rms_norm_bit_for_bit() {
+    use mlx_rs::random::NormalOptions;
+    use mlx_rs::{fast, nn};
+    let shapes: [&[i32]; 8] = [
+        &[1, 64],
+        &[16, 64],
+        &[16, 4, 1, 32],
+        &[1, 30, 64],
+        &[3, 7, 256],
+        &[5, 1152],
+        &[2, 33, 1152],
+        &[16, 2048],
+    ];
+    for (i, shape) in shapes.into_iter().enumerate() {
+        let (x_key, w_key) = random::split_pair(&random::key(3 + i as u64).unwrap()).unwrap();
+        let scale = 1.0 + i as f32;
+        let x = random::normal(
+            shape,
+            NormalOptions {
+                scale,
+                ..Default::default()
+            },
+            Some(&x_key),
+        )
+        .unwrap();
+        let width = shape[shape.len() - 1];
+        let w = random::normal(
+            &[width],
+            NormalOptions {
+                scale: 0.3,
+                ..Default::default()
+            },
+            Some(&w_key),
+        )
+        .unwrap();
+        for (x_dtype, w_dtype) in [
+            (Dtype::Float32, Dtype::Float32),
+            (Dtype::Bfloat16, Dtype::Bfloat16),
+            (Dtype::Float16, Dtype::Float16),
+            (Dtype::Bfloat16, Dtype::Float32),
+        ] {
+            let (x, w) = (x.as_type(x_dtype).unwrap(), w.as_type(w_dtype).unwrap());
+            mlx_rs::eval([&x, &w]).unwrap();
+            let one = Array::scalar::<f32>(1.0).as_type(w_dtype).unwrap();
+            let one_plus = ops::add(&w, &one).unwrap();
+            mlx_rs::eval([&one_plus]).unwrap();
+            for (name, fused, reference) in [
+                (
+                    "weight",
+                    nn::rms_norm(&x, Some(&w), 1e-6).unwrap(),
+                    fast::rms_norm(&x, Some(&w), 1e-6).unwrap(),
+                ),
+                (
+                    "one plus weight",
+                    nn::rms_norm_one_plus(&x, &w, 1e-5).unwrap(),
+                    fast::rms_norm(&x, Some(&one_plus), 1e-5).unwrap(),
+                ),
+            ] {
+                let what = format!("{name}, {shape:?}, {x_dtype:?} x, {w_dtype:?} weight");
+                assert!(
+                    graph_nodes(&fused) < graph_nodes(&reference),
+                    "{what}: {} nodes fused, {} in fast::rms_norm",
+                    graph_nodes(&fused),
+                    graph_nodes(&reference)
+                );
+                assert_eq!(fused.dtype(), reference.dtype(), "{what}");
+                assert_eq!(fused.shape(), reference.shape(), "{what}");
+                let equal = ops::array_equal(&fused, &reference, false).unwrap();
+                assert!(equal.item::<bool>().unwrap(), "{what}: values differ");
+            }
+        }
+    }
+    // What `fast::rms_norm` rejects, these reject.
+    let x = ops::ones(&[2, 8], Dtype::Float32).unwrap();
+    for weight in [
+        ops::ones(&[4], Dtype::Float32).unwrap(),
+        ops::ones(&[2, 8], Dtype::Float32).unwrap(),
+    ] {
+        assert!(nn::rms_norm(&x, Some(&weight), 1e-5).is_err());
+        assert!(nn::rms_norm_one_plus(&x, &weight, 1e-5).is_err());
+    }
+    let scalar = Array::scalar::<f32>(1.0);
+    let w1 = ops::ones(&[1], Dtype::Float32).unwrap();
+    assert!(nn::rms_norm(&scalar, Some(&w1), 1e-5).is_err());
+}

@@ -10,6 +10,7 @@ mod layers;
 pub mod losses;
 mod module;
 pub mod quantized;
+mod rms_norm;
 mod utils;
 mod weights;
 
@@ -22,5 +23,6 @@ pub use module::{
 pub use quantized::{
     QuantSpec, Quantizable, dequantize, quantize, quantize_like_checkpoint, quantize_with,
 };
+pub use rms_norm::{rms_norm, rms_norm_one_plus};
 pub use utils::value_and_grad;
 pub use weights::{load_weights, save_weights};
