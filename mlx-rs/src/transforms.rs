@@ -17,6 +17,8 @@
 //! # Ok::<(), mlx_rs::Error>(())
 //! ```
 
+use std::cell::OnceCell;
+
 use mlx_sys as sys;
 
 use crate::array::Array;
@@ -211,6 +213,38 @@ impl Function {
     /// Calls the function.
     pub fn apply(&self, args: &[Array]) -> Result<Vec<Array>> {
         self.closure.apply(args)
+    }
+
+    /// The function kept in `cell`, compiling `graph` into it on first use
+    /// ([`compile`]). A `Function` is not `Send`, so the cell lives in a
+    /// `thread_local!`: one compiled function per thread, as Python's
+    /// module-level `@mx.compile` functions are one per process.
+    ///
+    /// ```
+    /// use std::cell::OnceCell;
+    /// use mlx_rs::transforms::Function;
+    /// use mlx_rs::{Array, ops};
+    ///
+    /// fn double(args: &[Array]) -> mlx_rs::Result<Vec<Array>> {
+    ///     args.iter().map(|a| ops::multiply(a, 2.0f32)).collect()
+    /// }
+    /// thread_local! {
+    ///     static DOUBLE: OnceCell<Function> = const { OnceCell::new() };
+    /// }
+    /// let x = Array::from_slice(&[1.0f32, 2.0], &[2])?;
+    /// let y = DOUBLE.with(|cell| Function::compiled_in(cell, double, true)?.apply(&[x]))?;
+    /// assert_eq!(y[0].to_vec::<f32>()?, [2.0, 4.0]);
+    /// # Ok::<(), mlx_rs::Error>(())
+    /// ```
+    pub fn compiled_in<F>(cell: &OnceCell<Function>, graph: F, shapeless: bool) -> Result<&Function>
+    where
+        F: Fn(&[Array]) -> Result<Vec<Array>> + 'static,
+    {
+        if let Some(compiled) = cell.get() {
+            return Ok(compiled);
+        }
+        let compiled = compile(graph, shapeless)?;
+        Ok(cell.get_or_init(|| compiled))
     }
 
     fn transformed(

@@ -34,7 +34,7 @@ use std::cell::OnceCell;
 use crate::array::Array;
 use crate::error::{Error, Result};
 use crate::ops::{self, Axes};
-use crate::transforms::{self, Function};
+use crate::transforms::Function;
 
 /// `$graph(x)` through a shapeless compiled function, one per thread (a
 /// [`Function`] is not `Send`), made on first use: Python's
@@ -56,22 +56,17 @@ fn apply_compiled(
     name: &str,
     x: &Array,
 ) -> Result<Array> {
-    let compiled = match cell.get() {
-        Some(compiled) => compiled,
-        None => {
-            let compiled = transforms::compile(
-                move |args: &[Array]| match args {
-                    [x] => Ok(vec![graph(x)?]),
-                    _ => Err(Error::invalid(format!(
-                        "an activation takes one array, got {}",
-                        args.len()
-                    ))),
-                },
-                true,
-            )?;
-            cell.get_or_init(|| compiled)
-        }
-    };
+    let compiled = Function::compiled_in(
+        cell,
+        move |args: &[Array]| match args {
+            [x] => Ok(vec![graph(x)?]),
+            _ => Err(Error::invalid(format!(
+                "an activation takes one array, got {}",
+                args.len()
+            ))),
+        },
+        true,
+    )?;
     compiled
         .apply(std::slice::from_ref(x))?
         .into_iter()

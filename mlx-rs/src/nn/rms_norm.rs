@@ -27,7 +27,7 @@ use crate::dtype::{Dtype, DtypeCategory};
 use crate::error::{Error, Result};
 use crate::ops;
 use crate::stream::{DeviceType, Stream};
-use crate::transforms::{self, Function};
+use crate::transforms::Function;
 
 /// `mx.fast.rms_norm(x, weight, eps)`: `x` normalized over its last axis
 /// and scaled by `weight` (`[x.shape[-1]]`) if given, with the values of
@@ -161,13 +161,7 @@ fn apply(
     args: &[&Array],
     graph: fn(&[Array]) -> Result<Vec<Array>>,
 ) -> Result<Array> {
-    let compiled = match cell.get() {
-        Some(compiled) => compiled,
-        None => {
-            let compiled = transforms::compile(graph, true)?;
-            cell.get_or_init(|| compiled)
-        }
-    };
+    let compiled = Function::compiled_in(cell, graph, true)?;
     let args: Vec<Array> = args.iter().map(|a| (*a).clone()).collect();
     compiled
         .apply(&args)?
