@@ -480,4 +480,33 @@ fn rope_angles_match_fast_rope() {
     }
     let bf16 = |a: &Array| a.as_type(Dtype::Bfloat16).unwrap();
     assert!(angles.apply(&bf16(&q), &bf16(&k)).unwrap().is_none());
+
+    // Built from one request's cache at its offset, for a prefill's tokens
+    // and for one token, as `fast::rope` at that offset (Python's
+    // `rope(x, offset=cache.offset)`).
+    use mlx_vlm::models::cache::{Cache, KvCache};
+    for (held, len) in [(0, 6), (9, 5), (14, 1)] {
+        let mut cache = KvCache::new();
+        if held > 0 {
+            let kv = ops::ones(&[1, 1, held, 16], Dtype::Float32).unwrap();
+            cache.update_and_fetch(&kv, &kv).unwrap();
+        }
+        let angles = AttentionAngles::at_offset(&rope, &cache, [4, 1], len, Dtype::Float32)
+            .unwrap()
+            .unwrap();
+        let x = |heads: i32| {
+            let n = heads * len * 16;
+            ops::sin(&ops::arange(0, n, 1, Some(Dtype::Float32)).unwrap())
+                .unwrap()
+                .reshape(&[1, heads, len, 16])
+                .unwrap()
+        };
+        let (q, k) = (x(4), x(1));
+        let (rq, rk) = angles.apply(&q, &k).unwrap().unwrap();
+        for (got, x) in [(rq, &q), (rk, &k)] {
+            let want = rope.forward(x, held).unwrap();
+            let equal = ops::array_equal(&got, &want, false).unwrap();
+            assert!(equal.item::<bool>().unwrap(), "offset {held}, {len} tokens");
+        }
+    }
 }

@@ -84,12 +84,14 @@ impl VisionAttention {
 /// projections into heads `[batch, heads, len, head_dim]` and merge the
 /// attended heads back: `[batch, len, hidden]` (Python's layout), or
 /// `[rows, hidden]` for one token a row (a batched decode step, a
-/// Rust-only layout).
+/// Rust-only layout), or `[len, hidden]` for one request's tokens
+/// ([`HeadLayout::one_request`], Rust-only too).
 ///
 /// One token a row needs no sequence axis: its projections then multiply
 /// matrices (a 3-D input adds a flatten and an unflatten to each product)
 /// and each split or merge is one reshape instead of a reshape and a
-/// transpose; the values are the same.
+/// transpose; the values are the same. One request's tokens as a matrix
+/// save the projections' flattens and unflattens alike.
 #[derive(Debug, Clone, Copy)]
 pub struct HeadLayout {
     /// Rows (the batch).
@@ -98,6 +100,8 @@ pub struct HeadLayout {
     len: i32,
     /// Whether the input is `[rows, hidden]`.
     token_rows: bool,
+    /// Whether the input is `[len, hidden]`, one request's tokens.
+    one_request: bool,
 }
 
 impl HeadLayout {
@@ -109,16 +113,30 @@ impl HeadLayout {
                 batch,
                 len,
                 token_rows: false,
+                one_request: false,
             }),
             [batch, _] => Ok(HeadLayout {
                 batch,
                 len: 1,
                 token_rows: true,
+                one_request: false,
             }),
             ref shape => Err(Error::InvalidArgument(format!(
                 "{who} takes [batch, len, hidden] (or [rows, hidden], one token a row), got \
                  {shape:?}"
             ))),
+        }
+    }
+
+    /// The layout of one request's `len` tokens as a `[len, hidden]`
+    /// matrix (which [`HeadLayout::of`] would read as `len` rows of one
+    /// token: the caller says which it is).
+    pub fn one_request(len: i32) -> Self {
+        HeadLayout {
+            batch: 1,
+            len,
+            token_rows: false,
+            one_request: true,
         }
     }
 
@@ -138,7 +156,10 @@ impl HeadLayout {
         if self.token_rows {
             return Ok(a.reshape(&[self.batch, -1])?);
         }
-        Ok(a.transpose([0, 2, 1, 3])?
-            .reshape(&[self.batch, self.len, -1])?)
+        let a = a.transpose([0, 2, 1, 3])?;
+        if self.one_request {
+            return Ok(a.reshape(&[self.len, -1])?);
+        }
+        Ok(a.reshape(&[self.batch, self.len, -1])?)
     }
 }

@@ -17,8 +17,11 @@
 //! to the activation dtype and rotates with plain ops, which is what the
 //! goldens of this crate were produced with.
 
+use std::cell::OnceCell;
+
 use mlx_rs::fast::RopeOffset;
 use mlx_rs::nn::RoPE;
+use mlx_rs::transforms::Function;
 use mlx_rs::{Array, Dtype, Index, idx, ops};
 use serde_json::{Map, Value};
 
@@ -516,21 +519,40 @@ impl RopeAngles {
         let half = self.dims / 2;
         let x1 = ops::slice(x, &[0, 0, 0, 0], &[b, n, t, half], None)?;
         let x2 = ops::slice(x, &[0, 0, 0, half], &[b, n, t, self.dims], None)?;
-        let mut outs = vec![
-            ops::subtract(
-                &ops::multiply(&x1, &self.cos)?,
-                &ops::multiply(&x2, &self.sin)?,
-            )?,
-            ops::add(
-                &ops::multiply(&x1, &self.sin)?,
-                &ops::multiply(&x2, &self.cos)?,
-            )?,
-        ];
+        thread_local! {
+            static ROTATE: OnceCell<Function> = const { OnceCell::new() };
+        }
+        let mut outs = ROTATE.with(|cell| {
+            Function::compiled_in(cell, rotate_halves, true)?.apply(&[
+                x1,
+                x2,
+                self.cos.clone(),
+                self.sin.clone(),
+            ])
+        })?;
         if self.dims < d {
             outs.push(ops::slice(x, &[0, 0, 0, self.dims], &shape, None)?);
         }
-        Ok(ops::concatenate(&outs, -1)?.reshape(&shape)?)
+        Ok(ops::concatenate(&outs, -1)?)
     }
+}
+
+/// The fallback's rotation of the halves `x1`, `x2` by `cos` and `sin`:
+/// `[x1 cos - x2 sin, x1 sin + x2 cos]`. [`RopeAngles::apply`] runs it
+/// compiled, so MLX fuses the four products and two sums into two
+/// kernels (the same float operations: `rope_angles_match_fast_rope`
+/// checks the values bit for bit): four graph nodes fewer a rotation.
+fn rotate_halves(args: &[Array]) -> mlx_rs::Result<Vec<Array>> {
+    let [x1, x2, cos, sin] = args else {
+        return Err(mlx_rs::Error::invalid(format!(
+            "rotate_halves takes x1, x2, cos and sin, got {} arrays",
+            args.len()
+        )));
+    };
+    Ok(vec![
+        ops::subtract(ops::multiply(x1, cos)?, ops::multiply(x2, sin)?)?,
+        ops::add(ops::multiply(x1, sin)?, ops::multiply(x2, cos)?)?,
+    ])
 }
 
 /// A decode step's [`RopeAngles`] for an attention's queries and keys, each
@@ -569,6 +591,29 @@ impl AttentionAngles {
         Ok(Some(AttentionAngles {
             queries: angles.for_heads(n, heads, len)?,
             keys: angles.for_heads(n, kv_heads, len)?,
+            dtype,
+        }))
+    }
+
+    /// The angles of `rope` for one request's `len` new tokens from
+    /// `cache`'s offset (a single request's cache, which keeps no per-row
+    /// positions), built once for every layer of a kind whose caches hold
+    /// as many tokens (a prefill, or a one-request decode step); `None`
+    /// where [`RopeAngles::at`] is.
+    pub fn at_offset(
+        rope: &RoPE,
+        cache: &dyn crate::models::cache::Cache,
+        [heads, kv_heads]: [i32; 2],
+        len: i32,
+        dtype: Dtype,
+    ) -> Result<Option<Self>> {
+        let offsets = Array::from_slice(&[cache.offset()], &[1])?;
+        let Some(angles) = RopeAngles::at(rope, &offsets, len, dtype)? else {
+            return Ok(None);
+        };
+        Ok(Some(AttentionAngles {
+            queries: angles.for_heads(1, heads, len)?,
+            keys: angles.for_heads(1, kv_heads, len)?,
             dtype,
         }))
     }

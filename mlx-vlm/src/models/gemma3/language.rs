@@ -13,7 +13,10 @@
 //! fewer graph operations for the same values: its hidden states are
 //! `[rows, hidden]` ([`HeadLayout`]), each kind of layer's mask is
 //! broadcast to the heads once, and its RoPE angles are built once a kind
-//! ([`AttentionAngles`]) where Python rebuilds them in every layer.
+//! ([`AttentionAngles`]) where Python rebuilds them in every layer. One
+//! request's forward (a prefill, a single run's decode step) builds its
+//! angles once a kind too ([`AttentionAngles::at_offset`]) and keeps its
+//! hidden states `[len, hidden]` ([`HeadLayout::one_request`]).
 
 use mlx_rs::nn::{Embedding, Linear, RoPE, activations};
 use mlx_rs::{Array, Dtype, idx, ops};
@@ -110,21 +113,27 @@ impl Attention {
         mask: &AttentionMask,
         cache: Option<&mut dyn Cache>,
     ) -> Result<Array> {
-        self.forward_at(x, mask, cache, None)
+        self.forward_at(x, None, mask, cache, None)
     }
 
     /// [`Attention::forward`], rotating the queries and keys with
-    /// `angles` (a decode step's, built once for every layer of this
-    /// layer's kind) where they fit, else from the cache.
+    /// `angles` (built once for every layer of this layer's kind) where
+    /// they fit, else from the cache; `layout` says how `x` is laid out
+    /// when it is not what its shape says ([`HeadLayout::of`]).
     pub fn forward_at(
         &self,
         x: &Array,
+        layout: Option<HeadLayout>,
         mask: &AttentionMask,
         cache: Option<&mut dyn Cache>,
         angles: Option<&AttentionAngles>,
     ) -> Result<Array> {
-        // `[rows, hidden]` is one token a row (a batched decode step).
-        let layout = HeadLayout::of(x, "Attention")?;
+        // `[rows, hidden]` is one token a row (a batched decode step)
+        // unless the caller says it is one request's tokens.
+        let layout = match layout {
+            Some(layout) => layout,
+            None => HeadLayout::of(x, "Attention")?,
+        };
         let heads = |a: Array, n: i32| layout.split(&a, n);
         let queries = self
             .q_norm
@@ -244,14 +253,15 @@ impl TransformerBlock {
         mask: &AttentionMask,
         cache: Option<&mut dyn Cache>,
     ) -> Result<Array> {
-        self.forward_at(x, mask, cache, None)
+        self.forward_at(x, None, mask, cache, None)
     }
 
-    /// [`TransformerBlock::forward`] with a decode step's RoPE angles
+    /// [`TransformerBlock::forward`] with shared RoPE angles and a layout
     /// ([`Attention::forward_at`]).
     pub fn forward_at(
         &self,
         x: &Array,
+        layout: Option<HeadLayout>,
         mask: &AttentionMask,
         cache: Option<&mut dyn Cache>,
         angles: Option<&AttentionAngles>,
@@ -259,6 +269,7 @@ impl TransformerBlock {
         let x = clip_residual(x, None)?;
         let r = self.self_attn.forward_at(
             &self.input_layernorm.forward(&x)?,
+            layout,
             mask,
             cache,
             angles,
@@ -346,9 +357,42 @@ impl Gemma3Model {
                 },
             ),
         };
-        let (global, sliding) = (LayerKind::masked(global_mask), LayerKind::masked(sliding_mask));
+        // Each kind's RoPE angles once, from its first layer's cache (every
+        // layer of a kind rotates at the same offset), where the batch is
+        // one request.
+        let angles = |i: Option<usize>| -> Result<Option<AttentionAngles>> {
+            let (Some(i), [1, len, ..]) = (i, h.shape()) else {
+                return Ok(None);
+            };
+            let (Some(layer_cache), Some(layer)) = (cache.get(i), self.layers.get(i)) else {
+                return Ok(None);
+            };
+            let attention = &layer.self_attn;
+            let heads = [attention.n_heads, attention.n_kv_heads];
+            AttentionAngles::at_offset(&attention.rope, &**layer_cache, heads, *len, h.dtype())
+        };
+        let first_of = |global: bool| {
+            (0..self.layers.len()).find(|&i| self.config.is_global_layer(i as i32) == global)
+        };
+        let global = LayerKind {
+            mask: global_mask,
+            angles: angles(first_of(true))?,
+        };
+        let sliding = LayerKind {
+            mask: sliding_mask,
+            angles: angles(first_of(false))?,
+        };
         let mut caches = cache.iter_mut().map(|c| &mut **c as &mut dyn Cache);
-        self.forward_layers(h, mask, [&global, &sliding], &mut caches)
+        // One request's tokens go through the layers as a `[len, hidden]`
+        // matrix ([`HeadLayout::one_request`]: the same values, fewer
+        // graph operations), and come back `[1, len, hidden]`.
+        if let [1, len, _] = *h.shape() {
+            let flat = h.reshape(&[len, -1])?;
+            let layout = Some(HeadLayout::one_request(len));
+            let out = self.forward_layers(flat, layout, mask, [&global, &sliding], &mut caches)?;
+            return Ok(out.reshape(&[1, len, -1])?);
+        }
+        self.forward_layers(h, None, mask, [&global, &sliding], &mut caches)
     }
 
     /// The embeddings of `inputs`, or `inputs_embeds`, scaled by
@@ -369,12 +413,14 @@ impl Gemma3Model {
         Ok(h)
     }
 
-    /// The layers over `h` (`mask` for every layer when given, else the
-    /// global or the sliding kind's mask by layer), one cache a layer from
-    /// `caches` while it lasts, and the final norm.
+    /// The layers over `h` (laid out as `layout` says, else as its shape
+    /// says; `mask` for every layer when given, else the global or the
+    /// sliding kind's mask by layer), one cache a layer from `caches`
+    /// while it lasts, and the final norm.
     fn forward_layers(
         &self,
         mut h: Array,
+        layout: Option<HeadLayout>,
         mask: Option<&AttentionMask>,
         [global, sliding]: [&LayerKind; 2],
         caches: &mut dyn Iterator<Item = &mut dyn Cache>,
@@ -386,7 +432,7 @@ impl Gemma3Model {
                 sliding
             };
             let local_mask = mask.unwrap_or(&kind.mask);
-            h = layer.forward_at(&h, local_mask, caches.next(), kind.angles.as_ref())?;
+            h = layer.forward_at(&h, layout, local_mask, caches.next(), kind.angles.as_ref())?;
         }
         self.norm.forward(&h)
     }
@@ -438,7 +484,7 @@ impl Gemma3Model {
         };
         let (global, sliding) = (kind_of(true)?, kind_of(false)?);
         let mut caches = cache.iter_mut().map(|c| c.as_cache_mut());
-        self.forward_layers(h, None, [&global, &sliding], &mut caches)
+        self.forward_layers(h, None, None, [&global, &sliding], &mut caches)
     }
 }
 
