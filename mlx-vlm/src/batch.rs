@@ -10,7 +10,10 @@
 //! request's chunks thus run between the decode steps of the others,
 //! which never stall for a long prompt.
 //!
-//! Prompts are prefilled per request (the chunks of `generate_step`).
+//! Prompts are prefilled per request (the chunks of `generate_step`),
+//! evaluated in the background (as Python's `PromptProcessingBatch`): a
+//! prompt's first token is read with the next step, so the prompts
+//! admitted together are built while the earlier ones compute.
 //! Once its first token is sampled, a request of a family with batched
 //! decode ([`crate::models::FamilyModel::batched_decode`]: Qwen2-VL,
 //! Qwen2.5-VL, Qwen3-VL, Qwen3-VL-MoE, LLaVA, LLaVA-NeXT, Idefics3,
@@ -1068,10 +1071,11 @@ impl Sequence {
             Some(Phase::Admitted(inputs)) => {
                 let prompt =
                     PromptPrefill::new(model, inputs, self.prefill_step_size, vision_cache)?
-                        .continuing_prefix(self.cached_tokens > 0);
-                return self.prefill(model, prompt, events);
+                        .continuing_prefix(self.cached_tokens > 0)
+                        .in_background();
+                return self.prefill(model, prompt);
             }
-            Some(Phase::Prefill(prompt)) => return self.prefill(model, prompt, events),
+            Some(Phase::Prefill(prompt)) => return self.prefill(model, prompt),
             Some(Phase::Decode { y, reported }) => {
                 // A token a batched step sampled, if the request left the
                 // batch since (say, to be quantized): report it first.
@@ -1092,20 +1096,22 @@ impl Sequence {
         Ok(self.end_own(model, reason, events))
     }
 
-    /// One chunk of the prompt, or its last step and first token.
-    fn prefill(
-        &mut self,
-        model: &dyn VlmModel,
-        mut prompt: PromptPrefill,
-        events: &mut Vec<BatchEvent>,
-    ) -> Result<bool> {
+    /// One chunk of the prompt, or its last step and first token. The
+    /// token is computed in the background and reported with the next
+    /// step, as the tokens of a decode batch are (Python's
+    /// `PromptProcessingBatch` evaluates in the background too): the
+    /// prompts admitted together are built while the earlier ones
+    /// compute, and the request joins its decode batch before its first
+    /// token is read.
+    fn prefill(&mut self, model: &dyn VlmModel, mut prompt: PromptPrefill) -> Result<bool> {
         if prompt.chunk(model, &mut self.run)? {
             self.phase = Some(Phase::Prefill(prompt));
             return Ok(true);
         }
         let (y, _) = prompt.finish(model, &mut self.run)?;
-        let reason = self.emit(y, events)?;
-        Ok(self.end_own(model, reason, events))
+        mlx_rs::async_eval([&y])?;
+        self.phase = Some(Phase::Decode { y, reported: false });
+        Ok(true)
     }
 
     /// Reports the sampled `y` `[1]`; returns why the request finished,

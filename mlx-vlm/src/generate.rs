@@ -599,6 +599,12 @@ impl RequestRun {
         Ok(mlx_rs::eval(&states)?)
     }
 
+    /// [`RequestRun::eval_cache`] in the background (`mx.async_eval`).
+    pub(crate) fn async_eval_cache(&self) -> Result<()> {
+        let states: Vec<Array> = self.prompt_cache.iter().flat_map(|c| c.state()).collect();
+        Ok(mlx_rs::async_eval(&states)?)
+    }
+
     /// Python: `quantize_cache_fn(prompt_cache)`.
     pub(crate) fn quantize_cache(&mut self) -> Result<()> {
         let (bits, group_size, start) = self.kv_quant;
@@ -679,6 +685,11 @@ pub(crate) struct PromptPrefill {
     /// suffix-local positions) would misplace them, so the model continues
     /// from the cache and the kept request state instead.
     continues_prefix: bool,
+    /// Chunks' caches are evaluated in the background (`mx.async_eval`,
+    /// as Python's `PromptProcessingBatch.prompt_step`) instead of waited
+    /// for (`generate_step`'s `mx.eval`): the same values, and the batch
+    /// generator builds the next request's graph while one computes.
+    in_background: bool,
 }
 
 impl PromptPrefill {
@@ -710,7 +721,15 @@ impl PromptPrefill {
             prefill,
             step_size,
             continues_prefix: false,
+            in_background: false,
         })
+    }
+
+    /// Evaluates the chunks' caches in the background (see the field's
+    /// docs).
+    pub(crate) fn in_background(mut self) -> Self {
+        self.in_background = true;
+        self
     }
 
     /// Marks the prompt as the rest of a prefix the caches already hold
@@ -747,10 +766,19 @@ impl PromptPrefill {
             &mut run.state,
         )?;
         run.quantize_cache()?;
-        run.eval_cache()?;
+        if self.in_background {
+            run.async_eval_cache()?;
+        } else {
+            run.eval_cache()?;
+        }
+        // Python frees MLX's buffer cache after every chunk, which bounds a
+        // long prompt's peak; in the background a short prompt's one chunk
+        // keeps it, for the requests prefilled next to reuse.
+        if !self.in_background || n_to_process == step_size {
+            mlx_rs::memory::clear_cache()?;
+        }
         self.inputs_embeds = self.inputs_embeds.index(idx![.., n_to_process..])?;
         self.input_ids = self.input_ids.index(idx![.., n_to_process..])?;
-        mlx_rs::memory::clear_cache()?;
         if self.inputs_embeds.dim(1)? <= 1 {
             self.input_ids = self.input_ids.index(idx![.., -1..])?;
         }
