@@ -155,5 +155,29 @@ fn split_products_are_bit_identical() {
     let small = Linear::new(64, 256, true).unwrap();
     let x = normal(&[1, 64], Dtype::Float32);
     check("small linear", &|| small.forward(&x).unwrap(), false);
+
+    // Row blocks (`split_rows`) of a greedy sampler's log-softmax and
+    // argmax over a vocabulary: 16 and 3 rows split (unevenly), one row
+    // and a small vocabulary do not.
+    let greedy = |rows: &Array| {
+        let logprobs = ops::subtract(rows, ops::logsumexp(rows, -1, true)?)?;
+        // Both outputs in one array without a concatenate (which would
+        // read as a split): the argmax added to every log-probability.
+        let best = ops::argmax(&logprobs, Some(-1), true)?.as_type(Dtype::Float32)?;
+        ops::add(&logprobs, &best)
+    };
+    for (rows, vocab, expect_split) in [
+        (16, 151_936, true),
+        (3, 100_000, true),
+        (1, 151_936, false),
+        (16, 640, false),
+    ] {
+        let logits = ops::multiply(normal(&[rows, vocab], Dtype::Float32), 4.0f32).unwrap();
+        check(
+            &format!("split_rows {rows} x {vocab}"),
+            &|| nn::split_rows(&logits, i64::from(vocab), greedy).unwrap(),
+            expect_split,
+        );
+    }
     nn::set_cpu_parallelism(1);
 }

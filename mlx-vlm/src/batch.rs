@@ -904,8 +904,14 @@ fn sample_rows(
 ) -> Result<Vec<Result<Array>>> {
     if seqs.iter().all(|s| s.run.is_greedy()) {
         let logits = logits.index(idx![.., -1, ..])?;
-        let logprobs = ops::subtract(&logits, &ops::logsumexp(&logits, -1, true)?)?;
-        let next = ops::argmax(&logprobs, Some(-1), false)?;
+        // Each row on its own, so blocks of rows go to the CPU streams
+        // (the `exp` over a large vocabulary is a quarter of a tiny
+        // model's step): the same values a row.
+        let vocab = i64::from(logits.dim(-1)?);
+        let next = mlx_rs::nn::split_rows(&logits, vocab, |rows| {
+            let logprobs = ops::subtract(rows, &ops::logsumexp(rows, -1, true)?)?;
+            ops::argmax(&logprobs, Some(-1), false)
+        })?;
         let mut sampled = Vec::with_capacity(seqs.len());
         for (row, seq) in seqs.iter_mut().enumerate() {
             let r = row as i32;

@@ -121,6 +121,45 @@ pub(crate) fn split_output_features(
     ops::concatenate(&outputs, -1)
 }
 
+/// The least work, in element operations, one block of rows gets in
+/// [`split_rows`]: a row-wise reduction with an `exp` (a log-softmax over
+/// a vocabulary) costs a few nanoseconds an element on one core here, so
+/// this is about half a millisecond, against the tens of microseconds of
+/// cross-stream synchronisation.
+const MIN_ROW_BLOCK_WORK: i64 = 1 << 17;
+
+/// `f` applied to blocks of `x`'s rows (its first axis), each block on its
+/// own CPU stream when that pays, the blocks' outputs concatenated along
+/// the first axis; `work_per_row` is the element operations `f` does a
+/// row. For computations that treat each row on its own (a log-softmax
+/// and argmax over each row's logits): a row's values are then the same
+/// whichever block computes it. On one block (a GPU stream, little work,
+/// [`set_cpu_parallelism`] 1) this is `f(x)`. Python has no counterpart.
+pub fn split_rows(
+    x: &Array,
+    work_per_row: i64,
+    f: impl Fn(&Array) -> Result<Array>,
+) -> Result<Array> {
+    let count = x.shape().first().copied().unwrap_or(0);
+    let by_work =
+        usize::try_from(i64::from(count) * work_per_row / MIN_ROW_BLOCK_WORK).unwrap_or(usize::MAX);
+    let parts = cpu_parallelism()
+        .min(by_work)
+        .min(usize::try_from(count).unwrap_or(0));
+    if parts <= 1 || Stream::current()?.device()?.device_type()? != DeviceType::Cpu {
+        return f(x);
+    }
+    let streams = helper_streams(parts - 1)?;
+    let bounds = |i: usize| (i64::from(count) * i as i64 / parts as i64) as i32;
+    let mut outputs = Vec::with_capacity(parts);
+    outputs.push(f(&rows(x, 0..bounds(1))?)?);
+    for (i, stream) in streams.iter().enumerate() {
+        let block = rows(x, bounds(i + 1)..bounds(i + 2))?;
+        outputs.push(with_stream(stream, || f(&block))?);
+    }
+    ops::concatenate(&outputs, 0)
+}
+
 /// How many blocks to cut the product into: 1 unless the current stream is
 /// a CPU one and the product is large enough.
 fn blocks(x: &Array, out_features: i32, product: Product) -> Result<usize> {

@@ -14,7 +14,7 @@ mod rms_norm;
 mod utils;
 mod weights;
 
-pub use cpu_parallel::{cpu_parallelism, set_cpu_parallelism};
+pub use cpu_parallel::{cpu_parallelism, set_cpu_parallelism, split_rows};
 pub use layers::*;
 pub use mlx_rs_derive::Module;
 pub use module::{
