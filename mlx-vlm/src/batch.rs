@@ -13,7 +13,11 @@
 //! Prompts are prefilled per request (the chunks of `generate_step`),
 //! evaluated in the background (as Python's `PromptProcessingBatch`): a
 //! prompt's first token is read with the next step, so the prompts
-//! admitted together are built while the earlier ones compute.
+//! admitted together are built while the earlier ones compute. The last
+//! token of a text prompt (no media) is not run alone as
+//! `generate_step` runs it: it joins the decode batch and is decoded as a
+//! row of the next step, for a family whose prompt tokens embed as
+//! decoded ones do ([`crate::models::FamilyModel::reuses_prompt_cache`]).
 //! Once its first token is sampled, a request of a family with batched
 //! decode ([`crate::models::FamilyModel::batched_decode`]: Qwen2-VL,
 //! Qwen2.5-VL, Qwen3-VL, Qwen3-VL-MoE, LLaVA, LLaVA-NeXT, Idefics3,
@@ -51,7 +55,11 @@
 //! - Prompts are prefilled one request at a time (Python pads up to
 //!   `prefill_batch_size` prompts into one prefill batch); the chunk
 //!   boundaries are those of `generate_step`, so a request's numerics do
-//!   not depend on what it shares the batch with.
+//!   not depend on what it shares the batch with. A text prompt's last
+//!   token is a row of a decode step instead of a forward of its own:
+//!   its values are then a batched step's, which equal a single step's
+//!   bit for bit in f32 here but for Gemma 3's short rings (a few 1e-6,
+//!   `tests/batch.rs`), as for every token after it.
 //! - The decode batch masks the left padding (Python's Qwen2-VL,
 //!   Qwen2.5-VL, LLaVA and Idefics3 decodes do not, Qwen3-VL's does: see
 //!   [`crate::models::qwen2_5_vl::language::LanguageModel::decode_batch`]).
@@ -1110,7 +1118,21 @@ impl Sequence {
     /// compute, and the request joins its decode batch before its first
     /// token is read.
     fn prefill(&mut self, model: &dyn VlmModel, mut prompt: PromptPrefill) -> Result<bool> {
-        if prompt.chunk(model, &mut self.run)? {
+        let chunked = prompt.chunk(model, &mut self.run)?;
+        // A text prompt's last token decodes with the batch's next step,
+        // as the tokens after it do: the forward `finish` would run alone
+        // becomes a row of a shared step.
+        if self.batchable
+            && model.reuses_prompt_cache()
+            && let Some(last) = prompt.last_token(&self.run)?
+        {
+            self.phase = Some(Phase::Decode {
+                y: last,
+                reported: true,
+            });
+            return Ok(true);
+        }
+        if chunked {
             self.phase = Some(Phase::Prefill(prompt));
             return Ok(true);
         }

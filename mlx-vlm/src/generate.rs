@@ -690,6 +690,9 @@ pub(crate) struct PromptPrefill {
     /// for (`generate_step`'s `mx.eval`): the same values, and the batch
     /// generator builds the next request's graph while one computes.
     in_background: bool,
+    /// The prompt is text alone (no media, no attention mask), so each
+    /// of its tokens goes in as the token's own embedding.
+    text_only: bool,
 }
 
 impl PromptPrefill {
@@ -707,6 +710,7 @@ impl PromptPrefill {
             mask,
             media,
         } = inputs;
+        let text_only = media.is_none() && mask.is_none();
         let (media, mask) = (media.as_ref(), mask.as_ref());
         let embedding_output = match vision_cache {
             Some(cache) => model.get_input_embeddings_cached(&input_ids, media, mask, cache)?,
@@ -722,7 +726,28 @@ impl PromptPrefill {
             step_size,
             continues_prefix: false,
             in_background: false,
+            text_only,
         })
+    }
+
+    /// The prompt's last token `[1]` (uint32, as sampled tokens are),
+    /// when the chunks ran every other token into `run`'s caches and the
+    /// prompt is text alone: the batch generator then decodes it as a row
+    /// of a decode batch instead of [`PromptPrefill::finish`] (for a
+    /// family whose prompt tokens embed as decoded ones do,
+    /// [`crate::models::FamilyModel::reuses_prompt_cache`]). `None`
+    /// otherwise.
+    pub(crate) fn last_token(&self, run: &RequestRun) -> Result<Option<Array>> {
+        let held = run
+            .prompt_cache
+            .iter()
+            .map(|c| c.offset())
+            .max()
+            .unwrap_or(0);
+        if !self.text_only || held == 0 || self.input_ids.shape() != [1, 1] {
+            return Ok(None);
+        }
+        Ok(Some(self.input_ids.reshape(&[1])?.as_type(Dtype::Uint32)?))
     }
 
     /// Evaluates the chunks' caches in the background (see the field's

@@ -280,7 +280,8 @@ pub trait FamilyModel: Module + Send + Sync + 'static {
     /// lack the scale its decode steps' embeddings have (so a cached
     /// answer is not what a cold prefill of it holds): their prompts are
     /// prefilled cold (Rust only; Python reuses the cache and gets other
-    /// ids).
+    /// ids). The batch generator also decodes a text prompt's last token
+    /// as a row of a decode step only where this holds.
     fn reuses_prompt_cache(&self) -> bool {
         true
     }
