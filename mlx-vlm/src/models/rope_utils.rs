@@ -570,29 +570,20 @@ pub struct AttentionAngles {
 impl AttentionAngles {
     /// The angles of `rope` for `len` new tokens a row at `cache`'s
     /// per-row positions ([`crate::models::cache::Cache::row_offsets`]),
-    /// for `heads` query and `kv_heads` key heads in `dtype`; `None` for a
+    /// for `heads` (the query and the key heads) in `dtype`; `None` for a
     /// cache without per-row positions (or rows) or where
     /// [`RopeAngles::at`] is.
     pub fn at(
         rope: &RoPE,
         cache: &dyn crate::models::cache::Cache,
-        [heads, kv_heads]: [i32; 2],
+        heads: [i32; 2],
         len: i32,
         dtype: Dtype,
     ) -> Result<Option<Self>> {
         let Some(rows) = cache.row_offsets().filter(|rows| !rows.is_empty()) else {
             return Ok(None);
         };
-        let n = rows.len() as i32;
-        let offsets = Array::from_slice(&rows, &[n])?;
-        let Some(angles) = RopeAngles::at(rope, &offsets, len, dtype)? else {
-            return Ok(None);
-        };
-        Ok(Some(AttentionAngles {
-            queries: angles.for_heads(n, heads, len)?,
-            keys: angles.for_heads(n, kv_heads, len)?,
-            dtype,
-        }))
+        Self::at_rows(rope, &rows, heads, len, dtype)
     }
 
     /// The angles of `rope` for one request's `len` new tokens from
@@ -603,17 +594,30 @@ impl AttentionAngles {
     pub fn at_offset(
         rope: &RoPE,
         cache: &dyn crate::models::cache::Cache,
+        heads: [i32; 2],
+        len: i32,
+        dtype: Dtype,
+    ) -> Result<Option<Self>> {
+        Self::at_rows(rope, &[cache.offset()], heads, len, dtype)
+    }
+
+    /// The angles for `len` new tokens a row at each row's offset in
+    /// `rows`.
+    fn at_rows(
+        rope: &RoPE,
+        rows: &[i32],
         [heads, kv_heads]: [i32; 2],
         len: i32,
         dtype: Dtype,
     ) -> Result<Option<Self>> {
-        let offsets = Array::from_slice(&[cache.offset()], &[1])?;
+        let n = rows.len() as i32;
+        let offsets = Array::from_slice(rows, &[n])?;
         let Some(angles) = RopeAngles::at(rope, &offsets, len, dtype)? else {
             return Ok(None);
         };
         Ok(Some(AttentionAngles {
-            queries: angles.for_heads(1, heads, len)?,
-            keys: angles.for_heads(1, kv_heads, len)?,
+            queries: angles.for_heads(n, heads, len)?,
+            keys: angles.for_heads(n, kv_heads, len)?,
             dtype,
         }))
     }
