@@ -24,7 +24,9 @@
 use mlx_rs::{Array, Index, idx, ops};
 
 use super::batch_cache::{Columns, pad_columns};
-use super::cache::{Cache, CachedKv, Mask, QuantizedArrays, QuantizedKvCache};
+use super::cache::{
+    Cache, CachedKv, Mask, QuantizedArrays, QuantizedKvCache, plain_read_of_quantized_cache,
+};
 use crate::{Error, Result};
 
 /// Columns a buffer grows by (Python: `BatchQuantizedKVCache.step`).
@@ -247,13 +249,7 @@ impl Cache for BatchQuantizedKvCache {
     }
 
     fn update_and_fetch(&mut self, _keys: &Array, _values: &Array) -> Result<(Array, Array)> {
-        Err(Error::InvalidParameter {
-            name: "kv_bits",
-            value: self.bits.to_string(),
-            message: "this model's attention reads plain keys and values and was not ported \
-                      with Python's quantized attention path; generate without kv_bits"
-                .into(),
-        })
+        Err(plain_read_of_quantized_cache(self.bits))
     }
 
     /// Python: `update_and_fetch`: quantizes the new keys and values and

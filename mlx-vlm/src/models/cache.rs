@@ -371,13 +371,7 @@ impl Cache for QuantizedKvCache {
     }
 
     fn update_and_fetch(&mut self, _keys: &Array, _values: &Array) -> Result<(Array, Array)> {
-        Err(Error::InvalidParameter {
-            name: "kv_bits",
-            value: self.bits.to_string(),
-            message: "this model's attention reads plain keys and values and was not ported \
-                      with Python's quantized attention path; generate without kv_bits"
-                .into(),
-        })
+        Err(plain_read_of_quantized_cache(self.bits))
     }
 
     fn update_and_fetch_kv(&mut self, keys: &Array, values: &Array) -> Result<CachedKv> {
@@ -968,4 +962,17 @@ pub enum KvQuantization {
     /// Not stated by the model (the default): nothing is checked up front,
     /// failures come when the cache is converted, as in Python.
     Unchecked,
+}
+
+/// The error of a plain read (`update_and_fetch`) of a quantized cache of
+/// `bits` bits: the model's attention was ported without Python's quantized
+/// path.
+pub(crate) fn plain_read_of_quantized_cache(bits: i32) -> Error {
+    Error::InvalidParameter {
+        name: "kv_bits",
+        value: bits.to_string(),
+        message: "this model's attention reads plain keys and values and was not ported \
+                  with Python's quantized attention path; generate without kv_bits"
+            .into(),
+    }
 }
