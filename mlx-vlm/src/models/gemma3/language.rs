@@ -371,16 +371,13 @@ impl Gemma3Model {
             let heads = [attention.n_heads, attention.n_kv_heads];
             AttentionAngles::at_offset(&attention.rope, &**layer_cache, heads, *len, h.dtype())
         };
-        let first_of = |global: bool| {
-            (0..self.layers.len()).find(|&i| self.config.is_global_layer(i as i32) == global)
-        };
         let global = LayerKind {
             mask: global_mask,
-            angles: angles(first_of(true))?,
+            angles: angles(self.first_layer(true))?,
         };
         let sliding = LayerKind {
             mask: sliding_mask,
-            angles: angles(first_of(false))?,
+            angles: angles(self.first_layer(false))?,
         };
         let mut caches = cache.iter_mut().map(|c| &mut **c as &mut dyn Cache);
         // One request's tokens go through the layers as a `[len, hidden]`
@@ -393,6 +390,12 @@ impl Gemma3Model {
             return Ok(out.reshape(&[1, len, -1])?);
         }
         self.forward_layers(h, None, mask, [&global, &sliding], &mut caches)
+    }
+
+    /// The first global (or sliding-window) layer, whose cache stands for
+    /// every layer of its kind.
+    fn first_layer(&self, global: bool) -> Option<usize> {
+        (0..self.layers.len()).find(|&i| self.config.is_global_layer(i as i32) == global)
     }
 
     /// The embeddings of `inputs`, or `inputs_embeds`, scaled by
@@ -468,8 +471,7 @@ impl Gemma3Model {
         // of a kind has the same window and RoPE, and its cache holds as
         // many tokens a row.
         let kind_of = |global: bool| -> Result<LayerKind> {
-            let found = (0..layers).find(|&i| self.config.is_global_layer(i as i32) == global);
-            let Some(i) = found else {
+            let Some(i) = self.first_layer(global) else {
                 return Ok(LayerKind::masked(AttentionMask::None));
             };
             let window = (!global).then_some(self.config.sliding_window);
